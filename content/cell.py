@@ -1,0 +1,197 @@
+"""The cell description: frames, robot, cameras and safety parameters of one robot cell.
+
+A cell file is YAML validated by the pydantic models below. All positions are
+metres in the `cell` frame (REP 103: x forward, y left, z up); angles are
+degrees only where the name says `_deg`. Relative paths in the file are
+resolved against the folder of the cell file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from content.errors import CellDescriptionError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Pose(_Model):
+    """A pose in the `cell` frame: position (m) and yaw about z (degrees)."""
+
+    position: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    yaw_deg: float = 0.0
+
+
+class StopData(_Model):
+    """The robot's stopping behaviour, used for T_s and S_s (ISO/TS 15066 clause 5.5.4.2.3).
+
+    Stopping time T_s(v) = latency_s + v / deceleration_mps2 and stopping distance
+    S_s(v) = v * latency_s + v^2 / (2 * deceleration_mps2), v the robot's speed.
+    """
+
+    category: Literal[0, 1, 2] = 1
+    latency_s: float = Field(0.05, ge=0.0, le=2.0)
+    deceleration_mps2: float = Field(2.5, gt=0.0, le=50.0)
+    source: str = ""
+
+
+class Robot(_Model):
+    """The robot of the cell."""
+
+    backend: Literal["sim"] = "sim"
+    model: Literal["franka_panda"] = "franka_panda"
+    base: Pose = Pose()
+    max_tcp_speed_mps: float = Field(1.0, gt=0.0, le=3.0)
+    stop: StopData = StopData()
+    state_rate_hz: float = Field(200.0, ge=100.0, le=1000.0)
+
+
+class Calibration(_Model):
+    """Where a camera's calibration comes from."""
+
+    format: Literal["qca"] = "qca"
+    file: Path
+    camera: str = Field(..., min_length=1, description="camera name inside the calibration file")
+
+
+class Camera(_Model):
+    """A cell camera: a video source and its calibration."""
+
+    id: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    video: Path
+    calibration: Calibration
+    loop: bool = True
+    process_rate_hz: float = Field(8.0, gt=0.0, le=120.0)
+    resize: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class SafetyParameters(_Model):
+    """Speed and separation monitoring parameters (ISO/TS 15066 clause 5.5.4, ISO 13855).
+
+    Attributes:
+        rate_hz: monitor cycle rate.
+        human_speed_mps: v_h, ISO 13855 clause 6.2.3 walking speed 1.6 m/s; the measured
+            speed is used when larger.
+        reaction_time_s: the part of T_r not measured from data age: decision + command
+            transport; the age of the camera data is added every cycle.
+        intrusion_distance_m: C, ISO 13855 intrusion distance beyond the tracked body.
+        human_uncertainty_m: Z_d floor, metres; the tracker's sigma is used when larger.
+        robot_uncertainty_m: Z_r, the robot's position uncertainty.
+        min_speed_scale: below this allowed scale the monitor commands a protective stop.
+        resume_delay_s: separation must be restored this long before leaving an SSM stop.
+        raise_dwell_s: the speed scale is raised only after this long without a lowering.
+        camera_timeout_s / robot_timeout_s / tracker_timeout_s: watchdog bounds.
+    """
+
+    rate_hz: float = Field(100.0, ge=50.0, le=1000.0)
+    human_speed_mps: float = Field(1.6, gt=0.0, le=5.0)
+    reaction_time_s: float = Field(0.03, ge=0.0, le=2.0)
+    intrusion_distance_m: float = Field(0.1, ge=0.0, le=2.0)
+    human_uncertainty_m: float = Field(0.1, ge=0.0, le=1.0)
+    robot_uncertainty_m: float = Field(0.01, ge=0.0, le=0.5)
+    min_speed_scale: float = Field(0.05, ge=0.0, le=1.0)
+    resume_delay_s: float = Field(1.0, ge=0.0, le=60.0)
+    raise_dwell_s: float = Field(0.3, ge=0.0, le=60.0)
+    camera_timeout_s: float = Field(0.5, gt=0.0, le=10.0)
+    robot_timeout_s: float = Field(0.05, gt=0.0, le=10.0)
+    tracker_timeout_s: float = Field(0.5, gt=0.0, le=10.0)
+
+
+class PickAndPlace(_Model):
+    """The demo program: pick a box at `pick` and place it at `place` (cell frame, m)."""
+
+    pick: tuple[float, float, float]
+    place: tuple[float, float, float]
+    approach_height_m: float = Field(0.2, gt=0.0, le=1.0)
+    box_size_m: float = Field(0.05, gt=0.0, le=0.2)
+
+
+class CellDescription(_Model):
+    """One robot cell."""
+
+    name: str = Field(..., min_length=1)
+    robot: Robot = Robot()
+    cameras: list[Camera] = Field(default_factory=list)
+    safety: SafetyParameters = SafetyParameters()
+    program: PickAndPlace | None = None
+    source_path: Path | None = None
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_camera_ids(cls, cameras: list[Camera]) -> list[Camera]:
+        ids = [c.id for c in cameras]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"camera ids must be unique, repeated: {', '.join(dup)}")
+        return cameras
+
+
+def _field_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _resolve(cell: CellDescription, base: Path) -> CellDescription:
+    cams = [
+        c.model_copy(
+            update={
+                "video": (base / c.video).resolve(),
+                "calibration": c.calibration.model_copy(
+                    update={"file": (base / c.calibration.file).resolve()}
+                ),
+            }
+        )
+        for c in cell.cameras
+    ]
+    return cell.model_copy(update={"cameras": cams})
+
+
+def parse_cell(data: object, *, source: str = "<cell>", base_dir: Path | None = None) -> CellDescription:
+    """Validate a cell description given as parsed YAML.
+
+    Args:
+        data: the mapping read from YAML.
+        source: the file name used in error messages.
+        base_dir: folder that relative paths are resolved against (no resolution if None).
+
+    Raises:
+        CellDescriptionError: naming the first invalid field, e.g.
+            ``demo.yaml: safety.human_speed_mps: Input should be greater than 0``.
+    """
+    if not isinstance(data, dict):
+        raise CellDescriptionError(f"{source}: the cell description must be a mapping, got {type(data).__name__}")
+    try:
+        cell = CellDescription.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise CellDescriptionError(f"{source}: {_field_path(err['loc'])}: {err['msg']}{more}") from None
+    return _resolve(cell, base_dir) if base_dir is not None else cell
+
+
+def load_cell(path: str | Path) -> CellDescription:
+    """Read and validate a cell description file.
+
+    Raises:
+        CellDescriptionError: the file is missing, is not YAML, or a field is invalid
+            (the message names the file and the field).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CellDescriptionError(f"{path}: cannot read cell description: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CellDescriptionError(f"{path}: not valid YAML: {exc}") from None
+    cell = parse_cell(data, source=path.name, base_dir=path.parent.resolve())
+    return cell.model_copy(update={"source_path": path.resolve()})

@@ -1,0 +1,13 @@
+"""Errors of the world model."""
+
+
+class ContentError(Exception):
+    """Root of every error raised by `content`."""
+
+
+class CellDescriptionError(ContentError):
+    """A cell description file is missing, unreadable or invalid; the message names the field."""
+
+
+class CalibrationError(ContentError):
+    """A camera calibration file is missing, unreadable or invalid; the message names the file."""

@@ -1,0 +1,25 @@
+"""The embedded PyBullet simulation of a Franka Emika Panda cell (`sim` backend).
+
+Importing this package imports PyBullet; the safety core never does.
+"""
+
+from robot_bridge.sim.backend import PHYSICS_RATE_HZ, PyBulletPandaBackend
+from robot_bridge.sim.panda import (
+    ARM_JOINT_NAMES,
+    PANDA_HOME_POSITION,
+    PANDA_JOINT_VELOCITY_LIMITS_RADPS,
+    PANDA_LINK_CAPSULES,
+    LinkCapsule,
+)
+from robot_bridge.sim.program import plan_pick_and_place
+
+__all__ = [
+    "ARM_JOINT_NAMES",
+    "PANDA_HOME_POSITION",
+    "PANDA_JOINT_VELOCITY_LIMITS_RADPS",
+    "PANDA_LINK_CAPSULES",
+    "PHYSICS_RATE_HZ",
+    "LinkCapsule",
+    "PyBulletPandaBackend",
+    "plan_pick_and_place",
+]

@@ -1,0 +1,291 @@
+"""The safety decision of one monitor cycle: watchdogs, speed and separation monitoring, hysteresis.
+
+Pure: `decide()` takes the inputs, the parameters and the memory of the previous
+cycle, and returns the new `SafetyState` and memory. The thread, the clock and
+the robot connection live in `safety.monitor`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from content.cell import SafetyParameters
+from robot_bridge.types import RobotState
+from safety.distance import closest_capsule_pair, human_capsules
+from safety.perception.types import PerceptionSnapshot
+from safety.ssm import (
+    ProtectiveSeparationDistance,
+    StoppingModel,
+    max_robot_speed_mps,
+    protective_separation_distance,
+)
+
+#: Robot speed below which the robot counts as standing still, m/s.
+STANDSTILL_MPS = 0.01
+#: The speed scale is raised only when the allowed scale exceeds it by this much.
+RAISE_HYSTERESIS = 0.05
+
+
+class SafetyMode(enum.Enum):
+    """What the monitor allows the robot to do.
+
+    FULL_SPEED: no person near; the programmed speed is allowed.
+    REDUCED_SPEED: a person is near; the speed scale keeps S_p within the separation.
+    PROTECTIVE_STOP: a person is too close for any useful speed; the robot holds
+        (ISO 10218-1 protective stop by speed scale 0, category 2). Resumes on its own once
+        the separation has been restored for `resume_delay_s`.
+    FAULT_STOP: an input is missing, stale or implausible, or the monitor itself
+        failed; the robot is stopped per its stop category and the fault is latched
+        until an authorised reset once the cause is gone. Also the start-up state
+        until every input is live (not latched then).
+    """
+
+    FULL_SPEED = "full_speed"
+    REDUCED_SPEED = "reduced_speed"
+    PROTECTIVE_STOP = "protective_stop"
+    FAULT_STOP = "fault_stop"
+
+
+@dataclass(frozen=True)
+class ClosestPair:
+    """The closest human body part and robot link.
+
+    Attributes:
+        person: track id.
+        body_part: the body capsule ("left_elbow-left_wrist").
+        link: the robot capsule name.
+        separation_m: surface distance, metres.
+        human_point, robot_point: (3,) metres, `cell` frame.
+    """
+
+    person: str
+    body_part: str
+    link: str
+    separation_m: float
+    human_point: np.ndarray
+    robot_point: np.ndarray
+
+
+@dataclass(frozen=True)
+class SafetyState:
+    """The monitor's output for one cycle.
+
+    Attributes:
+        stamp_ns: monotonic time of the cycle.
+        mode: see `SafetyMode`.
+        speed_scale: allowed speed scale in [0, 1] sent to the robot.
+        separation_m: smallest human-robot separation, metres (None: nobody tracked).
+        s_p: protective separation distance at the robot's current speed (None: nobody tracked).
+        closest: the closest pair (None: nobody tracked).
+        reason: the decision in words.
+        faults: active fault causes (empty unless FAULT_STOP).
+        v_r_mps: robot speed used, m/s.
+        v_h_mps: human approach speed used, m/s.
+        reaction_time_s: T_r used this cycle (configured part + age of the camera data).
+        latched: True when the fault stop needs an authorised reset.
+    """
+
+    stamp_ns: int
+    mode: SafetyMode
+    speed_scale: float
+    separation_m: float | None
+    s_p: ProtectiveSeparationDistance | None
+    closest: ClosestPair | None
+    reason: str
+    faults: tuple[str, ...] = ()
+    v_r_mps: float = 0.0
+    v_h_mps: float = 0.0
+    reaction_time_s: float = 0.0
+    latched: bool = False
+
+    @property
+    def margin_m(self) -> float | None:
+        """separation - S_p, metres (None when nobody is tracked)."""
+        if self.separation_m is None or self.s_p is None:
+            return None
+        return self.separation_m - self.s_p.total_m
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What a cycle hands to the next one.
+
+    Attributes:
+        started: every input has been live at least once.
+        latched_faults: fault causes waiting for a reset.
+        reset_requested: an authorised reset arrived since the last cycle.
+        scale: the speed scale sent last cycle.
+        ssm_stop: a speed-and-separation protective stop is active.
+        clear_since_ns: when the separation was last restored during an SSM stop (0: not).
+        last_lower_ns: when the scale was last lowered.
+        prev_cycle_ns: the previous cycle's time (0: first cycle).
+    """
+
+    started: bool = False
+    latched_faults: tuple[str, ...] = ()
+    reset_requested: bool = False
+    scale: float = 0.0
+    ssm_stop: bool = False
+    clear_since_ns: int = 0
+    last_lower_ns: int = 0
+    prev_cycle_ns: int = 0
+
+
+def _ms(ns: int) -> float:
+    return ns / 1e6
+
+
+def input_faults(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot | None,
+                 params: SafetyParameters, prev_cycle_ns: int) -> list[str]:
+    """Watchdog and plausibility checks of one cycle's inputs; returns fault causes in words."""
+    faults: list[str] = []
+    period_ns = 1e9 / params.rate_hz
+    if prev_cycle_ns and now_ns - prev_cycle_ns > max(10 * period_ns, 100e6):
+        faults.append(f"monitor cycle overrun: {_ms(now_ns - prev_cycle_ns):.0f} ms since the last cycle")
+    if robot is None:
+        faults.append("no robot state received")
+    else:
+        age = now_ns - robot.stamp_ns
+        if age > params.robot_timeout_s * 1e9:
+            faults.append(f"robot state stale: {_ms(age):.0f} ms old (limit {params.robot_timeout_s * 1e3:.0f} ms)")
+        if not robot.healthy:
+            faults.append("robot backend reports unhealthy")
+        if not (np.isfinite(robot.link_segments).all() and np.isfinite(robot.link_speeds_mps).all()):
+            faults.append("robot state has non-finite values")
+    if perception is None:
+        faults.append("no worker tracking output received")
+    else:
+        age = now_ns - perception.stamp_ns
+        if age > params.tracker_timeout_s * 1e9:
+            faults.append(f"worker tracking stale: {_ms(age):.0f} ms old")
+        for cam in perception.cameras:
+            if cam.last_frame_ns == 0:
+                faults.append(f"camera {cam.camera_id}: no frames received")
+            elif now_ns - cam.last_frame_ns > params.camera_timeout_s * 1e9:
+                faults.append(f"camera {cam.camera_id} stale: {_ms(now_ns - cam.last_frame_ns):.0f} ms since its last frame")
+        for track_id in perception.lost_track_ids:
+            faults.append(f"person {track_id} lost while inside the cell")
+        for track in perception.tracks:
+            used = track.confidence > 0
+            if not np.isfinite(track.keypoints_cell[used]).all() or not np.isfinite(track.velocity_mps).all():
+                faults.append(f"person {track.track_id}: non-finite keypoints")
+    return faults
+
+
+def _ssm(now_ns: int, robot: RobotState, perception: PerceptionSnapshot, params: SafetyParameters,
+         stopping: StoppingModel, nominal_speed_mps: float):
+    """Separation, S_p and the allowed scale over all tracked people."""
+    v_r = robot.max_speed_mps
+    best = None  # (separation, ClosestPair, s_p, v_h, t_r)
+    allowed_mps = math.inf
+    for track in perception.tracks:
+        segs, radii, names = human_capsules(track.keypoints_cell, track.confidence)
+        pair = closest_capsule_pair(segs, radii, robot.link_segments, robot.link_radii_m)
+        if pair is None:
+            continue
+        v_h = max(params.human_speed_mps, float(np.linalg.norm(track.velocity_mps)))
+        t_r = params.reaction_time_s + max(0.0, (now_ns - track.capture_ns) / 1e9) + 1.0 / params.rate_hz
+        z_d = max(params.human_uncertainty_m, track.sigma_m)
+        common = dict(v_h_mps=v_h, reaction_time_s=t_r, stopping=stopping,
+                      intrusion_distance_m=params.intrusion_distance_m, z_d_m=z_d,
+                      z_r_m=params.robot_uncertainty_m)
+        separation = max(pair.distance_m, 0.0)
+        allowed_mps = min(allowed_mps, max_robot_speed_mps(separation_m=separation, **common))
+        if best is None or pair.distance_m < best[0]:
+            closest = ClosestPair(track.track_id, names[pair.human_index], robot.link_names[pair.robot_index],
+                                  pair.distance_m, pair.human_point, pair.robot_point)
+            s_p = protective_separation_distance(v_r_mps=v_r, **common)
+            best = (pair.distance_m, closest, s_p, v_h, t_r)
+    allowed_scale = 1.0 if math.isinf(allowed_mps) else min(1.0, allowed_mps / nominal_speed_mps)
+    return best, allowed_scale, v_r
+
+
+def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot | None,
+           params: SafetyParameters, stopping: StoppingModel, nominal_speed_mps: float,
+           memory: Memory) -> tuple[SafetyState, Memory]:
+    """One monitor cycle.
+
+    Args:
+        now_ns: monotonic time of this cycle.
+        robot: the newest robot state (None if none arrived).
+        perception: the newest tracking snapshot (None if none arrived).
+        params: the cell's safety parameters.
+        stopping: the robot's stopping model for its protective stop category.
+        nominal_speed_mps: the robot's largest programmed speed at scale 1, m/s; the
+            allowed speed divided by it is the allowed scale.
+        memory: from the previous cycle (`Memory()` at start).
+
+    Returns:
+        (state, memory for the next cycle). Never raises for bad inputs: they are faults.
+    """
+    faults = input_faults(now_ns, robot, perception, params, memory.prev_cycle_ns)
+    mem = replace(memory, prev_cycle_ns=now_ns)
+
+    def stop(reason: str, latched: bool, found: list[str]) -> tuple[SafetyState, Memory]:
+        return (SafetyState(now_ns, SafetyMode.FAULT_STOP, 0.0, None, None, None, reason, tuple(found),
+                            latched=latched),
+                replace(mem, scale=0.0, ssm_stop=False, clear_since_ns=0, reset_requested=False))
+
+    if not mem.started:
+        if faults:
+            return stop("starting up, waiting for: " + "; ".join(faults), False, faults)
+        mem = replace(mem, started=True)
+    if faults or mem.latched_faults:
+        latched = tuple(dict.fromkeys(mem.latched_faults + tuple(faults)))
+        if mem.reset_requested and not faults:
+            mem = replace(mem, latched_faults=(), reset_requested=False, scale=0.0, ssm_stop=True,
+                          clear_since_ns=0)
+        else:
+            mem = replace(mem, latched_faults=latched)
+            why = "; ".join(faults) if faults else "cause gone, reset required: " + "; ".join(latched)
+            state, mem2 = stop(f"fault stop: {why}", True, list(latched))
+            return state, replace(mem2, latched_faults=latched)
+
+    best, allowed, v_r = _ssm(now_ns, robot, perception, params, stopping, nominal_speed_mps)
+    if allowed < params.min_speed_scale:
+        target = 0.0
+        if not mem.ssm_stop:
+            reason = "protective stop: separation below the protective separation distance"
+        else:
+            reason = "protective stop held: person too close"
+        mem = replace(mem, ssm_stop=True, clear_since_ns=0, last_lower_ns=now_ns)
+    elif mem.ssm_stop:
+        clear_since = mem.clear_since_ns or now_ns
+        if now_ns - clear_since >= params.resume_delay_s * 1e9:
+            target = allowed
+            mem = replace(mem, ssm_stop=False, clear_since_ns=0)
+            reason = "resuming: separation restored"
+        else:
+            target = 0.0
+            mem = replace(mem, clear_since_ns=clear_since)
+            reason = f"protective stop: separation restored, resuming after {params.resume_delay_s:.1f} s"
+    elif allowed < mem.scale:
+        target = allowed
+        mem = replace(mem, last_lower_ns=now_ns)
+        reason = "reduced speed: person approaching"
+    elif allowed > mem.scale + RAISE_HYSTERESIS and now_ns - mem.last_lower_ns >= params.raise_dwell_s * 1e9:
+        target = allowed
+        reason = "speed raised: separation increased"
+    else:
+        target = mem.scale
+        reason = "holding speed"
+    if mem.ssm_stop:
+        mode = SafetyMode.PROTECTIVE_STOP
+    elif target >= 0.999:
+        mode, target = SafetyMode.FULL_SPEED, 1.0
+        if best is None:
+            reason = "full speed: nobody tracked in the cell"
+        elif reason == "holding speed":
+            reason = "full speed: separation above the protective separation distance"
+    else:
+        mode = SafetyMode.REDUCED_SPEED
+    mem = replace(mem, scale=target)
+    if best is None:
+        return SafetyState(now_ns, mode, target, None, None, None, reason, v_r_mps=v_r), mem
+    separation, closest, s_p, v_h, t_r = best
+    return (SafetyState(now_ns, mode, target, separation, s_p, closest, reason,
+                        v_r_mps=v_r, v_h_mps=v_h, reaction_time_s=t_r), mem)

@@ -1,0 +1,175 @@
+"""The command gate: the only path from anyone to a `RobotBackend`.
+
+Every robot command (HMI, expert, REST, CLI, the program runner) goes through
+`CommandGate.submit()`, which checks the command's shape, the sender's role, the
+safety mode, joint position and velocity limits, and answers `accepted` or
+`rejected` with the rule that refused it. The safety monitor drives speed
+scaling and stops through the gate's `SafetyChannel`, which the gate hands out
+exactly once.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from robot_bridge.backend import RobotBackend
+from robot_bridge.errors import BridgeError
+from robot_bridge.types import GripperCommand, JointTrajectory, StopCategory
+from safety.decision import SafetyMode, SafetyState
+from safety.errors import SafetyError
+
+log = logging.getLogger(__name__)
+
+#: Roles that may command robot motion (DESIGN.md, "Roles").
+MOTION_ROLES = frozenset({"operator", "admin"})
+
+
+class Verdict(enum.Enum):
+    """The gate's answer.
+
+    ACCEPTED: forwarded to the robot unchanged.
+    MODIFIED: forwarded with changes (listed in the answer's reason).
+    REJECTED: not forwarded; the reason names the rule.
+    """
+
+    ACCEPTED = "accepted"
+    MODIFIED = "modified"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who sends a command: a user name and its roles."""
+
+    name: str
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True)
+class GateAnswer:
+    """The gate's answer to one command: verdict, rule or change in words."""
+
+    verdict: Verdict
+    reason: str
+
+    @property
+    def forwarded(self) -> bool:
+        """True when the command reached the robot."""
+        return self.verdict is not Verdict.REJECTED
+
+
+class SafetyChannel:
+    """The monitor's handle on the robot: speed scale, stops, release. Held by the monitor only."""
+
+    def __init__(self, backend: RobotBackend) -> None:
+        self._backend = backend
+
+    def set_speed_scale(self, scale: float, seq: int) -> None:
+        """Set the robot's speed override in [0, 1]; `seq` comes back in RobotState.safety_seq."""
+        self._backend.set_speed_scale(scale, seq)
+
+    def protective_stop(self, category: StopCategory, seq: int) -> None:
+        """Stop the robot per IEC 60204-1 `category` and hold."""
+        self._backend.protective_stop(category, seq)
+
+    def release(self) -> None:
+        """Release a protective stop (after start-up, or after an authorised reset)."""
+        self._backend.reset()
+
+
+class CommandGate:
+    """Checks and forwards robot commands.
+
+    Thread safety: `submit()` may be called from any thread; the counters are
+    guarded by a lock. `mode_source` must be cheap and thread-safe.
+
+    Args:
+        backend: the robot.
+        mode_source: returns the newest `SafetyState` (None before the first cycle).
+        joint_velocity_limits_radps: (n,) per-joint velocity limits, rad/s.
+    """
+
+    def __init__(self, backend: RobotBackend, mode_source: Callable[[], SafetyState | None],
+                 joint_velocity_limits_radps: np.ndarray) -> None:
+        self._backend = backend
+        self._mode_source = mode_source
+        self._vel_limits = np.asarray(joint_velocity_limits_radps, dtype=np.float64)
+        self._lower = np.asarray(backend.joint_lower_limits, dtype=np.float64)
+        self._upper = np.asarray(backend.joint_upper_limits, dtype=np.float64)
+        self._channel_taken = False
+        self._lock = threading.Lock()
+        self.accepted = 0
+        self.rejected = 0
+
+    def safety_channel(self) -> SafetyChannel:
+        """The monitor's channel to the robot; can be taken once.
+
+        Raises:
+            SafetyError: the channel was already taken.
+        """
+        with self._lock:
+            if self._channel_taken:
+                raise SafetyError("the safety channel of this gate is already held by a monitor")
+            self._channel_taken = True
+        return SafetyChannel(self._backend)
+
+    def _check(self, command: object, actor: Actor) -> str | None:
+        if not isinstance(command, (JointTrajectory, GripperCommand)):
+            return f"schema: unsupported command type {type(command).__name__}"
+        if not (actor.roles & MOTION_ROLES):
+            return f"role: {actor.name!r} has roles {sorted(actor.roles)}; moving a robot needs operator or admin"
+        state = self._mode_source()
+        if state is None:
+            return "mode: the safety monitor has not started"
+        if state.mode in (SafetyMode.PROTECTIVE_STOP, SafetyMode.FAULT_STOP):
+            return f"mode: no motion command is accepted in {state.mode.value} ({state.reason})"
+        if isinstance(command, GripperCommand):
+            if not (0.0 <= command.position_m <= 0.08 and np.isfinite(command.max_effort_n)):
+                return f"limits: gripper position {command.position_m} m outside [0, 0.08]"
+            return None
+        if tuple(command.joint_names) != tuple(self._backend.joint_names):
+            return f"schema: joint_names {list(command.joint_names)} do not match the robot's {list(self._backend.joint_names)}"
+        pos = command.positions
+        low = pos < self._lower
+        high = pos > self._upper
+        if low.any() or high.any():
+            point, joint = np.argwhere(low | high)[0]
+            return (f"limits: point {point} puts {command.joint_names[joint]} at {pos[point, joint]:.3f} rad, "
+                    f"outside [{self._lower[joint]:.3f}, {self._upper[joint]:.3f}]")
+        if pos.shape[0] > 1:
+            vel = np.abs(np.diff(pos, axis=0)) / np.diff(command.time_from_start_s)[:, None]
+            over = vel > self._vel_limits * 1.001
+            if over.any():
+                seg, joint = np.argwhere(over)[0]
+                return (f"limits: segment {seg} moves {command.joint_names[joint]} at {vel[seg, joint]:.2f} rad/s, "
+                        f"above its limit {self._vel_limits[joint]:.2f} rad/s")
+        return None
+
+    def submit(self, command: object, actor: Actor) -> GateAnswer:
+        """Check `command` from `actor` and forward it if every rule passes.
+
+        Returns:
+            ACCEPTED (forwarded) or REJECTED with the rule in `reason`. Never raises
+            for a bad command.
+        """
+        why = self._check(command, actor)
+        if why is None:
+            try:
+                self._backend.execute(command)  # type: ignore[arg-type]
+            except BridgeError as exc:
+                why = f"robot: {exc}"
+        with self._lock:
+            if why is None:
+                self.accepted += 1
+            else:
+                self.rejected += 1
+        if why is not None:
+            log.info("gate rejected %s from %s: %s", type(command).__name__, actor.name, why)
+            return GateAnswer(Verdict.REJECTED, why)
+        return GateAnswer(Verdict.ACCEPTED, "forwarded")

@@ -1,0 +1,263 @@
+"""The safety monitor: a fixed-rate thread that runs `safety.decision.decide` and drives the robot.
+
+It reads the newest robot state and the newest tracking snapshot (never
+waiting on them), decides, and sends speed scale and stops through the gate's
+`SafetyChannel`. It keeps the figures a safety engineer asks for: cycle times,
+time in each mode, the smallest separation and margin, the stops, and the
+reaction time from the camera frame to the robot applying the slower speed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+
+from content.cell import SafetyParameters, StopData
+from robot_bridge.types import RobotState, StopCategory
+from safety.decision import STANDSTILL_MPS, Memory, SafetyMode, SafetyState, decide
+from safety.gate import SafetyChannel
+from safety.perception.types import PerceptionSnapshot
+from safety.ssm import StoppingModel
+
+log = logging.getLogger(__name__)
+
+#: Roles that may reset a latched fault stop (DESIGN.md, "Roles").
+RESET_ROLES = frozenset({"supervisor", "admin"})
+#: Samples kept for percentiles (about 30 min of cycles at 100 Hz).
+SAMPLE_WINDOW = 200_000
+
+
+def _percentiles(values) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p99": None}
+    arr = np.asarray(values)
+    return {"p50": round(float(np.percentile(arr, 50)), 3), "p99": round(float(np.percentile(arr, 99)), 3)}
+
+
+@dataclass
+class MonitorStats:
+    """Running figures of the monitor; owned by the monitor thread, read via `report()`.
+
+    Percentiles cover the newest `SAMPLE_WINDOW` samples; counts and extremes cover the whole run.
+    """
+
+    cycles: int = 0
+    cycle_ms: deque = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
+    time_in_mode_s: dict[str, float] = field(default_factory=lambda: {m.value: 0.0 for m in SafetyMode})
+    min_separation_m: float | None = None
+    min_margin_m: float | None = None
+    stops: int = 0
+    reaction_ms: deque = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
+    reaction_oldest_view_ms: deque = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
+
+
+class SafetyMonitor:
+    """Runs the safety decision at `params.rate_hz` in its own thread.
+
+    Thread safety: `latest()`, `report()`, `reset()` and `add_listener()` may be
+    called from any thread. Listeners run on the monitor thread and must return
+    at once (hand work to a queue); a listener that raises is logged and ignored.
+
+    Args:
+        robot_source: returns the newest `RobotState` or None; must not block.
+        perception_source: returns the newest `PerceptionSnapshot` or None; must not block.
+        channel: the gate's safety channel to the robot.
+        params: safety parameters of the cell.
+        stop: the robot's stop data (category, latency, deceleration).
+        nominal_speed_mps: the robot's largest programmed speed at scale 1, m/s.
+        clock_ns: monotonic clock (tests may pass a fake one to `step()`).
+    """
+
+    def __init__(self, robot_source: Callable[[], RobotState | None],
+                 perception_source: Callable[[], PerceptionSnapshot | None],
+                 channel: SafetyChannel, params: SafetyParameters, stop: StopData,
+                 nominal_speed_mps: float, clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
+        self._robot_source = robot_source
+        self._perception_source = perception_source
+        self._channel = channel
+        self._params = params
+        self._stop_category = StopCategory(stop.category)
+        self._stopping = StoppingModel(stop.latency_s, stop.deceleration_mps2)
+        self._nominal = nominal_speed_mps
+        self._clock = clock_ns
+        self._memory = Memory()
+        self._state: SafetyState | None = None
+        self._seq = 0
+        self._sent_scale: float | None = None
+        self._released = False
+        self._pending: list[tuple[int, int, int]] = []  # (seq, newest_capture_ns, oldest_capture_ns)
+        self._reset_flag = threading.Event()
+        self._listeners: list[Callable[[SafetyState], None]] = []
+        self._lock = threading.Lock()
+        self._stats = MonitorStats()
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_robot: RobotState | None = None
+
+    # -- public API -------------------------------------------------------------------------
+    def latest(self) -> SafetyState | None:
+        """The newest safety state (None before the first cycle)."""
+        return self._state
+
+    def add_listener(self, listener: Callable[[SafetyState], None]) -> None:
+        """Call `listener(state)` on every mode change (on the monitor thread)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def reset(self, actor_name: str, roles: frozenset[str]) -> tuple[bool, str]:
+        """Ask to clear a latched fault stop.
+
+        Returns:
+            (accepted, reason). The reset takes effect on the next cycle if the fault's
+            cause is gone; otherwise the fault stays latched and the reason says why.
+        """
+        if not roles & RESET_ROLES:
+            return False, f"role: {actor_name!r} may not reset; a reset needs supervisor or admin"
+        state = self._state
+        if state is None or state.mode is not SafetyMode.FAULT_STOP or not state.latched:
+            return False, "nothing to reset: no latched fault stop"
+        self._reset_flag.set()
+        return True, "reset requested"
+
+    def start(self) -> None:
+        """Start the monitor thread."""
+        self._thread = threading.Thread(target=self._run, name="safety-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 1.0) -> None:
+        """Stop the thread and leave the robot in a protective stop."""
+        self._stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self._seq += 1
+        try:
+            self._channel.protective_stop(self._stop_category, self._seq)
+        except Exception:  # noqa: BLE001 - shutting down; the backend logs its own failure
+            log.exception("protective stop at shutdown failed")
+
+    # -- the cycle --------------------------------------------------------------------------
+    def _run(self) -> None:
+        period_ns = int(1e9 / self._params.rate_hz)
+        next_ns = self._clock()
+        while not self._stop_event.is_set():
+            self.step()
+            next_ns += period_ns
+            delay = next_ns - self._clock()
+            if delay > 0:
+                time.sleep(delay / 1e9)
+            else:
+                next_ns = self._clock()  # overran: do not try to catch up with a burst
+
+    def step(self) -> SafetyState:
+        """Run one cycle now: decide, drive the robot, update the figures. Never raises."""
+        t0 = time.perf_counter()
+        now = self._clock()
+        try:
+            robot = self._robot_source()
+            perception = self._perception_source()
+            if self._reset_flag.is_set():
+                self._reset_flag.clear()
+                self._memory = replace(self._memory, reset_requested=True)
+            state, self._memory = decide(now, robot, perception, self._params, self._stopping,
+                                         self._nominal, self._memory)
+            self._apply(state, robot)
+        except Exception as exc:  # noqa: BLE001 - an exception in the loop is a fault stop
+            log.exception("safety cycle failed")
+            cause = f"safety monitor error: {type(exc).__name__}: {exc}"
+            self._memory = replace(self._memory, latched_faults=self._memory.latched_faults + (cause,),
+                                   started=True, scale=0.0)
+            state = SafetyState(now, SafetyMode.FAULT_STOP, 0.0, None, None, None, f"fault stop: {cause}",
+                                (cause,), latched=True)
+            robot = None
+            self._apply_fault()
+        self._record(state, robot, (time.perf_counter() - t0) * 1e3)
+        return state
+
+    def _apply_fault(self) -> None:
+        if self._released:
+            self._seq += 1
+            self._channel.protective_stop(self._stop_category, self._seq)
+            self._released = False
+            self._sent_scale = 0.0
+
+    def _apply(self, state: SafetyState, robot: RobotState | None) -> None:
+        if state.mode is SafetyMode.FAULT_STOP:
+            self._apply_fault()
+            return
+        if not self._released:
+            # Start-up or an authorised reset: scale first, then release the backend's stop.
+            self._seq += 1
+            self._channel.set_speed_scale(state.speed_scale, self._seq)
+            self._sent_scale = state.speed_scale
+            self._channel.release()
+            self._released = True
+        elif state.speed_scale != self._sent_scale:
+            self._seq += 1
+            self._channel.set_speed_scale(state.speed_scale, self._seq)
+            lowered = self._sent_scale is not None and state.speed_scale < self._sent_scale
+            self._sent_scale = state.speed_scale
+            if lowered and state.closest is not None:
+                track = next((t for t in (self._perception_source() or _EMPTY).tracks
+                              if t.track_id == state.closest.person), None)
+                if track is not None:
+                    self._pending.append((self._seq, track.newest_capture_ns, track.capture_ns))
+        if robot is not None and self._pending:
+            done = [p for p in self._pending if robot.safety_seq >= p[0]]
+            for seq, newest, oldest in done:
+                self._stats.reaction_ms.append((robot.safety_applied_ns - newest) / 1e6)
+                self._stats.reaction_oldest_view_ms.append((robot.safety_applied_ns - oldest) / 1e6)
+            self._pending = [p for p in self._pending if robot.safety_seq < p[0]][-100:]
+
+    def _record(self, state: SafetyState, robot: RobotState | None, cycle_ms: float) -> None:
+        prev = self._state
+        st = self._stats
+        st.cycles += 1
+        st.cycle_ms.append(cycle_ms)
+        if prev is not None:
+            st.time_in_mode_s[prev.mode.value] += (state.stamp_ns - prev.stamp_ns) / 1e9
+            if state.mode is not prev.mode:
+                log.info("safety mode %s -> %s: %s", prev.mode.value, state.mode.value, state.reason)
+                if state.mode in (SafetyMode.PROTECTIVE_STOP, SafetyMode.FAULT_STOP) and self._memory.started \
+                        and not (prev.mode is SafetyMode.FAULT_STOP and not prev.latched):
+                    st.stops += 1
+        if state.separation_m is not None:
+            st.min_separation_m = state.separation_m if st.min_separation_m is None else min(st.min_separation_m, state.separation_m)
+            if robot is not None and robot.max_speed_mps > STANDSTILL_MPS and state.margin_m is not None:
+                st.min_margin_m = state.margin_m if st.min_margin_m is None else min(st.min_margin_m, state.margin_m)
+        self._state = state
+        if prev is None or state.mode is not prev.mode:
+            with self._lock:
+                listeners = list(self._listeners)
+            for listener in listeners:
+                try:
+                    listener(state)
+                except Exception:  # noqa: BLE001
+                    log.exception("safety listener failed")
+
+    def report(self) -> dict:
+        """The monitor's figures as a JSON-ready dict (see `xrcell demo --report`)."""
+        st = self._stats
+        return {
+            "cycles": st.cycles,
+            "cycle_time_ms": _percentiles(st.cycle_ms),
+            "time_in_mode_s": {k: round(v, 3) for k, v in st.time_in_mode_s.items()},
+            "min_separation_m": None if st.min_separation_m is None else round(st.min_separation_m, 4),
+            "min_margin_m": None if st.min_margin_m is None else round(st.min_margin_m, 4),
+            "stops": st.stops,
+            "reaction_ms": _percentiles(st.reaction_ms),
+            "reaction_oldest_view_ms": _percentiles(st.reaction_oldest_view_ms),
+            "reaction_samples": len(st.reaction_ms),
+        }
+
+
+class _Empty:
+    tracks: tuple = ()
+
+
+_EMPTY = _Empty()

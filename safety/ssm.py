@@ -1,0 +1,158 @@
+"""Speed and separation monitoring: the protective separation distance and the speed limit.
+
+Pure functions; no clock, no threads, no I/O. Units SI (m, s, m/s, m/s^2).
+
+ISO/TS 15066:2016 clause 5.5.4.2.3, formula (1), with constant speeds over the
+intervals (the standard's "simplified" form):
+
+    S_p = S_h + S_r + S_s + C + Z_d + Z_r
+    S_h = v_h * (T_r + T_s)   human travel while the system reacts and the robot stops
+    S_r = v_r * T_r           robot travel during the system reaction time
+    S_s                       robot stopping distance from speed v_r
+    C                         intrusion distance (ISO 13855:2010 clause 3.4 / table 1)
+    Z_d, Z_r                  position uncertainty of the human sensing and of the robot
+
+Stopping model (from the cell's stop data, `content.cell.StopData`): the robot
+starts braking `t_d` after the stop is commanded and then decelerates at `a`:
+
+    T_s(v) = t_d + v / a,     S_s(v) = v * t_d + v^2 / (2 a)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StoppingModel:
+    """The robot's stopping behaviour for one stop category.
+
+    Attributes:
+        latency_s: t_d, time from the stop command to the start of braking, s.
+        deceleration_mps2: a, guaranteed Cartesian deceleration while braking, m/s^2.
+    """
+
+    latency_s: float
+    deceleration_mps2: float
+
+    def stopping_time_s(self, v_r_mps: float) -> float:
+        """T_s(v) = t_d + v / a, seconds (ISO/TS 15066 clause 5.5.4.2.3, T_s)."""
+        return self.latency_s + v_r_mps / self.deceleration_mps2
+
+    def stopping_distance_m(self, v_r_mps: float) -> float:
+        """S_s(v) = v t_d + v^2 / (2a), metres (ISO/TS 15066 clause 5.5.4.2.3, S_s)."""
+        return v_r_mps * self.latency_s + v_r_mps * v_r_mps / (2.0 * self.deceleration_mps2)
+
+
+@dataclass(frozen=True)
+class ProtectiveSeparationDistance:
+    """The terms of S_p (ISO/TS 15066 clause 5.5.4.2.3, formula (1)), all in metres.
+
+    Attributes:
+        s_h: human travel during T_r + T_s.
+        s_r: robot travel during T_r.
+        s_s: robot stopping distance.
+        c: intrusion distance (ISO 13855).
+        z_d: human position uncertainty (perception).
+        z_r: robot position uncertainty.
+    """
+
+    s_h: float
+    s_r: float
+    s_s: float
+    c: float
+    z_d: float
+    z_r: float
+
+    @property
+    def total_m(self) -> float:
+        """S_p in metres."""
+        return self.s_h + self.s_r + self.s_s + self.c + self.z_d + self.z_r
+
+    def as_dict(self) -> dict[str, float]:
+        """The terms by their standard names, metres."""
+        return {"s_h": self.s_h, "s_r": self.s_r, "s_s": self.s_s, "c": self.c, "z_d": self.z_d, "z_r": self.z_r}
+
+
+def protective_separation_distance(
+    *,
+    v_h_mps: float,
+    v_r_mps: float,
+    reaction_time_s: float,
+    stopping: StoppingModel,
+    intrusion_distance_m: float,
+    z_d_m: float,
+    z_r_m: float,
+) -> ProtectiveSeparationDistance:
+    """S_p and its terms for a human approaching at `v_h_mps` and a robot at `v_r_mps`.
+
+    Args:
+        v_h_mps: human approach speed v_h, m/s (ISO 13855 default 1.6 m/s).
+        v_r_mps: robot speed v_r towards the human, m/s (>= 0).
+        reaction_time_s: T_r, system reaction time, s.
+        stopping: the robot's stopping model (T_s, S_s).
+        intrusion_distance_m: C, metres.
+        z_d_m: Z_d, metres.
+        z_r_m: Z_r, metres.
+
+    Returns:
+        The terms of formula (1); `.total_m` is S_p.
+
+    Raises:
+        ValueError: a speed, time or distance is negative or not finite.
+    """
+    for name, value in (("v_h_mps", v_h_mps), ("v_r_mps", v_r_mps), ("reaction_time_s", reaction_time_s),
+                        ("intrusion_distance_m", intrusion_distance_m), ("z_d_m", z_d_m), ("z_r_m", z_r_m)):
+        if not math.isfinite(value) or value < 0.0:
+            raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    t_s = stopping.stopping_time_s(v_r_mps)
+    return ProtectiveSeparationDistance(
+        s_h=v_h_mps * (reaction_time_s + t_s),
+        s_r=v_r_mps * reaction_time_s,
+        s_s=stopping.stopping_distance_m(v_r_mps),
+        c=intrusion_distance_m,
+        z_d=z_d_m,
+        z_r=z_r_m,
+    )
+
+
+def max_robot_speed_mps(
+    *,
+    separation_m: float,
+    v_h_mps: float,
+    reaction_time_s: float,
+    stopping: StoppingModel,
+    intrusion_distance_m: float,
+    z_d_m: float,
+    z_r_m: float,
+) -> float:
+    """The largest robot speed v_r for which S_p(v_r) <= `separation_m`.
+
+    Solving S_p(v) = d with the stopping model above gives the quadratic
+    v^2 / (2a) + b v - D = 0 with b = T_r + t_d + v_h / a and
+    D = d - C - Z_d - Z_r - v_h (T_r + t_d), hence
+
+        v_max = sqrt((a b)^2 + 2 a D) - a b            (0 when D <= 0)
+
+    With v_h = 0 and t_d = 0 this is the expression of DESIGN.md,
+    v_max = sqrt((a T_r)^2 + 2a(d - C - Z)) - a T_r; the S_h term makes the
+    limit account for the human's approach while the robot reacts and brakes.
+
+    Args:
+        separation_m: d, the measured human-robot separation, metres.
+        (others as in `protective_separation_distance`)
+
+    Returns:
+        v_max in m/s, >= 0.
+    """
+    if not math.isfinite(separation_m):
+        return 0.0
+    a = stopping.deceleration_mps2
+    t_total = reaction_time_s + stopping.latency_s
+    b = t_total + v_h_mps / a
+    d_free = separation_m - intrusion_distance_m - z_d_m - z_r_m - v_h_mps * t_total
+    if d_free <= 0.0:
+        return 0.0
+    ab = a * b
+    return math.sqrt(ab * ab + 2.0 * a * d_free) - ab

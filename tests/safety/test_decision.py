@@ -1,0 +1,164 @@
+"""The monitor's decision: watchdogs, latching, speed scaling, hysteresis, resume."""
+
+import numpy as np
+import pytest
+
+from content.cell import SafetyParameters
+from safety.decision import Memory, SafetyMode, decide
+from safety.ssm import StoppingModel
+from tests.safety.fakes import MS, robot_state, snapshot, standing_person
+
+PARAMS = SafetyParameters()
+STOP = StoppingModel(0.05, 2.5)
+T0 = 10_000 * MS
+
+
+def run(now, robot, snap, mem=None):
+    return decide(now, robot, snap, PARAMS, STOP, 1.0, mem or Memory())
+
+
+def started(now=T0):
+    _, mem = run(now, robot_state(now), snapshot(now))
+    return mem
+
+
+def test_start_up_is_a_fault_stop_until_inputs_are_live_and_not_latched():
+    state, mem = run(T0, None, None)
+    assert state.mode is SafetyMode.FAULT_STOP and not state.latched
+    assert "starting up" in state.reason and "no robot state" in state.reason
+    state, mem = run(T0 + 10 * MS, robot_state(T0 + 10 * MS), snapshot(T0 + 10 * MS), mem)
+    assert state.mode is SafetyMode.FULL_SPEED and state.speed_scale == 1.0
+
+
+def test_nobody_in_the_cell_is_full_speed():
+    state, _ = run(T0, robot_state(T0), snapshot(T0), started())
+    assert state.mode is SafetyMode.FULL_SPEED
+    assert state.separation_m is None and "nobody tracked" in state.reason
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("robot_stale", "robot state stale"),
+    ("robot_missing", "no robot state"),
+    ("robot_unhealthy", "unhealthy"),
+    ("robot_nan", "non-finite"),
+    ("camera_stale", "camera cam01 stale"),
+    ("tracker_stale", "worker tracking stale"),
+    ("lost", "person p1 lost"),
+    ("keypoints_nan", "non-finite keypoints"),
+])
+def test_bad_input_is_a_latched_fault_stop(case, expect):
+    now = T0 + 10 * MS
+    robot, snap = robot_state(now), snapshot(now, [standing_person(3.0)])
+    if case == "robot_stale":
+        robot = robot_state(now - 200 * MS)
+    elif case == "robot_missing":
+        robot = None
+    elif case == "robot_unhealthy":
+        robot = robot_state(now, healthy=False)
+    elif case == "robot_nan":
+        robot = robot_state(now, segments=[[[0, 0, 0], [0, 0, np.nan]]])
+    elif case == "camera_stale":
+        snap = snapshot(now, [standing_person(3.0)], camera_age_ns=900 * MS)
+    elif case == "tracker_stale":
+        snap = snapshot(now - 900 * MS, [standing_person(3.0)])
+    elif case == "lost":
+        snap = snapshot(now, [], lost=("p1",))
+    elif case == "keypoints_nan":
+        kp = standing_person(3.0)
+        kp[5] = np.nan
+        snap = snapshot(now, [kp])
+    state, mem = run(now, robot, snap, started())
+    assert state.mode is SafetyMode.FAULT_STOP and state.speed_scale == 0.0 and state.latched
+    assert expect in state.reason
+    # The cause goes away: still stopped until a reset.
+    later = now + 10 * MS
+    state, mem = run(later, robot_state(later), snapshot(later), mem)
+    assert state.mode is SafetyMode.FAULT_STOP and "reset required" in state.reason
+    state, mem = run(later + 10 * MS, robot_state(later + 10 * MS), snapshot(later + 10 * MS),
+                     Memory(**{**mem.__dict__, "reset_requested": True}))
+    assert state.mode is SafetyMode.PROTECTIVE_STOP  # resumes through the SSM resume delay
+
+
+def test_reset_while_the_cause_is_present_keeps_the_fault():
+    now = T0 + 10 * MS
+    state, mem = run(now, None, snapshot(now), started())
+    mem = Memory(**{**mem.__dict__, "reset_requested": True})
+    state, mem = run(now + 10 * MS, None, snapshot(now + 10 * MS), mem)
+    assert state.mode is SafetyMode.FAULT_STOP and state.latched
+
+
+def test_monitor_overrun_is_a_fault():
+    mem = started()
+    state, _ = run(T0 + 500 * MS, robot_state(T0 + 500 * MS), snapshot(T0 + 500 * MS), mem)
+    assert state.mode is SafetyMode.FAULT_STOP and "overrun" in state.reason
+
+
+def test_speed_falls_as_the_person_approaches_and_never_rises_on_approach():
+    mem = started()
+    now = T0
+    scales = []
+    for x in np.linspace(3.0, 0.4, 40):
+        now += 10 * MS
+        state, mem = run(now, robot_state(now), snapshot(now, [standing_person(x)]), mem)
+        scales.append(state.speed_scale)
+    assert all(b <= a for a, b in zip(scales, scales[1:]))
+    assert scales[0] == 1.0 and scales[-1] == 0.0
+    assert state.mode is SafetyMode.PROTECTIVE_STOP
+    assert state.closest.person == "p1" and state.closest.link == "link0"
+    # 0.4 m from the axis, minus robot radius 0.1 and the torso capsule 0.15
+    assert state.separation_m == pytest.approx(0.15, abs=1e-6)
+
+
+def test_reduced_speed_keeps_sp_within_the_separation():
+    mem = started()
+    now = T0 + 10 * MS
+    state, mem = run(now, robot_state(now), snapshot(now, [standing_person(1.6)]), mem)
+    assert state.mode is SafetyMode.REDUCED_SPEED
+    v = state.speed_scale * 1.0
+    sp_at_allowed = state.s_p  # computed at the robot's current speed (1 m/s)
+    assert sp_at_allowed.total_m > state.separation_m  # at full speed it would be too close
+    from safety.ssm import protective_separation_distance
+    sp = protective_separation_distance(v_h_mps=state.v_h_mps, v_r_mps=v, reaction_time_s=state.reaction_time_s,
+                                        stopping=STOP, intrusion_distance_m=PARAMS.intrusion_distance_m,
+                                        z_d_m=PARAMS.human_uncertainty_m, z_r_m=PARAMS.robot_uncertainty_m)
+    assert sp.total_m == pytest.approx(state.separation_m, abs=1e-6)
+
+
+def test_faster_person_gives_lower_speed():
+    now = T0 + 10 * MS
+    slow, _ = run(now, robot_state(now), snapshot(now, [standing_person(1.8)]), started())
+    fast, _ = run(now, robot_state(now), snapshot(now, [standing_person(1.8)], velocity=(-2.5, 0, 0)), started())
+    assert fast.speed_scale < slow.speed_scale and fast.v_h_mps == pytest.approx(2.5)
+
+
+def test_older_camera_data_gives_lower_speed():
+    now = T0 + 10 * MS
+    fresh, _ = run(now, robot_state(now), snapshot(now, [standing_person(1.8)], capture_age_ns=20 * MS), started())
+    old, _ = run(now, robot_state(now), snapshot(now, [standing_person(1.8)], capture_age_ns=200 * MS), started())
+    assert old.speed_scale < fresh.speed_scale and old.reaction_time_s > fresh.reaction_time_s
+
+
+def test_speed_is_raised_only_after_the_dwell_and_stop_resumes_after_delay():
+    mem = started()
+    now = T0 + 10 * MS
+    state, mem = run(now, robot_state(now), snapshot(now, [standing_person(0.4)]), mem)
+    assert state.mode is SafetyMode.PROTECTIVE_STOP
+    # Person steps back: the stop holds for resume_delay_s (1 s), then the speed comes back.
+    t = now
+    modes = []
+    while t < now + 1500 * MS:
+        t += 10 * MS
+        state, mem = run(t, robot_state(t), snapshot(t, [standing_person(3.0)]), mem)
+        modes.append((t - now, state.mode))
+    first_move = next(dt for dt, m in modes if m is not SafetyMode.PROTECTIVE_STOP)
+    assert 1000 * MS <= first_move <= 1020 * MS
+    # Lower, then immediately a little more room: no raise within the dwell.
+    state, mem = run(t + 10 * MS, robot_state(t), snapshot(t + 10 * MS, [standing_person(1.5)]), mem)
+    lowered = state.speed_scale
+    state, mem = run(t + 20 * MS, robot_state(t), snapshot(t + 20 * MS, [standing_person(2.5)]), mem)
+    assert state.speed_scale == lowered
+    t += 20 * MS
+    for _ in range(40):
+        t += 10 * MS
+        state, mem = run(t, robot_state(t), snapshot(t, [standing_person(2.5)]), mem)
+    assert state.speed_scale > lowered

@@ -1,0 +1,166 @@
+"""The command gate and the monitor thread against a fake robot backend."""
+
+import time
+
+import numpy as np
+import pytest
+
+from content.cell import SafetyParameters, StopData
+from robot_bridge.types import GripperCommand, JointTrajectory, StopCategory
+from safety.decision import SafetyMode, SafetyState
+from safety.errors import SafetyError
+from safety.gate import Actor, CommandGate, Verdict
+from safety.monitor import SafetyMonitor
+from tests.safety.fakes import MS, FakeBackend, robot_state, snapshot, standing_person
+
+OPERATOR = Actor("olga", frozenset({"operator"}))
+WORKER = Actor("walt", frozenset({"worker"}))
+
+
+def state(mode):
+    return SafetyState(0, mode, 1.0 if mode is SafetyMode.FULL_SPEED else 0.0, None, None, None, "test")
+
+
+def traj(q, t=(0.0, 1.0)):
+    return JointTrajectory(("j1",), np.array(q, float).reshape(-1, 1), np.array(t), goal_id="g")
+
+
+def make_gate(mode=SafetyMode.FULL_SPEED):
+    backend = FakeBackend()
+    current = {"s": state(mode)}
+    gate = CommandGate(backend, lambda: current["s"], np.array([1.0]))
+    return gate, backend, current
+
+
+def test_gate_forwards_a_valid_command_from_an_operator():
+    gate, backend, _ = make_gate()
+    answer = gate.submit(traj([0.0, 0.5]), OPERATOR)
+    assert answer.verdict is Verdict.ACCEPTED and answer.forwarded
+    assert [c[0] for c in backend.calls] == ["execute"]
+    assert gate.accepted == 1 and gate.rejected == 0
+
+
+@pytest.mark.parametrize("command, actor, mode, match", [
+    (traj([0.0, 0.5]), WORKER, SafetyMode.FULL_SPEED, r"role: 'walt' .* needs operator or admin"),
+    (traj([0.0, 0.5]), OPERATOR, SafetyMode.PROTECTIVE_STOP, r"mode: no motion command is accepted in protective_stop"),
+    (traj([0.0, 0.5]), OPERATOR, SafetyMode.FAULT_STOP, r"mode: no motion command is accepted in fault_stop"),
+    (traj([0.0, 1.5]), OPERATOR, SafetyMode.FULL_SPEED, r"limits: point 1 puts j1 at 1.500 rad, outside \[-1.000, 1.000\]"),
+    (traj([0.0, 0.9], (0.0, 0.5)), OPERATOR, SafetyMode.FULL_SPEED, r"limits: segment 0 moves j1 at 1.80 rad/s, above its limit 1.00"),
+    ("move!", OPERATOR, SafetyMode.FULL_SPEED, r"schema: unsupported command type str"),
+    (GripperCommand(0.2), OPERATOR, SafetyMode.FULL_SPEED, r"limits: gripper position 0.2 m outside"),
+    (JointTrajectory(("jx",), np.zeros((1, 1)), np.zeros(1)), OPERATOR, SafetyMode.FULL_SPEED, r"schema: joint_names \['jx'\]"),
+])
+def test_gate_rejects_with_the_rule(command, actor, mode, match):
+    gate, backend, _ = make_gate(mode)
+    answer = gate.submit(command, actor)
+    assert answer.verdict is Verdict.REJECTED
+    assert __import__("re").search(match, answer.reason), answer.reason
+    assert backend.calls == [] and gate.rejected == 1
+
+
+def test_gate_rejects_before_the_monitor_runs():
+    backend = FakeBackend()
+    gate = CommandGate(backend, lambda: None, np.array([1.0]))
+    assert "has not started" in gate.submit(traj([0.0, 0.1]), OPERATOR).reason
+
+
+def test_safety_channel_is_handed_out_once():
+    gate, _, _ = make_gate()
+    gate.safety_channel()
+    with pytest.raises(SafetyError, match="already held by a monitor"):
+        gate.safety_channel()
+
+
+class Clock:
+    def __init__(self):
+        self.now = 10_000 * MS
+
+    def __call__(self):
+        return self.now
+
+
+def make_monitor():
+    backend = FakeBackend()
+    gate = CommandGate(backend, lambda: None, np.array([1.0]))
+    clock = Clock()
+    feeds = {"robot": None, "snap": None}
+    mon = SafetyMonitor(lambda: feeds["robot"], lambda: feeds["snap"], gate.safety_channel(),
+                        SafetyParameters(), StopData(category=1), 1.0, clock_ns=clock)
+    return mon, backend, clock, feeds
+
+
+def tick(mon, clock, feeds, *, people=(), robot_kwargs=None, dt=10 * MS):
+    clock.now += dt
+    feeds["robot"] = robot_state(clock.now, **(robot_kwargs or {}))
+    feeds["snap"] = snapshot(clock.now, people)
+    return mon.step()
+
+
+def test_monitor_releases_after_start_up_and_stops_on_stale_robot():
+    mon, backend, clock, feeds = make_monitor()
+    assert mon.step().mode is SafetyMode.FAULT_STOP
+    assert backend.calls == []  # the backend starts stopped; nothing to release yet
+    state = tick(mon, clock, feeds)
+    assert state.mode is SafetyMode.FULL_SPEED
+    assert backend.calls[:2] == [("scale", 1.0, 1), ("reset",)]
+    clock.now += 10 * MS
+    feeds["robot"] = robot_state(clock.now - 100 * MS)
+    state = mon.step()
+    assert state.mode is SafetyMode.FAULT_STOP
+    assert backend.calls[-1] == ("stop", StopCategory.STOP_1, 2)
+
+
+def test_monitor_reset_needs_supervisor_and_clears_the_latch():
+    mon, backend, clock, feeds = make_monitor()
+    tick(mon, clock, feeds)
+    clock.now += 10 * MS
+    feeds["robot"] = None
+    mon.step()
+    ok, why = mon.reset("walt", frozenset({"operator"}))
+    assert not ok and "needs supervisor or admin" in why
+    tick(mon, clock, feeds)
+    assert mon.latest().latched
+    ok, why = mon.reset("sue", frozenset({"supervisor"}))
+    assert ok
+    state = tick(mon, clock, feeds)
+    assert state.mode is SafetyMode.PROTECTIVE_STOP and backend.calls[-1] == ("reset",)
+
+
+def test_monitor_measures_reaction_from_capture_to_applied():
+    mon, backend, clock, feeds = make_monitor()
+    tick(mon, clock, feeds)
+    tick(mon, clock, feeds, people=[standing_person(1.6)])
+    seq = backend.calls[-1][2]
+    # The backend applies it 4 ms later; the frame was captured 25 ms (newest) / 50 ms (oldest) ago.
+    applied = clock.now + 4 * MS
+    tick(mon, clock, feeds, people=[standing_person(1.6)], robot_kwargs=dict(safety_seq=seq, applied_ns=applied))
+    report = mon.report()
+    assert report["reaction_samples"] == 1
+    assert report["reaction_ms"]["p50"] == pytest.approx(29.0)
+    assert report["reaction_oldest_view_ms"]["p50"] == pytest.approx(54.0)
+
+
+def test_monitor_survives_an_exception_in_its_inputs_as_a_fault_stop():
+    mon, backend, clock, feeds = make_monitor()
+    tick(mon, clock, feeds)
+
+    def boom():
+        raise RuntimeError("camera driver exploded")
+    mon._perception_source = boom
+    state = mon.step()
+    assert state.mode is SafetyMode.FAULT_STOP and "camera driver exploded" in state.reason
+    assert backend.calls[-1][0] == "stop"
+
+
+def test_monitor_thread_runs_at_its_rate_and_stop_leaves_a_protective_stop():
+    backend = FakeBackend()
+    gate = CommandGate(backend, lambda: None, np.array([1.0]))
+    mon = SafetyMonitor(lambda: robot_state(time.monotonic_ns()), lambda: snapshot(time.monotonic_ns()),
+                        gate.safety_channel(), SafetyParameters(rate_hz=100), StopData(), 1.0)
+    mon.start()
+    time.sleep(0.5)
+    mon.stop()
+    report = mon.report()
+    assert 35 <= report["cycles"] <= 60
+    assert backend.calls[-1][0] == "stop"
+    assert mon.latest().mode is SafetyMode.FULL_SPEED

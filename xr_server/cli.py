@@ -1,0 +1,72 @@
+"""The `xrcell` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from content.errors import ContentError
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return number
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xrcell", description="XR worker assistance and human-robot collaboration backend")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the embedded demo cell (sim robot, real footage, safety, dashboard)")
+    from xr_server.demo import DEFAULT_CELL
+    demo.add_argument("--cell", type=Path, default=DEFAULT_CELL, help="cell description (default: %(default)s)")
+    demo.add_argument("--headless", action="store_true", help="no web server; print progress, write --report")
+    demo.add_argument("--duration", type=_positive, default=None, metavar="S", help="stop after S seconds")
+    demo.add_argument("--report", type=Path, default=None, metavar="FILE", help="write a JSON report at the end")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--db", default=None, help="storage URL (default: sqlite file in data/)")
+
+    check = sub.add_parser("check-cell", help="validate a cell description file")
+    check.add_argument("file", type=Path)
+
+    samples = sub.add_parser("samples", help="sample data")
+    samples.add_argument("action", choices=["fetch"], help="fetch: download the Pose2Sim demo footage")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `xrcell` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("GLOG_minloglevel", "2")  # quiet MediaPipe's C++ logging
+    try:
+        if args.command == "demo":
+            from xr_server.demo import run_demo
+            return run_demo(cell_path=args.cell, headless=args.headless, duration_s=args.duration,
+                            report_path=args.report, host=args.host, port=args.port, db_url=args.db)
+        if args.command == "check-cell":
+            from content.cell import load_cell
+            cell = load_cell(args.file)
+            print(f"{args.file}: ok: cell {cell.name!r}, {len(cell.cameras)} cameras, robot {cell.robot.model}")
+            return 0
+        if args.command == "samples":
+            from content.samples import fetch_pose2sim
+            path = fetch_pose2sim()
+            print(f"xrcell: sample footage in {path}")
+            return 0
+    except ContentError as exc:
+        print(f"xrcell: error: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Builds the `twin_state` message (schema: `xr_server/twin_schema.json`, version 1).
+
+Positions are metres in the `cell` frame (z up), rounded to 0.1 mm; angles are
+radians rounded to 1 mrad; `t` is UNIX seconds.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from robot_bridge.types import RobotState
+from safety.decision import SafetyState
+from safety.perception.types import PerceptionSnapshot
+
+TWIN_SCHEMA_VERSION = 1
+
+
+def _r(values: np.ndarray, digits: int = 4) -> list:
+    return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
+
+
+def _robot(state: RobotState | None) -> dict | None:
+    if state is None:
+        return None
+    return {
+        "joint_names": list(state.joint_names),
+        "q": _r(state.position, 3),
+        "tcp": _r(state.tcp_position),
+        "tcp_speed_mps": round(float(np.linalg.norm(state.tcp_velocity_mps)), 3),
+        "speed_scale": round(state.speed_scale, 3),
+        "mode": state.mode.value,
+        "links": [{"name": n, "a": _r(seg[0]), "b": _r(seg[1]), "r": round(float(r), 4)}
+                  for n, seg, r in zip(state.link_names, state.link_segments, state.link_radii_m)],
+    }
+
+
+def _safety(state: SafetyState | None) -> dict | None:
+    if state is None:
+        return None
+    closest = state.closest
+    return {
+        "mode": state.mode.value,
+        "speed_scale": round(state.speed_scale, 3),
+        "separation_m": None if state.separation_m is None else round(state.separation_m, 4),
+        "s_p_m": None if state.s_p is None else round(state.s_p.total_m, 4),
+        "terms": None if state.s_p is None else {k: round(v, 4) for k, v in state.s_p.as_dict().items()},
+        "closest": None if closest is None else {
+            "person": closest.person, "body_part": closest.body_part, "link": closest.link,
+            "human_point": _r(closest.human_point), "robot_point": _r(closest.robot_point),
+        },
+        "reason": state.reason,
+        "faults": list(state.faults),
+    }
+
+
+def _people(snapshot: PerceptionSnapshot | None) -> list[dict]:
+    if snapshot is None:
+        return []
+    people = []
+    for track in snapshot.tracks:
+        kps = []
+        for p, c in zip(track.keypoints_cell, track.confidence):
+            kps.append(None if not np.isfinite(p).all() or c <= 0 else _r(np.append(p, c)))
+        people.append({"id": track.track_id, "keypoints": kps, "velocity_mps": _r(track.velocity_mps, 3)})
+    return people
+
+
+def _cameras(snapshot: PerceptionSnapshot | None) -> list[dict]:
+    if snapshot is None:
+        return []
+    return [{"id": c.camera_id, "frames": c.frames, "frames_processed": c.frames_processed,
+             "frames_with_person": c.frames_with_person} for c in snapshot.cameras]
+
+
+def build_twin_state(cell: str, robot: RobotState | None, safety: SafetyState | None,
+                     snapshot: PerceptionSnapshot | None) -> dict:
+    """One `twin_state` message from the newest robot, safety and tracking records."""
+    return {
+        "v": TWIN_SCHEMA_VERSION,
+        "t": round(time.time(), 3),
+        "cell": cell,
+        "robot": _robot(robot),
+        "safety": _safety(safety),
+        "people": _people(snapshot),
+        "cameras": _cameras(snapshot),
+    }
