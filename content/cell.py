@@ -66,7 +66,8 @@ class Camera(_Model):
     id: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     video: Path
     calibration: Calibration
-    loop: bool = True
+    playback: Literal["loop", "pingpong", "once"] = Field(
+        "loop", description="video files: loop from the start, play forwards then backwards, or play once")
     process_rate_hz: float = Field(8.0, gt=0.0, le=120.0)
     resize: float = Field(0.5, gt=0.0, le=1.0)
 
@@ -83,6 +84,9 @@ class SafetyParameters(_Model):
         intrusion_distance_m: C, ISO 13855 intrusion distance beyond the tracked body.
         human_uncertainty_m: Z_d floor, metres; the tracker's sigma is used when larger.
         robot_uncertainty_m: Z_r, the robot's position uncertainty.
+        separation_buffer_m: subtracted from the measured separation before the allowed speed
+            is computed; covers the step by which each tracking update can move a person and
+            the time the robot needs to decelerate to a newly lowered speed.
         min_speed_scale: below this allowed scale the monitor commands a protective stop.
         resume_delay_s: separation must be restored this long before leaving an SSM stop.
         raise_dwell_s: the speed scale is raised only after this long without a lowering.
@@ -95,6 +99,7 @@ class SafetyParameters(_Model):
     intrusion_distance_m: float = Field(0.1, ge=0.0, le=2.0)
     human_uncertainty_m: float = Field(0.1, ge=0.0, le=1.0)
     robot_uncertainty_m: float = Field(0.01, ge=0.0, le=0.5)
+    separation_buffer_m: float = Field(0.05, ge=0.0, le=1.0)
     min_speed_scale: float = Field(0.05, ge=0.0, le=1.0)
     resume_delay_s: float = Field(1.0, ge=0.0, le=60.0)
     raise_dwell_s: float = Field(0.3, ge=0.0, le=60.0)

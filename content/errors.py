@@ -11,3 +11,8 @@ class CellDescriptionError(ContentError):
 
 class CalibrationError(ContentError):
     """A camera calibration file is missing, unreadable or invalid; the message names the file."""
+
+
+class StorageError(ContentError):
+    """The user store refused an operation (unknown role, duplicate or missing user, bad input)
+    or its database failed; the message says which."""

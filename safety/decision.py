@@ -123,6 +123,7 @@ class Memory:
         clear_since_ns: when the separation was last restored during an SSM stop (0: not).
         last_lower_ns: when the scale was last lowered.
         prev_cycle_ns: the previous cycle's time (0: first cycle).
+        stop_commanded_ns: when the speed scale was first commanded to 0 in the current stop (0: moving).
     """
 
     started: bool = False
@@ -133,6 +134,7 @@ class Memory:
     clear_since_ns: int = 0
     last_lower_ns: int = 0
     prev_cycle_ns: int = 0
+    stop_commanded_ns: int = 0
 
 
 def _ms(ns: int) -> float:
@@ -165,6 +167,8 @@ def input_faults(now_ns: int, robot: RobotState | None, perception: PerceptionSn
         for cam in perception.cameras:
             if cam.last_frame_ns == 0:
                 faults.append(f"camera {cam.camera_id}: no frames received")
+            elif cam.last_processed_ns == 0:
+                faults.append(f"camera {cam.camera_id}: no frame processed yet")
             elif now_ns - cam.last_frame_ns > params.camera_timeout_s * 1e9:
                 faults.append(f"camera {cam.camera_id} stale: {_ms(now_ns - cam.last_frame_ns):.0f} ms since its last frame")
         for track_id in perception.lost_track_ids:
@@ -177,28 +181,46 @@ def input_faults(now_ns: int, robot: RobotState | None, perception: PerceptionSn
 
 
 def _ssm(now_ns: int, robot: RobotState, perception: PerceptionSnapshot, params: SafetyParameters,
-         stopping: StoppingModel, nominal_speed_mps: float):
-    """Separation, S_p and the allowed scale over all tracked people."""
+         stopping: StoppingModel, nominal_speed_mps: float, stop_commanded_ns: int):
+    """Separation, S_p and the allowed scale over all tracked people.
+
+    While a stop commanded `stop_commanded_ns` is under way, S_p (not the allowed speed)
+    counts only what is left of the reaction and braking latency: the part of T_r and
+    t_d that has already passed since the stop was commanded is behind the robot
+    (ISO/TS 15066 clause 5.5.4.2.3: T_r and T_s run from the detection to standstill).
+    """
     v_r = robot.max_speed_mps
+    elapsed_s = (now_ns - stop_commanded_ns) / 1e9 if stop_commanded_ns else 0.0
+    remaining_s = max(0.0, params.reaction_time_s + stopping.latency_s - elapsed_s)
+    braking = StoppingModel(0.0, stopping.deceleration_mps2)
     best = None  # (separation, ClosestPair, s_p, v_h, t_r)
     allowed_mps = math.inf
     for track in perception.tracks:
-        segs, radii, names = human_capsules(track.keypoints_cell, track.confidence)
+        v_h = max(params.human_speed_mps, float(np.linalg.norm(track.velocity_mps)))
+        extra = None
+        if track.keypoint_capture_ns is not None:
+            # Keypoints older than the track's frames: grow them by v_h times the extra age.
+            extra = v_h * np.maximum(track.capture_ns - track.keypoint_capture_ns, 0) / 1e9
+        segs, radii, names = human_capsules(track.keypoints_cell, track.confidence, extra_radius_m=extra)
         pair = closest_capsule_pair(segs, radii, robot.link_segments, robot.link_radii_m)
         if pair is None:
             continue
-        v_h = max(params.human_speed_mps, float(np.linalg.norm(track.velocity_mps)))
-        t_r = params.reaction_time_s + max(0.0, (now_ns - track.capture_ns) / 1e9) + 1.0 / params.rate_hz
+        age_s = max(0.0, (now_ns - track.capture_ns) / 1e9) + 1.0 / params.rate_hz
+        t_r = params.reaction_time_s + age_s
         z_d = max(params.human_uncertainty_m, track.sigma_m)
         common = dict(v_h_mps=v_h, reaction_time_s=t_r, stopping=stopping,
                       intrusion_distance_m=params.intrusion_distance_m, z_d_m=z_d,
                       z_r_m=params.robot_uncertainty_m)
-        separation = max(pair.distance_m, 0.0)
+        separation = max(pair.distance_m - params.separation_buffer_m, 0.0)
         allowed_mps = min(allowed_mps, max_robot_speed_mps(separation_m=separation, **common))
         if best is None or pair.distance_m < best[0]:
             closest = ClosestPair(track.track_id, names[pair.human_index], robot.link_names[pair.robot_index],
                                   pair.distance_m, pair.human_point, pair.robot_point)
-            s_p = protective_separation_distance(v_r_mps=v_r, **common)
+            if stop_commanded_ns:
+                s_p = protective_separation_distance(v_r_mps=v_r, **{**common, "stopping": braking,
+                                                                     "reaction_time_s": age_s + remaining_s})
+            else:
+                s_p = protective_separation_distance(v_r_mps=v_r, **common)
             best = (pair.distance_m, closest, s_p, v_h, t_r)
     allowed_scale = 1.0 if math.isinf(allowed_mps) else min(1.0, allowed_mps / nominal_speed_mps)
     return best, allowed_scale, v_r
@@ -245,7 +267,8 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
             state, mem2 = stop(f"fault stop: {why}", True, list(latched))
             return state, replace(mem2, latched_faults=latched)
 
-    best, allowed, v_r = _ssm(now_ns, robot, perception, params, stopping, nominal_speed_mps)
+    best, allowed, v_r = _ssm(now_ns, robot, perception, params, stopping, nominal_speed_mps,
+                              mem.stop_commanded_ns if mem.scale == 0.0 else 0)
     if allowed < params.min_speed_scale:
         target = 0.0
         if not mem.ssm_stop:
@@ -283,7 +306,9 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
             reason = "full speed: separation above the protective separation distance"
     else:
         mode = SafetyMode.REDUCED_SPEED
-    mem = replace(mem, scale=target)
+    stop_ns = (mem.stop_commanded_ns or now_ns) if target == 0.0 and mem.scale == 0.0 else (
+        now_ns if target == 0.0 else 0)
+    mem = replace(mem, scale=target, stop_commanded_ns=stop_ns)
     if best is None:
         return SafetyState(now_ns, mode, target, None, None, None, reason, v_r_mps=v_r), mem
     separation, closest, s_p, v_h, t_r = best

@@ -98,7 +98,8 @@ def segment_closest_points(
     return c1, c2
 
 
-def human_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confidence: float = 0.3
+def human_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confidence: float = 0.0,
+                   extra_radius_m: np.ndarray | None = None
                    ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Body capsules of one person from its 33 keypoints.
 
@@ -110,15 +111,22 @@ def human_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confide
     Args:
         keypoints: (33, 3) float64, metres, `cell` frame; NaN where untracked.
         confidence: (33,) float64 in [0, 1].
-        min_confidence: keypoints below it count as untracked.
+        min_confidence: keypoints at or below it count as untracked. The default counts every
+            triangulated keypoint (finite, confidence > 0) as tracked: a low-confidence position
+            is still a measurement, and treating it as missing would make the body grow by
+            `UNTRACKED_REACH_M` whenever a foot's visibility flickers.
+        extra_radius_m: (33,) metres added to the radius of every capsule touching that
+            keypoint (older data: the distance the person may have moved since), or None.
 
     Returns:
         (segments (H, 2, 3), radii (H,), names (H,)), names like "left_elbow-left_wrist".
     """
-    ok = np.isfinite(keypoints).all(axis=1) & (confidence >= min_confidence)
+    ok = np.isfinite(keypoints).all(axis=1) & (confidence > min_confidence)
     segs, radii, names = [], [], []
     for (i, j), radius in zip(POSE_LIMBS, LIMB_RADII_M):
         name = f"{POSE_LANDMARKS[i]}-{POSE_LANDMARKS[j]}"
+        if extra_radius_m is not None:
+            radius = radius + max(extra_radius_m[i], extra_radius_m[j])
         if ok[i] and ok[j]:
             segs.append((keypoints[i], keypoints[j]))
             radii.append(radius)

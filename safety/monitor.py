@@ -52,6 +52,7 @@ class MonitorStats:
     time_in_mode_s: dict[str, float] = field(default_factory=lambda: {m.value: 0.0 for m in SafetyMode})
     min_separation_m: float | None = None
     min_margin_m: float | None = None
+    worst_margin: dict | None = None
     stops: int = 0
     reaction_ms: deque = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
     reaction_oldest_view_ms: deque = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
@@ -92,6 +93,7 @@ class SafetyMonitor:
         self._sent_scale: float | None = None
         self._released = False
         self._pending: list[tuple[int, int, int]] = []  # (seq, newest_capture_ns, oldest_capture_ns)
+        self._reacted_capture_ns: dict[str, int] = {}  # track id -> newest capture already measured
         self._reset_flag = threading.Event()
         self._listeners: list[Callable[[SafetyState], None]] = []
         self._lock = threading.Lock()
@@ -205,7 +207,10 @@ class SafetyMonitor:
             if lowered and state.closest is not None:
                 track = next((t for t in (self._perception_source() or _EMPTY).tracks
                               if t.track_id == state.closest.person), None)
-                if track is not None:
+                # Reaction time counts lowerings caused by new camera data (a new track sample),
+                # not those caused by the robot's own motion towards an unchanged track.
+                if track is not None and track.newest_capture_ns != self._reacted_capture_ns.get(track.track_id):
+                    self._reacted_capture_ns[track.track_id] = track.newest_capture_ns
                     self._pending.append((self._seq, track.newest_capture_ns, track.capture_ns))
         if robot is not None and self._pending:
             done = [p for p in self._pending if robot.safety_seq >= p[0]]
@@ -229,7 +234,9 @@ class SafetyMonitor:
         if state.separation_m is not None:
             st.min_separation_m = state.separation_m if st.min_separation_m is None else min(st.min_separation_m, state.separation_m)
             if robot is not None and robot.max_speed_mps > STANDSTILL_MPS and state.margin_m is not None:
-                st.min_margin_m = state.margin_m if st.min_margin_m is None else min(st.min_margin_m, state.margin_m)
+                if st.min_margin_m is None or state.margin_m < st.min_margin_m:
+                    st.min_margin_m = state.margin_m
+                    st.worst_margin = _explain(state, robot)
         self._state = state
         if prev is None or state.mode is not prev.mode:
             with self._lock:
@@ -249,11 +256,25 @@ class SafetyMonitor:
             "time_in_mode_s": {k: round(v, 3) for k, v in st.time_in_mode_s.items()},
             "min_separation_m": None if st.min_separation_m is None else round(st.min_separation_m, 4),
             "min_margin_m": None if st.min_margin_m is None else round(st.min_margin_m, 4),
+            "worst_margin": st.worst_margin,
             "stops": st.stops,
             "reaction_ms": _percentiles(st.reaction_ms),
             "reaction_oldest_view_ms": _percentiles(st.reaction_oldest_view_ms),
             "reaction_samples": len(st.reaction_ms),
         }
+
+
+def _explain(state: SafetyState, robot: RobotState) -> dict:
+    """The cycle with the smallest margin, in the terms a safety engineer checks."""
+    return {
+        "mode": state.mode.value, "speed_scale": round(state.speed_scale, 3),
+        "separation_m": round(state.separation_m, 4), "s_p_m": round(state.s_p.total_m, 4),
+        "terms": {k: round(v, 4) for k, v in state.s_p.as_dict().items()},
+        "v_r_mps": round(state.v_r_mps, 3), "v_h_mps": round(state.v_h_mps, 3),
+        "reaction_time_s": round(state.reaction_time_s, 4), "robot_applied_scale": round(robot.speed_scale, 3),
+        "body_part": state.closest.body_part if state.closest else None,
+        "link": state.closest.link if state.closest else None,
+    }
 
 
 class _Empty:

@@ -61,7 +61,7 @@ class Cell:
 def build_cell(cell: CellDescription) -> Cell:
     """Create (not start) the robot, worker tracking, gate, monitor and program of `cell`."""
     from robot_bridge.sim import PANDA_JOINT_VELOCITY_LIMITS_RADPS, plan_pick_and_place
-    from safety.perception import PerceptionPipeline, VideoFileCamera
+    from safety.perception.process import CameraSpec, PerceptionProcess
 
     cams = []
     calib_cache: dict[Path, dict] = {}
@@ -70,10 +70,10 @@ def build_cell(cell: CellDescription) -> Cell:
         if cam.calibration.camera not in calibs:
             raise ContentError(f"{cam.calibration.file}: no camera {cam.calibration.camera!r} "
                                f"(has {', '.join(sorted(calibs))}) for cameras[{cam.id}]")
-        source = VideoFileCamera(cam.id, cam.video, resize=cam.resize, loop=cam.loop)
-        cams.append((cam.id, source, calibs[cam.calibration.camera].scaled(cam.resize)))
+        cams.append(CameraSpec(cam.id, cam.video, calibs[cam.calibration.camera].scaled(cam.resize),
+                               resize=cam.resize, loop=cam.playback != "once", pingpong=cam.playback == "pingpong"))
     rate = min((c.process_rate_hz for c in cell.cameras), default=8.0)
-    pipeline = PerceptionPipeline(cams, process_rate_hz=rate)
+    pipeline = PerceptionProcess(cams, process_rate_hz=rate)
     backend = create_backend("sim", robot=cell.robot, program=cell.program)
     holder: dict[str, SafetyMonitor] = {}
     gate = CommandGate(backend, lambda: holder["m"].latest() if "m" in holder else None,
@@ -89,8 +89,8 @@ def build_cell(cell: CellDescription) -> Cell:
 
 
 def start_cell(cell: Cell) -> None:
+    cell.pipeline.start()       # decodes the clips first (a few seconds)
     cell.backend.start()
-    cell.pipeline.start()
     cell.monitor.start()
     if cell.runner is not None:
         cell.runner.start()
@@ -108,10 +108,11 @@ def headless_report(cell: Cell, duration_s: float) -> dict:
         "duration_s": round(duration_s, 3),
         "cameras": cameras,
         "safety": {k: mon[k] for k in ("cycles", "cycle_time_ms", "time_in_mode_s", "min_separation_m",
-                                       "min_margin_m", "stops")},
+                                       "min_margin_m", "worst_margin", "stops")},
         "reaction_ms": mon["reaction_ms"],
         "reaction_oldest_view_ms": mon["reaction_oldest_view_ms"],
         "reaction_samples": mon["reaction_samples"],
+        "perception": cell.pipeline.report(),
         "robot": {"commands_accepted": cell.gate.accepted, "commands_rejected": cell.gate.rejected,
                   "program_cycles": 0 if cell.runner is None else cell.runner.cycles_completed},
     }
@@ -124,22 +125,10 @@ class _CameraViews:
         self._pipeline = pipeline
 
     def ids(self) -> list[str]:
-        snap = self._pipeline.snapshot()
-        return [] if snap is None else [c.camera_id for c in snap.cameras]
+        return self._pipeline.camera_ids()
 
     def jpeg(self, camera_id: str) -> bytes | None:
-        import cv2
-
-        from safety.perception import draw_skeleton
-
-        view = self._pipeline.camera_view(camera_id)
-        if view is None:
-            return None
-        frame, keypoints, _ = view
-        if keypoints is not None:
-            frame = draw_skeleton(frame, keypoints)
-        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 75])
-        return buf.tobytes() if ok else None
+        return self._pipeline.camera_jpeg(camera_id)
 
 
 def demo_users(store) -> dict[str, str]:
@@ -184,9 +173,9 @@ def run_demo(*, cell_path: Path = DEFAULT_CELL, headless: bool = False, duration
             server = _serve(cell, host, port, db_url, stop_event, duration_s)
     finally:
         duration = time.monotonic() - t0
-        report = headless_report(cell, duration)
         t_stop = time.monotonic()
         cell.stop()
+        report = headless_report(cell, duration)
         if server is not None:
             server()
         signal.signal(signal.SIGINT, previous)
@@ -205,6 +194,7 @@ def _serve(cell: Cell, host: str, port: int, db_url: str | None, stop_event: thr
     from xr_server.app import create_app
 
     store = UserStore(db_url or f"sqlite:///{REPO_ROOT / 'data' / 'xrcell.sqlite'}")
+    cell.pipeline.enable_views(True)
     users = demo_users(store)
     app, socketio = create_app(twin_source=cell.twin_state, camera_views=_CameraViews(cell.pipeline),
                                user_store=store, secret_key=secrets.token_hex(32), cell_name=cell.description.name)

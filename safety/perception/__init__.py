@@ -1,0 +1,29 @@
+"""Worker tracking: camera sources, 2D pose estimation, multi-view triangulation.
+
+Importing this package does not import mediapipe; `PoseEstimator` loads it when created.
+"""
+
+from safety.perception.cameras import VideoFileCamera
+from safety.perception.pipeline import FrameSource, PerceptionPipeline, draw_skeleton
+from safety.perception.pose import Pose2D, PoseEstimator
+from safety.perception.triangulation import Triangulation, project_points, reprojection_error, triangulate, undistort_points
+from safety.perception.types import POSE_LANDMARKS, POSE_LIMBS, CameraStatus, HumanTrack, PerceptionSnapshot
+
+__all__ = [
+    "POSE_LANDMARKS",
+    "POSE_LIMBS",
+    "CameraStatus",
+    "FrameSource",
+    "HumanTrack",
+    "PerceptionPipeline",
+    "PerceptionSnapshot",
+    "Pose2D",
+    "PoseEstimator",
+    "Triangulation",
+    "VideoFileCamera",
+    "draw_skeleton",
+    "project_points",
+    "reprojection_error",
+    "triangulate",
+    "undistort_points",
+]

@@ -43,6 +43,11 @@ class HumanTrack:
         capture_ns: monotonic capture time of the OLDEST camera frame that contributed.
         newest_capture_ns: monotonic capture time of the newest contributing frame.
         views: ids of the cameras that contributed.
+        keypoint_capture_ns: (33,) int64 monotonic capture time of each keypoint's data, or None
+            when every keypoint comes from the frames of `capture_ns`..`newest_capture_ns`. A
+            keypoint held from an earlier update (an implausible new estimate) is older than
+            `capture_ns`; the safety monitor grows its body capsule by the distance a person can
+            travel in that extra time.
     """
 
     track_id: str
@@ -53,6 +58,7 @@ class HumanTrack:
     capture_ns: int
     newest_capture_ns: int
     views: tuple[str, ...]
+    keypoint_capture_ns: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

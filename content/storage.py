@@ -1,0 +1,163 @@
+"""User store: accounts with roles, passwords hashed with Argon2id.
+
+SQLAlchemy 2 over SQLite by default (`sqlite:///data/xrcell.sqlite`); any SQLAlchemy URL works
+(PostgreSQL beyond one machine, see DESIGN.md "Scale"). Passwords are never stored or logged in
+clear: `argon2-cffi`'s `PasswordHasher` (Argon2id, RFC 9106 parameters) stores a PHC string with
+its own salt and parameters, and `verify` rehashes transparently when the parameters change.
+"""
+
+from __future__ import annotations
+
+import builtins
+import enum
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import argon2
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from content.errors import StorageError
+
+
+class Role(enum.Enum):
+    """What a user may do (DESIGN.md "Interfaces").
+
+    WORKER: sees the twin and the instructions on the HMI.
+    EXPERT: joins a worker's first-person view remotely.
+    SUPERVISOR: also resets a fault stop and edits work instructions.
+    OPERATOR: also commands the robot (through the safety gate).
+    ADMIN: everything, including user management.
+    """
+
+    WORKER = "worker"
+    EXPERT = "expert"
+    SUPERVISOR = "supervisor"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+ROLE_NAMES: tuple[str, ...] = tuple(r.value for r in Role)
+
+
+@dataclass(frozen=True)
+class User:
+    """One account as the store returns it (never carries the password or its hash).
+
+    Attributes:
+        username: unique login name.
+        roles: role names, a subset of `ROLE_NAMES`, in `Role` order.
+        created_at: UNIX seconds.
+    """
+
+    username: str
+    roles: tuple[str, ...]
+    created_at: float
+
+
+class _Base(orm.DeclarativeBase):
+    pass
+
+
+class _UserRow(_Base):
+    __tablename__ = "users"
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    username: orm.Mapped[str] = orm.mapped_column(sa.String(64), unique=True, index=True)
+    password_hash: orm.Mapped[str] = orm.mapped_column(sa.String(255))
+    roles: orm.Mapped[str] = orm.mapped_column(sa.String(255))  # comma-separated role names
+    created_at: orm.Mapped[float] = orm.mapped_column(sa.Float)
+
+    def to_user(self) -> User:
+        return User(self.username, tuple(r for r in self.roles.split(",") if r), self.created_at)
+
+
+def _check_roles(roles: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(roles, str):
+        roles = [roles]
+    if not roles:
+        raise StorageError(f"a user needs at least one role: one of {', '.join(ROLE_NAMES)}")
+    for role in roles:
+        if role not in ROLE_NAMES:
+            raise StorageError(f"unknown role {role!r}: expected one of {', '.join(ROLE_NAMES)}")
+    return tuple(r for r in ROLE_NAMES if r in roles)
+
+
+class UserStore:
+    """Accounts in a SQL database.
+
+    Thread-safe: every method opens its own short session on a shared engine (SQLAlchemy
+    engines and their connection pools are thread-safe), so the web server's request threads
+    may call it concurrently.
+
+    Args:
+        url: SQLAlchemy URL, e.g. ``sqlite:///data/xrcell.sqlite`` or ``sqlite://`` (in memory).
+        hasher: Argon2 parameters; the default is argon2-cffi's RFC 9106 low-memory profile.
+    """
+
+    def __init__(self, url: str, *, hasher: argon2.PasswordHasher | None = None) -> None:
+        try:
+            parsed = sa.engine.make_url(url)
+            if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self._engine = sa.create_engine(url)
+            _Base.metadata.create_all(self._engine)
+        except (sa.exc.SQLAlchemyError, sa.exc.ArgumentError, OSError) as exc:
+            raise StorageError(f"cannot open the user store at {url!r}: {exc}") from exc
+        self._sessions = orm.sessionmaker(self._engine, expire_on_commit=False)
+        self._hasher = hasher or argon2.PasswordHasher()
+        # Verifying an unknown user costs as much as a known one (no user enumeration by timing).
+        self._dummy_hash = self._hasher.hash("xrcell-dummy-password")
+
+    def add(self, username: str, password: str, roles: Sequence[str]) -> User:
+        """Create an account; raises `StorageError` on a duplicate name, empty input or an unknown role."""
+        if not username or not username.strip() or len(username) > 64:
+            raise StorageError("username must be 1 to 64 characters")
+        if not password:
+            raise StorageError(f"password of user {username!r} must not be empty")
+        role_names = _check_roles(roles)
+        row = _UserRow(username=username, password_hash=self._hasher.hash(password),
+                       roles=",".join(role_names), created_at=time.time())
+        try:
+            with self._sessions.begin() as session:
+                if session.scalar(sa.select(_UserRow.id).where(_UserRow.username == username)) is not None:
+                    raise StorageError(f"user {username!r} already exists")
+                session.add(row)
+        except sa.exc.IntegrityError as exc:
+            raise StorageError(f"user {username!r} already exists") from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"cannot add user {username!r}: {exc}") from exc
+        return row.to_user()
+
+    def verify(self, username: str, password: str) -> User | None:
+        """The user if the password matches, else None (unknown user and wrong password alike)."""
+        with self._sessions.begin() as session:
+            row = session.scalar(sa.select(_UserRow).where(_UserRow.username == username))
+            if row is None:
+                try:
+                    self._hasher.verify(self._dummy_hash, password)
+                except argon2.exceptions.VerificationError:
+                    pass
+                return None
+            try:
+                self._hasher.verify(row.password_hash, password)
+            except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+                return None
+            if self._hasher.check_needs_rehash(row.password_hash):
+                row.password_hash = self._hasher.hash(password)
+            return row.to_user()
+
+    def list(self) -> builtins.list[User]:
+        """Every account, by username."""
+        with self._sessions() as session:
+            return [r.to_user() for r in session.scalars(sa.select(_UserRow).order_by(_UserRow.username))]
+
+    def remove(self, username: str) -> None:
+        """Delete an account; raises `StorageError` if there is none of that name."""
+        with self._sessions.begin() as session:
+            row = session.scalar(sa.select(_UserRow).where(_UserRow.username == username))
+            if row is None:
+                raise StorageError(f"no user {username!r}")
+            session.delete(row)

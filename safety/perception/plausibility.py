@@ -1,0 +1,97 @@
+"""Anatomical plausibility gate for triangulated keypoints.
+
+A keypoint triangulated from two views cannot be checked by a third: a wrong match
+in one view puts it anywhere along the other view's ray (seen on the Pose2Sim
+footage: a foot placed 0.7 m from the body at knee height). A keypoint that is
+farther from its parent joint than any human segment can be, or farther from the
+hip centre than any human reach, is rejected. Pure numpy; metres, `cell` frame.
+
+Segment limits are the 99th-percentile adult segment lengths rounded up generously
+(DIN 33402-2; Winter, *Biomechanics and Motor Control of Human Movement*, 4th ed.,
+table 4.1 segment lengths as fractions of body height, for a 2.0 m tall person).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: (parent, child, max length in metres), parents before children.
+SEGMENT_LIMITS_M: tuple[tuple[int, int, float], ...] = (
+    (11, 13, 0.45), (13, 15, 0.40), (15, 17, 0.25), (15, 19, 0.25), (15, 21, 0.20),   # left arm
+    (12, 14, 0.45), (14, 16, 0.40), (16, 18, 0.25), (16, 20, 0.25), (16, 22, 0.20),   # right arm
+    (23, 25, 0.60), (25, 27, 0.60), (27, 29, 0.15), (27, 31, 0.30),                    # left leg
+    (24, 26, 0.60), (26, 28, 0.60), (28, 30, 0.15), (28, 32, 0.30),                    # right leg
+)
+#: No keypoint is farther than this from the hip centre (hands raised overhead: about 1.3 m).
+MAX_REACH_FROM_HIPS_M = 1.4
+_HIPS = (23, 24)
+
+
+def implausible_keypoints(points: np.ndarray) -> np.ndarray:
+    """Which keypoints no human body can have where they are.
+
+    Args:
+        points: (33, 3) float64, metres, NaN where not triangulated.
+
+    Returns:
+        (33,) bool: True for a finite keypoint that is too far from its parent joint
+        (`SEGMENT_LIMITS_M`) or from the hip centre (`MAX_REACH_FROM_HIPS_M`). A child of a
+        rejected joint is judged against the rejected joint's parent chain no further: it
+        is only checked against the hip centre.
+    """
+    finite = np.isfinite(points).all(axis=1)
+    bad = np.zeros(len(points), dtype=bool)
+    if finite[list(_HIPS)].all():
+        centre = points[list(_HIPS)].mean(axis=0)
+        reach = np.linalg.norm(np.where(finite[:, None], points, centre) - centre, axis=1)
+        bad |= finite & (reach > MAX_REACH_FROM_HIPS_M)
+    for parent, child, limit in SEGMENT_LIMITS_M:
+        if finite[parent] and finite[child] and not bad[parent]:
+            if np.linalg.norm(points[child] - points[parent]) > limit:
+                bad[child] = True
+    return bad
+
+
+#: MediaPipe Pose landmark index of each landmark's left/right mirror (itself for the nose).
+MIRROR: np.ndarray = np.array(
+    [0, 4, 5, 6, 1, 2, 3, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15, 18, 17, 20, 19, 22, 21, 24, 23,
+     26, 25, 28, 27, 30, 29, 32, 31])
+
+
+def resolve_left_right_swaps(calibrations, keypoints_px: np.ndarray, visibility: np.ndarray,
+                             triangulate_fn) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """Undo left/right confusions of the 2D detector, view by view.
+
+    A detector that labels a person's left leg as the right one in one view makes every
+    triangulation with that view wrong in a way a single point cannot reveal. Each view
+    after the first is tried mirrored (left and right landmarks exchanged); a view stays
+    mirrored when that lowers the median reprojection error of all points triangulated
+    from all views without view rejection.
+
+    Args:
+        calibrations: V cameras.
+        keypoints_px: (V, 33, 2) pixels.
+        visibility: (V, 33) in [0, 1].
+        triangulate_fn: `safety.perception.triangulation.triangulate`.
+
+    Returns:
+        (keypoints_px, visibility, mirrored view indices), arrays with the chosen views mirrored.
+    """
+    kp = np.array(keypoints_px, dtype=np.float64, copy=True)
+    vis = np.array(visibility, dtype=np.float64, copy=True)
+
+    def score(k, v) -> float:
+        tri = triangulate_fn(calibrations, k, v, max_reprojection_error_px=np.inf)
+        err = tri.reprojection_error_px
+        return float(np.nanmedian(err)) if np.isfinite(err).any() else np.inf
+
+    best = score(kp, vis)
+    mirrored = []
+    for view in range(1, kp.shape[0]):
+        k2, v2 = kp.copy(), vis.copy()
+        k2[view], v2[view] = kp[view][MIRROR], vis[view][MIRROR]
+        s = score(k2, v2)
+        if s < 0.7 * best:
+            kp, vis, best = k2, v2, s
+            mirrored.append(view)
+    return kp, vis, tuple(mirrored)

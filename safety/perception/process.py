@@ -1,0 +1,226 @@
+"""Worker tracking in its own process, so pose estimation never starves the safety loop.
+
+On a 2-core machine MediaPipe takes about one core and, in the same process, competes
+with the safety monitor and the robot simulation for the interpreter lock. The
+tracking process runs the cameras and `PerceptionPipeline` at a lower scheduling
+priority (`nice`) and sends every new `PerceptionSnapshot` to the parent through a
+pipe; camera views for the dashboard travel as JPEG when asked for. Capture stamps
+are `time.monotonic_ns()`, which is one system-wide clock on Linux, so the parent
+measures data age and reaction time against the same clock. If the child dies or
+stalls, its snapshots go stale and the safety monitor stops the robot.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from content.calibration import CameraCalibration
+from safety.errors import PerceptionError
+from safety.perception.types import PerceptionSnapshot
+
+_log = logging.getLogger(__name__)
+
+#: A snapshot is forwarded at once when its tracks changed, else at most this often (camera health).
+HEARTBEAT_S = 0.02
+#: Camera views are sent to the parent at most this often per camera while views are enabled.
+VIEW_PERIOD_S = 0.2
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """One camera for the tracking process.
+
+    Attributes:
+        camera_id: the camera's id.
+        video: the video file replayed as the camera.
+        calibration: calibration at the resolution of the frames after `resize`.
+        resize: scale factor applied to the decoded frames.
+        loop: replay at the end; `pingpong` plays forwards then backwards.
+    """
+
+    camera_id: str
+    video: Path
+    calibration: CameraCalibration
+    resize: float = 0.5
+    loop: bool = True
+    pingpong: bool = False
+
+
+def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int) -> None:  # pragma: no cover - runs in the child
+    import cv2
+
+    from safety.perception.cameras import VideoFileCamera
+    from safety.perception.pipeline import PerceptionPipeline, draw_skeleton
+
+    try:
+        os.nice(nice)
+    except OSError:
+        pass
+    send_lock = threading.Lock()
+
+    def send(msg) -> None:
+        with send_lock:
+            conn.send(msg)
+
+    try:
+        cams = [(s.camera_id, VideoFileCamera(s.camera_id, s.video, resize=s.resize, loop=s.loop, pingpong=s.pingpong),
+                 s.calibration) for s in specs]
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as a domain error
+        send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    last = {"tracks": (), "t": 0.0}
+
+    def on_publish(snapshot: PerceptionSnapshot) -> None:
+        now = time.monotonic()
+        key = tuple(id(t) for t in snapshot.tracks) + snapshot.lost_track_ids
+        if key != last["tracks"] or now - last["t"] >= HEARTBEAT_S:
+            last["tracks"], last["t"] = key, now
+            send(("snap", snapshot))
+
+    pipeline = PerceptionPipeline(cams, process_rate_hz=process_rate_hz, on_publish=on_publish)
+    views = False
+    pipeline.start()
+    send(("ready",))
+    try:
+        while True:
+            if conn.poll(VIEW_PERIOD_S):
+                msg = conn.recv()
+                if msg[0] == "stop":
+                    break
+                if msg[0] == "views":
+                    views = bool(msg[1])
+            if views:
+                for cam_id, _, _ in cams:
+                    view = pipeline.camera_view(cam_id)
+                    if view is None:
+                        continue
+                    frame, keypoints, _ = view
+                    if keypoints is not None:
+                        frame = draw_skeleton(frame, keypoints)
+                    ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 70])
+                    if ok:
+                        send(("view", cam_id, buf.tobytes()))
+    except (EOFError, OSError):
+        pass
+    finally:
+        pipeline.stop(0.5)
+        try:
+            send(("report", pipeline.report()))
+        except (OSError, ValueError):
+            pass
+
+
+class PerceptionProcess:
+    """Runs worker tracking in a child process and mirrors its newest snapshot here.
+
+    Thread safety: `snapshot()`, `camera_jpeg()` and `report()` are safe from any thread
+    and never block; `start()`, `stop()` and `enable_views()` belong to one controlling
+    thread. A receiver thread owned by this object reads the pipe.
+
+    Args:
+        cameras: the cameras to track from.
+        process_rate_hz: pose estimation rate per camera.
+        nice: scheduling niceness added in the child (0: same priority as the parent).
+    """
+
+    def __init__(self, cameras: list[CameraSpec], *, process_rate_hz: float = 8.0, nice: int = 5) -> None:
+        if not cameras:
+            raise PerceptionError("PerceptionProcess needs at least one camera")
+        self._specs = list(cameras)
+        self._rate = process_rate_hz
+        self._nice = nice
+        self._snapshot: PerceptionSnapshot | None = None
+        self._views: dict[str, bytes] = {}
+        self._report: dict = {}
+        self._ready = threading.Event()
+        self._error: str | None = None
+        self._proc = None
+        self._conn = None
+        self._receiver: threading.Thread | None = None
+
+    def snapshot(self) -> PerceptionSnapshot | None:
+        """The newest snapshot from the child (None before the first)."""
+        return self._snapshot
+
+    def camera_ids(self) -> list[str]:
+        """The camera ids, in cell order."""
+        return [s.camera_id for s in self._specs]
+
+    def camera_jpeg(self, camera_id: str) -> bytes | None:
+        """JPEG of the newest processed frame of `camera_id` with its 2D skeleton (views enabled)."""
+        return self._views.get(camera_id)
+
+    def report(self) -> dict:
+        """The pipeline's timing figures, available after `stop()`."""
+        return dict(self._report)
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Start the child, wait until its cameras are decoded and tracking runs.
+
+        Raises:
+            PerceptionError: the child could not open a camera or did not get ready in time.
+        """
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child_conn = ctx.Pipe()
+        self._proc = ctx.Process(target=_child_main, args=(child_conn, self._specs, self._rate, self._nice),
+                                 name="xrcell-perception", daemon=True)
+        self._proc.start()
+        child_conn.close()
+        self._receiver = threading.Thread(target=self._receive, name="perception-receiver", daemon=True)
+        self._receiver.start()
+        if not self._ready.wait(timeout_s) or self._error:
+            self.stop()
+            raise PerceptionError(f"worker tracking did not start: {self._error or f'not ready after {timeout_s:.0f} s'}")
+
+    def enable_views(self, enabled: bool = True) -> None:
+        """Ask the child to send camera views (JPEG, 5 per second per camera) or to stop sending them."""
+        if self._conn is not None:
+            try:
+                self._conn.send(("views", enabled))
+            except OSError:
+                pass
+
+    def stop(self, timeout_s: float = 1.0) -> None:
+        """Stop the child (it sends its report) and join it; kill it if it does not end in time."""
+        if self._proc is None:
+            return
+        try:
+            self._conn.send(("stop",))
+        except OSError:
+            pass
+        self._proc.join(timeout_s)
+        if self._proc.is_alive():
+            _log.warning("worker tracking process did not stop within %.1f s; terminating it", timeout_s)
+            self._proc.terminate()
+            self._proc.join(0.5)
+        if self._receiver is not None:
+            self._receiver.join(0.5)
+        self._proc = None
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                msg = self._conn.recv()
+            except (EOFError, OSError):
+                break
+            kind = msg[0]
+            if kind == "snap":
+                self._snapshot = msg[1]
+            elif kind == "view":
+                self._views[msg[1]] = msg[2]
+            elif kind == "ready":
+                self._ready.set()
+            elif kind == "report":
+                self._report = msg[1]
+            elif kind == "error":
+                self._error = msg[1]
+                self._ready.set()
+        if not self._ready.is_set():
+            self._error = self._error or "the tracking process ended during start-up"
+            self._ready.set()

@@ -1,0 +1,193 @@
+"""Multi-view triangulation of keypoints (pure functions, numpy + cv2 undistortion).
+
+A keypoint seen by V calibrated cameras is placed by the weighted direct linear
+transform (DLT): each view contributes two linear equations on the homogeneous point,
+weighted by the detector's confidence; the least-squares solution is the right
+singular vector of the stacked system. A view that disagrees with the others (its
+reprojection error above a threshold) is dropped and the point solved again, as long
+as two views remain.
+
+Pixels are those of the images the calibrations refer to; points are metres in the
+calibrations' world frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from content.calibration import CameraCalibration
+from safety.errors import PerceptionError
+
+
+@dataclass(frozen=True)
+class Triangulation:
+    """Result of `triangulate`.
+
+    Attributes:
+        points: (N, 3) float64, metres, calibration world frame; NaN where fewer than
+            two views were usable.
+        reprojection_error_px: (N,) float64, pixels: root mean square over the used views
+            of the distance between observation and reprojection (undistorted pixels);
+            NaN where not triangulated.
+        views_used: (N, V) bool, which views each point was solved from.
+    """
+
+    points: np.ndarray
+    reprojection_error_px: np.ndarray
+    views_used: np.ndarray
+
+    @property
+    def num_views(self) -> np.ndarray:
+        """(N,) int: number of views each point was solved from (0: not triangulated)."""
+        return self.views_used.sum(axis=1)
+
+
+def undistort_points(calibration: CameraCalibration, keypoints_px: np.ndarray) -> np.ndarray:
+    """Remove lens distortion, staying in pixels (`cv2.undistortPoints` with P = K).
+
+    Args:
+        calibration: the camera.
+        keypoints_px: (N, 2) float, distorted pixels; NaN rows are kept NaN.
+
+    Returns:
+        (N, 2) float64, undistorted pixels of the same camera matrix K.
+    """
+    pts = np.asarray(keypoints_px, dtype=np.float64).reshape(-1, 2)
+    out = np.full_like(pts, np.nan)
+    ok = np.isfinite(pts).all(axis=1)
+    if ok.any():
+        und = cv2.undistortPoints(pts[ok].reshape(-1, 1, 2), calibration.K, calibration.dist, P=calibration.K)
+        out[ok] = und.reshape(-1, 2)
+    return out
+
+
+def project_points(calibration: CameraCalibration, points: np.ndarray) -> np.ndarray:
+    """Project world points to (distorted) pixels.
+
+    Args:
+        calibration: the camera.
+        points: (N, 3) float, metres, calibration world frame; NaN rows give NaN.
+
+    Returns:
+        (N, 2) float64, pixels; NaN for NaN input and for points behind the camera.
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    out = np.full((len(pts), 2), np.nan)
+    z = pts @ calibration.R[2] + calibration.t[2]
+    ok = np.isfinite(pts).all(axis=1) & (z > 1e-6)
+    if ok.any():
+        rvec, _ = cv2.Rodrigues(calibration.R)
+        proj, _ = cv2.projectPoints(pts[ok].reshape(-1, 1, 3), rvec, calibration.t.astype(np.float64),
+                                    calibration.K, calibration.dist)
+        out[ok] = proj.reshape(-1, 2)
+    return out
+
+
+def reprojection_error(calibrations: Sequence[CameraCalibration], points: np.ndarray,
+                       keypoints_px: np.ndarray) -> np.ndarray:
+    """Distance between observed keypoints and the reprojection of 3D points.
+
+    Args:
+        calibrations: V cameras.
+        points: (N, 3) float, metres, calibration world frame.
+        keypoints_px: (V, N, 2) float, observed (distorted) pixels; NaN where not observed.
+
+    Returns:
+        (V, N) float64, pixels; NaN where the point or the observation is missing.
+
+    Raises:
+        PerceptionError: shapes do not match.
+    """
+    obs = np.asarray(keypoints_px, dtype=np.float64)
+    pts = np.asarray(points, dtype=np.float64)
+    if obs.ndim != 3 or obs.shape[0] != len(calibrations) or obs.shape[2] != 2 or pts.shape != (obs.shape[1], 3):
+        raise PerceptionError(f"reprojection_error: expected points (N, 3) and keypoints (V={len(calibrations)}, "
+                              f"N, 2), got {pts.shape} and {obs.shape}")
+    return np.stack([np.linalg.norm(project_points(c, pts) - obs[v], axis=1) for v, c in enumerate(calibrations)])
+
+
+def _solve_dlt(P: np.ndarray, uv: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted DLT for N points: P (V, 3, 4), uv (V, N, 2) undistorted px, w (V, N) >= 0 -> (N, 3)."""
+    rows_u = uv[..., 0:1] * P[:, None, 2, :] - P[:, None, 0, :]   # (V, N, 4)
+    rows_v = uv[..., 1:2] * P[:, None, 2, :] - P[:, None, 1, :]
+    rows = np.concatenate([rows_u, rows_v], axis=0)               # (2V, N, 4)
+    # Equalise the equations' scale (each row's norm grows with depth and focal length).
+    rows = rows / np.maximum(np.linalg.norm(rows, axis=2, keepdims=True), 1e-12)
+    ww = np.concatenate([w, w], axis=0)[..., None]
+    A = np.nan_to_num(rows * ww).transpose(1, 0, 2)                # (N, 2V, 4)
+    _, _, vt = np.linalg.svd(A)
+    X = vt[:, -1, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return X[:, :3] / X[:, 3:4]
+
+
+def triangulate(calibrations: Sequence[CameraCalibration], keypoints_px: np.ndarray, confidence: np.ndarray, *,
+                min_confidence: float = 0.3, max_reprojection_error_px: float = 10.0,
+                min_views: int = 2) -> Triangulation:
+    """Weighted multi-view DLT with rejection of disagreeing views.
+
+    Args:
+        calibrations: V >= 2 cameras (their K must match the images the keypoints come from).
+        keypoints_px: (V, N, 2) float, distorted pixels; NaN where a view has no detection.
+        confidence: (V, N) float in [0, 1]; observations below `min_confidence` are ignored,
+            the others weight their view's equations.
+        min_confidence: minimum confidence of an observation.
+        max_reprojection_error_px: a point whose worst used view reprojects further than this
+            drops that view and is solved again, while more than `min_views` views remain.
+        min_views: minimum number of views for a point (>= 2).
+
+    Returns:
+        The points, their RMS reprojection error and the views used (see `Triangulation`).
+
+    Raises:
+        PerceptionError: shapes do not match, fewer than 2 calibrations, or min_views < 2.
+    """
+    V = len(calibrations)
+    kp = np.asarray(keypoints_px, dtype=np.float64)
+    conf = np.asarray(confidence, dtype=np.float64)
+    if V < 2 or min_views < 2:
+        raise PerceptionError(f"triangulate needs at least 2 cameras and min_views >= 2 (got {V} and {min_views})")
+    if kp.ndim != 3 or kp.shape[0] != V or kp.shape[2] != 2 or conf.shape != kp.shape[:2]:
+        raise PerceptionError(f"triangulate: expected keypoints (V={V}, N, 2) and confidence (V, N), "
+                              f"got {kp.shape} and {conf.shape}")
+    N = kp.shape[1]
+    P = np.stack([c.projection for c in calibrations])
+    und = np.stack([undistort_points(c, kp[v]) for v, c in enumerate(calibrations)])       # (V, N, 2)
+    used = (conf >= min_confidence) & np.isfinite(und).all(axis=2)                          # (V, N)
+    points = np.full((N, 3), np.nan)
+    err = np.full((V, N), np.nan)
+    active = used.sum(axis=0) >= min_views
+    todo = active.copy()
+    for _ in range(V - min_views + 1):
+        if not todo.any():
+            break
+        idx = np.flatnonzero(todo)
+        w = np.where(used[:, idx], np.clip(conf[:, idx], 0.0, 1.0), 0.0)
+        X = _solve_dlt(P, und[:, idx], w)
+        points[idx] = X
+        Xh = np.concatenate([X, np.ones((len(idx), 1))], axis=1)
+        proj = np.einsum("vij,nj->vni", P, Xh)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            e = np.linalg.norm(proj[..., :2] / proj[..., 2:3] - und[:, idx], axis=2)         # (V, n)
+            behind = proj[..., 2] <= 0
+        e = np.where(behind, np.inf, e)
+        e = np.where(used[:, idx], e, np.nan)
+        err[:, idx] = e
+        worst = np.nanargmax(np.where(np.isnan(e), -1.0, e), axis=0)
+        worst_err = e[worst, np.arange(len(idx))]
+        retry = (worst_err > max_reprojection_error_px) & (used[:, idx].sum(axis=0) > min_views)
+        used[worst[retry], idx[retry]] = False
+        todo[:] = False
+        todo[idx[retry]] = True
+    finite = np.isfinite(points).all(axis=1) & active & np.isfinite(np.where(used, err, 0.0)).all(axis=0)
+    points[~finite] = np.nan
+    used[:, ~finite] = False
+    sq = np.where(used, np.nan_to_num(err, nan=0.0, posinf=0.0), 0.0) ** 2
+    count = used.sum(axis=0)
+    rms = np.full(N, np.nan)
+    rms[finite] = np.sqrt(sq[:, finite].sum(axis=0) / count[finite])
+    return Triangulation(points=points, reprojection_error_px=rms, views_used=used.T.copy())

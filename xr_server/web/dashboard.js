@@ -1,0 +1,88 @@
+// Dashboard: 3D twin, safety panel and camera views, live over Socket.IO.
+import { TwinView, MODE_COLORS, MODE_LABELS } from "./twin3d.js";
+import { subscribeTwin, signOut, fmt, probe } from "./twin_socket.js";
+
+const $ = (id) => document.getElementById(id);
+const view = new TwinView($("twin"), { onRender: () => { probe.rendered += 1; } });
+const shownCameras = new Map(); // camera id -> caption element
+let linkStatus = "disconnected";
+let lastTwin = null;
+
+$("sign-out").addEventListener("click", signOut);
+fetch("/api/me", { credentials: "same-origin" }).then((r) => (r.ok ? r.json() : null)).then((me) => {
+  if (me) $("user").textContent = `${me.username} (${me.roles.join(", ")})`;
+});
+
+let camerasAskedAt = -Infinity;
+async function refreshCameras() {
+  if (performance.now() - camerasAskedAt < 2000) return; // at most every 2 s
+  camerasAskedAt = performance.now();
+  const response = await fetch("/api/cameras", { credentials: "same-origin" });
+  if (!response.ok) return;
+  for (const id of await response.json()) {
+    if (shownCameras.has(id)) continue;
+    const figure = document.createElement("figure");
+    figure.className = "camera";
+    const img = document.createElement("img");
+    img.alt = `camera ${id}`;
+    img.dataset.camera = id;
+    img.src = `/api/cameras/${encodeURIComponent(id)}/mjpeg`;
+    const caption = document.createElement("figcaption");
+    caption.textContent = id;
+    figure.append(img, caption);
+    $("cameras").append(figure);
+    shownCameras.set(id, caption);
+  }
+}
+refreshCameras();
+
+function showMode(safety) {
+  const badge = $("mode-badge");
+  if (linkStatus !== "connected" || !safety) {
+    badge.dataset.mode = "";
+    badge.textContent = linkStatus === "stale" ? "NO DATA (stale)" : linkStatus === "connected" ? "NO SAFETY STATE" : "NO CONNECTION";
+    return;
+  }
+  badge.dataset.mode = safety.mode;
+  badge.textContent = MODE_LABELS[safety.mode] || safety.mode;
+}
+
+function onTwin(twin) {
+  lastTwin = twin;
+  view.update(twin);
+  $("cell-name").textContent = `cell ${twin.cell}`;
+  const s = twin.safety;
+  showMode(s);
+  const scale = s ? s.speed_scale : null;
+  $("speed-scale").textContent = scale === null ? "–" : `${Math.round(scale * 100)} %`;
+  $("speed-bar").style.width = `${Math.round((scale || 0) * 100)}%`;
+  $("speed-bar").style.background = MODE_COLORS[s?.mode] || "";
+  $("separation").textContent = fmt(s?.separation_m, 2, "m");
+  $("s-p").textContent = fmt(s?.s_p_m, 2, "m");
+  $("margin").textContent = s && s.separation_m !== null && s.s_p_m !== null ? fmt(s.separation_m - s.s_p_m, 2, "m") : "–";
+  for (const term of ["s_h", "s_r", "s_s", "c", "z_d", "z_r"]) $(`term-${term}`).textContent = fmt(s?.terms?.[term], 3);
+  $("reason").textContent = s ? s.reason : "–";
+  const c = s?.closest;
+  $("closest").textContent = c ? `${c.person} ${c.body_part} ↔ ${c.link}` : "–";
+  const r = twin.robot;
+  $("robot-mode").textContent = r ? r.mode : "no robot state";
+  $("tcp-speed").textContent = fmt(r?.tcp_speed_mps, 2, "m/s");
+  $("robot-scale").textContent = r ? `${Math.round(r.speed_scale * 100)} %` : "–";
+  $("people").textContent = String((twin.people || []).length);
+  const faults = s?.faults || [];
+  $("faults").hidden = faults.length === 0;
+  $("faults").textContent = faults.length ? `Faults: ${faults.join("; ")}` : "";
+  for (const cam of twin.cameras || []) {
+    const caption = shownCameras.get(cam.id);
+    if (caption) caption.textContent = `${cam.id} · ${cam.frames_with_person}/${cam.frames_processed} frames with a person`;
+    else refreshCameras();
+  }
+}
+
+subscribeTwin(onTwin, (status) => {
+  linkStatus = status;
+  const el = $("link-status");
+  el.dataset.status = status;
+  el.textContent = { connected: "live", stale: "stale", disconnected: "disconnected" }[status];
+  showMode(lastTwin?.safety);
+});

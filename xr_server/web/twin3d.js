@@ -1,0 +1,244 @@
+// three.js view of one twin_state: robot link capsules, worker skeletons, the protective
+// separation distance (robot capsules inflated by S_p) and the closest human-robot pair.
+// The cell frame is z up (REP 103); the camera's up vector is set to +z, so no axis swap.
+import * as THREE from "three";
+import { OrbitControls } from "three/addons/controls/OrbitControls.js";
+
+export const MODE_COLORS = {
+  full_speed: "#1f9d55",
+  reduced_speed: "#f2a900",
+  protective_stop: "#d62828",
+  fault_stop: "#7b2cbf",
+};
+export const MODE_LABELS = {
+  full_speed: "FULL SPEED",
+  reduced_speed: "REDUCED SPEED",
+  protective_stop: "PROTECTIVE STOP",
+  fault_stop: "FAULT STOP",
+};
+
+// MediaPipe Pose limbs drawn as bones (same pairs as safety/perception/types.py POSE_LIMBS).
+const POSE_LIMBS = [
+  [11, 12], [11, 23], [12, 24], [23, 24],
+  [11, 13], [13, 15], [15, 19], [12, 14], [14, 16], [16, 20],
+  [23, 25], [25, 27], [27, 31], [24, 26], [26, 28], [28, 32],
+  [0, 11], [0, 12],
+];
+const PERSON_COLORS = [0x4cc9f0, 0xf72585, 0x90e0ef, 0xffd166];
+const Y = new THREE.Vector3(0, 1, 0);
+const UNIT_CYLINDER = new THREE.CylinderGeometry(1, 1, 1, 24, 1, true);
+const UNIT_SPHERE = new THREE.SphereGeometry(1, 24, 16);
+
+/** Place a unit cylinder mesh on segment a-b with radius r; hides it for a null segment. */
+function placeCylinder(mesh, a, b, r) {
+  const va = new THREE.Vector3(...a);
+  const dir = new THREE.Vector3(...b).sub(va);
+  const length = dir.length();
+  mesh.visible = length > 1e-6;
+  if (!mesh.visible) return;
+  mesh.position.copy(va).addScaledVector(dir, 0.5);
+  mesh.quaternion.setFromUnitVectors(Y, dir.divideScalar(length));
+  mesh.scale.set(r, length, r);
+}
+
+function placeSphere(mesh, p, r) {
+  mesh.position.set(p[0], p[1], p[2]);
+  mesh.scale.setScalar(r);
+  mesh.visible = true;
+}
+
+/** A grow-only pool of meshes sharing one geometry and material; unused ones are hidden. */
+class MeshPool {
+  constructor(parent, geometry, material) {
+    this.parent = parent; this.geometry = geometry; this.material = material; this.meshes = []; this.used = 0;
+  }
+  begin() { this.used = 0; }
+  next() {
+    if (this.used === this.meshes.length) {
+      const mesh = new THREE.Mesh(this.geometry, this.material);
+      this.parent.add(mesh);
+      this.meshes.push(mesh);
+    }
+    return this.meshes[this.used++];
+  }
+  end() { for (let i = this.used; i < this.meshes.length; i++) this.meshes[i].visible = false; }
+}
+
+export class TwinView {
+  /**
+   * @param {HTMLElement} container element the canvas fills.
+   * @param {{background?: number, onRender?: () => void}} options
+   */
+  constructor(container, { background = 0x161b22, onRender = () => {} } = {}) {
+    this.container = container;
+    this.onRender = onRender;
+    this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
+    this.renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
+    container.appendChild(this.renderer.domElement);
+    this.scene = new THREE.Scene();
+    this.scene.background = new THREE.Color(background);
+
+    this.camera = new THREE.PerspectiveCamera(45, 1, 0.05, 100);
+    this.camera.up.set(0, 0, 1);
+    this.camera.position.set(3.2, -3.2, 2.4);
+    this.controls = new OrbitControls(this.camera, this.renderer.domElement);
+    this.controls.target.set(0, 0, 0.6);
+    this.controls.update();
+    this.controls.addEventListener("change", () => { this.dirty = true; this.userMoved = true; });
+
+    this.scene.add(new THREE.HemisphereLight(0xdde6f0, 0x303540, 1.6));
+    const sun = new THREE.DirectionalLight(0xffffff, 1.8);
+    sun.position.set(3, -2, 6);
+    this.scene.add(sun);
+
+    const grid = new THREE.GridHelper(8, 16, 0x56606e, 0x2c3440);
+    grid.rotation.x = Math.PI / 2; // GridHelper lies in x-z; the cell floor is x-y
+    this.scene.add(grid);
+    const axes = new THREE.AxesHelper(0.4); // cell frame: x red, y green, z blue
+    this.scene.add(axes);
+
+    const robotMaterial = new THREE.MeshStandardMaterial({ color: 0xe8ecf1, metalness: 0.25, roughness: 0.45 });
+    const jointMaterial = new THREE.MeshStandardMaterial({ color: 0x9aa5b1, metalness: 0.3, roughness: 0.5 });
+    this.robotLinks = new MeshPool(this.scene, UNIT_CYLINDER, robotMaterial);
+    this.robotJoints = new MeshPool(this.scene, UNIT_SPHERE, jointMaterial);
+
+    // The S_p envelope is a union of capsules. Drawn naively, the overlaps stack their
+    // transparency into bands; instead a depth-only pass keeps the front-most surface and a
+    // second pass tints exactly that surface once (depthFunc EqualDepth).
+    this.envelopeDepth = new THREE.MeshBasicMaterial({ colorWrite: false, transparent: true });
+    this.envelopeMaterial = new THREE.MeshBasicMaterial({
+      color: MODE_COLORS.full_speed, transparent: true, opacity: 0.16, depthWrite: false,
+      depthFunc: THREE.EqualDepth,
+    });
+    this.envelopeGroups = [[this.envelopeDepth, 1], [this.envelopeMaterial, 2]].map(([material, order]) => {
+      const group = new THREE.Group();
+      group.renderOrder = order;
+      this.scene.add(group);
+      return { links: new MeshPool(group, UNIT_CYLINDER, material), joints: new MeshPool(group, UNIT_SPHERE, material) };
+    });
+
+    this.personMaterials = PERSON_COLORS.map((c) => new THREE.MeshStandardMaterial({ color: c, roughness: 0.6 }));
+    this.personPools = this.personMaterials.map((m) => ({
+      joints: new MeshPool(this.scene, UNIT_SPHERE, m), bones: new MeshPool(this.scene, UNIT_CYLINDER, m),
+    }));
+
+    this.closestMaterial = new THREE.MeshBasicMaterial({ color: 0xffffff });
+    this.closestLine = new THREE.Mesh(UNIT_CYLINDER, this.closestMaterial);
+    this.closestEnds = [new THREE.Mesh(UNIT_SPHERE, this.closestMaterial), new THREE.Mesh(UNIT_SPHERE, this.closestMaterial)];
+    this.scene.add(this.closestLine, ...this.closestEnds);
+    this.closestLabel = document.createElement("div");
+    this.closestLabel.className = "twin-label";
+    this.closestLabel.hidden = true;
+    container.appendChild(this.closestLabel);
+    this.closestMid = null;
+
+    this.dirty = true;
+    this.fitted = false;
+    this.userMoved = false;
+    new ResizeObserver(() => this.resize()).observe(container);
+    this.resize();
+    const loop = () => { this.renderIfDirty(); requestAnimationFrame(loop); };
+    requestAnimationFrame(loop);
+  }
+
+  resize() {
+    const w = Math.max(1, this.container.clientWidth);
+    const h = Math.max(1, this.container.clientHeight);
+    this.renderer.setSize(w, h, false);
+    this.renderer.domElement.style.width = "100%";
+    this.renderer.domElement.style.height = "100%";
+    this.camera.aspect = w / h;
+    this.camera.updateProjectionMatrix();
+    this.dirty = true;
+  }
+
+  /** Show one twin_state (schema: xr_server/twin_schema.json). */
+  update(twin) {
+    const robot = twin.robot;
+    const safety = twin.safety;
+    const links = robot ? robot.links : [];
+
+    this.robotLinks.begin(); this.robotJoints.begin();
+    for (const link of links) {
+      placeCylinder(this.robotLinks.next(), link.a, link.b, link.r);
+      placeSphere(this.robotJoints.next(), link.a, link.r);
+      placeSphere(this.robotJoints.next(), link.b, link.r);
+    }
+    this.robotLinks.end(); this.robotJoints.end();
+
+    const modeColor = MODE_COLORS[safety?.mode] || "#8b949e";
+    this.envelopeMaterial.color.set(modeColor);
+    for (const { links: cylinders, joints } of this.envelopeGroups) {
+      cylinders.begin(); joints.begin();
+      if (safety && safety.s_p_m !== null && safety.s_p_m !== undefined) {
+        for (const link of links) {
+          const r = link.r + safety.s_p_m;
+          placeCylinder(cylinders.next(), link.a, link.b, r);
+          placeSphere(joints.next(), link.a, r);
+          placeSphere(joints.next(), link.b, r);
+        }
+      }
+      cylinders.end(); joints.end();
+    }
+
+    this.personPools.forEach((pool) => { pool.joints.begin(); pool.bones.begin(); });
+    (twin.people || []).forEach((person, i) => {
+      const pool = this.personPools[i % this.personPools.length];
+      const kps = person.keypoints || [];
+      kps.forEach((kp, j) => { if (kp) placeSphere(pool.joints.next(), kp, j <= 10 ? 0.018 : 0.03); });
+      for (const [a, b] of POSE_LIMBS) {
+        if (kps[a] && kps[b]) placeCylinder(pool.bones.next(), kps[a], kps[b], 0.018);
+      }
+    });
+    this.personPools.forEach((pool) => { pool.joints.end(); pool.bones.end(); });
+
+    const closest = safety ? safety.closest : null;
+    const showClosest = Boolean(closest);
+    this.closestLine.visible = showClosest;
+    this.closestEnds.forEach((m) => { m.visible = showClosest; });
+    this.closestLabel.hidden = !showClosest;
+    if (showClosest) {
+      this.closestMaterial.color.set(modeColor);
+      placeCylinder(this.closestLine, closest.human_point, closest.robot_point, 0.006);
+      placeSphere(this.closestEnds[0], closest.human_point, 0.02);
+      placeSphere(this.closestEnds[1], closest.robot_point, 0.02);
+      this.closestMid = new THREE.Vector3(...closest.human_point).add(new THREE.Vector3(...closest.robot_point)).multiplyScalar(0.5);
+      const sep = safety.separation_m;
+      this.closestLabel.textContent = sep === null || sep === undefined ? "" : `${sep.toFixed(2)} m`;
+      this.closestLabel.style.borderColor = modeColor;
+    }
+
+    if (!this.fitted && !this.userMoved && links.length) this.fit(twin);
+    this.dirty = true;
+  }
+
+  /** Aim the camera at the robot and the people once, from the front-right, above. */
+  fit(twin) {
+    const box = new THREE.Box3();
+    for (const link of twin.robot.links) { box.expandByPoint(new THREE.Vector3(...link.a)); box.expandByPoint(new THREE.Vector3(...link.b)); }
+    for (const person of twin.people || []) for (const kp of person.keypoints || []) if (kp) box.expandByPoint(new THREE.Vector3(kp[0], kp[1], kp[2]));
+    box.expandByPoint(new THREE.Vector3(box.min.x, box.min.y, 0));
+    const center = box.getCenter(new THREE.Vector3());
+    const size = box.getSize(new THREE.Vector3()).length();
+    const distance = Math.max(2.2, size * 1.05);
+    this.controls.target.set(center.x, center.y, Math.max(0.5, center.z * 0.8));
+    this.camera.position.set(center.x + distance * 0.62, center.y - distance * 0.72, center.z + distance * 0.55);
+    this.controls.update();
+    this.userMoved = false;
+    this.fitted = true;
+  }
+
+  renderIfDirty() {
+    if (!this.dirty) return;
+    this.dirty = false;
+    this.renderer.render(this.scene, this.camera);
+    if (this.closestMid && !this.closestLabel.hidden) {
+      const p = this.closestMid.clone().project(this.camera);
+      const w = this.container.clientWidth, h = this.container.clientHeight;
+      this.closestLabel.style.left = `${((p.x + 1) / 2) * w}px`;
+      this.closestLabel.style.top = `${((1 - p.y) / 2) * h}px`;
+      this.closestLabel.hidden = p.z > 1;
+    }
+    this.onRender();
+  }
+}
