@@ -13,7 +13,7 @@ demo: setup
 test: setup-test
 	$(BIN)/python -m pytest -p no:cacheprovider
 
-setup: $(VENV)/.system $(VENV)/.installed node_modules/.installed data/pose2sim/.complete
+setup: $(VENV)/.system $(VENV)/.installed node_modules/.installed $(VENV)/.models data/pose2sim/.complete
 
 setup-test: setup $(VENV)/.system-test
 
@@ -33,6 +33,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(VENV)/.models: $(VENV)/.installed node_modules/.installed
+	$(BIN)/xrcell models install
 	@touch $@
 
 data/pose2sim/.complete: $(VENV)/.installed

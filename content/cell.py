@@ -108,6 +108,17 @@ class SafetyParameters(_Model):
     tracker_timeout_s: float = Field(0.5, gt=0.0, le=10.0)
 
 
+class PerceptionParameters(_Model):
+    """Worker tracking settings.
+
+    Attributes:
+        model_complexity: MediaPipe Pose landmark model: 0 lite, 1 full, 2 heavy (lite and
+            heavy come from npm @mediapipe/pose, installed by the set-up).
+    """
+
+    model_complexity: Literal[0, 1, 2] = 1
+
+
 class PickAndPlace(_Model):
     """The demo program: pick a box at `pick` and place it at `place` (cell frame, m)."""
 
@@ -124,6 +135,7 @@ class CellDescription(_Model):
     robot: Robot = Robot()
     cameras: list[Camera] = Field(default_factory=list)
     safety: SafetyParameters = SafetyParameters()
+    perception: PerceptionParameters = PerceptionParameters()
     program: PickAndPlace | None = None
     source_path: Path | None = None
 

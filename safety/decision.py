@@ -141,6 +141,19 @@ def _ms(ns: int) -> float:
     return ns / 1e6
 
 
+def _merge_causes(latched: tuple[str, ...], new: list[str]) -> tuple[str, ...]:
+    """Latched causes plus new ones, one per kind (the text before the first colon): the
+    first occurrence of each kind is kept, so a repeating fault does not grow the list."""
+    kinds = {c.split(":", 1)[0] for c in latched}
+    out = list(latched)
+    for cause in new:
+        kind = cause.split(":", 1)[0]
+        if kind not in kinds:
+            kinds.add(kind)
+            out.append(cause)
+    return tuple(out)
+
+
 def input_faults(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot | None,
                  params: SafetyParameters, prev_cycle_ns: int) -> list[str]:
     """Watchdog and plausibility checks of one cycle's inputs; returns fault causes in words."""
@@ -257,7 +270,7 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
             return stop("starting up, waiting for: " + "; ".join(faults), False, faults)
         mem = replace(mem, started=True)
     if faults or mem.latched_faults:
-        latched = tuple(dict.fromkeys(mem.latched_faults + tuple(faults)))
+        latched = _merge_causes(mem.latched_faults, faults)
         if mem.reset_requested and not faults:
             mem = replace(mem, latched_faults=(), reset_requested=False, scale=0.0, ssm_stop=True,
                           clear_since_ns=0)

@@ -22,6 +22,9 @@ Routes (all JSON errors are ``{"error": message}``):
     GET  /api/twin                    newest twin_state (503 before the first one)
     GET  /api/cameras                 camera ids
     GET  /api/cameras/<id>/mjpeg      multipart/x-mixed-replace JPEG stream, at most 5 fps
+    POST /api/safety/reset            ask to clear a latched fault stop -> {accepted, reason}:
+                                      200 accepted, 403 role refused, 409 otherwise refused,
+                                      503 without a safety monitor
     GET  /  and  /hmi                 dashboard and HMI pages (redirect to /login without a token)
     GET  /static/<file>               the pages' JS and CSS, no auth
     GET  /vendor/...                  three.js and socket.io-client from node_modules, no auth
@@ -59,6 +62,8 @@ NAMESPACE = "/xr"
 MJPEG_MAX_FPS = 5.0
 WEB_DIR = Path(__file__).resolve().parent / "web"
 _BOUNDARY = "xrcell-frame"
+#: A `SafetyReset` reason with this prefix means the caller's roles were refused (answered 403).
+ROLE_REFUSAL_PREFIX = "role:"
 _PUBLIC_PATHS = frozenset({"/healthz", "/login", "/api/login", "/api/logout", "/favicon.ico"})
 _PUBLIC_PREFIXES = ("/static/", "/vendor/")
 #: Files served from node_modules: URL name -> path below node_modules.
@@ -76,6 +81,12 @@ class CameraViews(Protocol):
     def ids(self) -> list[str]: ...
 
     def jpeg(self, camera_id: str) -> bytes | None: ...
+
+
+#: Asks to clear a latched fault stop: ``(actor_name, roles) -> (accepted, reason)``, for example
+#: `safety.monitor.SafetyMonitor.reset`. Called from request threads: must be thread-safe. It checks
+#: the roles itself; a refusal for lack of role has a reason starting with ``"role:"``.
+SafetyReset = Callable[[str, frozenset[str]], tuple[bool, str]]
 
 
 def node_modules_dir() -> Path:
@@ -102,7 +113,7 @@ def _json_error(status: int, message: str) -> flask.Response:
 
 def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraViews, user_store: Any,
                secret_key: str, cell_name: str = "demo", twin_rate_hz: float = 30.0,
-               token_lifetime_s: float = DEFAULT_TOKEN_LIFETIME_S
+               token_lifetime_s: float = DEFAULT_TOKEN_LIFETIME_S, safety_reset: SafetyReset | None = None
                ) -> tuple[flask.Flask, flask_socketio.SocketIO]:
     """Build the server.
 
@@ -115,6 +126,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         cell_name: the cell this server shows; Socket.IO room ``cell:<cell_name>``.
         twin_rate_hz: rate of the ``twin_state`` broadcast.
         token_lifetime_s: how long a login stays valid (default 8 h).
+        safety_reset: `SafetyReset` behind ``POST /api/safety/reset``; None answers 503.
 
     Returns:
         ``(app, socketio)``. Run with ``socketio.run(app, ...)``; ``app.xrcell_stop()`` ends the
@@ -241,6 +253,25 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
 
         return flask.Response(frames(), mimetype=f"multipart/x-mixed-replace; boundary={_BOUNDARY}",
                               headers={"Cache-Control": "no-store"})
+
+    # ------------------------------------------------------------------------------------ safety
+    @app.post("/api/safety/reset")
+    def safety_reset_request() -> flask.Response:
+        claims = flask.g.claims
+        if safety_reset is None:
+            log.warning("fault stop reset by %r refused: no safety monitor", claims.username)
+            return _json_error(503, "no safety monitor")
+        try:
+            accepted, reason = safety_reset(claims.username, frozenset(claims.roles))
+        except Exception:  # noqa: BLE001 - a failing monitor must not take the server down
+            log.exception("fault stop reset by %r failed", claims.username)
+            return _json_error(500, "safety reset failed")
+        log.warning("fault stop reset by %r (%s): %s, %s", claims.username, ",".join(claims.roles),
+                    "accepted" if accepted else "refused", reason)
+        response = flask.jsonify(accepted=bool(accepted), reason=reason)
+        if not accepted:
+            response.status_code = 403 if reason.startswith(ROLE_REFUSAL_PREFIX) else 409
+        return response
 
     # ------------------------------------------------------------------------------------ pages
     @app.get("/")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from content.errors import ContentError
+from safety.errors import SafetyError
 
 
 def _positive(value: str) -> float:
@@ -36,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-cell", help="validate a cell description file")
     check.add_argument("file", type=Path)
 
+    models = sub.add_parser("models", help="MediaPipe pose models")
+    models.add_argument("action", choices=["install"], help="install: copy lite/heavy from npm @mediapipe/pose")
+
     samples = sub.add_parser("samples", help="sample data")
     samples.add_argument("action", choices=["fetch"], help="fetch: download the Pose2Sim demo footage")
     return parser
@@ -57,12 +61,17 @@ def main(argv: list[str] | None = None) -> int:
             cell = load_cell(args.file)
             print(f"{args.file}: ok: cell {cell.name!r}, {len(cell.cameras)} cameras, robot {cell.robot.model}")
             return 0
+        if args.command == "models":
+            from safety.perception.models import install_pose_models
+            install_pose_models()
+            print("xrcell: MediaPipe pose models lite, full and heavy are installed")
+            return 0
         if args.command == "samples":
             from content.samples import fetch_pose2sim
             path = fetch_pose2sim()
             print(f"xrcell: sample footage in {path}")
             return 0
-    except ContentError as exc:
+    except (ContentError, SafetyError) as exc:
         print(f"xrcell: error: {exc}", file=sys.stderr)
         return 2
     return 1

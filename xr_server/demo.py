@@ -73,7 +73,7 @@ def build_cell(cell: CellDescription) -> Cell:
         cams.append(CameraSpec(cam.id, cam.video, calibs[cam.calibration.camera].scaled(cam.resize),
                                resize=cam.resize, loop=cam.playback != "once", pingpong=cam.playback == "pingpong"))
     rate = min((c.process_rate_hz for c in cell.cameras), default=8.0)
-    pipeline = PerceptionProcess(cams, process_rate_hz=rate)
+    pipeline = PerceptionProcess(cams, process_rate_hz=rate, model_complexity=cell.perception.model_complexity)
     backend = create_backend("sim", robot=cell.robot, program=cell.program)
     holder: dict[str, SafetyMonitor] = {}
     gate = CommandGate(backend, lambda: holder["m"].latest() if "m" in holder else None,
@@ -197,7 +197,8 @@ def _serve(cell: Cell, host: str, port: int, db_url: str | None, stop_event: thr
     cell.pipeline.enable_views(True)
     users = demo_users(store)
     app, socketio = create_app(twin_source=cell.twin_state, camera_views=_CameraViews(cell.pipeline),
-                               user_store=store, secret_key=secrets.token_hex(32), cell_name=cell.description.name)
+                               user_store=store, secret_key=secrets.token_hex(32), cell_name=cell.description.name,
+                               safety_reset=cell.monitor.reset)
     thread = threading.Thread(target=lambda: socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True,
                                                           use_reloader=False, log_output=False),
                               name="xr-server", daemon=True)

@@ -51,8 +51,9 @@ class PoseEstimator:
 
     def __init__(self, model_complexity: int = 1, *, min_detection_confidence: float = 0.5,
                  min_tracking_confidence: float = 0.5) -> None:
-        if model_complexity not in (0, 1, 2):
-            raise PerceptionError(f"model_complexity must be 0, 1 or 2, got {model_complexity!r}")
+        from safety.perception.models import require_model
+
+        require_model(model_complexity)
         try:
             import mediapipe as mp  # heavy: imported here only
 

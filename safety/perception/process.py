@@ -52,7 +52,7 @@ class CameraSpec:
     pingpong: bool = False
 
 
-def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int) -> None:  # pragma: no cover - runs in the child
+def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int, model_complexity: int) -> None:  # pragma: no cover - runs in the child
     import cv2
 
     from safety.perception.cameras import VideoFileCamera
@@ -83,7 +83,8 @@ def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int
             last["tracks"], last["t"] = key, now
             send(("snap", snapshot))
 
-    pipeline = PerceptionPipeline(cams, process_rate_hz=process_rate_hz, on_publish=on_publish)
+    pipeline = PerceptionPipeline(cams, process_rate_hz=process_rate_hz, on_publish=on_publish,
+                                  model_complexity=model_complexity)
     views = False
     pipeline.start()
     send(("ready",))
@@ -127,11 +128,17 @@ class PerceptionProcess:
         cameras: the cameras to track from.
         process_rate_hz: pose estimation rate per camera.
         nice: scheduling niceness added in the child (0: same priority as the parent).
+        model_complexity: MediaPipe landmark model, 0 lite, 1 full, 2 heavy.
     """
 
-    def __init__(self, cameras: list[CameraSpec], *, process_rate_hz: float = 8.0, nice: int = 5) -> None:
+    def __init__(self, cameras: list[CameraSpec], *, process_rate_hz: float = 8.0, nice: int = 5,
+                 model_complexity: int = 1) -> None:
         if not cameras:
             raise PerceptionError("PerceptionProcess needs at least one camera")
+        from safety.perception.models import require_model
+
+        require_model(model_complexity)     # fail here, with the fix in the message, not in the child
+        self._model_complexity = model_complexity
         self._specs = list(cameras)
         self._rate = process_rate_hz
         self._nice = nice
@@ -168,7 +175,7 @@ class PerceptionProcess:
         """
         ctx = multiprocessing.get_context("spawn")
         self._conn, child_conn = ctx.Pipe()
-        self._proc = ctx.Process(target=_child_main, args=(child_conn, self._specs, self._rate, self._nice),
+        self._proc = ctx.Process(target=_child_main, args=(child_conn, self._specs, self._rate, self._nice, self._model_complexity),
                                  name="xrcell-perception", daemon=True)
         self._proc.start()
         child_conn.close()

@@ -163,3 +163,15 @@ def test_speed_is_raised_only_after_the_dwell_and_stop_resumes_after_delay():
         t += 10 * MS
         state, mem = run(t, robot_state(t), snapshot(t, [standing_person(2.5)]), mem)
     assert state.speed_scale > lowered
+
+
+def test_a_repeating_fault_is_latched_once_per_kind():
+    mem = started()
+    now = T0
+    for age in (60, 70, 80):
+        now += 10 * MS
+        state, mem = run(now, robot_state(now - age * MS), snapshot(now), mem)
+    assert len(state.faults) == 1 and state.faults[0].startswith("robot state stale: 60 ms old")
+    now += 10 * MS
+    state, mem = run(now, robot_state(now), snapshot(now, camera_age_ns=900 * MS), mem)
+    assert [f.split(":")[0] for f in state.faults] == ["robot state stale", "camera cam01 stale", "camera cam02 stale"]

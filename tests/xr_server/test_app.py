@@ -248,3 +248,76 @@ def test_no_page_or_script_loads_anything_from_outside():
     for f in web.iterdir():
         text = f.read_text()
         assert "http://" not in text and "https://" not in text and "//cdn" not in text, f.name
+
+
+class FakeSafetyReset:
+    """Answers like `SafetyMonitor.reset`: checks the roles, then whether a fault stop is latched."""
+
+    def __init__(self, latched=True):
+        self.latched = latched
+        self.calls = []
+
+    def __call__(self, actor_name, roles):
+        self.calls.append((actor_name, roles))
+        if not roles & {"supervisor", "admin"}:
+            return False, f"role: {actor_name!r} may not reset; a reset needs supervisor or admin"
+        if not self.latched:
+            return False, "nothing to reset: no latched fault stop"
+        self.latched = False
+        return True, "reset requested"
+
+
+def reset_app(store, safety_reset):
+    app, _ = create_app(twin_source=lambda: TWIN, camera_views=FakeCameraViews(), user_store=store,
+                        secret_key=SECRET, cell_name="lab", safety_reset=safety_reset)
+    app.testing = True
+    return app
+
+
+def post_reset(app, username, roles):
+    token = TokenSigner(SECRET).issue(username, roles)
+    return app.test_client().post("/api/safety/reset", headers={"Authorization": f"Bearer {token}"})
+
+
+def test_safety_reset_without_token_is_401(store):
+    fake = FakeSafetyReset()
+    response = reset_app(store, fake).test_client().post("/api/safety/reset")
+    assert response.status_code == 401
+    assert response.get_json() == {"error": "missing token"}
+    assert fake.calls == [] and fake.latched
+
+
+def test_safety_reset_without_supervisor_role_is_403_with_the_reason(store):
+    fake = FakeSafetyReset()
+    response = post_reset(reset_app(store, fake), "ana", ["operator"])
+    assert response.status_code == 403
+    assert response.get_json() == {"accepted": False,
+                                   "reason": "role: 'ana' may not reset; a reset needs supervisor or admin"}
+    assert fake.calls == [("ana", frozenset({"operator"}))] and fake.latched
+
+
+@pytest.mark.parametrize("role", ["supervisor", "admin"])
+def test_safety_reset_by_supervisor_or_admin_is_accepted(store, role):
+    fake = FakeSafetyReset()
+    response = post_reset(reset_app(store, fake), "sam", ["operator", role])
+    assert response.status_code == 200
+    assert response.get_json() == {"accepted": True, "reason": "reset requested"}
+    assert not fake.latched
+
+
+def test_safety_reset_with_nothing_latched_is_409(store):
+    response = post_reset(reset_app(store, FakeSafetyReset(latched=False)), "sam", ["supervisor"])
+    assert response.status_code == 409
+    assert response.get_json() == {"accepted": False, "reason": "nothing to reset: no latched fault stop"}
+
+
+def test_safety_reset_without_a_monitor_is_503(store):
+    response = post_reset(reset_app(store, None), "sam", ["supervisor"])
+    assert response.status_code == 503
+    assert response.get_json() == {"error": "no safety monitor"}
+
+
+def test_safety_reset_is_logged_with_user_and_result(store, caplog):
+    with caplog.at_level("INFO", logger="xr_server.app"):
+        post_reset(reset_app(store, FakeSafetyReset()), "sam", ["supervisor"])
+    assert "fault stop reset by 'sam' (supervisor): accepted, reset requested" in caplog.text

@@ -7,10 +7,44 @@ const view = new TwinView($("twin"), { onRender: () => { probe.rendered += 1; } 
 const shownCameras = new Map(); // camera id -> caption element
 let linkStatus = "disconnected";
 let lastTwin = null;
+const RESET_ROLES = ["supervisor", "admin"];
+let mayReset = false; // from GET /api/me; the server checks the roles again
+let resetPending = false;
 
 $("sign-out").addEventListener("click", signOut);
 fetch("/api/me", { credentials: "same-origin" }).then((r) => (r.ok ? r.json() : null)).then((me) => {
-  if (me) $("user").textContent = `${me.username} (${me.roles.join(", ")})`;
+  if (!me) return;
+  $("user").textContent = `${me.username} (${me.roles.join(", ")})`;
+  mayReset = me.roles.some((role) => RESET_ROLES.includes(role));
+  showReset(lastTwin?.safety);
+});
+
+// Reset of a latched fault stop: shown while the monitor is in fault_stop.
+function showReset(safety) {
+  const faultStop = linkStatus === "connected" && safety?.mode === "fault_stop";
+  $("fault-reset").hidden = !faultStop;
+  $("reset-button").disabled = !mayReset || resetPending;
+  $("reset-hint").hidden = mayReset;
+}
+
+$("reset-button").addEventListener("click", async () => {
+  const button = $("reset-button");
+  const reason = $("reset-reason");
+  resetPending = true;
+  button.disabled = true;
+  try {
+    const response = await fetch("/api/safety/reset", { method: "POST", credentials: "same-origin" });
+    const body = await response.json().catch(() => ({}));
+    reason.textContent = body.reason || body.error || `reset failed (HTTP ${response.status})`;
+    reason.dataset.accepted = String(body.accepted === true);
+  } catch (err) {
+    reason.textContent = `reset failed: ${err.message}`;
+    reason.dataset.accepted = "false";
+  } finally {
+    reason.hidden = false;
+    resetPending = false;
+    button.disabled = !mayReset;
+  }
 });
 
 let camerasAskedAt = -Infinity;
@@ -72,6 +106,7 @@ function onTwin(twin) {
   const faults = s?.faults || [];
   $("faults").hidden = faults.length === 0;
   $("faults").textContent = faults.length ? `Faults: ${faults.join("; ")}` : "";
+  showReset(s);
   for (const cam of twin.cameras || []) {
     const caption = shownCameras.get(cam.id);
     if (caption) caption.textContent = `${cam.id} · ${cam.frames_with_person}/${cam.frames_processed} frames with a person`;
@@ -85,4 +120,5 @@ subscribeTwin(onTwin, (status) => {
   el.dataset.status = status;
   el.textContent = { connected: "live", stale: "stale", disconnected: "disconnected" }[status];
   showMode(lastTwin?.safety);
+  showReset(lastTwin?.safety);
 });
