@@ -91,6 +91,8 @@ class SafetyParameters(_Model):
         resume_delay_s: separation must be restored this long before leaving an SSM stop.
         raise_dwell_s: the speed scale is raised only after this long without a lowering.
         camera_timeout_s / robot_timeout_s / tracker_timeout_s: watchdog bounds.
+        monitor_timeout_s: the monitor's own watchdog: a gap between two cycles longer than
+            this (and than 10 periods) is a fault.
     """
 
     rate_hz: float = Field(100.0, ge=50.0, le=1000.0)
@@ -106,6 +108,7 @@ class SafetyParameters(_Model):
     camera_timeout_s: float = Field(0.5, gt=0.0, le=10.0)
     robot_timeout_s: float = Field(0.05, gt=0.0, le=10.0)
     tracker_timeout_s: float = Field(0.5, gt=0.0, le=10.0)
+    monitor_timeout_s: float = Field(0.2, gt=0.0, le=10.0)
 
 
 class PerceptionParameters(_Model):
