@@ -153,18 +153,20 @@ def run_demo(*, cell_path: Path = DEFAULT_CELL, headless: bool = False, duration
     # a 1 ms switch interval (default 5 ms) keeps the 200 Hz robot state and the 100 Hz
     # monitor on time while the web server is busy.
     sys.setswitchinterval(0.001)
+    stop_event = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop_event.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
     description = load_cell(cell_path)
     print(f"xrcell: cell {description.name!r} from {description.source_path}", flush=True)
     print("xrcell: decoding the camera clips ...", flush=True)
     cell = build_cell(description)
-    stop_event = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop_event.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
     t0 = time.monotonic()
     start_cell(cell)
     server = None
     try:
-        if headless:
+        if stop_event.is_set():
+            print("xrcell: stop requested during start-up", flush=True)
+        elif headless:
             print(f"xrcell: running headless for {duration_s if duration_s else 'ever'} s", flush=True)
             while not stop_event.wait(1.0):
                 elapsed = time.monotonic() - t0

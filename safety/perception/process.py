@@ -58,6 +58,10 @@ def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int
     from safety.perception.cameras import VideoFileCamera
     from safety.perception.pipeline import PerceptionPipeline, draw_skeleton
 
+    import signal
+
+    # Ctrl-C reaches the whole process group; the parent decides when the child stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         os.nice(nice)
     except OSError:
