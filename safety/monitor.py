@@ -168,7 +168,7 @@ class SafetyMonitor:
                 self._memory = replace(self._memory, reset_requested=True)
             state, self._memory = decide(now, robot, perception, self._params, self._stopping,
                                          self._nominal, self._memory)
-            self._apply(state, robot)
+            self._apply(state, robot, perception)
         except Exception as exc:  # noqa: BLE001 - an exception in the loop is a fault stop
             log.exception("safety cycle failed")
             cause = f"safety monitor error: {type(exc).__name__}: {exc}"
@@ -188,7 +188,8 @@ class SafetyMonitor:
             self._released = False
             self._sent_scale = 0.0
 
-    def _apply(self, state: SafetyState, robot: RobotState | None) -> None:
+    def _apply(self, state: SafetyState, robot: RobotState | None,
+               perception: PerceptionSnapshot | None) -> None:
         if state.mode is SafetyMode.FAULT_STOP:
             self._apply_fault()
             return
@@ -205,7 +206,8 @@ class SafetyMonitor:
             lowered = self._sent_scale is not None and state.speed_scale < self._sent_scale
             self._sent_scale = state.speed_scale
             if lowered and state.closest is not None:
-                track = next((t for t in (self._perception_source() or _EMPTY).tracks
+                # The snapshot this cycle decided on (a second read could be newer).
+                track = next((t for t in (perception.tracks if perception is not None else ())
                               if t.track_id == state.closest.person), None)
                 # Reaction time counts lowerings caused by new camera data (a new track sample),
                 # not those caused by the robot's own motion towards an unchanged track.
@@ -277,8 +279,3 @@ def _explain(state: SafetyState, robot: RobotState) -> dict:
     }
 
 
-class _Empty:
-    tracks: tuple = ()
-
-
-_EMPTY = _Empty()
