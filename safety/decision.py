@@ -282,12 +282,20 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
 
     best, allowed, v_r = _ssm(now_ns, robot, perception, params, stopping, nominal_speed_mps,
                               mem.stop_commanded_ns if mem.scale == 0.0 else 0)
-    if allowed < params.min_speed_scale:
+    # The rule itself (ISO/TS 15066 clause 5.5.4.2.3): a moving robot must keep S >= S_p at
+    # its *actual* speed. The allowed scale keeps it there in steady state; while the robot
+    # is still slowing down to a lowered scale (or a person closed in faster than expected),
+    # it may not: then the robot stops, whatever the allowed scale says.
+    violated = best is not None and v_r > STANDSTILL_MPS and best[0] < best[2].total_m
+    if allowed < params.min_speed_scale or violated:
         target = 0.0
-        if not mem.ssm_stop:
-            reason = "protective stop: separation below the protective separation distance"
-        else:
+        if mem.ssm_stop:
             reason = "protective stop held: person too close"
+        elif violated:
+            reason = (f"protective stop: separation {best[0]:.3f} m below the protective separation "
+                      f"distance {best[2].total_m:.3f} m at the robot's speed {v_r:.2f} m/s")
+        else:
+            reason = "protective stop: separation below the protective separation distance"
         mem = replace(mem, ssm_stop=True, clear_since_ns=0, last_lower_ns=now_ns)
     elif mem.ssm_stop:
         clear_since = mem.clear_since_ns or now_ns

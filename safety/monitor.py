@@ -56,6 +56,11 @@ class MonitorStats:
     stops: int = 0
     reaction_ms: deque = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
     reaction_oldest_view_ms: deque = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
+    #: Measured stopping times (stop command to standstill), s, and their bounds from the stop data.
+    stopping_time_s: list = field(default_factory=list)
+    stopping_bound_s: list = field(default_factory=list)
+    #: (command stamp ns, robot speed at the command m/s) of the stop under way, None if none.
+    stop_under_way: tuple[int, float] | None = None
 
 
 class SafetyMonitor:
@@ -233,9 +238,12 @@ class SafetyMonitor:
                 if state.mode in (SafetyMode.PROTECTIVE_STOP, SafetyMode.FAULT_STOP) and self._memory.started \
                         and not (prev.mode is SafetyMode.FAULT_STOP and not prev.latched):
                     st.stops += 1
+        moving = robot is not None and robot.max_speed_mps > STANDSTILL_MPS
+        self._record_stopping(state, prev, robot, moving)
         if state.separation_m is not None:
             st.min_separation_m = state.separation_m if st.min_separation_m is None else min(st.min_separation_m, state.separation_m)
-            if robot is not None and robot.max_speed_mps > STANDSTILL_MPS and state.margin_m is not None:
+            # The invariant: the robot is let move only while S >= S_p at its actual speed.
+            if moving and state.speed_scale > 0.0 and state.margin_m is not None:
                 if st.min_margin_m is None or state.margin_m < st.min_margin_m:
                     st.min_margin_m = state.margin_m
                     st.worst_margin = _explain(state, robot)
@@ -249,6 +257,24 @@ class SafetyMonitor:
                 except Exception:  # noqa: BLE001
                     log.exception("safety listener failed")
 
+    def _record_stopping(self, state: SafetyState, prev: SafetyState | None, robot: RobotState | None,
+                         moving: bool) -> None:
+        """Time every stop from the cycle that commanded it to the robot's standstill, and its
+        bound from the stop data: T_r + t_d + v/a (ISO/TS 15066 clause 5.5.4.2.3, T_r + T_s)."""
+        st = self._stats
+        if state.speed_scale > 0.0:
+            st.stop_under_way = None
+            return
+        if st.stop_under_way is None:
+            if moving and (prev is None or prev.speed_scale > 0.0):
+                st.stop_under_way = (state.stamp_ns, robot.max_speed_mps)
+            return
+        if robot is not None and not moving and robot.stamp_ns >= st.stop_under_way[0]:
+            t_cmd, v = st.stop_under_way
+            st.stopping_time_s.append((robot.stamp_ns - t_cmd) / 1e9)
+            st.stopping_bound_s.append(self._params.reaction_time_s + self._stopping.stopping_time_s(v))
+            st.stop_under_way = None
+
     def report(self) -> dict:
         """The monitor's figures as a JSON-ready dict (see `xrcell demo --report`)."""
         st = self._stats
@@ -260,10 +286,22 @@ class SafetyMonitor:
             "min_margin_m": None if st.min_margin_m is None else round(st.min_margin_m, 4),
             "worst_margin": st.worst_margin,
             "stops": st.stops,
+            "stopping": _stopping_report(st.stopping_time_s, st.stopping_bound_s),
             "reaction_ms": _percentiles(st.reaction_ms),
             "reaction_oldest_view_ms": _percentiles(st.reaction_oldest_view_ms),
             "reaction_samples": len(st.reaction_ms),
         }
+
+
+def _stopping_report(times_s: list[float], bounds_s: list[float]) -> dict:
+    """Measured stops against the stop data: how many, the longest, and how many took longer
+    than their bound T_r + T_s(v)."""
+    if not times_s:
+        return {"count": 0, "max_s": None, "max_fraction_of_bound": None, "over_bound": 0}
+    fractions = [t / b for t, b in zip(times_s, bounds_s)]
+    return {"count": len(times_s), "max_s": round(max(times_s), 4),
+            "max_fraction_of_bound": round(max(fractions), 3),
+            "over_bound": sum(1 for f in fractions if f > 1.0)}
 
 
 def _explain(state: SafetyState, robot: RobotState) -> dict:

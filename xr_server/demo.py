@@ -109,7 +109,7 @@ def headless_report(cell: Cell, duration_s: float) -> dict:
         "duration_s": round(duration_s, 3),
         "cameras": cameras,
         "safety": {k: mon[k] for k in ("cycles", "cycle_time_ms", "time_in_mode_s", "min_separation_m",
-                                       "min_margin_m", "worst_margin", "stops")},
+                                       "min_margin_m", "worst_margin", "stops", "stopping")},
         "reaction_ms": mon["reaction_ms"],
         "reaction_oldest_view_ms": mon["reaction_oldest_view_ms"],
         "reaction_samples": mon["reaction_samples"],

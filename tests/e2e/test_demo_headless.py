@@ -33,7 +33,7 @@ def report(tmp_path_factory):
 def test_report_has_the_documented_fields(report):
     assert set(report) >= {"duration_s", "cameras", "safety", "reaction_ms", "robot"}
     assert set(report["safety"]) >= {"cycles", "cycle_time_ms", "time_in_mode_s", "min_separation_m",
-                                     "min_margin_m", "stops"}
+                                     "min_margin_m", "stops", "stopping"}
     assert report["duration_s"] >= 20
 
 
@@ -55,6 +55,9 @@ def test_the_person_slows_the_robot_and_the_margin_holds(report):
     # Fault stop only during start-up (decoding the clips, first tracking round), not later.
     assert safety["time_in_mode_s"]["fault_stop"] < 6.0
     assert safety["min_margin_m"] is not None and safety["min_margin_m"] >= 0.0
+    # Every stop reached standstill within T_r + T_s(v) of the cell's stop data (the physics
+    # of the simulated robot against the figures the monitor relies on).
+    assert safety["stopping"]["count"] >= 1 and safety["stopping"]["over_bound"] == 0, safety["stopping"]
     assert safety["cycles"] >= 50 * 20 * 0.9
     assert report["reaction_samples"] > 0
 

@@ -112,17 +112,36 @@ def test_speed_falls_as_the_person_approaches_and_never_rises_on_approach():
 def test_reduced_speed_keeps_sp_within_the_separation():
     mem = started()
     now = T0 + 10 * MS
-    state, mem = run(now, robot_state(now), snapshot(now, [standing_person(1.6)]), mem)
+    # The robot already moves slowly (0.2 m/s): S_p at its speed is within the separation.
+    state, mem = run(now, robot_state(now, speed_mps=0.2), snapshot(now, [standing_person(1.6)]), mem)
     assert state.mode is SafetyMode.REDUCED_SPEED
     v = state.speed_scale * 1.0
-    sp_at_allowed = state.s_p  # computed at the robot's current speed (1 m/s)
-    assert sp_at_allowed.total_m > state.separation_m  # at full speed it would be too close
+    assert state.s_p.total_m < state.separation_m  # computed at the robot's current speed
     from safety.ssm import protective_separation_distance
     sp = protective_separation_distance(v_h_mps=state.v_h_mps, v_r_mps=v, reaction_time_s=state.reaction_time_s,
                                         stopping=STOP, intrusion_distance_m=PARAMS.intrusion_distance_m,
                                         z_d_m=PARAMS.human_uncertainty_m, z_r_m=PARAMS.robot_uncertainty_m)
     # The allowed speed fills the separation less the configured buffer exactly.
     assert sp.total_m == pytest.approx(state.separation_m - PARAMS.separation_buffer_m, abs=1e-6)
+
+
+def test_a_robot_moving_faster_than_the_separation_allows_is_stopped_not_slowed():
+    # At 1 m/s the robot is inside S_p of a person 1.6 m away: the rule is S >= S_p at the
+    # robot's actual speed, so it stops, although a lower speed would be allowed afterwards.
+    mem = started()
+    now = T0 + 10 * MS
+    state, mem = run(now, robot_state(now, speed_mps=1.0), snapshot(now, [standing_person(1.6)]), mem)
+    assert state.s_p.total_m > state.separation_m
+    assert state.mode is SafetyMode.PROTECTIVE_STOP and state.speed_scale == 0.0
+    assert "at the robot's speed 1.00 m/s" in state.reason
+    # Once the robot has stopped and the separation has held for resume_delay_s, it resumes
+    # at the reduced speed the separation allows.
+    t = now
+    while state.mode is SafetyMode.PROTECTIVE_STOP and t < now + 2000 * MS:
+        t += 10 * MS
+        state, mem = run(t, robot_state(t, speed_mps=0.0), snapshot(t, [standing_person(1.6)]), mem)
+    assert state.mode is SafetyMode.REDUCED_SPEED and 0.0 < state.speed_scale < 1.0
+    assert t - now >= PARAMS.resume_delay_s * 1e9
 
 
 def test_faster_person_gives_lower_speed():
@@ -142,26 +161,28 @@ def test_older_camera_data_gives_lower_speed():
 def test_speed_is_raised_only_after_the_dwell_and_stop_resumes_after_delay():
     mem = started()
     now = T0 + 10 * MS
-    state, mem = run(now, robot_state(now), snapshot(now, [standing_person(0.4)]), mem)
+    state, mem = run(now, robot_state(now, speed_mps=mem.scale), snapshot(now, [standing_person(0.4)]), mem)
     assert state.mode is SafetyMode.PROTECTIVE_STOP
     # Person steps back: the stop holds for resume_delay_s (1 s), then the speed comes back.
     t = now
     modes = []
     while t < now + 1500 * MS:
         t += 10 * MS
-        state, mem = run(t, robot_state(t), snapshot(t, [standing_person(3.0)]), mem)
+        state, mem = run(t, robot_state(t, speed_mps=mem.scale), snapshot(t, [standing_person(3.0)]), mem)
         modes.append((t - now, state.mode))
     first_move = next(dt for dt, m in modes if m is not SafetyMode.PROTECTIVE_STOP)
     assert 1000 * MS <= first_move <= 1020 * MS
     # Lower, then immediately a little more room: no raise within the dwell.
-    state, mem = run(t + 10 * MS, robot_state(t), snapshot(t + 10 * MS, [standing_person(1.5)]), mem)
+    # (The robot is on a slow part of its path, 0.3 m/s, so S_p at its speed stays within.)
+    state, mem = run(t + 10 * MS, robot_state(t, speed_mps=0.3), snapshot(t + 10 * MS, [standing_person(1.5)]), mem)
     lowered = state.speed_scale
-    state, mem = run(t + 20 * MS, robot_state(t), snapshot(t + 20 * MS, [standing_person(2.5)]), mem)
+    assert state.mode is SafetyMode.REDUCED_SPEED
+    state, mem = run(t + 20 * MS, robot_state(t, speed_mps=0.3), snapshot(t + 20 * MS, [standing_person(2.5)]), mem)
     assert state.speed_scale == lowered
     t += 20 * MS
     for _ in range(40):
         t += 10 * MS
-        state, mem = run(t, robot_state(t), snapshot(t, [standing_person(2.5)]), mem)
+        state, mem = run(t, robot_state(t, speed_mps=mem.scale), snapshot(t, [standing_person(2.5)]), mem)
     assert state.speed_scale > lowered
 
 
