@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from content.errors import CellDescriptionError
 
@@ -131,6 +131,65 @@ class PickAndPlace(_Model):
     box_size_m: float = Field(0.05, gt=0.0, le=0.2)
 
 
+class ZoneBox(_Model):
+    """An axis-aligned box in the `cell` frame: corners `min` and `max`, metres."""
+
+    min: tuple[float, float, float]
+    max: tuple[float, float, float]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ZoneBox":
+        if not all(lo < hi for lo, hi in zip(self.min, self.max)):
+            raise ValueError(f"box min {list(self.min)} must be below max {list(self.max)} on every axis")
+        return self
+
+
+ZONE_KINDS = ("warning", "collaborative", "restricted", "robot_keep_out")
+
+
+class Zone(_Model):
+    """A fail-safe zone of the cell: a prism (polygon footprint + height range) or a box.
+
+    Kinds:
+        warning: a person inside is reported to the HMIs; the robot's speed is unaffected.
+        collaborative: the collaborative workspace (ISO 10218-2 clause 3.2) where speed and
+            separation monitoring applies; a track lost inside it is a fault.
+        restricted: a person inside stops the robot (protective stop until the zone is clear
+            for `safety.resume_delay_s`).
+        robot_keep_out: no robot link may enter; commands whose path would are refused by the
+            gate, and a robot found inside is a latched fault stop.
+
+    Attributes:
+        name: unique zone name.
+        kind: one of the kinds above.
+        footprint: prism footprint, >= 3 (x, y) vertices in metres, `cell` frame, a simple polygon.
+        z_range_m: prism height range (bottom, top), metres, `cell` frame.
+        box: an axis-aligned box instead of a prism.
+    """
+
+    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["warning", "collaborative", "restricted", "robot_keep_out"]
+    footprint: list[tuple[float, float]] | None = None
+    z_range_m: tuple[float, float] = (0.0, 2.5)
+    box: ZoneBox | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> "Zone":
+        if (self.footprint is None) == (self.box is None):
+            raise ValueError("give exactly one of footprint (a prism) or box")
+        if self.footprint is not None:
+            if len(self.footprint) < 3:
+                raise ValueError(f"footprint needs at least 3 vertices, got {len(self.footprint)}")
+            import shapely
+
+            polygon = shapely.Polygon(self.footprint)
+            if not polygon.is_valid or polygon.area <= 0.0:
+                raise ValueError(f"footprint is not a simple polygon: {shapely.is_valid_reason(polygon)}")
+            if not self.z_range_m[0] < self.z_range_m[1]:
+                raise ValueError(f"z_range_m {list(self.z_range_m)}: bottom must be below top")
+        return self
+
+
 class CellDescription(_Model):
     """One robot cell."""
 
@@ -140,7 +199,17 @@ class CellDescription(_Model):
     safety: SafetyParameters = SafetyParameters()
     perception: PerceptionParameters = PerceptionParameters()
     program: PickAndPlace | None = None
+    zones: list[Zone] = Field(default_factory=list)
     source_path: Path | None = None
+
+    @field_validator("zones")
+    @classmethod
+    def _unique_zone_names(cls, zones: list[Zone]) -> list[Zone]:
+        names = [z.name for z in zones]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"zone names must be unique, repeated: {', '.join(dup)}")
+        return zones
 
     @field_validator("cameras")
     @classmethod

@@ -17,6 +17,7 @@ from content.cell import SafetyParameters
 from robot_bridge.types import RobotState
 from safety.distance import closest_capsule_pair, human_capsules
 from safety.perception.types import PerceptionSnapshot
+from safety.zones import ZoneSet, ZoneViolation
 from safety.ssm import (
     ProtectiveSeparationDistance,
     StoppingModel,
@@ -87,6 +88,8 @@ class SafetyState:
         v_h_mps: human approach speed used, m/s.
         reaction_time_s: T_r used this cycle (configured part + age of the camera data).
         latched: True when the fault stop needs an authorised reset.
+        zone_violations: people inside warning, collaborative or restricted zones, and robot
+            links inside keep-out zones, this cycle.
     """
 
     stamp_ns: int
@@ -101,6 +104,7 @@ class SafetyState:
     v_h_mps: float = 0.0
     reaction_time_s: float = 0.0
     latched: bool = False
+    zone_violations: tuple[ZoneViolation, ...] = ()
 
     @property
     def margin_m(self) -> float | None:
@@ -241,7 +245,7 @@ def _ssm(now_ns: int, robot: RobotState, perception: PerceptionSnapshot, params:
 
 def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot | None,
            params: SafetyParameters, stopping: StoppingModel, nominal_speed_mps: float,
-           memory: Memory) -> tuple[SafetyState, Memory]:
+           memory: Memory, zones: ZoneSet | None = None) -> tuple[SafetyState, Memory]:
     """One monitor cycle.
 
     Args:
@@ -253,16 +257,23 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
         nominal_speed_mps: the robot's largest programmed speed at scale 1, m/s; the
             allowed speed divided by it is the allowed scale.
         memory: from the previous cycle (`Memory()` at start).
+        zones: the zones in force (None: no zones). A person in a restricted zone is a
+            protective stop; a robot link in a keep-out zone is a latched fault stop.
 
     Returns:
         (state, memory for the next cycle). Never raises for bad inputs: they are faults.
     """
     faults = input_faults(now_ns, robot, perception, params, memory.prev_cycle_ns)
     mem = replace(memory, prev_cycle_ns=now_ns)
+    violations: tuple[ZoneViolation, ...] = ()
+    if zones is not None and len(zones) and not faults:
+        violations = zones.people_violations(perception.tracks) + zones.robot_violations(
+            robot.link_segments, robot.link_radii_m, robot.link_names)
+        faults = [f"robot keep-out zone {v.zone}: {v.part} inside" for v in violations if v.kind == "robot_keep_out"]
 
     def stop(reason: str, latched: bool, found: list[str]) -> tuple[SafetyState, Memory]:
         return (SafetyState(now_ns, SafetyMode.FAULT_STOP, 0.0, None, None, None, reason, tuple(found),
-                            latched=latched),
+                            latched=latched, zone_violations=violations),
                 replace(mem, scale=0.0, ssm_stop=False, clear_since_ns=0, reset_requested=False))
 
     if not mem.started:
@@ -287,9 +298,13 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
     # is still slowing down to a lowered scale (or a person closed in faster than expected),
     # it may not: then the robot stops, whatever the allowed scale says.
     violated = best is not None and v_r > STANDSTILL_MPS and best[0] < best[2].total_m
-    if allowed < params.min_speed_scale or violated:
+    restricted = [v for v in violations if v.kind == "restricted"]
+    if allowed < params.min_speed_scale or violated or restricted:
         target = 0.0
-        if mem.ssm_stop:
+        if restricted:
+            v = restricted[0]
+            reason = f"protective stop: person {v.subject} ({v.part}) in restricted zone {v.zone}"
+        elif mem.ssm_stop:
             reason = "protective stop held: person too close"
         elif violated:
             reason = (f"protective stop: separation {best[0]:.3f} m below the protective separation "
@@ -331,7 +346,8 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
         now_ns if target == 0.0 else 0)
     mem = replace(mem, scale=target, stop_commanded_ns=stop_ns)
     if best is None:
-        return SafetyState(now_ns, mode, target, None, None, None, reason, v_r_mps=v_r), mem
+        return SafetyState(now_ns, mode, target, None, None, None, reason, v_r_mps=v_r,
+                           zone_violations=violations), mem
     separation, closest, s_p, v_h, t_r = best
     return (SafetyState(now_ns, mode, target, separation, s_p, closest, reason,
-                        v_r_mps=v_r, v_h_mps=v_h, reaction_time_s=t_r), mem)
+                        v_r_mps=v_r, v_h_mps=v_h, reaction_time_s=t_r, zone_violations=violations), mem)

@@ -24,6 +24,7 @@ from safety.decision import STANDSTILL_MPS, Memory, SafetyMode, SafetyState, dec
 from safety.gate import SafetyChannel
 from safety.perception.types import PerceptionSnapshot
 from safety.ssm import StoppingModel
+from safety.zones import CellZones
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +78,15 @@ class SafetyMonitor:
         params: safety parameters of the cell.
         stop: the robot's stop data (category, latency, deceleration).
         nominal_speed_mps: the robot's largest programmed speed at scale 1, m/s.
-        clock_ns: monotonic clock (tests may pass a fake one to `step()`).
+        clock_ns: monotonic clock (tests and the scenario runner pass a simulated one to `step()`).
+        zones: the cell's zones (read once per cycle; replaced atomically by `CellZones.replace`).
     """
 
     def __init__(self, robot_source: Callable[[], RobotState | None],
                  perception_source: Callable[[], PerceptionSnapshot | None],
                  channel: SafetyChannel, params: SafetyParameters, stop: StopData,
-                 nominal_speed_mps: float, clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
+                 nominal_speed_mps: float, clock_ns: Callable[[], int] = time.monotonic_ns,
+                 zones: CellZones | None = None) -> None:
         self._robot_source = robot_source
         self._perception_source = perception_source
         self._channel = channel
@@ -92,6 +95,7 @@ class SafetyMonitor:
         self._stopping = StoppingModel(stop.latency_s, stop.deceleration_mps2)
         self._nominal = nominal_speed_mps
         self._clock = clock_ns
+        self._zones = zones
         self._memory = Memory()
         self._state: SafetyState | None = None
         self._seq = 0
@@ -172,7 +176,8 @@ class SafetyMonitor:
                 self._reset_flag.clear()
                 self._memory = replace(self._memory, reset_requested=True)
             state, self._memory = decide(now, robot, perception, self._params, self._stopping,
-                                         self._nominal, self._memory)
+                                         self._nominal, self._memory,
+                                         None if self._zones is None else self._zones.current())
             self._apply(state, robot, perception)
         except Exception as exc:  # noqa: BLE001 - an exception in the loop is a fault stop
             log.exception("safety cycle failed")

@@ -4,6 +4,7 @@ Importing this package imports PyBullet; the safety core never does.
 """
 
 from robot_bridge.sim.backend import PHYSICS_RATE_HZ, PyBulletPandaBackend
+from robot_bridge.sim.kinematics import PandaLinkKinematics
 from robot_bridge.sim.panda import (
     ARM_JOINT_NAMES,
     PANDA_HOME_POSITION,
@@ -19,6 +20,7 @@ __all__ = [
     "PANDA_JOINT_VELOCITY_LIMITS_RADPS",
     "PANDA_LINK_CAPSULES",
     "PHYSICS_RATE_HZ",
+    "PandaLinkKinematics",
     "LinkCapsule",
     "PyBulletPandaBackend",
     "plan_pick_and_place",

@@ -1,0 +1,93 @@
+"""Link capsules of the Panda at any joint positions: the robot model the gate sweeps a path with.
+
+A private PyBullet DIRECT client holds the URDF at the cell's base pose; forward kinematics
+places each link capsule of `PANDA_LINK_CAPSULES` in the `cell` frame. The same capsules the
+simulated backend publishes in `RobotState`, so the gate checks a path with the geometry the
+monitor uses.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pybullet
+
+from content.cell import Robot
+from robot_bridge.sim.panda import (
+    ARM_JOINT_NAMES,
+    PANDA_LINK_CAPSULES,
+    panda_urdf_path,
+    quaternion_matrix,
+    yaw_quaternion,
+)
+
+
+class PandaLinkKinematics:
+    """Forward kinematics of the Panda's link capsules.
+
+    Thread safety: `link_segments` may be called from any thread (a lock serialises the
+    PyBullet client).
+
+    Args:
+        robot: the cell's robot (its base pose).
+    """
+
+    link_names: tuple[str, ...] = tuple(c.name for c in PANDA_LINK_CAPSULES)
+    link_radii_m: np.ndarray = np.array([c.radius_m for c in PANDA_LINK_CAPSULES])
+    joint_names: tuple[str, ...] = ARM_JOINT_NAMES
+
+    def __init__(self, robot: Robot) -> None:
+        p = pybullet
+        self._lock = threading.Lock()
+        self._cid = p.connect(p.DIRECT)
+        base_pos = np.array(robot.base.position, dtype=np.float64)
+        base_quat = yaw_quaternion(math.radians(robot.base.yaw_deg))
+        self._body = p.loadURDF(str(panda_urdf_path()), basePosition=base_pos.tolist(),
+                                baseOrientation=base_quat, useFixedBase=True, physicsClientId=self._cid)
+        names = {}
+        for j in range(p.getNumJoints(self._body, physicsClientId=self._cid)):
+            info = p.getJointInfo(self._body, j, physicsClientId=self._cid)
+            names[info[1].decode()] = j
+            names[info[12].decode()] = j
+        self._arm = [names[n] for n in ARM_JOINT_NAMES]
+        self._links = [names.get(c.name, -1) if c.name != "panda_link0" else -1 for c in PANDA_LINK_CAPSULES]
+        self._a = np.array([c.a for c in PANDA_LINK_CAPSULES])
+        self._b = np.array([c.b for c in PANDA_LINK_CAPSULES])
+        rot = quaternion_matrix(base_quat)
+        self._link0 = np.stack([base_pos + rot @ self._a[0], base_pos + rot @ self._b[0]])
+        self._moving = sorted({i for i in self._links if i >= 0})
+
+    def link_segments(self, positions: np.ndarray) -> np.ndarray:
+        """Capsule axes of every link at each row of joint positions.
+
+        Args:
+            positions: (N, 7) arm joint positions, radians, `joint_names` order.
+
+        Returns:
+            (N, K, 2, 3) float64 capsule axis end points, metres, `cell` frame; radii are
+            `link_radii_m`, names `link_names`.
+        """
+        q = np.atleast_2d(np.asarray(positions, dtype=np.float64))
+        out = np.empty((q.shape[0], len(self._links), 2, 3))
+        p, cid = pybullet, self._cid
+        with self._lock:
+            for n, row in enumerate(q):
+                for j, v in zip(self._arm, row):
+                    p.resetJointState(self._body, j, float(v), physicsClientId=cid)
+                states = p.getLinkStates(self._body, self._moving, computeForwardKinematics=1, physicsClientId=cid)
+                frames = dict(zip(self._moving, states))
+                out[n, 0] = self._link0
+                for c, link in enumerate(self._links):
+                    if link < 0:
+                        continue
+                    origin, rot = np.array(frames[link][4]), quaternion_matrix(frames[link][5])
+                    out[n, c, 0] = origin + rot @ self._a[c]
+                    out[n, c, 1] = origin + rot @ self._b[c]
+        return out
+
+    def close(self) -> None:
+        """Release the PyBullet client."""
+        with self._lock:
+            pybullet.disconnect(self._cid)

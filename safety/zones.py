@@ -1,0 +1,228 @@
+"""The fail-safe zones of a cell: which body parts and robot links are inside which zone.
+
+Pure geometry on numpy arrays and shapely polygons; no clock, no I/O. All coordinates are
+metres in the `cell` frame. A zone is a prism (a simple polygon footprint extruded over a
+height range) or an axis-aligned box (a rectangle prism). A capsule (segment + radius) is
+*inside* a zone when it comes within its radius of the prism: the segment is clipped to the
+zone's height range grown by the radius, and its footprint is compared with the polygon in
+the plane. That test is conservative: it may report a capsule inside that clears the
+prism's top or bottom edge diagonally by less than its radius, never the other way round.
+
+A restricted zone stops the robot as soon as a body capsule is in it; like any
+presence-sensing zone it must be dimensioned by the cell's designer so that a person
+entering it at the approach speed cannot reach the hazard before the robot has stopped
+(ISO 13855:2010 clause 5, S = K·T + C).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import shapely
+
+from content.cell import Zone
+from safety.distance import human_capsules
+from safety.errors import SafetyError
+from safety.perception.types import HumanTrack
+
+#: Roles that may change the zones at run time (issue 3: "needs the supervisor role").
+ZONE_EDIT_ROLES = frozenset({"supervisor", "admin"})
+
+#: Zone kinds checked against people and against the robot.
+PEOPLE_KINDS = ("warning", "collaborative", "restricted")
+ROBOT_KINDS = ("robot_keep_out",)
+
+
+@dataclass(frozen=True)
+class ZoneViolation:
+    """One subject inside one zone.
+
+    Attributes:
+        zone: the zone's name.
+        kind: the zone's kind (`content.cell.ZONE_KINDS`).
+        subject: a person's track id, or "robot".
+        part: the body capsule ("left_elbow-left_wrist") or the robot link.
+    """
+
+    zone: str
+    kind: str
+    subject: str
+    part: str
+
+
+class ZoneSet:
+    """The zones of a cell, compiled for fast capsule tests. Immutable, so thread-safe.
+
+    Args:
+        zones: the zones of the cell description.
+    """
+
+    def __init__(self, zones: Sequence[Zone] = ()) -> None:
+        self.zones: tuple[Zone, ...] = tuple(zones)
+        self._polygons = []
+        self._z = np.empty((len(self.zones), 2))
+        for i, zone in enumerate(self.zones):
+            if zone.box is not None:
+                (x0, y0, z0), (x1, y1, z1) = zone.box.min, zone.box.max
+                polygon = shapely.box(x0, y0, x1, y1)
+                self._z[i] = (z0, z1)
+            else:
+                polygon = shapely.Polygon(zone.footprint)
+                self._z[i] = zone.z_range_m
+            shapely.prepare(polygon)
+            self._polygons.append(polygon)
+
+    def __len__(self) -> int:
+        return len(self.zones)
+
+    def has(self, kind: str) -> bool:
+        """True when at least one zone is of `kind`."""
+        return any(z.kind == kind for z in self.zones)
+
+    def capsules_inside(self, index: int, segments: np.ndarray, radii: np.ndarray) -> np.ndarray:
+        """Which capsules are inside zone `index` (see the module docstring for the test).
+
+        Args:
+            index: zone index in `zones`.
+            segments: (N, 2, 3) capsule axes, metres, `cell` frame.
+            radii: (N,) capsule radii, metres.
+
+        Returns:
+            (N,) bool. Capsules with non-finite coordinates count as inside (fail-safe).
+        """
+        segs = np.asarray(segments, dtype=np.float64)
+        r = np.asarray(radii, dtype=np.float64)
+        n = segs.shape[0]
+        if n == 0:
+            return np.zeros(0, dtype=bool)
+        finite = np.isfinite(segs).all(axis=(1, 2)) & np.isfinite(r)
+        a, b = segs[:, 0], segs[:, 1]
+        lo = self._z[index, 0] - r
+        hi = self._z[index, 1] + r
+        dz = b[:, 2] - a[:, 2]
+        flat = np.abs(dz) < 1e-12
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t1 = np.where(flat, 0.0, (lo - a[:, 2]) / np.where(flat, 1.0, dz))
+            t2 = np.where(flat, 1.0, (hi - a[:, 2]) / np.where(flat, 1.0, dz))
+        t_lo = np.maximum(np.minimum(t1, t2), 0.0)
+        t_hi = np.minimum(np.maximum(t1, t2), 1.0)
+        in_slab = np.where(flat, (a[:, 2] >= lo) & (a[:, 2] <= hi), t_lo <= t_hi) & finite
+        inside = ~finite
+        if in_slab.any():
+            idx = np.flatnonzero(in_slab)
+            d = b[idx] - a[idx]
+            p = a[idx] + d * t_lo[idx, None]
+            q = a[idx] + d * t_hi[idx, None]
+            point = np.linalg.norm(q[:, :2] - p[:, :2], axis=1) < 1e-9
+            geoms = np.empty(len(idx), dtype=object)
+            if point.any():
+                geoms[point] = shapely.points(p[point, :2])
+            if (~point).any():
+                geoms[~point] = shapely.linestrings(np.stack([p[~point, :2], q[~point, :2]], axis=1))
+            dist = shapely.distance(self._polygons[index], geoms)
+            inside[idx] = ~(dist > r[idx])  # NaN counts as inside (fail-safe)
+        return inside
+
+    def people_violations(self, tracks: Sequence[HumanTrack]) -> tuple[ZoneViolation, ...]:
+        """Every (person, zone) pair of a warning, collaborative or restricted zone with a body
+        capsule inside; the first capsule found is named."""
+        out: list[ZoneViolation] = []
+        if not any(z.kind in PEOPLE_KINDS for z in self.zones):
+            return ()
+        for track in tracks:
+            segs, radii, names = human_capsules(track.keypoints_cell, track.confidence)
+            if not names:
+                continue
+            for i, zone in enumerate(self.zones):
+                if zone.kind not in PEOPLE_KINDS:
+                    continue
+                hit = self.capsules_inside(i, segs, radii)
+                if hit.any():
+                    out.append(ZoneViolation(zone.name, zone.kind, track.track_id, names[int(np.argmax(hit))]))
+        return tuple(out)
+
+    def robot_violations(self, segments: np.ndarray, radii: np.ndarray,
+                         names: Sequence[str]) -> tuple[ZoneViolation, ...]:
+        """Robot links inside a robot keep-out zone.
+
+        Args:
+            segments: (K, 2, 3) link capsule axes, metres, `cell` frame.
+            radii: (K,) metres.
+            names: (K,) link names.
+        """
+        out: list[ZoneViolation] = []
+        for i, zone in enumerate(self.zones):
+            if zone.kind not in ROBOT_KINDS:
+                continue
+            hit = self.capsules_inside(i, segments, radii)
+            out.extend(ZoneViolation(zone.name, zone.kind, "robot", names[k]) for k in np.flatnonzero(hit))
+        return tuple(out)
+
+    def first_path_violation(self, segments: np.ndarray, radii: np.ndarray,
+                             names: Sequence[str]) -> tuple[int, ZoneViolation] | None:
+        """The first sample of a swept robot path that puts a link into a keep-out zone.
+
+        Args:
+            segments: (T, K, 2, 3) link capsule axes at T samples along the path, metres.
+            radii: (K,) metres.
+            names: (K,) link names.
+
+        Returns:
+            (sample index, violation) or None when the whole path stays out.
+        """
+        t, k = segments.shape[:2]
+        flat = segments.reshape(t * k, 2, 3)
+        r = np.tile(np.asarray(radii, dtype=np.float64), t)
+        first: tuple[int, ZoneViolation] | None = None
+        for i, zone in enumerate(self.zones):
+            if zone.kind not in ROBOT_KINDS:
+                continue
+            hit = self.capsules_inside(i, flat, r)
+            if hit.any():
+                j = int(np.argmax(hit))
+                sample, link = divmod(j, k)
+                if first is None or sample < first[0]:
+                    first = (sample, ZoneViolation(zone.name, zone.kind, "robot", names[link]))
+        return first
+
+
+class CellZones:
+    """The zones in force in a cell, shared by the monitor and the gate; replaced atomically.
+
+    Thread safety: `current()` is lock-free (it returns an immutable `ZoneSet` swapped by
+    reference) and may be called from the monitor's real-time cycle; `replace()` may be
+    called from any thread.
+
+    Args:
+        zones: the cell description's zones.
+        on_change: called as `on_change(actor_name, old, new)` after a replacement (the audit
+            log), on the caller's thread.
+    """
+
+    def __init__(self, zones: Sequence[Zone] = (),
+                 on_change: Callable[[str, ZoneSet, ZoneSet], None] | None = None) -> None:
+        self._current = ZoneSet(zones)
+        self._lock = threading.Lock()
+        self._on_change = on_change
+
+    def current(self) -> ZoneSet:
+        """The zones in force now."""
+        return self._current
+
+    def replace(self, zones: Sequence[Zone], actor_name: str, roles: frozenset[str]) -> ZoneSet:
+        """Put `zones` in force for every following monitor cycle and gate check.
+
+        Raises:
+            SafetyError: `roles` holds neither supervisor nor admin.
+        """
+        if not roles & ZONE_EDIT_ROLES:
+            raise SafetyError(f"role: {actor_name!r} may not change zones; that needs supervisor or admin")
+        new = ZoneSet(zones)
+        with self._lock:
+            old, self._current = self._current, new
+        if self._on_change is not None:
+            self._on_change(actor_name, old, new)
+        return new
