@@ -1,58 +1,14 @@
-"""Camera calibration records and readers.
-
-Convention (OpenCV pinhole): a point X in the calibration's world frame maps to
-the camera frame as x_cam = R @ X + t; pixels u = K @ (x_cam / z) with the
-distortion `dist` (k1, k2, p1, p2, k3). Units: metres, pixels.
-"""
+"""Reader of Qualisys (QTM) calibration exports `*.qca.txt`, as used by Pose2Sim."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from content.calibration.model import CameraCalibration
 from content.errors import CalibrationError
-
-
-@dataclass(frozen=True)
-class CameraCalibration:
-    """Intrinsics and extrinsics of one camera.
-
-    Attributes:
-        name: camera name in the calibration file.
-        image_size: (width, height) in pixels that K refers to.
-        K: (3, 3) float64 camera matrix, pixels.
-        dist: (5,) float64 OpenCV distortion (k1, k2, p1, p2, k3).
-        R: (3, 3) float64 rotation world -> camera.
-        t: (3,) float64 translation world -> camera, metres.
-    """
-
-    name: str
-    image_size: tuple[int, int]
-    K: np.ndarray
-    dist: np.ndarray
-    R: np.ndarray
-    t: np.ndarray
-
-    @property
-    def projection(self) -> np.ndarray:
-        """(3, 4) projection matrix K [R | t] (undistorted pixels)."""
-        return self.K @ np.hstack([self.R, self.t.reshape(3, 1)])
-
-    @property
-    def center_world(self) -> np.ndarray:
-        """(3,) camera centre in the world frame, metres."""
-        return -self.R.T @ self.t
-
-    def scaled(self, factor: float) -> "CameraCalibration":
-        """The same camera for images resized by `factor` (intrinsics scaled)."""
-        K = self.K.copy()
-        K[:2] *= factor
-        w, h = self.image_size
-        return CameraCalibration(self.name, (round(w * factor), round(h * factor)), K, self.dist.copy(), self.R, self.t)
-
 
 #: Qualisys stores intrinsics in sub-pixel units: 64 units per pixel.
 QCA_SUBPIXELS_PER_PIXEL = 64.0
@@ -60,8 +16,6 @@ QCA_SUBPIXELS_PER_PIXEL = 64.0
 #: Rotation by 180 degrees about the camera x axis: Qualisys camera axes (y up, z
 #: pointing away from the scene) to OpenCV camera axes (y down, z into the scene).
 _QUALISYS_TO_OPENCV_CAMERA = np.diag([1.0, -1.0, -1.0])
-
-_CALIBRATION_FORMATS = ("qca",)
 
 
 def _qca_float(path: Path, camera: str, element: ET.Element | None, tag: str, attribute: str) -> float:
@@ -90,7 +44,8 @@ def read_qca(path: str | Path) -> dict[str, CameraCalibration]:
     - `<intrinsic>` focalLengthU/V and centerPointU/V are in 1/64 pixel: divided by 64;
       the principal point is shifted by `<fov_video>` left/top (the video window on the
       sensor). radialDistortion1..3 and tangentalDistortion1..2 are OpenCV's k1, k2, k3,
-      p1, p2 as they are (not divided).
+      p1, p2 as they are (not divided; Pose2Sim's own converter `calib_qca_to_toml`
+      divides them by 64 as well, which leaves them near zero).
     - `<transform>` r11..r33 is the matrix M (row-major as written) and x, y, z the
       camera position in the world, millimetres. The OpenCV world -> camera rotation is
       R = diag(1, -1, -1) @ M (M's rows are the camera axes in the world with Qualisys'
@@ -160,20 +115,3 @@ def read_qca(path: str | Path) -> dict[str, CameraCalibration]:
         result[name] = CameraCalibration(name, (width, height), K, dist, R, t)
     return result
 
-
-def load_calibration(path: str | Path, fmt: str = "qca") -> dict[str, CameraCalibration]:
-    """Read a calibration file of format `fmt`.
-
-    Args:
-        path: the calibration file.
-        fmt: "qca" (Qualisys QTM export, see `read_qca`).
-
-    Returns:
-        Calibrations by camera name.
-
-    Raises:
-        CalibrationError: unknown format, or the file cannot be read (see the reader).
-    """
-    if fmt == "qca":
-        return read_qca(path)
-    raise CalibrationError(f"{path}: unknown calibration format {fmt!r} (known: {', '.join(_CALIBRATION_FORMATS)})")
