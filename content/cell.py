@@ -52,12 +52,59 @@ class Robot(_Model):
     state_rate_hz: float = Field(200.0, ge=100.0, le=1000.0)
 
 
-class Calibration(_Model):
-    """Where a camera's calibration comes from."""
+class CameraPose(_Model):
+    """Pose of a camera's optical frame in the `cell` frame, for calibration files without
+    extrinsics (ROS camera_info; OpenCV files without rvec/tvec or R/T).
 
-    format: Literal["qca"] = "qca"
+    The optical frame is REP 103's `<camera>_optical_frame`: z along the optical axis into the
+    scene, x to the right of the image, y down the image. Give the orientation as a quaternion
+    (x, y, z, w) or as roll, pitch, yaw in radians about the fixed `cell` axes x, y, z (REP 103).
+    Example: a camera 2 m up at the origin looking along cell +x with its image upright is
+    `{position: [0, 0, 2], quaternion: [-0.5, 0.5, -0.5, 0.5]}` (rpy [-pi/2, 0, -pi/2]).
+
+    Attributes:
+        position: optical centre, metres, `cell` frame.
+        quaternion: orientation (x, y, z, w) of the optical frame in `cell`.
+        rpy: orientation as roll, pitch, yaw, radians.
+    """
+
+    position: tuple[float, float, float]
+    quaternion: tuple[float, float, float, float] | None = None
+    rpy: tuple[float, float, float] | None = None
+
+    @model_validator(mode="after")
+    def _one_orientation(self) -> "CameraPose":
+        if (self.quaternion is None) == (self.rpy is None):
+            raise ValueError("give exactly one of quaternion (x, y, z, w) or rpy (radians)")
+        if self.quaternion is not None and sum(q * q for q in self.quaternion) < 1e-12:
+            raise ValueError("quaternion must not be zero")
+        return self
+
+
+#: Calibration formats without extrinsics (the cell file's `pose` gives them) and with them.
+INTRINSICS_ONLY_FORMATS = ("camera_info",)
+EXTRINSICS_FORMATS = ("qca", "pose2sim")
+
+
+class Calibration(_Model):
+    """Where a camera's calibration comes from (formats: see `content.calibration`).
+
+    `pose` gives the extrinsics for files that hold none: required for `camera_info`, refused
+    for `qca` and `pose2sim`; for `opencv` exactly one of the file and `pose` must give them.
+    """
+
+    format: Literal["qca", "opencv", "pose2sim", "camera_info"] = "qca"
     file: Path
     camera: str = Field(..., min_length=1, description="camera name inside the calibration file")
+    pose: CameraPose | None = None
+
+    @model_validator(mode="after")
+    def _extrinsics_source(self) -> "Calibration":
+        if self.format in INTRINSICS_ONLY_FORMATS and self.pose is None:
+            raise ValueError(f"format {self.format} holds intrinsics only: give the camera's pose")
+        if self.format in EXTRINSICS_FORMATS and self.pose is not None:
+            raise ValueError(f"format {self.format} gives the extrinsics: remove pose")
+        return self
 
 
 class Camera(_Model):
