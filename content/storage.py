@@ -74,6 +74,15 @@ class _UserRow(_Base):
         return User(self.username, tuple(r for r in self.roles.split(",") if r), self.created_at)
 
 
+class _RevokedTokenRow(_Base):
+    """A session token revoked before its expiry (logout); kept until it would have expired."""
+
+    __tablename__ = "revoked_tokens"
+
+    token_id: orm.Mapped[str] = orm.mapped_column(sa.String(64), primary_key=True)
+    expires_at: orm.Mapped[float] = orm.mapped_column(sa.Float, index=True)  # UNIX seconds
+
+
 def _check_roles(roles: Sequence[str]) -> tuple[str, ...]:
     if isinstance(roles, str):
         roles = [roles]
@@ -161,3 +170,67 @@ class UserStore:
             if row is None:
                 raise StorageError(f"no user {username!r}")
             session.delete(row)
+
+    def revoke_token(self, token_id: str, expires_at: float) -> None:
+        """Record that the session token `token_id` is revoked (logout) until `expires_at`, UNIX
+        seconds, when it would expire anyway; rows already past their expiry are purged on the way.
+        Idempotent. Every server process on the same database sees the revocation.
+
+        Raises:
+            StorageError: empty `token_id`, or the database failed.
+        """
+        if not token_id:
+            raise StorageError("token_id must not be empty")
+        try:
+            with self._sessions.begin() as session:
+                session.execute(sa.delete(_RevokedTokenRow).where(_RevokedTokenRow.expires_at < time.time()))
+                if session.get(_RevokedTokenRow, token_id) is None:
+                    session.add(_RevokedTokenRow(token_id=token_id, expires_at=float(expires_at)))
+        except sa.exc.IntegrityError:
+            pass  # revoked concurrently by another request: the outcome is the same
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"cannot revoke a token: {exc}") from exc
+
+    def revoked_token_ids(self) -> frozenset[str]:
+        """Ids of the revoked session tokens that have not expired yet.
+
+        Raises:
+            StorageError: the database failed.
+        """
+        try:
+            with self._sessions() as session:
+                return frozenset(session.scalars(sa.select(_RevokedTokenRow.token_id)
+                                                 .where(_RevokedTokenRow.expires_at >= time.time())))
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"cannot read the revoked tokens: {exc}") from exc
+
+
+# -- safety audit log ---------------------------------------------------------------------------
+# The table of `safety.audit.AuditLog` (the hash chain, its canonical form and the writer live
+# there). It sits in the same database as the users. Append-only for the application: xrcell has
+# no update or delete path, and on SQLite two triggers refuse UPDATE and DELETE outright, so
+# only someone who drops them first can change a record, and `xrcell audit verify` then names it.
+
+class AuditRow(_Base):
+    """One record of the safety audit log; see `safety.audit` for the meaning of each column."""
+
+    __tablename__ = "safety_audit"
+
+    # INTEGER (not BIGINT) on SQLite so that the key is the rowid; 64-bit either way.
+    seq: orm.Mapped[int] = orm.mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=False)
+    t_us: orm.Mapped[int] = orm.mapped_column(sa.BigInteger)
+    stamp_ns: orm.Mapped[int] = orm.mapped_column(sa.BigInteger)
+    kind: orm.Mapped[str] = orm.mapped_column(sa.String(64), index=True)
+    actor: orm.Mapped[str] = orm.mapped_column(sa.String(64))
+    inputs: orm.Mapped[str] = orm.mapped_column(sa.Text)
+    reason: orm.Mapped[str] = orm.mapped_column(sa.Text)
+    prev_hash: orm.Mapped[str] = orm.mapped_column(sa.String(64))
+    hash: orm.Mapped[str] = orm.mapped_column(sa.String(64))
+
+
+for _verb in ("UPDATE", "DELETE"):
+    sa.event.listen(AuditRow.__table__, "after_create", sa.DDL(
+        f"CREATE TRIGGER IF NOT EXISTS safety_audit_no_{_verb.lower()} BEFORE {_verb} ON safety_audit "
+        f"BEGIN SELECT RAISE(ABORT, 'safety_audit is append-only'); END").execute_if(dialect="sqlite"))
+del _verb
