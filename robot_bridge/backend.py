@@ -51,6 +51,7 @@ BackendFactory = Callable[..., RobotBackend]
 BACKENDS: dict[str, str] = {
     # name -> "module:factory"; imported lazily so heavy libraries load only when used.
     "sim": "robot_bridge.sim:PyBulletPandaBackend",
+    "dds": "robot_bridge.dds:DdsBackend",
 }
 
 

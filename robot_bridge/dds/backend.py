@@ -1,0 +1,614 @@
+"""`DdsBackend`: a ROS 2 robot cell on the wire through Cyclone DDS, no ROS installation needed.
+
+Topics only. The backend subscribes `/joint_states` (sensor_msgs/JointState), reads
+`/robot_description` (std_msgs/String, transient-local, the URDF), publishes
+`/<controller>/joint_trajectory` (trajectory_msgs/JointTrajectory) to a
+JointTrajectoryController, and optionally a std_msgs/Float64 speed-scaling topic. Topic names,
+type names, QoS and type hashes follow ROS 2 (see `robot_bridge.dds.conventions`).
+
+Out of scope: services and actions. Over raw DDS they are RMW-specific (request/reply topics
+`rq/...Request`/`rr/...Reply` with RMW-private sample identities), so there is no
+`FollowJointTrajectory` action (no goal result, no tolerances checked by the controller), no
+`controller_manager/switch_controller` and no gripper action; gripper commands are refused.
+The `ros2` backend (rclpy) covers those where ROS 2 is installed. The backend does not publish
+`ros_discovery_info`, so `ros2 node list` does not show it (`ros2 topic info` does).
+
+Stops: a protective stop publishes, by default, a one-point "hold" trajectory that brings
+every joint to rest (ros2_controllers' JointTrajectoryController rejects an empty trajectory);
+`stop_message="empty"` publishes the ROS 1 / industrial_robot_client convention, an empty
+JointTrajectory. A topic cannot cut drive power: category 0 is a hold within `STOP_0_TIME_S`,
+and the certified stop stays with the cell's safety chain.
+
+Speed scaling: without a speed-scaling topic the backend re-times the trajectory it sent (the
+rest of the path is re-published with times divided by the scale; below `MIN_SPEED_SCALE` a
+hold pauses it). With `speed_scaling_topic` the cell's controller scales execution, so the
+backend publishes the factor there and does not re-time (which would apply it twice).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import replace
+from typing import Callable, Literal
+
+import numpy as np
+
+from content.cell import Robot
+from robot_bridge.dds import msgs
+from robot_bridge.dds.conventions import (
+    DEFAULT_CONTROLLER,
+    JOINT_STATES_TOPIC,
+    QOS_PROFILE_DEFAULT,
+    QOS_PROFILE_ROBOT_DESCRIPTION,
+    QOS_PROFILE_SENSOR_DATA,
+    ROBOT_DESCRIPTION_TOPIC,
+    controller_topic,
+    dds_topic_name,
+)
+from robot_bridge.dds.joint_state import JointStateRejected, check_joint_state
+from robot_bridge.dds.kinematics import UrdfKinematics
+from robot_bridge.dds.trajectory import (
+    MIN_SPEED_SCALE,
+    hold_trajectory,
+    remaining_trajectory,
+    stop_trajectory,
+    trajectory_msg,
+)
+from robot_bridge.errors import BackendUnavailableError, BridgeError, CommandError
+from robot_bridge.sim.control import sanitize_speed_scale
+from robot_bridge.sim.panda import ARM_JOINT_NAMES
+from robot_bridge.types import ControllerMode, GripperCommand, JointTrajectory, RobotCommand, RobotState, StopCategory
+
+log = logging.getLogger(__name__)
+
+STOP_0_TIME_S = 0.01
+"""time_from_start of the hold point of a category 0 stop, seconds."""
+MIN_STOP_TIME_S = 0.05
+"""Shortest time given to a category 1/2 stop, seconds."""
+START_TOLERANCE_RAD = 0.1
+"""A trajectory whose point at time 0 is farther than this from the measured position is refused."""
+GOAL_TOLERANCE_RAD = 0.01
+"""A goal is done when its path time has ended and every joint is this close to its last point."""
+GOAL_SETTLE_TIMEOUT_S = 2.0
+"""After its end plus this time a goal is marked done even if the robot is off its last point (logged)."""
+STANDSTILL_MPS = 0.01
+"""Largest capsule speed counted as standstill, m/s."""
+_REJECT_LOG_PERIOD_S = 5.0
+
+
+class DdsBackend:
+    """A ROS 2 robot cell over Cyclone DDS, implementing `robot_bridge.backend.RobotBackend`.
+
+    Controller modes (`ControllerMode`, tracked by the backend: raw DDS has no controller
+    feedback): starts STOPPED (a protective stop is held until `reset()`). IDLE: no goal.
+    EXECUTING: a trajectory was published and has not reached its last point. STOPPING: a
+    category 1/2 stop was published, the robot still moves. STOPPED: stop held. FAULT: the joint
+    states went stale (older than `state_timeout_s`); `healthy` is False until fresh states
+    arrive, and the stop stays latched until `reset()`.
+
+    Thread ownership: the reader thread `xrcell-dds` owns the `/joint_states` reader, the
+    kinematics (a private PyBullet client) and the state; it publishes `RobotState`s and runs
+    the watchdog. Command methods may be called from any thread: they take a lock and publish
+    with the (thread-safe) DDS writers. `latest_state()` returns an immutable `RobotState`
+    swapped by reference. `subscribe` callbacks run on the reader thread and must be quick.
+
+    Args:
+        robot: the cell's robot (base pose, stop data); None: defaults.
+        program: accepted for `create_backend` symmetry with `sim`; a DDS cell runs its own program.
+        domain_id: DDS domain (ROS_DOMAIN_ID), 0..232.
+        controller: name of the JointTrajectoryController (`/<controller>/joint_trajectory`).
+        joint_names: the commanded joints; None: the Franka Panda arm joints.
+        speed_scaling_topic: absolute topic for std_msgs/Float64 speed scaling, or None.
+        stop_message: "hold" (one-point hold trajectory) or "empty" (empty JointTrajectory).
+        state_timeout_s: joint states older than this make the backend unhealthy, seconds.
+        description_timeout_s: how long `start()` waits for `/robot_description`, seconds.
+        urdf: the URDF text, instead of reading `/robot_description`.
+        tcp_link: URDF link whose origin is the TCP; None: child link of the last joint.
+        link_radius_m: radius of skeleton capsules when the URDF is not a Panda, metres.
+        dds_config: Cyclone DDS XML configuration for the domain (e.g. `node.LOOPBACK_CONFIG`).
+    """
+
+    def __init__(
+        self,
+        robot: Robot | None = None,
+        program: object | None = None,
+        *,
+        domain_id: int = 0,
+        controller: str = DEFAULT_CONTROLLER,
+        joint_names: tuple[str, ...] | None = None,
+        speed_scaling_topic: str | None = None,
+        stop_message: Literal["hold", "empty"] = "hold",
+        state_timeout_s: float = 0.1,
+        description_timeout_s: float = 10.0,
+        urdf: str | None = None,
+        tcp_link: str | None = None,
+        link_radius_m: float = 0.1,
+        dds_config: str | None = None,
+    ) -> None:
+        if not (isinstance(domain_id, int) and 0 <= domain_id <= 232):
+            raise BridgeError(f"DdsBackend: domain_id must be an integer in 0..232, got {domain_id!r}")
+        if stop_message not in ("hold", "empty"):
+            raise BridgeError(f"DdsBackend: stop_message must be 'hold' or 'empty', got {stop_message!r}")
+        if not (math.isfinite(state_timeout_s) and state_timeout_s > 0):
+            raise BridgeError(f"DdsBackend: state_timeout_s must be > 0, got {state_timeout_s!r}")
+        if program is not None:
+            log.info("DdsBackend: the program runs on the robot side; ignoring the cell's program")
+        self._robot = robot if robot is not None else Robot()
+        self._domain_id = domain_id
+        self._trajectory_topic = controller_topic(controller)
+        self._scaling_topic = speed_scaling_topic
+        if speed_scaling_topic is not None:
+            dds_topic_name(speed_scaling_topic)  # validates the name
+        self._stop_message = stop_message
+        self._state_timeout_ns = int(state_timeout_s * 1e9)
+        self._description_timeout_s = description_timeout_s
+        self._urdf = urdf
+        self._tcp_link = tcp_link
+        self._link_radius_m = link_radius_m
+        self._dds_config = dds_config
+        self.joint_names: tuple[str, ...] = tuple(joint_names) if joint_names else ARM_JOINT_NAMES
+        self.joint_lower_limits: tuple[float, ...] = (-math.inf,) * len(self.joint_names)
+        self.joint_upper_limits: tuple[float, ...] = (math.inf,) * len(self.joint_names)
+
+        self._lock = threading.Lock()
+        self._state: RobotState | None = None
+        self._subscribers: list[Callable[[RobotState], None]] = []
+        self._quit = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._node = None
+        self._kin: UrdfKinematics | None = None
+        self._closed = False
+        self._started = False
+        # command bookkeeping (under _lock)
+        self._latched = True
+        self._mode = ControllerMode.STOPPED
+        self._stop_deadline_ns = 0
+        self._scale = 1.0
+        self._safety_seq = 0
+        self._safety_applied_ns = 0
+        self._traj: tuple[np.ndarray, np.ndarray, str] | None = None  # positions, path times, goal id
+        self._s0 = 0.0
+        self._t0_ns = 0
+        self._end_ns = 0
+        self._goal_id = ""
+        self._goal_done = True
+        # reader-thread state
+        self._healthy = False
+        self._last_receipt_ns = 0
+        self._start_ns = 0
+        self._prev: tuple[int, np.ndarray] | None = None
+        self.rejected_messages = 0
+        self.last_reject_reason = ""
+        self._reject_logged: dict[str, float] = {}
+
+    # ------------------------------------------------------------ public API
+
+    def start(self) -> None:
+        """Join the DDS domain, read the robot description, start the reader thread.
+
+        Raises:
+            BackendUnavailableError: no (valid) URDF on `/robot_description` within
+                `description_timeout_s`, or the URDF lacks the robot's joints.
+            BridgeError: `start()` after `shutdown()`.
+        """
+        from cyclonedds.core import ReadCondition, SampleState, ViewState, InstanceState, WaitSet
+
+        from robot_bridge.dds.node import RosDdsNode
+
+        with self._lock:
+            if self._closed:
+                raise BridgeError("DdsBackend: start() after shutdown()")
+            if self._started:
+                return
+            self._started = True
+        node = RosDdsNode(self._domain_id, self._dds_config)
+        self._node = node
+        self._state_reader = node.reader(JOINT_STATES_TOPIC, msgs.JointState, QOS_PROFILE_SENSOR_DATA)
+        self._traj_writer = node.writer(self._trajectory_topic, msgs.JointTrajectory, QOS_PROFILE_DEFAULT)
+        self._scale_writer = (
+            node.writer(self._scaling_topic, msgs.Float64, QOS_PROFILE_DEFAULT) if self._scaling_topic else None
+        )
+        urdf = self._urdf if self._urdf is not None else self._read_description(node)
+        try:
+            self._kin = UrdfKinematics(
+                urdf, self.joint_names, self._robot.base.position,
+                math.radians(self._robot.base.yaw_deg), self._tcp_link, self._link_radius_m,
+            )
+        except BridgeError as exc:
+            raise BackendUnavailableError(f"DdsBackend: {exc}") from None
+        self.joint_lower_limits = self._kin.joint_lower_limits
+        self.joint_upper_limits = self._kin.joint_upper_limits
+        log.info("DdsBackend: domain %d, %d joints, capsules %s, TCP %s", self._domain_id,
+                 len(self.joint_names), self._kin.capsule_model, self._kin.tcp_link)
+        self._waitset = WaitSet(node.participant)
+        self._condition = ReadCondition(self._state_reader, SampleState.Any | ViewState.Any | InstanceState.Any)
+        self._waitset.attach(self._condition)
+        self._start_ns = time.monotonic_ns()
+        self._thread = threading.Thread(target=self._run, name="xrcell-dds", daemon=True)
+        self._thread.start()
+
+    def _read_description(self, node) -> str:  # type: ignore[no-untyped-def]
+        reader = node.reader(ROBOT_DESCRIPTION_TOPIC, msgs.String, QOS_PROFILE_ROBOT_DESCRIPTION)
+        deadline = time.monotonic() + self._description_timeout_s
+        why = "nothing received"
+        while time.monotonic() < deadline:
+            try:
+                samples = reader.take(N=4)
+            except Exception as exc:  # an undecodable sample
+                why = f"undecodable sample ({exc})"
+                samples = []
+            for sample in samples:
+                if isinstance(sample, msgs.String):
+                    if "<robot" in sample.data:
+                        return sample.data
+                    why = "the message is not a URDF"
+            time.sleep(0.02)
+        raise BackendUnavailableError(
+            f"DdsBackend: no robot description on {ROBOT_DESCRIPTION_TOPIC} in domain {self._domain_id} "
+            f"within {self._description_timeout_s} s: {why}"
+        )
+
+    def shutdown(self) -> None:
+        """Publish a category 1 stop, stop the reader thread and leave the DDS domain."""
+        with self._lock:
+            if self._closed:
+                return
+            started = self._started
+        if started and self._state is not None:
+            try:
+                self._publish_stop(StopCategory.STOP_1)
+            except Exception:
+                log.exception("DdsBackend: the stop at shutdown could not be published")
+        self._quit.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+        with self._lock:
+            self._closed = True
+            self._latched = True
+        if self._kin is not None:
+            self._kin.close()
+        if self._node is not None:
+            self._node.close()
+
+    def latest_state(self) -> RobotState | None:
+        """The newest state, or None before the first valid `/joint_states` sample."""
+        return self._state
+
+    def subscribe(self, callback: Callable[[RobotState], None]) -> Callable[[], None]:
+        """Call `callback(state)` on the reader thread for every state; returns an unsubscribe function."""
+        with self._lock:
+            self._subscribers = [*self._subscribers, callback]
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._subscribers = [c for c in self._subscribers if c is not callback]
+
+        return unsubscribe
+
+    def execute(self, command: RobotCommand) -> None:
+        """Publish a trajectory to the controller, replacing the active one.
+
+        A `JointTrajectory` must name exactly the robot's joints (any order; published in the
+        robot's order), stay within the URDF limits and, when its first point is at time 0,
+        start within `START_TOLERANCE_RAD` of the measured position.
+
+        Raises:
+            CommandError: a gripper command, a malformed trajectory, a held stop, no fresh state.
+        """
+        if isinstance(command, GripperCommand):
+            raise CommandError(
+                "DdsBackend.execute: gripper commands need the control_msgs/GripperCommand action, "
+                "which the dds backend does not speak (topics only); refused"
+            )
+        if not isinstance(command, JointTrajectory):
+            raise CommandError(f"DdsBackend.execute: unsupported command {type(command).__name__}")
+        pos, times = self._check_trajectory(command)
+        with self._lock:
+            self._check_accepting(command.goal_id)
+            now = time.monotonic_ns()
+            self._traj = (pos, times, command.goal_id)
+            self._goal_id, self._goal_done = command.goal_id, False
+            self._mode = ControllerMode.EXECUTING
+            self._s0 = self._publish_remaining(now, start=True)
+
+    def set_speed_scale(self, scale: float, seq: int) -> None:
+        """Set the speed override in [0, 1] (NaN or out of range means 0, logged); ack with `seq`.
+
+        Re-times the active trajectory, or publishes the factor on `speed_scaling_topic`.
+        """
+        value, valid = sanitize_speed_scale(scale)
+        if not valid:
+            log.warning("set_speed_scale(%r, seq=%d): not a number in [0, 1]; using 0 (fail-safe)", scale, seq)
+        with self._lock:
+            now = time.monotonic_ns()
+            s = self._path_time(now)
+            self._scale = value
+            if self._scale_writer is not None:
+                self._scale_writer.write(msgs.Float64(data=value))
+            if self._traj is not None and not self._goal_done and not self._latched:
+                self._s0 = self._publish_remaining(now, path_time_s=s)
+            else:
+                self._s0, self._t0_ns = s, now
+            self._ack(seq, now)
+
+    def protective_stop(self, category: StopCategory, seq: int) -> None:
+        """Publish a stop (hold trajectory or empty trajectory) and hold it until `reset()`."""
+        category = StopCategory(category)
+        self._publish_stop(category)
+        with self._lock:
+            self._ack(seq, time.monotonic_ns())
+
+    def reset(self) -> None:
+        """Release a protective stop; an unfinished trajectory resumes from where it stopped.
+
+        While the joint states are stale (FAULT, `healthy` False) the stop stays held (logged).
+
+        Raises:
+            CommandError: after `shutdown()`.
+        """
+        with self._lock:
+            if self._closed:
+                raise CommandError("DdsBackend.reset: the backend is shut down")
+            if not self._healthy:
+                log.warning("DdsBackend.reset: refused while the joint states are stale; stop stays held")
+                return
+            self._latched = False
+            now = time.monotonic_ns()
+            if self._traj is not None and not self._goal_done:
+                self._mode = ControllerMode.EXECUTING
+                self._t0_ns = now
+                self._s0 = self._publish_remaining(now, path_time_s=self._s0)
+            else:
+                self._mode = ControllerMode.IDLE
+        log.info("DdsBackend: protective stop released")
+
+    # ------------------------------------------------------------- commands
+
+    def _check_accepting(self, goal_id: str) -> None:
+        if self._closed or not self._started:
+            raise CommandError("DdsBackend.execute: the backend is not running")
+        if self._latched:
+            raise CommandError(
+                f"DdsBackend.execute: refused, a protective stop is held (goal {goal_id!r}); call reset() first"
+            )
+        if not self._healthy:
+            raise CommandError(f"DdsBackend.execute: refused, no fresh robot state (goal {goal_id!r})")
+
+    def _check_trajectory(self, traj: JointTrajectory) -> tuple[np.ndarray, np.ndarray]:
+        if sorted(traj.joint_names) != sorted(self.joint_names):
+            raise CommandError(
+                f"JointTrajectory {traj.goal_id!r}: joint_names must be the robot's joints "
+                f"{', '.join(self.joint_names)}; got {', '.join(traj.joint_names)}"
+            )
+        order = [traj.joint_names.index(n) for n in self.joint_names]
+        pos = traj.positions[:, order].copy()
+        lo, hi = np.array(self.joint_lower_limits), np.array(self.joint_upper_limits)
+        bad = np.nonzero((pos < lo - 1e-6) | (pos > hi + 1e-6))
+        if bad[0].size:
+            i, j = int(bad[0][0]), int(bad[1][0])
+            raise CommandError(
+                f"JointTrajectory {traj.goal_id!r}: point {i} puts {self.joint_names[j]} at "
+                f"{pos[i, j]:.4f} rad, outside its limits [{lo[j]:.4f}, {hi[j]:.4f}]"
+            )
+        state = self._state
+        if traj.time_from_start_s[0] == 0.0 and state is not None:
+            err = np.abs(pos[0] - state.position)
+            if err.max() > START_TOLERANCE_RAD:
+                j = int(err.argmax())
+                raise CommandError(
+                    f"JointTrajectory {traj.goal_id!r}: first point is {err[j]:.3f} rad from the "
+                    f"current position in {self.joint_names[j]} (tolerance {START_TOLERANCE_RAD} rad)"
+                )
+        return pos, traj.time_from_start_s.copy()
+
+    def _path_time(self, now_ns: int) -> float:
+        """Seconds of path time reached at `now_ns` (caller holds the lock)."""
+        if self._traj is None or self._goal_done or self._latched or self._scale < MIN_SPEED_SCALE:
+            return max(self._s0, 0.0)
+        return max(self._s0, 0.0) + self._scale * (now_ns - self._t0_ns) / 1e9
+
+    def _publish_remaining(self, now_ns: int, *, path_time_s: float = 0.0, start: bool = False) -> float:
+        """Publish the rest of the active trajectory at the current scale (caller holds the lock).
+
+        Returns:
+            The path time the published trajectory starts from (the new `_s0`).
+        """
+        assert self._traj is not None  # noqa: S101 - internal invariant, callers check
+        pos, times, _ = self._traj
+        s = -1.0 if start else path_time_s
+        self._t0_ns = now_ns
+        if self._scale_writer is not None:
+            scale = 1.0  # the controller scales
+        elif self._scale < MIN_SPEED_SCALE:
+            state = self._state
+            if state is not None:
+                self._traj_writer.write(hold_trajectory(self.joint_names, state.position, state.velocity, MIN_STOP_TIME_S))
+            return max(s, 0.0)
+        else:
+            scale = self._scale
+        rest_pos, rest_t = remaining_trajectory(pos, times, s, scale)
+        if rest_pos.shape[0]:
+            if start:
+                rest_t = times / scale
+            self._traj_writer.write(trajectory_msg(self.joint_names, rest_pos, rest_t))
+            self._end_ns = now_ns + int(float(rest_t[-1]) * 1e9)
+        return max(s, 0.0)
+
+    def _publish_stop(self, category: StopCategory) -> None:
+        state = self._state
+        with self._lock:
+            now = time.monotonic_ns()
+            self._s0 = self._path_time(now)
+            self._t0_ns = now
+            self._latched = True
+            if self._stop_message == "empty" or state is None:
+                msg = stop_trajectory(self.joint_names)
+                stop_time = STOP_0_TIME_S
+            else:
+                if category is StopCategory.STOP_0:
+                    stop_time = STOP_0_TIME_S
+                else:
+                    stop_time = max(state.max_speed_mps / self._robot.stop.deceleration_mps2, MIN_STOP_TIME_S)
+                msg = hold_trajectory(self.joint_names, state.position, state.velocity, stop_time)
+            self._traj_writer.write(msg)
+            if self._mode is ControllerMode.FAULT:
+                pass  # stays FAULT until reset()
+            elif category is StopCategory.STOP_0:
+                self._mode = ControllerMode.STOPPED
+            else:
+                self._mode = ControllerMode.STOPPING
+                self._stop_deadline_ns = now + int((stop_time + 0.3) * 1e9)
+        log.info("DdsBackend: protective stop %s published (%s)", category.name, self._stop_message)
+
+    def _ack(self, seq: int, now_ns: int) -> None:
+        self._safety_seq = int(seq)
+        self._safety_applied_ns = now_ns
+
+    # ----------------------------------------------------------- reader thread
+
+    def _run(self) -> None:
+        period_ns = max(1_000_000, min(self._state_timeout_ns // 4, 20_000_000))
+        while not self._quit.is_set():
+            try:
+                self._waitset.wait(period_ns)
+                self._drain()
+                self._watchdog()
+            except Exception:  # the loop never dies: an unexpected error is logged and counted
+                log.exception("DdsBackend reader loop error")
+                self.rejected_messages += 1
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                samples = self._state_reader.take(N=64)
+            except Exception as exc:  # undecodable CDR: the batch is lost, the reader lives on
+                self._reject(f"JointState: undecodable sample ({exc})")
+                return
+            if not samples:
+                return
+            receipt_ns, receipt_unix_ns = time.monotonic_ns(), time.time_ns()
+            for sample in samples:
+                if isinstance(sample, msgs.JointState):
+                    self._on_joint_state(sample, receipt_ns, receipt_unix_ns)
+
+    def _reject(self, reason: str) -> None:
+        self.rejected_messages += 1
+        self.last_reject_reason = reason
+        now = time.monotonic()
+        if now - self._reject_logged.get(reason, -math.inf) >= _REJECT_LOG_PERIOD_S:
+            self._reject_logged[reason] = now
+            log.warning("DdsBackend: rejected %s (%d rejected so far)", reason, self.rejected_messages)
+
+    def _on_joint_state(self, msg: msgs.JointState, receipt_ns: int, receipt_unix_ns: int) -> None:
+        kin = self._kin
+        if kin is None:
+            return
+        try:
+            sample = check_joint_state(msg, self.joint_names)
+        except JointStateRejected as exc:
+            self._reject(str(exc))
+            return
+        # sample time on the monotonic clock: receipt minus the transport age when the
+        # driver's stamp is plausible (clocks in sync), else the receipt time
+        age_ns = receipt_unix_ns - sample.stamp_unix_ns
+        stamp_ns = receipt_ns - age_ns if sample.stamp_unix_ns and 0 <= age_ns <= 1_000_000_000 else receipt_ns
+        qd = sample.velocity
+        if qd is None:
+            if self._prev is not None and stamp_ns > self._prev[0]:
+                qd = (sample.position - self._prev[1]) / ((stamp_ns - self._prev[0]) / 1e9)
+            else:
+                qd = np.zeros_like(sample.position)
+        self._prev = (stamp_ns, sample.position)
+        try:
+            tcp, tcp_v, segments, speeds = kin.compute(sample.position, qd)
+        except Exception as exc:
+            self._reject(f"JointState: kinematics failed ({exc})")
+            return
+        self._last_receipt_ns = receipt_ns
+        if not self._healthy:
+            log.info("DdsBackend: joint states %s", "resumed" if self._state is not None else "arriving")
+            self._healthy = True
+        max_speed = float(max(speeds.max() if speeds.size else 0.0, np.linalg.norm(tcp_v)))
+        with self._lock:
+            self._update_mode(receipt_ns, sample.position, max_speed)
+            arrays = (sample.position, qd, tcp, tcp_v, segments, speeds)
+            for a in arrays:
+                a.setflags(write=False)
+            state = RobotState(
+                stamp_ns=stamp_ns,
+                joint_names=self.joint_names,
+                position=sample.position,
+                velocity=qd,
+                tcp_position=tcp,
+                tcp_velocity_mps=tcp_v,
+                link_names=kin.link_names,
+                link_segments=segments,
+                link_radii_m=kin.link_radii_m,
+                link_speeds_mps=speeds,
+                speed_scale=0.0 if self._latched else self._scale,
+                mode=self._mode,
+                goal_id=self._goal_id,
+                goal_done=self._goal_done,
+                safety_seq=self._safety_seq,
+                safety_applied_ns=self._safety_applied_ns,
+                healthy=True,
+                extras={
+                    "header_stamp_unix_ns": sample.stamp_unix_ns,
+                    "receipt_unix_ns": receipt_unix_ns,
+                    "rejected_messages": self.rejected_messages,
+                    "last_reject_reason": self.last_reject_reason,
+                },
+            )
+            self._state = state
+            subscribers = self._subscribers
+        self._emit(state, subscribers)
+
+    def _update_mode(self, now_ns: int, q: np.ndarray, max_speed_mps: float) -> None:
+        """Goal completion and stop progress from a fresh sample (caller holds the lock)."""
+        if self._mode is ControllerMode.STOPPING:
+            if max_speed_mps < STANDSTILL_MPS or now_ns >= self._stop_deadline_ns:
+                self._mode = ControllerMode.STOPPED
+        if self._traj is None or self._goal_done or self._latched:
+            return
+        pos, times, goal_id = self._traj
+        if self._path_time(now_ns) < times[-1]:
+            return
+        err = float(np.abs(q - pos[-1]).max())
+        late = now_ns - self._end_ns > GOAL_SETTLE_TIMEOUT_S * 1e9
+        if err < GOAL_TOLERANCE_RAD or late:
+            if err >= GOAL_TOLERANCE_RAD:
+                log.warning("DdsBackend: trajectory %r ended %.4f rad off its last point", goal_id, err)
+            self._goal_done = True
+            self._traj = None
+            if self._mode is ControllerMode.EXECUTING:
+                self._mode = ControllerMode.IDLE
+
+    def _watchdog(self) -> None:
+        now = time.monotonic_ns()
+        since = self._last_receipt_ns
+        if not self._healthy or now - since <= self._state_timeout_ns:
+            return
+        with self._lock:
+            self._healthy = False
+            self._latched = True
+            self._mode = ControllerMode.FAULT
+            last = self._state
+            if last is not None:
+                # the stamp stays that of the newest data: its age is the truth
+                self._state = replace(last, healthy=False, mode=ControllerMode.FAULT, speed_scale=0.0)
+            state, subscribers = self._state, self._subscribers
+        log.error("DdsBackend: no valid %s for %.0f ms; unhealthy, stop latched",
+                  JOINT_STATES_TOPIC, (now - since) / 1e6)
+        if state is not None:
+            self._emit(state, subscribers)
+
+    @staticmethod
+    def _emit(state: RobotState, subscribers: list[Callable[[RobotState], None]]) -> None:
+        for callback in subscribers:
+            try:
+                callback(state)
+            except Exception:
+                log.exception("state subscriber %r failed", callback)
