@@ -49,15 +49,15 @@ def _open(path: Path):
 
     if not path.is_file():
         raise CalibrationError(f"{path}: calibration file not found")
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)   # it logs "Can't open file" itself
+    level = cv2.getLogLevel()
+    cv2.setLogLevel(0)   # silent: OpenCV would log "Can't open file" itself; the error below says it
     try:
         fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
     except (cv2.error, SystemError) as exc:
-        detail = str(exc.__cause__ or exc).strip().splitlines()[-1]
+        detail = str(exc.__cause__ or exc).strip().splitlines()[-1].split(" error: ", 1)[-1]
         raise CalibrationError(f"{path}: not an OpenCV FileStorage file (YAML, XML or JSON): {detail}") from None
     finally:
-        cv2.utils.logging.setLogLevel(level)
+        cv2.setLogLevel(level)
     if not fs.isOpened():
         raise CalibrationError(f"{path}: not an OpenCV FileStorage file (YAML, XML or JSON)")
     return fs
