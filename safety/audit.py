@@ -371,6 +371,8 @@ class AuditLog:
             memory = self._sqlite and parsed.database in (None, "", ":memory:")
             if self._sqlite and not memory and not self._read_only:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            if self._sqlite and not memory and self._read_only and not Path(parsed.database).is_file():
+                raise AuditError(f"no audit database at {parsed.database}")
             if memory:
                 # One connection shared by every thread (a second one would be another database).
                 engine = sa.create_engine(url, poolclass=sa.pool.StaticPool,

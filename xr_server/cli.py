@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--db", default=None, help="storage URL (default: sqlite file in data/)")
 
+    scen = sub.add_parser("scenario", help="play scripted people against the simulated robot through the safety "
+                                         "monitor and gate (tests/scenarios/library/*.yaml)")
+    scen.add_argument("files", type=Path, nargs="+", metavar="FILE.yaml")
+    scen.add_argument("--report", type=Path, default=None, metavar="OUT.json",
+                      help="write every scenario's figures and the library summary")
+
     check = sub.add_parser("check-cell", help="validate a cell description file")
     check.add_argument("file", type=Path)
 
@@ -42,7 +48,46 @@ def _parser() -> argparse.ArgumentParser:
 
     samples = sub.add_parser("samples", help="sample data")
     samples.add_argument("action", choices=["fetch"], help="fetch: download the Pose2Sim demo footage")
+
+    audit = sub.add_parser("audit", help="the safety audit log: check the hash chain, show the newest records")
+    audit.add_argument("action", choices=["verify", "tail"],
+                       help="verify: check the chain, exit 1 naming the first broken record; tail: newest records")
+    audit.add_argument("--db", default=None, help="storage URL (default: sqlite file in data/)")
+    audit.add_argument("-n", type=int, default=20, help="tail: how many records (default: %(default)s)")
     return parser
+
+
+def _audit(action: str, db_url: str | None, n: int) -> int:
+    """`xrcell audit verify|tail`: read-only; never creates the database or the table."""
+    import datetime
+    import json
+
+    from safety.audit import AuditLog
+    from xr_server.demo import REPO_ROOT
+
+    default = REPO_ROOT / "data" / "xrcell.sqlite"
+    if db_url is None and not default.exists():
+        print(f"xrcell: error: no database at {default} (pass --db URL)", file=sys.stderr)
+        return 2
+    log = AuditLog(db_url or f"sqlite:///{default}", read_only=True)
+    try:
+        if action == "verify":
+            head = log.head()
+            broken = log.verify(upto_seq=None if head is None else head.seq)
+            if broken is not None:
+                print(f"broken: {broken}")
+                return 1
+            print(f"ok: {0 if head is None else head.seq} records, chain intact")
+            if head is not None:
+                print(f"head: seq {head.seq} hash {head.hash}")
+            return 0
+        for record in log.tail(n):
+            when = datetime.datetime.fromtimestamp(record.t, datetime.timezone.utc).isoformat(timespec="milliseconds")
+            print(f"{record.seq:>8} {when} {record.kind:<16} {record.actor:<12} {record.reason}  "
+                  f"{json.dumps(record.inputs, ensure_ascii=False)}")
+        return 0
+    finally:
+        log.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
             from xr_server.demo import run_demo
             return run_demo(cell_path=args.cell, headless=args.headless, duration_s=args.duration,
                             report_path=args.report, host=args.host, port=args.port, db_url=args.db)
+        if args.command == "scenario":
+            from xr_server.scenario import run_files
+            return run_files(args.files, args.report)
         if args.command == "check-cell":
             from content.cell import load_cell
             cell = load_cell(args.file)
@@ -66,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             install_pose_models()
             print("xrcell: MediaPipe pose models lite, full and heavy are installed")
             return 0
+        if args.command == "audit":
+            return _audit(args.action, args.db, args.n)
         if args.command == "samples":
             from content.samples import fetch_pose2sim
             path = fetch_pose2sim()
