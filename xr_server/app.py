@@ -12,13 +12,19 @@ C call (OpenCV, MediaPipe, PyBullet) can starve. In threading mode each HTTP req
 WebSocket runs in its own OS thread (Werkzeug + simple-websocket), every client has its own send
 queue, and an emit only enqueues: a slow browser delays nobody else.
 
-Routes (all JSON errors are ``{"error": message}``):
+Routes (all JSON errors are ``{"error": message}``; the OpenAPI 3.1 document at
+``/api/openapi.json`` has every ``/api/`` route with its schemas, built from the docstrings below
+by `xr_server.openapi`; docs/xr_server.md is the reader's guide):
 
-    GET  /healthz                     200 "ok", no auth
+    GET  /healthz                     {status: ok|degraded, components: {robot, tracking, monitor}}
+                                      (ages in ms); always 200 while serving; no auth
+    GET  /metrics                     Prometheus text format (`xr_server.metrics`); no auth, see
+                                      docs/xr_server.md "Why /metrics has no login"
+    GET  /api/openapi.json            the OpenAPI document, no auth
     GET  /login                       login page, no auth
     POST /api/login                   {username, password} -> {token, roles, expires_s} + cookie
-    POST /api/logout                  clears the cookie
-    GET  /api/me                      {username, roles}
+    POST /api/logout                  revokes the presented token on the server, clears the cookie
+    GET  /api/me                      {username, roles, cell}
     GET  /api/twin                    newest twin_state (503 before the first one)
     GET  /api/cameras                 camera ids
     GET  /api/cameras/<id>/mjpeg      multipart/x-mixed-replace JPEG stream, at most 5 fps
@@ -30,9 +36,20 @@ Routes (all JSON errors are ``{"error": message}``):
     GET  /vendor/...                  three.js and socket.io-client from node_modules, no auth
 
 Every other route needs a token, from the ``xrcell_token`` cookie (HttpOnly, SameSite=Strict) or
-an ``Authorization: Bearer`` header. Socket.IO namespace ``/xr``: the connection needs
-``auth={"token": ...}`` or the cookie; the client joins room ``cell:<cell_name>``, receives the
-newest ``twin_state`` at once and then at `twin_rate_hz` from one background task.
+an ``Authorization: Bearer`` header: a valid signature within its lifetime, not revoked by a
+logout, of a user that still exists (`xr_server.auth.SessionGuard`); otherwise 401 with the reason.
+
+Socket.IO namespace ``/xr``: the connection needs ``auth={"token": ...}`` or the cookie; the
+client joins room ``cell:<cell_name>``, receives the newest ``twin_state`` at once and then at
+`twin_rate_hz` from one background task. The same task re-checks every session's token about
+every `SESSION_CHECK_PERIOD_S` and ends (``error`` event, then disconnect) a session whose token
+expired, was revoked or whose user was removed. Client events are registered with
+``client_event(name, model)``: the token is re-checked, the payload validated with the pydantic
+`model`, and any refusal or handler failure is answered with an ``error`` event
+``{event, error}`` (`xr_server.api_models.SocketError`), never an exception in the server:
+
+    twin_state_request {cell}         -> twin_state now (to this client only)
+    any other event                   -> error "unknown event '<name>'"
 """
 
 from __future__ import annotations
@@ -50,9 +67,18 @@ from typing import Any, Protocol
 
 import flask
 import flask_socketio
+import prometheus_client
 import socketio.exceptions as socketio_exceptions
+from pydantic import BaseModel
 
-from xr_server.auth import DEFAULT_TOKEN_LIFETIME_S, TokenError, TokenSigner
+from robot_bridge.types import RobotState
+from safety.perception.types import PerceptionSnapshot
+from xr_server.api_models import LoginRequest, PayloadError, TwinStateRequest, parse
+from xr_server.auth import (DEFAULT_SESSION_REFRESH_S, DEFAULT_TOKEN_LIFETIME_S, SessionGuard, TokenClaims,
+                            TokenError, TokenSigner)
+from xr_server.health import DEFAULT_STALE_AFTER_S, health_report
+from xr_server.metrics import CellCollector, GateCounts, MonitorFigures, make_registry
+from xr_server.openapi import build_openapi
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +90,10 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 _BOUNDARY = "xrcell-frame"
 #: A `SafetyReset` reason with this prefix means the caller's roles were refused (answered 403).
 ROLE_REFUSAL_PREFIX = "role:"
-_PUBLIC_PATHS = frozenset({"/healthz", "/login", "/api/login", "/api/logout", "/favicon.ico"})
+#: Seconds between two checks of every Socket.IO session's token by the broadcast task.
+SESSION_CHECK_PERIOD_S = 0.25
+_PUBLIC_PATHS = frozenset({"/healthz", "/metrics", "/login", "/api/login", "/api/logout", "/api/openapi.json",
+                           "/favicon.ico"})
 _PUBLIC_PREFIXES = ("/static/", "/vendor/")
 #: Files served from node_modules: URL name -> path below node_modules.
 _VENDOR_FILES = {
@@ -113,7 +142,12 @@ def _json_error(status: int, message: str) -> flask.Response:
 
 def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraViews, user_store: Any,
                secret_key: str, cell_name: str = "demo", twin_rate_hz: float = 30.0,
-               token_lifetime_s: float = DEFAULT_TOKEN_LIFETIME_S, safety_reset: SafetyReset | None = None
+               token_lifetime_s: float = DEFAULT_TOKEN_LIFETIME_S, safety_reset: SafetyReset | None = None,
+               monitor: MonitorFigures | None = None,
+               robot_source: Callable[[], RobotState | None] | None = None,
+               perception_source: Callable[[], PerceptionSnapshot | None] | None = None,
+               gate: GateCounts | None = None, stale_after_s: float = DEFAULT_STALE_AFTER_S,
+               session_refresh_s: float = DEFAULT_SESSION_REFRESH_S,
                ) -> tuple[flask.Flask, flask_socketio.SocketIO]:
     """Build the server.
 
@@ -121,12 +155,21 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         twin_source: returns the newest `twin_state` dict (JSON-serialisable) or None; called from
             the broadcast task and request threads, so it must be thread-safe and fast.
         camera_views: `CameraViews`.
-        user_store: `content.storage.UserStore` (anything with ``verify(username, password)``).
+        user_store: `content.storage.UserStore` (``verify``, ``list`` and the token revocations
+            ``revoke_token``, ``revoked_token_ids``).
         secret_key: signs the session tokens; at least 16 characters.
         cell_name: the cell this server shows; Socket.IO room ``cell:<cell_name>``.
         twin_rate_hz: rate of the ``twin_state`` broadcast.
         token_lifetime_s: how long a login stays valid (default 8 h).
         safety_reset: `SafetyReset` behind ``POST /api/safety/reset``; None answers 503.
+        monitor: the safety monitor (`xr_server.metrics.MonitorFigures`) for ``/healthz`` and
+            ``/metrics``; None leaves it out of both.
+        robot_source: returns the newest `RobotState` (for ``/healthz`` and ``/metrics``).
+        perception_source: returns the newest `PerceptionSnapshot` (same).
+        gate: the command gate's counters (``/metrics``).
+        stale_after_s: age beyond which ``/healthz`` calls a record stale.
+        session_refresh_s: largest age of the server's copy of revocations and users (a logout on
+            another server process takes effect here within this time).
 
     Returns:
         ``(app, socketio)``. Run with ``socketio.run(app, ...)``; ``app.xrcell_stop()`` ends the
@@ -135,6 +178,9 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
     if twin_rate_hz <= 0:
         raise ValueError(f"twin_rate_hz must be positive, got {twin_rate_hz}")
     signer = TokenSigner(secret_key, token_lifetime_s)
+    guard = SessionGuard(user_store, session_refresh_s)
+    sessions: dict[str, TokenClaims] = {}  # Socket.IO sid -> claims; guarded by sessions_lock
+    sessions_lock = threading.Lock()
     app = flask.Flask(__name__, static_folder=None)
     app.config["SECRET_KEY"] = secret_key
     socketio = flask_socketio.SocketIO(app, async_mode="threading", logger=False, engineio_logger=False)
@@ -164,7 +210,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         if path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES):
             return None
         try:
-            flask.g.claims = signer.verify(request_token())
+            flask.g.claims = guard.check(signer.verify(request_token()))
         except TokenError as exc:
             if path.startswith("/api/"):
                 return _json_error(401, str(exc))
@@ -184,7 +230,76 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
 
     @app.get("/healthz")
     def healthz() -> flask.Response:
-        return flask.Response("ok\n", mimetype="text/plain")
+        """Health of the cell's inputs.
+        ---
+        get:
+          summary: State of the robot backend, worker tracking and the safety monitor.
+          description: >-
+            200 while the server serves, whatever the components say (a dashboard is most needed
+            when the robot is in a fault); alert on `status`. Components the server was not given
+            are left out. Ages are milliseconds on the monotonic clock.
+          security: []
+          responses:
+            '200':
+              description: The health report.
+              content:
+                application/json:
+                  schema: Health
+        """
+        def read(source: Callable[[], Any] | None) -> Any:
+            try:
+                return source()  # type: ignore[misc]
+            except Exception:  # noqa: BLE001 - a failing source is reported as "none yet"
+                log.exception("health source failed")
+                return None
+        inputs: dict[str, Any] = {}
+        if robot_source is not None:
+            inputs["robot"] = read(robot_source)
+        if perception_source is not None:
+            inputs["tracking"] = read(perception_source)
+        if monitor is not None:
+            inputs["monitor"] = read(monitor.latest)
+        return flask.jsonify(health_report(time.monotonic_ns(), stale_after_s=stale_after_s, **inputs))
+
+    @app.get("/metrics")
+    def metrics() -> flask.Response:
+        """Prometheus metrics.
+        ---
+        get:
+          summary: The cell's figures in the Prometheus text exposition format 0.0.4.
+          description: >-
+            Safety mode, speed scale, separation, S_p, the monitor's cycle time histogram, camera
+            frames processed and skipped, input ages, twin clients, gate commands accepted and
+            rejected. No login (a scraper cannot log in and tokens expire each shift; nothing here
+            is personal or secret); restrict it on the network, see docs/xr_server.md.
+          security: []
+          responses:
+            '200':
+              description: The metrics.
+              content:
+                text/plain:
+                  schema:
+                    type: string
+        """
+        return flask.Response(prometheus_client.generate_latest(registry),
+                              content_type=prometheus_client.CONTENT_TYPE_LATEST)
+
+    @app.get("/api/openapi.json")
+    def openapi_document() -> flask.Response:
+        """This document.
+        ---
+        get:
+          summary: The OpenAPI 3.1 document of this API.
+          security: []
+          responses:
+            '200':
+              description: The document.
+              content:
+                application/json:
+                  schema:
+                    type: object
+        """
+        return flask.jsonify(openapi_doc)
 
     @app.get("/login")
     def login_page() -> flask.Response:
@@ -192,17 +307,36 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
 
     @app.post("/api/login")
     def login() -> flask.Response:
-        body = flask.request.get_json(silent=True)
-        if not isinstance(body, dict):
-            return _json_error(400, "body must be a JSON object with fields 'username' and 'password'")
-        for field in ("username", "password"):
-            if field not in body:
-                return _json_error(400, f"missing field '{field}'")
-            if not isinstance(body[field], str):
-                return _json_error(400, f"field '{field}' must be a string")
-        user = user_store.verify(body["username"], body["password"])
+        """Log in.
+        ---
+        post:
+          summary: Log in with a username and password; returns a token and sets the session cookie.
+          security: []
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema: LoginRequest
+          responses:
+            '200':
+              description: Logged in.
+              content:
+                application/json:
+                  schema: LoginResponse
+            '400': BadRequest
+            '401':
+              description: "`invalid username or password` (the same for an unknown user)."
+              content:
+                application/json:
+                  schema: Error
+        """
+        try:
+            body = parse(LoginRequest, flask.request.get_json(silent=True), "body")
+        except PayloadError as exc:
+            return _json_error(400, str(exc))
+        user = user_store.verify(body.username, body.password)
         if user is None:
-            log.info("login refused for %r from %s", body["username"], flask.request.remote_addr)
+            log.info("login refused for %r from %s", body.username, flask.request.remote_addr)
             return _json_error(401, "invalid username or password")
         token = signer.issue(user.username, user.roles)
         response = flask.jsonify(token=token, roles=list(user.roles), expires_s=int(signer.lifetime_s))
@@ -213,18 +347,76 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
 
     @app.post("/api/logout")
     def logout() -> flask.Response:
-        response = flask.jsonify(ok=True)
+        """Log out.
+        ---
+        post:
+          summary: Revoke the presented token on the server (every process sharing the user store) and clear the cookie.
+          description: >-
+            Needs no valid token: without one (or with an expired one) it only clears the cookie
+            and answers `revoked: false`. Socket.IO sessions of a revoked token are ended.
+          security: []
+          responses:
+            '200':
+              description: Logged out.
+              content:
+                application/json:
+                  schema: LogoutResponse
+            '503':
+              description: "`cannot revoke the token: user store unavailable`; the cookie is kept."
+              content:
+                application/json:
+                  schema: Error
+        """
+        revoked = False
+        try:
+            claims = signer.verify(request_token())
+        except TokenError:
+            claims = None
+        if claims is not None:
+            try:
+                guard.revoke(claims)
+            except Exception:  # noqa: BLE001 - StorageError or anything else from the store
+                log.exception("logout of %r: revoking the token failed", claims.username)
+                return _json_error(503, "cannot revoke the token: user store unavailable")
+            revoked = True
+            log.info("logout of %r: token revoked", claims.username)
+        response = flask.jsonify(ok=True, revoked=revoked)
         response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="Strict")
         return response
 
     @app.get("/api/me")
     def me() -> flask.Response:
+        """Who am I.
+        ---
+        get:
+          summary: The account of the token, its roles and this server's cell.
+          responses:
+            '200':
+              description: The account.
+              content:
+                application/json:
+                  schema: Me
+            '401': Unauthorized
+        """
         claims = flask.g.claims
         return flask.jsonify(username=claims.username, roles=list(claims.roles), cell=cell_name)
 
     # ------------------------------------------------------------------------------ twin, cameras
     @app.get("/api/twin")
     def twin() -> flask.Response:
+        """The twin now.
+        ---
+        get:
+          summary: The newest `twin_state` of the cell (the message Socket.IO streams at 30 Hz).
+          responses:
+            '200':
+              description: The newest twin state.
+              content:
+                application/json:
+                  schema: TwinState
+            '401': Unauthorized
+            '503': Unavailable
+        """
         state = current_twin()
         if state is None:
             return _json_error(503, "no twin state yet")
@@ -232,10 +424,46 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
 
     @app.get("/api/cameras")
     def cameras() -> flask.Response:
+        """Camera ids.
+        ---
+        get:
+          summary: The ids of the cell cameras that have a view.
+          responses:
+            '200':
+              description: Camera ids.
+              content:
+                application/json:
+                  schema:
+                    type: array
+                    items:
+                      type: string
+            '401': Unauthorized
+        """
         return flask.jsonify(list(camera_views.ids()))
 
     @app.get("/api/cameras/<camera_id>/mjpeg")
     def camera_mjpeg(camera_id: str) -> flask.Response:
+        """A camera's processed view.
+        ---
+        get:
+          summary: The camera's newest processed frames (with 2D skeletons) as an MJPEG stream, at most 5 fps.
+          parameters:
+            - name: camera_id
+              in: path
+              required: true
+              schema:
+                type: string
+          responses:
+            '200':
+              description: "`multipart/x-mixed-replace; boundary=xrcell-frame`, one JPEG per part; ends when the server stops."
+              content:
+                multipart/x-mixed-replace:
+                  schema:
+                    type: string
+                    contentMediaType: image/jpeg
+            '401': Unauthorized
+            '404': NotFound
+        """
         if camera_id not in camera_views.ids():
             return _json_error(404, f"no camera {camera_id!r}")
 
@@ -257,6 +485,41 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
     # ------------------------------------------------------------------------------------ safety
     @app.post("/api/safety/reset")
     def safety_reset_request() -> flask.Response:
+        """Reset a fault stop.
+        ---
+        post:
+          summary: Ask the safety monitor to clear a latched fault stop (supervisor or admin).
+          description: >-
+            Accepted means the reset takes effect on the monitor's next cycle if the fault's cause
+            is gone. Logged with the user and the answer.
+          responses:
+            '200':
+              description: Accepted.
+              content:
+                application/json:
+                  schema: ResetAnswer
+            '401': Unauthorized
+            '403':
+              description: The caller's roles may not reset (`reason` starts with `role:`).
+              content:
+                application/json:
+                  schema: ResetAnswer
+            '409':
+              description: Refused for another reason, e.g. nothing latched.
+              content:
+                application/json:
+                  schema: ResetAnswer
+            '500':
+              description: "`safety reset failed`: the monitor raised."
+              content:
+                application/json:
+                  schema: Error
+            '503':
+              description: "`no safety monitor`: this server has none."
+              content:
+                application/json:
+                  schema: Error
+        """
         claims = flask.g.claims
         if safety_reset is None:
             log.warning("fault stop reset by %r refused: no safety monitor", claims.username)
@@ -313,11 +576,42 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
     broadcaster_lock = threading.Lock()
     broadcaster: list[Any] = []  # the one background task, once started
 
+    def emit_error(event: str, reason: str, sid: str | None = None) -> None:
+        """Send the ``error`` event (`SocketError`) to `sid` (default: the current client)."""
+        payload = {"event": event, "error": reason}
+        if sid is None:
+            flask_socketio.emit("error", payload)
+        else:
+            socketio.emit("error", payload, to=sid, namespace=NAMESPACE)
+
+    def end_session(sid: str, reason: str) -> None:
+        """Tell the client why, then disconnect it (from any thread)."""
+        with sessions_lock:
+            claims = sessions.pop(sid, None)
+        log.info("ending Socket.IO session of %s: %s", claims.username if claims else sid, reason)
+        try:
+            emit_error("connect", reason, sid)
+            socketio.server.disconnect(sid, namespace=NAMESPACE)
+        except Exception:  # noqa: BLE001 - the client may be gone already
+            log.debug("disconnect of %s failed", sid, exc_info=True)
+
+    def check_sessions() -> None:
+        """End every session whose token expired, was revoked, or whose user was removed."""
+        with sessions_lock:
+            current = list(sessions.items())
+        for sid, claims in current:
+            try:
+                guard.check(claims)
+            except TokenError as exc:
+                end_session(sid, str(exc))
+
     def broadcast_loop() -> None:
-        """Emit the newest twin_state to the room at twin_rate_hz until stop; never blocks on
-        clients (emit only enqueues per client) and never dies of an exception."""
+        """Emit the newest twin_state to the room at twin_rate_hz and check the sessions' tokens
+        every SESSION_CHECK_PERIOD_S until stop; never blocks on clients (emit only enqueues per
+        client) and never dies of an exception."""
         period = 1.0 / twin_rate_hz
         next_t = time.monotonic()
+        next_check = next_t
         while not stop_event.is_set():
             state = current_twin()
             if state is not None:
@@ -325,6 +619,13 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                     socketio.emit("twin_state", state, to=room, namespace=NAMESPACE)
                 except Exception:  # noqa: BLE001
                     log.exception("twin_state broadcast failed")
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + SESSION_CHECK_PERIOD_S
+                try:
+                    check_sessions()
+                except Exception:  # noqa: BLE001
+                    log.exception("session check failed")
             next_t += period
             now = time.monotonic()
             if next_t < now - period:  # fell behind (suspend, overload): skip, do not burst
@@ -335,9 +636,11 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
     def on_connect(auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
-            claims = signer.verify(token or flask.request.cookies.get(COOKIE_NAME))
+            claims = guard.check(signer.verify(token or flask.request.cookies.get(COOKIE_NAME)))
         except TokenError as exc:
             raise socketio_exceptions.ConnectionRefusedError(str(exc)) from exc
+        with sessions_lock:
+            sessions[flask.request.sid] = claims
         flask_socketio.join_room(room)
         log.info("%s joined %s on %s", claims.username, room, NAMESPACE)
         state = current_twin()
@@ -347,6 +650,80 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
             if not broadcaster and not stop_event.is_set():
                 broadcaster.append(socketio.start_background_task(broadcast_loop))
 
+    @socketio.on("disconnect", namespace=NAMESPACE)
+    def on_disconnect(*_: Any) -> None:
+        with sessions_lock:
+            sessions.pop(flask.request.sid, None)
+
+    def session_claims() -> TokenClaims | None:
+        """The current client's claims after a fresh check; ends the session and returns None
+        when the token is no longer good."""
+        sid = flask.request.sid
+        with sessions_lock:
+            claims = sessions.get(sid)
+        if claims is None:
+            end_session(sid, "no session")
+            return None
+        try:
+            return guard.check(claims)
+        except TokenError as exc:
+            end_session(sid, str(exc))
+            return None
+
+    def client_event(name: str, model: type[BaseModel]) -> Callable[[Callable], Callable]:
+        """Register ``handler(claims, payload)`` for the client event `name` on `NAMESPACE`.
+
+        Before the handler runs, the session's token is re-checked (a bad one ends the session)
+        and the event's single argument is validated as `model`; a malformed payload, or a handler
+        that raises, is answered with an ``error`` event naming the event and the reason.
+        """
+        def register(handler: Callable[[TokenClaims, Any], None]) -> Callable:
+            def dispatch(*args: Any) -> None:
+                claims = session_claims()
+                if claims is None:
+                    return
+                if len(args) != 1:
+                    emit_error(name, f"event '{name}' takes one JSON object, got {len(args)} arguments")
+                    return
+                try:
+                    payload = parse(model, args[0], "payload")
+                except PayloadError as exc:
+                    emit_error(name, f"invalid '{name}' payload: {exc}")
+                    return
+                try:
+                    handler(claims, payload)
+                except Exception:  # noqa: BLE001 - a handler bug must not reach the server
+                    log.exception("Socket.IO event %r from %r failed", name, claims.username)
+                    emit_error(name, f"internal error while handling '{name}'")
+            socketio.on_event(name, dispatch, namespace=NAMESPACE)
+            return handler
+        return register
+
+    @socketio.on("*", namespace=NAMESPACE)
+    def on_unknown_event(event: Any, *_: Any) -> None:
+        if session_claims() is not None:
+            emit_error(str(event), f"unknown event {str(event)!r}")
+
+    @client_event("twin_state_request", TwinStateRequest)
+    def on_twin_state_request(claims: TokenClaims, request: TwinStateRequest) -> None:
+        if request.cell != cell_name:
+            emit_error("twin_state_request", f"unknown cell {request.cell!r}: this server shows {cell_name!r}")
+            return
+        state = current_twin()
+        if state is None:
+            emit_error("twin_state_request", "no twin state yet")
+            return
+        flask_socketio.emit("twin_state", state)
+
+    def twin_clients() -> int:
+        with sessions_lock:
+            return len(sessions)
+
+    registry = make_registry(CellCollector(monitor=monitor, robot_source=robot_source,
+                                           perception_source=perception_source, gate=gate,
+                                           twin_clients=twin_clients))
+    openapi_doc = build_openapi(app, cookie_name=COOKIE_NAME)
+
     def stop() -> None:
         stop_event.set()
         with broadcaster_lock:
@@ -354,4 +731,5 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                 task.join(timeout=2.0)
 
     app.xrcell_stop = stop  # type: ignore[attr-defined]
+    app.xrcell_client_event = client_event  # type: ignore[attr-defined]
     return app, socketio

@@ -35,6 +35,7 @@ def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("db") / "users.sqlite"
     users = UserStore(f"sqlite:///{path}", hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     users.add("ana", "s3cret", ["operator"])
+    users.add("sam", "s4m-pw", ["operator", "supervisor", "admin"])  # tokens issued directly in the reset tests
     return users
 
 
@@ -139,7 +140,7 @@ def test_forged_or_expired_token_is_refused_by_api_pages_and_socketio(server, ki
 
 def test_a_token_is_valid_until_its_lifetime(server):
     app, _ = server
-    token = TokenSigner(SECRET).issue("ana", ["worker"])
+    token = TokenSigner(SECRET).issue("ana", ["operator"])
     with mock.patch("time.time", return_value=time.time() + 8 * 3600 - 60):
         assert app.test_client().get("/api/twin", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     with mock.patch("time.time", return_value=time.time() + 8 * 3600 + 60):
@@ -148,7 +149,7 @@ def test_a_token_is_valid_until_its_lifetime(server):
 
 def test_healthz_needs_no_token(client):
     response = client.get("/healthz")
-    assert response.status_code == 200 and response.data == b"ok\n"
+    assert response.status_code == 200 and response.get_json() == {"status": "ok", "components": {}}
 
 
 def test_pages_redirect_to_login_without_a_cookie_and_serve_with_one(client):

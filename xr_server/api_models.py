@@ -1,0 +1,150 @@
+"""The JSON bodies of the REST API and the payloads of the Socket.IO events, as pydantic models.
+
+One definition serves three purposes: validating what a network peer sends (`parse`, which never
+raises anything but `PayloadError` with a message naming the field), the OpenAPI document
+(`xr_server.openapi` turns every model here into a component schema) and the docs.
+
+Client payloads are strict: a string must be a JSON string, unknown fields are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeVar
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PayloadError(ValueError):
+    """A body or event payload from a client does not match its model; the message names the field
+    and is safe to send back."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# --------------------------------------------------------------------------------- REST bodies
+class LoginRequest(_Strict):
+    """Body of ``POST /api/login``."""
+
+    username: str = Field(description="Login name.")
+    password: str = Field(description="Password; sent over TLS only in production.")
+
+
+class LoginResponse(_Out):
+    """Answer of a successful ``POST /api/login``; the same token is also set as the
+    ``xrcell_token`` cookie (HttpOnly, SameSite=Strict)."""
+
+    token: str = Field(description="Signed session token for `Authorization: Bearer` or Socket.IO `auth.token`.")
+    roles: list[Literal["worker", "expert", "supervisor", "operator", "admin"]]
+    expires_s: int = Field(description="Seconds the token stays valid from now.")
+
+
+class LogoutResponse(_Out):
+    """Answer of ``POST /api/logout``."""
+
+    ok: Literal[True]
+    revoked: bool = Field(description="A valid token came with the request and is now revoked on the server.")
+
+
+class Me(_Out):
+    """Answer of ``GET /api/me``."""
+
+    username: str
+    roles: list[str] = Field(description="Roles of the token that the account still holds.")
+    cell: str = Field(description="The cell this server shows.")
+
+
+class ResetAnswer(_Out):
+    """Answer of ``POST /api/safety/reset`` (HTTP 200 accepted, 403 role refused, 409 refused)."""
+
+    accepted: bool
+    reason: str = Field(description="The monitor's reason; starts with `role:` when the caller's roles were refused.")
+
+
+class Error(_Out):
+    """Every JSON error of the API."""
+
+    error: str = Field(description="What went wrong, in words; safe to show to the user.")
+
+
+class ComponentHealth(_Out):
+    """State of one input of the cell as the server sees it."""
+
+    status: Literal["ok", "degraded"]
+    age_ms: float | None = Field(description="Age of the newest record, ms (monotonic clock); null: none yet.")
+    reason: str = Field(description="Why degraded; empty when ok.")
+    mode: str | None = Field(default=None, description="Monitor only: the safety mode.")
+    cameras: dict[str, float | None] | None = Field(
+        default=None, description="Tracking only: camera id -> age of its newest frame, ms.")
+
+
+class Health(_Out):
+    """Answer of ``GET /healthz``."""
+
+    status: Literal["ok", "degraded"] = Field(description="`degraded` when any component is.")
+    components: dict[str, ComponentHealth] = Field(
+        description="`robot`, `tracking`, `monitor`: those this server was given.")
+
+
+# --------------------------------------------------------------------------- Socket.IO payloads
+class TwinStateRequest(_Strict):
+    """Client event ``twin_state_request``: send me the newest ``twin_state`` now."""
+
+    cell: str = Field(description="The cell; must be the one this server shows.")
+
+
+class SocketError(_Out):
+    """Server event ``error``: a client event was refused, or the session ended."""
+
+    event: str = Field(description="The client event refused (`connect` when the session ended).")
+    error: str = Field(description="Why, naming the field for a malformed payload.")
+
+
+#: Every model, by the name it has in the OpenAPI components.
+MODELS: tuple[type[BaseModel], ...] = (LoginRequest, LoginResponse, LogoutResponse, Me, ResetAnswer, Error,
+                                       ComponentHealth, Health, TwinStateRequest, SocketError)
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _fields(model: type[BaseModel]) -> str:
+    names = [f"'{n}'" for n in model.model_fields]
+    if not names:
+        return ""
+    if len(names) == 1:
+        return f" with field {names[0]}"
+    return f" with fields {', '.join(names[:-1])} and {names[-1]}"
+
+
+def describe(exc: pydantic.ValidationError, model: type[BaseModel], what: str) -> str:
+    """One line naming each wrong field of `exc` (a failed validation of `model`); `what` names the
+    whole input ("body", "payload")."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        kind = err["type"]
+        if not loc:
+            parts.append(f"{what} must be a JSON object{_fields(model)}")
+        elif kind == "missing":
+            parts.append(f"missing field '{loc}'")
+        elif kind == "extra_forbidden":
+            parts.append(f"unexpected field '{loc}'")
+        elif kind == "string_type":
+            parts.append(f"field '{loc}' must be a string")
+        else:
+            parts.append(f"field '{loc}': {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse(model: type[_M], data: object, what: str) -> _M:
+    """`data` (decoded JSON) as `model`; raises `PayloadError` with `describe`'s message."""
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise PayloadError(describe(exc, model, what)) from None
