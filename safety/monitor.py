@@ -280,6 +280,29 @@ class SafetyMonitor:
             st.stopping_bound_s.append(self._params.reaction_time_s + self._stopping.stopping_time_s(v))
             st.stop_under_way = None
 
+    def cycle_times_ms(self, since_cycle: int = 0) -> tuple[int, list[float]]:
+        """Cycle times for a metrics exporter (`xr_server.metrics`).
+
+        Returns:
+            ``(cycles, times_ms)``: the number of cycles run so far, and the times (ms, oldest
+            first) of the cycles after `since_cycle` that are still among the newest
+            `SAMPLE_WINDOW`. Any thread: the copy is taken without a lock while the monitor thread
+            appends, so at the edge of a copy a time may belong to the neighbouring cycle; the
+            count matches `cycles`.
+        """
+        st = self._stats
+        cycles = st.cycles
+        wanted = max(0, min(cycles - since_cycle, SAMPLE_WINDOW))
+        for _ in range(5):
+            try:
+                window = list(st.cycle_ms)
+                break
+            except RuntimeError:  # the monitor thread appended during the copy: copy again
+                continue
+        else:
+            window = []
+        return cycles, window[-wanted:] if wanted else []
+
     def report(self) -> dict:
         """The monitor's figures as a JSON-ready dict (see `xrcell demo --report`)."""
         st = self._stats
