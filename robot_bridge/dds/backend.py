@@ -76,6 +76,8 @@ GOAL_SETTLE_TIMEOUT_S = 2.0
 """After its end plus this time a goal is marked done even if the robot is off its last point (logged)."""
 STANDSTILL_MPS = 0.01
 """Largest capsule speed counted as standstill, m/s."""
+STANDSTILL_HOLD_S = 0.03
+"""A STOPPING robot is STOPPED once every sample for this long showed standstill, seconds."""
 _REJECT_LOG_PERIOD_S = 5.0
 
 
@@ -166,6 +168,7 @@ class DdsBackend:
         self._latched = True
         self._mode = ControllerMode.STOPPED
         self._stop_deadline_ns = 0
+        self._standstill_since_ns = 0
         self._scale = 1.0
         self._safety_seq = 0
         self._safety_applied_ns = 0
@@ -461,6 +464,7 @@ class DdsBackend:
             else:
                 self._mode = ControllerMode.STOPPING
                 self._stop_deadline_ns = now + int((stop_time + 0.3) * 1e9)
+                self._standstill_since_ns = now
         log.info("DdsBackend: protective stop %s published (%s)", category.name, self._stop_message)
 
     def _ack(self, seq: int, now_ns: int) -> None:
@@ -569,7 +573,9 @@ class DdsBackend:
     def _update_mode(self, now_ns: int, q: np.ndarray, max_speed_mps: float) -> None:
         """Goal completion and stop progress from a fresh sample (caller holds the lock)."""
         if self._mode is ControllerMode.STOPPING:
-            if max_speed_mps < STANDSTILL_MPS or now_ns >= self._stop_deadline_ns:
+            if max_speed_mps >= STANDSTILL_MPS:
+                self._standstill_since_ns = now_ns
+            if now_ns - self._standstill_since_ns >= STANDSTILL_HOLD_S * 1e9 or now_ns >= self._stop_deadline_ns:
                 self._mode = ControllerMode.STOPPED
         if self._traj is None or self._goal_done or self._latched:
             return
