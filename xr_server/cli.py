@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run the embedded demo cell (sim robot, real footage, safety, dashboard)")
-    from xr_server.demo import DEFAULT_CELL
+    from xr_server.demo import DEFAULT_CELL, REPO_ROOT
     demo.add_argument("--cell", type=Path, default=DEFAULT_CELL, help="cell description (default: %(default)s)")
     demo.add_argument("--headless", action="store_true", help="no web server; print progress, write --report")
     demo.add_argument("--duration", type=_positive, default=None, metavar="S", help="stop after S seconds")
@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
 
     samples = sub.add_parser("samples", help="sample data")
     samples.add_argument("action", choices=["fetch"], help="fetch: download the Pose2Sim demo footage")
+
+    from xr_server.users_cli import add_users_parser
+    add_users_parser(sub, default_db_url=f"sqlite:///{REPO_ROOT / 'data' / 'xrcell.sqlite'}")
 
     audit = sub.add_parser("audit", help="the safety audit log: check the hash chain, show the newest records")
     audit.add_argument("action", choices=["verify", "tail"],
@@ -116,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "audit":
             return _audit(args.action, args.db, args.n)
+        if args.command == "users":
+            from xr_server.users_cli import run_users
+            return run_users(args)
         if args.command == "samples":
             from content.samples import fetch_pose2sim
             path = fetch_pose2sim()
