@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     samples = sub.add_parser("samples", help="sample data")
     samples.add_argument("action", choices=["fetch"], help="fetch: download the Pose2Sim demo footage")
 
+    from xr_server import calibrate
+    calibrate.add_parser(sub)
+
     from xr_server.users_cli import add_users_parser
     add_users_parser(sub, default_db_url=f"sqlite:///{REPO_ROOT / 'data' / 'xrcell.sqlite'}")
 
@@ -122,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "users":
             from xr_server.users_cli import run_users
             return run_users(args)
+        if args.command == "calibrate":
+            from xr_server import calibrate
+            return calibrate.run(args)
         if args.command == "samples":
             from content.samples import fetch_pose2sim
             path = fetch_pose2sim()
