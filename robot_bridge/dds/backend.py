@@ -419,7 +419,8 @@ class DdsBackend:
         Returns:
             The path time the published trajectory starts from (the new `_s0`).
         """
-        assert self._traj is not None  # noqa: S101 - internal invariant, callers check
+        if self._traj is None:
+            return max(path_time_s, 0.0)
         pos, times, _ = self._traj
         s = -1.0 if start else path_time_s
         self._t0_ns = now_ns
