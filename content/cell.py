@@ -73,7 +73,7 @@ class CameraPose(_Model):
     rpy: tuple[float, float, float] | None = None
 
     @model_validator(mode="after")
-    def _one_orientation(self) -> "CameraPose":
+    def _one_orientation(self) -> CameraPose:
         if (self.quaternion is None) == (self.rpy is None):
             raise ValueError("give exactly one of quaternion (x, y, z, w) or rpy (radians)")
         if self.quaternion is not None and sum(q * q for q in self.quaternion) < 1e-12:
@@ -99,7 +99,7 @@ class Calibration(_Model):
     pose: CameraPose | None = None
 
     @model_validator(mode="after")
-    def _extrinsics_source(self) -> "Calibration":
+    def _extrinsics_source(self) -> Calibration:
         if self.format in INTRINSICS_ONLY_FORMATS and self.pose is None:
             raise ValueError(f"format {self.format} holds intrinsics only: give the camera's pose")
         if self.format in EXTRINSICS_FORMATS and self.pose is not None:

@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from content.calibration.model import CameraCalibration, as_array, camera_matrix, complete, distortion, image_size, where
+from content.calibration.model import (
+    CameraCalibration,
+    as_array,
+    camera_matrix,
+    complete,
+    distortion,
+    image_size,
+    where,
+)
 from content.errors import CalibrationError
 
 #: sensor_msgs/CameraInfo distortion models xrcell reads, with their number of coefficients.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -61,7 +62,7 @@ def load_calibration(path: str | Path, fmt: str = "qca", *,
     return reader(Path(path), extrinsics=extrinsics)
 
 
-def load_camera_calibration(block: "Calibration") -> CameraCalibration:
+def load_camera_calibration(block: Calibration) -> CameraCalibration:
     """The calibration of the camera a cell file's `cameras[].calibration` block names.
 
     Args:

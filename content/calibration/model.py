@@ -49,7 +49,7 @@ class CameraCalibration:
         """(3,) camera centre in the world (`cell`) frame, metres."""
         return -self.R.T @ self.t
 
-    def scaled(self, factor: float) -> "CameraCalibration":
+    def scaled(self, factor: float) -> CameraCalibration:
         """The same camera for images resized by `factor` (intrinsics scaled)."""
         K = self.K.copy()
         K[:2] *= factor

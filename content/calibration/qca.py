@@ -87,7 +87,7 @@ def read_qca(path: str | Path) -> dict[str, CameraCalibration]:
         fov = cam.find("fov_video")
         left, right, top, bottom = (_qca_float(path, name, fov, "fov_video", a)
                                     for a in ("left", "right", "top", "bottom"))
-        width, height = int(round(right - left + 1)), int(round(bottom - top + 1))
+        width, height = round(right - left + 1), round(bottom - top + 1)
         if width <= 0 or height <= 0:
             raise CalibrationError(f"{path}: camera {name!r}: <fov_video> gives an empty image {width}x{height}")
         intr = cam.find("intrinsic")

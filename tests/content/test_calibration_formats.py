@@ -71,7 +71,7 @@ def _pose2sim_toml_from_qca(qca: Path, camera: str) -> str:
     divides them by 64, which `read_qca`'s docstring explains it does not do)."""
     cam = next(c for c in ET.parse(qca).getroot().findall("cameras/camera") if c.get("serial") == camera)
     fov, intr, tr = cam.find("fov_video"), cam.find("intrinsic"), cam.find("transform")
-    f = lambda el, a: float(el.get(a))  # noqa: E731
+    f = lambda el, a: float(el.get(a))
     w, h = f(fov, "right") - f(fov, "left") + 1, f(fov, "bottom") - f(fov, "top") + 1
     fu, fv = f(intr, "focalLengthU") / 64, f(intr, "focalLengthV") / 64
     cu, cv = f(intr, "centerPointU") / 64 - f(fov, "left"), f(intr, "centerPointV") / 64 - f(fov, "top")
@@ -237,19 +237,19 @@ GOOD_FS = {"camera_name": "cam07", "image_width": 640, "image_height": 480,
 @pytest.mark.parametrize("change, message", [
     ({"camera_matrix": None}, "camera 'cam07': no camera matrix (one of camera_matrix, cameraMatrix, K)"),
     ({"K": np.eye(3)}, "camera 'cam07': both 'camera_matrix' and 'K' are given; keep one"),
-    ({"D": None}, "camera 'cam07': no distortion coefficients (one of distortion_coefficients, dist_coeffs, "
-                  "distCoeffs, D)"),
+    ({"D": None}, ("camera 'cam07': no distortion coefficients (one of distortion_coefficients, dist_coeffs, "
+                  "distCoeffs, D)")),
     ({"D": np.zeros((1, 6))}, "camera 'cam07': D must have 4 or 5 or 8 or 12 or 14 numbers, got 6"),
     ({"image_height": None}, "camera 'cam07': no image_height (or cameraResolution)"),
-    ({"image_width": -640}, "camera 'cam07': image_width/image_height must be whole numbers of pixels > 0, "
-                            "got [-640.0, 480.0]"),
+    ({"image_width": -640}, ("camera 'cam07': image_width/image_height must be whole numbers of pixels > 0, "
+                            "got [-640.0, 480.0]")),
     ({"tvec": None}, "camera 'cam07': rvec is given without tvec or T"),
     ({"rvec": None, "R": np.full((3, 3), 0.5)}, "camera 'cam07': R is not a rotation matrix"),
     ({"camera_matrix": np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 2]])},
      "camera 'cam07': camera_matrix is not a camera matrix [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0"),
     ({"tvec": np.array([[0.0], [np.inf], [0.0]])}, "camera 'cam07': tvec has a value that is not finite"),
-    ({"rvec": None, "tvec": None}, "camera 'cam07': no extrinsics: the file has no rvec/tvec or R/T; give the "
-                                   "camera's pose in the cell file (cameras[].calibration.pose)"),
+    ({"rvec": None, "tvec": None}, ("camera 'cam07': no extrinsics: the file has no rvec/tvec or R/T; give the "
+                                   "camera's pose in the cell file (cameras[].calibration.pose)")),
     ({"camera_matrix": "fx"}, "camera 'cam07': camera_matrix must be numbers, got 'fx'"),
 ])
 def test_opencv_errors_name_file_camera_and_key(tmp_path, change, message):
@@ -284,8 +284,8 @@ CAMERA_TOML = ('[cam01]\nname = "cam01"\nsize = [ 640.0, 480.0]\nmatrix = [ [ 50
 
 @pytest.mark.parametrize("old, new, message", [
     ("translation = [ 0.0, 0.0, 3.0]\n", "", "camera 'cam01': missing field 'translation'"),
-    ("fisheye = false", "fisheye = true", "camera 'cam01': fisheye = true: the fisheye model is not supported; "
-                                          "calibrate this camera with the pinhole model"),
+    ("fisheye = false", "fisheye = true", ("camera 'cam01': fisheye = true: the fisheye model is not supported; "
+                                          "calibrate this camera with the pinhole model")),
     ("fisheye = false", 'fisheye = "no"', "camera 'cam01': fisheye must be true or false, got 'no'"),
     ('name = "cam01"', "name = 7", "camera 'cam01': name must be a non-empty string, got 7"),
     ("size = [ 640.0, 480.0]", "size = [ 640.5, 480.0]", "camera 'cam01': size must be whole numbers of pixels > 0"),
@@ -365,8 +365,8 @@ def test_load_errors(tmp_path, truth):
 
 
 @pytest.mark.parametrize("calibration, message", [
-    ({"format": "camera_info"}, "cameras[0].calibration: Value error, format camera_info holds intrinsics only: "
-                                "give the camera's pose"),
+    ({"format": "camera_info"}, ("cameras[0].calibration: Value error, format camera_info holds intrinsics only: "
+                                "give the camera's pose")),
     ({"format": "qca", "pose": {"position": [0, 0, 2], "rpy": [0, 0, 0]}},
      "cameras[0].calibration: Value error, format qca gives the extrinsics: remove pose"),
     ({"format": "opencv", "pose": {"position": [0, 0, 2]}},

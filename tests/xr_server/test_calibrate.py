@@ -148,7 +148,7 @@ def test_chessboard_recovers_focal_length_and_camera_position(tmp_path):
 
 
 def test_a_missing_board_names_the_image(tmp_path):
-    images, extrinsic = write_images(tmp_path, CHARUCO)
+    images, _ = write_images(tmp_path, CHARUCO)
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), np.full(SIZE[::-1], 128, np.uint8))
     with pytest.raises(CalibrationError, match=re.escape(f"{blank}: board not found (charuco 7x5 squares of 60 mm)")):
