@@ -60,7 +60,7 @@ def tracking_health(snapshot: PerceptionSnapshot | None, now_ns: int, stale_afte
             problems.append(f"camera {cam.camera_id!r} has sent no frame")
             continue
         cameras[cam.camera_id] = cam_age = _age_ms(now_ns, cam.last_frame_ns)
-        problems += _stale(cam_age, stale_after_s, f"camera {cam.camera_id!r}'s newest frame")
+        problems += _stale(cam_age, stale_after_s, f"newest frame of camera {cam.camera_id!r}")
     if snapshot.lost_track_ids:
         problems.append(f"lost track(s) inside the cell: {', '.join(snapshot.lost_track_ids)}")
     return _component(age, problems, cameras=cameras)
