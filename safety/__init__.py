@@ -8,6 +8,13 @@ from safety.decision import ClosestPair, Memory, SafetyMode, SafetyState, decide
 from safety.errors import PerceptionError, SafetyError
 from safety.gate import Actor, CommandGate, GateAnswer, SafetyChannel, Verdict
 from safety.monitor import SafetyMonitor
+from safety.output import (
+    OutputStatus,
+    SafetyOutput,
+    SafetyOutputError,
+    SimSafetyOutput,
+    create_safety_output,
+)
 from safety.ssm import (
     ProtectiveSeparationDistance,
     StoppingModel,
@@ -15,21 +22,39 @@ from safety.ssm import (
     protective_separation_distance,
 )
 
+# The audit log needs SQLAlchemy (about 0.2 s to import): loaded on first use (PEP 562).
+_AUDIT_NAMES = ("AuditBreak", "AuditCommitTimeout", "AuditError", "AuditKind", "AuditLog", "AuditRecord",
+                "AuditStatus", "BreakProblem")
+
+
+def __getattr__(name: str) -> object:
+    if name in _AUDIT_NAMES:
+        from safety import audit
+        return getattr(audit, name)
+    raise AttributeError(f"module 'safety' has no attribute {name!r}")
+
+
 __all__ = [
+    *_AUDIT_NAMES,
     "Actor",
     "ClosestPair",
     "CommandGate",
     "GateAnswer",
     "Memory",
+    "OutputStatus",
     "PerceptionError",
     "ProtectiveSeparationDistance",
     "SafetyChannel",
     "SafetyError",
     "SafetyMode",
     "SafetyMonitor",
+    "SafetyOutput",
+    "SafetyOutputError",
     "SafetyState",
+    "SimSafetyOutput",
     "StoppingModel",
     "Verdict",
+    "create_safety_output",
     "decide",
     "max_robot_speed_mps",
     "protective_separation_distance",
