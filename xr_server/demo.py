@@ -26,6 +26,7 @@ from content.errors import ContentError
 from robot_bridge.backend import create_backend
 from safety.gate import CommandGate
 from safety.monitor import SafetyMonitor
+from safety.zones import CellZones
 from xr_server.program import ProgramRunner
 from xr_server.twin import build_twin_state
 
@@ -61,7 +62,7 @@ class Cell:
 
 def build_cell(cell: CellDescription) -> Cell:
     """Create (not start) the robot, worker tracking, gate, monitor and program of `cell`."""
-    from robot_bridge.sim import PANDA_JOINT_VELOCITY_LIMITS_RADPS, plan_pick_and_place
+    from robot_bridge.sim import PANDA_JOINT_VELOCITY_LIMITS_RADPS, PandaLinkKinematics, plan_pick_and_place
     from safety.perception.process import CameraSpec, PerceptionProcess
 
     cams = []
@@ -77,10 +78,12 @@ def build_cell(cell: CellDescription) -> Cell:
     pipeline = PerceptionProcess(cams, process_rate_hz=rate, model_complexity=cell.perception.model_complexity)
     backend = create_backend("sim", robot=cell.robot, program=cell.program)
     holder: dict[str, SafetyMonitor] = {}
+    zones = CellZones(cell.zones)
     gate = CommandGate(backend, lambda: holder["m"].latest() if "m" in holder else None,
-                       np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS))
+                       np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS), zones=zones,
+                       kinematics=PandaLinkKinematics(cell.robot))
     monitor = SafetyMonitor(backend.latest_state, pipeline.snapshot, gate.safety_channel(), cell.safety,
-                            cell.robot.stop, cell.robot.max_tcp_speed_mps)
+                            cell.robot.stop, cell.robot.max_tcp_speed_mps, zones=zones)
     holder["m"] = monitor
     runner = None
     if cell.program is not None:

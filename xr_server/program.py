@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from typing import Callable, Sequence
 
 from robot_bridge.types import RobotCommand, RobotState
 from safety.decision import SafetyMode, SafetyState
-from safety.gate import Actor, CommandGate
+from safety.gate import Actor, CommandGate, GateAnswer
 
 log = logging.getLogger(__name__)
 
@@ -21,21 +22,28 @@ class ProgramRunner:
     """Loops a program: submit a command through the gate, wait for it to finish, next.
 
     While the monitor holds a stop, the runner waits rather than flooding the gate;
-    a command the gate rejects is retried after `retry_s`. Thread: owns one thread;
-    `start()`/`stop()` from any thread.
+    a command the gate rejects is retried after `retry_s`. The logic is `poll()`, which a
+    scenario run calls on its simulated clock; `start()` runs it every 10 ms in a thread.
+    Thread: `poll()` from one thread at a time; `start()`/`stop()` from any thread.
     """
 
     def __init__(self, commands: Sequence[RobotCommand], gate: CommandGate,
                  robot_source: Callable[[], RobotState | None],
-                 safety_source: Callable[[], SafetyState | None], *, retry_s: float = 0.25) -> None:
+                 safety_source: Callable[[], SafetyState | None], *, retry_s: float = 0.25,
+                 clock_s: Callable[[], float] = time.monotonic) -> None:
         self._commands = list(commands)
         self._gate = gate
         self._robot = robot_source
         self._safety = safety_source
         self._retry_s = retry_s
+        self._clock_s = clock_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._index = 0
+        self._submitted = False
+        self._next_try_s = -math.inf
         self.cycles_completed = 0
+        self.last_answer: GateAnswer | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="program-runner", daemon=True)
@@ -46,31 +54,35 @@ class ProgramRunner:
         if self._thread is not None:
             self._thread.join(timeout_s)
 
-    def _moving_allowed(self) -> bool:
-        state = self._safety()
-        return state is not None and state.mode in (SafetyMode.FULL_SPEED, SafetyMode.REDUCED_SPEED)
-
     def _run(self) -> None:
         while not self._stop.is_set():
-            for command in self._commands:
-                if not self._submit(command) or not self._wait_done(command):
-                    return
-            self.cycles_completed += 1
+            self.poll()
+            self._stop.wait(0.01)
 
-    def _submit(self, command: RobotCommand) -> bool:
-        while not self._stop.is_set():
-            if self._moving_allowed():
-                answer = self._gate.submit(command, PROGRAM_ACTOR)
-                if answer.forwarded:
-                    return True
-                log.debug("program command %s not forwarded: %s", command.goal_id, answer.reason)
-            self._stop.wait(self._retry_s)
-        return False
-
-    def _wait_done(self, command: RobotCommand) -> bool:
-        while not self._stop.is_set():
+    def poll(self) -> None:
+        """Advance the program: submit the next command when allowed, or notice it finished."""
+        if not self._commands:
+            return
+        command = self._commands[self._index]
+        if self._submitted:
             state = self._robot()
             if state is not None and state.goal_id == command.goal_id and state.goal_done:
-                return True
-            self._stop.wait(0.01)
-        return False
+                self._submitted = False
+                self._index += 1
+                if self._index == len(self._commands):
+                    self._index = 0
+                    self.cycles_completed += 1
+            return
+        now = self._clock_s()
+        if now < self._next_try_s:
+            return
+        state = self._safety()
+        if state is None or state.mode not in (SafetyMode.FULL_SPEED, SafetyMode.REDUCED_SPEED):
+            self._next_try_s = now + self._retry_s
+            return
+        self.last_answer = self._gate.submit(command, PROGRAM_ACTOR)
+        if self.last_answer.forwarded:
+            self._submitted = True
+        else:
+            log.debug("program command %s not forwarded: %s", command.goal_id, self.last_answer.reason)
+            self._next_try_s = now + self._retry_s

@@ -52,6 +52,8 @@ def _safety(state: SafetyState | None) -> dict | None:
         },
         "reason": state.reason,
         "faults": list(state.faults),
+        "zone_violations": [{"zone": v.zone, "kind": v.kind, "subject": v.subject, "part": v.part}
+                            for v in state.zone_violations],
     }
 
 

@@ -107,12 +107,16 @@ class PyBulletPandaBackend:
         program: the pick-and-place program whose workpiece is simulated, or None.
         realtime: True: `start()` runs a thread paced to the wall clock. False: no thread,
             `step(n)` advances the simulation deterministically.
+        clock_ns: the clock of the state stamps (`RobotState.stamp_ns`, `safety_applied_ns`);
+            a scenario run with `realtime=False` passes its simulated monotonic clock.
     """
 
     joint_names: tuple[str, ...] = ARM_JOINT_NAMES
 
-    def __init__(self, robot: Robot, program: PickAndPlace | None = None, *, realtime: bool = True) -> None:
+    def __init__(self, robot: Robot, program: PickAndPlace | None = None, *, realtime: bool = True,
+                 clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
         self._robot = robot
+        self._clock_ns = clock_ns
         self._program = program
         self._realtime = realtime
         self._dt = 1.0 / PHYSICS_RATE_HZ
@@ -485,7 +489,7 @@ class PyBulletPandaBackend:
             self._set_mode(ControllerMode.FAULT)
             last = self._state
             if last is not None:
-                self._state = replace(last, stamp_ns=time.monotonic_ns(), healthy=False, mode=ControllerMode.FAULT)
+                self._state = replace(last, stamp_ns=self._clock_ns(), healthy=False, mode=ControllerMode.FAULT)
             return False
 
     def _apply_commands(self) -> None:
@@ -520,7 +524,7 @@ class PyBulletPandaBackend:
     def _ack(self, seq: int | None) -> None:
         if seq is not None:
             self._safety_seq = seq
-            self._safety_applied_ns = time.monotonic_ns()
+            self._safety_applied_ns = self._clock_ns()
 
     def _apply_stop(self, category: StopCategory) -> None:
         previous = self._stop_category
@@ -710,7 +714,7 @@ class PyBulletPandaBackend:
         for a in arrays:
             a.setflags(write=False)
         state = RobotState(
-            stamp_ns=time.monotonic_ns(),
+            stamp_ns=self._clock_ns(),
             joint_names=ARM_JOINT_NAMES,
             position=q,
             velocity=qd,
