@@ -208,7 +208,9 @@ def _serve(cell: Cell, host: str, port: int, db_url: str | None, stop_event: thr
     users = demo_users(store)
     app, socketio = create_app(twin_source=cell.twin_state, camera_views=_CameraViews(cell.pipeline),
                                user_store=store, secret_key=secrets.token_hex(32), cell_name=cell.description.name,
-                               safety_reset=cell.monitor.reset)
+                               safety_reset=cell.monitor.reset, monitor=cell.monitor,
+                               robot_source=cell.backend.latest_state, perception_source=cell.pipeline.snapshot,
+                               gate=cell.gate)
     thread = threading.Thread(target=lambda: socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True,
                                                           use_reloader=False, log_output=False),
                               name="xr-server", daemon=True)
