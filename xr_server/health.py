@@ -74,7 +74,7 @@ def monitor_health(state: SafetyState | None, now_ns: int, stale_after_s: float)
     age = _age_ms(now_ns, state.stamp_ns)
     problems = _stale(age, stale_after_s, "safety state")
     if state.mode is SafetyMode.FAULT_STOP:
-        problems.append(f"fault stop: {state.reason}")
+        problems.append(state.reason if state.reason.startswith("fault stop") else f"fault stop: {state.reason}")
     return _component(age, problems, mode=state.mode.value)
 
 

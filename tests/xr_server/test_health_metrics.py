@@ -50,8 +50,9 @@ def test_inputs_the_server_was_not_given_are_left_out():
     (tracking_health, snapshot(NOW, cameras=(), lost=("p3",)), "lost track(s) inside the cell: p3"),
     (monitor_health, None, "the safety monitor has not run a cycle yet"),
     (monitor_health, safety_state(age_ns=3000 * MS), "safety state is 3000 ms old (limit 1000 ms)"),
-    (monitor_health, safety_state(SafetyMode.FAULT_STOP, reason="robot state stale"),
-     "fault stop: robot state stale"),
+    (monitor_health, safety_state(SafetyMode.FAULT_STOP, reason="robot state stale"), "fault stop: robot state stale"),
+    (monitor_health, safety_state(SafetyMode.FAULT_STOP, reason="fault stop: camera cam01 stale"),
+     "fault stop: camera cam01 stale"),
 ])
 def test_each_degraded_reason(check, record, reason):
     component = check(record, NOW, 1.0)
