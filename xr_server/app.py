@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import flask
+import flask.typing
 import flask_socketio
 import prometheus_client
 import socketio.exceptions as socketio_exceptions
@@ -74,8 +75,14 @@ from pydantic import BaseModel
 from robot_bridge.types import RobotState
 from safety.perception.types import PerceptionSnapshot
 from xr_server.api_models import LoginRequest, PayloadError, TwinStateRequest, parse
-from xr_server.auth import (DEFAULT_SESSION_REFRESH_S, DEFAULT_TOKEN_LIFETIME_S, SessionGuard, TokenClaims,
-                            TokenError, TokenSigner)
+from xr_server.auth import (
+    DEFAULT_SESSION_REFRESH_S,
+    DEFAULT_TOKEN_LIFETIME_S,
+    SessionGuard,
+    TokenClaims,
+    TokenError,
+    TokenSigner,
+)
 from xr_server.health import DEFAULT_STALE_AFTER_S, health_report
 from xr_server.metrics import CellCollector, GateCounts, MonitorFigures, make_registry
 from xr_server.openapi import build_openapi
@@ -128,7 +135,7 @@ def _inline_script_hashes() -> list[str]:
     """CSP hashes of the inline scripts (import maps) of the pages, so no 'unsafe-inline' is needed."""
     hashes = set()
     for page in WEB_DIR.glob("*.html"):
-        for body in re.findall(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", page.read_text(), re.S):
+        for body in re.findall(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", page.read_text(), re.DOTALL):
             digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
             hashes.add(f"'sha256-{digest}'")
     return sorted(hashes)
@@ -205,7 +212,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
 
     # ----------------------------------------------------------------------------------- auth
     @app.before_request
-    def _require_token() -> flask.Response | None:
+    def _require_token() -> flask.typing.ResponseReturnValue | None:
         path = flask.request.path
         if path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES):
             return None
@@ -640,7 +647,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         except TokenError as exc:
             raise socketio_exceptions.ConnectionRefusedError(str(exc)) from exc
         with sessions_lock:
-            sessions[flask.request.sid] = claims
+            sessions[flask.request.sid] = claims  # type: ignore[attr-defined]
         flask_socketio.join_room(room)
         log.info("%s joined %s on %s", claims.username, room, NAMESPACE)
         state = current_twin()
@@ -653,12 +660,12 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
     @socketio.on("disconnect", namespace=NAMESPACE)
     def on_disconnect(*_: Any) -> None:
         with sessions_lock:
-            sessions.pop(flask.request.sid, None)
+            sessions.pop(flask.request.sid, None)  # type: ignore[attr-defined]
 
     def session_claims() -> TokenClaims | None:
         """The current client's claims after a fresh check; ends the session and returns None
         when the token is no longer good."""
-        sid = flask.request.sid
+        sid = flask.request.sid  # type: ignore[attr-defined]
         with sessions_lock:
             claims = sessions.get(sid)
         if claims is None:

@@ -84,7 +84,8 @@ class TokenSigner:
         if not token:
             raise TokenError("missing token")
         try:
-            data, signed_at = self._serializer.loads(token, max_age=self.lifetime_s, return_timestamp=True)
+            data, signed_at = self._serializer.loads(token, max_age=self.lifetime_s,  # type: ignore[arg-type]
+                                                     return_timestamp=True)  # (a float max_age works)
         except itsdangerous.BadData as exc:  # BadSignature, SignatureExpired, BadPayload
             raise TokenError("invalid or expired token") from exc
         if (not isinstance(data, dict) or not isinstance(data.get("u"), str)

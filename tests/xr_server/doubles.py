@@ -11,7 +11,7 @@ class FakeCameraViews:
     """One camera, `cam01`, with a grey JPEG."""
 
     def __init__(self):
-        ok, buf = cv2.imencode(".jpg", np.full((48, 64, 3), 128, np.uint8))
+        _ok, buf = cv2.imencode(".jpg", np.full((48, 64, 3), 128, np.uint8))
         self.frame = buf.tobytes()
 
     def ids(self):

@@ -9,12 +9,11 @@ from content.cell import SafetyParameters, StopData
 from safety.decision import SafetyMode, SafetyState
 from safety.gate import CommandGate
 from safety.monitor import SafetyMonitor
+from tests.safety.fakes import MS, FakeBackend, robot_state, snapshot, standing_person
+from tests.xr_server.doubles import SECRET, TWIN, FakeCameraViews, FakeGate
 from xr_server.app import create_app
 from xr_server.health import health_report, monitor_health, robot_health, tracking_health
 from xr_server.metrics import CYCLE_BUCKETS_S, CellCollector, make_registry
-
-from tests.safety.fakes import MS, FakeBackend, robot_state, snapshot, standing_person
-from tests.xr_server.doubles import SECRET, TWIN, FakeCameraViews, FakeGate
 
 NOW = 1_000_000 * MS
 
@@ -193,7 +192,7 @@ def test_each_app_has_its_own_registry(make_store):
 
 
 def test_healthz_reports_the_inputs_of_the_app(make_store, cell):
-    monitor, tick, feeds = cell
+    monitor, _, feeds = cell
     app, _ = create_app(twin_source=lambda: TWIN, camera_views=FakeCameraViews(), user_store=make_store(),
                         secret_key=SECRET, monitor=monitor, robot_source=lambda: feeds["robot"],
                         perception_source=lambda: feeds["snap"])

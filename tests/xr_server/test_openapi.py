@@ -7,10 +7,9 @@ import jsonschema
 import pytest
 from openapi_spec_validator import validate
 
+from tests.xr_server.doubles import SECRET, TWIN, FakeCameraViews
 from xr_server.app import COOKIE_NAME, create_app
 from xr_server.openapi import hoist_defs
-
-from tests.xr_server.doubles import SECRET, TWIN, FakeCameraViews
 
 
 @pytest.fixture

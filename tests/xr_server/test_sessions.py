@@ -8,10 +8,9 @@ from unittest import mock
 import pytest
 
 from content.errors import StorageError
+from tests.xr_server.doubles import SECRET, TWIN, FakeCameraViews
 from xr_server.app import COOKIE_NAME, create_app
 from xr_server.auth import SessionGuard, TokenError, TokenSigner
-
-from tests.xr_server.doubles import SECRET, TWIN, FakeCameraViews
 
 DEADLINE_S = 5.0  # generous: the broadcast task checks the sessions every 0.25 s
 
@@ -143,9 +142,9 @@ def test_a_revocation_reaches_another_server_process_within_the_refresh_period(s
 def test_guard_refuses_an_expired_token_and_a_bad_refresh_period(store):
     signer = TokenSigner(SECRET, lifetime_s=60)
     claims = signer.verify(signer.issue("ana", ["operator"]))
-    with mock.patch("time.time", return_value=claims.expires_at):
-        with pytest.raises(TokenError, match="^token expired$"):
-            SessionGuard(store).check(claims)
+    with mock.patch("time.time", return_value=claims.expires_at), \
+            pytest.raises(TokenError, match="^token expired$"):
+        SessionGuard(store).check(claims)
     with pytest.raises(ValueError, match="refresh_s must be positive, got 0"):
         SessionGuard(store, 0)
 
