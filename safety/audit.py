@@ -215,16 +215,7 @@ class AuditStatus:
 
 # -- canonical form -----------------------------------------------------------------------------
 
-def _canonical_int(name: str, value: object) -> str:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"field {name} holds {value!r}, not an integer")
-    return str(value)
-
-
-def _canonical_str(name: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"field {name} holds {value!r}, not text")
-    return json.dumps(value, ensure_ascii=False)
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # C encoder; keys in given order
 
 
 def canonical_bytes(*, seq: int, t_us: int, stamp_ns: int, kind: str, actor: str, inputs: str,
@@ -234,11 +225,15 @@ def canonical_bytes(*, seq: int, t_us: int, stamp_ns: int, kind: str, actor: str
     Raises:
         ValueError: a field has the wrong type (only tampered rows do); the message names it.
     """
-    parts = {"actor": _canonical_str("actor", actor), "inputs": _canonical_str("inputs", inputs),
-             "kind": _canonical_str("kind", kind), "prev_hash": _canonical_str("prev_hash", prev_hash),
-             "reason": _canonical_str("reason", reason), "seq": _canonical_int("seq", seq),
-             "stamp_ns": _canonical_int("stamp_ns", stamp_ns), "t_us": _canonical_int("t_us", t_us)}
-    return ("{" + ",".join(f'"{k}":{parts[k]}' for k in HASHED_FIELDS) + "}").encode("utf-8")
+    fields = {"actor": actor, "inputs": inputs, "kind": kind, "prev_hash": prev_hash, "reason": reason,
+              "seq": seq, "stamp_ns": stamp_ns, "t_us": t_us}  # HASHED_FIELDS order
+    for name, value in fields.items():
+        if name in ("seq", "stamp_ns", "t_us"):
+            if type(value) is not int:
+                raise ValueError(f"field {name} holds {value!r}, not an integer")
+        elif type(value) is not str:
+            raise ValueError(f"field {name} holds {value!r}, not text")
+    return _CANONICAL.encode(fields).encode("utf-8")
 
 
 def record_hash(**fields: object) -> str:
@@ -346,7 +341,9 @@ class AuditLog:
         self.url = url
         self._open(url)
         # The queue and its bookkeeping, guarded by _cond's lock.
-        self._cond = threading.Condition(threading.Lock())
+        queue_lock = threading.Lock()
+        self._cond = threading.Condition(queue_lock)  # the writer waits on it for work
+        self._committed_cond = threading.Condition(queue_lock)  # flush() waits on it for commits
         self._pending: collections.deque[_Pending] = collections.deque()
         self._closing = False
         self._dropped = 0  # dropped since the last gap record
@@ -555,7 +552,7 @@ class AuditLog:
                 self._committed += len(batch)
                 if not self._pending and self._dropped:
                     self._pending.append(self._gap_item())
-                self._cond.notify_all()  # flush() waits on it
+                self._committed_cond.notify_all()
             for item, record in zip(batch, records):
                 if item.done is not None:
                     item.record = record
@@ -585,7 +582,7 @@ class AuditLog:
         """Wait until everything queued so far is committed; True if it was within `timeout_s`."""
         with self._cond:
             target = self._committed + len(self._pending)
-            return self._cond.wait_for(lambda: self._committed >= target, timeout_s)
+            return self._committed_cond.wait_for(lambda: self._committed >= target, timeout_s)
 
     def close(self, timeout_s: float = 5.0) -> int:
         """Commit what is queued (retrying for up to `timeout_s`), stop the writer, release the
