@@ -131,7 +131,8 @@ def run_track(inputs: list[Path], *, calib: Path | None = None, calib_format: st
                 raise PerceptionError(f"{calib}: no camera {v.camera_id!r} for video {v.path} "
                                       f"(has {', '.join(sorted(table))}); use --cam-map {v.path.stem}=CAMERA")
             cal = table[v.camera_id]
-            if tuple(cal.image_size) != v.size:
+            # A few pixels of difference is a cropped encoder frame (Pose2Sim's 1080 vs 1088), not another resolution.
+            if any(abs(a - b) > 0.02 * b for a, b in zip(v.size, cal.image_size)):
                 raise PerceptionError(f"{calib}: camera {v.camera_id!r} is calibrated for {cal.image_size[0]}x"
                                       f"{cal.image_size[1]} pixels but {v.path} is {v.size[0]}x{v.size[1]}")
             calibrations[v.camera_id] = cal.scaled(resize)
