@@ -15,7 +15,7 @@ import numpy as np
 
 from content.cell import SafetyParameters
 from robot_bridge.types import RobotState
-from safety.distance import closest_capsule_pair, human_capsules
+from safety.distance import closest_capsule_pairs, human_capsules
 from safety.perception.types import PerceptionSnapshot
 from safety.zones import ZoneSet, ZoneViolation
 from safety.ssm import (
@@ -197,8 +197,21 @@ def input_faults(now_ns: int, robot: RobotState | None, perception: PerceptionSn
     return faults
 
 
-def _ssm(now_ns: int, robot: RobotState, perception: PerceptionSnapshot, params: SafetyParameters,
-         stopping: StoppingModel, nominal_speed_mps: float, stop_commanded_ns: int):
+def _capsules(perception: PerceptionSnapshot, params: SafetyParameters) -> list:
+    """Body capsules of every track; keypoints older than the track's frames are grown by v_h
+    times their extra age (the distance the person may have moved since)."""
+    out = []
+    for track in perception.tracks:
+        extra = None
+        if track.keypoint_capture_ns is not None:
+            v_h = max(params.human_speed_mps, float(np.linalg.norm(track.velocity_mps)))
+            extra = v_h * np.maximum(track.capture_ns - track.keypoint_capture_ns, 0) / 1e9
+        out.append(human_capsules(track.keypoints_cell, track.confidence, extra_radius_m=extra))
+    return out
+
+
+def _ssm(now_ns: int, robot: RobotState, perception: PerceptionSnapshot, capsules: list,
+         params: SafetyParameters, stopping: StoppingModel, nominal_speed_mps: float, stop_commanded_ns: int):
     """Separation, S_p and the allowed scale over all tracked people.
 
     While a stop commanded `stop_commanded_ns` is under way, S_p (not the allowed speed)
@@ -212,16 +225,11 @@ def _ssm(now_ns: int, robot: RobotState, perception: PerceptionSnapshot, params:
     braking = StoppingModel(0.0, stopping.deceleration_mps2)
     best = None  # (separation, ClosestPair, s_p, v_h, t_r)
     allowed_mps = math.inf
-    for track in perception.tracks:
-        v_h = max(params.human_speed_mps, float(np.linalg.norm(track.velocity_mps)))
-        extra = None
-        if track.keypoint_capture_ns is not None:
-            # Keypoints older than the track's frames: grow them by v_h times the extra age.
-            extra = v_h * np.maximum(track.capture_ns - track.keypoint_capture_ns, 0) / 1e9
-        segs, radii, names = human_capsules(track.keypoints_cell, track.confidence, extra_radius_m=extra)
-        pair = closest_capsule_pair(segs, radii, robot.link_segments, robot.link_radii_m)
+    pairs = closest_capsule_pairs(capsules, robot.link_segments, robot.link_radii_m)
+    for track, (_, _, names), pair in zip(perception.tracks, capsules, pairs):
         if pair is None:
             continue
+        v_h = max(params.human_speed_mps, float(np.linalg.norm(track.velocity_mps)))
         age_s = max(0.0, (now_ns - track.capture_ns) / 1e9) + 1.0 / params.rate_hz
         t_r = params.reaction_time_s + age_s
         z_d = max(params.human_uncertainty_m, track.sigma_m)
@@ -266,8 +274,9 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
     faults = input_faults(now_ns, robot, perception, params, memory.prev_cycle_ns)
     mem = replace(memory, prev_cycle_ns=now_ns)
     violations: tuple[ZoneViolation, ...] = ()
+    capsules = _capsules(perception, params) if not faults else []
     if zones is not None and len(zones) and not faults:
-        violations = zones.people_violations(perception.tracks) + zones.robot_violations(
+        violations = zones.people_violations(perception.tracks, capsules) + zones.robot_violations(
             robot.link_segments, robot.link_radii_m, robot.link_names)
         faults = [f"robot keep-out zone {v.zone}: {v.part} inside" for v in violations if v.kind == "robot_keep_out"]
 
@@ -291,7 +300,9 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
             state, mem2 = stop(f"fault stop: {why}", True, list(latched))
             return state, replace(mem2, latched_faults=latched)
 
-    best, allowed, v_r = _ssm(now_ns, robot, perception, params, stopping, nominal_speed_mps,
+    if not capsules:
+        capsules = _capsules(perception, params)
+    best, allowed, v_r = _ssm(now_ns, robot, perception, capsules, params, stopping, nominal_speed_mps,
                               mem.stop_commanded_ns if mem.scale == 0.0 else 0)
     # The rule itself (ISO/TS 15066 clause 5.5.4.2.3): a moving robot must keep S >= S_p at
     # its *actual* speed. The allowed scale keeps it there in steady state; while the robot

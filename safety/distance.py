@@ -168,3 +168,39 @@ def closest_capsule_pair(
     surface = axis - human_radii[:, None] - robot_radii[None, :]
     h, k = np.unravel_index(int(np.argmin(surface)), surface.shape)
     return CapsulePair(float(surface[h, k]), int(h), int(k), c1[h, k].copy(), c2[h, k].copy())
+
+
+def closest_capsule_pairs(
+    capsules: list[tuple[np.ndarray, np.ndarray, tuple[str, ...]]],
+    robot_segments: np.ndarray, robot_radii: np.ndarray,
+) -> list[CapsulePair | None]:
+    """The closest pair for each of several people in one vectorised pass.
+
+    Args:
+        capsules: per person, (segments (H, 2, 3), radii (H,), names) from `human_capsules`.
+        robot_segments: (K, 2, 3) metres, `cell` frame.
+        robot_radii: (K,) metres.
+
+    Returns:
+        One `CapsulePair` per person (indices into that person's capsules), None for a person
+        without capsules or when the robot has none.
+    """
+    sizes = [len(c[1]) for c in capsules]
+    if sum(sizes) == 0 or robot_segments.shape[0] == 0:
+        return [None] * len(capsules)
+    hs = np.concatenate([c[0] for c in capsules if len(c[1])])
+    hr = np.concatenate([c[1] for c in capsules if len(c[1])])
+    c1, c2 = segment_closest_points(hs[:, None, 0, :], hs[:, None, 1, :],
+                                    robot_segments[None, :, 0, :], robot_segments[None, :, 1, :])
+    surface = np.linalg.norm(c1 - c2, axis=-1) - hr[:, None] - robot_radii[None, :]
+    out: list[CapsulePair | None] = []
+    start = 0
+    for n in sizes:
+        if n == 0:
+            out.append(None)
+            continue
+        block = surface[start:start + n]
+        h, k = np.unravel_index(int(np.argmin(block)), block.shape)
+        out.append(CapsulePair(float(block[h, k]), int(h), int(k), c1[start + h, k].copy(), c2[start + h, k].copy()))
+        start += n
+    return out

@@ -126,22 +126,34 @@ class ZoneSet:
             inside[idx] = ~(dist > r[idx])  # NaN counts as inside (fail-safe)
         return inside
 
-    def people_violations(self, tracks: Sequence[HumanTrack]) -> tuple[ZoneViolation, ...]:
+    def people_violations(self, tracks: Sequence[HumanTrack],
+                          capsules: Sequence[tuple[np.ndarray, np.ndarray, tuple[str, ...]]] | None = None
+                          ) -> tuple[ZoneViolation, ...]:
         """Every (person, zone) pair of a warning, collaborative or restricted zone with a body
-        capsule inside; the first capsule found is named."""
-        out: list[ZoneViolation] = []
-        if not any(z.kind in PEOPLE_KINDS for z in self.zones):
+        capsule inside; the first capsule found is named.
+
+        Args:
+            tracks: the people.
+            capsules: per track, its body capsules (segments, radii, names) when the caller has
+                already built them (`safety.distance.human_capsules`); built here otherwise.
+        """
+        kinds = [i for i, z in enumerate(self.zones) if z.kind in PEOPLE_KINDS]
+        if not kinds or not tracks:
             return ()
-        for track in tracks:
-            segs, radii, names = human_capsules(track.keypoints_cell, track.confidence)
-            if not names:
-                continue
-            for i, zone in enumerate(self.zones):
-                if zone.kind not in PEOPLE_KINDS:
-                    continue
-                hit = self.capsules_inside(i, segs, radii)
-                if hit.any():
-                    out.append(ZoneViolation(zone.name, zone.kind, track.track_id, names[int(np.argmax(hit))]))
+        if capsules is None:
+            capsules = [human_capsules(t.keypoints_cell, t.confidence) for t in tracks]
+        owner = np.concatenate([np.full(len(c[1]), k) for k, c in enumerate(capsules)]).astype(int)
+        if owner.size == 0:
+            return ()
+        segs = np.concatenate([c[0] for c in capsules if len(c[1])])
+        radii = np.concatenate([c[1] for c in capsules if len(c[1])])
+        names = [n for c in capsules for n in c[2]]
+        out: list[ZoneViolation] = []
+        for i in kinds:
+            hit = self.capsules_inside(i, segs, radii)
+            for k in np.unique(owner[hit]):
+                first = int(np.flatnonzero(hit & (owner == k))[0])
+                out.append(ZoneViolation(self.zones[i].name, self.zones[i].kind, tracks[k].track_id, names[first]))
         return tuple(out)
 
     def robot_violations(self, segments: np.ndarray, radii: np.ndarray,
