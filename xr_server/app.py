@@ -462,7 +462,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                 type: string
           responses:
             '200':
-              description: "`multipart/x-mixed-replace; boundary=xrcell-frame`, one JPEG per part; ends when the server stops."
+              description: "`multipart/x-mixed-replace; boundary=xrcell-frame`, one JPEG per part; ends when the server stops or the token expires or is revoked."
               content:
                 multipart/x-mixed-replace:
                   schema:
@@ -474,11 +474,19 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         if camera_id not in camera_views.ids():
             return _json_error(404, f"no camera {camera_id!r}")
 
+        claims = flask.g.claims
+
         def frames() -> Iterator[bytes]:
+            """Until the server stops or the token stops being good (expired, revoked, user removed)."""
             period = 1.0 / MJPEG_MAX_FPS
             last = None
             while not stop_event.is_set():
                 t0 = time.monotonic()
+                try:
+                    guard.check(claims)
+                except TokenError as exc:
+                    log.info("MJPEG stream of %s to %r ended: %s", camera_id, claims.username, exc)
+                    return
                 jpeg = camera_views.jpeg(camera_id)
                 if jpeg is not None and jpeg is not last:
                     last = jpeg

@@ -149,6 +149,17 @@ def test_guard_refuses_an_expired_token_and_a_bad_refresh_period(store):
         SessionGuard(store, 0)
 
 
+def test_an_mjpeg_stream_ends_when_its_token_is_revoked(server):
+    app, _ = server
+    client, token = login(app)
+    response = client.get("/api/cameras/cam01/mjpeg", buffered=False)
+    frames = iter(response.response)
+    assert next(frames).startswith(b"--xrcell-frame\r\n")
+    client.post("/api/logout")
+    assert list(frames) == []  # the generator returned instead of streaming on
+    response.close()
+
+
 def test_revoked_tokens_are_purged_once_expired(store):
     store.revoke_token("old", time.time() - 1)
     store.revoke_token("new", time.time() + 60)
@@ -156,6 +167,17 @@ def test_revoked_tokens_are_purged_once_expired(store):
     assert store.revoked_token_ids() == frozenset({"new"})
     with pytest.raises(StorageError, match="^token_id must not be empty$"):
         store.revoke_token("", time.time())
+
+
+def test_revocation_storage_failures_name_the_operation(store, tmp_path):
+    import sqlite3
+    [path] = tmp_path.glob("users*.sqlite")  # the store's file (conftest.make_store)
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE revoked_tokens")
+    with pytest.raises(StorageError, match="^cannot read the revoked tokens: "):
+        store.revoked_token_ids()
+    with pytest.raises(StorageError, match="^cannot revoke a token: "):
+        store.revoke_token("abc", time.time() + 60)
 
 
 def test_tokens_without_an_id_are_invalid():
