@@ -151,7 +151,7 @@ def test_guard_refuses_an_expired_token_and_a_bad_refresh_period(store):
 
 def test_an_mjpeg_stream_ends_when_its_token_is_revoked(server):
     app, _ = server
-    client, token = login(app)
+    client, _ = login(app)
     response = client.get("/api/cameras/cam01/mjpeg", buffered=False)
     frames = iter(response.response)
     assert next(frames).startswith(b"--xrcell-frame\r\n")
