@@ -16,7 +16,7 @@ import enum
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from robot_bridge.types import GripperCommand, JointTrajectory, StopCategory
 from safety.decision import SafetyMode, SafetyState
 from safety.errors import SafetyError
 from safety.zones import CellZones
+
+if TYPE_CHECKING:
+    from safety.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +118,14 @@ class CommandGate:
             are rejected.
         kinematics: the robot model used to sweep paths. Without one, every trajectory is
             rejected while a keep-out zone is in force (fail-safe).
+        audit: the safety audit log; every answer is appended (without waiting).
     """
 
     def __init__(self, backend: RobotBackend, mode_source: Callable[[], SafetyState | None],
                  joint_velocity_limits_radps: np.ndarray, *, zones: CellZones | None = None,
-                 kinematics: LinkKinematics | None = None) -> None:
+                 kinematics: LinkKinematics | None = None, audit: "AuditLog | None" = None) -> None:
         self._zones = zones
+        self._audit = audit
         self._kinematics = kinematics
         self._backend = backend
         self._mode_source = mode_source
@@ -212,10 +217,17 @@ class CommandGate:
                 self.accepted += 1
             else:
                 self.rejected += 1
+        answer = GateAnswer(Verdict.REJECTED, why) if why is not None else GateAnswer(Verdict.ACCEPTED, "forwarded")
         if why is not None:
             log.info("gate rejected %s from %s: %s", type(command).__name__, actor.name, why)
-            return GateAnswer(Verdict.REJECTED, why)
-        return GateAnswer(Verdict.ACCEPTED, "forwarded")
+        if self._audit is not None:
+            try:
+                self._audit.append("gate_answer", actor.name or "?", {
+                    "command": type(command).__name__, "goal_id": getattr(command, "goal_id", None),
+                    "roles": sorted(actor.roles), "verdict": answer.verdict.value}, answer.reason)
+            except Exception:  # noqa: BLE001 - the audit counts its own losses; the answer stands
+                log.exception("audit append failed")
+        return answer
 
 
 def sweep_samples(start: np.ndarray, positions: np.ndarray, time_from_start_s: np.ndarray

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from safety.gate import SafetyChannel
 from safety.perception.types import PerceptionSnapshot
 from safety.ssm import StoppingModel
 from safety.zones import CellZones
+
+if TYPE_CHECKING:
+    from safety.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +83,15 @@ class SafetyMonitor:
         nominal_speed_mps: the robot's largest programmed speed at scale 1, m/s.
         clock_ns: monotonic clock (tests and the scenario runner pass a simulated one to `step()`).
         zones: the cell's zones (read once per cycle; replaced atomically by `CellZones.replace`).
+        audit: the safety audit log: every mode change is appended (never blocking the cycle),
+            every reset request durably before it is answered.
     """
 
     def __init__(self, robot_source: Callable[[], RobotState | None],
                  perception_source: Callable[[], PerceptionSnapshot | None],
                  channel: SafetyChannel, params: SafetyParameters, stop: StopData,
                  nominal_speed_mps: float, clock_ns: Callable[[], int] = time.monotonic_ns,
-                 zones: CellZones | None = None) -> None:
+                 zones: CellZones | None = None, audit: "AuditLog | None" = None) -> None:
         self._robot_source = robot_source
         self._perception_source = perception_source
         self._channel = channel
@@ -96,6 +101,7 @@ class SafetyMonitor:
         self._nominal = nominal_speed_mps
         self._clock = clock_ns
         self._zones = zones
+        self._audit = audit
         self._memory = Memory()
         self._state: SafetyState | None = None
         self._seq = 0
@@ -128,12 +134,27 @@ class SafetyMonitor:
             (accepted, reason). The reset takes effect on the next cycle if the fault's
             cause is gone; otherwise the fault stays latched and the reason says why.
         """
+        accepted, reason = self._check_reset(actor_name, roles)
+        if self._audit is not None:
+            from safety.audit import AuditError
+            state = self._state
+            try:
+                self._audit.append("reset", actor_name, {"roles": sorted(roles), "accepted": accepted,
+                                                         "faults": list(state.faults) if state else []},
+                                   reason, durable=True)
+            except AuditError as exc:
+                # A reset that cannot be recorded is not given (fail-safe: the robot stays stopped).
+                return False, f"audit: the reset could not be recorded ({exc}); the fault stop holds"
+        if accepted:
+            self._reset_flag.set()
+        return accepted, reason
+
+    def _check_reset(self, actor_name: str, roles: frozenset[str]) -> tuple[bool, str]:
         if not roles & RESET_ROLES:
             return False, f"role: {actor_name!r} may not reset; a reset needs supervisor or admin"
         state = self._state
         if state is None or state.mode is not SafetyMode.FAULT_STOP or not state.latched:
             return False, "nothing to reset: no latched fault stop"
-        self._reset_flag.set()
         return True, "reset requested"
 
     def start(self) -> None:
@@ -240,6 +261,7 @@ class SafetyMonitor:
             st.time_in_mode_s[prev.mode.value] += (state.stamp_ns - prev.stamp_ns) / 1e9
             if state.mode is not prev.mode:
                 log.info("safety mode %s -> %s: %s", prev.mode.value, state.mode.value, state.reason)
+                self._audit_mode_change(prev, state)
                 if state.mode in (SafetyMode.PROTECTIVE_STOP, SafetyMode.FAULT_STOP) and self._memory.started \
                         and not (prev.mode is SafetyMode.FAULT_STOP and not prev.latched):
                     st.stops += 1
@@ -261,6 +283,20 @@ class SafetyMonitor:
                     listener(state)
                 except Exception:  # noqa: BLE001
                     log.exception("safety listener failed")
+
+    def _audit_mode_change(self, prev: SafetyState, state: SafetyState) -> None:
+        if self._audit is None:
+            return
+        try:
+            self._audit.append("mode_change", "monitor", {
+                "from": prev.mode.value, "to": state.mode.value, "speed_scale": state.speed_scale,
+                "separation_m": state.separation_m, "s_p_m": None if state.s_p is None else state.s_p.total_m,
+                "closest": None if state.closest is None else f"{state.closest.person}/{state.closest.body_part}"
+                                                               f"-{state.closest.link}",
+                "faults": list(state.faults), "zones": [f"{v.zone}:{v.subject}" for v in state.zone_violations],
+            }, state.reason, stamp_ns=state.stamp_ns)
+        except Exception:  # noqa: BLE001 - the audit never stops the cycle; it counts its own losses
+            log.exception("audit append failed")
 
     def _record_stopping(self, state: SafetyState, prev: SafetyState | None, robot: RobotState | None,
                          moving: bool) -> None:

@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from safety.monitor import SafetyMonitor
 from safety.zones import CellZones
 from xr_server.program import ProgramRunner
 from xr_server.twin import build_twin_state
+
+if TYPE_CHECKING:
+    from safety.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +64,9 @@ class Cell:
         self.backend.shutdown()
 
 
-def build_cell(cell: CellDescription) -> Cell:
-    """Create (not start) the robot, worker tracking, gate, monitor and program of `cell`."""
+def build_cell(cell: CellDescription, audit: "AuditLog | None" = None) -> Cell:
+    """Create (not start) the robot, worker tracking, gate, monitor and program of `cell`;
+    mode changes, gate answers, resets and zone changes go to `audit`."""
     from robot_bridge.sim import PANDA_JOINT_VELOCITY_LIMITS_RADPS, PandaLinkKinematics, plan_pick_and_place
     from safety.perception.process import CameraSpec, PerceptionProcess
 
@@ -78,12 +83,15 @@ def build_cell(cell: CellDescription) -> Cell:
     pipeline = PerceptionProcess(cams, process_rate_hz=rate, model_complexity=cell.perception.model_complexity)
     backend = create_backend("sim", robot=cell.robot, program=cell.program)
     holder: dict[str, SafetyMonitor] = {}
-    zones = CellZones(cell.zones)
+    zones = CellZones(cell.zones, on_change=None if audit is None else (
+        lambda actor, old, new: audit.append("zone_change", actor, {
+            "old": [z.model_dump(mode="json") for z in old.zones],
+            "new": [z.model_dump(mode="json") for z in new.zones]}, "zones replaced", durable=True)))
     gate = CommandGate(backend, lambda: holder["m"].latest() if "m" in holder else None,
                        np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS), zones=zones,
-                       kinematics=PandaLinkKinematics(cell.robot))
+                       kinematics=PandaLinkKinematics(cell.robot), audit=audit)
     monitor = SafetyMonitor(backend.latest_state, pipeline.snapshot, gate.safety_channel(), cell.safety,
-                            cell.robot.stop, cell.robot.max_tcp_speed_mps, zones=zones)
+                            cell.robot.stop, cell.robot.max_tcp_speed_mps, zones=zones, audit=audit)
     holder["m"] = monitor
     runner = None
     if cell.program is not None:
@@ -162,7 +170,9 @@ def run_demo(*, cell_path: Path = DEFAULT_CELL, headless: bool = False, duration
     description = load_cell(cell_path)
     print(f"xrcell: cell {description.name!r} from {description.source_path}", flush=True)
     print("xrcell: decoding the camera clips ...", flush=True)
-    cell = build_cell(description)
+    from safety.audit import AuditLog
+    audit = AuditLog(db_url or default_db_url())
+    cell = build_cell(description, audit)
     t0 = time.monotonic()
     start_cell(cell)
     server = None
@@ -185,6 +195,7 @@ def run_demo(*, cell_path: Path = DEFAULT_CELL, headless: bool = False, duration
         duration = time.monotonic() - t0
         t_stop = time.monotonic()
         cell.stop()
+        audit.close()
         report = headless_report(cell, duration)
         if server is not None:
             server()
@@ -197,13 +208,19 @@ def run_demo(*, cell_path: Path = DEFAULT_CELL, headless: bool = False, duration
     return 0
 
 
+def default_db_url() -> str:
+    """The demo's storage (users and the safety audit log): `data/xrcell.sqlite`."""
+    (REPO_ROOT / "data").mkdir(exist_ok=True)
+    return f"sqlite:///{REPO_ROOT / 'data' / 'xrcell.sqlite'}"
+
+
 def _serve(cell: Cell, host: str, port: int, db_url: str | None, stop_event: threading.Event,
            duration_s: float | None):
     """Start the XR server in a thread; block until stop; return its shutdown function."""
     from content.storage import UserStore
     from xr_server.app import create_app
 
-    store = UserStore(db_url or f"sqlite:///{REPO_ROOT / 'data' / 'xrcell.sqlite'}")
+    store = UserStore(db_url or default_db_url())
     cell.pipeline.enable_views(True)
     users = demo_users(store)
     app, socketio = create_app(twin_source=cell.twin_state, camera_views=_CameraViews(cell.pipeline),
