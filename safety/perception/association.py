@@ -56,8 +56,9 @@ def epipolar_cost(F: np.ndarray, kp_a: np.ndarray, conf_a: np.ndarray, kp_b: np.
         return float("inf")
     xa = np.column_stack([kp_a[ok], np.ones(ok.sum())])
     xb = np.column_stack([kp_b[ok], np.ones(ok.sum())])
-    lb = xa @ F.T                        # lines in b
-    la = xb @ F                          # lines in a
+    # einsum, not @: BLAS threads spin for longer than these tiny products take.
+    lb = np.einsum("ij,nj->ni", F, xa)   # lines in b
+    la = np.einsum("ji,nj->ni", F, xb)   # lines in a
     db = np.abs((lb * xb).sum(axis=1)) / np.maximum(np.linalg.norm(lb[:, :2], axis=1), 1e-12)
     da = np.abs((la * xa).sum(axis=1)) / np.maximum(np.linalg.norm(la[:, :2], axis=1), 1e-12)
     return float(np.mean(0.5 * (da + db)))
@@ -65,7 +66,8 @@ def epipolar_cost(F: np.ndarray, kp_a: np.ndarray, conf_a: np.ndarray, kp_b: np.
 
 def group_detections(calibrations: Sequence[CameraCalibration], keypoints_px: Sequence[np.ndarray],
                      confidence: Sequence[np.ndarray], *, max_cost_px: float,
-                     min_confidence: float = 0.3) -> list[list[tuple[int, int]]]:
+                     min_confidence: float = 0.3,
+                     fundamental: dict[tuple[int, int], np.ndarray] | None = None) -> list[list[tuple[int, int]]]:
     """Group the detections of V views into people.
 
     Args:
@@ -75,6 +77,7 @@ def group_detections(calibrations: Sequence[CameraCalibration], keypoints_px: Se
         max_cost_px: gate: a detection joins a group when its mean epipolar cost to the
             group's members is at most this.
         min_confidence: keypoints below it are not compared.
+        fundamental: F for each ordered view pair (a, b), when the caller caches them.
 
     Returns:
         Groups of (view index, detection index), at most one detection per view in a
@@ -82,7 +85,8 @@ def group_detections(calibrations: Sequence[CameraCalibration], keypoints_px: Se
         most views first.
     """
     V = len(calibrations)
-    F = {(a, b): fundamental_matrix(calibrations[a], calibrations[b]) for a in range(V) for b in range(V) if a != b}
+    F = fundamental if fundamental is not None else {
+        (a, b): fundamental_matrix(calibrations[a], calibrations[b]) for a in range(V) for b in range(V) if a != b}
     order = sorted(range(V), key=lambda v: -len(keypoints_px[v]))
     groups: list[list[tuple[int, int]]] = []
     for v in order:

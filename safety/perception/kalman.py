@@ -81,10 +81,14 @@ class KeypointKalmanFilter:
         """
         s = self.state
         dt = (stamp_ns - s.stamp_ns) * 1e-9
-        F = np.array([[1.0, dt], [0.0, 1.0]])
         adt = abs(dt)
-        Q = self.accel_var * np.array([[adt ** 4 / 4, adt ** 3 / 2], [adt ** 3 / 2, adt ** 2]])
-        P = F @ s.covariance @ F.T + Q
+        a, b, c = s.covariance[:, 0, 0], s.covariance[:, 0, 1], s.covariance[:, 1, 1]
+        # F P F^T + Q written out for 2 x 2 (numpy's stacked matmul calls BLAS, whose
+        # threads spin for longer than these tiny products take).
+        P = np.empty_like(s.covariance)
+        P[:, 0, 0] = a + 2 * dt * b + dt * dt * c + self.accel_var * adt ** 4 / 4
+        P[:, 0, 1] = P[:, 1, 0] = b + dt * c + self.accel_var * adt ** 3 / 2
+        P[:, 1, 1] = c + self.accel_var * adt ** 2
         return KeypointFilterState(s.position_m + s.velocity_mps * dt, s.velocity_mps.copy(), P, stamp_ns)
 
     def update(self, stamp_ns: int, measured_m: np.ndarray, variance_m2: np.ndarray, *,
@@ -118,11 +122,13 @@ class KeypointKalmanFilter:
         pos, vel = pred.position_m.copy(), pred.velocity_mps.copy()
         pos[use] += K[use, 0:1] * y[use]
         vel[use] += K[use, 1:2] * y[use]
-        # Joseph-free form (I - K H) P with H = [1, 0]; P stays symmetric to rounding.
-        KH = np.zeros_like(P)
-        KH[:, 0, 0], KH[:, 1, 0] = K[:, 0], K[:, 1]
+        # (I - K H) P with H = [1, 0], written out for 2 x 2.
         P_new = P.copy()
-        P_new[use] = (np.eye(2) - KH[use]) @ P[use]
+        a, b, c = P[use, 0, 0], P[use, 0, 1], P[use, 1, 1]
+        k0, k1 = K[use, 0], K[use, 1]
+        P_new[use, 0, 0] = (1 - k0) * a
+        P_new[use, 0, 1] = P_new[use, 1, 0] = (1 - k0) * b
+        P_new[use, 1, 1] = c - k1 * b
         pos[start], vel[start] = z[start], 0.0
         P_new[start] = 0.0
         P_new[start, 0, 0], P_new[start, 1, 1] = r[start], self.v0_var

@@ -131,7 +131,7 @@ class PerceptionPipeline:
                  max_reprojection_error_px: float = 5.0, min_confidence: float = 0.3,
                  estimator_factory: Callable[[], Estimator] | None = None, model_complexity: int = 1,
                  detector_factory: Callable[[], Detector] | None = None, max_people_per_view: int = 4,
-                 detect_period_s: float = 0.5, clock: Callable[[], int] = time.monotonic_ns,
+                 detect_period_s: float = 1.0, clock: Callable[[], int] = time.monotonic_ns,
                  on_publish: Callable[[PerceptionSnapshot], None] | None = None) -> None:
         if not cameras:
             raise PerceptionError("PerceptionPipeline needs at least one camera")

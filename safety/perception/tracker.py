@@ -39,7 +39,7 @@ from scipy.optimize import linear_sum_assignment
 
 from content.calibration import CameraCalibration
 from safety.errors import PerceptionError
-from safety.perception.association import group_detections
+from safety.perception.association import fundamental_matrix, group_detections
 from safety.perception.kalman import KeypointFilterState, KeypointKalmanFilter
 from safety.perception.plausibility import implausible_keypoints, resolve_left_right_swaps
 from safety.perception.pose import Pose2D
@@ -178,6 +178,7 @@ class MultiPersonTracker:
         self._max_gate_m = max_gate_m
         self._accel_sigma = accel_sigma_mps2
         self._tracks: list[_Track] = []
+        self._fundamental: dict[tuple[str, str], np.ndarray] = {}    # per camera pair; calibrations are fixed
         self._lost: dict[str, tuple[int, _Track]] = {}      # id -> (clock time lost, last state)
         self._next_id = 1
         # figures for `PerceptionPipeline.report`
@@ -224,8 +225,16 @@ class MultiPersonTracker:
         gate = self._max_epi_px
         if gate is None:
             gate = 0.03 * float(np.hypot(*views[0].calibration.image_size))
+        F = {}
+        for a, va in enumerate(views):
+            for b, vb in enumerate(views):
+                if a != b:
+                    key = (va.camera_id, vb.camera_id)
+                    if key not in self._fundamental:
+                        self._fundamental[key] = fundamental_matrix(va.calibration, vb.calibration)
+                    F[(a, b)] = self._fundamental[key]
         out = []
-        for group in group_detections(cals, und, conf, max_cost_px=gate, min_confidence=self._min_conf):
+        for group in group_detections(cals, und, conf, max_cost_px=gate, min_confidence=self._min_conf, fundamental=F):
             if len(group) < 2:
                 continue
             m = self._triangulate([views[v] for v, _ in group], [views[v].people[i] for v, i in group])
@@ -244,7 +253,7 @@ class MultiPersonTracker:
             return None
         self.triangulations += 1
         used = tri.views_used                                              # (33, V)
-        pts = (np.concatenate([tri.points, np.ones((33, 1))], axis=1) @ self._T.T)[:, :3]
+        pts = np.einsum("ij,nj->ni", self._T[:3, :3], tri.points) + self._T[:3, 3]
         with np.errstate(invalid="ignore"):
             c = np.where(used.any(axis=1), (vis.T * used).sum(axis=1) / np.maximum(used.sum(axis=1), 1), 0.0)
         c = np.where(np.isfinite(tri.points).all(axis=1), np.clip(c, 0.0, 1.0), 0.0)
