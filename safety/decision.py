@@ -27,6 +27,9 @@ from safety.ssm import (
 
 #: Robot speed below which the robot counts as standing still, m/s.
 STANDSTILL_MPS = 0.01
+#: A stamp this far ahead of the monitor's clock is a clock fault (every part of the process
+#: stamps with the same monotonic clock, so anything ahead of it was not measured by it).
+FUTURE_STAMP_TOLERANCE_NS = 1_000_000
 #: The speed scale is raised only when the allowed scale exceeds it by this much.
 RAISE_HYSTERESIS = 0.05
 
@@ -165,10 +168,14 @@ def input_faults(now_ns: int, robot: RobotState | None, perception: PerceptionSn
     period_ns = 1e9 / params.rate_hz
     if prev_cycle_ns and now_ns - prev_cycle_ns > max(10 * period_ns, params.monitor_timeout_s * 1e9):
         faults.append(f"monitor cycle overrun: {_ms(now_ns - prev_cycle_ns):.0f} ms since the last cycle")
+    if prev_cycle_ns and now_ns < prev_cycle_ns:
+        faults.append(f"clock jump: the monotonic clock went back {_ms(prev_cycle_ns - now_ns):.1f} ms")
     if robot is None:
         faults.append("no robot state received")
     else:
         age = now_ns - robot.stamp_ns
+        if age < -FUTURE_STAMP_TOLERANCE_NS:
+            faults.append(f"clock jump: robot state stamped {_ms(-age):.1f} ms in the future")
         if age > params.robot_timeout_s * 1e9:
             faults.append(f"robot state stale: {_ms(age):.0f} ms old (limit {params.robot_timeout_s * 1e3:.0f} ms)")
         if not robot.healthy:
@@ -179,6 +186,9 @@ def input_faults(now_ns: int, robot: RobotState | None, perception: PerceptionSn
         faults.append("no worker tracking output received")
     else:
         age = now_ns - perception.stamp_ns
+        if age < -FUTURE_STAMP_TOLERANCE_NS or any(
+                t.newest_capture_ns - now_ns > FUTURE_STAMP_TOLERANCE_NS for t in perception.tracks):
+            faults.append("clock jump: worker tracking stamped in the future")
         if age > params.tracker_timeout_s * 1e9:
             faults.append(f"worker tracking stale: {_ms(age):.0f} ms old")
         for cam in perception.cameras:
