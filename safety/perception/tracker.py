@@ -360,6 +360,16 @@ class MultiPersonTracker:
             track.prior_measured_ns = track.measured_ns.copy()
         stale = (m.stamp_ns - track.measured_ns) > MAX_HOLD_NS
         used = track.kf.update(m.stamp_ns, m.keypoints_cell, m.variance_m2, force=stale)
+        body = list(BODY_POINTS)
+        measured_body = np.isfinite(m.keypoints_cell[body]).all(axis=1)
+        if not restart and used[body].sum() < 0.5 * measured_body.sum():
+            # The whole body moved farther than the filter allows (a looped clip, a late
+            # re-acquisition): restart the filter at the measurement rather than hold old keypoints.
+            _log.info("track %s: filter restarted (%d of %d body keypoints rejected)", track.track_id,
+                      int(measured_body.sum() - used[body].sum()), int(measured_body.sum()))
+            track.kf = KeypointKalmanFilter(33, accel_sigma_mps2=self._accel_sigma)
+            track.measured_ns = np.zeros(33, np.int64)
+            used = track.kf.update(m.stamp_ns, m.keypoints_cell, m.variance_m2)
         track.measured_ns = np.where(used, m.stamp_ns, track.measured_ns)
         track.confidence = np.where(used, m.confidence, track.confidence)
         track.frames = m.frames
