@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, replace
+from typing import Sequence
 
 import numpy as np
 
@@ -263,7 +264,8 @@ def _ssm(now_ns: int, robot: RobotState, perception: PerceptionSnapshot, capsule
 
 def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot | None,
            params: SafetyParameters, stopping: StoppingModel, nominal_speed_mps: float,
-           memory: Memory, zones: ZoneSet | None = None) -> tuple[SafetyState, Memory]:
+           memory: Memory, zones: ZoneSet | None = None,
+           extra_faults: Sequence[str] = ()) -> tuple[SafetyState, Memory]:
     """One monitor cycle.
 
     Args:
@@ -277,18 +279,20 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
         memory: from the previous cycle (`Memory()` at start).
         zones: the zones in force (None: no zones). A person in a restricted zone is a
             protective stop; a robot link in a keep-out zone is a latched fault stop.
+        extra_faults: fault causes found by the caller (e.g. an unhealthy safety output).
 
     Returns:
         (state, memory for the next cycle). Never raises for bad inputs: they are faults.
     """
-    faults = input_faults(now_ns, robot, perception, params, memory.prev_cycle_ns)
+    faults = input_faults(now_ns, robot, perception, params, memory.prev_cycle_ns) + list(extra_faults)
     mem = replace(memory, prev_cycle_ns=now_ns)
     violations: tuple[ZoneViolation, ...] = ()
     capsules = _capsules(perception, params) if not faults else []
     if zones is not None and len(zones) and not faults:
         violations = zones.people_violations(perception.tracks, capsules) + zones.robot_violations(
             robot.link_segments, robot.link_radii_m, robot.link_names)
-        faults = [f"robot keep-out zone {v.zone}: {v.part} inside" for v in violations if v.kind == "robot_keep_out"]
+        faults = [f"robot keep-out zone {v.zone}: {v.part} inside" for v in violations
+                  if v.kind == "robot_keep_out"]
 
     def stop(reason: str, latched: bool, found: list[str]) -> tuple[SafetyState, Memory]:
         return (SafetyState(now_ns, SafetyMode.FAULT_STOP, 0.0, None, None, None, reason, tuple(found),

@@ -28,6 +28,7 @@ from safety.zones import CellZones
 
 if TYPE_CHECKING:
     from safety.audit import AuditLog
+    from safety.output import SafetyOutput
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +86,17 @@ class SafetyMonitor:
         zones: the cell's zones (read once per cycle; replaced atomically by `CellZones.replace`).
         audit: the safety audit log: every mode change is appended (never blocking the cycle),
             every reset request durably before it is answered.
+        output: the line to the cell's certified safety chain (`safety.output`): every cycle
+            it gets the verdict (stop required in a protective or fault stop) as its
+            heartbeat; an unhealthy output is a fault stop.
     """
 
     def __init__(self, robot_source: Callable[[], RobotState | None],
                  perception_source: Callable[[], PerceptionSnapshot | None],
                  channel: SafetyChannel, params: SafetyParameters, stop: StopData,
                  nominal_speed_mps: float, clock_ns: Callable[[], int] = time.monotonic_ns,
-                 zones: CellZones | None = None, audit: "AuditLog | None" = None) -> None:
+                 zones: CellZones | None = None, audit: "AuditLog | None" = None,
+                 output: "SafetyOutput | None" = None) -> None:
         self._robot_source = robot_source
         self._perception_source = perception_source
         self._channel = channel
@@ -102,6 +107,7 @@ class SafetyMonitor:
         self._clock = clock_ns
         self._zones = zones
         self._audit = audit
+        self._output = output
         self._memory = Memory()
         self._state: SafetyState | None = None
         self._seq = 0
@@ -158,7 +164,9 @@ class SafetyMonitor:
         return True, "reset requested"
 
     def start(self) -> None:
-        """Start the monitor thread."""
+        """Start the safety output (if any) and the monitor thread."""
+        if self._output is not None:
+            self._output.start()
         self._thread = threading.Thread(target=self._run, name="safety-monitor", daemon=True)
         self._thread.start()
 
@@ -172,6 +180,8 @@ class SafetyMonitor:
             self._channel.protective_stop(self._stop_category, self._seq)
         except Exception:  # noqa: BLE001 - shutting down; the backend logs its own failure
             log.exception("protective stop at shutdown failed")
+        if self._output is not None:
+            self._output.stop()  # the certified side sees stop required from now on
 
     # -- the cycle --------------------------------------------------------------------------
     def _run(self) -> None:
@@ -196,9 +206,13 @@ class SafetyMonitor:
             if self._reset_flag.is_set():
                 self._reset_flag.clear()
                 self._memory = replace(self._memory, reset_requested=True)
+            output_faults = []
+            if self._output is not None and not self._output.healthy():
+                output_faults.append(f"safety output {self._output.name}: {self._output.status().reason}")
             state, self._memory = decide(now, robot, perception, self._params, self._stopping,
                                          self._nominal, self._memory,
-                                         None if self._zones is None else self._zones.current())
+                                         None if self._zones is None else self._zones.current(),
+                                         extra_faults=output_faults)
             self._apply(state, robot, perception)
         except Exception as exc:  # noqa: BLE001 - an exception in the loop is a fault stop
             log.exception("safety cycle failed")
@@ -209,6 +223,11 @@ class SafetyMonitor:
                                 (cause,), latched=True)
             robot = None
             self._apply_fault()
+        if self._output is not None:
+            try:  # the verdict is the heartbeat; stores only, never waits (SafetyOutput contract)
+                self._output.set_safe(state.mode in (SafetyMode.PROTECTIVE_STOP, SafetyMode.FAULT_STOP), self._seq)
+            except Exception:  # noqa: BLE001 - a broken output shows as unhealthy next cycle
+                log.exception("safety output set_safe failed")
         self._record(state, robot, (time.perf_counter() - t0) * 1e3)
         return state
 

@@ -27,6 +27,7 @@ from content.errors import ContentError
 from robot_bridge.backend import create_backend
 from safety.gate import CommandGate
 from safety.monitor import SafetyMonitor
+from safety.output import SimSafetyOutput
 from safety.zones import CellZones
 from xr_server.program import ProgramRunner
 from xr_server.twin import build_twin_state
@@ -81,7 +82,11 @@ def build_cell(cell: CellDescription, audit: "AuditLog | None" = None) -> Cell:
                                resize=cam.resize, loop=cam.playback != "once", pingpong=cam.playback == "pingpong"))
     rate = min((c.process_rate_hz for c in cell.cameras), default=8.0)
     pipeline = PerceptionProcess(cams, process_rate_hz=rate, model_complexity=cell.perception.model_complexity)
-    backend = create_backend("sim", robot=cell.robot, program=cell.program)
+    # The sim robot's safeguard-stop input is wired to the monitor's safety output, as a real
+    # cell wires the robot's safeguard input to the safety PLC that xrcell's output drives.
+    output = SimSafetyOutput(input_timeout_s=cell.safety.monitor_timeout_s)
+    backend = create_backend("sim", robot=cell.robot, program=cell.program,
+                             safeguard_stop=lambda: output.stop_required)
     holder: dict[str, SafetyMonitor] = {}
     zones = CellZones(cell.zones, on_change=None if audit is None else (
         lambda actor, old, new: audit.append("zone_change", actor, {
@@ -91,7 +96,8 @@ def build_cell(cell: CellDescription, audit: "AuditLog | None" = None) -> Cell:
                        np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS), zones=zones,
                        kinematics=PandaLinkKinematics(cell.robot), audit=audit)
     monitor = SafetyMonitor(backend.latest_state, pipeline.snapshot, gate.safety_channel(), cell.safety,
-                            cell.robot.stop, cell.robot.max_tcp_speed_mps, zones=zones, audit=audit)
+                            cell.robot.stop, cell.robot.max_tcp_speed_mps, zones=zones, audit=audit,
+                            output=output)
     holder["m"] = monitor
     runner = None
     if cell.program is not None:

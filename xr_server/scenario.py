@@ -40,6 +40,7 @@ from content.errors import ContentError
 from robot_bridge.types import RobotState
 from safety.decision import STANDSTILL_MPS, SafetyMode, SafetyState
 from safety.distance import closest_capsule_pair, human_capsules
+from safety.output import SimSafetyOutput
 from safety.perception.types import CameraStatus, HumanTrack, PerceptionSnapshot
 from safety.zones import CellZones
 
@@ -373,7 +374,9 @@ def run_scenario(scenario: Scenario) -> dict:
     people = [PersonModel(p) for p in scenario.people]
     # The tracker's clock: sample times are run times; its stamps are the shared monotonic clock.
     tracker = ScriptedTracker(people, scenario.tracker, scenario.faults, scenario.seed)
-    backend = PyBulletPandaBackend(robot, cell.program, realtime=False, clock_ns=clock.now_ns)
+    output = SimSafetyOutput(input_timeout_s=cell.safety.monitor_timeout_s, clock_ns=clock.now_ns)
+    backend = PyBulletPandaBackend(robot, cell.program, realtime=False, clock_ns=clock.now_ns,
+                                   safeguard_stop=lambda: output.stop_required)
     kinematics = PandaLinkKinematics(robot)
     try:
         zones = CellZones(cell.zones)
@@ -381,11 +384,13 @@ def run_scenario(scenario: Scenario) -> dict:
         gate = CommandGate(backend, lambda: holder["m"].latest() if "m" in holder else None,
                            np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS), zones=zones, kinematics=kinematics)
         monitor = SafetyMonitor(backend.latest_state, lambda: _shift(tracker.snapshot()), gate.safety_channel(),
-                                cell.safety, robot.stop, robot.max_tcp_speed_mps, clock_ns=clock.now_ns, zones=zones)
+                                cell.safety, robot.stop, robot.max_tcp_speed_mps, clock_ns=clock.now_ns, zones=zones,
+                                output=output)
         holder["m"] = monitor
         runner = ProgramRunner(plan_pick_and_place(robot, cell.program), gate, backend.latest_state,
                                monitor.latest, clock_s=clock.now_s)
         backend.start()
+        output.start()
         return _play(scenario, clock, tracker, backend, monitor, gate, runner, people, PHYSICS_RATE_HZ,
                      cell.safety.rate_hz, robot.state_rate_hz)
     finally:

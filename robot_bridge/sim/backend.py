@@ -109,13 +109,20 @@ class PyBulletPandaBackend:
             `step(n)` advances the simulation deterministically.
         clock_ns: the clock of the state stamps (`RobotState.stamp_ns`, `safety_applied_ns`);
             a scenario run with `realtime=False` passes its simulated monotonic clock.
+        safeguard_stop: the robot's safeguard-stop input, read every control step (e.g.
+            `safety.output.SimSafetyOutput.stop_required`): while it returns True the speed
+            override falls to 0 at the stop data's deceleration and holds there, the way a
+            controller's wired category 2 safeguard input acts, whatever the commands say; it
+            resumes by itself when the input returns False. None: no input wired.
     """
 
     joint_names: tuple[str, ...] = ARM_JOINT_NAMES
 
     def __init__(self, robot: Robot, program: PickAndPlace | None = None, *, realtime: bool = True,
-                 clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
+                 clock_ns: Callable[[], int] = time.monotonic_ns,
+                 safeguard_stop: Callable[[], bool] | None = None) -> None:
         self._robot = robot
+        self._safeguard_stop = safeguard_stop
         self._clock_ns = clock_ns
         self._program = program
         self._realtime = realtime
@@ -575,7 +582,8 @@ class PyBulletPandaBackend:
         stopping = self._stop_category is not None
         # 1. speed override
         if self._stop_category is not StopCategory.STOP_0:
-            target = 0.0 if stopping else self._target_scale
+            guarded = self._safeguard_stop is not None and self._safeguard_stop()
+            target = 0.0 if stopping or guarded else self._target_scale
             if self._applied_scale > 0.02:
                 self._v_ref = min(self._max_tcp_speed, self._last_speed / self._applied_scale)
             rate = lowering_rate_per_s(self._decel, self._max_tcp_speed, self._v_ref)

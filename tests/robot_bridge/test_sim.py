@@ -344,3 +344,26 @@ def test_realtime_thread_publishes_at_the_state_rate_and_shuts_down_in_a_stop():
     with pytest.raises(CommandError, match="the backend is shut down"):
         b.reset()
     assert not math.isnan(b.latest_state().extras["cpu_ms_per_sim_s"])
+
+
+def test_safeguard_stop_input_holds_the_robot_and_releases_it(plan):
+    guard = [True]
+    b = PyBulletPandaBackend(ROBOT, PROGRAM, realtime=False, safeguard_stop=lambda: guard[0])
+    b.start()
+    try:
+        b.reset()
+        b.execute(plan[0])
+        start = b.step(1).position.copy()
+        for _ in range(STEPS_PER_S // 2):
+            state = b.step(1)
+        assert state.speed_scale == 0.0 and np.abs(state.position - start).max() < 1e-3
+        guard[0] = False
+        for _ in range(STEPS_PER_S // 2):
+            state = b.step(1)
+        assert state.speed_scale > 0.3 and np.abs(state.position - start).max() > 0.01
+        guard[0] = True  # braking at the stop data's deceleration, then holding
+        for _ in range(STEPS_PER_S):
+            state = b.step(1)
+        assert state.speed_scale == 0.0 and state.max_speed_mps < 0.01
+    finally:
+        b.shutdown()

@@ -52,3 +52,37 @@ def test_mode_changes_gate_answers_resets_and_zone_changes_are_audited(tmp_path)
     assert reset_rec.actor == "walt" and "may not reset" in reset_rec.reason
     assert audit.verify() is None
     audit.close()
+
+
+def test_the_monitor_drives_the_safety_output_and_faults_when_it_is_unhealthy():
+    from safety.decision import SafetyMode
+    from safety.output import SimSafetyOutput
+
+    now = [10_000 * MS]
+    output = SimSafetyOutput(clock_ns=lambda: now[0])
+    output.start()
+    backend = FakeBackend()
+    holder = {}
+    gate = CommandGate(backend, lambda: holder["m"].latest(), np.array([1.0]))
+    people = [[]]
+    monitor = SafetyMonitor(lambda: robot_state(now[0], speed_mps=0.0), lambda: snapshot(now[0], people[0]),
+                            gate.safety_channel(), SafetyParameters(), StopData(), 1.0, clock_ns=lambda: now[0],
+                            output=output)
+    holder["m"] = monitor
+
+    def cycle():
+        now[0] += 10 * MS
+        return monitor.step()
+
+    assert cycle().mode is SafetyMode.FULL_SPEED and output.stop_required is False
+    # The verdict is the heartbeat: when the cycles stop, the certified side stops on its own.
+    now[0] += 150 * MS
+    assert output.stop_required is True
+    assert cycle().mode is SafetyMode.FULL_SPEED and output.stop_required is False
+    people[0] = [standing_person(0.3)]
+    assert cycle().mode is SafetyMode.PROTECTIVE_STOP and output.stop_required is True
+    people[0] = []
+    output.inject_fault("link lost")
+    state = cycle()
+    assert state.mode is SafetyMode.FAULT_STOP and "safety output sim: link lost" in state.reason
+    assert output.stop_required is True
