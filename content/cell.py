@@ -252,20 +252,20 @@ class CellDescription(_Model):
     @field_validator("zones")
     @classmethod
     def _unique_zone_names(cls, zones: list[Zone]) -> list[Zone]:
-        names = [z.name for z in zones]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"zone names must be unique, repeated: {', '.join(dup)}")
+        _require_unique([z.name for z in zones], "zone names")
         return zones
 
     @field_validator("cameras")
     @classmethod
     def _unique_camera_ids(cls, cameras: list[Camera]) -> list[Camera]:
-        ids = [c.id for c in cameras]
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        if dup:
-            raise ValueError(f"camera ids must be unique, repeated: {', '.join(dup)}")
+        _require_unique([c.id for c in cameras], "camera ids")
         return cameras
+
+
+def _require_unique(values: list[str], what: str) -> None:
+    dup = sorted({v for v in values if values.count(v) > 1})
+    if dup:
+        raise ValueError(f"{what} must be unique, repeated: {', '.join(dup)}")
 
 
 def _field_path(loc: tuple) -> str:

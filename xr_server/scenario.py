@@ -277,7 +277,9 @@ class ScriptedTracker:
     Thread: single-threaded; the scenario loop calls `advance(t)` before the monitor's cycle.
     """
 
-    def __init__(self, people: list[PersonModel], spec: Tracker, faults: list[Fault], seed: int) -> None:
+    def __init__(self, people: list[PersonModel], spec: Tracker, faults: list[Fault], seed: int,
+                 offset_ns: int = 0) -> None:
+        self._offset_ns = offset_ns
         self._people = people
         self._spec = spec
         self._faults = faults
@@ -319,7 +321,7 @@ class ScriptedTracker:
 
     def _build(self, publish_t: float, ts: float) -> PerceptionSnapshot:
         spec = self._spec
-        capture_ns = int(ts * _SEC)
+        capture_ns = int(ts * _SEC) + self._offset_ns
         lost = self._active("track_lost", ts)
         tracks = []
         if not lost:
@@ -330,9 +332,10 @@ class ScriptedTracker:
                 tracks.append(HumanTrack(person.spec.id, kp, np.ones(33), v, spec.sigma_m, capture_ns, capture_ns,
                                          tuple(spec.cameras)))
         self._frames += 1
-        cams = tuple(CameraStatus(c, max(0, int(self._camera_last[c] * _SEC)), max(0, int(self._camera_last[c] * _SEC)),
-                                  self._frames, self._frames, 0, self._frames) for c in spec.cameras)
-        return PerceptionSnapshot(int(publish_t * _SEC), tuple(tracks), cams,
+        last = {c: 0 if t < 0 else int(t * _SEC) + self._offset_ns for c, t in self._camera_last.items()}
+        cams = tuple(CameraStatus(c, last[c], last[c], self._frames, self._frames, 0, self._frames)
+                     for c in spec.cameras)
+        return PerceptionSnapshot(int(publish_t * _SEC) + self._offset_ns, tuple(tracks), cams,
                                   tuple(p.spec.id for p in self._people) if lost else ())
 
 
@@ -372,8 +375,8 @@ def run_scenario(scenario: Scenario) -> dict:
         robot = robot.model_copy(update={"max_tcp_speed_mps": scenario.robot_speed_mps})
     clock = _Clock()
     people = [PersonModel(p) for p in scenario.people]
-    # The tracker's clock: sample times are run times; its stamps are the shared monotonic clock.
-    tracker = ScriptedTracker(people, scenario.tracker, scenario.faults, scenario.seed)
+    # Sample times are run times; stamps are on the shared monotonic clock (run time + 1 s).
+    tracker = ScriptedTracker(people, scenario.tracker, scenario.faults, scenario.seed, offset_ns=clock.now_ns())
     output = SimSafetyOutput(input_timeout_s=cell.safety.monitor_timeout_s, clock_ns=clock.now_ns)
     backend = PyBulletPandaBackend(robot, cell.program, realtime=False, clock_ns=clock.now_ns,
                                    safeguard_stop=lambda: output.stop_required)
@@ -383,7 +386,7 @@ def run_scenario(scenario: Scenario) -> dict:
         holder: dict[str, SafetyMonitor] = {}
         gate = CommandGate(backend, lambda: holder["m"].latest() if "m" in holder else None,
                            np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS), zones=zones, kinematics=kinematics)
-        monitor = SafetyMonitor(backend.latest_state, lambda: _shift(tracker.snapshot()), gate.safety_channel(),
+        monitor = SafetyMonitor(backend.latest_state, tracker.snapshot, gate.safety_channel(),
                                 cell.safety, robot.stop, robot.max_tcp_speed_mps, clock_ns=clock.now_ns, zones=zones,
                                 output=output)
         holder["m"] = monitor
@@ -396,19 +399,6 @@ def run_scenario(scenario: Scenario) -> dict:
     finally:
         kinematics.close()
         backend.shutdown()
-
-
-def _shift(snapshot: PerceptionSnapshot | None) -> PerceptionSnapshot | None:
-    """Tracker stamps are run times; the shared clock starts at 1 s (so 0 never means 'never')."""
-    if snapshot is None:
-        return None
-    shift = _SEC
-    tracks = tuple(HumanTrack(t.track_id, t.keypoints_cell, t.confidence, t.velocity_mps, t.sigma_m,
-                              t.capture_ns + shift, t.newest_capture_ns + shift, t.views) for t in snapshot.tracks)
-    cams = tuple(CameraStatus(c.camera_id, c.last_frame_ns + shift if c.last_frame_ns else 0,
-                              c.last_processed_ns + shift if c.last_processed_ns else 0, c.frames,
-                              c.frames_processed, c.frames_skipped, c.frames_with_person) for c in snapshot.cameras)
-    return PerceptionSnapshot(snapshot.stamp_ns + shift, tracks, cams, snapshot.lost_track_ids)
 
 
 def _play(scenario: Scenario, clock: _Clock, tracker: ScriptedTracker, backend, monitor, gate, runner,
