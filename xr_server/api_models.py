@@ -73,6 +73,28 @@ class Error(_Out):
     error: str = Field(description="What went wrong, in words; safe to show to the user.")
 
 
+class SafetyEvent(_Out):
+    """One record of the safety audit log (`safety.audit`): hash-chained, append-only."""
+
+    seq: int = Field(description="Position in the log, from 1, no gaps.")
+    t: float = Field(description="UNIX seconds of the append.")
+    stamp_ns: int = Field(description="Monotonic clock of the appending process, ns.")
+    kind: str = Field(description="`mode_change`, `gate_answer`, `reset`, `zone_change`, ...")
+    actor: str = Field(description="Who caused it: a user name, `monitor` or `program`.")
+    inputs: dict = Field(description="Summary of the inputs of the decision.")
+    reason: str = Field(description="The decision in words.")
+    prev_hash: str = Field(description="SHA-256 (hex) of the previous record; 64 zeros for the first.")
+    hash: str = Field(description="SHA-256 (hex) of this record's canonical bytes and `prev_hash`.")
+
+
+class SafetyEventPage(_Out):
+    """Answer of ``GET /api/safety/events``."""
+
+    events: list[SafetyEvent] = Field(description="Ascending by `seq`.")
+    next_after_seq: int | None = Field(description="Pass as `after_seq` for the next page; null on the last page.")
+    head_seq: int = Field(description="Newest `seq` in the log; 0 when it is empty.")
+
+
 class ComponentHealth(_Out):
     """State of one input of the cell as the server sees it."""
 
@@ -108,7 +130,8 @@ class SocketError(_Out):
 
 #: Every model, by the name it has in the OpenAPI components.
 MODELS: tuple[type[BaseModel], ...] = (LoginRequest, LoginResponse, LogoutResponse, Me, ResetAnswer, Error,
-                                       ComponentHealth, Health, TwinStateRequest, SocketError)
+                                       SafetyEvent, SafetyEventPage, ComponentHealth, Health,
+                                       TwinStateRequest, SocketError)
 
 _M = TypeVar("_M", bound=BaseModel)
 

@@ -73,6 +73,7 @@ import socketio.exceptions as socketio_exceptions
 from pydantic import BaseModel
 
 from robot_bridge.types import RobotState
+from safety.errors import SafetyError
 from safety.perception.types import PerceptionSnapshot
 from xr_server.api_models import LoginRequest, PayloadError, TwinStateRequest, parse
 from xr_server.auth import (
@@ -123,6 +124,9 @@ class CameraViews(Protocol):
 #: `safety.monitor.SafetyMonitor.reset`. Called from request threads: must be thread-safe. It checks
 #: the roles itself; a refusal for lack of role has a reason starting with ``"role:"``.
 SafetyReset = Callable[[str, frozenset[str]], tuple[bool, str]]
+#: ``(after_seq, limit, kind) -> page``, as `safety.audit.AuditLog.page`; raises `SafetyError`
+#: (its `AuditError`) with a message naming the bad argument.
+SafetyEvents = Callable[[str, str, str | None], dict]
 
 
 def node_modules_dir() -> Path:
@@ -155,6 +159,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                perception_source: Callable[[], PerceptionSnapshot | None] | None = None,
                gate: GateCounts | None = None, stale_after_s: float = DEFAULT_STALE_AFTER_S,
                session_refresh_s: float = DEFAULT_SESSION_REFRESH_S,
+               safety_events: SafetyEvents | None = None,
                ) -> tuple[flask.Flask, flask_socketio.SocketIO]:
     """Build the server.
 
@@ -177,6 +182,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         stale_after_s: age beyond which ``/healthz`` calls a record stale.
         session_refresh_s: largest age of the server's copy of revocations and users (a logout on
             another server process takes effect here within this time).
+        safety_events: pages through the safety audit log (`safety.audit.AuditLog.page`) for
+            ``GET /api/safety/events``; None answers 503.
 
     Returns:
         ``(app, socketio)``. Run with ``socketio.run(app, ...)``; ``app.xrcell_stop()`` ends the
@@ -550,6 +557,42 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         if not accepted:
             response.status_code = 403 if reason.startswith(ROLE_REFUSAL_PREFIX) else 409
         return response
+
+    @app.get("/api/safety/events")
+    def safety_events_page() -> flask.Response:
+        """The safety audit log, a page at a time.
+        ---
+        get:
+          summary: Page through the safety audit log (mode changes, gate answers, resets, zone changes).
+          description: >-
+            Records ascend by `seq`. Start with `after_seq=0` and pass `next_after_seq` as `after_seq`
+            for the next page until it is null. Any logged-in role may read the log.
+            `xrcell audit verify` checks the hash chain.
+          parameters:
+            - {name: after_seq, in: query, schema: {type: integer, minimum: 0, default: 0},
+               description: Only records with a larger seq.}
+            - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 1000, default: 100},
+               description: Records per page.}
+            - {name: kind, in: query, schema: {type: string},
+               description: "Only records of this kind (e.g. `mode_change`, `gate_answer`)."}
+          responses:
+            '200':
+              description: One page.
+              content:
+                application/json:
+                  schema: SafetyEventPage
+            '400': BadRequest
+            '401': Unauthorized
+            '503': Unavailable
+        """
+        if safety_events is None:
+            return _json_error(503, "no safety audit log")
+        args = flask.request.args
+        try:
+            page = safety_events(args.get("after_seq", "0"), args.get("limit", "100"), args.get("kind"))
+        except SafetyError as exc:
+            return _json_error(400, str(exc))
+        return flask.jsonify(page)
 
     # ------------------------------------------------------------------------------------ pages
     @app.get("/")

@@ -196,7 +196,7 @@ def run_demo(*, cell_path: Path = DEFAULT_CELL, headless: bool = False, duration
                 if duration_s is not None and elapsed >= duration_s:
                     break
         else:
-            server = _serve(cell, host, port, db_url, stop_event, duration_s)
+            server = _serve(cell, host, port, db_url, stop_event, duration_s, audit)
     finally:
         duration = time.monotonic() - t0
         t_stop = time.monotonic()
@@ -221,7 +221,7 @@ def default_db_url() -> str:
 
 
 def _serve(cell: Cell, host: str, port: int, db_url: str | None, stop_event: threading.Event,
-           duration_s: float | None):
+           duration_s: float | None, audit: "AuditLog"):
     """Start the XR server in a thread; block until stop; return its shutdown function."""
     from content.storage import UserStore
     from xr_server.app import create_app
@@ -233,7 +233,7 @@ def _serve(cell: Cell, host: str, port: int, db_url: str | None, stop_event: thr
                                user_store=store, secret_key=secrets.token_hex(32), cell_name=cell.description.name,
                                safety_reset=cell.monitor.reset, monitor=cell.monitor,
                                robot_source=cell.backend.latest_state, perception_source=cell.pipeline.snapshot,
-                               gate=cell.gate)
+                               gate=cell.gate, safety_events=audit.page)
     thread = threading.Thread(target=lambda: socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True,
                                                           use_reloader=False, log_output=False),
                               name="xr-server", daemon=True)
