@@ -140,6 +140,12 @@ class SafetyParameters(_Model):
         camera_timeout_s / robot_timeout_s / tracker_timeout_s: watchdog bounds.
         monitor_timeout_s: the monitor's own watchdog: a gap between two cycles longer than
             this (and than 10 periods) is a fault.
+        path_prediction_horizon_s: how far ahead the command gate moves people along their
+            measured velocity when it plays a commanded path against them (`safety.path_check`);
+            0 keeps them where they were seen.
+        path_clearance_m: the command gate plans paths this much further from people than the
+            monitor's threshold, so that the jitter of the monitor's inputs (the age of the
+            camera data, tracking noise) does not stop a motion the gate let start.
     """
 
     rate_hz: float = Field(100.0, ge=50.0, le=1000.0)
@@ -156,6 +162,8 @@ class SafetyParameters(_Model):
     robot_timeout_s: float = Field(0.05, gt=0.0, le=10.0)
     tracker_timeout_s: float = Field(0.5, gt=0.0, le=10.0)
     monitor_timeout_s: float = Field(0.2, gt=0.0, le=10.0)
+    path_prediction_horizon_s: float = Field(1.0, ge=0.0, le=10.0)
+    path_clearance_m: float = Field(0.15, ge=0.0, le=1.0)
 
 
 class PerceptionParameters(_Model):

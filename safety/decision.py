@@ -17,7 +17,7 @@ import numpy as np
 from content.cell import SafetyParameters
 from robot_bridge.types import RobotState
 from safety.distance import closest_capsule_pairs, human_capsules
-from safety.perception.types import PerceptionSnapshot
+from safety.perception.types import HumanTrack, PerceptionSnapshot
 from safety.zones import ZoneSet, ZoneViolation
 from safety.ssm import (
     ProtectiveSeparationDistance,
@@ -208,9 +208,11 @@ def input_faults(now_ns: int, robot: RobotState | None, perception: PerceptionSn
     return faults
 
 
-def _capsules(perception: PerceptionSnapshot, params: SafetyParameters) -> list:
-    """Body capsules of every track; keypoints older than the track's frames are grown by v_h
-    times their extra age (the distance the person may have moved since)."""
+def body_capsules(perception: PerceptionSnapshot, params: SafetyParameters) -> list:
+    """Body capsules of every track, in track order (`safety.distance.human_capsules`: per person
+    (segments (H, 2, 3) metres `cell` frame, radii (H,) metres, names)); keypoints older than the
+    track's frames are grown by v_h times their extra age (the distance the person may have moved
+    since)."""
     out = []
     for track in perception.tracks:
         extra = None
@@ -219,6 +221,19 @@ def _capsules(perception: PerceptionSnapshot, params: SafetyParameters) -> list:
             extra = v_h * np.maximum(track.capture_ns - track.keypoint_capture_ns, 0) / 1e9
         out.append(human_capsules(track.keypoints_cell, track.confidence, extra_radius_m=extra))
     return out
+
+
+def person_terms(track: HumanTrack, now_ns: int, params: SafetyParameters) -> tuple[float, float, float]:
+    """The per-person inputs of S_p for `track` at `now_ns`: (v_h m/s, T_r s, Z_d m).
+
+    v_h is the ISO 13855 approach speed, never below the tracked speed; T_r is the configured
+    reaction time plus the age of the track's oldest camera frame plus one monitor period (the
+    data may wait that long for the next cycle); Z_d is the tracker's sigma, never below the
+    configured floor (ISO/TS 15066 clause 5.5.4.2.3).
+    """
+    v_h = max(params.human_speed_mps, float(np.linalg.norm(track.velocity_mps)))
+    age_s = max(0.0, (now_ns - track.capture_ns) / 1e9) + 1.0 / params.rate_hz
+    return v_h, params.reaction_time_s + age_s, max(params.human_uncertainty_m, track.sigma_m)
 
 
 def _ssm(now_ns: int, robot: RobotState, perception: PerceptionSnapshot, capsules: list,
@@ -240,10 +255,8 @@ def _ssm(now_ns: int, robot: RobotState, perception: PerceptionSnapshot, capsule
     for track, (_, _, names), pair in zip(perception.tracks, capsules, pairs):
         if pair is None:
             continue
-        v_h = max(params.human_speed_mps, float(np.linalg.norm(track.velocity_mps)))
-        age_s = max(0.0, (now_ns - track.capture_ns) / 1e9) + 1.0 / params.rate_hz
-        t_r = params.reaction_time_s + age_s
-        z_d = max(params.human_uncertainty_m, track.sigma_m)
+        v_h, t_r, z_d = person_terms(track, now_ns, params)
+        age_s = t_r - params.reaction_time_s
         common = dict(v_h_mps=v_h, reaction_time_s=t_r, stopping=stopping,
                       intrusion_distance_m=params.intrusion_distance_m, z_d_m=z_d,
                       z_r_m=params.robot_uncertainty_m)
@@ -287,7 +300,7 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
     faults = input_faults(now_ns, robot, perception, params, memory.prev_cycle_ns) + list(extra_faults)
     mem = replace(memory, prev_cycle_ns=now_ns)
     violations: tuple[ZoneViolation, ...] = ()
-    capsules = _capsules(perception, params) if not faults else []
+    capsules = body_capsules(perception, params) if not faults else []
     if zones is not None and len(zones) and not faults:
         violations = zones.people_violations(perception.tracks, capsules) + zones.robot_violations(
             robot.link_segments, robot.link_radii_m, robot.link_names)
@@ -315,7 +328,7 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
             return state, replace(mem2, latched_faults=latched)
 
     if not capsules:
-        capsules = _capsules(perception, params)
+        capsules = body_capsules(perception, params)
     best, allowed, v_r = _ssm(now_ns, robot, perception, capsules, params, stopping, nominal_speed_mps,
                               mem.stop_commanded_ns if mem.scale == 0.0 else 0)
     # The rule itself (ISO/TS 15066 clause 5.5.4.2.3): a moving robot must keep S >= S_p at

@@ -2,10 +2,12 @@
 
 Every robot command (HMI, expert, REST, CLI, the program runner) goes through
 `CommandGate.submit()`, which checks the command's shape, the sender's role, the
-safety mode, joint position and velocity limits, and the robot keep-out zones along
-the whole commanded path (the path is swept with the robot model's link capsules,
-from the robot's current position through every point), and answers `accepted` or
-`rejected` with the rule that refused it. The safety monitor drives speed
+safety mode, joint position and velocity limits, and then simulates before it applies:
+the whole commanded path is swept with the robot model's link capsules, from the robot's
+current position through every point, against the robot keep-out zones and against the
+people tracked now, moved along their velocity to the time the robot gets there under the
+speed scale in force (`safety.path_check`). It answers `accepted` or `rejected` with the
+rule that refused it, and keeps the forwarded path (`planned_path`) for the HMIs' ghost view. The safety monitor drives speed
 scaling and stops through the gate's `SafetyChannel`, which the gate hands out
 exactly once.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol
 
@@ -22,9 +25,14 @@ import numpy as np
 
 from robot_bridge.backend import RobotBackend
 from robot_bridge.errors import BridgeError
-from robot_bridge.types import GripperCommand, JointTrajectory, StopCategory
+from robot_bridge.types import GripperCommand, JointTrajectory, RobotCommand, StopCategory
+from content.cell import SafetyParameters
 from safety.decision import SafetyMode, SafetyState
 from safety.errors import SafetyError
+from safety.path_check import PathConflict, first_path_conflict
+from safety.path_retime import stop_before
+from safety.perception.types import PerceptionSnapshot
+from safety.ssm import StoppingModel
 from safety.zones import CellZones
 
 if TYPE_CHECKING:
@@ -38,6 +46,8 @@ MOTION_ROLES = frozenset({"operator", "admin"})
 #: Panda's reach (about 1.2 m from joint 1 to the fingertips) 0.01 rad moves a point by at
 #: most 12 mm, below the 5 mm capsule margin plus the zone test's conservative rounding.
 SWEEP_STEP_RAD = 0.01
+#: Largest number of points of the planned path kept for the HMIs' ghost view.
+PLANNED_PATH_POINTS = 40
 
 
 class LinkKinematics(Protocol):
@@ -65,6 +75,40 @@ class Verdict(enum.Enum):
 
 
 @dataclass(frozen=True)
+class PeopleOnPath:
+    """What the gate needs to play a commanded path against the people (`safety.path_check`).
+
+    Attributes:
+        snapshot: returns the newest tracking snapshot (the monitor's source); must not block.
+        params: the cell's safety parameters, as the monitor uses them.
+        stopping: the robot's stopping model, as the monitor uses it.
+        nominal_speed_mps: the robot's speed at scale 1, m/s, as the monitor uses it.
+        clock_ns: the monotonic clock of the snapshot's stamps.
+    """
+
+    snapshot: Callable[[], PerceptionSnapshot | None]
+    params: SafetyParameters
+    stopping: StoppingModel
+    nominal_speed_mps: float
+    clock_ns: Callable[[], int] = time.monotonic_ns
+
+
+@dataclass(frozen=True)
+class PlannedPath:
+    """The path of the newest forwarded trajectory, for the HMIs' ghost view.
+
+    Attributes:
+        goal_id: the trajectory's goal id.
+        times_s: (P,) seconds along the commanded path (before speed scaling).
+        tool_points: (P, 3) end of the robot's last link capsule (the tool), metres, `cell` frame.
+    """
+
+    goal_id: str
+    times_s: np.ndarray
+    tool_points: np.ndarray
+
+
+@dataclass(frozen=True)
 class Actor:
     """Who sends a command: a user name and its roles."""
 
@@ -74,10 +118,22 @@ class Actor:
 
 @dataclass(frozen=True)
 class GateAnswer:
-    """The gate's answer to one command: verdict, rule or change in words."""
+    """The gate's answer to one command.
+
+    Attributes:
+        verdict: see `Verdict`.
+        reason: the rule that refused the command, or the change made, in words.
+        command: what was forwarded (the command itself, or the shortened trajectory when
+            MODIFIED); None when REJECTED.
+        rest: MODIFIED only: the part of the trajectory that was not forwarded, re-timed to
+            start from rest where the forwarded part ends; submit it once the forwarded goal
+            is done (the gate checks it again then).
+    """
 
     verdict: Verdict
     reason: str
+    command: RobotCommand | None = None
+    rest: JointTrajectory | None = None
 
     @property
     def forwarded(self) -> bool:
@@ -119,12 +175,25 @@ class CommandGate:
         kinematics: the robot model used to sweep paths. Without one, every trajectory is
             rejected while a keep-out zone is in force (fail-safe).
         audit: the safety audit log; every answer is appended (without waiting).
+        people: plays each trajectory against the people tracked now; one that the monitor
+            would have to stop on the way is shortened to a smooth stop before that point
+            (MODIFIED, with the rest handed back) when `joint_acceleration_limits_radps2` is
+            given and some motion fits, and refused otherwise (rule `people:`). Without a robot
+            model, every trajectory is refused while someone is tracked (fail-safe).
+        joint_acceleration_limits_radps2: (n,) per-joint acceleration limits, rad/s², for the
+            stop ramp of a shortened trajectory (`safety.path_retime`).
     """
 
     def __init__(self, backend: RobotBackend, mode_source: Callable[[], SafetyState | None],
                  joint_velocity_limits_radps: np.ndarray, *, zones: CellZones | None = None,
-                 kinematics: LinkKinematics | None = None, audit: "AuditLog | None" = None) -> None:
+                 kinematics: LinkKinematics | None = None, audit: "AuditLog | None" = None,
+                 people: PeopleOnPath | None = None,
+                 joint_acceleration_limits_radps2: np.ndarray | None = None) -> None:
+        self._accel_limits = None if joint_acceleration_limits_radps2 is None else np.asarray(
+            joint_acceleration_limits_radps2, dtype=np.float64)
         self._zones = zones
+        self._people = people
+        self._planned: PlannedPath | None = None
         self._audit = audit
         self._kinematics = kinematics
         self._backend = backend
@@ -149,12 +218,18 @@ class CommandGate:
             self._channel_taken = True
         return SafetyChannel(self._backend)
 
-    def _check(self, command: object, actor: Actor) -> str | None:
+    def _check(self, command: object, actor: Actor) -> _Outcome:
+        state = self._mode_source()
+        why = self._check_rules(command, actor, state)
+        if why is not None or state is None or not isinstance(command, JointTrajectory):
+            return _Outcome(why)
+        return self._check_path(command, state.speed_scale)
+
+    def _check_rules(self, command: object, actor: Actor, state: SafetyState | None) -> str | None:
         if not isinstance(command, (JointTrajectory, GripperCommand)):
             return f"schema: unsupported command type {type(command).__name__}"
         if not (actor.roles & MOTION_ROLES):
             return f"role: {actor.name!r} has roles {sorted(actor.roles)}; moving a robot needs operator or admin"
-        state = self._mode_source()
         if state is None:
             return "mode: the safety monitor has not started"
         if state.mode in (SafetyMode.PROTECTIVE_STOP, SafetyMode.FAULT_STOP):
@@ -179,47 +254,103 @@ class CommandGate:
                 seg, joint = np.argwhere(over)[0]
                 return (f"limits: segment {seg} moves {command.joint_names[joint]} at {vel[seg, joint]:.2f} rad/s, "
                         f"above its limit {self._vel_limits[joint]:.2f} rad/s")
-        return self._check_keep_out(command)
+        return None
 
-    def _check_keep_out(self, command: JointTrajectory) -> str | None:
+    def _check_path(self, command: JointTrajectory, speed_scale: float) -> _Outcome:
+        """Simulate, then apply: sweep the path against the keep-out zones and the people."""
         zones = None if self._zones is None else self._zones.current()
-        if zones is None or not zones.has("robot_keep_out"):
-            return None
+        keep_out = zones is not None and zones.has("robot_keep_out")
+        snapshot = None if self._people is None else self._people.snapshot()
         if self._kinematics is None:
-            return "keep-out: no robot model to sweep the path against the keep-out zones"
+            if keep_out:
+                return _Outcome("keep-out: no robot model to sweep the path against the keep-out zones")
+            if snapshot is not None and snapshot.tracks:
+                return _Outcome("people: no robot model to play the path against the people in the cell")
+            return _Outcome(None)
         state = self._backend.latest_state()
         if state is None:
-            return "keep-out: no robot state, the path's start is unknown"
-        q, t = sweep_samples(np.asarray(state.position, dtype=np.float64), command.positions,
-                             command.time_from_start_s)
-        found = zones.first_path_violation(self._kinematics.link_segments(q), self._kinematics.link_radii_m,
-                                           self._kinematics.link_names)
-        if found is None:
+            return _Outcome("path: no robot state, the path's start is unknown")
+        start = np.asarray(state.position, dtype=np.float64)
+        q, t = sweep_samples(start, command.positions, command.time_from_start_s)
+        segments = self._kinematics.link_segments(q)
+        if zones is not None and keep_out:
+            found = zones.first_path_violation(segments, self._kinematics.link_radii_m, self._kinematics.link_names)
+            if found is not None:
+                sample, v = found
+                return _Outcome(f"keep-out: {v.part} would enter keep-out zone {v.zone} at t = {t[sample]:.2f} s "
+                                f"of the path")
+        conflict = self._people_conflict(segments, t, speed_scale, snapshot)
+        if conflict is None:
+            return _Outcome(None, self._plan(command.goal_id, segments, t))
+        split = None
+        if self._accel_limits is not None and conflict.sample > 0:
+            split = stop_before(start, command, float(t[conflict.sample - 1]), self._accel_limits)
+        if split is None:
+            return _Outcome(conflict.describe())
+        prefix, rest = split
+        q, t = sweep_samples(start, prefix.positions, prefix.time_from_start_s)
+        segments = self._kinematics.link_segments(q)
+        if self._people_conflict(segments, t, speed_scale, snapshot) is not None:  # slower: re-check
+            return _Outcome(conflict.describe())
+        change = (f"shortened: stops at t = {prefix.time_from_start_s[-1]:.2f} s instead of "
+                  f"{command.time_from_start_s[-1]:.2f} s, because {conflict.describe()}")
+        return _Outcome(None, self._plan(prefix.goal_id, segments, t), prefix, rest, change)
+
+    def _people_conflict(self, segments: np.ndarray, t: np.ndarray, speed_scale: float,
+                         snapshot: PerceptionSnapshot | None) -> PathConflict | None:
+        if self._people is None or snapshot is None or not snapshot.tracks or self._kinematics is None:
             return None
-        sample, v = found
-        return f"keep-out: {v.part} would enter keep-out zone {v.zone} at t = {t[sample]:.2f} s of the path"
+        p = self._people
+        # at the scale in force the robot reaches each sample later (a speed override re-times)
+        return first_path_conflict(segments, self._kinematics.link_radii_m, self._kinematics.link_names,
+                                   t / max(speed_scale, 1e-3), snapshot, p.clock_ns(), p.params, p.stopping,
+                                   p.nominal_speed_mps)
+
+    @staticmethod
+    def _plan(goal_id: str, segments: np.ndarray, t: np.ndarray) -> PlannedPath:
+        keep = np.unique(np.linspace(0, len(t) - 1, min(len(t), PLANNED_PATH_POINTS)).round().astype(int))
+        return PlannedPath(goal_id, t[keep], segments[keep, -1, 1].copy())
+
+    def planned_path(self) -> PlannedPath | None:
+        """The path of the newest trajectory the gate forwarded (None: none yet, or no robot model).
+
+        Thread-safe (an atomic reference read); the twin shows it while the robot's `goal_id`
+        is this path's and not done.
+        """
+        return self._planned
 
     def submit(self, command: object, actor: Actor) -> GateAnswer:
         """Check `command` from `actor` and forward it if every rule passes.
 
         Returns:
-            ACCEPTED (forwarded) or REJECTED with the rule in `reason`. Never raises
-            for a bad command.
+            ACCEPTED (forwarded as it is), MODIFIED (a trajectory shortened to stop before a
+            person; the change in `reason`, the rest in `rest`) or REJECTED with the rule in
+            `reason`. Never raises for a bad command.
         """
-        why = self._check(command, actor)
+        outcome = self._check(command, actor)
+        why = outcome.why
+        forward = command if outcome.forward is None else outcome.forward
         if why is None:
             try:
-                self._backend.execute(command)  # type: ignore[arg-type]
+                self._backend.execute(forward)  # type: ignore[arg-type]
             except BridgeError as exc:
                 why = f"robot: {exc}"
+            else:
+                if outcome.planned is not None:
+                    self._planned = outcome.planned
         with self._lock:
             if why is None:
                 self.accepted += 1
             else:
                 self.rejected += 1
-        answer = GateAnswer(Verdict.REJECTED, why) if why is not None else GateAnswer(Verdict.ACCEPTED, "forwarded")
         if why is not None:
+            answer = GateAnswer(Verdict.REJECTED, why)
             log.info("gate rejected %s from %s: %s", type(command).__name__, actor.name, why)
+        elif outcome.change is not None:
+            answer = GateAnswer(Verdict.MODIFIED, outcome.change, forward, outcome.rest)  # type: ignore[arg-type]
+            log.info("gate modified %s from %s: %s", type(command).__name__, actor.name, outcome.change)
+        else:
+            answer = GateAnswer(Verdict.ACCEPTED, "forwarded", command)  # type: ignore[arg-type]
         if self._audit is not None:
             try:
                 self._audit.append("gate_answer", actor.name or "?", {
@@ -228,6 +359,18 @@ class CommandGate:
             except Exception:  # noqa: BLE001 - the audit counts its own losses; the answer stands
                 log.exception("audit append failed")
         return answer
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """The gate's checks of one command: the rule that refuses it (None: passes), the path to
+    show, and for a shortened trajectory what to forward instead, the rest, and the change."""
+
+    why: str | None
+    planned: PlannedPath | None = None
+    forward: JointTrajectory | None = None
+    rest: JointTrajectory | None = None
+    change: str | None = None
 
 
 def sweep_samples(start: np.ndarray, positions: np.ndarray, time_from_start_s: np.ndarray

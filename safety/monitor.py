@@ -102,7 +102,7 @@ class SafetyMonitor:
         self._channel = channel
         self._params = params
         self._stop_category = StopCategory(stop.category)
-        self._stopping = StoppingModel(stop.latency_s, stop.deceleration_mps2)
+        self._stopping = StoppingModel.from_stop_data(stop)
         self._nominal = nominal_speed_mps
         self._clock = clock_ns
         self._zones = zones

@@ -22,6 +22,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from content.cell import StopData
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,11 @@ class StoppingModel:
 
     latency_s: float
     deceleration_mps2: float
+
+    @classmethod
+    def from_stop_data(cls, stop: "StopData") -> "StoppingModel":
+        """The model of a cell description's `robot.stop` (t_d = `latency_s`, a = `deceleration_mps2`)."""
+        return cls(stop.latency_s, stop.deceleration_mps2)
 
     def stopping_time_s(self, v_r_mps: float) -> float:
         """T_s(v) = t_d + v / a, seconds (ISO/TS 15066 clause 5.5.4.2.3, T_s)."""

@@ -25,9 +25,10 @@ from content.calibration import load_calibration
 from content.cell import CellDescription, load_cell
 from content.errors import ContentError
 from robot_bridge.backend import create_backend
-from safety.gate import CommandGate
+from safety.gate import CommandGate, PeopleOnPath
 from safety.monitor import SafetyMonitor
 from safety.output import SimSafetyOutput
+from safety.ssm import StoppingModel
 from safety.zones import CellZones
 from xr_server.program import ProgramRunner
 from xr_server.twin import build_twin_state
@@ -55,7 +56,7 @@ class Cell:
 
     def twin_state(self) -> dict:
         return build_twin_state(self.description.name, self.backend.latest_state(), self.monitor.latest(),
-                                self.pipeline.snapshot())
+                                self.pipeline.snapshot(), self.gate.planned_path())
 
     def stop(self) -> None:
         if self.runner is not None:
@@ -68,7 +69,12 @@ class Cell:
 def build_cell(cell: CellDescription, audit: "AuditLog | None" = None) -> Cell:
     """Create (not start) the robot, worker tracking, gate, monitor and program of `cell`;
     mode changes, gate answers, resets and zone changes go to `audit`."""
-    from robot_bridge.sim import PANDA_JOINT_VELOCITY_LIMITS_RADPS, PandaLinkKinematics, plan_pick_and_place
+    from robot_bridge.sim import (
+        PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
+        PANDA_JOINT_VELOCITY_LIMITS_RADPS,
+        PandaLinkKinematics,
+        plan_pick_and_place,
+    )
     from safety.perception.process import CameraSpec, PerceptionProcess
 
     cams = []
@@ -94,7 +100,10 @@ def build_cell(cell: CellDescription, audit: "AuditLog | None" = None) -> Cell:
             "new": [z.model_dump(mode="json") for z in new.zones]}, "zones replaced", durable=True)))
     gate = CommandGate(backend, lambda: holder["m"].latest() if "m" in holder else None,
                        np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS), zones=zones,
-                       kinematics=PandaLinkKinematics(cell.robot), audit=audit)
+                       kinematics=PandaLinkKinematics(cell.robot), audit=audit,
+                       people=PeopleOnPath(pipeline.snapshot, cell.safety, StoppingModel.from_stop_data(cell.robot.stop),
+                                           cell.robot.max_tcp_speed_mps),
+                       joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2))
     monitor = SafetyMonitor(backend.latest_state, pipeline.snapshot, gate.safety_channel(), cell.safety,
                             cell.robot.stop, cell.robot.max_tcp_speed_mps, zones=zones, audit=audit,
                             output=output)

@@ -22,7 +22,10 @@ class ProgramRunner:
     """Loops a program: submit a command through the gate, wait for it to finish, next.
 
     While the monitor holds a stop, the runner waits rather than flooding the gate;
-    a command the gate rejects is retried after `retry_s`. The logic is `poll()`, which a
+    a command the gate rejects is retried after `retry_s`. When the gate shortens a trajectory
+    (MODIFIED: it would have brought the robot too close to a person), the runner waits for
+    the shortened goal and then submits the rest the gate handed back, so the step finishes
+    where it was planned to. The logic is `poll()`, which a
     scenario run calls on its simulated clock; `start()` runs it every 10 ms in a thread.
     Thread: `poll()` from one thread at a time; `start()`/`stop()` from any thread.
     """
@@ -40,6 +43,9 @@ class ProgramRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._index = 0
+        self._pending: RobotCommand | None = self._commands[0] if self._commands else None
+        self._rest: RobotCommand | None = None
+        self._waiting_goal = ""
         self._submitted = False
         self._next_try_s = -math.inf
         self.cycles_completed = 0
@@ -63,16 +69,20 @@ class ProgramRunner:
         """Advance the program: submit the next command when allowed, or notice it finished."""
         if not self._commands:
             return
-        command = self._commands[self._index]
         if self._submitted:
             state = self._robot()
-            if state is not None and state.goal_id == command.goal_id and state.goal_done:
+            if state is not None and state.goal_id == self._waiting_goal and state.goal_done:
                 self._submitted = False
+                if self._rest is not None:
+                    self._pending, self._rest = self._rest, None
+                    return
                 self._index += 1
                 if self._index == len(self._commands):
                     self._index = 0
                     self.cycles_completed += 1
+                self._pending = self._commands[self._index]
             return
+        command = self._pending if self._pending is not None else self._commands[self._index]
         now = self._clock_s()
         if now < self._next_try_s:
             return
@@ -83,6 +93,9 @@ class ProgramRunner:
         self.last_answer = self._gate.submit(command, PROGRAM_ACTOR)
         if self.last_answer.forwarded:
             self._submitted = True
+            forwarded = self.last_answer.command
+            self._waiting_goal = command.goal_id if forwarded is None else forwarded.goal_id
+            self._rest = self.last_answer.rest
         else:
             log.debug("program command %s not forwarded: %s", command.goal_id, self.last_answer.reason)
             self._next_try_s = now + self._retry_s

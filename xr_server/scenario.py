@@ -42,6 +42,7 @@ from safety.decision import STANDSTILL_MPS, SafetyMode, SafetyState
 from safety.distance import closest_capsule_pair, human_capsules
 from safety.output import SimSafetyOutput
 from safety.perception.types import CameraStatus, HumanTrack, PerceptionSnapshot
+from safety.ssm import StoppingModel
 from safety.zones import CellZones
 
 #: The cell a scenario runs in unless it names one.
@@ -360,10 +361,15 @@ def run_scenario(scenario: Scenario) -> dict:
     Raises:
         ContentError: the scenario's cell file is invalid or has no robot program.
     """
-    from robot_bridge.sim import PANDA_JOINT_VELOCITY_LIMITS_RADPS, PandaLinkKinematics, PyBulletPandaBackend, \
-        plan_pick_and_place
+    from robot_bridge.sim import (
+        PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
+        PANDA_JOINT_VELOCITY_LIMITS_RADPS,
+        PandaLinkKinematics,
+        PyBulletPandaBackend,
+        plan_pick_and_place,
+    )
     from robot_bridge.sim.backend import PHYSICS_RATE_HZ
-    from safety.gate import CommandGate
+    from safety.gate import CommandGate, PeopleOnPath
     from safety.monitor import SafetyMonitor
     from xr_server.program import ProgramRunner
 
@@ -385,7 +391,10 @@ def run_scenario(scenario: Scenario) -> dict:
         zones = CellZones(cell.zones)
         holder: dict[str, SafetyMonitor] = {}
         gate = CommandGate(backend, lambda: holder["m"].latest() if "m" in holder else None,
-                           np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS), zones=zones, kinematics=kinematics)
+                           np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS), zones=zones, kinematics=kinematics,
+                           people=PeopleOnPath(tracker.snapshot, cell.safety, StoppingModel.from_stop_data(robot.stop),
+                                               robot.max_tcp_speed_mps, clock_ns=clock.now_ns),
+                           joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2))
         monitor = SafetyMonitor(backend.latest_state, tracker.snapshot, gate.safety_channel(),
                                 cell.safety, robot.stop, robot.max_tcp_speed_mps, clock_ns=clock.now_ns, zones=zones,
                                 output=output)

@@ -12,6 +12,7 @@ import numpy as np
 
 from robot_bridge.types import RobotState
 from safety.decision import SafetyState
+from safety.gate import PlannedPath
 from safety.perception.types import PerceptionSnapshot
 
 TWIN_SCHEMA_VERSION = 1
@@ -76,9 +77,17 @@ def _cameras(snapshot: PerceptionSnapshot | None) -> list[dict]:
              "frames_with_person": c.frames_with_person} for c in snapshot.cameras]
 
 
+def _plan(plan: PlannedPath | None, robot: RobotState | None) -> dict | None:
+    """The forwarded path while the robot executes it (its goal id is the robot's, not done)."""
+    if plan is None or robot is None or robot.goal_id != plan.goal_id or robot.goal_done:
+        return None
+    return {"goal_id": plan.goal_id, "t": _r(plan.times_s, 3), "points": _r(plan.tool_points)}
+
+
 def build_twin_state(cell: str, robot: RobotState | None, safety: SafetyState | None,
-                     snapshot: PerceptionSnapshot | None) -> dict:
-    """One `twin_state` message from the newest robot, safety and tracking records."""
+                     snapshot: PerceptionSnapshot | None, plan: PlannedPath | None = None) -> dict:
+    """One `twin_state` message from the newest robot, safety and tracking records, and the path
+    the gate forwarded last (`CommandGate.planned_path`, shown while the robot executes it)."""
     return {
         "v": TWIN_SCHEMA_VERSION,
         "t": round(time.time(), 3),
@@ -87,4 +96,5 @@ def build_twin_state(cell: str, robot: RobotState | None, safety: SafetyState | 
         "safety": _safety(safety),
         "people": _people(snapshot),
         "cameras": _cameras(snapshot),
+        "plan": _plan(plan, robot),
     }

@@ -8,6 +8,7 @@ from robot_bridge.sim.kinematics import PandaLinkKinematics
 from robot_bridge.sim.panda import (
     ARM_JOINT_NAMES,
     PANDA_HOME_POSITION,
+    PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
     PANDA_JOINT_VELOCITY_LIMITS_RADPS,
     PANDA_LINK_CAPSULES,
     LinkCapsule,
@@ -17,6 +18,7 @@ from robot_bridge.sim.program import plan_pick_and_place
 __all__ = [
     "ARM_JOINT_NAMES",
     "PANDA_HOME_POSITION",
+    "PANDA_JOINT_ACCELERATION_LIMITS_RADPS2",
     "PANDA_JOINT_VELOCITY_LIMITS_RADPS",
     "PANDA_LINK_CAPSULES",
     "PHYSICS_RATE_HZ",

@@ -26,6 +26,13 @@ Source: Franka Emika Panda datasheet / "Robot and interface specifications"
 the same values are in the URDF's `<limit velocity=...>`.
 """
 
+PANDA_JOINT_ACCELERATION_LIMITS_RADPS2: tuple[float, ...] = (15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0)
+"""Joint acceleration limits, rad/s², joints 1..7.
+
+Source: Franka Emika Panda "Robot and interface specifications" (FCI documentation), joint
+space limits: q̈_max = 15, 7.5, 10, 12.5, 15, 20, 20 rad/s².
+"""
+
 PANDA_HOME_POSITION: tuple[float, ...] = (0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4)
 """The ready pose (franka_ros `ready`), radians: TCP about 0.31 m in front of the base, 0.49 m up,
 gripper pointing down. The simulation starts here and the planned program ends here."""

@@ -131,6 +131,8 @@ class ScriptedCell:
                         "velocity_mps": [round(-v_h, 3), 0.0, 0.0]}],
             "cameras": [{"id": cid, "frames": int(t * 30), "frames_processed": int(t * 15),
                          "frames_with_person": int(t * 15)} for cid in self.ids()],
+            "plan": {"goal_id": f"sweep/{int(t // 5)}", "t": [round(0.1 * i, 3) for i in range(12)],
+                     "points": [r4(tcp + [0.0, 0.03 * i, 0.0]) for i in range(12)]},
         }
 
     # camera views -------------------------------------------------------------------------
@@ -290,6 +292,9 @@ def test_dashboard_renders_the_moving_twin_the_mode_and_the_cameras(page, server
     assert page.evaluate("document.querySelector('#cameras img').naturalWidth") == 640
     assert page.inner_text("#separation").endswith(" m")
     assert page.inner_text("#link-status") == "live"
+    # the ghost path of the forwarded trajectory: a line through the plan's 12 points
+    wait_until(page, "__xrcell.view.planLine.visible && "
+                     "__xrcell.view.planLine.geometry.attributes.position.count === 12", 5)
     assert not page.problems, page.problems
 
     if os.environ.get("XRCELL_DOCS_SCREENSHOT"):  # the README's picture, in reduced speed

@@ -57,7 +57,7 @@ def test_a_path_through_a_keep_out_zone_is_rejected_with_the_link_and_time(cell)
     gate = gate_for(cell, [OVER_PLACE])
     # The move down to the place position enters the fixture box; the first move (to above
     # the pick) does not.
-    answers = [gate._check_keep_out(m) for m in moves]
+    answers = [gate._check_path(m, 1.0).why for m in moves]
     assert answers[0] is None
     refused = [a for a in answers if a is not None]
     assert refused and all("would enter keep-out zone fixture" in a for a in refused)
@@ -67,7 +67,7 @@ def test_a_path_through_a_keep_out_zone_is_rejected_with_the_link_and_time(cell)
 def test_the_same_program_passes_when_the_zone_is_elsewhere(cell):
     moves = [c for c in plan_pick_and_place(ROBOT, PROGRAM) if isinstance(c, JointTrajectory)]
     gate = gate_for(cell, [BEHIND])
-    assert all(gate._check_keep_out(m) is None for m in moves)
+    assert all(gate._check_path(m, 1.0).why is None for m in moves)
     gate.safety_channel().release()  # what the monitor does after start-up
     cell[0].step(2)
     answer = gate.submit(moves[0], OPERATOR)
@@ -106,7 +106,7 @@ def test_no_forwarded_path_enters_a_keep_out_zone(cell, target, corner):
     home = np.asarray(PANDA_HOME_POSITION)
     goal = np.clip(home + np.asarray(target), backend.joint_lower_limits, backend.joint_upper_limits)
     move = JointTrajectory(backend.joint_names, goal[None, :], np.array([3.0]))
-    if gate._check(move, OPERATOR) is not None:
+    if gate._check(move, OPERATOR).why is not None:
         return  # refused: nothing to verify
     q = home[None, :] + (goal - home)[None, :] * np.linspace(0.0, 1.0, 1000)[:, None]
     segs = kin.link_segments(q)

@@ -4,6 +4,7 @@ import { subscribeTwin, signOut, fmt, probe } from "./twin_socket.js";
 
 const $ = (id) => document.getElementById(id);
 const view = new TwinView($("twin"), { onRender: () => { probe.rendered += 1; } });
+probe.view = view; // for the end-to-end tests
 const shownCameras = new Map(); // camera id -> caption element
 let linkStatus = "disconnected";
 let lastTwin = null;

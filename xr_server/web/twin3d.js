@@ -122,6 +122,12 @@ export class TwinView {
       joints: new MeshPool(this.scene, UNIT_SPHERE, m), bones: new MeshPool(this.scene, UNIT_CYLINDER, m),
     }));
 
+    // The ghost path: where the tool goes on the trajectory the gate forwarded (twin.plan).
+    this.planLine = new THREE.Line(new THREE.BufferGeometry(),
+      new THREE.LineDashedMaterial({ color: 0x7fd4ff, dashSize: 0.03, gapSize: 0.02 }));
+    this.planLine.visible = false;
+    this.scene.add(this.planLine);
+
     this.closestMaterial = new THREE.MeshBasicMaterial({ color: 0xffffff });
     this.closestLine = new THREE.Mesh(UNIT_CYLINDER, this.closestMaterial);
     this.closestEnds = [new THREE.Mesh(UNIT_SPHERE, this.closestMaterial), new THREE.Mesh(UNIT_SPHERE, this.closestMaterial)];
@@ -191,6 +197,16 @@ export class TwinView {
       }
     });
     this.personPools.forEach((pool) => { pool.joints.end(); pool.bones.end(); });
+
+    const plan = twin.plan;
+    this.planLine.visible = Boolean(plan && plan.points.length > 1);
+    if (this.planLine.visible && plan.goal_id !== this.planGoal) {  // a new path: new geometry
+      this.planLine.geometry.dispose();
+      this.planLine.geometry = new THREE.BufferGeometry().setFromPoints(
+        plan.points.map((p) => new THREE.Vector3(p[0], p[1], p[2])));
+      this.planLine.computeLineDistances();
+    }
+    this.planGoal = this.planLine.visible ? plan.goal_id : null;
 
     const closest = safety ? safety.closest : null;
     const showClosest = Boolean(closest);

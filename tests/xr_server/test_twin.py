@@ -1,0 +1,49 @@
+"""`build_twin_state` against its JSON Schema, and the ghost path of the forwarded trajectory."""
+
+import dataclasses
+import json
+
+import jsonschema
+import numpy as np
+import pytest
+
+from safety.decision import SafetyMode, SafetyState
+from safety.gate import PlannedPath
+from tests.safety.fakes import MS, robot_state, snapshot, standing_person
+from xr_server.openapi import TWIN_SCHEMA_PATH
+from xr_server.twin import build_twin_state
+
+SCHEMA = json.loads(TWIN_SCHEMA_PATH.read_text())
+NOW = 5_000 * MS
+PLAN = PlannedPath("pick_and_place/1-approach_pick", np.linspace(0.0, 1.5, 40),
+                   np.column_stack([np.linspace(0.3, 0.5, 40), np.zeros(40), np.full(40, 0.48)]))
+
+
+def executing(goal_id, done=False):
+    return dataclasses.replace(robot_state(NOW), goal_id=goal_id, goal_done=done)
+
+
+@pytest.fixture
+def safety():
+    return SafetyState(NOW, SafetyMode.FULL_SPEED, 1.0, None, None, None, "full speed: nobody tracked in the cell")
+
+
+def test_the_plan_is_shown_while_the_robot_executes_it(safety):
+    twin = build_twin_state("lab", executing(PLAN.goal_id), safety, snapshot(NOW, [standing_person(2.0)]), PLAN)
+    jsonschema.validate(twin, SCHEMA)
+    assert twin["plan"]["goal_id"] == PLAN.goal_id
+    assert len(twin["plan"]["points"]) == 40 and twin["plan"]["points"][-1] == [0.5, 0.0, 0.48]
+    assert twin["plan"]["t"][0] == 0.0 and twin["plan"]["t"][-1] == 1.5
+
+
+@pytest.mark.parametrize("robot", [executing(PLAN.goal_id, done=True), executing("another"), None])
+def test_no_plan_once_it_is_done_or_replaced(safety, robot):
+    twin = build_twin_state("lab", robot, safety, None, PLAN)
+    jsonschema.validate(twin, SCHEMA)
+    assert twin["plan"] is None
+
+
+def test_a_plan_with_too_many_points_breaks_the_schema(safety):
+    long = PlannedPath(PLAN.goal_id, np.linspace(0, 1, 41), np.zeros((41, 3)))
+    with pytest.raises(jsonschema.ValidationError, match="is too long"):
+        jsonschema.validate(build_twin_state("lab", executing(PLAN.goal_id), safety, None, long), SCHEMA)
