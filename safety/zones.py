@@ -78,6 +78,15 @@ class ZoneSet:
     def __len__(self) -> int:
         return len(self.zones)
 
+    def prisms(self) -> list[tuple[Zone, np.ndarray, tuple[float, float]]]:
+        """Every zone as a prism: (zone, footprint (V, 2) metres counter-clockwise without the
+        closing vertex, (bottom, top) metres), `cell` frame; a box is a 4-vertex prism."""
+        out = []
+        for zone, polygon, (z0, z1) in zip(self.zones, self._polygons, self._z):
+            ring = shapely.geometry.polygon.orient(polygon, 1.0).exterior.coords
+            out.append((zone, np.asarray(ring, dtype=np.float64)[:-1, :2], (float(z0), float(z1))))
+        return out
+
     def has(self, kind: str) -> bool:
         """True when at least one zone is of `kind`."""
         return any(z.kind == kind for z in self.zones)

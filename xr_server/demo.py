@@ -53,10 +53,12 @@ class Cell:
     gate: CommandGate
     monitor: SafetyMonitor
     runner: ProgramRunner | None
+    zones: CellZones | None = None
 
     def twin_state(self) -> dict:
         return build_twin_state(self.description.name, self.backend.latest_state(), self.monitor.latest(),
-                                self.pipeline.snapshot(), self.gate.planned_path())
+                                self.pipeline.snapshot(), self.gate.planned_path(),
+                                None if self.zones is None else self.zones.current())
 
     def stop(self) -> None:
         if self.runner is not None:
@@ -112,7 +114,7 @@ def build_cell(cell: CellDescription, audit: "AuditLog | None" = None) -> Cell:
     if cell.program is not None:
         runner = ProgramRunner(plan_pick_and_place(cell.robot, cell.program), gate,
                                backend.latest_state, monitor.latest)
-    return Cell(cell, backend, pipeline, gate, monitor, runner)
+    return Cell(cell, backend, pipeline, gate, monitor, runner, zones)
 
 
 def start_cell(cell: Cell) -> None:

@@ -14,6 +14,7 @@ from robot_bridge.types import RobotState
 from safety.decision import SafetyState
 from safety.gate import PlannedPath
 from safety.perception.types import PerceptionSnapshot
+from safety.zones import ZoneSet
 
 TWIN_SCHEMA_VERSION = 1
 
@@ -84,10 +85,19 @@ def _plan(plan: PlannedPath | None, robot: RobotState | None) -> dict | None:
     return {"goal_id": plan.goal_id, "t": _r(plan.times_s, 3), "points": _r(plan.tool_points)}
 
 
+def _zones(zones: ZoneSet | None) -> list[dict]:
+    if zones is None:
+        return []
+    return [{"name": zone.name, "kind": zone.kind, "footprint": _r(footprint), "z_range_m": _r(z_range)}
+            for zone, footprint, z_range in zones.prisms()]
+
+
 def build_twin_state(cell: str, robot: RobotState | None, safety: SafetyState | None,
-                     snapshot: PerceptionSnapshot | None, plan: PlannedPath | None = None) -> dict:
-    """One `twin_state` message from the newest robot, safety and tracking records, and the path
-    the gate forwarded last (`CommandGate.planned_path`, shown while the robot executes it)."""
+                     snapshot: PerceptionSnapshot | None, plan: PlannedPath | None = None,
+                     zones: ZoneSet | None = None) -> dict:
+    """One `twin_state` message from the newest robot, safety and tracking records, the path
+    the gate forwarded last (`CommandGate.planned_path`, shown while the robot executes it) and
+    the zones in force (`CellZones.current()`)."""
     return {
         "v": TWIN_SCHEMA_VERSION,
         "t": round(time.time(), 3),
@@ -97,4 +107,5 @@ def build_twin_state(cell: str, robot: RobotState | None, safety: SafetyState | 
         "people": _people(snapshot),
         "cameras": _cameras(snapshot),
         "plan": _plan(plan, robot),
+        "zones": _zones(zones),
     }

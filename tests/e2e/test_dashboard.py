@@ -126,11 +126,17 @@ class ScriptedCell:
                        "s_p_m": round(s_p, 4), "terms": terms,
                        "closest": {"person": "p1", "body_part": POSE_LANDMARKS[part], "link": link,
                                    "human_point": r4(human_point), "robot_point": r4(robot_point)},
-                       "reason": reason, "faults": []},
+                       "reason": reason, "faults": [],
+                       "zone_violations": [{"zone": "walkway", "kind": "warning", "subject": "p1",
+                                            "part": "left_hip-right_hip"}]},
             "people": [{"id": "p1", "keypoints": [r4([*p, 0.95]) for p in body],
                         "velocity_mps": [round(-v_h, 3), 0.0, 0.0]}],
             "cameras": [{"id": cid, "frames": int(t * 30), "frames_processed": int(t * 15),
                          "frames_with_person": int(t * 15)} for cid in self.ids()],
+            "zones": [{"name": "cabinet", "kind": "robot_keep_out", "z_range_m": [0.0, 1.2],
+                       "footprint": [[0.1, -1.7], [0.7, -1.7], [0.7, -1.35], [0.1, -1.35]]},
+                      {"name": "walkway", "kind": "warning", "z_range_m": [0.0, 2.2],
+                       "footprint": [[0.9, -0.8], [2.8, -0.8], [2.8, 0.2], [0.9, 0.2]]}],
             "plan": {"goal_id": f"sweep/{int(t // 5)}", "t": [round(0.1 * i, 3) for i in range(12)],
                      "points": [r4(tcp + [0.0, 0.03 * i, 0.0]) for i in range(12)]},
         }
@@ -295,6 +301,9 @@ def test_dashboard_renders_the_moving_twin_the_mode_and_the_cameras(page, server
     # the ghost path of the forwarded trajectory: a line through the plan's 12 points
     wait_until(page, "__xrcell.view.planLine.visible && "
                      "__xrcell.view.planLine.geometry.attributes.position.count === 12", 5)
+    # the zones as prisms; the one with a person inside stands out
+    wait_until(page, "__xrcell.view.zoneMeshes.size === 2 && __xrcell.view.zoneMeshes.get('walkway').opacity >"
+                     " __xrcell.view.zoneMeshes.get('cabinet').opacity", 5)
     assert not page.problems, page.problems
 
     if os.environ.get("XRCELL_DOCS_SCREENSHOT"):  # the README's picture, in reduced speed

@@ -47,3 +47,24 @@ def test_a_plan_with_too_many_points_breaks_the_schema(safety):
     long = PlannedPath(PLAN.goal_id, np.linspace(0, 1, 41), np.zeros((41, 3)))
     with pytest.raises(jsonschema.ValidationError, match="is too long"):
         jsonschema.validate(build_twin_state("lab", executing(PLAN.goal_id), safety, None, long), SCHEMA)
+
+
+def test_the_zones_in_force_are_prisms_in_the_cell_frame(safety):
+    from content.cell import Zone
+    from safety.zones import ZoneSet
+    zones = ZoneSet([
+        Zone(name="fixture", kind="robot_keep_out", box={"min": (0.4, 0.2, 0.0), "max": (0.6, 0.4, 0.15)}),
+        # clockwise footprint: given back counter-clockwise
+        Zone(name="bench", kind="restricted", footprint=[(1.0, 1.0), (1.0, 2.0), (2.0, 2.0), (2.0, 1.0)],
+             z_range_m=(0.0, 2.0)),
+    ])
+    twin = build_twin_state("lab", None, safety, None, None, zones)
+    jsonschema.validate(twin, SCHEMA)
+    fixture, bench = twin["zones"]
+    assert fixture["name"] == "fixture" and fixture["kind"] == "robot_keep_out"
+    assert sorted(map(tuple, fixture["footprint"])) == [(0.4, 0.2), (0.4, 0.4), (0.6, 0.2), (0.6, 0.4)]
+    assert fixture["z_range_m"] == [0.0, 0.15]
+    fp = np.array(bench["footprint"])
+    signed_area = 0.5 * np.sum(fp[:, 0] * np.roll(fp[:, 1], -1) - np.roll(fp[:, 0], -1) * fp[:, 1])
+    assert signed_area == pytest.approx(1.0)        # counter-clockwise seen from above (z up)
+    assert build_twin_state("lab", None, safety, None)["zones"] == []

@@ -25,6 +25,13 @@ const POSE_LIMBS = [
   [0, 11], [0, 12],
 ];
 const PERSON_COLORS = [0x4cc9f0, 0xf72585, 0x90e0ef, 0xffd166];
+// Zone kinds of the cell description (content/cell.py Zone).
+export const ZONE_COLORS = {
+  warning: 0xf2c94c,
+  collaborative: 0x2f80ed,
+  restricted: 0xf2994a,
+  robot_keep_out: 0xeb5757,
+};
 const Y = new THREE.Vector3(0, 1, 0);
 const UNIT_CYLINDER = new THREE.CylinderGeometry(1, 1, 1, 24, 1, true);
 const UNIT_SPHERE = new THREE.SphereGeometry(1, 24, 16);
@@ -122,6 +129,13 @@ export class TwinView {
       joints: new MeshPool(this.scene, UNIT_SPHERE, m), bones: new MeshPool(this.scene, UNIT_CYLINDER, m),
     }));
 
+    // The zones: translucent prisms with outlined edges, rebuilt when the zone set changes;
+    // a zone with a violation this cycle is drawn opaque.
+    this.zoneGroup = new THREE.Group();
+    this.scene.add(this.zoneGroup);
+    this.zoneKey = "";
+    this.zoneMeshes = new Map(); // zone name -> fill material
+
     // The ghost path: where the tool goes on the trajectory the gate forwarded (twin.plan).
     this.planLine = new THREE.Line(new THREE.BufferGeometry(),
       new THREE.LineDashedMaterial({ color: 0x7fd4ff, dashSize: 0.03, gapSize: 0.02 }));
@@ -198,6 +212,8 @@ export class TwinView {
     });
     this.personPools.forEach((pool) => { pool.joints.end(); pool.bones.end(); });
 
+    this.showZones(twin.zones || [], new Set((safety?.zone_violations || []).map((v) => v.zone)));
+
     const plan = twin.plan;
     this.planLine.visible = Boolean(plan && plan.points.length > 1);
     if (this.planLine.visible && plan.goal_id !== this.planGoal) {  // a new path: new geometry
@@ -226,6 +242,33 @@ export class TwinView {
 
     if (!this.fitted && !this.userMoved && links.length) this.fit(twin);
     this.dirty = true;
+  }
+
+  /** Draw `zones` (twin_state.zones); those named in `violated` stand out. */
+  showZones(zones, violated) {
+    const key = JSON.stringify(zones);
+    if (key !== this.zoneKey) {
+      this.zoneKey = key;
+      for (const child of [...this.zoneGroup.children]) {
+        this.zoneGroup.remove(child);
+        child.geometry.dispose();
+        child.material.dispose();
+      }
+      this.zoneMeshes.clear();
+      for (const zone of zones) {
+        const [bottom, top] = zone.z_range_m;
+        const shape = new THREE.Shape(zone.footprint.map(([x, y]) => new THREE.Vector2(x, y)));
+        const geometry = new THREE.ExtrudeGeometry(shape, { depth: top - bottom, bevelEnabled: false });
+        geometry.translate(0, 0, bottom); // the shape lies in x-y and extrudes along +z: the cell frame
+        const color = ZONE_COLORS[zone.kind] ?? 0x999999;
+        const fill = new THREE.MeshBasicMaterial({ color, transparent: true, opacity: 0.06, depthWrite: false });
+        const edges = new THREE.LineSegments(new THREE.EdgesGeometry(geometry),
+          new THREE.LineBasicMaterial({ color, transparent: true, opacity: 0.7 }));
+        this.zoneGroup.add(new THREE.Mesh(geometry, fill), edges);
+        this.zoneMeshes.set(zone.name, fill);
+      }
+    }
+    for (const [name, fill] of this.zoneMeshes) fill.opacity = violated.has(name) ? 0.2 : 0.06;
   }
 
   /** Aim the camera at the robot and the people once, from the front-right, above. */
