@@ -126,6 +126,9 @@ class SafetyParameters(_Model):
         rate_hz: monitor cycle rate.
         human_speed_mps: v_h, ISO 13855 clause 6.2.3 walking speed 1.6 m/s; the measured
             speed is used when larger.
+        hand_arm_speed_mps: v_h of the hands and arms (elbows, wrists, hands), ISO 13855:2010
+            clause 6.2.3, K = 2000 mm/s (the approach speed of the upper limbs, within their
+            reach of 500 mm); the measured speed is used when larger.
         reaction_time_s: the part of T_r not measured from data age: decision + command
             transport; the age of the camera data is added every cycle.
         intrusion_distance_m: C, ISO 13855 intrusion distance beyond the tracked body.
@@ -150,6 +153,7 @@ class SafetyParameters(_Model):
 
     rate_hz: float = Field(100.0, ge=50.0, le=1000.0)
     human_speed_mps: float = Field(1.6, gt=0.0, le=5.0)
+    hand_arm_speed_mps: float = Field(2.0, gt=0.0, le=5.0)
     reaction_time_s: float = Field(0.03, ge=0.0, le=2.0)
     intrusion_distance_m: float = Field(0.1, ge=0.0, le=2.0)
     human_uncertainty_m: float = Field(0.1, ge=0.0, le=1.0)

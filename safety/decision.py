@@ -16,7 +16,7 @@ import numpy as np
 
 from content.cell import SafetyParameters
 from robot_bridge.types import RobotState
-from safety.distance import closest_capsule_pairs, human_capsules
+from safety.distance import ARM_CAPSULE_NAMES, ARM_KEYPOINTS, closest_capsule_pairs, human_capsules
 from safety.perception.types import HumanTrack, PerceptionSnapshot
 from safety.zones import ZoneSet, ZoneViolation
 from safety.ssm import (
@@ -31,6 +31,8 @@ STANDSTILL_MPS = 0.01
 #: A stamp this far ahead of the monitor's clock is a clock fault (every part of the process
 #: stamps with the same monotonic clock, so anything ahead of it was not measured by it).
 FUTURE_STAMP_TOLERANCE_NS = 1_000_000
+#: Keypoints of the hands and arms (`safety.distance.ARM_KEYPOINTS`), as a (33,) mask.
+_ARM_MASK = np.isin(np.arange(33), sorted(ARM_KEYPOINTS))
 #: The speed scale is raised only when the allowed scale exceeds it by this much.
 RAISE_HYSTERESIS = 0.05
 
@@ -94,6 +96,9 @@ class SafetyState:
         latched: True when the fault stop needs an authorised reset.
         zone_violations: people inside warning, collaborative or restricted zones, and robot
             links inside keep-out zones, this cycle.
+        margin_m: the smallest separation - S_p over every person and body region (the hands
+            and arms at their own approach speed), metres; None when nobody is tracked. It can
+            belong to another pair than `closest`.
     """
 
     stamp_ns: int
@@ -109,13 +114,7 @@ class SafetyState:
     reaction_time_s: float = 0.0
     latched: bool = False
     zone_violations: tuple[ZoneViolation, ...] = ()
-
-    @property
-    def margin_m(self) -> float | None:
-        """separation - S_p, metres (None when nobody is tracked)."""
-        if self.separation_m is None or self.s_p is None:
-            return None
-        return self.separation_m - self.s_p.total_m
+    margin_m: float | None = None
 
 
 @dataclass(frozen=True)
@@ -212,33 +211,56 @@ def body_capsules(perception: PerceptionSnapshot, params: SafetyParameters) -> l
     """Body capsules of every track, in track order (`safety.distance.human_capsules`: per person
     (segments (H, 2, 3) metres `cell` frame, radii (H,) metres, names)); keypoints older than the
     track's frames are grown by v_h times their extra age (the distance the person may have moved
-    since)."""
+    since; the hand/arm speed for the keypoints of the upper limbs)."""
     out = []
     for track in perception.tracks:
         extra = None
         if track.keypoint_capture_ns is not None:
-            v_h = max(params.human_speed_mps, float(np.linalg.norm(track.velocity_mps)))
+            measured = float(np.linalg.norm(track.velocity_mps))
+            v_h = np.where(_ARM_MASK, max(params.hand_arm_speed_mps, measured), max(params.human_speed_mps, measured))
             extra = v_h * np.maximum(track.capture_ns - track.keypoint_capture_ns, 0) / 1e9
         out.append(human_capsules(track.keypoints_cell, track.confidence, extra_radius_m=extra))
     return out
 
 
-def person_terms(track: HumanTrack, now_ns: int, params: SafetyParameters) -> tuple[float, float, float]:
+def person_terms(track: HumanTrack, now_ns: int, params: SafetyParameters,
+                 v_h_floor_mps: float | None = None) -> tuple[float, float, float]:
     """The per-person inputs of S_p for `track` at `now_ns`: (v_h m/s, T_r s, Z_d m).
 
-    v_h is the ISO 13855 approach speed, never below the tracked speed; T_r is the configured
+    v_h is the ISO 13855 approach speed (`v_h_floor_mps`, default the walking speed
+    `params.human_speed_mps`), never below the tracked speed; T_r is the configured
     reaction time plus the age of the track's oldest camera frame plus one monitor period (the
     data may wait that long for the next cycle); Z_d is the tracker's sigma, never below the
     configured floor (ISO/TS 15066 clause 5.5.4.2.3).
     """
-    v_h = max(params.human_speed_mps, float(np.linalg.norm(track.velocity_mps)))
+    floor = params.human_speed_mps if v_h_floor_mps is None else v_h_floor_mps
+    v_h = max(floor, float(np.linalg.norm(track.velocity_mps)))
     age_s = max(0.0, (now_ns - track.capture_ns) / 1e9) + 1.0 / params.rate_hz
     return v_h, params.reaction_time_s + age_s, max(params.human_uncertainty_m, track.sigma_m)
 
 
+def _body_regions(perception: PerceptionSnapshot, capsules: list, params: SafetyParameters) -> list:
+    """Each person's capsules split into hands/arms and the rest, each with its v_h floor:
+    [(track, v_h floor m/s, (segments, radii, names))] (ISO 13855 clause 6.2.3)."""
+    out = []
+    for track, (segs, radii, names) in zip(perception.tracks, capsules):
+        arm = np.fromiter((n in ARM_CAPSULE_NAMES for n in names), dtype=bool, count=len(names))
+        for mask, floor in ((arm, params.hand_arm_speed_mps), (~arm, params.human_speed_mps)):
+            if mask.any():
+                out.append((track, floor, (segs[mask], radii[mask], tuple(n for n, m in zip(names, mask) if m))))
+    return out
+
+
 def _ssm(now_ns: int, robot: RobotState, perception: PerceptionSnapshot, capsules: list,
          params: SafetyParameters, stopping: StoppingModel, nominal_speed_mps: float, stop_commanded_ns: int):
-    """Separation, S_p and the allowed scale over all tracked people.
+    """Separation, S_p and the allowed scale over all tracked people and their body regions.
+
+    Every person counts twice: the hands and arms approach at `hand_arm_speed_mps`, the rest
+    of the body at `human_speed_mps` (ISO 13855 clause 6.2.3), each never below the tracked
+    speed. Returns (closest, binding, allowed scale, v_r): `closest` is the entry with the
+    smallest separation (what the twin and the report show), `binding` the one with the smallest
+    separation - S_p (what the rule at the robot's actual speed tests); each entry is
+    (separation m, ClosestPair, S_p terms, v_h m/s, T_r s), or None without people.
 
     While a stop commanded `stop_commanded_ns` is under way, S_p (not the allowed speed)
     counts only what is left of the reaction and braking latency: the part of T_r and
@@ -249,30 +271,34 @@ def _ssm(now_ns: int, robot: RobotState, perception: PerceptionSnapshot, capsule
     elapsed_s = (now_ns - stop_commanded_ns) / 1e9 if stop_commanded_ns else 0.0
     remaining_s = max(0.0, params.reaction_time_s + stopping.latency_s - elapsed_s)
     braking = StoppingModel(0.0, stopping.deceleration_mps2)
-    best = None  # (separation, ClosestPair, s_p, v_h, t_r)
+    closest_entry = binding = None
     allowed_mps = math.inf
-    pairs = closest_capsule_pairs(capsules, robot.link_segments, robot.link_radii_m)
-    for track, (_, _, names), pair in zip(perception.tracks, capsules, pairs):
+    regions = _body_regions(perception, capsules, params)
+    pairs = closest_capsule_pairs([r[2] for r in regions], robot.link_segments, robot.link_radii_m)
+    for (track, floor, (_, _, names)), pair in zip(regions, pairs):
         if pair is None:
             continue
-        v_h, t_r, z_d = person_terms(track, now_ns, params)
+        v_h, t_r, z_d = person_terms(track, now_ns, params, floor)
         age_s = t_r - params.reaction_time_s
         common = dict(v_h_mps=v_h, reaction_time_s=t_r, stopping=stopping,
                       intrusion_distance_m=params.intrusion_distance_m, z_d_m=z_d,
                       z_r_m=params.robot_uncertainty_m)
         separation = max(pair.distance_m - params.separation_buffer_m, 0.0)
         allowed_mps = min(allowed_mps, max_robot_speed_mps(separation_m=separation, **common))
-        if best is None or pair.distance_m < best[0]:
-            closest = ClosestPair(track.track_id, names[pair.human_index], robot.link_names[pair.robot_index],
-                                  pair.distance_m, pair.human_point, pair.robot_point)
-            if stop_commanded_ns:
-                s_p = protective_separation_distance(v_r_mps=v_r, **{**common, "stopping": braking,
-                                                                     "reaction_time_s": age_s + remaining_s})
-            else:
-                s_p = protective_separation_distance(v_r_mps=v_r, **common)
-            best = (pair.distance_m, closest, s_p, v_h, t_r)
+        if stop_commanded_ns:
+            s_p = protective_separation_distance(v_r_mps=v_r, **{**common, "stopping": braking,
+                                                                 "reaction_time_s": age_s + remaining_s})
+        else:
+            s_p = protective_separation_distance(v_r_mps=v_r, **common)
+        pair_info = ClosestPair(track.track_id, names[pair.human_index], robot.link_names[pair.robot_index],
+                                pair.distance_m, pair.human_point, pair.robot_point)
+        entry = (pair.distance_m, pair_info, s_p, v_h, t_r)
+        if closest_entry is None or pair.distance_m < closest_entry[0]:
+            closest_entry = entry
+        if binding is None or pair.distance_m - s_p.total_m < binding[0] - binding[2].total_m:
+            binding = entry
     allowed_scale = 1.0 if math.isinf(allowed_mps) else min(1.0, allowed_mps / nominal_speed_mps)
-    return best, allowed_scale, v_r
+    return closest_entry, binding, allowed_scale, v_r
 
 
 def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot | None,
@@ -329,13 +355,13 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
 
     if not capsules:
         capsules = body_capsules(perception, params)
-    best, allowed, v_r = _ssm(now_ns, robot, perception, capsules, params, stopping, nominal_speed_mps,
-                              mem.stop_commanded_ns if mem.scale == 0.0 else 0)
+    best, binding, allowed, v_r = _ssm(now_ns, robot, perception, capsules, params, stopping, nominal_speed_mps,
+                                       mem.stop_commanded_ns if mem.scale == 0.0 else 0)
     # The rule itself (ISO/TS 15066 clause 5.5.4.2.3): a moving robot must keep S >= S_p at
     # its *actual* speed. The allowed scale keeps it there in steady state; while the robot
     # is still slowing down to a lowered scale (or a person closed in faster than expected),
     # it may not: then the robot stops, whatever the allowed scale says.
-    violated = best is not None and v_r > STANDSTILL_MPS and best[0] < best[2].total_m
+    violated = binding is not None and v_r > STANDSTILL_MPS and binding[0] < binding[2].total_m
     restricted = [v for v in violations if v.kind == "restricted"]
     if allowed < params.min_speed_scale or violated or restricted:
         target = 0.0
@@ -345,8 +371,9 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
         elif mem.ssm_stop:
             reason = "protective stop held: person too close"
         elif violated:
-            reason = (f"protective stop: separation {best[0]:.3f} m below the protective separation "
-                      f"distance {best[2].total_m:.3f} m at the robot's speed {v_r:.2f} m/s")
+            reason = (f"protective stop: separation {binding[0]:.3f} m ({binding[1].body_part}) below the "
+                      f"protective separation distance {binding[2].total_m:.3f} m at the robot's speed "
+                      f"{v_r:.2f} m/s")
         else:
             reason = "protective stop: separation below the protective separation distance"
         mem = replace(mem, ssm_stop=True, clear_since_ns=0, last_lower_ns=now_ns)
@@ -387,5 +414,6 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
         return SafetyState(now_ns, mode, target, None, None, None, reason, v_r_mps=v_r,
                            zone_violations=violations), mem
     separation, closest, s_p, v_h, t_r = best
-    return (SafetyState(now_ns, mode, target, separation, s_p, closest, reason,
-                        v_r_mps=v_r, v_h_mps=v_h, reaction_time_s=t_r, zone_violations=violations), mem)
+    margin = binding[0] - binding[2].total_m  # type: ignore[index]
+    return (SafetyState(now_ns, mode, target, separation, s_p, closest, reason, v_r_mps=v_r, v_h_mps=v_h,
+                        reaction_time_s=t_r, zone_violations=violations, margin_m=margin), mem)

@@ -28,6 +28,13 @@ LIMB_RADII_M: np.ndarray = np.array(
     dtype=np.float64,
 )
 
+#: MediaPipe Pose keypoints of the upper limbs below the shoulder (elbows, wrists, hands):
+#: their approach speed is ISO 13855's 2.0 m/s (`SafetyParameters.hand_arm_speed_mps`).
+ARM_KEYPOINTS: frozenset[int] = frozenset(range(13, 23))
+#: Names of the body capsules (`human_capsules`) that move with the hands and arms.
+ARM_CAPSULE_NAMES: frozenset[str] = frozenset(
+    f"{POSE_LANDMARKS[i]}-{POSE_LANDMARKS[j]}" for i, j in POSE_LIMBS if i in ARM_KEYPOINTS or j in ARM_KEYPOINTS)
+
 #: Reach added around a limb whose far end is not tracked: the longest human limb
 #: segment (thigh, about 0.5 m) so that the untracked part is covered conservatively.
 UNTRACKED_REACH_M = 0.5

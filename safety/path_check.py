@@ -106,7 +106,8 @@ def first_path_conflict(
     for track, (h_segs, h_radii, names) in zip(perception.tracks, body_capsules(perception, params)):
         if h_segs.shape[0] == 0:
             continue
-        v_h, t_r, z_d = person_terms(track, now_ns, params)
+        # the whole body at the faster of the two approach speeds (ISO 13855: hands and arms)
+        v_h, t_r, z_d = person_terms(track, now_ns, params, max(params.hand_arm_speed_mps, params.human_speed_mps))
         required = protective_separation_distance(
             v_h_mps=v_h, v_r_mps=v_min, reaction_time_s=t_r, stopping=stopping,
             intrusion_distance_m=params.intrusion_distance_m, z_d_m=z_d,

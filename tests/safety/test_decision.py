@@ -118,11 +118,33 @@ def test_reduced_speed_keeps_sp_within_the_separation():
     v = state.speed_scale * 1.0
     assert state.s_p.total_m < state.separation_m  # computed at the robot's current speed
     from safety.ssm import protective_separation_distance
-    sp = protective_separation_distance(v_h_mps=state.v_h_mps, v_r_mps=v, reaction_time_s=state.reaction_time_s,
-                                        stopping=STOP, intrusion_distance_m=PARAMS.intrusion_distance_m,
-                                        z_d_m=PARAMS.human_uncertainty_m, z_r_m=PARAMS.robot_uncertainty_m)
-    # The allowed speed fills the separation less the configured buffer exactly.
-    assert sp.total_m == pytest.approx(state.separation_m - PARAMS.separation_buffer_m, abs=1e-6)
+    def s_p(v_h_mps):
+        return protective_separation_distance(
+            v_h_mps=v_h_mps, v_r_mps=v, reaction_time_s=state.reaction_time_s, stopping=STOP,
+            intrusion_distance_m=PARAMS.intrusion_distance_m, z_d_m=PARAMS.human_uncertainty_m,
+            z_r_m=PARAMS.robot_uncertainty_m).total_m
+    # The closest capsule is the torso (radius 0.15, v_h 1.6 m/s); the arm capsules (radius 0.06)
+    # are 0.09 m further but approach at ISO 13855's 2.0 m/s, and they bind: the allowed speed
+    # fills their separation less the configured buffer exactly, and keeps the torso's within.
+    assert state.v_h_mps == PARAMS.human_speed_mps and state.closest.body_part.startswith(("left_shoulder", "left_hip"))
+    arm_separation = 1.6 - 0.1 - 0.06
+    assert s_p(PARAMS.hand_arm_speed_mps) == pytest.approx(arm_separation - PARAMS.separation_buffer_m, abs=1e-6)
+    assert s_p(PARAMS.human_speed_mps) < state.separation_m - PARAMS.separation_buffer_m
+    # the margin reported is the smaller of the torso's and the arms' (at the robot's speed now);
+    # the arms' S_p differs from the torso's only in S_h = v_h (T_r + T_s)
+    arm_s_p = state.s_p.total_m + (PARAMS.hand_arm_speed_mps - state.v_h_mps) * state.s_p.s_h / state.v_h_mps
+    assert state.margin_m == pytest.approx(min(arm_separation - arm_s_p, state.separation_m - state.s_p.total_m))
+
+
+def test_a_hand_held_out_binds_the_margin_at_its_own_approach_speed():
+    mem = started()
+    now = T0 + 10 * MS
+    kp = standing_person(1.6)
+    kp[[15, 17, 19, 21], 0] = 1.55  # the left hand 5 cm ahead of the body: still further than the torso
+    state, _ = run(now, robot_state(now, speed_mps=0.2), snapshot(now, [kp]), mem)
+    assert state.closest.body_part == "left_shoulder-left_hip" and state.separation_m == pytest.approx(1.35)
+    torso_margin = state.separation_m - state.s_p.total_m
+    assert state.margin_m < torso_margin - 0.03  # the hand at 2.0 m/s binds
 
 
 def test_a_robot_moving_faster_than_the_separation_allows_is_stopped_not_slowed():

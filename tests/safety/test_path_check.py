@@ -54,7 +54,7 @@ def test_the_threshold_is_where_the_monitor_would_stop():
     found = conflict(segs, times, [standing_person(2.5)])
     assert found is not None and found.person == "p1" and found.link == "column"
     # at that separation the monitor's allowed speed is below the minimum useful speed ...
-    v_h, t_r = PARAMS.human_speed_mps, PARAMS.reaction_time_s + 0.05 + 1.0 / PARAMS.rate_hz
+    v_h, t_r = PARAMS.hand_arm_speed_mps, PARAMS.reaction_time_s + 0.05 + 1.0 / PARAMS.rate_hz
     common = dict(v_h_mps=v_h, reaction_time_s=t_r, stopping=STOPPING,
                   intrusion_distance_m=PARAMS.intrusion_distance_m, z_d_m=PARAMS.human_uncertainty_m,
                   z_r_m=PARAMS.robot_uncertainty_m)
@@ -167,7 +167,7 @@ def test_a_person_at_the_place_position_stops_the_panda_program_before_it_moves_
     backend.start()
     kin = PandaLinkKinematics(robot)
     try:
-        person = standing_person(0.55, y_m=1.0)  # 0.7 m beyond the place position, across the table
+        person = standing_person(0.55, y_m=1.1)  # 0.8 m beyond the place position, across the table
         snap = snapshot(NOW, [person])
         running = SafetyState(NOW, SafetyMode.FULL_SPEED, 1.0, None, None, None, "test")
         gate = CommandGate(backend, lambda: running, np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS), kinematics=kin,
