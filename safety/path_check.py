@@ -11,7 +11,8 @@ This is planning, not the safety function: the prediction (constant velocity, fo
 `path_prediction_horizon_s`) is a best estimate, and the monitor still decides every cycle from
 what is measured. The threshold is the monitor's own: the allowed speed
 v_max(d) (`safety.ssm.max_robot_speed_mps`) is below v_min = min_speed_scale * nominal speed
-exactly when d - separation_buffer_m < S_p(v_min) (ISO/TS 15066 clause 5.5.4.2.3, formula (1),
+exactly when d - separation_buffer_m < S_p(v_min), each body capsule with its own approach
+speed v_h (hands and arms 2.0 m/s, the rest 1.6 m/s, ISO 13855 clause 6.2.3), (ISO/TS 15066 clause 5.5.4.2.3, formula (1),
 which v_max inverts); the gate keeps `path_clearance_m` more, so that the jitter of the
 monitor's inputs does not stop a motion it let start.
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from content.cell import SafetyParameters
 from safety.decision import body_capsules, person_terms
-from safety.distance import segment_closest_points
+from safety.distance import ARM_CAPSULE_NAMES, segment_closest_points
 from safety.perception.types import PerceptionSnapshot
 from safety.ssm import StoppingModel, protective_separation_distance
 
@@ -61,6 +62,16 @@ class PathConflict:
                 f"{self.separation_m:.3f} m from person {self.person} ({self.body_part}), below the "
                 f"{self.required_m:.3f} m the monitor needs to let the robot move (with the planning "
                 f"clearance)")
+
+
+def _required_m(track, now_ns: int, params: SafetyParameters, v_h_floor_mps: float, stopping: StoppingModel,
+                v_min_mps: float) -> float:
+    """The separation the gate plans with for one body region of `track`, metres."""
+    v_h, t_r, z_d = person_terms(track, now_ns, params, v_h_floor_mps)
+    return protective_separation_distance(
+        v_h_mps=v_h, v_r_mps=v_min_mps, reaction_time_s=t_r, stopping=stopping,
+        intrusion_distance_m=params.intrusion_distance_m, z_d_m=z_d,
+        z_r_m=params.robot_uncertainty_m).total_m + params.separation_buffer_m + params.path_clearance_m
 
 
 def first_path_conflict(
@@ -106,12 +117,10 @@ def first_path_conflict(
     for track, (h_segs, h_radii, names) in zip(perception.tracks, body_capsules(perception, params)):
         if h_segs.shape[0] == 0:
             continue
-        # the whole body at the faster of the two approach speeds (ISO 13855: hands and arms)
-        v_h, t_r, z_d = person_terms(track, now_ns, params, max(params.hand_arm_speed_mps, params.human_speed_mps))
-        required = protective_separation_distance(
-            v_h_mps=v_h, v_r_mps=v_min, reaction_time_s=t_r, stopping=stopping,
-            intrusion_distance_m=params.intrusion_distance_m, z_d_m=z_d,
-            z_r_m=params.robot_uncertainty_m).total_m + params.separation_buffer_m + params.path_clearance_m
+        # each body capsule at its region's approach speed (ISO 13855: hands and arms faster)
+        arm = np.fromiter((n in ARM_CAPSULE_NAMES for n in names), dtype=bool, count=len(names))
+        required = np.where(arm, _required_m(track, now_ns, params, params.hand_arm_speed_mps, stopping, v_min),
+                            _required_m(track, now_ns, params, params.human_speed_mps, stopping, v_min))  # (H,)
         age_s = max(0.0, (now_ns - track.capture_ns) / 1e9)
         shift_s = np.minimum(times, horizon_s) + age_s                                  # (S,)
         velocity = np.nan_to_num(np.asarray(track.velocity_mps, dtype=np.float64))
@@ -120,13 +129,13 @@ def first_path_conflict(
         c_robot, c_human = segment_closest_points(
             segs[:, :, None, 0], segs[:, :, None, 1], moved[:, None, :, 0], moved[:, None, :, 1])
         dist = np.linalg.norm(c_robot - c_human, axis=-1) - radii[None, :, None] - h_radii[None, None, :]
-        close = (dist < required).any(axis=(1, 2))
+        close = (dist < required[None, None, :]).any(axis=(1, 2))
         if not close.any():
             continue
         s = int(np.argmax(close))
         if best is not None and times[s] >= best.time_s:
             continue
-        k, h = np.unravel_index(int(np.argmin(dist[s])), dist[s].shape)
+        k, h = np.unravel_index(int(np.argmin(dist[s] - required[None, :])), dist[s].shape)
         best = PathConflict(s, float(times[s]), track.track_id, names[h], link_names[k], float(dist[s, k, h]),
-                            float(required))
+                            float(required[h]))
     return best

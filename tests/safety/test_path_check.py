@@ -11,6 +11,7 @@ from robot_bridge.sim import PANDA_JOINT_VELOCITY_LIMITS_RADPS, PandaLinkKinemat
     plan_pick_and_place
 from robot_bridge.types import JointTrajectory
 from safety.decision import SafetyMode, SafetyState
+from safety.distance import ARM_CAPSULE_NAMES
 from safety.gate import Actor, CommandGate, PeopleOnPath, Verdict
 from safety.path_check import first_path_conflict
 from safety.ssm import StoppingModel, max_robot_speed_mps
@@ -54,7 +55,9 @@ def test_the_threshold_is_where_the_monitor_would_stop():
     found = conflict(segs, times, [standing_person(2.5)])
     assert found is not None and found.person == "p1" and found.link == "column"
     # at that separation the monitor's allowed speed is below the minimum useful speed ...
-    v_h, t_r = PARAMS.hand_arm_speed_mps, PARAMS.reaction_time_s + 0.05 + 1.0 / PARAMS.rate_hz
+    # each body part at its own ISO 13855 approach speed
+    v_h = PARAMS.hand_arm_speed_mps if found.body_part in ARM_CAPSULE_NAMES else PARAMS.human_speed_mps
+    t_r = PARAMS.reaction_time_s + 0.05 + 1.0 / PARAMS.rate_hz
     common = dict(v_h_mps=v_h, reaction_time_s=t_r, stopping=STOPPING,
                   intrusion_distance_m=PARAMS.intrusion_distance_m, z_d_m=PARAMS.human_uncertainty_m,
                   z_r_m=PARAMS.robot_uncertainty_m)
