@@ -183,10 +183,6 @@ class RtcGateway:
 
     def peer_count(self) -> int:
         """Peer connections not closed yet (a snapshot, from any thread)."""
-        with self._lock:
-            loop = self._loop
-        if loop is None or self._stopped:
-            return 0
         return len(self._peers)  # len() of a set is atomic
 
 
