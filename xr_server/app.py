@@ -573,6 +573,10 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
     def hmi_page() -> flask.Response:
         return flask.send_file(WEB_DIR / "hmi.html", max_age=0)
 
+    @app.get("/favicon.ico")
+    def favicon() -> flask.Response:
+        return flask.Response(status=204)  # none; without this route browsers log a 404 on every page
+
     @app.get("/expert")
     def expert_page() -> flask.Response:
         return flask.send_file(WEB_DIR / "expert.html", max_age=0)
