@@ -31,7 +31,8 @@ by `xr_server.openapi`; docs/xr_server.md is the reader's guide):
     POST /api/safety/reset            ask to clear a latched fault stop -> {accepted, reason}:
                                       200 accepted, 403 role refused, 409 otherwise refused,
                                       503 without a safety monitor
-    GET  /  and  /hmi                 dashboard and HMI pages (redirect to /login without a token)
+    GET  /, /hmi, /expert             dashboard, HMI and remote-expert pages (redirect to /login
+                                      without a token)
     GET  /static/<file>               the pages' JS and CSS, no auth
     GET  /vendor/...                  three.js and socket.io-client from node_modules, no auth
 
@@ -49,7 +50,13 @@ expired, was revoked or whose user was removed. Client events are registered wit
 ``{event, error}`` (`xr_server.api_models.SocketError`), never an exception in the server:
 
     twin_state_request {cell}         -> twin_state now (to this client only)
+    session_create/_join/_leave/_list, rtc_offer, annotation_create/_update/_delete
+                                      -> XR sessions, WebRTC signalling through the `RtcGateway`,
+                                         annotations (`xr_server.session_events`)
     any other event                   -> error "unknown event '<name>'"
+
+What a handler returns is the event's acknowledgement; a refusal (`XrServerError`) is an ``error``
+event with its message (and the acknowledgement).
 """
 
 from __future__ import annotations

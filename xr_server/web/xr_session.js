@@ -4,8 +4,6 @@
 /** ICE servers of the pages' peer connections: none (host candidates on the plant LAN). */
 export const ICE_SERVERS = [];
 
-const SVG_NS = "http://www.w3.org/2000/svg";
-
 /** Resolve once `pc` has gathered all its ICE candidates. */
 export function iceGatheringComplete(pc) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
@@ -56,8 +54,8 @@ export class AnnotationSet {
   list() { return [...this.byId.values()]; }
 }
 
-function svgEl(name, attributes) {
-  const el = document.createElementNS(SVG_NS, name);
+function svgEl(ns, name, attributes) {
+  const el = document.createElementNS(ns, name);  // the namespace of the page's own <svg>
   for (const [k, v] of Object.entries(attributes)) el.setAttribute(k, String(v));
   return el;
 }
@@ -67,28 +65,29 @@ function svgEl(name, attributes) {
  * annotation points are normalised (u right, v down, 0 to 1).
  */
 export function drawAnnotations(svg, annotations, width, height) {
+  const ns = svg.namespaceURI;
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.replaceChildren();
   const stroke = Math.max(3, width / 160);
   for (const a of annotations) {
-    const g = svgEl("g", { "data-annotation": a.id, "data-kind": a.kind });
+    const g = svgEl(ns, "g", { "data-annotation": a.id, "data-kind": a.kind });
     const [u0, v0] = a.points[0];
     const x0 = u0 * width, y0 = v0 * height;
     if (a.kind === "arrow") {
       const x1 = a.points[1][0] * width, y1 = a.points[1][1] * height;
       const angle = Math.atan2(y1 - y0, x1 - x0), head = stroke * 5;
-      g.append(svgEl("line", { x1: x0, y1: y0, x2: x1, y2: y1, stroke: a.color, "stroke-width": stroke,
+      g.append(svgEl(ns, "line", { x1: x0, y1: y0, x2: x1, y2: y1, stroke: a.color, "stroke-width": stroke,
         "stroke-linecap": "round" }));
       const p = (da) => `${x1 - head * Math.cos(angle + da)},${y1 - head * Math.sin(angle + da)}`;
-      g.append(svgEl("polygon", { points: `${x1},${y1} ${p(0.45)} ${p(-0.45)}`, fill: a.color }));
+      g.append(svgEl(ns, "polygon", { points: `${x1},${y1} ${p(0.45)} ${p(-0.45)}`, fill: a.color }));
     } else if (a.kind === "circle") {
-      g.append(svgEl("circle", { cx: x0, cy: y0, r: a.radius * width, fill: "none", stroke: a.color,
+      g.append(svgEl(ns, "circle", { cx: x0, cy: y0, r: a.radius * width, fill: "none", stroke: a.color,
         "stroke-width": stroke }));
     } else {
-      g.append(svgEl("circle", { cx: x0, cy: y0, r: stroke * 1.5, fill: a.color }));
+      g.append(svgEl(ns, "circle", { cx: x0, cy: y0, r: stroke * 1.5, fill: a.color }));
     }
     if (a.text) {
-      const label = svgEl("text", { x: x0 + stroke * 3, y: y0 - stroke * 2, fill: a.color,
+      const label = svgEl(ns, "text", { x: x0 + stroke * 3, y: y0 - stroke * 2, fill: a.color,
         "font-size": Math.max(18, width / 28), "font-weight": "bold", stroke: "#000",
         "stroke-width": Math.max(1, width / 640), "paint-order": "stroke" });
       label.textContent = a.text;
