@@ -791,5 +791,6 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
 
     app.xrcell_stop = stop  # type: ignore[attr-defined]
     app.extensions["xrcell_rtc_gateway"] = gateway
+    app.extensions["xrcell_sessions"] = xr_sessions
     app.xrcell_client_event = client_event  # type: ignore[attr-defined]
     return app, socketio

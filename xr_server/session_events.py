@@ -176,6 +176,11 @@ class SessionEvents:
         else:
             answer = self._gateway.call(self.media.subscribe, request.session, sid, offer,
                                         timeout_s=SIGNALLING_TIMEOUT_S)
+        try:
+            self.registry.participant(request.session, sid)
+        except SessionError:  # left or disconnected while the offer was answered
+            self._gateway.call(self.media.close, sid, timeout_s=SIGNALLING_TIMEOUT_S)
+            raise
         message = {"session": request.session, "type": answer.type, "sdp": answer.sdp}
         flask_socketio.emit("rtc_answer", message)
         return message

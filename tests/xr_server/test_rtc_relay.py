@@ -61,6 +61,13 @@ def live(tmp_path_factory):
     server.app.xrcell_stop()
 
 
+async def until(condition, timeout_s: float = 10.0) -> None:
+    async def poll():
+        while not condition():
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(poll(), timeout_s)
+
+
 async def negotiate(client, pc: RTCPeerConnection, session: str) -> dict:
     await pc.setLocalDescription(await pc.createOffer())  # aiortc gathers every candidate here
     answer = await asyncio.to_thread(client.call, "rtc_offer", {
@@ -85,11 +92,18 @@ def test_the_workers_video_reaches_every_expert_of_the_session(live):
         expert.call("session_join", {"session": session, "role": "expert"})
     rtc = RTCConfiguration(iceServers=[])
 
+    media = live.app.extensions["xrcell_sessions"].media
+
     async def scenario():
         worker = RTCPeerConnection(rtc)
         worker.addTrack(ClipTrack(CLIP))
         await negotiate(wendy, worker, session)
         state = await asyncio.to_thread(eve.wait_for, "session_state", lambda s: s["video"] is not None)
+        # nobody watches yet, and still the server decodes and drops the worker's frames as they
+        # come (aiortc would otherwise queue them all for the first expert)
+        await until(lambda: media.video(session).frames_received >= 10)
+        assert media.video(session).track_id == state["video"]
+        assert (media.video(session).width, media.video(session).height) == (320, 240)
         received = {}
         experts = []
         for name, client in (("eve", eve), ("sam", sam)):
