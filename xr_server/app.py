@@ -98,6 +98,7 @@ from xr_server.metrics import CellCollector, GateCounts, MonitorFigures, make_re
 from xr_server.openapi import build_openapi
 from xr_server.rtc_gateway import RtcGateway
 from xr_server.session_events import SessionEvents, register_session_events
+from xr_server.sessions import cell_room
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
     app = flask.Flask(__name__, static_folder=None)
     app.config["SECRET_KEY"] = secret_key
     socketio = flask_socketio.SocketIO(app, async_mode="threading", logger=False, engineio_logger=False)
-    room = f"cell:{cell_name}"
+    room = cell_room(cell_name)
     gateway = RtcGateway(ice_servers)
     xr_sessions = SessionEvents(socketio, NAMESPACE, cell_name, gateway, annotation_store)
     stop_event = threading.Event()
