@@ -780,7 +780,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
 
     registry = make_registry(CellCollector(monitor=monitor, robot_source=robot_source,
                                            perception_source=perception_source, gate=gate,
-                                           twin_clients=twin_clients))
+                                           twin_clients=twin_clients, xr_sessions=xr_sessions.registry.count,
+                                           peer_connections=gateway.peer_count))
     openapi_doc = build_openapi(app, cookie_name=COOKIE_NAME)
 
     def stop() -> None:

@@ -218,6 +218,11 @@ class SessionRegistry:
             found = [s.info() for s in self._sessions.values() if s.cell == cell]
         return sorted(found, key=lambda s: s.created_at)
 
+    def count(self) -> int:
+        """Open sessions, all cells."""
+        with self._lock:
+            return len(self._sessions)
+
     def _get(self, session_id: str) -> _Session:
         session = self._sessions.get(session_id)
         if session is None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import requests
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from av import VideoFrame
 
@@ -114,12 +115,15 @@ def test_the_workers_video_reaches_every_expert_of_the_session(live):
             remote = await asyncio.wait_for(track, 10)
             frames = [await asyncio.wait_for(remote.recv(), 10) for _ in range(15)]
             received[name] = [f.to_ndarray(format="bgr24") for f in frames[-5:]]
+        metrics = (await asyncio.to_thread(requests.get, f"{live.base}/metrics", timeout=5)).text
         await worker.close()
         for pc in experts:
             await pc.close()
-        return state, received
+        return state, received, metrics
 
-    state, received = asyncio.run(scenario())
+    state, received, metrics = asyncio.run(scenario())
+    assert "xrcell_xr_sessions 1.0" in metrics
+    assert "xrcell_webrtc_peer_connections 3.0" in metrics  # the worker's and two experts'
     assert state["session"] == session and state["worker"] == "wendy"
     for name, frames in received.items():
         assert frames[0].shape == (240, 320, 3), name
