@@ -162,3 +162,42 @@ def test_stopping_the_server_closes_every_peer_connection(tmp_path):
     asyncio.run(scenario())
     assert not gateway.running and gateway.peer_count() == 0
     threading.Thread(target=wendy.close, daemon=True).start()
+
+
+def test_a_worker_who_offers_again_gives_the_session_a_new_video(live):
+    """After a reconnect the worker sends a new offer: the session announces a new video id and a
+    new offer from the expert gets the new stream."""
+    wendy, eve = live.client("wendy"), live.client("eve")
+    session = wendy.call("session_create", {"cell": "lab"})["session"]
+    eve.call("session_join", {"session": session, "role": "expert"})
+    rtc = RTCConfiguration(iceServers=[])
+
+    async def watch() -> tuple[RTCPeerConnection, np.ndarray]:
+        pc = RTCPeerConnection(rtc)
+        track = await video_track(pc)
+        await negotiate(eve, pc, session)
+        remote = await asyncio.wait_for(track, 10)
+        frames = [await asyncio.wait_for(remote.recv(), 10) for _ in range(5)]
+        return pc, frames[-1].to_ndarray(format="bgr24")
+
+    async def scenario():
+        first = RTCPeerConnection(rtc)
+        first.addTrack(ClipTrack(CLIP, count=10))
+        await negotiate(wendy, first, session)
+        one = await asyncio.to_thread(eve.wait_for, "session_state", lambda s: s["video"] is not None)
+        pc1, frame1 = await watch()
+        second = RTCPeerConnection(rtc)
+        second.addTrack(ClipTrack(CLIP, count=10))
+        await negotiate(wendy, second, session)  # the same connection offers again
+        two = await asyncio.to_thread(eve.wait_for, "session_state",
+                                      lambda s: s["video"] not in (None, one["video"]))
+        pc2, frame2 = await watch()
+        for pc in (first, second, pc1, pc2):
+            await pc.close()
+        return one, two, frame1, frame2
+
+    one, two, frame1, frame2 = asyncio.run(scenario())
+    assert one["video"] != two["video"]
+    assert frame1.mean() > 20 and frame2.mean() > 20
+    for client in (wendy, eve):
+        threading.Thread(target=client.close, daemon=True).start()
