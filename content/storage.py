@@ -264,6 +264,8 @@ class Annotation:
         text: the label, or a caption of an arrow or circle ('' for none).
         color: ``#rrggbb``.
         created_at, updated_at: UNIX seconds.
+        anchor_m: (x, y, z) metres in the `cell` frame where the annotation's point lies in 3D, or
+            None when the server could not place it (see `xr_server.anchors`).
     """
 
     annotation_id: int
@@ -277,6 +279,7 @@ class Annotation:
     color: str
     created_at: float
     updated_at: float
+    anchor_m: tuple[float, float, float] | None = None
 
 
 class _AnnotationRow(_Base):
@@ -293,11 +296,14 @@ class _AnnotationRow(_Base):
     color: orm.Mapped[str] = orm.mapped_column(sa.String(7))
     created_at: orm.Mapped[float] = orm.mapped_column(sa.Float)
     updated_at: orm.Mapped[float] = orm.mapped_column(sa.Float)
+    anchor: orm.Mapped[str | None] = orm.mapped_column(sa.Text, nullable=True)  # JSON [x, y, z] or NULL
 
     def to_annotation(self) -> Annotation:
+        anchor = json.loads(self.anchor) if self.anchor else None
         return Annotation(self.id, self.session_id, self.cell, self.author, self.kind,
                           tuple((float(u), float(v)) for u, v in json.loads(self.points)), self.radius,
-                          self.text, self.color, self.created_at, self.updated_at)
+                          self.text, self.color, self.created_at, self.updated_at,
+                          tuple(float(c) for c in anchor) if anchor else None)  # type: ignore[arg-type]
 
 
 class AnnotationStore:
@@ -328,14 +334,16 @@ class AnnotationStore:
         self._sessions = orm.sessionmaker(self._engine, expire_on_commit=False)
 
     def add(self, session_id: str, cell: str, author: str, kind: str,
-            points: Sequence[Sequence[float]], radius: float | None, text: str, color: str) -> Annotation:
+            points: Sequence[Sequence[float]], radius: float | None, text: str, color: str,
+            anchor_m: Sequence[float] | None = None) -> Annotation:
         """Store a new annotation (see `Annotation` for the fields) and return it with its id."""
         if kind not in ANNOTATION_KINDS:
             raise StorageError(f"unknown annotation kind {kind!r}: expected one of {', '.join(ANNOTATION_KINDS)}")
         now = time.time()
         row = _AnnotationRow(session_id=session_id, cell=cell, author=author, kind=kind,
                              points=json.dumps([[float(u), float(v)] for u, v in points]), radius=radius,
-                             text=text, color=color, created_at=now, updated_at=now)
+                             text=text, color=color, created_at=now, updated_at=now,
+                             anchor=None if anchor_m is None else json.dumps([float(c) for c in anchor_m]))
         try:
             with self._sessions.begin() as session:
                 session.add(row)
@@ -346,7 +354,8 @@ class AnnotationStore:
 
     def update(self, annotation_id: int, session_id: str, author: str, *,
                points: Sequence[Sequence[float]] | None = None, radius: float | None = None,
-               text: str | None = None, color: str | None = None) -> Annotation:
+               text: str | None = None, color: str | None = None,
+               anchor_m: Sequence[float] | None = None) -> Annotation:
         """Change the given fields of an annotation of `session_id` placed by `author`.
 
         Raises:
@@ -364,6 +373,8 @@ class AnnotationStore:
                     row.text = text
                 if color is not None:
                     row.color = color
+                if anchor_m is not None:
+                    row.anchor = json.dumps([float(c) for c in anchor_m])
                 row.updated_at = time.time()
                 return row.to_annotation()
         except sa.exc.SQLAlchemyError as exc:

@@ -1,9 +1,8 @@
 """Annotations of XR sessions: the checks of their geometry and their form on the wire.
 
 Geometry is in normalised image coordinates of the worker's video (u right, v down, 0 to 1),
-see `content.storage.Annotation`. Anchoring in 3D (a ray from the HMI camera's pose through the
-pixel, cast against the twin) needs the HMI's pose and intrinsics, which the server does not
-have yet: annotations stay on the image, and ``anchor`` on the wire is null until it does.
+see `content.storage.Annotation`. The 3D anchor (`xr_server.anchors`) is the point of the
+annotation that matters on the object: an arrow's head, a circle's centre, a label's anchor.
 """
 
 from __future__ import annotations
@@ -45,10 +44,18 @@ def check_geometry(kind: str, points: Sequence[Sequence[float]] | None, radius: 
         raise SessionError("field 'text' must not be empty for a label")
 
 
+def anchor_point(kind: str, points: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """The image point (u, v) of an annotation that is anchored in 3D."""
+    u, v = points[1] if kind == "arrow" else points[0]
+    return float(u), float(v)
+
+
 def annotation_dict(annotation: Annotation) -> dict:
     """`annotation` as sent in the ``annotation`` and ``session_joined`` events."""
     return {"id": annotation.annotation_id, "session": annotation.session_id, "cell": annotation.cell,
             "author": annotation.author, "kind": annotation.kind,
             "points": [list(p) for p in annotation.points], "radius": annotation.radius,
-            "text": annotation.text, "color": annotation.color, "anchor": None,
+            "text": annotation.text, "color": annotation.color,
+            "anchor": None if annotation.anchor_m is None else {
+                "frame": "cell", "position_m": list(annotation.anchor_m), "on": "floor"},
             "created_at": round(annotation.created_at, 3), "updated_at": round(annotation.updated_at, 3)}

@@ -141,6 +141,18 @@ class RtcOffer(_Strict):
     sdp: str = Field(max_length=65536, description="The offer's SDP with all ICE candidates, at most 64 KiB.")
 
 
+class HmiCamera(_Strict):
+    """Client event ``hmi_camera`` (the session's worker): where the HMI's camera is, so that
+    annotations get a 3D anchor in the `cell` frame. Send again whenever it moves."""
+
+    session: str = _SESSION_ID
+    position_m: list[float] = Field(min_length=3, max_length=3, description="Optical centre, m, `cell` frame.")
+    orientation: list[float] = Field(min_length=4, max_length=4, description=(
+        "Unit quaternion (x, y, z, w) of the optical frame (x right, y down, z forward) in the `cell` frame."))
+    hfov_deg: float = Field(description="Horizontal field of view, degrees.")
+    aspect: float = Field(description="Image width / height.")
+
+
 class AnnotationCreate(_Strict):
     """Client event ``annotation_create`` (experts of the session): a mark on the worker's view,
     in normalised image coordinates (u right, v down, each 0 to 1)."""
@@ -183,8 +195,8 @@ class SocketError(_Out):
 #: Every model, by the name it has in the OpenAPI components.
 MODELS: tuple[type[BaseModel], ...] = (LoginRequest, LoginResponse, LogoutResponse, Me, ResetAnswer, Error,
                                        ComponentHealth, Health, TwinStateRequest, SocketError, SessionCreate,
-                                       SessionJoin, SessionLeave, SessionListRequest, RtcOffer, AnnotationCreate,
-                                       AnnotationUpdate, AnnotationDelete)
+                                       SessionJoin, SessionLeave, SessionListRequest, RtcOffer, HmiCamera,
+                                       AnnotationCreate, AnnotationUpdate, AnnotationDelete)
 
 _M = TypeVar("_M", bound=BaseModel)
 

@@ -11,6 +11,7 @@ listed in docs/xr_server.md.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -20,11 +21,13 @@ from aiortc import RTCSessionDescription
 
 from content.errors import StorageError
 from content.storage import AnnotationStore
-from xr_server.annotations import annotation_dict, check_geometry
+from xr_server.anchors import CameraPose, anchor_on_plane
+from xr_server.annotations import anchor_point, annotation_dict, check_geometry
 from xr_server.api_models import (
     AnnotationCreate,
     AnnotationDelete,
     AnnotationUpdate,
+    HmiCamera,
     RtcOffer,
     SessionCreate,
     SessionJoin,
@@ -66,6 +69,8 @@ class SessionEvents:
         self._annotations = annotations
         self.registry = SessionRegistry([cell_name])
         self.media = SessionMedia(gateway, self._on_video)
+        self._cameras_lock = threading.Lock()
+        self._cameras: dict[str, CameraPose] = {}  # session id -> the worker's newest camera pose
 
     # ----------------------------------------------------------------------------- helpers
     def _state(self, info: SessionInfo) -> dict:
@@ -159,6 +164,8 @@ class SessionEvents:
             return
         info, ended = left
         if ended:
+            with self._cameras_lock:
+                self._cameras.pop(info.session_id, None)
             log.info("XR session %s ended", info.session_id)
         else:
             self._broadcast_state(info)
@@ -186,6 +193,21 @@ class SessionEvents:
         return message
 
     # --------------------------------------------------------------------------- annotations
+    def hmi_camera(self, claims: TokenClaims, request: HmiCamera) -> dict:
+        participant = self.registry.participant(request.session, self._sid())
+        if participant.role is not ParticipantRole.WORKER:
+            raise SessionError(f"only the worker of session {request.session} reports its camera")
+        camera = CameraPose(tuple(request.position_m), tuple(request.orientation),  # type: ignore[arg-type]
+                            request.hfov_deg, request.aspect)
+        with self._cameras_lock:
+            self._cameras[request.session] = camera
+        return {"session": request.session}
+
+    def _anchor(self, session_id: str, kind: str, points: list[list[float]]) -> tuple[float, float, float] | None:
+        with self._cameras_lock:
+            camera = self._cameras.get(session_id)
+        return None if camera is None else anchor_on_plane(camera, *anchor_point(kind, points))
+
     def annotation_create(self, claims: TokenClaims, request: AnnotationCreate) -> dict:
         participant = self.registry.participant(request.session, self._sid())
         if participant.role is not ParticipantRole.EXPERT:
@@ -194,7 +216,8 @@ class SessionEvents:
         info = self.registry.info(request.session)
         try:
             stored = self._store().add(request.session, info.cell, claims.username, request.kind,
-                                       request.points, request.radius, request.text, request.color)
+                                       request.points, request.radius, request.text, request.color,
+                                       self._anchor(request.session, request.kind, request.points))
         except StorageError as exc:
             raise SessionError(str(exc)) from exc
         return self._emit_annotation(request.session, "created", annotation_dict(stored), request.ref)
@@ -207,8 +230,9 @@ class SessionEvents:
             if current is None:
                 raise SessionError(f"no annotation {request.id} in session {request.session}")
             check_geometry(current.kind, request.points, request.radius, request.text)
+            anchor = None if request.points is None else self._anchor(request.session, current.kind, request.points)
             stored = store.update(request.id, request.session, claims.username, points=request.points,
-                                  radius=request.radius, text=request.text, color=request.color)
+                                  radius=request.radius, text=request.text, color=request.color, anchor_m=anchor)
         except StorageError as exc:
             raise SessionError(str(exc)) from exc
         return self._emit_annotation(request.session, "updated", annotation_dict(stored))
@@ -227,7 +251,7 @@ def register_session_events(client_event: Callable[[str, type], Callable[[Callab
     """Register every XR session event of `events` with `client_event` (see `create_app`)."""
     for name, model in (("session_create", SessionCreate), ("session_join", SessionJoin),
                         ("session_leave", SessionLeave), ("session_list", SessionListRequest),
-                        ("rtc_offer", RtcOffer), ("annotation_create", AnnotationCreate),
+                        ("rtc_offer", RtcOffer), ("hmi_camera", HmiCamera), ("annotation_create", AnnotationCreate),
                         ("annotation_update", AnnotationUpdate), ("annotation_delete", AnnotationDelete)):
         client_event(name, model)(getattr(events, name))
 

@@ -269,3 +269,26 @@ def test_an_sdp_aiortc_cannot_parse_is_refused_and_the_server_goes_on(clients, l
     assert answer["error"].startswith("cannot answer the offer: ")
     assert wendy.sio.connected
     assert clients("eve").call("session_list", {"cell": "lab"})["cell"] == "lab"
+
+
+# ---------------------------------------------------------------------------------- anchors
+def test_with_the_workers_camera_pose_an_annotation_is_anchored_on_the_floor(clients, live):
+    wendy, eve = clients("wendy"), clients("eve")
+    session = create(wendy)
+    eve.call("session_join", {"session": session, "role": "expert"})
+    unanchored = eve.call("annotation_create", {"session": session, "kind": "label", "points": [[0.5, 0.5]],
+                                                "text": "before"})
+    assert unanchored["annotation"]["anchor"] is None  # no camera pose yet: on the image only
+    looking_down = {"session": session, "position_m": [1.0, -0.5, 1.6], "orientation": [1.0, 0.0, 0.0, 0.0],
+                    "hfov_deg": 90.0, "aspect": 4 / 3}
+    assert eve.call("hmi_camera", looking_down)["error"] == f"only the worker of session {session} reports its camera"
+    assert wendy.call("hmi_camera", looking_down) == {"session": session}
+    arrow = eve.call("annotation_create", {"session": session, "kind": "arrow", "points": [[0.1, 0.1], [0.5, 0.5]]})
+    assert arrow["annotation"]["anchor"] == {"frame": "cell", "position_m": [1.0, -0.5, 0.0], "on": "floor"}
+    stored = {a.annotation_id: a.anchor_m for a in live.annotations.list(session)}
+    assert stored[arrow["annotation"]["id"]] == (1.0, -0.5, 0.0)
+    moved = eve.call("annotation_update", {"session": session, "id": arrow["annotation"]["id"],
+                                           "points": [[0.1, 0.1], [1.0, 0.5]]})
+    assert moved["annotation"]["anchor"]["position_m"] == [2.6, -0.5, 0.0]  # tan(45 deg) * 1.6 m to the right
+    assert wendy.call("hmi_camera", {**looking_down, "orientation": [0, 0, 0, 2]})["error"] == \
+        "field 'orientation' must be a unit quaternion (x, y, z, w), its norm is 2.0000"
