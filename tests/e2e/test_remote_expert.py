@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from content.storage import AnnotationStore, UserStore
-from tests.xr_server.doubles import TWIN, FakeCameraViews
+from tests.e2e.test_dashboard import ScriptedCell
 from xr_server.app import create_app, node_modules_dir
 
 pytestmark = pytest.mark.e2e
@@ -66,8 +66,9 @@ def server(tmp_path_factory):
     store.add("wendy", PASSWORD, ["worker"])
     store.add("eve", PASSWORD, ["expert"])
     annotations = AnnotationStore(db)
-    app, socketio = create_app(twin_source=lambda: TWIN, camera_views=FakeCameraViews(), user_store=store,
-                               secret_key="e2e-secret-0123456789abcdef", cell_name="lab",
+    cell = ScriptedCell()  # the dashboard test's moving arm and walking worker
+    app, socketio = create_app(twin_source=cell.twin_state, camera_views=cell, user_store=store,
+                               secret_key="e2e-secret-0123456789abcdef", cell_name="e2e",
                                annotation_store=annotations)
     port = _free_port()
     threading.Thread(target=lambda: socketio.run(app, host="127.0.0.1", port=port, use_reloader=False,
@@ -154,7 +155,8 @@ def test_the_expert_sees_the_workers_camera_and_the_worker_sees_the_experts_arro
     expert = open_page(browser, base, "eve", "/expert")
     expert.click(f"button[data-session='{session}']", timeout=10_000)
     wait_until(expert, "__xrcell.call.rtc === 'connected'", 20)
-    wait_until(expert, "document.getElementById('expert-video').videoWidth > 0", 20)
+    # frames decoded and handed to the <video> element (not only its metadata)
+    wait_until(expert, "document.getElementById('expert-video').getVideoPlaybackQuality().totalVideoFrames > 10", 20)
 
     first = expert.evaluate(READ_VIDEO)
     expert.wait_for_timeout(700)
@@ -165,6 +167,11 @@ def test_the_expert_sees_the_workers_camera_and_the_worker_sees_the_experts_arro
     assert a.mean() > 20 and b.mean() > 20, f"black video (means {a.mean():.1f}, {b.mean():.1f})"
     assert a.std() > 10, f"a flat image, not the clip (std {a.std():.1f})"
     assert np.abs(a - b).mean() > 1.0, f"the video did not change (mean diff {np.abs(a - b).mean():.3f})"
+
+    # the 3D twin renders next to the live view
+    wait_until(expert, "__xrcell.twinCount > 3 && __xrcell.rendered > 3", 10)
+    twin = cv2.imdecode(np.frombuffer(expert.locator("#expert-twin canvas").screenshot(), np.uint8), cv2.IMREAD_COLOR)
+    assert twin.std() > 8, f"the 3D view looks blank (pixel std {twin.std():.1f})"
 
     # the expert drags an arrow on the worker's view
     box = expert.locator("#expert-annotations").bounding_box()

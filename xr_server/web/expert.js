@@ -1,12 +1,14 @@
 // Remote expert: join a worker's XR session, watch the worker's camera (WebRTC, relayed by the
-// server), place arrows, circles and labels on it. `/expert?session=<id>` joins that session.
+// server) next to the cell's 3D twin, place arrows, circles and labels on the camera view.
+// `/expert?session=<id>` joins that session.
+import { TwinView } from "./twin3d.js";
 import { subscribeTwin, signOut, probe } from "./twin_socket.js";
 import { AnnotationSet, ICE_SERVERS, drawAnnotations, negotiate, request } from "./xr_session.js";
 
 const $ = (id) => document.getElementById(id);
 const video = $("expert-video");
 const layer = $("expert-annotations");
-const state = { me: null, cell: null, session: null, pc: null, videoId: null, tool: "arrow" };
+const state = { me: null, cell: null, session: null, pc: null, videoId: null, tool: "arrow", listed: null };
 probe.call = { session: null, rtc: "new", videoId: null, annotations: 0 };
 
 const annotations = new AnnotationSet((set) => {
@@ -23,7 +25,8 @@ video.addEventListener("resize", redraw);
 
 function status(text) { $("expert-status").textContent = text; }
 
-const socket = subscribeTwin(() => {}, (link) => {
+const twin = new TwinView($("expert-twin"), { onRender: () => { probe.rendered += 1; } });
+const socket = subscribeTwin((state) => twin.update(state), (link) => {
   const el = $("link-status");
   el.dataset.status = link;
   el.textContent = link === "connected" ? "live" : link;
@@ -34,6 +37,9 @@ async function refreshSessions() {
   if (!state.cell || state.session) return;
   try {
     const { sessions } = await request(socket, "session_list", { cell: state.cell });
+    const key = JSON.stringify(sessions.map((s) => [s.session, s.worker, !!s.video]));
+    if (key === state.listed || state.session) return;  // unchanged: keep the buttons under the pointer
+    state.listed = key;
     const list = $("session-list");
     list.replaceChildren(...sessions.map((s) => {
       const item = document.createElement("li");
