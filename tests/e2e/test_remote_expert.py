@@ -108,7 +108,7 @@ def browser(tmp_path_factory):
 
 
 def open_page(browser, base: str, user: str, path: str):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context = browser.new_context(viewport={"width": 1200, "height": 700})  # two software-rendered twins
     page = context.new_page()
     page.problems = []
     page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
@@ -177,7 +177,7 @@ def test_the_expert_sees_the_workers_camera_and_the_worker_sees_the_experts_arro
     box = expert.locator("#expert-annotations").bounding_box()
     expert.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.25)
     expert.mouse.down()
-    expert.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.6, steps=5)
+    expert.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.6, steps=2)
     expert.mouse.up()
     wait_until(worker, "__xrcell.call.annotations === 1", 10)
     arrow = worker.locator("#hmi-annotations [data-kind='arrow'] line")
