@@ -296,14 +296,18 @@ class _AnnotationRow(_Base):
     color: orm.Mapped[str] = orm.mapped_column(sa.String(7))
     created_at: orm.Mapped[float] = orm.mapped_column(sa.Float)
     updated_at: orm.Mapped[float] = orm.mapped_column(sa.Float)
-    anchor: orm.Mapped[str | None] = orm.mapped_column(sa.Text, nullable=True)  # JSON [x, y, z] or NULL
+    # JSON [x, y, z] or NULL
+    anchor: orm.Mapped[str | None] = orm.mapped_column(sa.Text, nullable=True)
 
     def to_annotation(self) -> Annotation:
-        anchor = json.loads(self.anchor) if self.anchor else None
-        return Annotation(self.id, self.session_id, self.cell, self.author, self.kind,
-                          tuple((float(u), float(v)) for u, v in json.loads(self.points)), self.radius,
-                          self.text, self.color, self.created_at, self.updated_at,
-                          tuple(float(c) for c in anchor) if anchor else None)  # type: ignore[arg-type]
+        anchor = None
+        if self.anchor:
+            x, y, z = (float(c) for c in json.loads(self.anchor))
+            anchor = (x, y, z)
+        points = tuple((float(u), float(v)) for u, v in json.loads(self.points))
+        return Annotation(self.id, self.session_id, self.cell, self.author, self.kind, points,
+                          self.radius, self.text, self.color, self.created_at, self.updated_at,
+                          anchor)
 
 
 class AnnotationStore:
@@ -325,7 +329,8 @@ class AnnotationStore:
     def __init__(self, url: str) -> None:
         try:
             parsed = sa.engine.make_url(url)
-            if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            if (parsed.get_backend_name() == "sqlite"
+                    and parsed.database not in (None, "", ":memory:")):
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             self._engine = sa.create_engine(url)
             _Base.metadata.create_all(self._engine)
@@ -338,12 +343,15 @@ class AnnotationStore:
             anchor_m: Sequence[float] | None = None) -> Annotation:
         """Store a new annotation (see `Annotation` for the fields) and return it with its id."""
         if kind not in ANNOTATION_KINDS:
-            raise StorageError(f"unknown annotation kind {kind!r}: expected one of {', '.join(ANNOTATION_KINDS)}")
+            raise StorageError(f"unknown annotation kind {kind!r}: "
+                               f"expected one of {', '.join(ANNOTATION_KINDS)}")
         now = time.time()
         row = _AnnotationRow(session_id=session_id, cell=cell, author=author, kind=kind,
-                             points=json.dumps([[float(u), float(v)] for u, v in points]), radius=radius,
+                             points=json.dumps([[float(u), float(v)] for u, v in points]),
+                             radius=radius,
                              text=text, color=color, created_at=now, updated_at=now,
-                             anchor=None if anchor_m is None else json.dumps([float(c) for c in anchor_m]))
+                             anchor=(None if anchor_m is None
+                                     else json.dumps([float(c) for c in anchor_m])))
         try:
             with self._sessions.begin() as session:
                 session.add(row)
@@ -394,7 +402,8 @@ class AnnotationStore:
         """The annotations of a session, oldest first."""
         try:
             with self._sessions() as session:
-                rows = session.scalars(sa.select(_AnnotationRow).where(_AnnotationRow.session_id == session_id)
+                rows = session.scalars(sa.select(_AnnotationRow)
+                                       .where(_AnnotationRow.session_id == session_id)
                                        .order_by(_AnnotationRow.id))
                 return [r.to_annotation() for r in rows]
         except sa.exc.SQLAlchemyError as exc:
@@ -402,7 +411,8 @@ class AnnotationStore:
             raise StorageError("cannot read annotations: database unavailable") from exc
 
     @staticmethod
-    def _own(session: orm.Session, annotation_id: int, session_id: str, author: str, verb: str) -> _AnnotationRow:
+    def _own(session: orm.Session, annotation_id: int, session_id: str, author: str,
+             verb: str) -> _AnnotationRow:
         row = session.get(_AnnotationRow, annotation_id)
         if row is None or row.session_id != session_id:
             raise StorageError(f"no annotation {annotation_id} in session {session_id}")

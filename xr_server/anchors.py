@@ -46,11 +46,14 @@ class CameraPose:
     def __post_init__(self) -> None:
         norm = math.sqrt(sum(q * q for q in self.orientation))
         if abs(norm - 1.0) > 1e-3:
-            raise SessionError(f"field 'orientation' must be a unit quaternion (x, y, z, w), its norm is {norm:.4f}")
+            raise SessionError("field 'orientation' must be a unit quaternion (x, y, z, w), "
+                               f"its norm is {norm:.4f}")
         if not 1.0 <= self.hfov_deg <= 179.0:
-            raise SessionError(f"field 'hfov_deg' must be from 1 to 179 degrees, got {self.hfov_deg:g}")
+            raise SessionError("field 'hfov_deg' must be from 1 to 179 degrees, "
+                               f"got {self.hfov_deg:g}")
         if not 0.1 <= self.aspect <= 10.0:
-            raise SessionError(f"field 'aspect' must be from 0.1 to 10 (width / height), got {self.aspect:g}")
+            raise SessionError("field 'aspect' must be from 0.1 to 10 (width / height), "
+                               f"got {self.aspect:g}")
 
 
 def _rotation(q: tuple[float, float, float, float]) -> np.ndarray:
@@ -63,7 +66,8 @@ def _rotation(q: tuple[float, float, float, float]) -> np.ndarray:
 
 
 def pixel_ray(camera: CameraPose, u: float, v: float) -> tuple[np.ndarray, np.ndarray]:
-    """The ray through normalised image point (u, v): origin (3,) and unit direction (3,), `cell` frame."""
+    """The ray through normalised image point (u, v): origin (3,) and unit direction (3,),
+    `cell` frame."""
     tan_h = math.tan(math.radians(camera.hfov_deg) / 2.0)
     tan_v = tan_h / camera.aspect
     direction_optical = np.array([(2.0 * u - 1.0) * tan_h, (2.0 * v - 1.0) * tan_v, 1.0])
@@ -71,10 +75,12 @@ def pixel_ray(camera: CameraPose, u: float, v: float) -> tuple[np.ndarray, np.nd
     return np.array(camera.position_m, dtype=float), direction / np.linalg.norm(direction)
 
 
-def anchor_on_plane(camera: CameraPose, u: float, v: float, normal: tuple[float, float, float] = FLOOR_NORMAL,
+def anchor_on_plane(camera: CameraPose, u: float, v: float,
+                    normal: tuple[float, float, float] = FLOOR_NORMAL,
                     offset_m: float = FLOOR_OFFSET_M) -> tuple[float, float, float] | None:
-    """Where the ray through (u, v) meets the plane ``normal . p = offset_m`` (`cell` frame), metres,
-    rounded to 0.1 mm; None when the ray is parallel to the plane or meets it behind the camera."""
+    """Where the ray through (u, v) meets the plane ``normal . p = offset_m`` (`cell` frame),
+    metres, rounded to 0.1 mm; None when the ray is parallel to the plane or meets it behind the
+    camera."""
     origin, direction = pixel_ray(camera, u, v)
     n = np.asarray(normal, dtype=float)
     along = float(n @ direction)

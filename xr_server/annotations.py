@@ -29,7 +29,8 @@ def check_geometry(kind: str, points: Sequence[Sequence[float]] | None, radius: 
     if points is not None:
         need = POINTS_PER_KIND[kind]
         if len(points) != need:
-            raise SessionError(f"field 'points': a {kind} needs {need} point{'s' if need > 1 else ''}, "
+            plural = "s" if need > 1 else ""
+            raise SessionError(f"field 'points': a {kind} needs {need} point{plural}, "
                                f"got {len(points)}")
         for i, point in enumerate(points):
             if len(point) != 2:
@@ -52,10 +53,12 @@ def anchor_point(kind: str, points: Sequence[Sequence[float]]) -> tuple[float, f
 
 def annotation_dict(annotation: Annotation) -> dict:
     """`annotation` as sent in the ``annotation`` and ``session_joined`` events."""
-    return {"id": annotation.annotation_id, "session": annotation.session_id, "cell": annotation.cell,
+    return {"id": annotation.annotation_id, "session": annotation.session_id,
+            "cell": annotation.cell,
             "author": annotation.author, "kind": annotation.kind,
             "points": [list(p) for p in annotation.points], "radius": annotation.radius,
             "text": annotation.text, "color": annotation.color,
             "anchor": None if annotation.anchor_m is None else {
                 "frame": "cell", "position_m": list(annotation.anchor_m), "on": "floor"},
-            "created_at": round(annotation.created_at, 3), "updated_at": round(annotation.updated_at, 3)}
+            "created_at": round(annotation.created_at, 3),
+            "updated_at": round(annotation.updated_at, 3)}

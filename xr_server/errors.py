@@ -22,4 +22,5 @@ class SessionError(XrServerError):
 
 
 class SignallingError(XrServerError):
-    """A WebRTC offer was refused (bad SDP, wrong party, no video to relay yet); the message says why."""
+    """A WebRTC offer was refused (bad SDP, wrong party, no video to relay yet); the message says
+    why."""

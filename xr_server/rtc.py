@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 #: section and all its candidates is 4 to 8 KiB).
 MAX_SDP_CHARS = 64 * 1024
 
-#: ``on_video(session_id, track_id)``: the session's worker video started (track id) or ended (None).
+#: ``on_video(session_id, track_id)``: the session's worker video started (its track id) or
+#: ended (None).
 VideoListener = Callable[[str, "str | None"], None]
 
 
@@ -78,7 +79,8 @@ class _SessionVideo:
 def check_sdp(sdp: str) -> None:
     """Raise `SignallingError` unless `sdp` looks like an SDP session description (RFC 8866)."""
     if len(sdp) > MAX_SDP_CHARS:
-        raise SignallingError(f"field 'sdp' is {len(sdp)} characters, at most {MAX_SDP_CHARS} allowed")
+        raise SignallingError(f"field 'sdp' is {len(sdp)} characters, "
+                              f"at most {MAX_SDP_CHARS} allowed")
     if not sdp.startswith("v=0"):
         raise SignallingError("field 'sdp' is not a session description: it must start with 'v=0'")
     if "\nm=" not in sdp:
@@ -112,7 +114,8 @@ class SessionMedia:
         self._gateway = gateway
         self._on_video = on_video
         self._relay = MediaRelay()
-        self._peers: dict[str, tuple[str, RTCPeerConnection]] = {}  # sid -> (session id, pc); loop only
+        # sid -> (session id, its peer connection); loop only
+        self._peers: dict[str, tuple[str, RTCPeerConnection]] = {}
         self._videos: dict[str, _SessionVideo] = {}  # session id -> video; loop only
         self._status_lock = threading.Lock()
         self._status: dict[str, VideoStatus] = {}  # session id -> snapshot, for any thread
@@ -124,7 +127,8 @@ class SessionMedia:
             return self._status.get(session_id, VideoStatus(None, 0, 0, 0))
 
     # ------------------------------------------------------------------------------- the loop
-    async def publish(self, session_id: str, sid: str, offer: RTCSessionDescription) -> RTCSessionDescription:
+    async def publish(self, session_id: str, sid: str,
+                      offer: RTCSessionDescription) -> RTCSessionDescription:
         """Answer the worker's offer: its video becomes the session's video (replacing the
         connection's previous one, if any).
 
@@ -132,7 +136,8 @@ class SessionMedia:
             SignallingError: the offer sends no video, or aiortc cannot use it.
         """
         if not any(d in ("sendonly", "sendrecv") for d in _video_directions(offer.sdp)):
-            raise SignallingError("the worker's offer sends no video: add the camera track before the offer")
+            raise SignallingError("the worker's offer sends no video: "
+                                  "add the camera track before the offer")
         await self.close(sid)
         pc = self._gateway.create_peer_connection()
         self._peers[sid] = (session_id, pc)
@@ -155,14 +160,16 @@ class SessionMedia:
 
         return await self._answer(pc, sid, offer)
 
-    async def subscribe(self, session_id: str, sid: str, offer: RTCSessionDescription) -> RTCSessionDescription:
+    async def subscribe(self, session_id: str, sid: str,
+                        offer: RTCSessionDescription) -> RTCSessionDescription:
         """Answer an expert's offer: the session's current worker video is sent to it.
 
         Raises:
             SignallingError: the offer receives no video, or the session has no worker video yet.
         """
         if not any(d in ("recvonly", "sendrecv") for d in _video_directions(offer.sdp)):
-            raise SignallingError("the expert's offer receives no video: add a recvonly video transceiver")
+            raise SignallingError("the expert's offer receives no video: "
+                                  "add a recvonly video transceiver")
         video = self._videos.get(session_id)
         if video is None or video.publication is None:
             raise SignallingError(f"session {session_id} has no video from its worker yet")
@@ -202,7 +209,8 @@ class SessionMedia:
                 del self._videos[session_id]
         await pc.close()
 
-    async def _answer(self, pc: RTCPeerConnection, sid: str, offer: RTCSessionDescription) -> RTCSessionDescription:
+    async def _answer(self, pc: RTCPeerConnection, sid: str,
+                      offer: RTCSessionDescription) -> RTCSessionDescription:
         try:
             await pc.setRemoteDescription(offer)
             await pc.setLocalDescription(await pc.createAnswer())
@@ -212,7 +220,8 @@ class SessionMedia:
         return pc.localDescription
 
     # ------------------------------------------------------------------------- publications
-    def _start_publication(self, session_id: str, video: _SessionVideo, track: MediaStreamTrack) -> None:
+    def _start_publication(self, session_id: str, video: _SessionVideo,
+                           track: MediaStreamTrack) -> None:
         self._end_publication(session_id, video)
         publication = _Publication(track)
         video.publication = publication
@@ -233,7 +242,8 @@ class SessionMedia:
         log.info("session %s: worker video %s ended", session_id, publication.track.id)
         self._notify(session_id, None)
 
-    async def _read(self, session_id: str, publication: _Publication, proxy: MediaStreamTrack) -> None:
+    async def _read(self, session_id: str, publication: _Publication,
+                    proxy: MediaStreamTrack) -> None:
         """Drain the worker's track (through the relay) and keep its figures."""
         try:
             while True:

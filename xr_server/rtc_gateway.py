@@ -54,7 +54,8 @@ class RtcGateway:
     ``call`` raises `GatewayError`).
     """
 
-    def __init__(self, ice_servers: Sequence[RTCIceServer] = (), *, name: str = "rtc-gateway") -> None:
+    def __init__(self, ice_servers: Sequence[RTCIceServer] = (), *,
+                 name: str = "rtc-gateway") -> None:
         self._configuration = RTCConfiguration(iceServers=list(ice_servers))
         self._name = name
         self._lock = threading.Lock()
@@ -65,7 +66,11 @@ class RtcGateway:
 
     # ------------------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Start the loop's thread (idempotent while running); raises `GatewayError` after `stop`."""
+        """Start the loop's thread (idempotent while running).
+
+        Raises:
+            GatewayError: after `stop`.
+        """
         with self._lock:
             if self._stopped:
                 raise GatewayError("the WebRTC gateway is stopped")
@@ -154,7 +159,8 @@ class RtcGateway:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
         if threading.current_thread() is self._thread:
-            raise GatewayError("RtcGateway.call from the gateway's own loop: await the coroutine instead")
+            raise GatewayError("RtcGateway.call from the gateway's own loop: "
+                               "await the coroutine instead")
         future = self.submit(fn, *args)
         try:
             return future.result(timeout_s)

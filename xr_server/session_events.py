@@ -38,7 +38,13 @@ from xr_server.auth import TokenClaims
 from xr_server.errors import GatewayError, SessionError
 from xr_server.rtc import SessionMedia, check_sdp
 from xr_server.rtc_gateway import RtcGateway
-from xr_server.sessions import EXPERT_ROLES, ParticipantRole, SessionInfo, SessionRegistry, session_room
+from xr_server.sessions import (
+    EXPERT_ROLES,
+    ParticipantRole,
+    SessionInfo,
+    SessionRegistry,
+    session_room,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +124,8 @@ class SessionEvents:
 
     def _emit_annotation(self, session_id: str, op: str, annotation: dict, ref: str = "") -> dict:
         message = {"op": op, "annotation": annotation, "ref": ref}
-        self._socketio.emit("annotation", message, to=session_room(session_id), namespace=self._namespace)
+        self._socketio.emit("annotation", message, to=session_room(session_id),
+                            namespace=self._namespace)
         return message
 
     # ---------------------------------------------------------------------------- sessions
@@ -146,8 +153,10 @@ class SessionEvents:
     def session_list(self, claims: TokenClaims, request: SessionListRequest) -> dict:
         self._check_cell(request.cell)
         if not EXPERT_ROLES & set(claims.roles):
-            raise SessionError(f"role: listing sessions needs one of the roles {', '.join(sorted(EXPERT_ROLES))}")
-        answer = {"cell": request.cell, "sessions": [self._state(s) for s in self.registry.sessions(request.cell)]}
+            raise SessionError("role: listing sessions needs one of the roles "
+                               f"{', '.join(sorted(EXPERT_ROLES))}")
+        sessions = [self._state(s) for s in self.registry.sessions(request.cell)]
+        answer = {"cell": request.cell, "sessions": sessions}
         flask_socketio.emit("session_list", answer)
         return answer
 
@@ -197,13 +206,15 @@ class SessionEvents:
         participant = self.registry.participant(request.session, self._sid())
         if participant.role is not ParticipantRole.WORKER:
             raise SessionError(f"only the worker of session {request.session} reports its camera")
-        camera = CameraPose(tuple(request.position_m), tuple(request.orientation),  # type: ignore[arg-type]
-                            request.hfov_deg, request.aspect)
+        x, y, z = request.position_m
+        qx, qy, qz, qw = request.orientation
+        camera = CameraPose((x, y, z), (qx, qy, qz, qw), request.hfov_deg, request.aspect)
         with self._cameras_lock:
             self._cameras[request.session] = camera
         return {"session": request.session}
 
-    def _anchor(self, session_id: str, kind: str, points: list[list[float]]) -> tuple[float, float, float] | None:
+    def _anchor(self, session_id: str, kind: str,
+                points: list[list[float]]) -> tuple[float, float, float] | None:
         with self._cameras_lock:
             camera = self._cameras.get(session_id)
         return None if camera is None else anchor_on_plane(camera, *anchor_point(kind, points))
@@ -220,19 +231,23 @@ class SessionEvents:
                                        self._anchor(request.session, request.kind, request.points))
         except StorageError as exc:
             raise SessionError(str(exc)) from exc
-        return self._emit_annotation(request.session, "created", annotation_dict(stored), request.ref)
+        return self._emit_annotation(request.session, "created", annotation_dict(stored),
+                                     request.ref)
 
     def annotation_update(self, claims: TokenClaims, request: AnnotationUpdate) -> dict:
         self.registry.participant(request.session, self._sid())
         store = self._store()
         try:
-            current = next((a for a in store.list(request.session) if a.annotation_id == request.id), None)
+            current = next((a for a in store.list(request.session)
+                            if a.annotation_id == request.id), None)
             if current is None:
                 raise SessionError(f"no annotation {request.id} in session {request.session}")
             check_geometry(current.kind, request.points, request.radius, request.text)
-            anchor = None if request.points is None else self._anchor(request.session, current.kind, request.points)
-            stored = store.update(request.id, request.session, claims.username, points=request.points,
-                                  radius=request.radius, text=request.text, color=request.color, anchor_m=anchor)
+            anchor = (None if request.points is None
+                      else self._anchor(request.session, current.kind, request.points))
+            stored = store.update(request.id, request.session, claims.username,
+                                  points=request.points, radius=request.radius, text=request.text,
+                                  color=request.color, anchor_m=anchor)
         except StorageError as exc:
             raise SessionError(str(exc)) from exc
         return self._emit_annotation(request.session, "updated", annotation_dict(stored))
@@ -243,7 +258,8 @@ class SessionEvents:
             self._store().remove(request.id, request.session, claims.username)
         except StorageError as exc:
             raise SessionError(str(exc)) from exc
-        return self._emit_annotation(request.session, "deleted", {"id": request.id, "session": request.session})
+        return self._emit_annotation(request.session, "deleted",
+                                     {"id": request.id, "session": request.session})
 
 
 def register_session_events(client_event: Callable[[str, type], Callable[[Callable], Any]],
@@ -251,7 +267,9 @@ def register_session_events(client_event: Callable[[str, type], Callable[[Callab
     """Register every XR session event of `events` with `client_event` (see `create_app`)."""
     for name, model in (("session_create", SessionCreate), ("session_join", SessionJoin),
                         ("session_leave", SessionLeave), ("session_list", SessionListRequest),
-                        ("rtc_offer", RtcOffer), ("hmi_camera", HmiCamera), ("annotation_create", AnnotationCreate),
-                        ("annotation_update", AnnotationUpdate), ("annotation_delete", AnnotationDelete)):
+                        ("rtc_offer", RtcOffer), ("hmi_camera", HmiCamera),
+                        ("annotation_create", AnnotationCreate),
+                        ("annotation_update", AnnotationUpdate),
+                        ("annotation_delete", AnnotationDelete)):
         client_event(name, model)(getattr(events, name))
 

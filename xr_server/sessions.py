@@ -114,8 +114,8 @@ def cell_room(cell: str) -> str:
     return f"cell:{cell}"
 
 
-def _roles_text(roles: Iterable[str]) -> str:
-    return ", ".join(sorted(roles))
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(sorted(names))
 
 
 class SessionRegistry:
@@ -138,9 +138,10 @@ class SessionRegistry:
             SessionError: unknown cell, roles without `WORKER_ROLES`, or `sid` already in a session.
         """
         if cell not in self._cells:
-            raise SessionError(f"unknown cell {cell!r}: this server shows {_roles_text(self._cells)}")
+            raise SessionError(f"unknown cell {cell!r}: this server shows {_names(self._cells)}")
         if not WORKER_ROLES & set(roles):
-            raise SessionError(f"role: creating a session needs one of the roles {_roles_text(WORKER_ROLES)}")
+            raise SessionError("role: creating a session needs one of the roles "
+                               f"{_names(WORKER_ROLES)}")
         with self._lock:
             self._check_free(sid)
             session_id = secrets.token_hex(8)
@@ -163,13 +164,15 @@ class SessionRegistry:
         """
         allowed = WORKER_ROLES if role is ParticipantRole.WORKER else EXPERT_ROLES
         if not allowed & set(roles):
-            raise SessionError(f"role: joining as {role.value} needs one of the roles {_roles_text(allowed)}")
+            raise SessionError(f"role: joining as {role.value} needs one of the roles "
+                               f"{_names(allowed)}")
         with self._lock:
             session = self._get(session_id)
             self._check_free(sid)
             if role is ParticipantRole.WORKER:
                 if username != session.worker:
-                    raise SessionError(f"session {session_id} is the session of worker {session.worker!r}")
+                    raise SessionError(f"session {session_id} is the session of worker "
+                                       f"{session.worker!r}")
                 if any(p.role is ParticipantRole.WORKER for p in session.participants.values()):
                     raise SessionError(f"session {session_id} already has its worker connected")
             session.participants[sid] = Participant(sid, username, role)

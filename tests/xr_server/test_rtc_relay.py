@@ -3,7 +3,6 @@ the real Pose2Sim footage, two experts subscribe, both receive the worker's fram
 one relay; the worker's departure ends the video for the session."""
 
 import asyncio
-import fractions
 import threading
 from pathlib import Path
 
