@@ -292,3 +292,20 @@ def test_with_the_workers_camera_pose_an_annotation_is_anchored_on_the_floor(cli
     assert moved["annotation"]["anchor"]["position_m"] == [2.6, -0.5, 0.0]  # tan(45 deg) * 1.6 m to the right
     assert wendy.call("hmi_camera", {**looking_down, "orientation": [0, 0, 0, 2]})["error"] == \
         "field 'orientation' must be a unit quaternion (x, y, z, w), its norm is 2.0000"
+
+
+def test_a_worker_who_reconnects_gets_the_sessions_state_at_once(clients):
+    wendy, eve = clients("wendy"), clients("eve")
+    session = create(wendy)
+    eve.call("session_join", {"session": session, "role": "expert"})
+    placed = eve.call("annotation_create", {"session": session, "kind": "label", "points": [[0.3, 0.3]],
+                                            "text": "torque 12 Nm"})["annotation"]
+    threading.Thread(target=wendy.close, daemon=True).start()  # the Wi-Fi drops
+    eve.wait_for("session_state", lambda s: not s["worker_present"])
+    again = clients("wendy")
+    joined = again.call("session_join", {"session": session, "role": "worker"})
+    assert (joined["role"], joined["experts"], [a["id"] for a in joined["annotations"]]) == \
+        ("worker", ["eve"], [placed["id"]])
+    eve.wait_for("session_state", lambda s: len(eve.received("session_state")) >= 3)
+    states = eve.received("session_state")  # eve joined, wendy dropped, wendy is back
+    assert [s["worker_present"] for s in states] == [True, False, True]
