@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import builtins
 import enum
+import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from content.errors import StorageError
+
+_log = logging.getLogger(__name__)
 
 
 class Role(enum.Enum):
@@ -234,3 +238,185 @@ for _verb in ("UPDATE", "DELETE"):
         f"CREATE TRIGGER IF NOT EXISTS safety_audit_no_{_verb.lower()} BEFORE {_verb} ON safety_audit "
         f"BEGIN SELECT RAISE(ABORT, 'safety_audit is append-only'); END").execute_if(dialect="sqlite"))
 del _verb
+
+
+# -- XR session annotations ---------------------------------------------------------------------
+ANNOTATION_KINDS: tuple[str, ...] = ("arrow", "circle", "label")
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """A mark a remote expert placed on a worker's view.
+
+    Geometry is in normalised image coordinates of the worker's video: ``u`` from the left edge
+    (0) to the right edge (1), ``v`` from the top (0) to the bottom (1), so it holds at any
+    resolution the video is sent at.
+
+    Attributes:
+        annotation_id: unique, increasing.
+        session_id: the XR session it belongs to.
+        cell: the cell of that session.
+        author: username of the expert who placed it (the only one who may change it).
+        kind: one of `ANNOTATION_KINDS`: ``arrow`` (points: tail, head), ``circle`` (points:
+            centre; `radius`), ``label`` (points: anchor; `text` shown).
+        points: ``((u, v), ...)``, normalised image coordinates.
+        radius: circle radius as a fraction of the image width; None for other kinds.
+        text: the label, or a caption of an arrow or circle ('' for none).
+        color: ``#rrggbb``.
+        created_at, updated_at: UNIX seconds.
+        anchor_m: (x, y, z) metres in the `cell` frame where the annotation's point lies in 3D, or
+            None when the server could not place it (see `xr_server.anchors`).
+    """
+
+    annotation_id: int
+    session_id: str
+    cell: str
+    author: str
+    kind: str
+    points: tuple[tuple[float, float], ...]
+    radius: float | None
+    text: str
+    color: str
+    created_at: float
+    updated_at: float
+    anchor_m: tuple[float, float, float] | None = None
+
+
+class _AnnotationRow(_Base):
+    __tablename__ = "annotations"
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True, autoincrement=True)
+    session_id: orm.Mapped[str] = orm.mapped_column(sa.String(32), index=True)
+    cell: orm.Mapped[str] = orm.mapped_column(sa.String(64))
+    author: orm.Mapped[str] = orm.mapped_column(sa.String(64))
+    kind: orm.Mapped[str] = orm.mapped_column(sa.String(16))
+    points: orm.Mapped[str] = orm.mapped_column(sa.Text)  # JSON [[u, v], ...]
+    radius: orm.Mapped[float | None] = orm.mapped_column(sa.Float, nullable=True)
+    text: orm.Mapped[str] = orm.mapped_column(sa.Text)
+    color: orm.Mapped[str] = orm.mapped_column(sa.String(7))
+    created_at: orm.Mapped[float] = orm.mapped_column(sa.Float)
+    updated_at: orm.Mapped[float] = orm.mapped_column(sa.Float)
+    # JSON [x, y, z] or NULL
+    anchor: orm.Mapped[str | None] = orm.mapped_column(sa.Text, nullable=True)
+
+    def to_annotation(self) -> Annotation:
+        anchor = None
+        if self.anchor:
+            x, y, z = (float(c) for c in json.loads(self.anchor))
+            anchor = (x, y, z)
+        points = tuple((float(u), float(v)) for u, v in json.loads(self.points))
+        return Annotation(self.id, self.session_id, self.cell, self.author, self.kind, points,
+                          self.radius, self.text, self.color, self.created_at, self.updated_at,
+                          anchor)
+
+
+class AnnotationStore:
+    """The annotations of XR sessions in a SQL database (the user store's, by default).
+
+    `add`, `update` and `remove` return only once the change is committed: a caller that
+    acknowledges after them never acknowledges a change a crash would lose (SQLite's default
+    journal is durable at commit). Thread-safe like `UserStore`. Use a file or server database:
+    an in-memory SQLite URL gives each thread its own empty database.
+
+    Args:
+        url: SQLAlchemy URL.
+
+    Raises (every method):
+        StorageError: with a message safe to show to a client; database failures are logged
+            with their cause and reported as ``cannot <verb> annotation: database unavailable``.
+    """
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = sa.engine.make_url(url)
+            if (parsed.get_backend_name() == "sqlite"
+                    and parsed.database not in (None, "", ":memory:")):
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self._engine = sa.create_engine(url)
+            _Base.metadata.create_all(self._engine)
+        except (sa.exc.SQLAlchemyError, sa.exc.ArgumentError, OSError) as exc:
+            raise StorageError(f"cannot open the annotation store at {url!r}: {exc}") from exc
+        self._sessions = orm.sessionmaker(self._engine, expire_on_commit=False)
+
+    def add(self, session_id: str, cell: str, author: str, kind: str,
+            points: Sequence[Sequence[float]], radius: float | None, text: str, color: str,
+            anchor_m: Sequence[float] | None = None) -> Annotation:
+        """Store a new annotation (see `Annotation` for the fields) and return it with its id."""
+        if kind not in ANNOTATION_KINDS:
+            raise StorageError(f"unknown annotation kind {kind!r}: "
+                               f"expected one of {', '.join(ANNOTATION_KINDS)}")
+        now = time.time()
+        row = _AnnotationRow(session_id=session_id, cell=cell, author=author, kind=kind,
+                             points=json.dumps([[float(u), float(v)] for u, v in points]),
+                             radius=radius,
+                             text=text, color=color, created_at=now, updated_at=now,
+                             anchor=(None if anchor_m is None
+                                     else json.dumps([float(c) for c in anchor_m])))
+        try:
+            with self._sessions.begin() as session:
+                session.add(row)
+        except sa.exc.SQLAlchemyError as exc:
+            _log.error("cannot add annotation: %s", exc)
+            raise StorageError("cannot add annotation: database unavailable") from exc
+        return row.to_annotation()
+
+    def update(self, annotation_id: int, session_id: str, author: str, *,
+               points: Sequence[Sequence[float]] | None = None, radius: float | None = None,
+               text: str | None = None, color: str | None = None,
+               anchor_m: Sequence[float] | None = None) -> Annotation:
+        """Change the given fields of an annotation of `session_id` placed by `author`.
+
+        Raises:
+            StorageError: no such annotation in the session, `author` is not its author, or the
+                database failed.
+        """
+        try:
+            with self._sessions.begin() as session:
+                row = self._own(session, annotation_id, session_id, author, "change")
+                if points is not None:
+                    row.points = json.dumps([[float(u), float(v)] for u, v in points])
+                if radius is not None:
+                    row.radius = radius
+                if text is not None:
+                    row.text = text
+                if color is not None:
+                    row.color = color
+                if anchor_m is not None:
+                    row.anchor = json.dumps([float(c) for c in anchor_m])
+                row.updated_at = time.time()
+                return row.to_annotation()
+        except sa.exc.SQLAlchemyError as exc:
+            _log.error("cannot update annotation %s: %s", annotation_id, exc)
+            raise StorageError("cannot update annotation: database unavailable") from exc
+
+    def remove(self, annotation_id: int, session_id: str, author: str) -> None:
+        """Delete an annotation of `session_id` placed by `author`; same errors as `update`."""
+        try:
+            with self._sessions.begin() as session:
+                session.delete(self._own(session, annotation_id, session_id, author, "delete"))
+        except sa.exc.SQLAlchemyError as exc:
+            _log.error("cannot delete annotation %s: %s", annotation_id, exc)
+            raise StorageError("cannot delete annotation: database unavailable") from exc
+
+    def list(self, session_id: str) -> builtins.list[Annotation]:
+        """The annotations of a session, oldest first."""
+        try:
+            with self._sessions() as session:
+                rows = session.scalars(sa.select(_AnnotationRow)
+                                       .where(_AnnotationRow.session_id == session_id)
+                                       .order_by(_AnnotationRow.id))
+                return [r.to_annotation() for r in rows]
+        except sa.exc.SQLAlchemyError as exc:
+            _log.error("cannot read the annotations of session %s: %s", session_id, exc)
+            raise StorageError("cannot read annotations: database unavailable") from exc
+
+    @staticmethod
+    def _own(session: orm.Session, annotation_id: int, session_id: str, author: str,
+             verb: str) -> _AnnotationRow:
+        row = session.get(_AnnotationRow, annotation_id)
+        if row is None or row.session_id != session_id:
+            raise StorageError(f"no annotation {annotation_id} in session {session_id}")
+        if row.author != author:
+            raise StorageError(f"annotation {annotation_id} was placed by {row.author!r}: "
+                               f"only its author may {verb} it")
+        return row

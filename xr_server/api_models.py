@@ -121,6 +121,92 @@ class TwinStateRequest(_Strict):
     cell: str = Field(description="The cell; must be the one this server shows.")
 
 
+_SESSION_ID = Field(pattern=r"^[0-9a-f]{16}$", description="The session id: 16 lowercase hex digits.")
+_UV = Field(min_length=2, max_length=2)
+_COLOR = Field(default="#ffcc00", pattern=r"^#[0-9a-fA-F]{6}$", description="`#rrggbb`.")
+
+
+class SessionCreate(_Strict):
+    """Client event ``session_create``: open a session in this cell as its worker (roles
+    `worker`, `admin`)."""
+
+    cell: str = Field(description="The cell; must be the one this server shows.")
+
+
+class SessionJoin(_Strict):
+    """Client event ``session_join``: join an open session as its worker (the user who created
+    it, after a reconnect) or as an expert (roles `expert`, `supervisor`, `admin`)."""
+
+    session: str = _SESSION_ID
+    role: Literal["worker", "expert"] = Field(description="The part to play in the session.")
+
+
+class SessionLeave(_Strict):
+    """Client event ``session_leave``: leave the session (its video connection is closed)."""
+
+    session: str = _SESSION_ID
+
+
+class SessionListRequest(_Strict):
+    """Client event ``session_list``: the open sessions of a cell (roles `expert`, `supervisor`, `admin`)."""
+
+    cell: str = Field(description="The cell; must be the one this server shows.")
+
+
+class RtcOffer(_Strict):
+    """Client event ``rtc_offer``: a W3C `RTCSessionDescriptionInit` of type offer, sent once ICE
+    gathering is complete (no trickled candidates). From the session's worker it sends the camera;
+    from an expert it receives the worker's video."""
+
+    session: str = _SESSION_ID
+    type: Literal["offer"] = Field(description="Always `offer`: the server answers.")
+    sdp: str = Field(max_length=65536, description="The offer's SDP with all ICE candidates, at most 64 KiB.")
+
+
+class HmiCamera(_Strict):
+    """Client event ``hmi_camera`` (the session's worker): where the HMI's camera is, so that
+    annotations get a 3D anchor in the `cell` frame. Send again whenever it moves."""
+
+    session: str = _SESSION_ID
+    position_m: list[float] = Field(min_length=3, max_length=3, description="Optical centre, m, `cell` frame.")
+    orientation: list[float] = Field(min_length=4, max_length=4, description=(
+        "Unit quaternion (x, y, z, w) of the optical frame (x right, y down, z forward) in the `cell` frame."))
+    hfov_deg: float = Field(description="Horizontal field of view, degrees.")
+    aspect: float = Field(description="Image width / height.")
+
+
+class AnnotationCreate(_Strict):
+    """Client event ``annotation_create`` (experts of the session): a mark on the worker's view,
+    in normalised image coordinates (u right, v down, each 0 to 1)."""
+
+    session: str = _SESSION_ID
+    kind: Literal["arrow", "circle", "label"]
+    points: list[list[float]] = Field(min_length=1, max_length=2, description=(
+        "`[[u, v], ...]`: arrow `[tail, head]`, circle `[centre]`, label `[anchor]`."))
+    radius: float | None = Field(default=None, gt=0, le=1, description="Circle only: fraction of the image width.")
+    text: str = Field(default="", max_length=200, description="Label text (required for a label), or a caption.")
+    color: str = _COLOR
+    ref: str = Field(default="", max_length=64, description="The client's own id, echoed in the `annotation` event.")
+
+
+class AnnotationUpdate(_Strict):
+    """Client event ``annotation_update`` (its author only): new values for the given fields."""
+
+    session: str = _SESSION_ID
+    id: int = Field(description="The annotation id.")
+    points: list[list[float]] | None = Field(default=None, min_length=1, max_length=2)
+    radius: float | None = Field(default=None, gt=0, le=1)
+    text: str | None = Field(default=None, max_length=200)
+    color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")
+
+
+class AnnotationDelete(_Strict):
+    """Client event ``annotation_delete`` (its author only)."""
+
+    session: str = _SESSION_ID
+    id: int = Field(description="The annotation id.")
+
+
 class SocketError(_Out):
     """Server event ``error``: a client event was refused, or the session ended."""
 
@@ -131,7 +217,9 @@ class SocketError(_Out):
 #: Every model, by the name it has in the OpenAPI components.
 MODELS: tuple[type[BaseModel], ...] = (LoginRequest, LoginResponse, LogoutResponse, Me, ResetAnswer, Error,
                                        SafetyEvent, SafetyEventPage, ComponentHealth, Health,
-                                       TwinStateRequest, SocketError)
+                                       TwinStateRequest, SocketError, SessionCreate, SessionJoin, SessionLeave,
+                                       SessionListRequest, RtcOffer, HmiCamera, AnnotationCreate, AnnotationUpdate,
+                                       AnnotationDelete)
 
 _M = TypeVar("_M", bound=BaseModel)
 

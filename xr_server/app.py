@@ -31,7 +31,8 @@ by `xr_server.openapi`; docs/xr_server.md is the reader's guide):
     POST /api/safety/reset            ask to clear a latched fault stop -> {accepted, reason}:
                                       200 accepted, 403 role refused, 409 otherwise refused,
                                       503 without a safety monitor
-    GET  /  and  /hmi                 dashboard and HMI pages (redirect to /login without a token)
+    GET  /, /hmi, /expert             dashboard, HMI and remote-expert pages (redirect to /login
+                                      without a token)
     GET  /static/<file>               the pages' JS and CSS, no auth
     GET  /vendor/...                  three.js and socket.io-client from node_modules, no auth
 
@@ -49,7 +50,13 @@ expired, was revoked or whose user was removed. Client events are registered wit
 ``{event, error}`` (`xr_server.api_models.SocketError`), never an exception in the server:
 
     twin_state_request {cell}         -> twin_state now (to this client only)
+    session_create/_join/_leave/_list, rtc_offer, hmi_camera, annotation_create/_update/_delete
+                                      -> XR sessions, WebRTC signalling through the `RtcGateway`,
+                                         annotations (`xr_server.session_events`)
     any other event                   -> error "unknown event '<name>'"
+
+What a handler returns is the event's acknowledgement; a refusal (`XrServerError`) is an ``error``
+event with its message (and the acknowledgement).
 """
 
 from __future__ import annotations
@@ -61,7 +68,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -70,8 +77,10 @@ import flask.typing
 import flask_socketio
 import prometheus_client
 import socketio.exceptions as socketio_exceptions
+from aiortc import RTCIceServer
 from pydantic import BaseModel
 
+from content.storage import AnnotationStore
 from robot_bridge.types import RobotState
 from safety.errors import SafetyError
 from safety.perception.types import PerceptionSnapshot
@@ -84,9 +93,13 @@ from xr_server.auth import (
     TokenError,
     TokenSigner,
 )
+from xr_server.errors import XrServerError
 from xr_server.health import DEFAULT_STALE_AFTER_S, health_report
 from xr_server.metrics import CellCollector, GateCounts, MonitorFigures, make_registry
 from xr_server.openapi import build_openapi
+from xr_server.rtc_gateway import RtcGateway
+from xr_server.session_events import SessionEvents, register_session_events
+from xr_server.sessions import cell_room
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +173,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                gate: GateCounts | None = None, stale_after_s: float = DEFAULT_STALE_AFTER_S,
                session_refresh_s: float = DEFAULT_SESSION_REFRESH_S,
                safety_events: SafetyEvents | None = None,
+               annotation_store: AnnotationStore | None = None, ice_servers: Sequence[RTCIceServer] = (),
                ) -> tuple[flask.Flask, flask_socketio.SocketIO]:
     """Build the server.
 
@@ -184,10 +198,15 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
             another server process takes effect here within this time).
         safety_events: pages through the safety audit log (`safety.audit.AuditLog.page`) for
             ``GET /api/safety/events``; None answers 503.
+        annotation_store: where the annotations of XR sessions are stored before they are
+            acknowledged; None refuses annotations.
+        ice_servers: STUN/TURN servers of the WebRTC peer connections; none by default (host
+            candidates only: a LAN, or a VPN to it).
 
     Returns:
         ``(app, socketio)``. Run with ``socketio.run(app, ...)``; ``app.xrcell_stop()`` ends the
-        broadcast task and the MJPEG streams (idempotent, returns within about one period).
+        broadcast task and the MJPEG streams and stops the WebRTC gateway, closing every peer
+        connection (idempotent, returns within about one period).
     """
     if twin_rate_hz <= 0:
         raise ValueError(f"twin_rate_hz must be positive, got {twin_rate_hz}")
@@ -198,7 +217,9 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
     app = flask.Flask(__name__, static_folder=None)
     app.config["SECRET_KEY"] = secret_key
     socketio = flask_socketio.SocketIO(app, async_mode="threading", logger=False, engineio_logger=False)
-    room = f"cell:{cell_name}"
+    room = cell_room(cell_name)
+    gateway = RtcGateway(ice_servers)
+    xr_sessions = SessionEvents(socketio, NAMESPACE, cell_name, gateway, annotation_store)
     stop_event = threading.Event()
     csp = ("default-src 'self'; script-src 'self' " + " ".join(_inline_script_hashes())
            + "; img-src 'self' data: blob:; style-src 'self'; connect-src 'self'; object-src 'none';"
@@ -603,6 +624,14 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
     def hmi_page() -> flask.Response:
         return flask.send_file(WEB_DIR / "hmi.html", max_age=0)
 
+    @app.get("/favicon.ico")
+    def favicon() -> flask.Response:
+        return flask.Response(status=204)  # none; without this route browsers log a 404 on every page
+
+    @app.get("/expert")
+    def expert_page() -> flask.Response:
+        return flask.send_file(WEB_DIR / "expert.html", max_age=0)
+
     @app.get("/static/<path:name>")
     def static_file(name: str) -> flask.Response:
         if not name.endswith((".js", ".css", ".svg", ".png")):
@@ -710,8 +739,13 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
 
     @socketio.on("disconnect", namespace=NAMESPACE)
     def on_disconnect(*_: Any) -> None:
+        sid = flask.request.sid  # type: ignore[attr-defined]
         with sessions_lock:
-            sessions.pop(flask.request.sid, None)  # type: ignore[attr-defined]
+            sessions.pop(sid, None)
+        try:
+            xr_sessions.leave(sid)
+        except Exception:  # noqa: BLE001 - a disconnect must always complete
+            log.exception("leaving the XR session of %s failed", sid)
 
     def session_claims() -> TokenClaims | None:
         """The current client's claims after a fresh check; ends the session and returns None
@@ -732,27 +766,35 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         """Register ``handler(claims, payload)`` for the client event `name` on `NAMESPACE`.
 
         Before the handler runs, the session's token is re-checked (a bad one ends the session)
-        and the event's single argument is validated as `model`; a malformed payload, or a handler
-        that raises, is answered with an ``error`` event naming the event and the reason.
+        and the event's single argument is validated as `model`; a malformed payload, a refusal
+        (`XrServerError`, its message is the reason) or a handler that raises anything else is
+        answered with an ``error`` event naming the event and the reason. What the handler
+        returns is the event's acknowledgement (for clients that ask for one); after an error
+        the acknowledgement is the ``error`` event's payload.
         """
-        def register(handler: Callable[[TokenClaims, Any], None]) -> Callable:
-            def dispatch(*args: Any) -> None:
+        def register(handler: Callable[[TokenClaims, Any], Any]) -> Callable:
+            def refuse(reason: str) -> dict:
+                emit_error(name, reason)
+                return {"event": name, "error": reason}
+
+            def dispatch(*args: Any) -> Any:
                 claims = session_claims()
                 if claims is None:
-                    return
+                    return None
                 if len(args) != 1:
-                    emit_error(name, f"event '{name}' takes one JSON object, got {len(args)} arguments")
-                    return
+                    return refuse(f"event '{name}' takes one JSON object, got {len(args)} arguments")
                 try:
                     payload = parse(model, args[0], "payload")
                 except PayloadError as exc:
-                    emit_error(name, f"invalid '{name}' payload: {exc}")
-                    return
+                    return refuse(f"invalid '{name}' payload: {exc}")
                 try:
-                    handler(claims, payload)
+                    return handler(claims, payload)
+                except XrServerError as exc:
+                    log.info("Socket.IO event %r from %r refused: %s", name, claims.username, exc)
+                    return refuse(str(exc))
                 except Exception:  # noqa: BLE001 - a handler bug must not reach the server
                     log.exception("Socket.IO event %r from %r failed", name, claims.username)
-                    emit_error(name, f"internal error while handling '{name}'")
+                    return refuse(f"internal error while handling '{name}'")
             socketio.on_event(name, dispatch, namespace=NAMESPACE)
             return handler
         return register
@@ -773,13 +815,16 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
             return
         flask_socketio.emit("twin_state", state)
 
+    register_session_events(client_event, xr_sessions)
+
     def twin_clients() -> int:
         with sessions_lock:
             return len(sessions)
 
     registry = make_registry(CellCollector(monitor=monitor, robot_source=robot_source,
                                            perception_source=perception_source, gate=gate,
-                                           twin_clients=twin_clients))
+                                           twin_clients=twin_clients, xr_sessions=xr_sessions.registry.count,
+                                           peer_connections=gateway.peer_count))
     openapi_doc = build_openapi(app, cookie_name=COOKIE_NAME)
 
     def stop() -> None:
@@ -787,7 +832,10 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         with broadcaster_lock:
             for task in broadcaster:
                 task.join(timeout=2.0)
+        gateway.stop()
 
     app.xrcell_stop = stop  # type: ignore[attr-defined]
+    app.extensions["xrcell_rtc_gateway"] = gateway
+    app.extensions["xrcell_sessions"] = xr_sessions
     app.xrcell_client_event = client_event  # type: ignore[attr-defined]
     return app, socketio

@@ -234,22 +234,24 @@ def default_db_url() -> str:
 def _serve(cell: Cell, host: str, port: int, db_url: str | None, stop_event: threading.Event,
            duration_s: float | None, audit: "AuditLog"):
     """Start the XR server in a thread; block until stop; return its shutdown function."""
-    from content.storage import UserStore
+    from content.storage import AnnotationStore, UserStore
     from xr_server.app import create_app
 
     store = UserStore(db_url or default_db_url())
+    annotations = AnnotationStore(db_url or default_db_url())
     cell.pipeline.enable_views(True)
     users = demo_users(store)
     app, socketio = create_app(twin_source=cell.twin_state, camera_views=_CameraViews(cell.pipeline),
                                user_store=store, secret_key=secrets.token_hex(32), cell_name=cell.description.name,
                                safety_reset=cell.monitor.reset, monitor=cell.monitor,
                                robot_source=cell.backend.latest_state, perception_source=cell.pipeline.snapshot,
-                               gate=cell.gate, safety_events=audit.page)
+                               gate=cell.gate, safety_events=audit.page, annotation_store=annotations)
     thread = threading.Thread(target=lambda: socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True,
                                                           use_reloader=False, log_output=False),
                               name="xr-server", daemon=True)
     thread.start()
-    print(f"xrcell: dashboard on http://{host}:{port}/  (HMI: http://{host}:{port}/hmi)", flush=True)
+    print(f"xrcell: dashboard on http://{host}:{port}/  (HMI: http://{host}:{port}/hmi, "
+          f"remote expert: http://{host}:{port}/expert)", flush=True)
     print("xrcell: demo users for this run (passwords are new at every start, stored hashed):", flush=True)
     for name, password in users.items():
         print(f"          {name:<11} {password}", flush=True)

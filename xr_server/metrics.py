@@ -16,6 +16,8 @@ Metrics (units in the names, Prometheus conventions: seconds, metres, ``_total``
     xrcell_camera_frames_processed_total{camera}             frames run through pose estimation
     xrcell_camera_frames_skipped_total{camera}               frames dropped by design (newest frame wins)
     xrcell_twin_clients                                      Socket.IO clients receiving the twin
+    xrcell_xr_sessions                                       open XR sessions (worker + remote experts)
+    xrcell_webrtc_peer_connections                           WebRTC peer connections not closed yet
     xrcell_gate_commands_total{verdict}                      robot commands the gate accepted / rejected
 """
 
@@ -71,6 +73,8 @@ class CellCollector:
         perception_source: returns the newest `PerceptionSnapshot` or None; or None.
         gate: `GateCounts` or None.
         twin_clients: returns the number of Socket.IO clients receiving the twin.
+        xr_sessions: returns the number of open XR sessions.
+        peer_connections: returns the number of open WebRTC peer connections.
         clock_ns: monotonic clock for the input ages.
     """
 
@@ -78,12 +82,15 @@ class CellCollector:
                  robot_source: Callable[[], RobotState | None] | None = None,
                  perception_source: Callable[[], PerceptionSnapshot | None] | None = None,
                  gate: GateCounts | None = None, twin_clients: Callable[[], int] = lambda: 0,
+                 xr_sessions: Callable[[], int] = lambda: 0, peer_connections: Callable[[], int] = lambda: 0,
                  clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
         self._monitor = monitor
         self._robot_source = robot_source
         self._perception_source = perception_source
         self._gate = gate
         self._twin_clients = twin_clients
+        self._xr_sessions = xr_sessions
+        self._peer_connections = peer_connections
         self._clock_ns = clock_ns
         self._lock = threading.Lock()
         self._cycles_seen = 0
@@ -167,6 +174,9 @@ class CellCollector:
         yield ages
         yield GaugeMetricFamily("xrcell_twin_clients", "Socket.IO clients receiving the twin.",
                                 value=self._twin_clients())
+        yield GaugeMetricFamily("xrcell_xr_sessions", "Open XR sessions.", value=self._xr_sessions())
+        yield GaugeMetricFamily("xrcell_webrtc_peer_connections", "WebRTC peer connections not closed yet.",
+                                value=self._peer_connections())
         if self._gate is not None:
             commands = CounterMetricFamily("xrcell_gate_commands", "Robot commands answered by the safety gate.",
                                            labels=["verdict"])

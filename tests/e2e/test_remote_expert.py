@@ -1,0 +1,200 @@
+"""Remote expert in a real browser over real sockets: a worker's HMI and an expert's page in one
+XR session, WebRTC between Debian's Chromium and the server's aiortc, the worker's camera fed a
+real Pose2Sim clip (converted to .y4m here), an annotation placed with the mouse on the expert's
+page drawn on the worker's."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import argon2
+import cv2
+import numpy as np
+import pytest
+
+from content.storage import AnnotationStore, UserStore
+from tests.e2e.test_dashboard import ScriptedCell
+from xr_server.app import create_app, node_modules_dir
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+CLIP = REPO / "data" / "pose2sim" / "Demo_SinglePerson" / "videos" / "cam01.mp4"
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "e2e-pw-0123456789"
+#: Three seconds of the clip; Chromium loops the file.
+CLIP_FRAMES = 90
+
+
+def write_y4m(source: Path, target: Path, frames: int, width: int = 640, height: int = 480) -> Path:
+    """The first `frames` frames of `source`, scaled to width x height, as YUV4MPEG2 4:2:0 at 30 fps."""
+    capture = cv2.VideoCapture(str(source))
+    with target.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode())
+        written = 0
+        while written < frames:
+            ok, image = capture.read()
+            if not ok:
+                break
+            yuv = cv2.cvtColor(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA),
+                               cv2.COLOR_BGR2YUV_I420)
+            out.write(b"FRAME\n" + yuv.tobytes())
+            written += 1
+    capture.release()
+    if written < frames:
+        raise RuntimeError(f"{source} has only {written} frames, {frames} needed")
+    return target
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not (node_modules_dir() / "three" / "build" / "three.module.js").is_file():
+        pytest.fail(f"npm packages missing in {node_modules_dir()}: run `make test` (it runs `npm ci`)")
+    db = f"sqlite:///{tmp_path_factory.mktemp('db') / 'xrcell.sqlite'}"
+    store = UserStore(db, hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    store.add("wendy", PASSWORD, ["worker"])
+    store.add("eve", PASSWORD, ["expert"])
+    annotations = AnnotationStore(db)
+    cell = ScriptedCell()  # the dashboard test's moving arm and walking worker
+    app, socketio = create_app(twin_source=cell.twin_state, camera_views=cell, user_store=store,
+                               secret_key="e2e-secret-0123456789abcdef", cell_name="e2e",
+                               annotation_store=annotations)
+    port = _free_port()
+    threading.Thread(target=lambda: socketio.run(app, host="127.0.0.1", port=port, use_reloader=False,
+                                                 log_output=False, allow_unsafe_werkzeug=True),
+                     name="xr-server-e2e-expert", daemon=True).start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=1):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                pytest.fail("xr server did not start within 10 s")
+            time.sleep(0.05)
+    yield base, annotations
+    app.xrcell_stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} missing: run `make test` (it installs Debian's chromium)")
+    if not CLIP.is_file():
+        pytest.fail(f"{CLIP} missing: the Pose2Sim sample data is set up by `make`")
+    clip = write_y4m(CLIP, tmp_path_factory.mktemp("camera") / "worker.y4m", CLIP_FRAMES)
+    args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--use-gl=swiftshader",
+            "--enable-unsafe-swiftshader", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={clip}"]
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        yield b
+        b.close()
+
+
+def open_page(browser, base: str, user: str, path: str):
+    context = browser.new_context(viewport={"width": 1200, "height": 700})  # two software-rendered twins
+    page = context.new_page()
+    page.problems = []
+    page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: page.problems.append(str(e)))
+    page.on("response", lambda r: page.problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(f"{base}{path}")
+    page.fill("#username", user)
+    page.fill("#password", PASSWORD)
+    page.click("#login-button")
+    page.wait_for_url(f"{base}{path}")
+    return page
+
+
+def wait_until(page, expression: str, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while not (value := page.evaluate(expression)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for: {expression}")
+        page.wait_for_timeout(100)
+    return value
+
+
+#: The expert's <video> drawn into a canvas and read back: mean brightness and a 160x120 grey copy.
+READ_VIDEO = """() => {
+  const video = document.getElementById('expert-video');
+  const canvas = document.createElement('canvas');
+  canvas.width = 160; canvas.height = 120;
+  const ctx = canvas.getContext('2d');
+  ctx.drawImage(video, 0, 0, 160, 120);
+  const rgba = ctx.getImageData(0, 0, 160, 120).data;
+  const grey = [];
+  for (let i = 0; i < rgba.length; i += 4) grey.push((rgba[i] + rgba[i + 1] + rgba[i + 2]) / 3);
+  return {width: video.videoWidth, height: video.videoHeight, grey};
+}"""
+
+
+def test_the_expert_sees_the_workers_camera_and_the_worker_sees_the_experts_arrow(browser, server):
+    base, annotations = server
+    worker = open_page(browser, base, "wendy", "/hmi")
+    worker.click("#call-expert")
+    session = wait_until(worker, "__xrcell.call.session", 15)
+    wait_until(worker, "__xrcell.call.rtc === 'connected'", 20)
+
+    expert = open_page(browser, base, "eve", "/expert")
+    expert.click(f"button[data-session='{session}']", timeout=10_000)
+    wait_until(expert, "__xrcell.call.rtc === 'connected'", 20)
+    # frames decoded and handed to the <video> element (not only its metadata)
+    wait_until(expert, "document.getElementById('expert-video').getVideoPlaybackQuality().totalVideoFrames > 10", 20)
+
+    first = expert.evaluate(READ_VIDEO)
+    expert.wait_for_timeout(700)
+    second = expert.evaluate(READ_VIDEO)
+    a, b = (np.array(s["grey"], np.float32) for s in (first, second))
+    # measured here: 640x480, grey mean 112, std 49, mean change over 0.7 s 9.9
+    assert first["width"] >= 320 and first["height"] >= 240, first
+    assert a.mean() > 20 and b.mean() > 20, f"black video (means {a.mean():.1f}, {b.mean():.1f})"
+    assert a.std() > 10, f"a flat image, not the clip (std {a.std():.1f})"
+    assert np.abs(a - b).mean() > 1.0, f"the video did not change (mean diff {np.abs(a - b).mean():.3f})"
+
+    # the 3D twin renders next to the live view
+    wait_until(expert, "__xrcell.twinCount > 3 && __xrcell.rendered > 3", 10)
+    twin = cv2.imdecode(np.frombuffer(expert.locator("#expert-twin canvas").screenshot(), np.uint8), cv2.IMREAD_COLOR)
+    assert twin.std() > 8, f"the 3D view looks blank (pixel std {twin.std():.1f})"
+
+    # the expert drags an arrow on the worker's view
+    box = expert.locator("#expert-annotations").bounding_box()
+    expert.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.25)
+    expert.mouse.down()
+    expert.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.6, steps=2)
+    expert.mouse.up()
+    wait_until(worker, "__xrcell.call.annotations === 1", 10)
+    arrow = worker.locator("#hmi-annotations [data-kind='arrow'] line")
+    assert arrow.count() == 1
+    x1, y1 = float(arrow.get_attribute("x1")), float(arrow.get_attribute("y1"))
+    assert x1 == pytest.approx(0.25 * 640, abs=4) and y1 == pytest.approx(0.25 * 480, abs=4)
+    [stored] = annotations.list(session)
+    assert (stored.kind, stored.author) == ("arrow", "eve")
+
+    # and a text label
+    expert.click("#tools [data-tool='label']")
+    expert.fill("#label-text", "check this clamp")
+    expert.mouse.click(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.3)
+    wait_until(worker, "__xrcell.call.annotations === 2", 10)
+    assert worker.locator("#hmi-annotations [data-kind='label'] text").text_content() == "check this clamp"
+    assert "expert: eve" in worker.inner_text("#call-status")
+    assert not worker.problems, worker.problems
+    assert not expert.problems, expert.problems
+    worker.context.close()
+    expert.context.close()

@@ -1,0 +1,115 @@
+"""A real XR server on 127.0.0.1 (Werkzeug + simple-websocket in a thread, as `xrcell demo` runs
+it) and real python-socketio clients for it."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+import requests
+import socketio
+
+from content.storage import AnnotationStore
+from tests.xr_server.doubles import SECRET, TWIN, FakeCameraViews
+from xr_server.app import create_app
+
+PASSWORD = "pw-0123456789"
+#: username -> roles of the accounts of the live server.
+USERS = {"wendy": ["worker"], "walt": ["worker"], "eve": ["expert"], "emil": ["expert"],
+         "sam": ["supervisor"], "otto": ["operator"], "ada": ["admin"]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    base: str
+    app: object
+    store: object
+    annotations: AnnotationStore
+    thread: threading.Thread
+
+    def token(self, username: str) -> str:
+        response = requests.post(f"{self.base}/api/login", json={"username": username, "password": PASSWORD},
+                                 timeout=10)
+        response.raise_for_status()
+        return response.json()["token"]
+
+    def client(self, username: str) -> XrClient:
+        return XrClient.connect(self.base, self.token(username))
+
+
+def start_live_server(store, annotations: AnnotationStore, cell: str = "lab") -> LiveServer:
+    app, sio = create_app(twin_source=lambda: TWIN, camera_views=FakeCameraViews(), user_store=store,
+                          secret_key=SECRET, cell_name=cell, twin_rate_hz=5.0, annotation_store=annotations)
+    port = free_port()
+    thread = threading.Thread(target=lambda: sio.run(app, host="127.0.0.1", port=port, use_reloader=False,
+                                                     log_output=False, allow_unsafe_werkzeug=True),
+                              name="xr-server-live", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=1):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the live XR server did not start within 10 s") from None
+            time.sleep(0.05)
+    return LiveServer(base, app, store, annotations, thread)
+
+
+@dataclass
+class XrClient:
+    """A python-socketio client on ``/xr`` that records every event it receives (but twin_state)."""
+
+    sio: socketio.Client
+    events: list[tuple[str, object]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def connect(cls, base: str, token: str) -> XrClient:
+        client = cls(socketio.Client(reconnection=False))
+
+        @client.sio.on("*", namespace="/xr")
+        def record(event, *args):
+            if event != "twin_state":
+                with client.lock:
+                    client.events.append((event, args[0] if len(args) == 1 else list(args)))
+
+        client.sio.connect(base, namespaces=["/xr"], auth={"token": token}, transports=["websocket"],
+                           wait_timeout=10)
+        return client
+
+    def call(self, event: str, *args, timeout: float = 15):
+        """Emit and wait for the acknowledgement."""
+        return self.sio.call(event, args[0] if len(args) == 1 else tuple(args), namespace="/xr", timeout=timeout) \
+            if args else self.sio.call(event, namespace="/xr", timeout=timeout)
+
+    def emit(self, event: str, *args) -> None:
+        self.sio.emit(event, args[0] if len(args) == 1 else tuple(args), namespace="/xr")
+
+    def received(self, name: str) -> list:
+        with self.lock:
+            return [payload for event, payload in self.events if event == name]
+
+    def wait_for(self, name: str, predicate=lambda payload: True, timeout_s: float = 10.0):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for payload in self.received(name):
+                if predicate(payload):
+                    return payload
+            time.sleep(0.02)
+        raise AssertionError(f"no {name!r} event matching the condition within {timeout_s} s: "
+                             f"got {self.received(name)}")
+
+    def close(self) -> None:
+        self.sio.disconnect()

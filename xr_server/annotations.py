@@ -1,0 +1,64 @@
+"""Annotations of XR sessions: the checks of their geometry and their form on the wire.
+
+Geometry is in normalised image coordinates of the worker's video (u right, v down, 0 to 1),
+see `content.storage.Annotation`. The 3D anchor (`xr_server.anchors`) is the point of the
+annotation that matters on the object: an arrow's head, a circle's centre, a label's anchor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from content.storage import Annotation
+from xr_server.errors import SessionError
+
+#: Points each kind needs.
+POINTS_PER_KIND = {"arrow": 2, "circle": 1, "label": 1}
+
+
+def check_geometry(kind: str, points: Sequence[Sequence[float]] | None, radius: float | None,
+                   text: str | None) -> None:
+    """Raise `SessionError` naming the field unless the geometry fits `kind`.
+
+    Args:
+        kind: ``arrow``, ``circle`` or ``label``.
+        points: ``[[u, v], ...]`` or None (an update that keeps them).
+        radius: fraction of the image width, or None.
+        text: the text, or None (an update that keeps it).
+    """
+    if points is not None:
+        need = POINTS_PER_KIND[kind]
+        if len(points) != need:
+            plural = "s" if need > 1 else ""
+            raise SessionError(f"field 'points': a {kind} needs {need} point{plural}, "
+                               f"got {len(points)}")
+        for i, point in enumerate(points):
+            if len(point) != 2:
+                raise SessionError(f"field 'points.{i}' must be [u, v], got {len(point)} numbers")
+            if not all(0.0 <= c <= 1.0 for c in point):
+                raise SessionError(f"field 'points.{i}' must lie in the image: u and v from 0 to 1")
+    if kind == "circle" and radius is None and points is not None:
+        raise SessionError("field 'radius' is required for a circle")
+    if kind != "circle" and radius is not None:
+        raise SessionError(f"field 'radius' is for circles only, not a {kind}")
+    if kind == "label" and text is not None and not text.strip():
+        raise SessionError("field 'text' must not be empty for a label")
+
+
+def anchor_point(kind: str, points: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """The image point (u, v) of an annotation that is anchored in 3D."""
+    u, v = points[1] if kind == "arrow" else points[0]
+    return float(u), float(v)
+
+
+def annotation_dict(annotation: Annotation) -> dict:
+    """`annotation` as sent in the ``annotation`` and ``session_joined`` events."""
+    return {"id": annotation.annotation_id, "session": annotation.session_id,
+            "cell": annotation.cell,
+            "author": annotation.author, "kind": annotation.kind,
+            "points": [list(p) for p in annotation.points], "radius": annotation.radius,
+            "text": annotation.text, "color": annotation.color,
+            "anchor": None if annotation.anchor_m is None else {
+                "frame": "cell", "position_m": list(annotation.anchor_m), "on": "floor"},
+            "created_at": round(annotation.created_at, 3),
+            "updated_at": round(annotation.updated_at, 3)}

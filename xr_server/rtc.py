@@ -1,0 +1,275 @@
+"""The video of XR sessions: the worker's camera in over WebRTC, relayed to the session's experts.
+
+Per session, the worker's connection *publishes* (its offer sends video) and each expert's
+connection *subscribes* (its offer receives video). The worker's decoded track goes through one
+`aiortc.contrib.media.MediaRelay`: every subscriber gets a proxy of the same decoded frames (one
+decode, whatever the number of experts), each proxy unbuffered, so a subscriber that cannot keep up
+gets the newest frame and never a queue of old ones. The relay also feeds the session's own
+reader, which is always draining the worker's track: aiortc queues decoded frames without bound
+until someone reads them, so without it an unwatched camera would pile up frames (memory, then
+seconds of latency for the first expert to join).
+
+Signalling is offer/answer without trickle ICE: the browser sends its offer once ICE gathering is
+complete, the answer carries all of the server's candidates (aiortc gathers them in
+``setLocalDescription``).
+
+Threads: every coroutine here runs on the `RtcGateway` loop (`RtcGateway.call`); `video` is
+readable from any thread; `on_video` is called on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError
+
+from xr_server.errors import SignallingError
+from xr_server.rtc_gateway import RtcGateway
+
+log = logging.getLogger(__name__)
+
+#: Largest SDP accepted from a client, characters (a browser's offer with one video and one audio
+#: section and all its candidates is 4 to 8 KiB).
+MAX_SDP_CHARS = 64 * 1024
+
+#: ``on_video(session_id, track_id)``: the session's worker video started (its track id) or
+#: ended (None).
+VideoListener = Callable[[str, "str | None"], None]
+
+
+@dataclass(frozen=True)
+class VideoStatus:
+    """The worker video of a session, a snapshot.
+
+    Attributes:
+        track_id: the id of the worker's current video track (W3C `MediaStreamTrack.id`), None
+            when there is none; a new id means a new stream that subscribers must negotiate again.
+        frames_received: frames decoded from the worker since that track started.
+        width, height: size of the newest frame, pixels (0 before the first).
+    """
+
+    track_id: str | None
+    frames_received: int
+    width: int
+    height: int
+
+
+@dataclass
+class _Publication:
+    track: MediaStreamTrack
+    frames: int = 0
+    width: int = 0
+    height: int = 0
+    reader: asyncio.Task | None = None
+
+
+@dataclass
+class _SessionVideo:
+    publisher_sid: str | None = None
+    publication: _Publication | None = None
+    subscribers: set[str] = field(default_factory=set)
+
+
+def check_sdp(sdp: str) -> None:
+    """Raise `SignallingError` unless `sdp` looks like an SDP session description (RFC 8866)."""
+    if len(sdp) > MAX_SDP_CHARS:
+        raise SignallingError(f"field 'sdp' is {len(sdp)} characters, "
+                              f"at most {MAX_SDP_CHARS} allowed")
+    if not sdp.startswith("v=0"):
+        raise SignallingError("field 'sdp' is not a session description: it must start with 'v=0'")
+    if "\nm=" not in sdp:
+        raise SignallingError("field 'sdp' has no media section ('m=' line)")
+
+
+def _video_directions(sdp: str) -> list[str]:
+    """The direction attribute of each video media section of `sdp`, in order."""
+    directions = []
+    for section in sdp.split("\nm=")[1:]:
+        if not section.startswith("video"):
+            continue
+        direction = "sendrecv"
+        for line in section.splitlines():
+            value = line.strip()[2:]
+            if value in ("sendrecv", "sendonly", "recvonly", "inactive"):
+                direction = value
+        directions.append(direction)
+    return directions
+
+
+class SessionMedia:
+    """The peer connections of the XR sessions, one per Socket.IO connection, on the gateway's loop.
+
+    Args:
+        gateway: creates (and on stop closes) the peer connections.
+        on_video: `VideoListener`, called on the loop when a session's worker video starts or ends.
+    """
+
+    def __init__(self, gateway: RtcGateway, on_video: VideoListener) -> None:
+        self._gateway = gateway
+        self._on_video = on_video
+        self._relay = MediaRelay()
+        # sid -> (session id, its peer connection); loop only
+        self._peers: dict[str, tuple[str, RTCPeerConnection]] = {}
+        self._videos: dict[str, _SessionVideo] = {}  # session id -> video; loop only
+        self._status_lock = threading.Lock()
+        self._status: dict[str, VideoStatus] = {}  # session id -> snapshot, for any thread
+
+    # ------------------------------------------------------------------------------ any thread
+    def video(self, session_id: str) -> VideoStatus:
+        """The worker video of `session_id` now (no video: ``track_id`` None). Thread-safe."""
+        with self._status_lock:
+            return self._status.get(session_id, VideoStatus(None, 0, 0, 0))
+
+    # ------------------------------------------------------------------------------- the loop
+    async def publish(self, session_id: str, sid: str,
+                      offer: RTCSessionDescription) -> RTCSessionDescription:
+        """Answer the worker's offer: its video becomes the session's video (replacing the
+        connection's previous one, if any).
+
+        Raises:
+            SignallingError: the offer sends no video, or aiortc cannot use it.
+        """
+        if not any(d in ("sendonly", "sendrecv") for d in _video_directions(offer.sdp)):
+            raise SignallingError("the worker's offer sends no video: "
+                                  "add the camera track before the offer")
+        await self.close(sid)
+        pc = self._gateway.create_peer_connection()
+        self._peers[sid] = (session_id, pc)
+        video = self._videos.setdefault(session_id, _SessionVideo())
+        video.publisher_sid = sid
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind != "video":
+                return  # audio is not relayed yet
+            if video.publisher_sid != sid:
+                return
+            self._start_publication(session_id, video, track)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            log.info("worker peer connection of session %s: %s", session_id, pc.connectionState)
+            if pc.connectionState == "failed":
+                await self.close(sid)
+
+        return await self._answer(pc, sid, offer)
+
+    async def subscribe(self, session_id: str, sid: str,
+                        offer: RTCSessionDescription) -> RTCSessionDescription:
+        """Answer an expert's offer: the session's current worker video is sent to it.
+
+        Raises:
+            SignallingError: the offer receives no video, or the session has no worker video yet.
+        """
+        if not any(d in ("recvonly", "sendrecv") for d in _video_directions(offer.sdp)):
+            raise SignallingError("the expert's offer receives no video: "
+                                  "add a recvonly video transceiver")
+        video = self._videos.get(session_id)
+        if video is None or video.publication is None:
+            raise SignallingError(f"session {session_id} has no video from its worker yet")
+        await self.close(sid)
+        pc = self._gateway.create_peer_connection()
+        self._peers[sid] = (session_id, pc)
+        video.subscribers.add(sid)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            log.info("expert peer connection of session %s: %s", session_id, pc.connectionState)
+            if pc.connectionState == "failed":
+                await self.close(sid)
+
+        await pc.setRemoteDescription(offer)
+        pc.addTrack(self._relay.subscribe(video.publication.track, buffered=False))
+        try:
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:
+            await self.close(sid)
+            raise SignallingError(f"cannot answer the offer: {exc}") from exc
+        return pc.localDescription
+
+    async def close(self, sid: str) -> None:
+        """Close the connection's peer connection, if any; a worker's ends the session's video."""
+        entry = self._peers.pop(sid, None)
+        if entry is None:
+            return
+        session_id, pc = entry
+        video = self._videos.get(session_id)
+        if video is not None:
+            video.subscribers.discard(sid)
+            if video.publisher_sid == sid:
+                video.publisher_sid = None
+                self._end_publication(session_id, video)
+            if video.publisher_sid is None and not video.subscribers:
+                del self._videos[session_id]
+        await pc.close()
+
+    async def _answer(self, pc: RTCPeerConnection, sid: str,
+                      offer: RTCSessionDescription) -> RTCSessionDescription:
+        try:
+            await pc.setRemoteDescription(offer)
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:
+            await self.close(sid)
+            raise SignallingError(f"cannot answer the offer: {exc}") from exc
+        return pc.localDescription
+
+    # ------------------------------------------------------------------------- publications
+    def _start_publication(self, session_id: str, video: _SessionVideo,
+                           track: MediaStreamTrack) -> None:
+        self._end_publication(session_id, video)
+        publication = _Publication(track)
+        video.publication = publication
+        publication.reader = asyncio.ensure_future(
+            self._read(session_id, publication, self._relay.subscribe(track, buffered=False)))
+        self._set_status(session_id, VideoStatus(track.id, 0, 0, 0))
+        log.info("session %s: worker video %s started", session_id, track.id)
+        self._notify(session_id, track.id)
+
+    def _end_publication(self, session_id: str, video: _SessionVideo) -> None:
+        publication, video.publication = video.publication, None
+        if publication is None:
+            return
+        if publication.reader is not None:
+            publication.reader.cancel()
+        publication.track.stop()
+        self._set_status(session_id, None)
+        log.info("session %s: worker video %s ended", session_id, publication.track.id)
+        self._notify(session_id, None)
+
+    async def _read(self, session_id: str, publication: _Publication,
+                    proxy: MediaStreamTrack) -> None:
+        """Drain the worker's track (through the relay) and keep its figures."""
+        try:
+            while True:
+                frame = await proxy.recv()
+                publication.frames += 1
+                publication.width, publication.height = frame.width, frame.height
+                self._set_status(session_id, VideoStatus(publication.track.id, publication.frames,
+                                                         frame.width, frame.height))
+        except MediaStreamError:
+            video = self._videos.get(session_id)
+            if video is not None and video.publication is publication:
+                video.publication = None
+                self._set_status(session_id, None)
+                self._notify(session_id, None)
+        finally:
+            proxy.stop()
+
+    def _set_status(self, session_id: str, status: VideoStatus | None) -> None:
+        with self._status_lock:
+            if status is None:
+                self._status.pop(session_id, None)
+            else:
+                self._status[session_id] = status
+
+    def _notify(self, session_id: str, track_id: str | None) -> None:
+        try:
+            self._on_video(session_id, track_id)
+        except Exception:  # noqa: BLE001 - a listener bug must not break the media loop
+            log.exception("video listener failed for session %s", session_id)
