@@ -71,8 +71,15 @@ def library() -> list[dict]:
                             f"Two workers approach from {a1} and {a2} deg at {v} m/s, the second 1.5 s later.",
                             [walk(a1, v, pid="p1"), walk(a2, v, pid="p2", start_s=2.5)], seed=a1 + a2))
     # Standing still near and inside the working area.
-    out.append(scenario("standing-near-90deg", "A worker stands 1.0 m from the working area the whole run.",
-                        [{"id": "p1", "waypoints": [[0.0, *point(90, 1.0)]], "face": list(C)}]))
+    out.append(scenario("standing-near-90deg", "A worker stands 1.3 m from the working area the whole run; "
+                        "the robot works on, slowed where its path comes near.",
+                        [{"id": "p1", "waypoints": [[0.0, *point(90, 1.3)]], "face": list(C)}]))
+    out.append(scenario("standing-within-reach-90deg",
+                        "A worker stands 1.0 m from the working area the whole run: with the hands and arms "
+                        "approaching at ISO 13855's 2.0 m/s, S_p at the minimum useful speed exceeds the "
+                        "separation, so the robot holds and the gate starts no motion towards them.",
+                        [{"id": "p1", "waypoints": [[0.0, *point(90, 1.0)]], "face": list(C)}],
+                        expect={"robot_moved": False}))
     out.append(scenario("standing-close-135deg", "A worker stands 0.8 m from the working area the whole run.",
                         [{"id": "p1", "waypoints": [[0.0, *point(135, 0.8)]], "face": list(C)}],
                         expect={"robot_moved": False}))
