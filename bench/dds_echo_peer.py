@@ -23,7 +23,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cyclonedds.core import Policy, Qos, ReadCondition, SampleState, ViewState, InstanceState, WaitSet  # noqa: E402
+from cyclonedds.core import (  # noqa: E402
+    InstanceState,
+    Policy,
+    Qos,
+    ReadCondition,
+    SampleState,
+    ViewState,
+    WaitSet,
+)
 from cyclonedds.domain import Domain, DomainParticipant  # noqa: E402
 from cyclonedds.pub import DataWriter  # noqa: E402
 from cyclonedds.sub import DataReader  # noqa: E402
@@ -50,12 +58,21 @@ def main() -> None:
     dp = DomainParticipant(args.domain)
     reliable = Policy.Reliability.Reliable(max_blocking_time=duration(milliseconds=100))
     xcdr1 = Policy.DataRepresentation(use_cdrv0_representation=True)
-    desc_w = DataWriter(dp, Topic(dp, "rt/robot_description", msgs.String),
-                        qos=Qos(reliable, Policy.Durability.TransientLocal, Policy.History.KeepLast(1), xcdr1))
-    js_w = DataWriter(dp, Topic(dp, "rt/joint_states", msgs.JointState),
-                      qos=Qos(reliable, Policy.Durability.Volatile, Policy.History.KeepLast(10), xcdr1))
-    traj_r = DataReader(dp, Topic(dp, f"rt/{args.controller}/joint_trajectory", msgs.JointTrajectory),
-                        qos=Qos(reliable, Policy.Durability.Volatile, Policy.History.KeepLast(10), xcdr1))
+    desc_w = DataWriter(
+        dp,
+        Topic(dp, "rt/robot_description", msgs.String),
+        qos=Qos(reliable, Policy.Durability.TransientLocal, Policy.History.KeepLast(1), xcdr1),
+    )
+    js_w = DataWriter(
+        dp,
+        Topic(dp, "rt/joint_states", msgs.JointState),
+        qos=Qos(reliable, Policy.Durability.Volatile, Policy.History.KeepLast(10), xcdr1),
+    )
+    traj_r = DataReader(
+        dp,
+        Topic(dp, f"rt/{args.controller}/joint_trajectory", msgs.JointTrajectory),
+        qos=Qos(reliable, Policy.Durability.Volatile, Policy.History.KeepLast(10), xcdr1),
+    )
     desc_w.write(msgs.String(data=urdf))
 
     lock = threading.Lock()
@@ -64,8 +81,14 @@ def main() -> None:
 
     def publish(position: list[float]) -> None:
         stamp_ns = time.time_ns()
-        header = msgs.Header(stamp=msgs.Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="")
-        js_w.write(msgs.JointState(header=header, name=PANDA_ARM, position=position, velocity=[0.0] * 7, effort=[]))
+        header = msgs.Header(
+            stamp=msgs.Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id=""
+        )
+        js_w.write(
+            msgs.JointState(
+                header=header, name=PANDA_ARM, position=position, velocity=[0.0] * 7, effort=[]
+            )
+        )
 
     def keep_alive() -> None:
         period = 1.0 / args.rate_hz

@@ -55,8 +55,11 @@ def _pct(values_ms: list[float]) -> dict[str, float | int | None]:
     if not values_ms:
         return {"p50": None, "p99": None, "n": 0}
     arr = np.asarray(values_ms)
-    return {"p50": round(float(np.percentile(arr, 50)), 3), "p99": round(float(np.percentile(arr, 99)), 3),
-            "n": int(arr.size)}
+    return {
+        "p50": round(float(np.percentile(arr, 50)), 3),
+        "p99": round(float(np.percentile(arr, 99)), 3),
+        "n": int(arr.size),
+    }
 
 
 def _until(predicate, what: str, deadline_s: float = DEADLINE_S):
@@ -73,12 +76,19 @@ class _Peer:
     """A peer process (`script` with `args`) that prints {"event": "ready"} first."""
 
     def __init__(self, script: Path, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(script), *args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
         line = self.proc.stdout.readline()
         if '"ready"' not in line:
             raise RuntimeError(f"{script.name} did not start: {line!r}")
-        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()  # drain
+        threading.Thread(
+            target=lambda: [None for _ in self.proc.stdout], daemon=True
+        ).start()  # drain
 
     def close(self) -> None:
         try:
@@ -92,17 +102,30 @@ class _Peer:
 
 def _released(backend) -> RobotState:
     backend.reset()
-    return _until(lambda: (lambda s: s if s is not None and s.healthy and s.mode is ControllerMode.IDLE
-                           and s.speed_scale >= 0.999 else None)(backend.latest_state()), "IDLE at full speed")
+    return _until(
+        lambda: (
+            lambda s: (
+                s
+                if s is not None
+                and s.healthy
+                and s.mode is ControllerMode.IDLE
+                and s.speed_scale >= 0.999
+                else None
+            )
+        )(backend.latest_state()),
+        "IDLE at full speed",
+    )
 
 
 def _settled(backend) -> np.ndarray:
     """The position once the robot is at rest (no joint moved by 2e-5 rad over 50 ms)."""
+
     def still():
         a = np.asarray(backend.latest_state().position)
         time.sleep(0.05)
         s = backend.latest_state()
         return (s.position,) if s.goal_done and np.abs(s.position - a).max() < 2e-5 else None
+
     return np.asarray(_until(still, "standstill")[0])
 
 
@@ -127,8 +150,12 @@ def command_to_motion(backend, trials: int, velocity_limits: np.ndarray) -> dict
             q0 = _settled(backend)
             target = q0.copy()
             target[0] += 0.1 if k % 2 == 0 else -0.1
-            traj = JointTrajectory(backend.joint_names, np.vstack([q0, target]), np.array([0.0, 0.2]),
-                                   goal_id=f"c2m-{k}")
+            traj = JointTrajectory(
+                backend.joint_names,
+                np.vstack([q0, target]),
+                np.array([0.0, 0.2]),
+                goal_id=f"c2m-{k}",
+            )
             watch["t"] = None
             watch["q0"] = q0
             seen.clear()
@@ -163,7 +190,9 @@ def bench_dds_follower(domain: int, trials: int, rate_hz: float, state_duration_
     from robot_bridge.dds import LOOPBACK_CONFIG, DdsBackend
     from robot_bridge.sim import PANDA_JOINT_VELOCITY_LIMITS_RADPS
 
-    peer = _Peer(ROOT / "tests/robot_bridge/dds/peer.py", "--domain", str(domain), "--rate-hz", str(rate_hz))
+    peer = _Peer(
+        ROOT / "tests/robot_bridge/dds/peer.py", "--domain", str(domain), "--rate-hz", str(rate_hz)
+    )
     backend = DdsBackend(Robot(), domain_id=domain, dds_config=LOOPBACK_CONFIG, state_timeout_s=0.5)
     latencies: list[int] = []
     stamps: list[int] = []
@@ -187,18 +216,28 @@ def bench_dds_follower(domain: int, trials: int, rate_hz: float, state_duration_
         peer.close()
     lat_ms = np.array(latencies) / 1e6
     span_s = (stamps[-1] - stamps[0]) / 1e9 if len(stamps) > 1 else float("nan")
-    out.update({
-        "state_latency_ms": {**_pct(list(lat_ms)), "max": round(float(lat_ms.max()), 3)},
-        "state_msgs_per_s": round((len(stamps) - 1) / span_s, 1),
-        "peer_nominal_rate_hz": rate_hz,
-        "rejected_messages": backend.rejected_messages,
-    })
+    out.update(
+        {
+            "state_latency_ms": {**_pct(list(lat_ms)), "max": round(float(lat_ms.max()), 3)},
+            "state_msgs_per_s": round((len(stamps) - 1) / span_s, 1),
+            "peer_nominal_rate_hz": rate_hz,
+            "rejected_messages": backend.rejected_messages,
+        }
+    )
     return out
 
 
 def bench_round_trips(domain: int, round_trips: int) -> tuple[dict, dict]:
     """(dds round trip, raw cyclonedds round trip), ms, alternating against the echo peer."""
-    from cyclonedds.core import InstanceState, Policy, Qos, ReadCondition, SampleState, ViewState, WaitSet
+    from cyclonedds.core import (
+        InstanceState,
+        Policy,
+        Qos,
+        ReadCondition,
+        SampleState,
+        ViewState,
+        WaitSet,
+    )
     from cyclonedds.domain import DomainParticipant
     from cyclonedds.pub import DataWriter
     from cyclonedds.sub import DataReader
@@ -217,21 +256,34 @@ def bench_round_trips(domain: int, round_trips: int) -> tuple[dict, dict]:
         home = np.asarray(_released(backend).position)
         # the bare pair: plain cyclonedds entities, QoS written out (ROS 2 default profile)
         dp = DomainParticipant(domain)
-        qos = Qos(Policy.Reliability.Reliable(max_blocking_time=duration(milliseconds=100)),
-                  Policy.Durability.Volatile, Policy.History.KeepLast(10),
-                  Policy.DataRepresentation(use_cdrv0_representation=True))
-        raw_w = DataWriter(dp, Topic(dp, "rt/joint_trajectory_controller/joint_trajectory", msgs.JointTrajectory),
-                           qos=qos)
+        qos = Qos(
+            Policy.Reliability.Reliable(max_blocking_time=duration(milliseconds=100)),
+            Policy.Durability.Volatile,
+            Policy.History.KeepLast(10),
+            Policy.DataRepresentation(use_cdrv0_representation=True),
+        )
+        raw_w = DataWriter(
+            dp,
+            Topic(dp, "rt/joint_trajectory_controller/joint_trajectory", msgs.JointTrajectory),
+            qos=qos,
+        )
         raw_r = DataReader(dp, Topic(dp, "rt/joint_states", msgs.JointState), qos=qos)
         waitset = WaitSet(dp)
         waitset.attach(ReadCondition(raw_r, SampleState.Any | ViewState.Any | InstanceState.Any))
-        _until(lambda: raw_w.get_matched_subscriptions() and raw_r.get_matched_publications(), "raw matching")
+        _until(
+            lambda: raw_w.get_matched_subscriptions() and raw_r.get_matched_publications(),
+            "raw matching",
+        )
 
         watch: dict = {"value": None, "t": None}
         seen = threading.Event()
 
         def on_state(state: RobotState) -> None:
-            if watch["value"] is not None and watch["t"] is None and state.position[0] == watch["value"]:
+            if (
+                watch["value"] is not None
+                and watch["t"] is None
+                and state.position[0] == watch["value"]
+            ):
                 watch["t"] = time.monotonic_ns()
                 seen.set()
 
@@ -263,7 +315,11 @@ def bench_round_trips(domain: int, round_trips: int) -> tuple[dict, dict]:
                 while t1 is None and time.monotonic() < deadline:
                     waitset.wait(duration(milliseconds=100))
                     for sample in raw_r.take(N=64):
-                        if isinstance(sample, msgs.JointState) and sample.position and sample.position[0] == value:
+                        if (
+                            isinstance(sample, msgs.JointState)
+                            and sample.position
+                            and sample.position[0] == value
+                        ):
                             t1 = time.monotonic_ns()
                             break
                 if t1 is None:
@@ -282,7 +338,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=60, help="command-to-motion trials per backend")
     ap.add_argument("--round-trips", type=int, default=300, help="round trips of each kind")
-    ap.add_argument("--rate-hz", type=float, default=500.0, help="follower peer's /joint_states rate")
+    ap.add_argument(
+        "--rate-hz", type=float, default=500.0, help="follower peer's /joint_states rate"
+    )
     ap.add_argument("--state-duration-s", type=float, default=5.0)
     args = ap.parse_args()
     base = (os.getpid() * 7) % 200

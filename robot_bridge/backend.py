@@ -77,12 +77,13 @@ def create_backend(name: str, **kwargs: object) -> RobotBackend:
             importlib.import_module(library)
         except ImportError as exc:
             raise BackendUnavailableError(
-                f"robot backend {name!r} needs {library}, which does not import here ({exc}); source a "
-                f"ROS 2 installation first (e.g. `source /opt/ros/jazzy/setup.bash`), or use the 'dds' "
-                f"backend, which speaks ROS 2 on the wire without one"
+                f"robot backend {name!r} needs {library}, which does not import here ({exc}); "
+                f"source a ROS 2 installation first (e.g. `source /opt/ros/jazzy/setup.bash`), "
+                f"or use the 'dds' backend, which speaks ROS 2 on the wire without one"
             ) from None
         raise BackendUnavailableError(
-            f"robot backend {name!r} is not in this build yet ({library} imports); use the 'dds' backend"
+            f"robot backend {name!r} is not in this build yet ({library} imports); "
+            f"use the 'dds' backend"
         )
     try:
         target = BACKENDS[name]

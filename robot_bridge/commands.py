@@ -23,9 +23,14 @@ LIMIT_TOLERANCE_RAD = 1e-6
 """Slack on the joint position limits, radians (rounding of limits read from a URDF)."""
 
 
-def check_trajectory(traj: JointTrajectory, joint_names: Sequence[str], lower_limits: Sequence[float],
-                     upper_limits: Sequence[float], position: np.ndarray | None,
-                     start_tolerance_rad: float = START_TOLERANCE_RAD) -> tuple[np.ndarray, np.ndarray]:
+def check_trajectory(
+    traj: JointTrajectory,
+    joint_names: Sequence[str],
+    lower_limits: Sequence[float],
+    upper_limits: Sequence[float],
+    position: np.ndarray | None,
+    start_tolerance_rad: float = START_TOLERANCE_RAD,
+) -> tuple[np.ndarray, np.ndarray]:
     """Check a trajectory against a robot and put its columns in the robot's joint order.
 
     Args:

@@ -95,18 +95,23 @@ class Health(_Out):
 class TrajectoryPoint(_Strict):
     """One point of a joint trajectory (trajectory_msgs/JointTrajectoryPoint semantics)."""
 
-    positions: list[float] = Field(description="Joint positions, radians, in the order of `joint_names`.")
-    time_from_start_s: float = Field(description="When the point is due, seconds from the goal's start; "
-                                                 "strictly increasing, the first >= 0 (0: start here).")
+    positions: list[float] = Field(
+        description="Joint positions, radians, in the order of `joint_names`.")
+    time_from_start_s: float = Field(
+        description="When the point is due, seconds from the goal's start; strictly increasing, "
+                    "the first >= 0 (0: start here).")
 
 
 class JointTrajectoryRequest(_Strict):
     """Body of ``POST /api/robot/trajectory``: a joint trajectory goal for the cell's robot
-    (trajectory_msgs/JointTrajectory semantics), checked by the command gate before any robot sees it."""
+    (trajectory_msgs/JointTrajectory semantics), checked by the command gate before any robot
+    sees it."""
 
-    joint_names: list[str] = Field(min_length=1, max_length=32, description="The robot's joint names.")
+    joint_names: list[str] = Field(min_length=1, max_length=32,
+                                   description="The robot's joint names.")
     points: list[TrajectoryPoint] = Field(min_length=1, max_length=10_000)
-    goal_id: str = Field("", max_length=64, description="Reported back as the robot state's goal id.")
+    goal_id: str = Field("", max_length=64,
+                         description="Reported back as the robot state's goal id.")
 
 
 class CommandAnswer(_Out):
@@ -114,8 +119,8 @@ class CommandAnswer(_Out):
     409 refused by another rule)."""
 
     verdict: Literal["accepted", "modified", "rejected"]
-    reason: str = Field(description="`forwarded`, or the rule that refused it (`role:`, `mode:`, `limits:`, "
-                                    "`keep-out:`, `schema:`, `robot:` ...).")
+    reason: str = Field(description="`forwarded`, or the rule that refused it (`role:`, `mode:`, "
+                                    "`limits:`, `keep-out:`, `schema:`, `robot:` ...).")
 
 
 # --------------------------------------------------------------------------- Socket.IO payloads
@@ -133,9 +138,9 @@ class SocketError(_Out):
 
 
 #: Every model, by the name it has in the OpenAPI components.
-MODELS: tuple[type[BaseModel], ...] = (LoginRequest, LoginResponse, LogoutResponse, Me, ResetAnswer, Error,
-                                       ComponentHealth, Health, TrajectoryPoint, JointTrajectoryRequest,
-                                       CommandAnswer, TwinStateRequest, SocketError)
+MODELS: tuple[type[BaseModel], ...] = (
+    LoginRequest, LoginResponse, LogoutResponse, Me, ResetAnswer, Error, ComponentHealth, Health,
+    TrajectoryPoint, JointTrajectoryRequest, CommandAnswer, TwinStateRequest, SocketError)
 
 _M = TypeVar("_M", bound=BaseModel)
 

@@ -79,7 +79,13 @@ from robot_bridge.errors import CommandError
 from robot_bridge.types import JointTrajectory, RobotState
 from safety.gate import Actor, GateAnswer, Verdict
 from safety.perception.types import PerceptionSnapshot
-from xr_server.api_models import JointTrajectoryRequest, LoginRequest, PayloadError, TwinStateRequest, parse
+from xr_server.api_models import (
+    JointTrajectoryRequest,
+    LoginRequest,
+    PayloadError,
+    TwinStateRequest,
+    parse,
+)
 from xr_server.auth import (
     DEFAULT_SESSION_REFRESH_S,
     DEFAULT_TOKEN_LIFETIME_S,
@@ -571,13 +577,15 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         """Send a trajectory goal to the robot.
         ---
         post:
-          summary: Send a joint trajectory goal to the cell's robot through the command gate (operator or admin).
+          summary: >-
+            Send a joint trajectory goal to the cell's robot through the command gate
+            (operator or admin).
           description: >-
-            The gate checks the caller's role, the safety mode, joint position and velocity limits and
-            the robot keep-out zones along the whole path before the robot backend sees the goal, then
-            the backend checks it against the robot (joint names, limits, start within 0.1 rad of the
-            current position when the first point is at 0 s). Every answer is audited. Progress shows
-            in the twin state's robot (`goal_id`, `goal_done`).
+            The gate checks the caller's role, the safety mode, joint position and velocity
+            limits and the robot keep-out zones along the whole path before the robot backend
+            sees the goal, then the backend checks it against the robot (joint names, limits,
+            start within 0.1 rad of the current position when the first point is at 0 s).
+            Every answer is audited. Progress shows in the twin state's robot (`q`, `mode`).
           requestBody:
             required: true
             content:
@@ -614,8 +622,9 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
             body = parse(JointTrajectoryRequest, flask.request.get_json(silent=True), "body")
             for i, point in enumerate(body.points):
                 if len(point.positions) != len(body.joint_names):
-                    raise PayloadError(f"field 'points.{i}.positions': expected {len(body.joint_names)} values "
-                                       f"(one per joint name), got {len(point.positions)}")
+                    raise PayloadError(f"field 'points.{i}.positions': expected "
+                                       f"{len(body.joint_names)} values (one per joint name), "
+                                       f"got {len(point.positions)}")
             command = JointTrajectory(
                 tuple(body.joint_names), [p.positions for p in body.points],
                 [p.time_from_start_s for p in body.points], goal_id=body.goal_id)
@@ -624,7 +633,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         except (CommandError, ValueError) as exc:  # ragged rows, non-finite values, bad times
             return _json_error(400, f"body: {exc}")
         answer = robot_commands.submit(command, Actor(claims.username, frozenset(claims.roles)))
-        log.info("trajectory %r from %r: %s, %s", body.goal_id, claims.username, answer.verdict.value, answer.reason)
+        log.info("trajectory %r from %r: %s, %s", body.goal_id, claims.username,
+                 answer.verdict.value, answer.reason)
         response = flask.jsonify(verdict=answer.verdict.value, reason=answer.reason)
         if answer.verdict is Verdict.REJECTED:
             response.status_code = 403 if answer.reason.startswith("role:") else 409

@@ -35,17 +35,20 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--db", default=None, help="storage URL (default: sqlite file in data/)")
 
-    serve = sub.add_parser("serve", help="serve one cell: its robot backend (sim, dds, ros2), worker tracking from "
-                                         "its cameras, safety monitor, command gate, dashboard")
-    serve.add_argument("--cell", type=Path, required=True, help="cell description (launch/cells/*.yaml)")
+    serve = sub.add_parser("serve", help="serve one cell: its robot backend (sim, dds, ros2), "
+                                         "worker tracking from its cameras, safety monitor, "
+                                         "command gate, dashboard")
+    serve.add_argument("--cell", type=Path, required=True,
+                       help="cell description (launch/cells/*.yaml)")
     serve.add_argument("--robot", choices=["sim", "dds", "ros2"], default=None,
-                       help="robot backend (default: the cell's robot.backend); dds: ROS 2 over Cyclone DDS, "
-                            "domain from ROS_DOMAIN_ID; ros2: rclpy")
+                       help="robot backend (default: the cell's robot.backend); dds: ROS 2 over "
+                            "Cyclone DDS, domain from ROS_DOMAIN_ID; ros2: rclpy")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--db", default=None, help="storage URL of users and the audit log "
                                                   "(default: sqlite file in data/)")
-    serve.add_argument("--duration", type=_positive, default=None, metavar="S", help="stop after S seconds")
+    serve.add_argument("--duration", type=_positive, default=None, metavar="S",
+                       help="stop after S seconds")
 
     scen = sub.add_parser("scenario", help="play scripted people against the simulated robot through the safety "
                                          "monitor and gate (tests/scenarios/library/*.yaml)")

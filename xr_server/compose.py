@@ -92,13 +92,17 @@ class Cell:
     runner: ProgramRunner | None
 
     def twin_state(self) -> dict:
-        return build_twin_state(self.description.name, self.backend.latest_state(), self.monitor.latest(),
-                                self.pipeline.snapshot())
+        return build_twin_state(
+            self.description.name,
+            self.backend.latest_state(),
+            self.monitor.latest(),
+            self.pipeline.snapshot(),
+        )
 
     def stop(self) -> None:
         if self.runner is not None:
             self.runner.stop(0.3)
-        self.monitor.stop(0.3)      # commands the protective stop
+        self.monitor.stop(0.3)  # commands the protective stop
         self.pipeline.stop()
         self.backend.shutdown()
 
@@ -111,12 +115,19 @@ def _dds_options(cell: CellDescription, environ: dict[str, str]) -> dict[str, ob
         domain_id = int(raw)
     except ValueError:
         raise BridgeError(f"ROS_DOMAIN_ID must be an integer in 0..232, got {raw!r}") from None
-    return {"domain_id": domain_id, "tcp_link": TCP_LINKS.get(cell.robot.model),
-            "state_timeout_s": cell.safety.robot_timeout_s}
+    return {
+        "domain_id": domain_id,
+        "tcp_link": TCP_LINKS.get(cell.robot.model),
+        "state_timeout_s": cell.safety.robot_timeout_s,
+    }
 
 
-def create_robot(cell: CellDescription, robot: str, safeguard_stop: Callable[[], bool],
-                 environ: dict[str, str] | None = None) -> Any:
+def create_robot(
+    cell: CellDescription,
+    robot: str,
+    safeguard_stop: Callable[[], bool],
+    environ: dict[str, str] | None = None,
+) -> Any:
     """The robot backend `robot` for `cell` (created, not started).
 
     `sim` reads `safeguard_stop` as its safeguard-stop input (the wired input of a real
@@ -128,10 +139,15 @@ def create_robot(cell: CellDescription, robot: str, safeguard_stop: Callable[[],
         BridgeError: bad backend options (e.g. ROS_DOMAIN_ID).
     """
     if robot == "sim":
-        return create_backend("sim", robot=cell.robot, program=cell.program, safeguard_stop=safeguard_stop)
+        return create_backend(
+            "sim", robot=cell.robot, program=cell.program, safeguard_stop=safeguard_stop
+        )
     if robot == "dds":
-        return create_backend("dds", robot=cell.robot, **_dds_options(cell, dict(os.environ if environ is None
-                                                                                   else environ)))
+        return create_backend(
+            "dds",
+            robot=cell.robot,
+            **_dds_options(cell, dict(os.environ if environ is None else environ)),
+        )
     return create_backend(robot, robot=cell.robot)
 
 
@@ -143,17 +159,33 @@ def _tracking(cell: CellDescription) -> Any:
     cams = []
     calib_cache: dict[Path, dict] = {}
     for cam in cell.cameras:
-        calibs = calib_cache.setdefault(cam.calibration.file, load_calibration(cam.calibration.file, cam.calibration.format))
+        calibs = calib_cache.setdefault(
+            cam.calibration.file, load_calibration(cam.calibration.file, cam.calibration.format)
+        )
         if cam.calibration.camera not in calibs:
-            raise ContentError(f"{cam.calibration.file}: no camera {cam.calibration.camera!r} "
-                               f"(has {', '.join(sorted(calibs))}) for cameras[{cam.id}]")
-        cams.append(CameraSpec(cam.id, cam.video, calibs[cam.calibration.camera].scaled(cam.resize),
-                               resize=cam.resize, loop=cam.playback != "once", pingpong=cam.playback == "pingpong"))
+            raise ContentError(
+                f"{cam.calibration.file}: no camera {cam.calibration.camera!r} "
+                f"(has {', '.join(sorted(calibs))}) for cameras[{cam.id}]"
+            )
+        cams.append(
+            CameraSpec(
+                cam.id,
+                cam.video,
+                calibs[cam.calibration.camera].scaled(cam.resize),
+                resize=cam.resize,
+                loop=cam.playback != "once",
+                pingpong=cam.playback == "pingpong",
+            )
+        )
     rate = min(c.process_rate_hz for c in cell.cameras)
-    return PerceptionProcess(cams, process_rate_hz=rate, model_complexity=cell.perception.model_complexity)
+    return PerceptionProcess(
+        cams, process_rate_hz=rate, model_complexity=cell.perception.model_complexity
+    )
 
 
-def build_cell(cell: CellDescription, audit: "AuditLog | None" = None, *, robot: str | None = None) -> Cell:
+def build_cell(
+    cell: CellDescription, audit: "AuditLog | None" = None, *, robot: str | None = None
+) -> Cell:
     """Create (not start) the robot, worker tracking, gate, monitor and program of `cell`.
 
     Args:
@@ -166,7 +198,11 @@ def build_cell(cell: CellDescription, audit: "AuditLog | None" = None, *, robot:
         BackendUnavailableError, BridgeError: the robot backend cannot be created.
         ContentError: a camera's calibration does not name it.
     """
-    from robot_bridge.sim import PANDA_JOINT_VELOCITY_LIMITS_RADPS, PandaLinkKinematics, plan_pick_and_place
+    from robot_bridge.sim import (
+        PANDA_JOINT_VELOCITY_LIMITS_RADPS,
+        PandaLinkKinematics,
+        plan_pick_and_place,
+    )
 
     robot = robot or cell.robot.backend
     # The sim robot's safeguard-stop input is wired to the monitor's safety output, as a real
@@ -175,21 +211,51 @@ def build_cell(cell: CellDescription, audit: "AuditLog | None" = None, *, robot:
     backend = create_robot(cell, robot, lambda: output.stop_required)
     pipeline = _tracking(cell)
     holder: dict[str, SafetyMonitor] = {}
-    zones = CellZones(cell.zones, on_change=None if audit is None else (
-        lambda actor, old, new: audit.append("zone_change", actor, {
-            "old": [z.model_dump(mode="json") for z in old.zones],
-            "new": [z.model_dump(mode="json") for z in new.zones]}, "zones replaced", durable=True)))
-    gate = CommandGate(backend, lambda: holder["m"].latest() if "m" in holder else None,
-                       np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS), zones=zones,
-                       kinematics=PandaLinkKinematics(cell.robot), audit=audit)
-    monitor = SafetyMonitor(backend.latest_state, pipeline.snapshot, gate.safety_channel(), cell.safety,
-                            cell.robot.stop, cell.robot.max_tcp_speed_mps, zones=zones, audit=audit,
-                            output=output)
+    zones = CellZones(
+        cell.zones,
+        on_change=None
+        if audit is None
+        else (
+            lambda actor, old, new: audit.append(
+                "zone_change",
+                actor,
+                {
+                    "old": [z.model_dump(mode="json") for z in old.zones],
+                    "new": [z.model_dump(mode="json") for z in new.zones],
+                },
+                "zones replaced",
+                durable=True,
+            )
+        ),
+    )
+    gate = CommandGate(
+        backend,
+        lambda: holder["m"].latest() if "m" in holder else None,
+        np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS),
+        zones=zones,
+        kinematics=PandaLinkKinematics(cell.robot),
+        audit=audit,
+    )
+    monitor = SafetyMonitor(
+        backend.latest_state,
+        pipeline.snapshot,
+        gate.safety_channel(),
+        cell.safety,
+        cell.robot.stop,
+        cell.robot.max_tcp_speed_mps,
+        zones=zones,
+        audit=audit,
+        output=output,
+    )
     holder["m"] = monitor
     runner = None
     if cell.program is not None and robot == "sim":
-        runner = ProgramRunner(plan_pick_and_place(cell.robot, cell.program), gate,
-                               backend.latest_state, monitor.latest)
+        runner = ProgramRunner(
+            plan_pick_and_place(cell.robot, cell.program),
+            gate,
+            backend.latest_state,
+            monitor.latest,
+        )
     return Cell(cell, robot, backend, pipeline, gate, monitor, runner)
 
 
@@ -235,20 +301,38 @@ def start_server(cell: Cell, host: str, port: int, store: Any) -> Callable[[], N
     from xr_server.app import create_app
 
     cell.pipeline.enable_views(True)
-    app, socketio = create_app(twin_source=cell.twin_state, camera_views=_CameraViews(cell.pipeline),
-                               user_store=store, secret_key=secrets.token_hex(32), cell_name=cell.description.name,
-                               safety_reset=cell.monitor.reset, monitor=cell.monitor,
-                               robot_source=cell.backend.latest_state, perception_source=cell.pipeline.snapshot,
-                               gate=cell.gate, robot_commands=cell.gate)
-    thread = threading.Thread(target=lambda: socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True,
-                                                          use_reloader=False, log_output=False),
-                              name="xr-server", daemon=True)
+    app, socketio = create_app(
+        twin_source=cell.twin_state,
+        camera_views=_CameraViews(cell.pipeline),
+        user_store=store,
+        secret_key=secrets.token_hex(32),
+        cell_name=cell.description.name,
+        safety_reset=cell.monitor.reset,
+        monitor=cell.monitor,
+        robot_source=cell.backend.latest_state,
+        perception_source=cell.pipeline.snapshot,
+        gate=cell.gate,
+        robot_commands=cell.gate,
+    )
+    thread = threading.Thread(
+        target=lambda: socketio.run(
+            app,
+            host=host,
+            port=port,
+            allow_unsafe_werkzeug=True,
+            use_reloader=False,
+            log_output=False,
+        ),
+        name="xr-server",
+        daemon=True,
+    )
     thread.start()
 
     def shutdown() -> None:
         stop = getattr(app, "xrcell_stop", None)
         if callable(stop):
             stop()
+
     return shutdown
 
 
@@ -273,29 +357,61 @@ def headless_report(cell: Cell, duration_s: float) -> dict:
     """The JSON report of a run (see README, "Headless run")."""
     mon = cell.monitor.report()
     snap = cell.pipeline.snapshot()
-    cameras = [] if snap is None else [
-        {"id": c.camera_id, "frames": c.frames, "frames_processed": c.frames_processed,
-         "frames_skipped": c.frames_skipped, "frames_with_person": c.frames_with_person}
-        for c in snap.cameras]
+    cameras = (
+        []
+        if snap is None
+        else [
+            {
+                "id": c.camera_id,
+                "frames": c.frames,
+                "frames_processed": c.frames_processed,
+                "frames_skipped": c.frames_skipped,
+                "frames_with_person": c.frames_with_person,
+            }
+            for c in snap.cameras
+        ]
+    )
     return {
         "duration_s": round(duration_s, 3),
         "cameras": cameras,
-        "safety": {k: mon[k] for k in ("cycles", "cycle_time_ms", "time_in_mode_s", "min_separation_m",
-                                       "min_margin_m", "worst_margin", "stops", "stopping")},
+        "safety": {
+            k: mon[k]
+            for k in (
+                "cycles",
+                "cycle_time_ms",
+                "time_in_mode_s",
+                "min_separation_m",
+                "min_margin_m",
+                "worst_margin",
+                "stops",
+                "stopping",
+            )
+        },
         "reaction_ms": mon["reaction_ms"],
         "reaction_oldest_view_ms": mon["reaction_oldest_view_ms"],
         "reaction_samples": mon["reaction_samples"],
         "perception": cell.pipeline.report(),
-        "robot": {"backend": cell.robot, "commands_accepted": cell.gate.accepted,
-                  "commands_rejected": cell.gate.rejected,
-                  "program_cycles": 0 if cell.runner is None else cell.runner.cycles_completed},
+        "robot": {
+            "backend": cell.robot,
+            "commands_accepted": cell.gate.accepted,
+            "commands_rejected": cell.gate.rejected,
+            "program_cycles": 0 if cell.runner is None else cell.runner.cycles_completed,
+        },
     }
 
 
-def run_cell(description: CellDescription, *, robot: str | None = None, headless: bool = False,
-             duration_s: float | None = None, report_path: Path | None = None, host: str = "127.0.0.1",
-             port: int = 8080, db_url: str | None = None,
-             on_serving: Callable[[Any], None] | None = None) -> int:
+def run_cell(
+    description: CellDescription,
+    *,
+    robot: str | None = None,
+    headless: bool = False,
+    duration_s: float | None = None,
+    report_path: Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    db_url: str | None = None,
+    on_serving: Callable[[Any], None] | None = None,
+) -> int:
     """Run `description` until SIGINT/SIGTERM (or `duration_s`); returns the process exit code.
 
     Args:
@@ -332,8 +448,11 @@ def run_cell(description: CellDescription, *, robot: str | None = None, headless
         cell = build_cell(description, audit, robot=robot)
         print(f"xrcell: robot backend {cell.robot!r}", flush=True)
         if not description.cameras:
-            print("xrcell: warning: the cell has no cameras: no worker tracking, the monitor sees nobody; "
-                  "keep people out with the cell's own guards", flush=True)
+            print(
+                "xrcell: warning: the cell has no cameras: no worker tracking, the monitor "
+                "sees nobody; keep people out with the cell's own guards",
+                flush=True,
+            )
         else:
             print("xrcell: decoding the camera clips ...", flush=True)
         start_cell(cell)
@@ -348,13 +467,18 @@ def run_cell(description: CellDescription, *, robot: str | None = None, headless
         if stop_event.is_set():
             print("xrcell: stop requested during start-up", flush=True)
         elif headless:
-            print(f"xrcell: running headless for {duration_s if duration_s else 'ever'} s", flush=True)
+            print(
+                f"xrcell: running headless for {duration_s if duration_s else 'ever'} s", flush=True
+            )
             while not stop_event.wait(1.0):
                 elapsed = time.monotonic() - t0
                 state = cell.monitor.latest()
                 if state is not None:
-                    print(f"xrcell: t={elapsed:5.1f}s mode={state.mode.value:<15} scale={state.speed_scale:.2f} "
-                          f"{state.reason}", flush=True)
+                    print(
+                        f"xrcell: t={elapsed:5.1f}s mode={state.mode.value:<15} "
+                        f"scale={state.speed_scale:.2f} {state.reason}",
+                        flush=True,
+                    )
                 if duration_s is not None and elapsed >= duration_s:
                     break
         else:
@@ -362,11 +486,17 @@ def run_cell(description: CellDescription, *, robot: str | None = None, headless
 
             store = UserStore(db_url)
             server = start_server(cell, host, port, store)
-            print(f"xrcell: dashboard on http://{host}:{port}/  (HMI: http://{host}:{port}/hmi)", flush=True)
+            print(
+                f"xrcell: dashboard on http://{host}:{port}/  (HMI: http://{host}:{port}/hmi)",
+                flush=True,
+            )
             if on_serving is not None:
                 on_serving(store)
-            print("xrcell: the robot starts in a fault stop: a supervisor resets it (dashboard or "
-                  "POST /api/safety/reset); press Ctrl-C to stop", flush=True)
+            print(
+                "xrcell: the robot starts in a fault stop: a supervisor resets it (dashboard or "
+                "POST /api/safety/reset); press Ctrl-C to stop",
+                flush=True,
+            )
             wait(stop_event, duration_s)
     finally:
         duration = time.monotonic() - t0
@@ -378,7 +508,11 @@ def run_cell(description: CellDescription, *, robot: str | None = None, headless
             server()
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)
-        print(f"xrcell: stopped in {time.monotonic() - t_stop:.2f} s; robot left in a protective stop", flush=True)
+        print(
+            f"xrcell: stopped in {time.monotonic() - t_stop:.2f} s; "
+            "robot left in a protective stop",
+            flush=True,
+        )
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(json.dumps(report, indent=2))

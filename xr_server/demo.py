@@ -16,7 +16,15 @@ from pathlib import Path
 from content.cell import load_cell
 from xr_server.compose import REPO_ROOT, default_db_url, headless_report, run_cell
 
-__all__ = ["DEFAULT_CELL", "DEMO_ROLES", "REPO_ROOT", "default_db_url", "demo_users", "headless_report", "run_demo"]
+__all__ = [
+    "DEFAULT_CELL",
+    "DEMO_ROLES",
+    "REPO_ROOT",
+    "default_db_url",
+    "demo_users",
+    "headless_report",
+    "run_demo",
+]
 
 DEFAULT_CELL = REPO_ROOT / "launch" / "cells" / "demo.yaml"
 DEMO_ROLES = ("worker", "expert", "supervisor", "operator", "admin")
@@ -37,16 +45,35 @@ def demo_users(store) -> dict[str, str]:
 
 def _print_demo_users(store) -> None:
     users = demo_users(store)
-    print("xrcell: demo users for this run (passwords are new at every start, stored hashed):", flush=True)
+    print(
+        "xrcell: demo users for this run (passwords are new at every start, stored hashed):",
+        flush=True,
+    )
     for name, password in users.items():
         print(f"          {name:<11} {password}", flush=True)
 
 
-def run_demo(*, cell_path: Path = DEFAULT_CELL, headless: bool = False, duration_s: float | None = None,
-             report_path: Path | None = None, host: str = "127.0.0.1", port: int = 8080,
-             db_url: str | None = None) -> int:
-    """Run the demo on the sim robot until Ctrl-C (or `duration_s`); returns the process exit code."""
+def run_demo(
+    *,
+    cell_path: Path = DEFAULT_CELL,
+    headless: bool = False,
+    duration_s: float | None = None,
+    report_path: Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    db_url: str | None = None,
+) -> int:
+    """Run the demo on the sim robot until Ctrl-C (or `duration_s`); returns the exit code."""
     description = load_cell(cell_path)
     print(f"xrcell: cell {description.name!r} from {description.source_path}", flush=True)
-    return run_cell(description, robot="sim", headless=headless, duration_s=duration_s, report_path=report_path,
-                    host=host, port=port, db_url=db_url, on_serving=_print_demo_users)
+    return run_cell(
+        description,
+        robot="sim",
+        headless=headless,
+        duration_s=duration_s,
+        report_path=report_path,
+        host=host,
+        port=port,
+        db_url=db_url,
+        on_serving=_print_demo_users,
+    )

@@ -16,8 +16,15 @@ from content.cell import load_cell
 from xr_server.compose import run_cell
 
 
-def run_serve(*, cell_path: Path, robot: str | None = None, host: str = "127.0.0.1", port: int = 8080,
-              db_url: str | None = None, duration_s: float | None = None) -> int:
+def run_serve(
+    *,
+    cell_path: Path,
+    robot: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    db_url: str | None = None,
+    duration_s: float | None = None,
+) -> int:
     """Serve the cell in `cell_path` until SIGINT/SIGTERM (or `duration_s`); returns the exit code.
 
     Raises:
@@ -26,4 +33,6 @@ def run_serve(*, cell_path: Path, robot: str | None = None, host: str = "127.0.0
     """
     description = load_cell(cell_path)
     print(f"xrcell: cell {description.name!r} from {description.source_path}", flush=True)
-    return run_cell(description, robot=robot, host=host, port=port, db_url=db_url, duration_s=duration_s)
+    return run_cell(
+        description, robot=robot, host=host, port=port, db_url=db_url, duration_s=duration_s
+    )

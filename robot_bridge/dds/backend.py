@@ -37,6 +37,7 @@ from typing import Callable, Literal
 import numpy as np
 
 from content.cell import Robot
+from robot_bridge.commands import check_trajectory, sanitize_speed_scale
 from robot_bridge.dds import msgs
 from robot_bridge.dds.conventions import (
     DEFAULT_CONTROLLER,
@@ -57,10 +58,16 @@ from robot_bridge.dds.trajectory import (
     stop_trajectory,
     trajectory_msg,
 )
-from robot_bridge.commands import START_TOLERANCE_RAD, check_trajectory, sanitize_speed_scale
 from robot_bridge.errors import BackendUnavailableError, BridgeError, CommandError
 from robot_bridge.sim.panda import ARM_JOINT_NAMES
-from robot_bridge.types import ControllerMode, GripperCommand, JointTrajectory, RobotCommand, RobotState, StopCategory
+from robot_bridge.types import (
+    ControllerMode,
+    GripperCommand,
+    JointTrajectory,
+    RobotCommand,
+    RobotState,
+    StopCategory,
+)
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +202,7 @@ class DdsBackend:
                 `description_timeout_s`, or the URDF lacks the robot's joints.
             BridgeError: `start()` after `shutdown()`.
         """
-        from cyclonedds.core import ReadCondition, SampleState, ViewState, InstanceState, WaitSet
+        from cyclonedds.core import InstanceState, ReadCondition, SampleState, ViewState, WaitSet
 
         from robot_bridge.dds.node import RosDdsNode
 
@@ -294,7 +301,7 @@ class DdsBackend:
 
         A `JointTrajectory` must name exactly the robot's joints (any order; published in the
         robot's order), stay within the URDF limits and, when its first point is at time 0,
-        start within `START_TOLERANCE_RAD` of the measured position.
+        start within `robot_bridge.commands.START_TOLERANCE_RAD` of the measured position.
 
         Raises:
             CommandError: a gripper command, a malformed trajectory, a held stop, no fresh state.
@@ -305,7 +312,9 @@ class DdsBackend:
                 "which the dds backend does not speak (topics only); refused"
             )
         if not isinstance(command, JointTrajectory):
-            raise CommandError(f"DdsBackend.execute: unsupported command type {type(command).__name__}")
+            raise CommandError(
+                f"DdsBackend.execute: unsupported command type {type(command).__name__}"
+            )
         pos, times = self._check_trajectory(command)
         with self._lock:
             self._check_accepting(command.goal_id)
@@ -372,7 +381,9 @@ class DdsBackend:
         if self._closed or not self._started:
             raise CommandError("DdsBackend.execute: the backend is not running")
         if not self._healthy:
-            raise CommandError(f"DdsBackend.execute: refused, no fresh robot state (goal {goal_id!r})")
+            raise CommandError(
+                f"DdsBackend.execute: refused, no fresh robot state (goal {goal_id!r})"
+            )
         if self._latched:
             raise CommandError(
                 f"DdsBackend.execute: refused, a protective stop is held (goal {goal_id!r}); call reset() first"
@@ -380,8 +391,8 @@ class DdsBackend:
 
     def _check_trajectory(self, traj: JointTrajectory) -> tuple[np.ndarray, np.ndarray]:
         state = self._state
-        return check_trajectory(traj, self.joint_names, self.joint_lower_limits, self.joint_upper_limits,
-                                None if state is None else state.position)
+        return check_trajectory(traj, self.joint_names, self.joint_lower_limits,
+                                self.joint_upper_limits, None if state is None else state.position)
 
     def _path_time(self, now_ns: int) -> float:
         """Seconds of path time reached at `now_ns` (caller holds the lock)."""

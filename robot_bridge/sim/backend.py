@@ -122,9 +122,12 @@ class PyBulletPandaBackend:
 
     def __init__(self, robot: Robot, program: PickAndPlace | None = None, *, realtime: bool = True,
                  clock_ns: Callable[[], int] = time.monotonic_ns,
-                 safeguard_stop: Callable[[], bool] | None = None, state_timeout_s: float = 0.5) -> None:
+                 safeguard_stop: Callable[[], bool] | None = None,
+                 state_timeout_s: float = 0.5) -> None:
         if not (math.isfinite(state_timeout_s) and state_timeout_s > 0):
-            raise BridgeError(f"PyBulletPandaBackend: state_timeout_s must be > 0, got {state_timeout_s!r}")
+            raise BridgeError(
+                f"PyBulletPandaBackend: state_timeout_s must be > 0, got {state_timeout_s!r}"
+            )
         self._state_timeout_ns = int(state_timeout_s * 1e9)
         self._stale = False
         self._robot = robot
@@ -340,7 +343,7 @@ class PyBulletPandaBackend:
         return replace(state, healthy=False, mode=ControllerMode.FAULT, speed_scale=0.0)
 
     def _watchdog(self) -> bool:
-        """True while the newest state is stale (realtime only); latches a FAULT when it turns stale."""
+        """True while the newest state is stale (realtime only); latches a FAULT when it turns."""
         state = self._state
         if not self._realtime or self._thread is None or state is None or self._closed:
             return False
@@ -397,9 +400,13 @@ class PyBulletPandaBackend:
         if self._closed:
             raise CommandError("PyBulletPandaBackend.execute: the backend is shut down")
         if not self._healthy:
-            raise CommandError(f"PyBulletPandaBackend.execute: refused, the simulation failed (goal {goal_id!r})")
+            raise CommandError(
+                f"PyBulletPandaBackend.execute: refused, the simulation failed (goal {goal_id!r})"
+            )
         if self._stale:
-            raise CommandError(f"PyBulletPandaBackend.execute: refused, no fresh robot state (goal {goal_id!r})")
+            raise CommandError(
+                f"PyBulletPandaBackend.execute: refused, no fresh robot state (goal {goal_id!r})"
+            )
         if self._stop_latched:
             raise CommandError(
                 f"PyBulletPandaBackend.execute: refused, a protective stop is held "
@@ -438,7 +445,8 @@ class PyBulletPandaBackend:
             if self._closed:
                 raise CommandError("PyBulletPandaBackend.reset: the backend is shut down")
             if stale:
-                log.warning("PyBulletPandaBackend.reset: refused while the state is stale; stop stays held")
+                log.warning("PyBulletPandaBackend.reset: refused while the state is stale; "
+                            "stop stays held")
                 return
             self._stop_latched = False
             self._inbox.append(("reset",))
@@ -447,7 +455,8 @@ class PyBulletPandaBackend:
 
     def _check_trajectory(self, traj: JointTrajectory) -> tuple:
         state = self._state
-        pos, times = check_trajectory(traj, ARM_JOINT_NAMES, self.joint_lower_limits, self.joint_upper_limits,
+        pos, times = check_trajectory(traj, ARM_JOINT_NAMES, self.joint_lower_limits,
+                                      self.joint_upper_limits,
                                       None if state is None else state.position)
         return ("traj", pos, times, traj.goal_id)
 

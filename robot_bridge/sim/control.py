@@ -6,8 +6,6 @@ directly.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 SCALE_RAISE_RATE_PER_S = 1.0

@@ -20,8 +20,11 @@ def serve(tmp_path, capsys, monkeypatch):
     def run(*args: str, env: dict | None = None) -> tuple[int, str]:
         for key, value in (env or {}).items():
             monkeypatch.setenv(key, value)
-        code = main(["serve", "--cell", str(CELL), "--db", f"sqlite:///{tmp_path / 'db.sqlite'}", *args])
+        code = main(
+            ["serve", "--cell", str(CELL), "--db", f"sqlite:///{tmp_path / 'db.sqlite'}", *args]
+        )
         return code, capsys.readouterr().err.strip()
+
     yield run
     sys.setswitchinterval(interval)
 
@@ -29,15 +32,21 @@ def serve(tmp_path, capsys, monkeypatch):
 def test_ros2_without_rclpy_is_a_clear_error(serve):
     code, err = serve("--robot", "ros2")
     assert code == 2
-    assert err == ("xrcell: error: robot backend 'ros2' needs rclpy, which does not import here (No module named "
-                   "'rclpy'); source a ROS 2 installation first (e.g. `source /opt/ros/jazzy/setup.bash`), or use "
-                   "the 'dds' backend, which speaks ROS 2 on the wire without one")
+    assert err == (
+        "xrcell: error: robot backend 'ros2' needs rclpy, which does not import here "
+        "(No module named 'rclpy'); source a ROS 2 installation first "
+        "(e.g. `source /opt/ros/jazzy/setup.bash`), or use the 'dds' backend, "
+        "which speaks ROS 2 on the wire without one"
+    )
 
 
-@pytest.mark.parametrize("domain, error", [
-    ("ros", "xrcell: error: ROS_DOMAIN_ID must be an integer in 0..232, got 'ros'"),
-    ("300", "xrcell: error: DdsBackend: domain_id must be an integer in 0..232, got 300"),
-])
+@pytest.mark.parametrize(
+    "domain, error",
+    [
+        ("ros", "xrcell: error: ROS_DOMAIN_ID must be an integer in 0..232, got 'ros'"),
+        ("300", "xrcell: error: DdsBackend: domain_id must be an integer in 0..232, got 300"),
+    ],
+)
 def test_dds_with_a_bad_ros_domain_id_is_a_clear_error(serve, domain, error):
     code, err = serve("--robot", "dds", env={"ROS_DOMAIN_ID": domain})
     assert (code, err) == (2, error)
