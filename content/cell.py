@@ -44,7 +44,7 @@ class StopData(_Model):
 class Robot(_Model):
     """The robot of the cell."""
 
-    backend: Literal["sim"] = "sim"
+    backend: Literal["sim", "dds", "ros2"] = "sim"
     model: Literal["franka_panda"] = "franka_panda"
     base: Pose = Pose()
     max_tcp_speed_mps: float = Field(1.0, gt=0.0, le=3.0)

@@ -1,6 +1,7 @@
-"""Robot interface and backends (`sim` PyBullet; later `dds`, `ros2`)."""
+"""Robot interface and backends (`sim` PyBullet, `dds` Cyclone DDS; `ros2` rclpy to come)."""
 
 from robot_bridge.backend import BACKENDS, RobotBackend, create_backend
+from robot_bridge.commands import START_TOLERANCE_RAD, check_trajectory, sanitize_speed_scale
 from robot_bridge.errors import BackendUnavailableError, BridgeError, CommandError
 from robot_bridge.types import (
     ControllerMode,
@@ -22,6 +23,9 @@ __all__ = [
     "RobotBackend",
     "RobotCommand",
     "RobotState",
+    "START_TOLERANCE_RAD",
     "StopCategory",
+    "check_trajectory",
     "create_backend",
+    "sanitize_speed_scale",
 ]

@@ -55,16 +55,36 @@ BACKENDS: dict[str, str] = {
 }
 
 
+#: Backends named by the design but not in this build, with the library each needs; asking for
+#: one is a clear error (which says whether the library is there at all).
+PLANNED_BACKENDS: dict[str, str] = {"ros2": "rclpy"}
+
+
 def create_backend(name: str, **kwargs: object) -> RobotBackend:
     """Create the backend registered as `name`.
 
     Raises:
-        BackendUnavailableError: unknown name or the backend's library is missing.
+        BackendUnavailableError: unknown name, a planned backend (`PLANNED_BACKENDS`), or the
+            backend's library is missing.
     """
     import importlib
 
     from robot_bridge.errors import BackendUnavailableError
 
+    if name in PLANNED_BACKENDS:
+        library = PLANNED_BACKENDS[name]
+        try:
+            importlib.import_module(library)
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"robot backend {name!r} needs {library}, which does not import here ({exc}); "
+                f"source a ROS 2 installation first (e.g. `source /opt/ros/jazzy/setup.bash`), "
+                f"or use the 'dds' backend, which speaks ROS 2 on the wire without one"
+            ) from None
+        raise BackendUnavailableError(
+            f"robot backend {name!r} is not in this build yet ({library} imports); "
+            f"use the 'dds' backend"
+        )
     try:
         target = BACKENDS[name]
     except KeyError:

@@ -114,6 +114,37 @@ class Health(_Out):
         description="`robot`, `tracking`, `monitor`: those this server was given.")
 
 
+class TrajectoryPoint(_Strict):
+    """One point of a joint trajectory (trajectory_msgs/JointTrajectoryPoint semantics)."""
+
+    positions: list[float] = Field(
+        description="Joint positions, radians, in the order of `joint_names`.")
+    time_from_start_s: float = Field(
+        description="When the point is due, seconds from the goal's start; strictly increasing, "
+                    "the first >= 0 (0: start here).")
+
+
+class JointTrajectoryRequest(_Strict):
+    """Body of ``POST /api/robot/trajectory``: a joint trajectory goal for the cell's robot
+    (trajectory_msgs/JointTrajectory semantics), checked by the command gate before any robot
+    sees it."""
+
+    joint_names: list[str] = Field(min_length=1, max_length=32,
+                                   description="The robot's joint names.")
+    points: list[TrajectoryPoint] = Field(min_length=1, max_length=10_000)
+    goal_id: str = Field("", max_length=64,
+                         description="Reported back as the robot state's goal id.")
+
+
+class CommandAnswer(_Out):
+    """Answer of the command gate to a robot command (HTTP 200 forwarded, 403 role refused,
+    409 refused by another rule)."""
+
+    verdict: Literal["accepted", "modified", "rejected"]
+    reason: str = Field(description="`forwarded`; `shortened: ...` (modified: where it stops and why; submit the rest once the way is clear); or the rule that refused it (`role:`, `mode:`, "
+                                    "`limits:`, `keep-out:`, `schema:`, `robot:` ...).")
+
+
 # --------------------------------------------------------------------------- Socket.IO payloads
 class TwinStateRequest(_Strict):
     """Client event ``twin_state_request``: send me the newest ``twin_state`` now."""
@@ -215,11 +246,11 @@ class SocketError(_Out):
 
 
 #: Every model, by the name it has in the OpenAPI components.
-MODELS: tuple[type[BaseModel], ...] = (LoginRequest, LoginResponse, LogoutResponse, Me, ResetAnswer, Error,
-                                       SafetyEvent, SafetyEventPage, ComponentHealth, Health,
-                                       TwinStateRequest, SocketError, SessionCreate, SessionJoin, SessionLeave,
-                                       SessionListRequest, RtcOffer, HmiCamera, AnnotationCreate, AnnotationUpdate,
-                                       AnnotationDelete)
+MODELS: tuple[type[BaseModel], ...] = (
+    LoginRequest, LoginResponse, LogoutResponse, Me, ResetAnswer, Error, SafetyEvent, SafetyEventPage,
+    ComponentHealth, Health, TrajectoryPoint, JointTrajectoryRequest, CommandAnswer, TwinStateRequest,
+    SocketError, SessionCreate, SessionJoin, SessionLeave, SessionListRequest, RtcOffer, HmiCamera,
+    AnnotationCreate, AnnotationUpdate, AnnotationDelete)
 
 _M = TypeVar("_M", bound=BaseModel)
 

@@ -31,6 +31,9 @@ by `xr_server.openapi`; docs/xr_server.md is the reader's guide):
     POST /api/safety/reset            ask to clear a latched fault stop -> {accepted, reason}:
                                       200 accepted, 403 role refused, 409 otherwise refused,
                                       503 without a safety monitor
+    POST /api/robot/trajectory        a joint trajectory goal, through the command gate ->
+                                      {verdict, reason}: 200 forwarded, 400 malformed, 403 role
+                                      refused, 409 refused by another rule, 503 without a gate
     GET  /, /hmi, /expert             dashboard, HMI and remote-expert pages (redirect to /login
                                       without a token)
     GET  /static/<file>               the pages' JS and CSS, no auth
@@ -81,10 +84,18 @@ from aiortc import RTCIceServer
 from pydantic import BaseModel
 
 from content.storage import AnnotationStore
-from robot_bridge.types import RobotState
+from robot_bridge.errors import CommandError
+from robot_bridge.types import JointTrajectory, RobotState
 from safety.errors import SafetyError
+from safety.gate import Actor, GateAnswer, Verdict
 from safety.perception.types import PerceptionSnapshot
-from xr_server.api_models import LoginRequest, PayloadError, TwinStateRequest, parse
+from xr_server.api_models import (
+    JointTrajectoryRequest,
+    LoginRequest,
+    PayloadError,
+    TwinStateRequest,
+    parse,
+)
 from xr_server.auth import (
     DEFAULT_SESSION_REFRESH_S,
     DEFAULT_TOKEN_LIFETIME_S,
@@ -142,6 +153,13 @@ SafetyReset = Callable[[str, frozenset[str]], tuple[bool, str]]
 SafetyEvents = Callable[[str, str, str | None], dict]
 
 
+class RobotCommands(Protocol):
+    """The command gate (`safety.gate.CommandGate`): the only path from a user to the robot.
+    Called from request threads: must be thread-safe; answers, never raises for a bad command."""
+
+    def submit(self, command: object, actor: Actor) -> GateAnswer: ...
+
+
 def node_modules_dir() -> Path:
     """Where the npm packages are: ``$XRCELL_NODE_MODULES`` or ``<repo>/node_modules``."""
     override = os.environ.get("XRCELL_NODE_MODULES")
@@ -174,6 +192,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                session_refresh_s: float = DEFAULT_SESSION_REFRESH_S,
                safety_events: SafetyEvents | None = None,
                annotation_store: AnnotationStore | None = None, ice_servers: Sequence[RTCIceServer] = (),
+               robot_commands: RobotCommands | None = None,
                ) -> tuple[flask.Flask, flask_socketio.SocketIO]:
     """Build the server.
 
@@ -202,6 +221,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
             acknowledged; None refuses annotations.
         ice_servers: STUN/TURN servers of the WebRTC peer connections; none by default (host
             candidates only: a LAN, or a VPN to it).
+        robot_commands: the command gate behind ``POST /api/robot/trajectory``; None answers 503.
 
     Returns:
         ``(app, socketio)``. Run with ``socketio.run(app, ...)``; ``app.xrcell_stop()`` ends the
@@ -614,6 +634,74 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         except SafetyError as exc:
             return _json_error(400, str(exc))
         return flask.jsonify(page)
+    # ------------------------------------------------------------------------------------- robot
+    @app.post("/api/robot/trajectory")
+    def robot_trajectory() -> flask.Response:
+        """Send a trajectory goal to the robot.
+        ---
+        post:
+          summary: >-
+            Send a joint trajectory goal to the cell's robot through the command gate
+            (operator or admin).
+          description: >-
+            The gate checks the caller's role, the safety mode, joint position and velocity
+            limits and the robot keep-out zones along the whole path before the robot backend
+            sees the goal, then the backend checks it against the robot (joint names, limits,
+            start within 0.1 rad of the current position when the first point is at 0 s).
+            Every answer is audited. Progress shows in the twin state's robot (`q`, `mode`).
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema: JointTrajectoryRequest
+          responses:
+            '200':
+              description: Forwarded to the robot.
+              content:
+                application/json:
+                  schema: CommandAnswer
+            '400': BadRequest
+            '401': Unauthorized
+            '403':
+              description: The caller's roles may not move the robot (`reason` starts with `role:`).
+              content:
+                application/json:
+                  schema: CommandAnswer
+            '409':
+              description: Refused by another rule of the gate or by the robot; `reason` names it.
+              content:
+                application/json:
+                  schema: CommandAnswer
+            '503':
+              description: "`no command gate`: this server drives no robot."
+              content:
+                application/json:
+                  schema: Error
+        """
+        claims = flask.g.claims
+        if robot_commands is None:
+            return _json_error(503, "no command gate")
+        try:
+            body = parse(JointTrajectoryRequest, flask.request.get_json(silent=True), "body")
+            for i, point in enumerate(body.points):
+                if len(point.positions) != len(body.joint_names):
+                    raise PayloadError(f"field 'points.{i}.positions': expected "
+                                       f"{len(body.joint_names)} values (one per joint name), "
+                                       f"got {len(point.positions)}")
+            command = JointTrajectory(
+                tuple(body.joint_names), [p.positions for p in body.points],
+                [p.time_from_start_s for p in body.points], goal_id=body.goal_id)
+        except PayloadError as exc:
+            return _json_error(400, str(exc))
+        except (CommandError, ValueError) as exc:  # ragged rows, non-finite values, bad times
+            return _json_error(400, f"body: {exc}")
+        answer = robot_commands.submit(command, Actor(claims.username, frozenset(claims.roles)))
+        log.info("trajectory %r from %r: %s, %s", body.goal_id, claims.username,
+                 answer.verdict.value, answer.reason)
+        response = flask.jsonify(verdict=answer.verdict.value, reason=answer.reason)
+        if answer.verdict is Verdict.REJECTED:
+            response.status_code = 403 if answer.reason.startswith("role:") else 409
+        return response
 
     # ------------------------------------------------------------------------------------ pages
     @app.get("/")

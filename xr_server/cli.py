@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from content.errors import ContentError
+from robot_bridge.errors import BridgeError
 from safety.errors import SafetyError
 
 
@@ -33,6 +34,21 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--db", default=None, help="storage URL (default: sqlite file in data/)")
+
+    serve = sub.add_parser("serve", help="serve one cell: its robot backend (sim, dds, ros2), "
+                                         "worker tracking from its cameras, safety monitor, "
+                                         "command gate, dashboard")
+    serve.add_argument("--cell", type=Path, required=True,
+                       help="cell description (launch/cells/*.yaml)")
+    serve.add_argument("--robot", choices=["sim", "dds", "ros2"], default=None,
+                       help="robot backend (default: the cell's robot.backend); dds: ROS 2 over "
+                            "Cyclone DDS, domain from ROS_DOMAIN_ID; ros2: rclpy")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--db", default=None, help="storage URL of users and the audit log "
+                                                  "(default: sqlite file in data/)")
+    serve.add_argument("--duration", type=_positive, default=None, metavar="S",
+                       help="stop after S seconds")
 
     scen = sub.add_parser("scenario", help="play scripted people against the simulated robot through the safety "
                                          "monitor and gate (tests/scenarios/library/*.yaml)")
@@ -107,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             from xr_server.demo import run_demo
             return run_demo(cell_path=args.cell, headless=args.headless, duration_s=args.duration,
                             report_path=args.report, host=args.host, port=args.port, db_url=args.db)
+        if args.command == "serve":
+            from xr_server.serve import run_serve
+            return run_serve(cell_path=args.cell, robot=args.robot, host=args.host, port=args.port,
+                             db_url=args.db, duration_s=args.duration)
         if args.command == "scenario":
             from xr_server.scenario import run_files
             return run_files(args.files, args.report)
@@ -134,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             path = fetch_pose2sim()
             print(f"xrcell: sample footage in {path}")
             return 0
-    except (ContentError, SafetyError) as exc:
+    except (ContentError, SafetyError, BridgeError) as exc:
         print(f"xrcell: error: {exc}", file=sys.stderr)
         return 2
     return 1

@@ -37,6 +37,7 @@ from typing import Callable, Literal
 import numpy as np
 
 from content.cell import Robot
+from robot_bridge.commands import check_trajectory, sanitize_speed_scale
 from robot_bridge.dds import msgs
 from robot_bridge.dds.conventions import (
     DEFAULT_CONTROLLER,
@@ -58,9 +59,15 @@ from robot_bridge.dds.trajectory import (
     trajectory_msg,
 )
 from robot_bridge.errors import BackendUnavailableError, BridgeError, CommandError
-from robot_bridge.sim.control import sanitize_speed_scale
 from robot_bridge.sim.panda import ARM_JOINT_NAMES
-from robot_bridge.types import ControllerMode, GripperCommand, JointTrajectory, RobotCommand, RobotState, StopCategory
+from robot_bridge.types import (
+    ControllerMode,
+    GripperCommand,
+    JointTrajectory,
+    RobotCommand,
+    RobotState,
+    StopCategory,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +75,6 @@ STOP_0_TIME_S = 0.01
 """time_from_start of the hold point of a category 0 stop, seconds."""
 MIN_STOP_TIME_S = 0.05
 """Shortest time given to a category 1/2 stop, seconds."""
-START_TOLERANCE_RAD = 0.1
-"""A trajectory whose point at time 0 is farther than this from the measured position is refused."""
 GOAL_TOLERANCE_RAD = 0.01
 """A goal is done when its path time has ended and every joint is this close to its last point."""
 GOAL_SETTLE_TIMEOUT_S = 2.0
@@ -197,7 +202,7 @@ class DdsBackend:
                 `description_timeout_s`, or the URDF lacks the robot's joints.
             BridgeError: `start()` after `shutdown()`.
         """
-        from cyclonedds.core import ReadCondition, SampleState, ViewState, InstanceState, WaitSet
+        from cyclonedds.core import InstanceState, ReadCondition, SampleState, ViewState, WaitSet
 
         from robot_bridge.dds.node import RosDdsNode
 
@@ -296,7 +301,7 @@ class DdsBackend:
 
         A `JointTrajectory` must name exactly the robot's joints (any order; published in the
         robot's order), stay within the URDF limits and, when its first point is at time 0,
-        start within `START_TOLERANCE_RAD` of the measured position.
+        start within `robot_bridge.commands.START_TOLERANCE_RAD` of the measured position.
 
         Raises:
             CommandError: a gripper command, a malformed trajectory, a held stop, no fresh state.
@@ -307,7 +312,9 @@ class DdsBackend:
                 "which the dds backend does not speak (topics only); refused"
             )
         if not isinstance(command, JointTrajectory):
-            raise CommandError(f"DdsBackend.execute: unsupported command {type(command).__name__}")
+            raise CommandError(
+                f"DdsBackend.execute: unsupported command type {type(command).__name__}"
+            )
         pos, times = self._check_trajectory(command)
         with self._lock:
             self._check_accepting(command.goal_id)
@@ -373,39 +380,19 @@ class DdsBackend:
     def _check_accepting(self, goal_id: str) -> None:
         if self._closed or not self._started:
             raise CommandError("DdsBackend.execute: the backend is not running")
+        if not self._healthy:
+            raise CommandError(
+                f"DdsBackend.execute: refused, no fresh robot state (goal {goal_id!r})"
+            )
         if self._latched:
             raise CommandError(
                 f"DdsBackend.execute: refused, a protective stop is held (goal {goal_id!r}); call reset() first"
             )
-        if not self._healthy:
-            raise CommandError(f"DdsBackend.execute: refused, no fresh robot state (goal {goal_id!r})")
 
     def _check_trajectory(self, traj: JointTrajectory) -> tuple[np.ndarray, np.ndarray]:
-        if sorted(traj.joint_names) != sorted(self.joint_names):
-            raise CommandError(
-                f"JointTrajectory {traj.goal_id!r}: joint_names must be the robot's joints "
-                f"{', '.join(self.joint_names)}; got {', '.join(traj.joint_names)}"
-            )
-        order = [traj.joint_names.index(n) for n in self.joint_names]
-        pos = traj.positions[:, order].copy()
-        lo, hi = np.array(self.joint_lower_limits), np.array(self.joint_upper_limits)
-        bad = np.nonzero((pos < lo - 1e-6) | (pos > hi + 1e-6))
-        if bad[0].size:
-            i, j = int(bad[0][0]), int(bad[1][0])
-            raise CommandError(
-                f"JointTrajectory {traj.goal_id!r}: point {i} puts {self.joint_names[j]} at "
-                f"{pos[i, j]:.4f} rad, outside its limits [{lo[j]:.4f}, {hi[j]:.4f}]"
-            )
         state = self._state
-        if traj.time_from_start_s[0] == 0.0 and state is not None:
-            err = np.abs(pos[0] - state.position)
-            if err.max() > START_TOLERANCE_RAD:
-                j = int(err.argmax())
-                raise CommandError(
-                    f"JointTrajectory {traj.goal_id!r}: first point is {err[j]:.3f} rad from the "
-                    f"current position in {self.joint_names[j]} (tolerance {START_TOLERANCE_RAD} rad)"
-                )
-        return pos, traj.time_from_start_s.copy()
+        return check_trajectory(traj, self.joint_names, self.joint_lower_limits,
+                                self.joint_upper_limits, None if state is None else state.position)
 
     def _path_time(self, now_ns: int) -> float:
         """Seconds of path time reached at `now_ns` (caller holds the lock)."""

@@ -18,12 +18,12 @@ import numpy as np
 import pybullet
 
 from content.cell import PickAndPlace, Robot
+from robot_bridge.commands import check_trajectory, sanitize_speed_scale
 from robot_bridge.errors import BridgeError, CommandError
 from robot_bridge.sim.control import (
     SCALE_RAISE_RATE_PER_S,
     lowering_rate_per_s,
     sample_trajectory,
-    sanitize_speed_scale,
     step_speed_scale,
 )
 from robot_bridge.sim.panda import (
@@ -51,10 +51,6 @@ log = logging.getLogger(__name__)
 PHYSICS_RATE_HZ = 240.0
 """Physics and control rate, Hz (PyBullet's default time step)."""
 
-START_TOLERANCE_RAD = 0.1
-"""A trajectory whose first point (at time 0) is farther than this from the current position,
-in any joint, is refused: following it would jump."""
-
 _POSITION_GAIN = 0.3
 _VELOCITY_GAIN = 1.0
 _SETTLE_TOLERANCE_RAD = 2e-3
@@ -81,7 +77,10 @@ class PyBulletPandaBackend:
     `execute` is refused until `reset()`). IDLE: no active goal, commands accepted. EXECUTING: a
     trajectory or gripper goal is running at the applied speed scale. STOPPING: category 1/2 stop,
     the speed scale falls at the deceleration limit. STOPPED: standstill held until `reset()`.
-    FAULT: PyBullet failed; nothing moves any more, the state says `healthy=False`.
+    FAULT: PyBullet failed (for good: nothing moves any more), or the stepping thread published
+    nothing for `state_timeout_s` (the watchdog: `latest_state()` then says `healthy=False` and
+    commands are refused; once states flow again they are healthy but the FAULT stays latched
+    until `reset()`).
 
     Thread ownership: the stepping thread (`xrcell-sim`, or the caller of `step()` when
     `realtime=False`) owns the PyBullet client and every controller variable. All public methods
@@ -114,13 +113,23 @@ class PyBulletPandaBackend:
             override falls to 0 at the stop data's deceleration and holds there, the way a
             controller's wired category 2 safeguard input acts, whatever the commands say; it
             resumes by itself when the input returns False. None: no input wired.
+        state_timeout_s: the watchdog bound with `realtime=True`, seconds: a newest state older
+            than this (the stepping thread stalled) is reported unhealthy by `latest_state()` and
+            latches a FAULT. The cell's monitor has its own, usually tighter, `robot_timeout_s`.
     """
 
     joint_names: tuple[str, ...] = ARM_JOINT_NAMES
 
     def __init__(self, robot: Robot, program: PickAndPlace | None = None, *, realtime: bool = True,
                  clock_ns: Callable[[], int] = time.monotonic_ns,
-                 safeguard_stop: Callable[[], bool] | None = None) -> None:
+                 safeguard_stop: Callable[[], bool] | None = None,
+                 state_timeout_s: float = 0.5) -> None:
+        if not (math.isfinite(state_timeout_s) and state_timeout_s > 0):
+            raise BridgeError(
+                f"PyBulletPandaBackend: state_timeout_s must be > 0, got {state_timeout_s!r}"
+            )
+        self._state_timeout_ns = int(state_timeout_s * 1e9)
+        self._stale = False
         self._robot = robot
         self._safeguard_stop = safeguard_stop
         self._clock_ns = clock_ns
@@ -322,8 +331,31 @@ class PyBulletPandaBackend:
             pybullet.disconnect(self._cid)
 
     def latest_state(self) -> RobotState | None:
-        """The newest state sample, or None before `start()` / the first `step()`."""
-        return self._state
+        """The newest state sample, or None before `start()` / the first `step()`.
+
+        With `realtime=True` this also runs the watchdog: a newest state older than
+        `state_timeout_s` comes back with `healthy=False`, mode FAULT and speed scale 0 (its
+        stamp stays that of the newest data), and the FAULT is latched until `reset()`.
+        """
+        state = self._state
+        if state is None or not self._watchdog():
+            return state
+        return replace(state, healthy=False, mode=ControllerMode.FAULT, speed_scale=0.0)
+
+    def _watchdog(self) -> bool:
+        """True while the newest state is stale (realtime only); latches a FAULT when it turns."""
+        state = self._state
+        if not self._realtime or self._thread is None or state is None or self._closed:
+            return False
+        stale = self._clock_ns() - state.stamp_ns > self._state_timeout_ns
+        with self._lock:
+            if stale and not self._stale:
+                log.error("PyBulletPandaBackend: no state for %.0f ms; unhealthy, FAULT latched",
+                          (self._clock_ns() - state.stamp_ns) / 1e6)
+                self._stop_latched = True
+                self._inbox.append(("fault",))
+            self._stale = stale
+        return stale
 
     def subscribe(self, callback: Callable[[RobotState], None]) -> Callable[[], None]:
         """Call `callback(state)` on the stepping thread for every published state.
@@ -352,6 +384,7 @@ class PyBulletPandaBackend:
             CommandError: a protective stop is held, the backend is shut down, or the command is
                 malformed for the Panda (the message says which).
         """
+        self._watchdog()
         self._check_accepting(getattr(command, "goal_id", ""))
         if isinstance(command, JointTrajectory):
             item = self._check_trajectory(command)
@@ -366,6 +399,14 @@ class PyBulletPandaBackend:
     def _check_accepting(self, goal_id: str) -> None:
         if self._closed:
             raise CommandError("PyBulletPandaBackend.execute: the backend is shut down")
+        if not self._healthy:
+            raise CommandError(
+                f"PyBulletPandaBackend.execute: refused, the simulation failed (goal {goal_id!r})"
+            )
+        if self._stale:
+            raise CommandError(
+                f"PyBulletPandaBackend.execute: refused, no fresh robot state (goal {goal_id!r})"
+            )
         if self._stop_latched:
             raise CommandError(
                 f"PyBulletPandaBackend.execute: refused, a protective stop is held "
@@ -397,41 +438,26 @@ class PyBulletPandaBackend:
             self._inbox.append(("stop", category, int(seq)))
 
     def reset(self) -> None:
-        """Release a protective stop; motion resumes, ramping up to the current target scale."""
+        """Release a protective stop (or a FAULT latched by the watchdog); motion resumes, ramping
+        up to the current target scale. While the state is stale the stop stays held (logged)."""
+        stale = self._watchdog()
         with self._lock:
             if self._closed:
                 raise CommandError("PyBulletPandaBackend.reset: the backend is shut down")
+            if stale:
+                log.warning("PyBulletPandaBackend.reset: refused while the state is stale; "
+                            "stop stays held")
+                return
             self._stop_latched = False
             self._inbox.append(("reset",))
 
     # ----------------------------------------------------------- validation
 
     def _check_trajectory(self, traj: JointTrajectory) -> tuple:
-        if sorted(traj.joint_names) != sorted(ARM_JOINT_NAMES):
-            raise CommandError(
-                f"JointTrajectory {traj.goal_id!r}: joint_names must be the 7 Panda arm joints "
-                f"{', '.join(ARM_JOINT_NAMES)}; got {', '.join(traj.joint_names)}"
-            )
-        order = [traj.joint_names.index(n) for n in ARM_JOINT_NAMES]
-        pos = traj.positions[:, order].copy()
-        lo, hi = np.array(self.joint_lower_limits), np.array(self.joint_upper_limits)
-        bad = np.nonzero((pos < lo - 1e-6) | (pos > hi + 1e-6))
-        if bad[0].size:
-            i, j = int(bad[0][0]), int(bad[1][0])
-            raise CommandError(
-                f"JointTrajectory {traj.goal_id!r}: point {i} puts {ARM_JOINT_NAMES[j]} at "
-                f"{pos[i, j]:.4f} rad, outside its limits [{lo[j]:.4f}, {hi[j]:.4f}]"
-            )
-        times = traj.time_from_start_s.copy()
         state = self._state
-        if times[0] == 0.0 and state is not None:
-            err = np.abs(pos[0] - state.position)
-            if err.max() > START_TOLERANCE_RAD:
-                j = int(err.argmax())
-                raise CommandError(
-                    f"JointTrajectory {traj.goal_id!r}: first point is {err[j]:.3f} rad from the "
-                    f"current position in {ARM_JOINT_NAMES[j]} (tolerance {START_TOLERANCE_RAD} rad)"
-                )
+        pos, times = check_trajectory(traj, ARM_JOINT_NAMES, self.joint_lower_limits,
+                                      self.joint_upper_limits,
+                                      None if state is None else state.position)
         return ("traj", pos, times, traj.goal_id)
 
     def _check_gripper(self, cmd: GripperCommand) -> tuple:
@@ -517,6 +543,9 @@ class PyBulletPandaBackend:
                     log.info("protective stop %s released", self._stop_category.name)
                 self._stop_category = None
                 self._set_mode(ControllerMode.EXECUTING if self._busy() else ControllerMode.IDLE)
+            elif kind == "fault":
+                self._apply_stop(StopCategory.STOP_0)
+                self._set_mode(ControllerMode.FAULT)
             elif kind == "traj":
                 self._start_trajectory(item[1], item[2], item[3])
             elif kind == "gripper":
@@ -535,16 +564,19 @@ class PyBulletPandaBackend:
 
     def _apply_stop(self, category: StopCategory) -> None:
         previous = self._stop_category
+        faulted = self._mode is ControllerMode.FAULT  # a FAULT stays the mode until reset()
         if category is StopCategory.STOP_0:
             self._stop_category = StopCategory.STOP_0
             self._applied_scale = 0.0
             self._braking = True
             self._gripper_cmd = self._finger_position()
-            self._set_mode(ControllerMode.STOPPED)
+            if not faulted:
+                self._set_mode(ControllerMode.STOPPED)
         elif previous is None:
             self._stop_category = category
             self._standstill_s = 0.0
-            self._set_mode(ControllerMode.STOPPING)
+            if not faulted:
+                self._set_mode(ControllerMode.STOPPING)
         log.info("protective stop %s requested (active: %s)", category.name, self._stop_category.name)
 
     def _busy(self) -> bool:

@@ -6,31 +6,10 @@ directly.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 SCALE_RAISE_RATE_PER_S = 1.0
 """How fast the applied speed scale may rise, 1/s (full speed from standstill in 1 s)."""
-
-
-def sanitize_speed_scale(scale: float) -> tuple[float, bool]:
-    """Fail-safe reading of a commanded speed scale.
-
-    Args:
-        scale: the commanded speed override, expected in [0, 1].
-
-    Returns:
-        (value, valid): `value` is `scale` when it is a finite number in [0, 1], else 0.0
-        (stop: an implausible command never speeds the robot up); `valid` says which.
-    """
-    try:
-        value = float(scale)
-    except (TypeError, ValueError):
-        return 0.0, False
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
-        return 0.0, False
-    return value, True
 
 
 def lowering_rate_per_s(deceleration_mps2: float, max_tcp_speed_mps: float, v_ref_mps: float) -> float:

@@ -24,7 +24,8 @@ from robot_bridge.sim import (  # noqa: E402
     PyBulletPandaBackend,
     plan_pick_and_place,
 )
-from robot_bridge.sim.control import lowering_rate_per_s, sanitize_speed_scale, step_speed_scale  # noqa: E402
+from robot_bridge.commands import sanitize_speed_scale  # noqa: E402
+from robot_bridge.sim.control import lowering_rate_per_s, step_speed_scale  # noqa: E402
 from robot_bridge.sim.panda import panda_urdf_path  # noqa: E402
 
 ROBOT = Robot(base=Pose(position=(1.0, 2.0, 0.0), yaw_deg=90.0))
@@ -149,7 +150,7 @@ def test_malformed_commands_are_refused(backend, plan):
     backend.reset()
     backend.step(1)
     traj = plan[0]
-    with pytest.raises(CommandError, match="joint_names must be the 7 Panda arm joints"):
+    with pytest.raises(CommandError, match="joint_names must be the robot's joints panda_joint1, "):
         backend.execute(JointTrajectory(("a", "b"), np.zeros((1, 2)), np.array([1.0])))
     bad = traj.positions.copy()
     bad[-1, 3] = 0.5

@@ -5,15 +5,8 @@ cross-talk; every domain is confined to 127.0.0.1 by `LOOPBACK_CONFIG`. Waits po
 with a generous deadline; nothing asserts how fast it came.
 """
 
-import itertools
-import json
-import os
-import queue
 import subprocess
 import sys
-import threading
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,61 +15,7 @@ from robot_bridge.backend import create_backend
 from robot_bridge.dds import LOOPBACK_CONFIG, DdsBackend, type_hash
 from robot_bridge.errors import BackendUnavailableError, BridgeError, CommandError
 from robot_bridge.types import ControllerMode, GripperCommand, JointTrajectory, StopCategory
-
-PEER = Path(__file__).with_name("peer.py")
-_domains = itertools.count()
-DEADLINE_S = 10.0
-
-
-def next_domain() -> int:
-    return (os.getpid() * 11 + next(_domains)) % 233
-
-
-class Peer:
-    """The driver process, its events (JSON lines) and its command input."""
-
-    def __init__(self, domain: int, *extra: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(PEER), "--domain", str(domain), *extra],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )
-        self.events: queue.Queue = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.expect("ready")
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.events.put(json.loads(line))
-
-    def expect(self, kind: str) -> dict:
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            event = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
-            if event["event"] == kind:
-                return event
-
-    def send(self, command: str) -> None:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.send("quit")
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def wait_for(predicate, what: str):
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.robot_bridge.dds.peer_client import Peer, next_domain, wait_for
 
 
 def state_where(backend, predicate, what: str):
@@ -204,7 +143,7 @@ def test_stale_state_turns_health_false_until_states_return_and_fault_stays_latc
     peer.send("pause")
     state = state_where(backend, lambda s: not s.healthy, "unhealthy")
     assert state.mode is ControllerMode.FAULT
-    with pytest.raises(CommandError, match=r"protective stop is held"):
+    with pytest.raises(CommandError, match=r"refused, no fresh robot state"):
         backend.execute(JointTrajectory(backend.joint_names, state.position[None, :], np.array([0.5])))
     backend.reset()  # refused while stale (logged): the fault stays
     peer.send("resume")

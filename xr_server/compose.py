@@ -1,0 +1,538 @@
+"""Composition of one running cell: robot backend, worker tracking, gate, monitor, safety output,
+program runner and the XR server around them. `xrcell demo` and `xrcell serve` both build here.
+
+The robot backend is chosen by name (`sim`, `dds`, `ros2`; see `robot_bridge.backend`). Worker
+tracking runs from the cell's cameras; a cell without cameras gets `NoWorkerTracking` (the
+monitor then sees nobody: people must be kept out by the cell's own guards). Every robot command
+goes through the one `CommandGate`; the monitor holds the gate's `SafetyChannel`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from content.calibration import load_calibration
+from content.cell import CellDescription
+from content.errors import ContentError
+from robot_bridge.backend import create_backend
+from robot_bridge.errors import BridgeError
+from safety.gate import CommandGate, PeopleOnPath
+from safety.monitor import SafetyMonitor
+from safety.output import SimSafetyOutput
+from safety.perception.types import PerceptionSnapshot
+from safety.ssm import StoppingModel
+from safety.zones import CellZones
+from xr_server.program import ProgramRunner
+from xr_server.twin import build_twin_state
+
+if TYPE_CHECKING:
+    from safety.audit import AuditLog
+
+log = logging.getLogger(__name__)
+
+#: Robot backends `xrcell serve --robot` offers.
+ROBOT_CHOICES = ("sim", "dds", "ros2")
+#: TCP link of each robot model in its URDF (the `dds` backend reads the URDF from the robot).
+TCP_LINKS = {"franka_panda": "panda_grasptarget"}
+
+
+class NoWorkerTracking:
+    """The worker tracking of a cell without cameras: a fresh snapshot with nobody in it.
+
+    The monitor then runs its watchdogs on the robot alone and never slows for a person: such a
+    cell must keep people out with its own guards (fences, light curtains, scanners wired to the
+    safety PLC). `xrcell serve` says so at start-up.
+
+    Thread safety: every method may be called from any thread.
+    """
+
+    def start(self) -> None:
+        """Nothing to start."""
+
+    def stop(self) -> None:
+        """Nothing to stop."""
+
+    def snapshot(self) -> PerceptionSnapshot:
+        """A snapshot stamped now (monotonic ns) with no tracks and no cameras."""
+        return PerceptionSnapshot(stamp_ns=time.monotonic_ns(), tracks=(), cameras=())
+
+    def report(self) -> dict:
+        return {}
+
+    def camera_ids(self) -> list[str]:
+        return []
+
+    def camera_jpeg(self, camera_id: str) -> bytes | None:
+        return None
+
+    def enable_views(self, enabled: bool = True) -> None:
+        """No views to send."""
+
+
+@dataclass
+class Cell:
+    """The running parts of one cell; `stop()` leaves the robot in a protective stop."""
+
+    description: CellDescription
+    robot: str
+    backend: Any
+    pipeline: Any
+    gate: CommandGate
+    monitor: SafetyMonitor
+    runner: ProgramRunner | None
+    zones: CellZones
+    audit: "AuditLog | None" = None
+
+    def twin_state(self) -> dict:
+        return build_twin_state(
+            self.description.name,
+            self.backend.latest_state(),
+            self.monitor.latest(),
+            self.pipeline.snapshot(),
+            self.gate.planned_path(),
+            self.zones.current(),
+        )
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            self.runner.stop(0.3)
+        self.monitor.stop(0.3)  # commands the protective stop
+        self.pipeline.stop()
+        self.backend.shutdown()
+
+
+def _dds_options(cell: CellDescription, environ: dict[str, str]) -> dict[str, object]:
+    """`DdsBackend` options of `cell`: the ROS 2 domain from ROS_DOMAIN_ID (default 0), the DDS
+    configuration from CYCLONEDDS_URI (Cyclone DDS reads it itself), the TCP link of the model."""
+    raw = environ.get("ROS_DOMAIN_ID", "0").strip() or "0"
+    try:
+        domain_id = int(raw)
+    except ValueError:
+        raise BridgeError(f"ROS_DOMAIN_ID must be an integer in 0..232, got {raw!r}") from None
+    return {
+        "domain_id": domain_id,
+        "tcp_link": TCP_LINKS.get(cell.robot.model),
+        "state_timeout_s": cell.safety.robot_timeout_s,
+    }
+
+
+def create_robot(
+    cell: CellDescription,
+    robot: str,
+    safeguard_stop: Callable[[], bool],
+    environ: dict[str, str] | None = None,
+) -> Any:
+    """The robot backend `robot` for `cell` (created, not started).
+
+    `sim` reads `safeguard_stop` as its safeguard-stop input (the wired input of a real
+    controller); `dds` joins the ROS 2 domain of ROS_DOMAIN_ID and drives the robot's
+    JointTrajectoryController; `ros2` needs rclpy.
+
+    Raises:
+        BackendUnavailableError: the backend's library is missing (`ros2` without rclpy).
+        BridgeError: bad backend options (e.g. ROS_DOMAIN_ID).
+    """
+    if robot == "sim":
+        return create_backend(
+            "sim", robot=cell.robot, program=cell.program, safeguard_stop=safeguard_stop
+        )
+    if robot == "dds":
+        return create_backend(
+            "dds",
+            robot=cell.robot,
+            **_dds_options(cell, dict(os.environ if environ is None else environ)),
+        )
+    return create_backend(robot, robot=cell.robot)
+
+
+def _tracking(cell: CellDescription) -> Any:
+    if not cell.cameras:
+        return NoWorkerTracking()
+    from safety.perception.process import CameraSpec, PerceptionProcess
+
+    cams = []
+    calib_cache: dict[Path, dict] = {}
+    for cam in cell.cameras:
+        calibs = calib_cache.setdefault(
+            cam.calibration.file, load_calibration(cam.calibration.file, cam.calibration.format)
+        )
+        if cam.calibration.camera not in calibs:
+            raise ContentError(
+                f"{cam.calibration.file}: no camera {cam.calibration.camera!r} "
+                f"(has {', '.join(sorted(calibs))}) for cameras[{cam.id}]"
+            )
+        cams.append(
+            CameraSpec(
+                cam.id,
+                cam.video,
+                calibs[cam.calibration.camera].scaled(cam.resize),
+                resize=cam.resize,
+                loop=cam.playback != "once",
+                pingpong=cam.playback == "pingpong",
+            )
+        )
+    rate = min(c.process_rate_hz for c in cell.cameras)
+    return PerceptionProcess(
+        cams, process_rate_hz=rate, model_complexity=cell.perception.model_complexity
+    )
+
+
+def build_cell(
+    cell: CellDescription, audit: "AuditLog | None" = None, *, robot: str | None = None
+) -> Cell:
+    """Create (not start) the robot, worker tracking, gate, monitor and program of `cell`.
+
+    Args:
+        cell: the cell description.
+        audit: where mode changes, gate answers, resets and zone changes go.
+        robot: the robot backend (`ROBOT_CHOICES`); None: the cell's `robot.backend`. The cell's
+            program runs only on `sim` (a ROS 2 cell runs its own program).
+
+    Raises:
+        BackendUnavailableError, BridgeError: the robot backend cannot be created.
+        ContentError: a camera's calibration does not name it.
+    """
+    from robot_bridge.sim import (
+        PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
+        PANDA_JOINT_VELOCITY_LIMITS_RADPS,
+        PandaLinkKinematics,
+        plan_pick_and_place,
+    )
+
+    robot = robot or cell.robot.backend
+    # The sim robot's safeguard-stop input is wired to the monitor's safety output, as a real
+    # cell wires the robot's safeguard input to the safety PLC that xrcell's output drives.
+    output = SimSafetyOutput(input_timeout_s=cell.safety.monitor_timeout_s)
+    backend = create_robot(cell, robot, lambda: output.stop_required)
+    pipeline = _tracking(cell)
+    holder: dict[str, SafetyMonitor] = {}
+    zones = CellZones(
+        cell.zones,
+        on_change=None
+        if audit is None
+        else (
+            lambda actor, old, new: audit.append(
+                "zone_change",
+                actor,
+                {
+                    "old": [z.model_dump(mode="json") for z in old.zones],
+                    "new": [z.model_dump(mode="json") for z in new.zones],
+                },
+                "zones replaced",
+                durable=True,
+            )
+        ),
+    )
+    gate = CommandGate(
+        backend,
+        lambda: holder["m"].latest() if "m" in holder else None,
+        np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS),
+        zones=zones,
+        kinematics=PandaLinkKinematics(cell.robot),
+        audit=audit,
+        people=PeopleOnPath(
+            pipeline.snapshot,
+            cell.safety,
+            StoppingModel.from_stop_data(cell.robot.stop),
+            cell.robot.max_tcp_speed_mps,
+        ),
+        joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2),
+    )
+    monitor = SafetyMonitor(
+        backend.latest_state,
+        pipeline.snapshot,
+        gate.safety_channel(),
+        cell.safety,
+        cell.robot.stop,
+        cell.robot.max_tcp_speed_mps,
+        zones=zones,
+        audit=audit,
+        output=output,
+    )
+    holder["m"] = monitor
+    runner = None
+    if cell.program is not None and robot == "sim":
+        runner = ProgramRunner(
+            plan_pick_and_place(cell.robot, cell.program),
+            gate,
+            backend.latest_state,
+            monitor.latest,
+        )
+    return Cell(cell, robot, backend, pipeline, gate, monitor, runner, zones, audit)
+
+
+def start_cell(cell: Cell) -> None:
+    """Start tracking (decodes the clips first, a few seconds), the robot, the monitor, the program.
+
+    If a later part fails to start, the parts already started are stopped again.
+    """
+    cell.pipeline.start()
+    try:
+        cell.backend.start()
+    except BaseException:
+        cell.pipeline.stop()
+        cell.backend.shutdown()
+        raise
+    cell.monitor.start()
+    if cell.runner is not None:
+        cell.runner.start()
+
+
+class _CameraViews:
+    """JPEGs of the newest processed camera frames with their 2D skeletons, for the dashboard."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self._pipeline = pipeline
+
+    def ids(self) -> list[str]:
+        return self._pipeline.camera_ids()
+
+    def jpeg(self, camera_id: str) -> bytes | None:
+        return self._pipeline.camera_jpeg(camera_id)
+
+
+def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any = None) -> Callable[[], None]:
+    """Start the XR server (dashboard, HMI, expert page, REST, Socket.IO) of `cell` in a thread.
+
+    Robot commands from users reach the robot only through `cell.gate`; fault-stop resets go to
+    `cell.monitor.reset`; `GET /api/safety/events` pages through `cell.audit`; the annotations
+    of XR sessions are stored in `annotations` (`content.storage.AnnotationStore`; None refuses
+    them).
+
+    Returns:
+        A function that stops the server's background work (the server thread is a daemon).
+    """
+    from xr_server.app import create_app
+
+    cell.pipeline.enable_views(True)
+    app, socketio = create_app(
+        twin_source=cell.twin_state,
+        camera_views=_CameraViews(cell.pipeline),
+        user_store=store,
+        secret_key=secrets.token_hex(32),
+        cell_name=cell.description.name,
+        safety_reset=cell.monitor.reset,
+        monitor=cell.monitor,
+        robot_source=cell.backend.latest_state,
+        perception_source=cell.pipeline.snapshot,
+        gate=cell.gate,
+        robot_commands=cell.gate,
+        safety_events=None if cell.audit is None else cell.audit.page,
+        annotation_store=annotations,
+    )
+    thread = threading.Thread(
+        target=lambda: socketio.run(
+            app,
+            host=host,
+            port=port,
+            allow_unsafe_werkzeug=True,
+            use_reloader=False,
+            log_output=False,
+        ),
+        name="xr-server",
+        daemon=True,
+    )
+    thread.start()
+
+    def shutdown() -> None:
+        stop = getattr(app, "xrcell_stop", None)
+        if callable(stop):
+            stop()
+
+    return shutdown
+
+
+def wait(stop_event: threading.Event, duration_s: float | None, period_s: float = 0.2) -> None:
+    """Block until `stop_event` is set or `duration_s` (None: forever) has passed."""
+    deadline = math.inf if duration_s is None else time.monotonic() + duration_s
+    while not stop_event.wait(period_s):
+        if time.monotonic() >= deadline:
+            return
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def default_db_url() -> str:
+    """The default storage (users and the safety audit log): `data/xrcell.sqlite`."""
+    (REPO_ROOT / "data").mkdir(exist_ok=True)
+    return f"sqlite:///{REPO_ROOT / 'data' / 'xrcell.sqlite'}"
+
+
+def headless_report(cell: Cell, duration_s: float) -> dict:
+    """The JSON report of a run (see README, "Headless run")."""
+    mon = cell.monitor.report()
+    snap = cell.pipeline.snapshot()
+    cameras = (
+        []
+        if snap is None
+        else [
+            {
+                "id": c.camera_id,
+                "frames": c.frames,
+                "frames_processed": c.frames_processed,
+                "frames_skipped": c.frames_skipped,
+                "frames_with_person": c.frames_with_person,
+            }
+            for c in snap.cameras
+        ]
+    )
+    return {
+        "duration_s": round(duration_s, 3),
+        "cameras": cameras,
+        "safety": {
+            k: mon[k]
+            for k in (
+                "cycles",
+                "cycle_time_ms",
+                "time_in_mode_s",
+                "min_separation_m",
+                "min_margin_m",
+                "worst_margin",
+                "stops",
+                "stopping",
+            )
+        },
+        "reaction_ms": mon["reaction_ms"],
+        "reaction_oldest_view_ms": mon["reaction_oldest_view_ms"],
+        "reaction_samples": mon["reaction_samples"],
+        "perception": cell.pipeline.report(),
+        "robot": {
+            "backend": cell.robot,
+            "commands_accepted": cell.gate.accepted,
+            "commands_rejected": cell.gate.rejected,
+            "program_cycles": 0 if cell.runner is None else cell.runner.cycles_completed,
+        },
+    }
+
+
+def run_cell(
+    description: CellDescription,
+    *,
+    robot: str | None = None,
+    headless: bool = False,
+    duration_s: float | None = None,
+    report_path: Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    db_url: str | None = None,
+    on_serving: Callable[[Any], None] | None = None,
+) -> int:
+    """Run `description` until SIGINT/SIGTERM (or `duration_s`); returns the process exit code.
+
+    Args:
+        description: the cell.
+        robot: the robot backend (`ROBOT_CHOICES`); None: the cell's `robot.backend`.
+        headless: no web server; print the safety mode every second.
+        duration_s: stop after this long; None: run until a signal.
+        report_path: write `headless_report` here at the end.
+        host, port: where the XR server listens (not headless).
+        db_url: storage of users and the audit log; None: `default_db_url()`.
+        on_serving: called with the user store once the server listens (the demo makes its
+            accounts there).
+
+    Raises:
+        BackendUnavailableError, BridgeError: the robot cannot be created or reached.
+        ContentError, SafetyError: the cell's configuration is refused.
+    """
+    import json
+    import signal
+    import sys
+
+    from safety.audit import AuditLog
+
+    # The robot, the safety monitor and the web server share this interpreter; a 1 ms switch
+    # interval (default 5 ms) keeps the 200 Hz robot state and the 100 Hz monitor on time while
+    # the web server is busy.
+    sys.setswitchinterval(0.001)
+    stop_event = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop_event.set())
+    previous_term = signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
+    db_url = db_url or default_db_url()
+    audit = AuditLog(db_url)
+    try:
+        cell = build_cell(description, audit, robot=robot)
+        print(f"xrcell: robot backend {cell.robot!r}", flush=True)
+        if not description.cameras:
+            print(
+                "xrcell: warning: the cell has no cameras: no worker tracking, the monitor "
+                "sees nobody; keep people out with the cell's own guards",
+                flush=True,
+            )
+        else:
+            print("xrcell: decoding the camera clips ...", flush=True)
+        start_cell(cell)
+    except BaseException:
+        audit.close()
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        raise
+    t0 = time.monotonic()
+    server = None
+    try:
+        if stop_event.is_set():
+            print("xrcell: stop requested during start-up", flush=True)
+        elif headless:
+            print(
+                f"xrcell: running headless for {duration_s if duration_s else 'ever'} s", flush=True
+            )
+            while not stop_event.wait(1.0):
+                elapsed = time.monotonic() - t0
+                state = cell.monitor.latest()
+                if state is not None:
+                    print(
+                        f"xrcell: t={elapsed:5.1f}s mode={state.mode.value:<15} "
+                        f"scale={state.speed_scale:.2f} {state.reason}",
+                        flush=True,
+                    )
+                if duration_s is not None and elapsed >= duration_s:
+                    break
+        else:
+            from content.storage import AnnotationStore, UserStore
+
+            store = UserStore(db_url)
+            server = start_server(cell, host, port, store, AnnotationStore(db_url))
+            print(
+                f"xrcell: dashboard on http://{host}:{port}/  (HMI: http://{host}:{port}/hmi, "
+                f"remote expert: http://{host}:{port}/expert)",
+                flush=True,
+            )
+            if on_serving is not None:
+                on_serving(store)
+            print(
+                "xrcell: the robot starts in a fault stop: a supervisor resets it (dashboard or "
+                "POST /api/safety/reset); press Ctrl-C to stop",
+                flush=True,
+            )
+            wait(stop_event, duration_s)
+    finally:
+        duration = time.monotonic() - t0
+        t_stop = time.monotonic()
+        cell.stop()
+        audit.close()
+        report = headless_report(cell, duration)
+        if server is not None:
+            server()
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        print(
+            f"xrcell: stopped in {time.monotonic() - t_stop:.2f} s; "
+            "robot left in a protective stop",
+            flush=True,
+        )
+    if report_path is not None:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(json.dumps(report, indent=2))
+        print(f"xrcell: report written to {report_path}", flush=True)
+    return 0
