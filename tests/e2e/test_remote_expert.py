@@ -158,7 +158,11 @@ def test_the_expert_sees_the_workers_camera_and_the_worker_sees_the_experts_arro
     # frames decoded and handed to the <video> element (not only its metadata)
     wait_until(expert, "document.getElementById('expert-video').getVideoPlaybackQuality().totalVideoFrames > 10", 20)
 
-    first = expert.evaluate(READ_VIDEO)
+    # Chromium may paint a decoded frame into the element a little later: read until it shows one
+    # (a black or missing picture still fails below when it never comes)
+    deadline = time.monotonic() + 10
+    while (first := expert.evaluate(READ_VIDEO)) and np.mean(first["grey"]) <= 20 and time.monotonic() < deadline:
+        expert.wait_for_timeout(100)
     expert.wait_for_timeout(700)
     second = expert.evaluate(READ_VIDEO)
     a, b = (np.array(s["grey"], np.float32) for s in (first, second))
