@@ -102,11 +102,11 @@ def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int
                     views = bool(msg[1])
             if views:
                 for cam_id, _, _ in cams:
-                    view = pipeline.camera_view(cam_id)
+                    view = pipeline.camera_people(cam_id)
                     if view is None:
                         continue
-                    frame, keypoints, _ = view
-                    if keypoints is not None:
+                    frame, people, _ = view
+                    for keypoints in people:
                         frame = draw_skeleton(frame, keypoints)
                     ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 70])
                     if ok:
