@@ -3,7 +3,7 @@
 Importing this package does not import mediapipe; `PoseEstimator` loads it when created.
 """
 
-from safety.perception.cameras import VideoFileCamera
+from safety.perception.cameras import ReplayClock, VideoFileCamera
 from safety.perception.pipeline import FrameSource, PerceptionPipeline, draw_skeleton
 from safety.perception.kalman import KeypointKalmanFilter
 from safety.perception.multipose import MultiPersonEstimator
@@ -27,6 +27,7 @@ __all__ = [
     "PersonDetector",
     "Pose2D",
     "PoseEstimator",
+    "ReplayClock",
     "Triangulation",
     "VideoFileCamera",
     "View",

@@ -5,7 +5,8 @@ its tracking mode stays on that person's region). `MultiPersonEstimator` keeps o
 single-person estimator per person in view (a "slot"); each slot sees the frame with the
 other people's regions painted out, so it stays on its own person. A person detector
 (`PersonDetector`) runs on the frame with the tracked people painted out, at once when
-nobody is tracked and then every `detect_period_s`, and each new person it finds gets a
+nobody is tracked and then every `detect_period_s` (or when the caller asks: the pipeline
+shares one detection schedule among its cameras), and each new person it finds gets a
 slot. A slot whose estimator loses its person is freed and its estimator reused.
 
 With one person in view the cost is that of the single-person estimator (the frame is
@@ -158,17 +159,23 @@ class MultiPersonEstimator:
         self._spare: list[Estimator] = []
         self._next_detect_ns: int | None = None
         self.detector_runs = 0
+        #: People found by the detector run of the last `estimate` call (0 when it did not run).
+        self.new_people = 0
 
-    def estimate(self, frame_bgr: np.ndarray, capture_ns: int) -> list[Pose2D]:
+    def estimate(self, frame_bgr: np.ndarray, capture_ns: int, *, detect: bool | None = None) -> list[Pose2D]:
         """Follow the tracked people into this frame and look for new ones when due.
 
         Args:
             frame_bgr: (H, W, 3) uint8 BGR image (not modified).
             capture_ns: the frame's capture time, ns (paces the detector).
+            detect: run the person detector on this frame (True) or not (False), as the
+                caller schedules it; None: every `detect_period_s` of capture time. While
+                nobody is followed the detector runs on every frame whatever `detect` says.
 
         Returns:
             One `Pose2D` per person found, pixels of `frame_bgr`, in slot order (a slot's
             position is NOT an identity across frames: identities are the tracker's).
+            `new_people` says how many of them were found by this call's detector run.
         """
         shape = frame_bgr.shape[:2]
         masks = [silhouette(s.pose, shape) for s in self._slots] if len(self._slots) > 1 else []
@@ -186,14 +193,39 @@ class MultiPersonEstimator:
             slot.pose, slot.box = pose, keypoint_box(pose)
             kept.append(slot)
         self._slots = self._drop_duplicates(kept)
+        before = len(self._slots)
         if self._detector is None:
             if not self._slots:
                 self._try_new(frame_bgr, None)
-        elif len(self._slots) < self._max_people and (
-                not self._slots or self._next_detect_ns is None or capture_ns >= self._next_detect_ns):
-            self._discover(frame_bgr)
-            self._next_detect_ns = capture_ns + self._detect_period_ns
+        else:
+            due = detect if detect is not None else (
+                self._next_detect_ns is None or capture_ns >= self._next_detect_ns)
+            if len(self._slots) < self._max_people and (not self._slots or due):
+                self._discover(frame_bgr)
+                self._next_detect_ns = capture_ns + self._detect_period_ns
+        self.new_people = len(self._slots) - before
         return [s.pose for s in self._slots]
+
+    def warm_up(self, frame_bgr: np.ndarray) -> None:
+        """Build and run every model this camera needs before tracking starts.
+
+        MediaPipe builds a graph when an estimator is created and initialises its
+        inference delegate on the first run (together 0.1 to 0.5 s on a loaded machine).
+        Done during tracking, that stalls the camera's step past the safety monitor's
+        staleness limits. This runs the detector once and creates the spare single-person
+        estimators (two with a detector, so one is left when the first person takes one;
+        one without), each run once on `frame_bgr`. Call it once, before the first
+        `estimate`.
+
+        Args:
+            frame_bgr: (H, W, 3) uint8 BGR image, e.g. the camera's first frame.
+        """
+        if self._detector is not None:
+            self._detector.detect(frame_bgr)
+        for _ in range(2 if self._detector is not None else 1):
+            est = self._factory()
+            est.estimate(frame_bgr)
+            self._spare.append(est)
 
     def close(self) -> None:
         """Close every estimator."""

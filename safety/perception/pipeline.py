@@ -116,7 +116,13 @@ class PerceptionPipeline:
             `PersonDetector` when `estimator_factory` is not given, else none (one person
             per camera).
         max_people_per_view: most people followed in one camera.
-        detect_period_s: how often each camera looks for new people while it follows someone.
+        detect_period_s: how often the cell looks for new people while everyone in view is
+            followed: every `detect_period_s` ONE camera (round-robin) runs its person
+            detector, so the detector costs the same however many cameras there are; a
+            camera whose detector finds a new person makes every other camera look at its
+            next frame. A camera that follows nobody runs its detector on every frame.
+        warm_up_timeout_s: `start()` waits this long for each camera's first frame to build
+            and run its models before tracking starts (see `MultiPersonEstimator.warm_up`).
         clock: monotonic clock in ns; must be the clock the sources stamp frames with.
         on_publish: called on the worker thread with every new snapshot; must not block.
 
@@ -126,12 +132,13 @@ class PerceptionPipeline:
 
     def __init__(self, cameras: Sequence[tuple[str, FrameSource, CameraCalibration]], *,
                  process_rate_hz: float = 8.0, world_to_cell: np.ndarray | None = None,
-                 max_view_age_s: float = 0.15, max_view_skew_s: float = 0.05, track_timeout_s: float = 0.5,
+                 max_view_age_s: float = 0.5, max_view_skew_s: float = 0.05, track_timeout_s: float = 0.5,
                  cell_bounds: tuple[np.ndarray, np.ndarray] | None = None, lost_hold_s: float = 5.0,
                  max_reprojection_error_px: float = 5.0, min_confidence: float = 0.3,
                  estimator_factory: Callable[[], Estimator] | None = None, model_complexity: int = 1,
                  detector_factory: Callable[[], Detector] | None = None, max_people_per_view: int = 4,
-                 detect_period_s: float = 1.0, clock: Callable[[], int] = time.monotonic_ns,
+                 detect_period_s: float = 1.0, warm_up_timeout_s: float = 5.0,
+                 clock: Callable[[], int] = time.monotonic_ns,
                  on_publish: Callable[[PerceptionSnapshot], None] | None = None) -> None:
         if not cameras:
             raise PerceptionError("PerceptionPipeline needs at least one camera")
@@ -156,7 +163,12 @@ class PerceptionPipeline:
             detector_factory = PersonDetector
         self._detector_factory = detector_factory
         self._max_people = max_people_per_view
-        self._detect_period_s = detect_period_s
+        self._detect_period_ns = int(detect_period_s * 1e9)
+        self._detect_turn = 0                     # index of the camera whose detector runs next
+        self._detect_due_ns = 0                   # clock time from which it runs
+        self._look_now: set[str] = set()          # cameras asked to detect at their next frame
+        self._warm_up_timeout_s = warm_up_timeout_s
+        self._last_stamp_ns = 0
         self._clock = clock
         self._on_publish = on_publish
         self._snapshot: PerceptionSnapshot | None = None
@@ -213,12 +225,28 @@ class PerceptionPipeline:
 
     # ------------------------------------------------------------------ lifecycle, one controlling thread
     def start(self) -> None:
-        """Start the camera sources and the worker thread. Idempotent."""
+        """Start the camera sources, build and warm every camera's models on its first frame,
+        then start the worker thread. Idempotent.
+
+        Blocks for the warm-up (about 0.1 to 0.5 s per camera; at most `warm_up_timeout_s`
+        per camera waiting for a first frame), so that no model is built or initialised once
+        tracking runs: a step that builds one stalls past the monitor's staleness limits.
+        """
         if self.running:
             return
+        self._stop.clear()
         for cam in self._cams:
             cam.source.start()
-        self._stop.clear()
+        for cam in self._cams:
+            if cam.estimator is None:
+                deadline = time.monotonic() + self._warm_up_timeout_s
+                latest = cam.source.latest()
+                while latest is None and time.monotonic() < deadline and not self._stop.is_set():
+                    time.sleep(0.005)
+                    latest = cam.source.latest()
+                cam.estimator = self._make_estimator()
+                if latest is not None:
+                    cam.estimator.warm_up(latest[0])
         self._thread = threading.Thread(target=self._run, name="perception", daemon=True)
         self._thread.start()
 
@@ -285,14 +313,16 @@ class PerceptionPipeline:
         t0 = time.perf_counter()
         cam, (image, capture_ns, seq) = self._pending.popleft()
         if cam.estimator is None:
-            detector = self._detector_factory() if self._detector_factory is not None else None
-            cam.estimator = MultiPersonEstimator(self._factory, detector, max_people=self._max_people,
-                                                 detect_period_s=self._detect_period_s)
+            cam.estimator = self._make_estimator()
         cam.frames_skipped += seq - cam.last_processed_seq - 1 if seq > cam.last_processed_seq else 0
         cam.last_processed_seq, cam.last_processed_ns = seq, capture_ns
         t1 = time.perf_counter()
-        people = tuple(cam.estimator.estimate(image, capture_ns))
+        detect = self._detection_due(cam, now)
+        people = tuple(cam.estimator.estimate(image, capture_ns, detect=detect))
         self._estimate_ms.append((time.perf_counter() - t1) * 1e3)
+        if cam.estimator.new_people:
+            # A newcomer seen by one camera: every other camera looks for him at its next frame.
+            self._look_now.update(c.camera_id for c in self._cams if c is not cam)
         cam.frames_processed += 1
         cam.people, cam.pose_capture_ns = people, capture_ns
         if people:
@@ -304,6 +334,26 @@ class PerceptionPipeline:
         self._step_ms.append((time.perf_counter() - t0) * 1e3)
         return True
 
+    def _make_estimator(self) -> MultiPersonEstimator:
+        detector = self._detector_factory() if self._detector_factory is not None else None
+        return MultiPersonEstimator(self._factory, detector, max_people=self._max_people,
+                                    detect_period_s=self._detect_period_ns / 1e9)
+
+    def _detection_due(self, cam: _CameraState, now: int) -> bool:
+        """Whether `cam` runs its person detector on the frame it is about to process."""
+        if cam.camera_id in self._look_now:
+            self._look_now.discard(cam.camera_id)
+            return True
+        if now < self._detect_due_ns:
+            return False
+        # The camera whose turn it is; a camera that got no frame for a whole period past its
+        # turn (stalled) passes the turn on to the camera processed next.
+        if self._cams[self._detect_turn] is cam or now >= self._detect_due_ns + self._detect_period_ns:
+            self._detect_turn = (self._cams.index(cam) + 1) % len(self._cams)
+            self._detect_due_ns = now + self._detect_period_ns
+            return True
+        return False
+
     def _update_tracks(self, now: int, newest_ns: int) -> None:
         """Hand the fresh views captured close to `newest_ns` to the tracker."""
         views = [c for c in self._cams if c.people and now - c.pose_capture_ns <= self._max_view_age_ns
@@ -311,6 +361,10 @@ class PerceptionPipeline:
         self._tracker.update([View(c.camera_id, c.calibration, c.pose_capture_ns, c.people) for c in views], now)
 
     def _publish(self, now: int) -> None:
+        # Every snapshot has its own stamp, strictly increasing: two publications within one
+        # tick of a coarse (or simulated) clock are 1 ns apart, never the same stamp twice.
+        now = max(now, self._last_stamp_ns + 1)
+        self._last_stamp_ns = now
         self._tracker.expire(now)       # times tracks out even when no frame arrives
         cams = tuple(CameraStatus(c.camera_id, c.last_frame_ns, c.last_processed_ns, c.last_seq,
                                   c.frames_processed, c.frames_skipped, c.frames_with_person) for c in self._cams)

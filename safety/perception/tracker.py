@@ -8,9 +8,13 @@ together), and
    left/right swaps of the detector; anatomically impossible keypoints are dropped),
 3. assigns the people to the existing tracks with `scipy.optimize.linear_sum_assignment`
    on the 3D distance of the body keypoints to each track's prediction, within a gate of
-   what a person can move since the track was last seen; a second pass re-acquires a
-   track that no gate caught within `reacquire_m` (e.g. after a clip loops) and restarts
-   its filter; a person nobody claims starts a new track ("p1", "p2", ...),
+   what a person can move since the track was last seen (`gate_m` + `max_speed_mps` x
+   elapsed time, at most `max_gate_m`). A person nobody claims starts a new track ("p1",
+   "p2", ...): a real person cannot teleport, so a whole body that jumped beyond the gate
+   (a clip that loops back to its start, another person) gets a new id, and the track it
+   left, measured no more, ends by time-out: reported lost when it ends inside the cell.
+   Giving the jumped body the old id instead would drop the old position unseen, which
+   is the one thing a safety tracker must not do when two people are in fact there,
 4. filters every keypoint of each track with a constant-velocity Kalman filter
    (`KeypointKalmanFilter`): filtered positions, the body centre's velocity and the
    position uncertainty in metres.
@@ -119,6 +123,11 @@ class _Track:
     confidence: np.ndarray
     human: HumanTrack | None = None
     centre_cell: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
+    # Body centre of the last accepted measurement and its stamp (ns); and before the last update.
+    seen_centre: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
+    seen_stamp_ns: int = 0
+    prior_seen_centre: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
+    prior_seen_stamp_ns: int = 0
 
 
 def _centre(points: np.ndarray) -> np.ndarray:
@@ -145,7 +154,6 @@ class MultiPersonTracker:
             image diagonal of each group's first view).
         gate_m: 3D assignment gate at zero elapsed time (triangulation noise), metres.
         max_speed_mps: fastest plausible body movement, widening the gate with elapsed time.
-        reacquire_m: second-pass gate for a track and a person left over, metres.
         max_gate_m: the first-pass gate never exceeds this (a track lost for seconds does not
             claim a person anywhere in the cell), metres.
         accel_sigma_mps2: white-noise acceleration of the keypoint filters.
@@ -158,7 +166,7 @@ class MultiPersonTracker:
                  cell_bounds: tuple[np.ndarray, np.ndarray] | None = None, track_timeout_s: float = 0.5,
                  lost_hold_s: float = 5.0, max_reprojection_error_px: float = 5.0, min_confidence: float = 0.3,
                  max_epipolar_px: float | None = None, gate_m: float = 0.3, max_speed_mps: float = 3.0,
-                 reacquire_m: float = 1.0, max_gate_m: float = 1.5, accel_sigma_mps2: float = 6.0) -> None:
+                 max_gate_m: float = 1.5, accel_sigma_mps2: float = 6.0) -> None:
         T = np.eye(4) if world_to_cell is None else np.asarray(world_to_cell, dtype=np.float64)
         if T.shape != (4, 4) or not np.allclose(T[3], [0, 0, 0, 1]):
             raise PerceptionError(f"world_to_cell must be a (4, 4) homogeneous transform, got shape {T.shape}")
@@ -174,7 +182,6 @@ class MultiPersonTracker:
         self._max_epi_px = max_epipolar_px
         self._gate_m = gate_m
         self._max_speed = max_speed_mps
-        self._reacquire_m = reacquire_m
         self._max_gate_m = max_gate_m
         self._accel_sigma = accel_sigma_mps2
         self._tracks: list[_Track] = []
@@ -282,49 +289,59 @@ class MultiPersonTracker:
                            keypoints_px=px, reprojection_error_px=med_err)
 
     # ------------------------------------------------------------------ assignment
+    @staticmethod
+    def _last_seen(track: _Track, m: Measurement) -> tuple[np.ndarray, int]:
+        """Where and when the track's person was last measured before `m`: a measurement that
+        shares a camera frame with the track's last update refines that update, so it is
+        compared with the update before."""
+        if m.frames & track.frames and np.isfinite(track.prior_seen_centre).all():
+            return track.prior_seen_centre, track.prior_seen_stamp_ns
+        return track.seen_centre, track.seen_stamp_ns
+
     def _distance(self, track: _Track, m: Measurement) -> float:
-        """Median 3D distance of the body keypoints from the track's prediction, metres."""
-        base = track.prior if m.frames & track.frames and np.isfinite(track.prior.position_m).any() else track.kf.state
-        kf = KeypointKalmanFilter(33)
-        kf.state = base
-        pred = kf.predicted(m.stamp_ns).position_m
-        d = np.linalg.norm(pred[list(BODY_POINTS)] - m.keypoints_cell[list(BODY_POINTS)], axis=1)
-        d = d[np.isfinite(d)]
-        if len(d) < 3:
-            return float(np.linalg.norm(_centre(pred) - _centre(m.keypoints_cell)))
-        return float(np.median(d))
+        """Distance of the measured body centre from where the track's person was last
+        measured, metres (inf when either is unknown).
+
+        The body centre, not the keypoints: a left/right label swap or a raised arm is not a
+        whole-body move. And the last measured position, not the filter's prediction: the
+        gate bounds how far a person CAN have moved, which a velocity estimate, noisy for
+        a moment after a bad update, must not shift.
+        """
+        centre, _ = self._last_seen(track, m)
+        d = float(np.linalg.norm(centre - _centre(m.keypoints_cell)))
+        return d if np.isfinite(d) else float("inf")
 
     def _gate(self, track: _Track, m: Measurement) -> float:
-        dt = max(m.stamp_ns - track.kf.state.stamp_ns, 0) * 1e-9
+        """How far a person can move between the track's last measurement and `m`, metres."""
+        _, seen_stamp_ns = self._last_seen(track, m)
+        dt = max(m.stamp_ns - seen_stamp_ns, 0) * 1e-9
         return min(self._gate_m + self._max_speed * dt, self._max_gate_m)
 
     def _assign(self, meas: list[Measurement], now_ns: int) -> None:
         candidates = list(self._tracks) + [t for _, t in self._lost.values()]
         free_m = list(range(len(meas)))
-        done: list[tuple[_Track, Measurement, bool]] = []
-        for pass_no in (0, 1):
-            if not candidates or not free_m:
-                break
+        done: list[tuple[_Track, Measurement]] = []
+        if candidates and free_m:
+            # One gate, what a person can move: a whole body that jumped farther (a looped clip,
+            # another person) is NOT the track's person. It starts a new track; the old one,
+            # measured no more, ends by time-out and, inside the cell, is reported lost.
             cost = np.array([[self._distance(t, meas[j]) for j in free_m] for t in candidates])
-            gate = np.array([[self._gate(t, meas[j]) if pass_no == 0 else self._reacquire_m for j in free_m]
-                             for t in candidates])
+            gate = np.array([[self._gate(t, meas[j]) for j in free_m] for t in candidates])
             big = 1e6
             rows, cols = linear_sum_assignment(np.where(np.isfinite(cost) & (cost <= gate), cost, big))
-            taken_t, taken_m = set(), set()
+            taken_m = set()
             for r, c in zip(rows, cols):
                 if np.isfinite(cost[r, c]) and cost[r, c] <= gate[r, c]:
-                    done.append((candidates[r], meas[free_m[c]], pass_no == 1))
-                    taken_t.add(r)
+                    done.append((candidates[r], meas[free_m[c]]))
                     taken_m.add(free_m[c])
-            candidates = [t for k, t in enumerate(candidates) if k not in taken_t]
             free_m = [j for j in free_m if j not in taken_m]
-        for track, m, restart in done:
+        for track, m in done:
             if track.track_id in self._lost:
                 _log.info("track %s re-acquired", track.track_id)
                 del self._lost[track.track_id]
                 self._tracks.append(track)
-            self._apply(track, m, now_ns, restart=restart)
-        updated = [t for t, _, _ in done]
+            self._apply(track, m, now_ns, restart=False)
+        updated = [t for t, _ in done]
         for j in free_m:
             m = meas[j]
             c = _centre(m.keypoints_cell)
@@ -332,6 +349,11 @@ class MultiPersonTracker:
             if any(np.linalg.norm(t.centre_cell - c) < self._gate_m for t in updated):
                 continue
             track = self._new_track()
+            if candidates:
+                near = min(candidates, key=lambda t: self._distance(t, m))
+                _log.info("track %s started at %s, %s views; nearest track %s at %.2f m (gate %.2f m)",
+                          track.track_id, np.round(c, 2), ",".join(m.views), near.track_id,
+                          self._distance(near, m), self._gate(near, m))
             self._apply(track, m, now_ns, restart=True)
             updated.append(track)
 
@@ -353,6 +375,8 @@ class MultiPersonTracker:
         else:
             track.prior = track.kf.state.copy()
             track.prior_measured_ns = track.measured_ns.copy()
+            track.prior_seen_centre, track.prior_seen_stamp_ns = track.seen_centre, track.seen_stamp_ns
+        track.seen_centre, track.seen_stamp_ns = _centre(m.keypoints_cell), m.stamp_ns
         if restart:
             track.kf = KeypointKalmanFilter(33, accel_sigma_mps2=self._accel_sigma)
             track.measured_ns = np.zeros(33, np.int64)
