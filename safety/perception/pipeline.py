@@ -225,30 +225,39 @@ class PerceptionPipeline:
 
     # ------------------------------------------------------------------ lifecycle, one controlling thread
     def start(self) -> None:
-        """Start the camera sources, build and warm every camera's models on its first frame,
-        then start the worker thread. Idempotent.
+        """Start the camera sources, `warm_up()`, then start the worker thread. Idempotent.
 
-        Blocks for the warm-up (about 0.1 to 0.5 s per camera; at most `warm_up_timeout_s`
-        per camera waiting for a first frame), so that no model is built or initialised once
-        tracking runs: a step that builds one stalls past the monitor's staleness limits.
+        Blocks for the warm-up (about 0.1 to 0.5 s per camera).
         """
         if self.running:
             return
         self._stop.clear()
         for cam in self._cams:
             cam.source.start()
-        for cam in self._cams:
-            if cam.estimator is None:
-                deadline = time.monotonic() + self._warm_up_timeout_s
-                latest = cam.source.latest()
-                while latest is None and time.monotonic() < deadline and not self._stop.is_set():
-                    time.sleep(0.005)
-                    latest = cam.source.latest()
-                cam.estimator = self._make_estimator()
-                if latest is not None:
-                    cam.estimator.warm_up(latest[0])
+        self.warm_up()
         self._thread = threading.Thread(target=self._run, name="perception", daemon=True)
         self._thread.start()
+
+    def warm_up(self) -> None:
+        """Build and run every camera's models on its first frame before tracking starts
+        (`MultiPersonEstimator.warm_up`), so that no model is built or initialised once
+        tracking runs: a step that builds one stalls past the safety monitor's staleness limits.
+
+        Waits at most `warm_up_timeout_s` per camera for a first frame (a camera without one
+        builds its models at its first frame instead). Call before the worker runs (`start()`
+        does); cameras already warmed are skipped.
+        """
+        for cam in self._cams:
+            if cam.estimator is not None:
+                continue
+            deadline = time.monotonic() + self._warm_up_timeout_s
+            latest = cam.source.latest()
+            while latest is None and time.monotonic() < deadline and not self._stop.is_set():
+                time.sleep(0.005)
+                latest = cam.source.latest()
+            cam.estimator = self._make_estimator()
+            if latest is not None:
+                cam.estimator.warm_up(latest[0])
 
     def stop(self, timeout_s: float = 1.0) -> None:
         """Stop the worker (after its current inference) and the sources."""

@@ -13,7 +13,7 @@ import pytest
 
 from content.calibration import CameraCalibration, read_qca
 from safety.errors import PerceptionError
-from safety.perception import PerceptionPipeline, Pose2D, VideoFileCamera, draw_skeleton, project_points
+from safety.perception import PerceptionPipeline, Pose2D, ReplayClock, VideoFileCamera, draw_skeleton, project_points
 
 CLIP = Path(__file__).resolve().parents[3] / "data" / "pose2sim" / "Demo_SinglePerson"
 CAMERAS = ("cam01", "cam02", "cam03", "cam04")
@@ -32,7 +32,9 @@ def run():
     """Run the pipeline on the 4 real clips for RUN_S seconds; sample snapshots every 50 ms."""
     _require_data()
     calib = read_qca(CLIP / "calibration" / "Calib.qca.txt")
-    sources = {c: VideoFileCamera(c, CLIP / "videos" / f"{c}.mp4", resize=RESIZE) for c in CAMERAS}
+    replay = ReplayClock()            # one rig: the four clips show the same moment, as in the demo
+    sources = {c: VideoFileCamera(c, CLIP / "videos" / f"{c}.mp4", resize=RESIZE, replay_clock=replay)
+               for c in CAMERAS}
     pipeline = PerceptionPipeline([(c, sources[c], calib[c].scaled(RESIZE)) for c in CAMERAS], process_rate_hz=RATE_HZ)
     pipeline.start()
     snaps = []
