@@ -134,3 +134,18 @@ class KeypointKalmanFilter:
         P_new[start, 0, 0], P_new[start, 1, 1] = r[start], self.v0_var
         self.state = KeypointFilterState(pos, vel, P_new, stamp_ns)
         return use | start
+
+    def restart(self, points: np.ndarray, measured_m: np.ndarray, variance_m2: np.ndarray) -> None:
+        """Start keypoints again at their measurement, at the state's stamp (velocity 0).
+
+        Args:
+            points: (N,) bool, the keypoints to restart; each must have a finite measurement.
+            measured_m: (N, 3) float64, metres.
+            variance_m2: (N,) float64, measurement variance per axis, m^2.
+        """
+        s = self.state
+        s.position_m[points] = measured_m[points]
+        s.velocity_mps[points] = 0.0
+        s.covariance[points] = 0.0
+        s.covariance[points, 0, 0] = variance_m2[points]
+        s.covariance[points, 1, 1] = self.v0_var

@@ -26,7 +26,9 @@ one step) instead of counting the same frames twice.
 
 A track not measured for `track_timeout_s` ends: inside `cell_bounds` it is reported
 lost for `lost_hold_s` (a fault for the safety monitor) unless a person is re-acquired
-near it meanwhile, outside it is dropped (the person left the cell area).
+near it meanwhile, outside it is not reported (the person left the cell area). For
+`lost_hold_s` either kind keeps its id for a person measured again within the gate of
+where it ended.
 
 Pure logic: the caller passes the clock. Not thread-safe: one owner (the pipeline's worker).
 """
@@ -60,6 +62,8 @@ _LEFT_HIP, _RIGHT_HIP = 23, 24
 #: A keypoint without an accepted measurement for longer than this is no longer published
 #: (NaN, confidence 0) and restarts at its next measurement.
 MAX_HOLD_NS = 300_000_000
+#: Consecutive gate rejections of a keypoint's measurement after which its filter restarts.
+REJECT_RESTART = 2
 #: Smallest measurement noise of a triangulated keypoint, metres (1 sigma).
 _MIN_MEASUREMENT_SIGMA_M = 0.015
 #: Smallest published position uncertainty, metres.
@@ -128,6 +132,9 @@ class _Track:
     seen_stamp_ns: int = 0
     prior_seen_centre: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
     prior_seen_stamp_ns: int = 0
+    # (33,) consecutive updates whose measurement of the keypoint the filter's gate rejected; before the last update.
+    rejected: np.ndarray = field(default_factory=lambda: np.zeros(33, np.int64))
+    prior_rejected: np.ndarray = field(default_factory=lambda: np.zeros(33, np.int64))
 
 
 def _centre(points: np.ndarray) -> np.ndarray:
@@ -187,6 +194,7 @@ class MultiPersonTracker:
         self._tracks: list[_Track] = []
         self._fundamental: dict[tuple[str, str], np.ndarray] = {}    # per camera pair; calibrations are fixed
         self._lost: dict[str, tuple[int, _Track]] = {}      # id -> (clock time lost, last state)
+        self._ended: dict[str, tuple[int, _Track]] = {}     # ended outside the bounds (not a fault)
         self._next_id = 1
         # figures for `PerceptionPipeline.report`
         self.triangulations = 0
@@ -318,7 +326,10 @@ class MultiPersonTracker:
         return min(self._gate_m + self._max_speed * dt, self._max_gate_m)
 
     def _assign(self, meas: list[Measurement], now_ns: int) -> None:
-        candidates = list(self._tracks) + [t for _, t in self._lost.values()]
+        # Ended tracks stay candidates for `lost_hold_s`: a person seen again within reach of
+        # where his track ended (a short gap in the measurements) keeps his id.
+        candidates = (list(self._tracks) + [t for _, t in self._lost.values()]
+                      + [t for _, t in self._ended.values()])
         free_m = list(range(len(meas)))
         done: list[tuple[_Track, Measurement]] = []
         if candidates and free_m:
@@ -336,9 +347,10 @@ class MultiPersonTracker:
                     taken_m.add(free_m[c])
             free_m = [j for j in free_m if j not in taken_m]
         for track, m in done:
-            if track.track_id in self._lost:
+            if track.track_id in self._lost or track.track_id in self._ended:
                 _log.info("track %s re-acquired", track.track_id)
-                del self._lost[track.track_id]
+                self._lost.pop(track.track_id, None)
+                self._ended.pop(track.track_id, None)
                 self._tracks.append(track)
             self._apply(track, m, now_ns, restart=False)
         updated = [t for t, _ in done]
@@ -371,10 +383,12 @@ class MultiPersonTracker:
         if m.frames & track.frames:                                    # refine this round's update
             track.kf.state = track.prior.copy()
             track.measured_ns = track.prior_measured_ns.copy()
+            track.rejected = track.prior_rejected.copy()
             restart = restart or not np.isfinite(track.prior.position_m).any()
         else:
             track.prior = track.kf.state.copy()
             track.prior_measured_ns = track.measured_ns.copy()
+            track.prior_rejected = track.rejected.copy()
             track.prior_seen_centre, track.prior_seen_stamp_ns = track.seen_centre, track.seen_stamp_ns
         track.seen_centre, track.seen_stamp_ns = _centre(m.keypoints_cell), m.stamp_ns
         if restart:
@@ -394,6 +408,17 @@ class MultiPersonTracker:
             track.kf = KeypointKalmanFilter(33, accel_sigma_mps2=self._accel_sigma)
             track.measured_ns = np.zeros(33, np.int64)
             used = track.kf.update(m.stamp_ns, m.keypoints_cell, m.variance_m2)
+        # A keypoint whose measurements the gate rejected REJECT_RESTART times in a row: the filter
+        # diverged (a velocity learnt from one jittery measurement carries the prediction away),
+        # not the measurements, which passed triangulation and the plausibility checks and agree
+        # with each other. Restart it at the measurement instead of publishing the drifting prediction.
+        rejected = np.isfinite(m.keypoints_cell).all(axis=1) & ~used
+        track.rejected = np.where(rejected, track.rejected + 1, 0)
+        diverged = track.rejected >= REJECT_RESTART
+        if diverged.any():
+            track.kf.restart(diverged, m.keypoints_cell, m.variance_m2)
+            used = used | diverged
+            track.rejected[diverged] = 0
         track.measured_ns = np.where(used, m.stamp_ns, track.measured_ns)
         track.confidence = np.where(used, m.confidence, track.confidence)
         track.frames = m.frames
@@ -428,7 +453,9 @@ class MultiPersonTracker:
                 self._lost[track.track_id] = (now_ns, track)
                 _log.warning("track %s lost inside the cell bounds at %s", track.track_id, np.round(c, 2))
             else:
+                self._ended[track.track_id] = (now_ns, track)
                 _log.info("track %s ended (left the cell area or not seen)", track.track_id)
-        for tid, (t_lost, _) in list(self._lost.items()):
-            if now_ns - t_lost > self._lost_hold_ns:
-                del self._lost[tid]
+        for table in (self._lost, self._ended):
+            for tid, (t_end, _) in list(table.items()):
+                if now_ns - t_end > self._lost_hold_ns:
+                    del table[tid]
