@@ -140,13 +140,16 @@ class MultiPersonEstimator:
         max_people: most people followed at once in this camera.
         detect_period_s: how often the detector looks for new people while someone is
             tracked (it runs on every frame while nobody is).
+        spares: the pool of idle single-person estimators, shared by the estimators of
+            several cameras when they run on one thread (a spare is re-aimed by the masked
+            image it is given); None: this camera's own pool.
 
     Raises:
         PerceptionError: `max_people` < 1 or `detect_period_s` < 0.
     """
 
     def __init__(self, estimator_factory: Callable[[], Estimator], detector: Detector | None = None, *,
-                 max_people: int = 4, detect_period_s: float = 0.5) -> None:
+                 max_people: int = 4, detect_period_s: float = 0.5, spares: list[Estimator] | None = None) -> None:
         if max_people < 1:
             raise PerceptionError(f"max_people must be at least 1, got {max_people!r}")
         if not detect_period_s >= 0:
@@ -156,7 +159,7 @@ class MultiPersonEstimator:
         self._max_people = max_people if detector is not None else 1
         self._detect_period_ns = int(detect_period_s * 1e9)
         self._slots: list[_Slot] = []
-        self._spare: list[Estimator] = []
+        self._spare: list[Estimator] = spares if spares is not None else []
         self._next_detect_ns: int | None = None
         self.detector_runs = 0
         #: People found by the detector run of the last `estimate` call (0 when it did not run).
@@ -206,26 +209,29 @@ class MultiPersonEstimator:
         self.new_people = len(self._slots) - before
         return [s.pose for s in self._slots]
 
-    def warm_up(self, frame_bgr: np.ndarray) -> None:
+    def warm_up(self, frame_bgr: np.ndarray) -> list[Pose2D]:
         """Build and run every model this camera needs before tracking starts.
 
         MediaPipe builds a graph when an estimator is created and initialises its
-        inference delegate on the first run (together 0.1 to 0.5 s on a loaded machine).
-        Done during tracking, that stalls the camera's step past the safety monitor's
-        staleness limits. This runs the detector once and creates the spare single-person
-        estimators (two with a detector, so one is left when the first person takes one;
-        one without), each run once on `frame_bgr`. Call it once, before the first
-        `estimate`.
+        inference delegate on the first run (together 0.1 to 0.5 s, seconds on a loaded
+        machine). Done during tracking, that stalls the camera's step past the safety
+        monitor's staleness limits. This estimates `frame_bgr` with a detector run (which
+        builds and runs an estimator for each person found) and, with a detector, leaves
+        one spare estimator, built and run, in the pool for the next newcomer or a
+        detection that turns out to be nobody. Call it once, before the first `estimate`.
 
         Args:
             frame_bgr: (H, W, 3) uint8 BGR image, e.g. the camera's first frame.
+
+        Returns:
+            The people found in `frame_bgr` (as `estimate`).
         """
-        if self._detector is not None:
-            self._detector.detect(frame_bgr)
-        for _ in range(2 if self._detector is not None else 1):
+        people = self.estimate(frame_bgr, 0, detect=True)
+        if self._detector is not None and not self._spare:
             est = self._factory()
             est.estimate(frame_bgr)
             self._spare.append(est)
+        return people
 
     def close(self) -> None:
         """Close every estimator."""

@@ -110,11 +110,12 @@ class PerceptionPipeline:
             processed frames (5 px at half resolution is 10 px at full resolution).
         min_confidence: minimum landmark visibility used for triangulation.
         estimator_factory: creates a single-person estimator (one per person followed in a
-            camera, in the worker thread); MediaPipe `PoseEstimator(model_complexity)` by default.
+            camera, plus a spare shared by the cameras; built by `warm_up()` or the worker
+            thread); MediaPipe `PoseEstimator(model_complexity)` by default.
         model_complexity: MediaPipe model when `estimator_factory` is not given.
-        detector_factory: creates one person detector per camera; by default MediaPipe's
-            `PersonDetector` when `estimator_factory` is not given, else none (one person
-            per camera).
+        detector_factory: creates the person detector (one, shared by the cameras); by
+            default MediaPipe's `PersonDetector` when `estimator_factory` is not given, else
+            none (one person per camera).
         max_people_per_view: most people followed in one camera.
         detect_period_s: how often the cell looks for new people while everyone in view is
             followed: every `detect_period_s` ONE camera (round-robin) runs its person
@@ -164,6 +165,8 @@ class PerceptionPipeline:
         self._detector_factory = detector_factory
         self._max_people = max_people_per_view
         self._detect_period_ns = int(detect_period_s * 1e9)
+        self._detector: Detector | None = None
+        self._spares: list[Estimator] = []
         self._detect_turn = 0                     # index of the camera whose detector runs next
         self._detect_due_ns = 0                   # clock time from which it runs
         self._look_now: set[str] = set()          # cameras asked to detect at their next frame
@@ -215,6 +218,7 @@ class PerceptionPipeline:
                 "triangulations": tr.triangulations, "implausible_keypoints": tr.implausible,
                 "mirrored_views": tr.mirrored_views, "tracks_started": tr.tracks_started,
                 "detector_runs": sum(c.estimator.detector_runs for c in self._cams if c.estimator is not None),
+                "spare_estimators": len(self._spares),
                 "reprojection_error_px": stats(list(tr.reprojection_px)),
                 "errors": self._errors}
 
@@ -344,9 +348,13 @@ class PerceptionPipeline:
         return True
 
     def _make_estimator(self) -> MultiPersonEstimator:
-        detector = self._detector_factory() if self._detector_factory is not None else None
-        return MultiPersonEstimator(self._factory, detector, max_people=self._max_people,
-                                    detect_period_s=self._detect_period_ns / 1e9)
+        # One worker thread runs every camera, so the cameras share ONE person detector (it
+        # keeps no state between images) and one pool of spare estimators: fewer MediaPipe
+        # graphs to build and keep.
+        if self._detector is None and self._detector_factory is not None:
+            self._detector = self._detector_factory()
+        return MultiPersonEstimator(self._factory, self._detector, max_people=self._max_people,
+                                    detect_period_s=self._detect_period_ns / 1e9, spares=self._spares)
 
     def _detection_due(self, cam: _CameraState, now: int) -> bool:
         """Whether `cam` runs its person detector on the frame it is about to process."""
