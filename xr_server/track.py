@@ -96,7 +96,8 @@ def run_track(inputs: list[Path], *, calib: Path | None = None, calib_format: st
         resize: scale of the frames given to pose estimation, (0, 1].
         model_complexity: MediaPipe model 0, 1 or 2.
         max_people: most people followed per camera.
-        progress: receives a progress line about once a second.
+        progress: receives a line at the start (how many frame times), one about once a
+            second, and a summary at the end.
 
     Returns:
         A summary: frames processed, people per frame, ids seen, wall time.
@@ -154,6 +155,9 @@ def run_track(inputs: list[Path], *, calib: Path | None = None, calib_format: st
     seen_ids: set[str] = set()
     t_wall = time.monotonic()
     last_progress = t_wall
+    total = len(range(0, n_frames, stride))
+    progress(f"xrcell track: {len(videos)} video(s), {total} frame times ({n_frames} frames at {fps:g} fps, "
+             f"every {stride}), {'3D' if three_d else '2D'}")
     try:
         for index in range(0, n_frames, stride):
             frames = {}
@@ -207,7 +211,7 @@ def run_track(inputs: list[Path], *, calib: Path | None = None, calib_format: st
             now = time.monotonic()
             if now - last_progress >= 1.0:
                 last_progress = now
-                progress(f"xrcell track: t={t:.2f} s, frame {index + 1}/{n_frames}, {len(people)} people")
+                progress(f"xrcell track: t={t:.2f} s, frame time {len(counts)}/{total}, {len(people)} people")
     finally:
         for v in videos:
             v.capture.release()

@@ -46,7 +46,9 @@ def test_track_writes_one_json_line_per_frame_time(tmp_path, capsys):
             assert len(p["velocity_mps"]) == 3 and 0.02 <= p["sigma_m"] < 0.5
     assert ids == {"p1"}
     assert show.stat().st_size > 10_000
-    assert "xrcell track: done:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "xrcell track: 4 video(s), 17 frame times (100 frames at 60 fps, every 6), 3D" in err
+    assert "xrcell track: done:" in err
 
 
 def test_track_one_video_without_calibration_is_2d(tmp_path):
@@ -72,5 +74,16 @@ def test_track_errors(tmp_path, capsys):
         run_track(VIDEOS[:2], calib=CALIB, cam_map={"cam01": "cam02"})
     with pytest.raises(PerceptionError, match=r"--cam-map: expected STEM=CAMERA, got 'cam01'"):
         parse_cam_map(["cam01"])
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video")
+    with pytest.raises(PerceptionError, match=r"junk\.mp4: cannot open video"):
+        run_track([junk, VIDEOS[1]], calib=CALIB)
     assert main(["track", str(tmp_path / "missing.mp4")]) == 2
     assert "xrcell: error: " in capsys.readouterr().err
+    # The calibration: missing or unreadable, the message names the file (exit code 2).
+    assert main(["track", *map(str, VIDEOS[:2]), "--calib", str(tmp_path / "none.qca.txt")]) == 2
+    assert f"xrcell: error: {tmp_path / 'none.qca.txt'}: calibration file not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.qca.txt"
+    bad.write_text("not xml")
+    assert main(["track", *map(str, VIDEOS[:2]), "--calib", str(bad)]) == 2
+    assert f"xrcell: error: {bad}: not a Qualisys calibration" in capsys.readouterr().err
