@@ -98,13 +98,16 @@ class PerceptionPipeline:
         world_to_cell: (4, 4) homogeneous transform from the calibration's world frame to
             the `cell` frame (identity by default).
         max_view_age_s: a camera's latest 2D result joins a triangulation while its frame
-            is younger than this.
+            is younger than this. The age reaches the monitor in the capture stamps (its
+            reaction time includes it), so a slow step on a loaded machine must not cost the
+            track its measurement: 0.5 s, the track time-out.
         max_view_skew_s: views whose capture times differ by more than this are not
             triangulated together (a moving person would be misplaced).
         track_timeout_s: a track not seen by at least 2 views for this long ends.
         cell_bounds: ((3,) min, (3,) max) corners of a box in the `cell` frame, metres; a track
             that ends inside it is reported in `lost_track_ids` for `lost_hold_s`, one that
-            ends outside is dropped.
+            ends outside is not reported; either keeps its id for `lost_hold_s` for a person
+            measured again within reach of where it ended.
         lost_hold_s: how long a lost track id stays in `lost_track_ids` (unless seen again).
         max_reprojection_error_px: view rejection threshold of `triangulate`, pixels of the
             processed frames (5 px at half resolution is 10 px at full resolution).
