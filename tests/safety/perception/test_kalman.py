@@ -49,3 +49,16 @@ def test_outlier_is_gated_unless_forced():
     assert used.tolist() == [True, True]
     np.testing.assert_allclose(kf.state.position_m[1], [2.5, 0.0, 1.5])
     np.testing.assert_allclose(kf.state.velocity_mps[1], 0.0)
+
+
+def test_restart_puts_keypoints_at_their_measurement_with_no_velocity():
+    kf = KeypointKalmanFilter(2)
+    _walk(kf, [4.0, 0.0, 0.0], 3)                              # a velocity learnt from jitter
+    stamp = kf.state.stamp_ns
+    z = np.array([[9.0, 9.0, 9.0], [0.4, 0.1, 1.5]])
+    kf.restart(np.array([False, True]), z, np.array([1e-4, 4e-4]))
+    assert kf.state.stamp_ns == stamp
+    np.testing.assert_allclose(kf.state.position_m[1], [0.4, 0.1, 1.5])
+    np.testing.assert_allclose(kf.state.velocity_mps[1], 0.0)
+    np.testing.assert_allclose(kf.state.position_sigma_m[1], 0.02)
+    np.testing.assert_allclose(kf.state.velocity_mps[0], [4.0, 0.0, 0.0], atol=0.5)   # untouched
