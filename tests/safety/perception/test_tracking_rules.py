@@ -214,18 +214,3 @@ def test_the_detector_runs_on_one_camera_per_period_and_a_newcomer_alerts_every_
         assert cam.frames_with_person == cam.frames_processed
     assert pipeline.report()["tracks_started"] == 2
 
-
-def test_a_keypoint_the_filter_rejects_twice_in_a_row_restarts_at_its_measurement():
-    pipeline, scene, clock, _ = make_pipeline(cameras=CAMERAS[:2])
-    scene.bodies["a"] = body_at(-1.0, 0.0)
-    run(pipeline, clock, 1.0)
-    moved = body_at(-1.0, 0.0)
-    moved[[15, 17, 19, 21]] += [0.35, 0.0, 0.0]       # the left hand, 35 cm away at once
-    scene.bodies["a"] = moved
-    run(pipeline, clock, 0.13)                         # one round: rejected by the gate, predicted
-    (track,) = pipeline.snapshot().tracks
-    np.testing.assert_allclose(track.keypoints_cell[15], body_at(-1.0, 0.0)[15], atol=0.02)
-    run(pipeline, clock, 0.125)                        # rejected again: restarted at the measurement
-    (track,) = pipeline.snapshot().tracks
-    np.testing.assert_allclose(track.keypoints_cell[[15, 17, 19, 21]], moved[[15, 17, 19, 21]], atol=0.01)
-    assert track.track_id == "p1"
