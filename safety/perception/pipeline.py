@@ -30,6 +30,9 @@ from safety.perception.types import POSE_LIMBS, CameraStatus, PerceptionSnapshot
 
 _log = logging.getLogger(__name__)
 
+#: A step that estimated nothing publishes only when the last snapshot is this old (ns).
+_IDLE_PUBLISH_NS = 10_000_000
+
 
 class FrameSource(Protocol):
     """A camera as the pipeline sees it (e.g. `VideoFileCamera`)."""
@@ -292,7 +295,8 @@ class PerceptionPipeline:
                 self._stop.wait(min(max(wait_ns, 1_000_000), 5_000_000) / 1e9)
 
     def step(self) -> bool:
-        """Process at most one camera frame; publish a snapshot.
+        """Process at most one camera frame; publish a snapshot (after a step that processed
+        nothing, only when the last snapshot is 10 ms old).
 
         Frames are taken in rounds: when no frame is pending, the newest frame of EVERY
         camera that is due (rate cap) and has a new frame is taken at once, so that the
@@ -324,7 +328,10 @@ class PerceptionPipeline:
                     cam.next_due_ns = now
             self._next_cam = (self._next_cam + 1) % n
         if not self._pending:
-            self._publish(now)
+            # Nothing to estimate: publish for liveness and track time-outs, not at every poll
+            # (the worker polls every 1-5 ms while a due camera has no new frame yet).
+            if now - self._last_stamp_ns >= _IDLE_PUBLISH_NS:
+                self._publish(now)
             return False
         t0 = time.perf_counter()
         cam, (image, capture_ns, seq) = self._pending.popleft()

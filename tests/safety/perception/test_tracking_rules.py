@@ -151,7 +151,9 @@ def test_every_snapshot_has_its_own_increasing_stamp_even_when_the_clock_stands_
     for _ in range(40):
         pipeline.step()
     stamps = [s.stamp_ns for s in published]
-    assert len(stamps) == 80
+    # Two frames estimated at each of the two clock readings (one per camera); the steps in
+    # between estimated nothing and published nothing new.
+    assert len(stamps) == 4
     assert all(b > a for a, b in zip(stamps, stamps[1:])), stamps
     assert pipeline.snapshot() is published[-1]
     assert [t.track_id for t in published[-1].tracks] == ["p1"]
