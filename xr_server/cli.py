@@ -62,6 +62,25 @@ def _parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="MediaPipe pose models")
     models.add_argument("action", choices=["install"], help="install: copy lite/heavy from npm @mediapipe/pose")
 
+    track = sub.add_parser(
+        "track", help="track workers offline in recorded videos; write one JSON line per frame time",
+        description="Track the people in recorded videos. With --calib and one video per camera they are tracked "
+                    "in 3D (cell frame = the calibration's world frame); one video without --calib is tracked in 2D. "
+                    "Each video is matched to the calibration camera named like its file-name stem "
+                    "(videos/cam01.mp4 -> camera 'cam01'), or as --cam-map STEM=CAMERA says. Progress goes to stderr.")
+    track.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="video file, one per camera")
+    track.add_argument("--calib", type=Path, default=None, metavar="FILE", help="calibration with every camera")
+    track.add_argument("--calib-format", default="qca", metavar="FMT", help="calibration format (default: %(default)s)")
+    track.add_argument("--cam-map", action="append", default=[], metavar="STEM=CAMERA",
+                       help="video file stem to calibration camera name (repeatable, or comma-separated)")
+    track.add_argument("--out", type=Path, default=None, metavar="FILE", help="JSON lines output (default: stdout)")
+    track.add_argument("--show", type=Path, default=None, metavar="OUT.mp4", help="write an annotated video")
+    track.add_argument("--rate", type=_positive, default=15.0, metavar="HZ",
+                       help="frame times processed per second of video (default: %(default)s)")
+    track.add_argument("--duration", type=_positive, default=None, metavar="S", help="only the first S seconds")
+    track.add_argument("--resize", type=_positive, default=0.5, help="scale of the frames for pose estimation")
+    track.add_argument("--model-complexity", type=int, default=1, choices=[0, 1, 2])
+
     samples = sub.add_parser("samples", help="sample data")
     samples.add_argument("action", choices=["fetch"], help="fetch: download the Pose2Sim demo footage")
 
@@ -148,6 +167,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "calibrate":
             from xr_server import calibrate
             return calibrate.run(args)
+        if args.command == "track":
+            from xr_server.track import parse_cam_map, run_track
+            out = open(args.out, "w", encoding="utf-8") if args.out is not None else sys.stdout
+            try:
+                run_track(args.inputs, calib=args.calib, calib_format=args.calib_format,
+                          cam_map=parse_cam_map(args.cam_map), out=out, show=args.show, rate_hz=args.rate,
+                          duration_s=args.duration, resize=args.resize, model_complexity=args.model_complexity)
+            finally:
+                if out is not sys.stdout:
+                    out.close()
             return 0
         if args.command == "samples":
             from content.samples import fetch_pose2sim

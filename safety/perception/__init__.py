@@ -3,9 +3,12 @@
 Importing this package does not import mediapipe; `PoseEstimator` loads it when created.
 """
 
-from safety.perception.cameras import VideoFileCamera
+from safety.perception.cameras import ReplayClock, VideoFileCamera
 from safety.perception.pipeline import FrameSource, PerceptionPipeline, draw_skeleton
-from safety.perception.pose import Pose2D, PoseEstimator
+from safety.perception.kalman import KeypointKalmanFilter
+from safety.perception.multipose import MultiPersonEstimator
+from safety.perception.pose import PersonBox, PersonDetector, Pose2D, PoseEstimator
+from safety.perception.tracker import MultiPersonTracker, View
 from safety.perception.triangulation import Triangulation, project_points, reprojection_error, triangulate, undistort_points
 from safety.perception.types import POSE_LANDMARKS, POSE_LIMBS, CameraStatus, HumanTrack, PerceptionSnapshot
 
@@ -15,12 +18,19 @@ __all__ = [
     "CameraStatus",
     "FrameSource",
     "HumanTrack",
+    "KeypointKalmanFilter",
+    "MultiPersonEstimator",
+    "MultiPersonTracker",
     "PerceptionPipeline",
     "PerceptionSnapshot",
+    "PersonBox",
+    "PersonDetector",
     "Pose2D",
     "PoseEstimator",
+    "ReplayClock",
     "Triangulation",
     "VideoFileCamera",
+    "View",
     "draw_skeleton",
     "project_points",
     "reprojection_error",

@@ -24,13 +24,44 @@ _log = logging.getLogger(__name__)
 Frame = tuple[np.ndarray, int, int]
 
 
+class ReplayClock:
+    """One replay time base shared by the recorded cameras of a rig.
+
+    The cameras of a cell see the same moment at the same time. Clips replayed by
+    independent threads drift apart (a thread that wakes late under load falls a frame
+    behind the others for good), and then at the same capture time one camera shows the
+    person where another showed him frames earlier: the views no longer agree. Cameras
+    that share a `ReplayClock` show clip frame floor((t - epoch) * fps) at time t, all
+    of them, whatever their threads' timing; the epoch is the first camera's `start()`.
+
+    Thread-safe.
+
+    Args:
+        clock: monotonic clock in ns (the cameras' capture clock).
+    """
+
+    def __init__(self, clock: Callable[[], int] = time.monotonic_ns) -> None:
+        self._clock = clock
+        self._epoch_ns: int | None = None
+        self._lock = threading.Lock()
+
+    def epoch_ns(self) -> int:
+        """The replay's start time, ns (set by the first call)."""
+        with self._lock:
+            if self._epoch_ns is None:
+                self._epoch_ns = self._clock()
+            return self._epoch_ns
+
+
 class VideoFileCamera:
     """A video file replayed as a live camera at the clip's native frame rate.
 
     The whole clip is decoded ONCE in the constructor, resized by `resize`, and kept in
     memory (decoding 1088x1920 H.264 costs about 5 ms per frame, too much to do live for
-    several cameras). After `start()` a thread publishes one frame every 1/fps seconds,
-    stamped with the clock at publication (its capture time), looping when `loop` is set.
+    several cameras). After `start()` a thread publishes the clip frame of the replay
+    time every 1/fps seconds, stamped with the clock at publication (its capture time),
+    looping when `loop` is set. Like a live camera it never slows down: a publication that
+    comes late shows the frame of its time and the frames in between are never published.
 
     Threads: the publisher thread (owned by this object) writes; `latest()`,
     `frames_published` and `running` are safe from any thread. `start()`/`stop()` are
@@ -46,6 +77,8 @@ class VideoFileCamera:
         clock: monotonic clock in ns (the capture stamp of each frame).
         max_preload_frames: refuse clips longer than this (memory bound).
         fps: publication rate; defaults to the clip's own frame rate (30 when unknown).
+        replay_clock: shared by the cameras of one rig so they show the same clip frame at
+            the same time (see `ReplayClock`); None: this camera's own, started by `start()`.
 
     Raises:
         PerceptionError: the file is missing or cannot be decoded, `resize` is out of
@@ -54,7 +87,8 @@ class VideoFileCamera:
 
     def __init__(self, camera_id: str, path: str | Path, *, resize: float = 0.5, loop: bool = True,
                  clock: Callable[[], int] = time.monotonic_ns, max_preload_frames: int = 2000,
-                 fps: float | None = None, pingpong: bool = False) -> None:
+                 fps: float | None = None, pingpong: bool = False,
+                 replay_clock: ReplayClock | None = None) -> None:
         self.camera_id = camera_id
         self.pingpong = pingpong
         self.path = Path(path)
@@ -65,6 +99,7 @@ class VideoFileCamera:
         self.resize = float(resize)
         self.loop = loop
         self._clock = clock
+        self._replay_clock = replay_clock
         self._frames, clip_fps = self._decode(max_preload_frames)
         self.fps = float(fps) if fps else clip_fps
         if not self.fps > 0:
@@ -148,25 +183,23 @@ class VideoFileCamera:
             self._thread = None
 
     def _run(self) -> None:
-        period_ns = int(round(1e9 / self.fps))
-        next_ns = self._clock()
+        replay = self._replay_clock if self._replay_clock is not None else ReplayClock(self._clock)
+        epoch_ns = replay.epoch_ns()
         n = len(self._frames)
         order = list(range(n)) + (list(range(n - 2, 0, -1)) if self.pingpong else [])
-        index = 0
+        last_k = -1
         while not self._stop.is_set():
-            if index >= len(order):
-                if not self.loop:
-                    break
-                index = 0
-            now = self._clock()
-            with self._lock:
-                self._published += 1
-                self._latest = (self._frames[order[index]], now, self._published)
-            index += 1
-            next_ns += period_ns
+            # Frames since the epoch, on the replay clock (not counted by this thread).
+            k = int((self._clock() - epoch_ns) * self.fps // 1e9)
+            if k >= len(order) and not self.loop:
+                break
+            if k != last_k:
+                last_k = k
+                now = self._clock()
+                with self._lock:
+                    self._published += 1
+                    self._latest = (self._frames[order[k % len(order)]], now, self._published)
+            next_ns = epoch_ns + int(np.ceil((k + 1) * 1e9 / self.fps))
             delay_ns = next_ns - self._clock()
-            if delay_ns < -period_ns:          # fell behind (suspended process): do not burst
-                next_ns = self._clock()
-                delay_ns = 0
             if delay_ns > 0:
                 self._stop.wait(delay_ns / 1e9)

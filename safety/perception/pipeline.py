@@ -1,9 +1,10 @@
-"""Worker tracking: cell cameras -> 2D pose per camera -> one triangulated person.
+"""Worker tracking: cell cameras -> 2D people per camera -> tracked people in 3D.
 
 `PerceptionPipeline` owns ONE worker thread that visits the cameras round-robin, runs
-pose estimation on the newest frame of each camera that is due (a per-camera rate
-cap), triangulates the person from every camera whose latest 2D result is recent, and
-publishes an immutable `PerceptionSnapshot` after every step.
+multi-person pose estimation (`MultiPersonEstimator`) on the newest frame of each camera
+that is due (a per-camera rate cap), hands the latest people of every camera whose result
+is recent to the `MultiPersonTracker` (association across views, triangulation, identities,
+Kalman filter), and publishes an immutable `PerceptionSnapshot` after every step.
 """
 
 from __future__ import annotations
@@ -22,29 +23,15 @@ import numpy as np
 
 from content.calibration import CameraCalibration
 from safety.errors import PerceptionError
-from safety.perception.plausibility import implausible_keypoints, resolve_left_right_swaps
-from safety.perception.pose import Pose2D, PoseEstimator
-from safety.perception.triangulation import triangulate
-from safety.perception.types import POSE_LIMBS, CameraStatus, HumanTrack, PerceptionSnapshot
+from safety.perception.multipose import Detector, Estimator, MultiPersonEstimator
+from safety.perception.pose import PersonDetector, Pose2D, PoseEstimator
+from safety.perception.tracker import MultiPersonTracker, View
+from safety.perception.types import POSE_LIMBS, CameraStatus, PerceptionSnapshot
 
 _log = logging.getLogger(__name__)
 
-#: Landmarks that must be triangulated for a person to count as seen (shoulders, elbows,
-#: wrists, hips, knees, ankles); at least `_MIN_BODY_POINTS` of them.
-_BODY_POINTS = (11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
-_MIN_BODY_POINTS = 8
-_LEFT_HIP, _RIGHT_HIP = 23, 24
-#: A body-centre jump larger than speed * dt + noise restarts the velocity filter instead of
-#: entering it (a looped clip, another person); successive estimates from 2, 3 and 4 views
-#: of one round differ by a few centimetres.
-_MAX_CENTRE_SPEED_MPS = 3.0
-_CENTRE_NOISE_M = 0.15
-#: An implausible keypoint keeps its previous estimate while that is at most this old.
-_MAX_HOLD_NS = 300_000_000
-#: Fastest plausible keypoint speed (a hand reaching: Winter, table 4.x peak hand speeds about 3 m/s), m/s.
-_MAX_KEYPOINT_SPEED_MPS = 3.0
-#: Triangulation noise allowed on top of that motion, metres.
-_KEYPOINT_NOISE_M = 0.1
+#: A step that estimated nothing publishes only when the last snapshot is this old (ns).
+_IDLE_PUBLISH_NS = 10_000_000
 
 
 class FrameSource(Protocol):
@@ -55,18 +42,12 @@ class FrameSource(Protocol):
     def stop(self, timeout_s: float = 0.5) -> None: ...
 
 
-class Estimator(Protocol):
-    """A 2D pose estimator for one camera (e.g. `PoseEstimator`)."""
-
-    def estimate(self, frame_bgr: np.ndarray) -> Pose2D | None: ...
-
-
 @dataclass
 class _CameraState:
     camera_id: str
     source: FrameSource
     calibration: CameraCalibration
-    estimator: Estimator | None = None
+    estimator: MultiPersonEstimator | None = None
     last_seq: int = 0                 # newest sequence number seen
     last_frame_ns: int = 0
     last_processed_seq: int = 0
@@ -75,9 +56,8 @@ class _CameraState:
     frames_processed: int = 0
     frames_skipped: int = 0
     frames_with_person: int = 0
-    pose: Pose2D | None = None        # latest 2D result (None: nobody in the last processed frame)
+    people: tuple[Pose2D, ...] = ()   # latest 2D result (empty: nobody in the last processed frame)
     pose_capture_ns: int = 0
-    view: tuple[np.ndarray, np.ndarray | None, int] | None = None
 
 
 def draw_skeleton(frame_bgr: np.ndarray, keypoints_px: np.ndarray, *, color: tuple[int, int, int] = (0, 255, 0),
@@ -106,12 +86,12 @@ def draw_skeleton(frame_bgr: np.ndarray, keypoints_px: np.ndarray, *, color: tup
 
 
 class PerceptionPipeline:
-    """Multi-camera worker tracking of one person (track "p1").
+    """Multi-camera tracking of every worker in the cell (tracks "p1", "p2", ...).
 
     Lifecycle: created idle; `start()` starts the sources and the worker thread;
     `stop()` stops both. The worker thread owns all mutable state; `snapshot()`,
-    `camera_view()` and `report()` only read references that the worker replaces
-    atomically, so they are safe from any thread and never block on inference.
+    `camera_view()`, `camera_people()` and `report()` only read references that the
+    worker replaces atomically, so they are safe from any thread and never block on inference.
 
     Args:
         cameras: (camera_id, source, calibration) per camera; the calibration must refer to
@@ -121,19 +101,35 @@ class PerceptionPipeline:
         world_to_cell: (4, 4) homogeneous transform from the calibration's world frame to
             the `cell` frame (identity by default).
         max_view_age_s: a camera's latest 2D result joins a triangulation while its frame
-            is younger than this.
+            is younger than this. The age reaches the monitor in the capture stamps (its
+            reaction time includes it), so a slow step on a loaded machine must not cost the
+            track its measurement: 0.5 s, the track time-out.
         max_view_skew_s: views whose capture times differ by more than this are not
             triangulated together (a moving person would be misplaced).
-        track_timeout_s: a track not seen by at least 2 views for this long disappears.
+        track_timeout_s: a track not seen by at least 2 views for this long ends.
         cell_bounds: ((3,) min, (3,) max) corners of a box in the `cell` frame, metres; a track
-            lost inside it is reported in `lost_track_ids` for `lost_hold_s`.
+            that ends inside it is reported in `lost_track_ids` for `lost_hold_s`, one that
+            ends outside is not reported; either keeps its id for `lost_hold_s` for a person
+            measured again within reach of where it ended.
         lost_hold_s: how long a lost track id stays in `lost_track_ids` (unless seen again).
         max_reprojection_error_px: view rejection threshold of `triangulate`, pixels of the
             processed frames (5 px at half resolution is 10 px at full resolution).
         min_confidence: minimum landmark visibility used for triangulation.
-        estimator_factory: creates one estimator per camera (in the worker thread);
-            MediaPipe `PoseEstimator(model_complexity)` by default.
+        estimator_factory: creates a single-person estimator (one per person followed in a
+            camera, plus a spare shared by the cameras; built by `warm_up()` or the worker
+            thread); MediaPipe `PoseEstimator(model_complexity)` by default.
         model_complexity: MediaPipe model when `estimator_factory` is not given.
+        detector_factory: creates the person detector (one, shared by the cameras); by
+            default MediaPipe's `PersonDetector` when `estimator_factory` is not given, else
+            none (one person per camera).
+        max_people_per_view: most people followed in one camera.
+        detect_period_s: how often the cell looks for new people while everyone in view is
+            followed: every `detect_period_s` ONE camera (round-robin) runs its person
+            detector, so the detector costs the same however many cameras there are; a
+            camera whose detector finds a new person makes every other camera look at its
+            next frame. A camera that follows nobody runs its detector on every frame.
+        warm_up_timeout_s: `start()` waits this long for each camera's first frame to build
+            and run its models before tracking starts (see `MultiPersonEstimator.warm_up`).
         clock: monotonic clock in ns; must be the clock the sources stamp frames with.
         on_publish: called on the worker thread with every new snapshot; must not block.
 
@@ -143,10 +139,12 @@ class PerceptionPipeline:
 
     def __init__(self, cameras: Sequence[tuple[str, FrameSource, CameraCalibration]], *,
                  process_rate_hz: float = 8.0, world_to_cell: np.ndarray | None = None,
-                 max_view_age_s: float = 0.15, max_view_skew_s: float = 0.05, track_timeout_s: float = 0.5,
+                 max_view_age_s: float = 0.5, max_view_skew_s: float = 0.05, track_timeout_s: float = 0.5,
                  cell_bounds: tuple[np.ndarray, np.ndarray] | None = None, lost_hold_s: float = 5.0,
                  max_reprojection_error_px: float = 5.0, min_confidence: float = 0.3,
                  estimator_factory: Callable[[], Estimator] | None = None, model_complexity: int = 1,
+                 detector_factory: Callable[[], Detector] | None = None, max_people_per_view: int = 4,
+                 detect_period_s: float = 1.0, warm_up_timeout_s: float = 5.0,
                  clock: Callable[[], int] = time.monotonic_ns,
                  on_publish: Callable[[PerceptionSnapshot], None] | None = None) -> None:
         if not cameras:
@@ -156,41 +154,39 @@ class PerceptionPipeline:
             raise PerceptionError(f"PerceptionPipeline: duplicate camera ids in {ids}")
         if not process_rate_hz > 0:
             raise PerceptionError(f"process_rate_hz must be positive, got {process_rate_hz!r}")
-        T = np.eye(4) if world_to_cell is None else np.asarray(world_to_cell, dtype=np.float64)
-        if T.shape != (4, 4) or not np.allclose(T[3], [0, 0, 0, 1]):
-            raise PerceptionError(f"world_to_cell must be a (4, 4) homogeneous transform, got shape {T.shape}")
+        if max_people_per_view < 1:
+            raise PerceptionError(f"max_people_per_view must be at least 1, got {max_people_per_view!r}")
+        self._tracker = MultiPersonTracker(world_to_cell=world_to_cell, cell_bounds=cell_bounds,
+                                           track_timeout_s=track_timeout_s, lost_hold_s=lost_hold_s,
+                                           max_reprojection_error_px=max_reprojection_error_px,
+                                           min_confidence=min_confidence)
         self._cams = [_CameraState(cid, src, cal) for cid, src, cal in cameras]
         self._period_ns = int(1e9 / process_rate_hz)
-        self._T = T
         self._max_view_age_ns = int(max_view_age_s * 1e9)
         self._max_view_skew_ns = int(max_view_skew_s * 1e9)
         self._pending: deque[tuple[_CameraState, tuple[np.ndarray, int, int]]] = deque()
-        self._track_timeout_ns = int(track_timeout_s * 1e9)
-        self._lost_hold_ns = int(lost_hold_s * 1e9)
-        if cell_bounds is not None:
-            lo, hi = (np.asarray(b, dtype=np.float64).reshape(3) for b in cell_bounds)
-            cell_bounds = (lo, hi)
-        self._bounds = cell_bounds
-        self._max_err_px = max_reprojection_error_px
-        self._min_conf = min_confidence
         self._factory: Callable[[], Estimator] = estimator_factory or (lambda: PoseEstimator(model_complexity))
+        if detector_factory is None and estimator_factory is None:
+            detector_factory = PersonDetector
+        self._detector_factory = detector_factory
+        self._max_people = max_people_per_view
+        self._detect_period_ns = int(detect_period_s * 1e9)
+        self._detector: Detector | None = None
+        self._spares: list[Estimator] = []
+        self._detect_turn = 0                     # index of the camera whose detector runs next
+        self._detect_due_ns = 0                   # clock time from which it runs
+        self._look_now: set[str] = set()          # cameras asked to detect at their next frame
+        self._warm_up_timeout_s = warm_up_timeout_s
+        self._last_stamp_ns = 0
         self._clock = clock
         self._on_publish = on_publish
         self._snapshot: PerceptionSnapshot | None = None
-        self._views: dict[str, tuple[np.ndarray, np.ndarray | None, int]] = {}
-        self._track: HumanTrack | None = None
-        self._track_seen_ns = 0
-        self._centre_history: deque[tuple[int, np.ndarray]] = deque(maxlen=6)
-        self._lost: dict[str, int] = {}           # track id -> clock time it was lost
+        self._views: dict[str, tuple[np.ndarray, tuple[np.ndarray, ...], int]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_cam = 0
         self._estimate_ms: deque[float] = deque(maxlen=2000)
         self._step_ms: deque[float] = deque(maxlen=2000)
-        self._reproj_px: deque[float] = deque(maxlen=2000)
-        self._triangulations = 0
-        self._implausible = 0
-        self._mirrored_views = 0
         self._errors = 0
 
     # ------------------------------------------------------------------ public, any thread
@@ -199,24 +195,37 @@ class PerceptionPipeline:
         return self._snapshot
 
     def camera_view(self, camera_id: str) -> tuple[np.ndarray, np.ndarray | None, int] | None:
-        """Last processed frame of a camera: (frame_bgr read-only, (33, 2) keypoints px or None, capture_ns).
+        """Last processed frame of a camera: (frame_bgr read-only, (33, 2) keypoints px of its
+        first person or None, capture_ns).
 
         None when the camera is unknown or nothing was processed yet.
         """
+        view = self._views.get(camera_id)
+        if view is None:
+            return None
+        return view[0], (view[1][0] if view[1] else None), view[2]
+
+    def camera_people(self, camera_id: str) -> tuple[np.ndarray, tuple[np.ndarray, ...], int] | None:
+        """Last processed frame of a camera: (frame_bgr read-only, (33, 2) keypoints px of
+        every person found, capture_ns); None when unknown or nothing processed yet."""
         return self._views.get(camera_id)
 
     def report(self) -> dict:
-        """Timing and quality figures: pose estimation and step times (ms), triangulation
-        count and median RMS reprojection error (pixels of the processed frames)."""
+        """Timing and quality figures: pose estimation (all people of a frame) and step times
+        (ms), triangulation count, median RMS reprojection error (pixels of the processed
+        frames), tracks started, person-detector runs."""
         def stats(values: Sequence[float]) -> dict:
             if not values:
                 return {"n": 0}
             s = sorted(values)
             return {"n": len(s), "median": round(statistics.median(s), 2), "p95": round(s[int(0.95 * (len(s) - 1))], 2)}
+        tr = self._tracker
         return {"estimate_ms": stats(list(self._estimate_ms)), "step_ms": stats(list(self._step_ms)),
-                "triangulations": self._triangulations, "implausible_keypoints": self._implausible,
-                "mirrored_views": self._mirrored_views,
-                "reprojection_error_px": stats(list(self._reproj_px)),
+                "triangulations": tr.triangulations, "implausible_keypoints": tr.implausible,
+                "mirrored_views": tr.mirrored_views, "tracks_started": tr.tracks_started,
+                "detector_runs": sum(c.estimator.detector_runs for c in self._cams if c.estimator is not None),
+                "spare_estimators": len(self._spares),
+                "reprojection_error_px": stats(list(tr.reprojection_px)),
                 "errors": self._errors}
 
     @property
@@ -226,14 +235,39 @@ class PerceptionPipeline:
 
     # ------------------------------------------------------------------ lifecycle, one controlling thread
     def start(self) -> None:
-        """Start the camera sources and the worker thread. Idempotent."""
+        """Start the camera sources, `warm_up()`, then start the worker thread. Idempotent.
+
+        Blocks for the warm-up (about 0.1 to 0.5 s per camera).
+        """
         if self.running:
             return
+        self._stop.clear()
         for cam in self._cams:
             cam.source.start()
-        self._stop.clear()
+        self.warm_up()
         self._thread = threading.Thread(target=self._run, name="perception", daemon=True)
         self._thread.start()
+
+    def warm_up(self) -> None:
+        """Build and run every camera's models on its first frame before tracking starts
+        (`MultiPersonEstimator.warm_up`), so that no model is built or initialised once
+        tracking runs: a step that builds one stalls past the safety monitor's staleness limits.
+
+        Waits at most `warm_up_timeout_s` per camera for a first frame (a camera without one
+        builds its models at its first frame instead). Call before the worker runs (`start()`
+        does); cameras already warmed are skipped.
+        """
+        for cam in self._cams:
+            if cam.estimator is not None:
+                continue
+            deadline = time.monotonic() + self._warm_up_timeout_s
+            latest = cam.source.latest()
+            while latest is None and time.monotonic() < deadline and not self._stop.is_set():
+                time.sleep(0.005)
+                latest = cam.source.latest()
+            cam.estimator = self._make_estimator()
+            if latest is not None:
+                cam.estimator.warm_up(latest[0])
 
     def stop(self, timeout_s: float = 1.0) -> None:
         """Stop the worker (after its current inference) and the sources."""
@@ -261,7 +295,8 @@ class PerceptionPipeline:
                 self._stop.wait(min(max(wait_ns, 1_000_000), 5_000_000) / 1e9)
 
     def step(self) -> bool:
-        """Process at most one camera frame; publish a snapshot.
+        """Process at most one camera frame; publish a snapshot (after a step that processed
+        nothing, only when the last snapshot is 10 ms old).
 
         Frames are taken in rounds: when no frame is pending, the newest frame of EVERY
         camera that is due (rate cap) and has a new frame is taken at once, so that the
@@ -293,142 +328,74 @@ class PerceptionPipeline:
                     cam.next_due_ns = now
             self._next_cam = (self._next_cam + 1) % n
         if not self._pending:
-            self._publish(now)
+            # Nothing to estimate: publish for liveness and track time-outs, not at every poll
+            # (the worker polls every 1-5 ms while a due camera has no new frame yet).
+            if now - self._last_stamp_ns >= _IDLE_PUBLISH_NS:
+                self._publish(now)
             return False
         t0 = time.perf_counter()
         cam, (image, capture_ns, seq) = self._pending.popleft()
         if cam.estimator is None:
-            cam.estimator = self._factory()
+            cam.estimator = self._make_estimator()
         cam.frames_skipped += seq - cam.last_processed_seq - 1 if seq > cam.last_processed_seq else 0
         cam.last_processed_seq, cam.last_processed_ns = seq, capture_ns
         t1 = time.perf_counter()
-        pose = cam.estimator.estimate(image)
+        detect = self._detection_due(cam, now)
+        people = tuple(cam.estimator.estimate(image, capture_ns, detect=detect))
         self._estimate_ms.append((time.perf_counter() - t1) * 1e3)
+        if cam.estimator.new_people:
+            # A newcomer seen by one camera: every other camera looks for him at its next frame.
+            self._look_now.update(c.camera_id for c in self._cams if c is not cam)
         cam.frames_processed += 1
-        cam.pose, cam.pose_capture_ns = pose, capture_ns
-        if pose is not None:
+        cam.people, cam.pose_capture_ns = people, capture_ns
+        if people:
             cam.frames_with_person += 1
-        self._views[cam.camera_id] = (image, None if pose is None else pose.keypoints_px, capture_ns)
+        self._views[cam.camera_id] = (image, tuple(p.keypoints_px for p in people), capture_ns)
         now = self._clock()
-        self._update_track(now, newest_ns=capture_ns)
+        self._update_tracks(now, newest_ns=capture_ns)
         self._publish(now)
         self._step_ms.append((time.perf_counter() - t0) * 1e3)
         return True
 
-    def _update_track(self, now: int, newest_ns: int | None = None) -> None:
-        """Triangulate from the fresh views captured close to `newest_ns`; time the track out."""
-        views = [c for c in self._cams if c.pose is not None and now - c.pose_capture_ns <= self._max_view_age_ns]
-        if views:
-            ref = max(c.pose_capture_ns for c in views) if newest_ns is None else newest_ns
-            views = [c for c in views if abs(c.pose_capture_ns - ref) <= self._max_view_skew_ns]
-        track = None
-        if len(views) >= 2:
-            kp = np.stack([c.pose.keypoints_px for c in views])            # type: ignore[union-attr]
-            vis = np.stack([c.pose.visibility for c in views])             # type: ignore[union-attr]
-            kp, vis, mirrored = resolve_left_right_swaps([c.calibration for c in views], kp, vis, triangulate)
-            self._mirrored_views += len(mirrored)
-            tri = triangulate([c.calibration for c in views], kp, vis, min_confidence=self._min_conf,
-                              max_reprojection_error_px=self._max_err_px)
-            if np.isfinite(tri.points[list(_BODY_POINTS)]).all(axis=1).sum() >= _MIN_BODY_POINTS:
-                track = self._make_track(views, tri, vis)
-        if track is not None:
-            self._track, self._track_seen_ns = track, now
-            self._lost.pop(track.track_id, None)
-        elif self._track is not None and now - self._track_seen_ns > self._track_timeout_ns:
-            lost = self._track
-            centre = 0.5 * (lost.keypoints_cell[_LEFT_HIP] + lost.keypoints_cell[_RIGHT_HIP])
-            if self._bounds is not None and np.all(centre >= self._bounds[0]) and np.all(centre <= self._bounds[1]):
-                self._lost[lost.track_id] = now
-                _log.warning("track %s lost inside the cell bounds at %s", lost.track_id, np.round(centre, 2))
-            self._track = None
-            self._centre_history.clear()
+    def _make_estimator(self) -> MultiPersonEstimator:
+        # One worker thread runs every camera, so the cameras share ONE person detector (it
+        # keeps no state between images) and one pool of spare estimators: fewer MediaPipe
+        # graphs to build and keep.
+        if self._detector is None and self._detector_factory is not None:
+            self._detector = self._detector_factory()
+        return MultiPersonEstimator(self._factory, self._detector, max_people=self._max_people,
+                                    detect_period_s=self._detect_period_ns / 1e9, spares=self._spares)
 
-    def _make_track(self, views: list[_CameraState], tri, vis: np.ndarray) -> HumanTrack:
-        self._triangulations += 1
-        used = tri.views_used                                              # (33, V)
-        pts_h = np.concatenate([tri.points, np.ones((33, 1))], axis=1)
-        pts_cell = (pts_h @ self._T.T)[:, :3]
-        with np.errstate(invalid="ignore"):
-            conf = np.where(used.any(axis=1), (vis.T * used).sum(axis=1) / np.maximum(used.sum(axis=1), 1), 0.0)
-        conf = np.where(np.isfinite(tri.points).all(axis=1), np.clip(conf, 0.0, 1.0), 0.0)
-        err = tri.reprojection_error_px
-        med_err = float(np.nanmedian(err))
-        self._reproj_px.append(med_err)
-        # Pixel error -> metres at the person's depth, shrinking with the number of views.
-        centre_w = 0.5 * (tri.points[_LEFT_HIP] + tri.points[_RIGHT_HIP])
-        if not np.isfinite(centre_w).all():
-            centre_w = np.nanmean(tri.points, axis=0)
-        depth = np.mean([np.linalg.norm(c.calibration.R @ centre_w + c.calibration.t) for c in views])
-        focal = np.mean([c.calibration.K[0, 0] for c in views])
-        n_views = float(np.median(tri.num_views[tri.num_views > 0]))
-        sigma = max(0.02, med_err * depth / focal / np.sqrt(n_views))
-        contributing = [c for v, c in enumerate(views) if used[:, v].any()]
-        stamps = [c.pose_capture_ns for c in contributing]
-        # Anatomically impossible keypoints (a wrong 2-view match): hold the previous
-        # estimate for a short while, stamped with its own (older) capture time so the
-        # safety monitor grows that body part by the distance a person covers meanwhile;
-        # else drop them (the monitor then covers the limb conservatively).
-        bad = implausible_keypoints(pts_cell)
-        prev = self._track
-        prev_kp_ns = None
-        if prev is not None:
-            prev_kp_ns = (prev.keypoint_capture_ns if prev.keypoint_capture_ns is not None
-                          else np.full(33, prev.capture_ns, dtype=np.int64))
-            # A keypoint that jumped farther than a body part moves (a wrong 2-view match).
-            dt_s = np.maximum(max(stamps) - prev_kp_ns, 0) / 1e9
-            with np.errstate(invalid="ignore"):
-                jump = np.linalg.norm(pts_cell - prev.keypoints_cell, axis=1)
-            bad |= np.isfinite(jump) & (jump > _MAX_KEYPOINT_SPEED_MPS * dt_s + _KEYPOINT_NOISE_M)
-        keypoint_ns = None
-        if bad.any():
-            pts_cell = pts_cell.copy()
-            pts_cell[bad] = np.nan
-            conf = np.where(bad, 0.0, conf)
-            if prev is not None:
-                hold = (bad & np.isfinite(prev.keypoints_cell).all(axis=1) & (prev.confidence > 0)
-                        & (max(stamps) - prev_kp_ns <= _MAX_HOLD_NS))
-                if hold.any():
-                    pts_cell[hold] = prev.keypoints_cell[hold]
-                    conf = np.where(hold, prev.confidence, conf)
-                    keypoint_ns = np.where(hold, prev_kp_ns, min(stamps)).astype(np.int64)
-            self._implausible += int(bad.sum())
-        centre_cell = (self._T @ np.append(centre_w, 1.0))[:3]
-        t_mean = int(np.mean(stamps))
-        if self._centre_history:
-            t_prev, c_prev = self._centre_history[-1]
-            dt = abs(t_mean - t_prev) * 1e-9
-            if np.linalg.norm(centre_cell - c_prev) > _MAX_CENTRE_SPEED_MPS * dt + _CENTRE_NOISE_M:
-                # A jump no person makes (a looped clip, a different person): restart the filter.
-                self._centre_history.clear()
-        self._centre_history.append((t_mean, centre_cell))
-        return HumanTrack(track_id="p1", keypoints_cell=pts_cell, confidence=conf,
-                          velocity_mps=self._velocity(), sigma_m=float(sigma), capture_ns=min(stamps),
-                          newest_capture_ns=max(stamps), views=tuple(c.camera_id for c in contributing),
-                          keypoint_capture_ns=keypoint_ns)
+    def _detection_due(self, cam: _CameraState, now: int) -> bool:
+        """Whether `cam` runs its person detector on the frame it is about to process."""
+        if cam.camera_id in self._look_now:
+            self._look_now.discard(cam.camera_id)
+            return True
+        if now < self._detect_due_ns:
+            return False
+        # The camera whose turn it is; a camera that got no frame for a whole period past its
+        # turn (stalled) passes the turn on to the camera processed next.
+        if self._cams[self._detect_turn] is cam or now >= self._detect_due_ns + self._detect_period_ns:
+            self._detect_turn = (self._cams.index(cam) + 1) % len(self._cams)
+            self._detect_due_ns = now + self._detect_period_ns
+            return True
+        return False
 
-    def _velocity(self) -> np.ndarray:
-        """Least-squares slope of the body centre over the recent history (m/s, `cell` frame)."""
-        hist = [(t, p) for t, p in self._centre_history if np.isfinite(p).all()]
-        if len(hist) < 2:
-            return np.zeros(3)
-        t = np.array([h[0] for h in hist], dtype=np.float64) * 1e-9
-        p = np.stack([h[1] for h in hist])
-        t -= t.mean()
-        denom = float((t ** 2).sum())
-        if denom < 1e-6:
-            return np.zeros(3)
-        return (t[:, None] * (p - p.mean(axis=0))).sum(axis=0) / denom
+    def _update_tracks(self, now: int, newest_ns: int) -> None:
+        """Hand the fresh views captured close to `newest_ns` to the tracker."""
+        views = [c for c in self._cams if c.people and now - c.pose_capture_ns <= self._max_view_age_ns
+                 and abs(c.pose_capture_ns - newest_ns) <= self._max_view_skew_ns]
+        self._tracker.update([View(c.camera_id, c.calibration, c.pose_capture_ns, c.people) for c in views], now)
 
     def _publish(self, now: int) -> None:
-        if self._track is not None and now - self._track_seen_ns > self._track_timeout_ns:
-            self._update_track(now)     # times the track out even when no frame arrives
-        for tid, t_lost in list(self._lost.items()):
-            if now - t_lost > self._lost_hold_ns:
-                del self._lost[tid]
+        # Every snapshot has its own stamp, strictly increasing: two publications within one
+        # tick of a coarse (or simulated) clock are 1 ns apart, never the same stamp twice.
+        now = max(now, self._last_stamp_ns + 1)
+        self._last_stamp_ns = now
+        self._tracker.expire(now)       # times tracks out even when no frame arrives
         cams = tuple(CameraStatus(c.camera_id, c.last_frame_ns, c.last_processed_ns, c.last_seq,
                                   c.frames_processed, c.frames_skipped, c.frames_with_person) for c in self._cams)
-        tracks = () if self._track is None else (self._track,)
-        self._snapshot = PerceptionSnapshot(stamp_ns=now, tracks=tracks, cameras=cams,
-                                            lost_track_ids=tuple(sorted(self._lost)))
+        self._snapshot = PerceptionSnapshot(stamp_ns=now, tracks=self._tracker.tracks(), cameras=cams,
+                                            lost_track_ids=self._tracker.lost_ids())
         if self._on_publish is not None:
             self._on_publish(self._snapshot)

@@ -55,7 +55,7 @@ class CameraSpec:
 def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int, model_complexity: int) -> None:  # pragma: no cover - runs in the child
     import cv2
 
-    from safety.perception.cameras import VideoFileCamera
+    from safety.perception.cameras import ReplayClock, VideoFileCamera
     from safety.perception.pipeline import PerceptionPipeline, draw_skeleton
 
     import signal
@@ -72,9 +72,10 @@ def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int
         with send_lock:
             conn.send(msg)
 
+    replay = ReplayClock()      # the recorded cameras of the cell show the same moment
     try:
-        cams = [(s.camera_id, VideoFileCamera(s.camera_id, s.video, resize=s.resize, loop=s.loop, pingpong=s.pingpong),
-                 s.calibration) for s in specs]
+        cams = [(s.camera_id, VideoFileCamera(s.camera_id, s.video, resize=s.resize, loop=s.loop, pingpong=s.pingpong,
+                                              replay_clock=replay), s.calibration) for s in specs]
     except Exception as exc:  # noqa: BLE001 - reported to the parent as a domain error
         send(("error", f"{type(exc).__name__}: {exc}"))
         return
@@ -102,11 +103,11 @@ def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int
                     views = bool(msg[1])
             if views:
                 for cam_id, _, _ in cams:
-                    view = pipeline.camera_view(cam_id)
+                    view = pipeline.camera_people(cam_id)
                     if view is None:
                         continue
-                    frame, keypoints, _ = view
-                    if keypoints is not None:
+                    frame, people, _ = view
+                    for keypoints in people:
                         frame = draw_skeleton(frame, keypoints)
                     ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 70])
                     if ok:

@@ -38,8 +38,10 @@ class HumanTrack:
         track_id: stable identity of the person ("p1", ...).
         keypoints_cell: (33, 3) float64, metres, `cell` frame; NaN where not triangulated.
         confidence: (33,) float64 in [0, 1]; 0 where not triangulated.
-        velocity_mps: (3,) float64, m/s, `cell` frame: velocity of the body centre.
-        sigma_m: position uncertainty of the keypoints, metres (1 sigma).
+        velocity_mps: (3,) float64, m/s, `cell` frame: velocity of the body centre (mean of the
+            hips' filtered velocities).
+        sigma_m: position uncertainty of the keypoints, metres (1 sigma): the largest filtered
+            uncertainty of the published body keypoints (shoulders ... ankles), at least 2 cm.
         capture_ns: monotonic capture time of the OLDEST camera frame that contributed.
         newest_capture_ns: monotonic capture time of the newest contributing frame.
         views: ids of the cameras that contributed.
@@ -48,6 +50,10 @@ class HumanTrack:
             keypoint held from an earlier update (an implausible new estimate) is older than
             `capture_ns`; the safety monitor grows its body capsule by the distance a person can
             travel in that extra time.
+        keypoint_sigma_m: (33,) float64, metres: 1-sigma position uncertainty of each keypoint
+            from its Kalman filter; NaN where not published. None when not computed.
+        keypoints_px: per contributing camera, (camera_id, (33, 3) float64 u, v pixels of the
+            processed frame and visibility in [0, 1]): the 2D detections the track came from.
     """
 
     track_id: str
@@ -59,6 +65,8 @@ class HumanTrack:
     newest_capture_ns: int
     views: tuple[str, ...]
     keypoint_capture_ns: np.ndarray | None = None
+    keypoint_sigma_m: np.ndarray | None = None
+    keypoints_px: tuple[tuple[str, np.ndarray], ...] = ()
 
 
 @dataclass(frozen=True)

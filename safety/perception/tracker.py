@@ -1,0 +1,461 @@
+"""Multi-person 3D tracking: views -> people -> tracks with identity, velocity and uncertainty.
+
+`MultiPersonTracker.update` takes the latest 2D people of every camera (captured close
+together), and
+
+1. groups the detections across views into people (`association.group_detections`),
+2. triangulates each person seen by two or more views (`triangulate`, after undoing
+   left/right swaps of the detector; anatomically impossible keypoints are dropped),
+3. assigns the people to the existing tracks with `scipy.optimize.linear_sum_assignment`
+   on the 3D distance of the body keypoints to each track's prediction, within a gate of
+   what a person can move since the track was last seen (`gate_m` + `max_speed_mps` x
+   elapsed time, at most `max_gate_m`). A person nobody claims starts a new track ("p1",
+   "p2", ...): a real person cannot teleport, so a whole body that jumped beyond the gate
+   (a clip that loops back to its start, another person) gets a new id, and the track it
+   left, measured no more, ends by time-out: reported lost when it ends inside the cell.
+   Giving the jumped body the old id instead would drop the old position unseen, which
+   is the one thing a safety tracker must not do when two people are in fact there,
+4. filters every keypoint of each track with a constant-velocity Kalman filter
+   (`KeypointKalmanFilter`): filtered positions, the body centre's velocity and the
+   position uncertainty in metres.
+
+Within one round of camera frames the measurement of a person is refined as more views
+arrive (two, then three, then four views of the same frames): an update that shares a
+camera frame with the track's previous update REPLACES that update (the filter rolls back
+one step) instead of counting the same frames twice.
+
+A track not measured for `track_timeout_s` ends: inside `cell_bounds` it is reported
+lost for `lost_hold_s` (a fault for the safety monitor) unless a person is re-acquired
+near it meanwhile, outside it is not reported (the person left the cell area). For
+`lost_hold_s` either kind keeps its id for a person measured again within the gate of
+where it ended.
+
+Pure logic: the caller passes the clock. Not thread-safe: one owner (the pipeline's worker).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from content.calibration import CameraCalibration
+from safety.errors import PerceptionError
+from safety.perception.association import fundamental_matrix, group_detections
+from safety.perception.kalman import KeypointFilterState, KeypointKalmanFilter
+from safety.perception.plausibility import implausible_keypoints, resolve_left_right_swaps
+from safety.perception.pose import Pose2D
+from safety.perception.triangulation import triangulate, undistort_points
+from safety.perception.types import HumanTrack
+
+_log = logging.getLogger(__name__)
+
+#: Landmarks that must be triangulated for a person to count as seen (shoulders, elbows,
+#: wrists, hips, knees, ankles); at least `MIN_BODY_POINTS` of them.
+BODY_POINTS = (11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+MIN_BODY_POINTS = 8
+_LEFT_HIP, _RIGHT_HIP = 23, 24
+#: A keypoint without an accepted measurement for longer than this is no longer published
+#: (NaN, confidence 0) and restarts at its next measurement.
+MAX_HOLD_NS = 300_000_000
+#: Consecutive gate rejections of a keypoint's measurement after which its filter restarts.
+REJECT_RESTART = 2
+#: Smallest measurement noise of a triangulated keypoint, metres (1 sigma).
+_MIN_MEASUREMENT_SIGMA_M = 0.015
+#: Smallest published position uncertainty, metres.
+_MIN_SIGMA_M = 0.02
+
+
+@dataclass(frozen=True)
+class View:
+    """The people one camera saw in one frame.
+
+    Attributes:
+        camera_id: the camera's id.
+        calibration: the camera, at the resolution of the processed frames.
+        capture_ns: monotonic capture time of the frame.
+        people: the 2D people found in it (pixels of the processed frame).
+    """
+
+    camera_id: str
+    calibration: CameraCalibration
+    capture_ns: int
+    people: tuple[Pose2D, ...]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One person triangulated from one set of views (cell frame).
+
+    Attributes:
+        keypoints_cell: (33, 3) float64, metres; NaN where not triangulated or implausible.
+        confidence: (33,) float64 in [0, 1].
+        variance_m2: (33,) float64, measurement variance per axis, m^2.
+        stamp_ns: mean capture time of the contributing views.
+        capture_ns, newest_capture_ns: oldest and newest contributing capture times.
+        views: contributing camera ids.
+        frames: (camera_id, capture_ns) of the contributing frames.
+        keypoints_px: (camera_id, (33, 3) u, v, visibility) per contributing view.
+        reprojection_error_px: median RMS reprojection error.
+    """
+
+    keypoints_cell: np.ndarray
+    confidence: np.ndarray
+    variance_m2: np.ndarray
+    stamp_ns: int
+    capture_ns: int
+    newest_capture_ns: int
+    views: tuple[str, ...]
+    frames: frozenset[tuple[str, int]]
+    keypoints_px: tuple[tuple[str, np.ndarray], ...]
+    reprojection_error_px: float
+
+
+@dataclass
+class _Track:
+    track_id: str
+    kf: KeypointKalmanFilter
+    prior: KeypointFilterState         # filter state before the last update (for refinement)
+    prior_measured_ns: np.ndarray      # `measured_ns` before the last update
+    frames: frozenset[tuple[str, int]]
+    seen_ns: int                       # clock time of the last update
+    measured_ns: np.ndarray            # (33,) capture stamp of each keypoint's last accepted measurement
+    confidence: np.ndarray
+    human: HumanTrack | None = None
+    centre_cell: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
+    # Body centre of the last accepted measurement and its stamp (ns); and before the last update.
+    seen_centre: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
+    seen_stamp_ns: int = 0
+    prior_seen_centre: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
+    prior_seen_stamp_ns: int = 0
+    # (33,) consecutive updates whose measurement of the keypoint the filter's gate rejected; before the last update.
+    rejected: np.ndarray = field(default_factory=lambda: np.zeros(33, np.int64))
+    prior_rejected: np.ndarray = field(default_factory=lambda: np.zeros(33, np.int64))
+
+
+def _centre(points: np.ndarray) -> np.ndarray:
+    hips = points[[_LEFT_HIP, _RIGHT_HIP]]
+    if np.isfinite(hips).all():
+        return hips.mean(axis=0)
+    body = points[list(BODY_POINTS)]
+    body = body[np.isfinite(body).all(axis=1)]
+    return body.mean(axis=0) if len(body) else np.full(3, np.nan)
+
+
+class MultiPersonTracker:
+    """Tracks of every person seen by two or more calibrated views.
+
+    Args:
+        world_to_cell: (4, 4) transform from the calibrations' world frame to `cell`.
+        cell_bounds: ((3,) min, (3,) max) box in `cell`, metres; a track that ends inside
+            it is reported lost. None: tracks are never reported lost.
+        track_timeout_s: a track not measured for this long ends.
+        lost_hold_s: how long an ended track stays in `lost_ids`.
+        max_reprojection_error_px: view rejection threshold of `triangulate`.
+        min_confidence: minimum keypoint visibility used.
+        max_epipolar_px: gate of the cross-view association, pixels (None: 3 % of the
+            image diagonal of each group's first view).
+        gate_m: 3D assignment gate at zero elapsed time (triangulation noise), metres.
+        max_speed_mps: fastest plausible body movement, widening the gate with elapsed time.
+        max_gate_m: the first-pass gate never exceeds this (a track lost for seconds does not
+            claim a person anywhere in the cell), metres.
+        accel_sigma_mps2: white-noise acceleration of the keypoint filters.
+
+    Raises:
+        PerceptionError: `world_to_cell` is not a (4, 4) homogeneous transform.
+    """
+
+    def __init__(self, *, world_to_cell: np.ndarray | None = None,
+                 cell_bounds: tuple[np.ndarray, np.ndarray] | None = None, track_timeout_s: float = 0.5,
+                 lost_hold_s: float = 5.0, max_reprojection_error_px: float = 5.0, min_confidence: float = 0.3,
+                 max_epipolar_px: float | None = None, gate_m: float = 0.3, max_speed_mps: float = 3.0,
+                 max_gate_m: float = 1.5, accel_sigma_mps2: float = 6.0) -> None:
+        T = np.eye(4) if world_to_cell is None else np.asarray(world_to_cell, dtype=np.float64)
+        if T.shape != (4, 4) or not np.allclose(T[3], [0, 0, 0, 1]):
+            raise PerceptionError(f"world_to_cell must be a (4, 4) homogeneous transform, got shape {T.shape}")
+        self._T = T
+        if cell_bounds is not None:
+            lo, hi = (np.asarray(b, dtype=np.float64).reshape(3) for b in cell_bounds)
+            cell_bounds = (lo, hi)
+        self._bounds = cell_bounds
+        self._timeout_ns = int(track_timeout_s * 1e9)
+        self._lost_hold_ns = int(lost_hold_s * 1e9)
+        self._max_err_px = max_reprojection_error_px
+        self._min_conf = min_confidence
+        self._max_epi_px = max_epipolar_px
+        self._gate_m = gate_m
+        self._max_speed = max_speed_mps
+        self._max_gate_m = max_gate_m
+        self._accel_sigma = accel_sigma_mps2
+        self._tracks: list[_Track] = []
+        self._fundamental: dict[tuple[str, str], np.ndarray] = {}    # per camera pair; calibrations are fixed
+        self._lost: dict[str, tuple[int, _Track]] = {}      # id -> (clock time lost, last state)
+        self._ended: dict[str, tuple[int, _Track]] = {}     # ended outside the bounds (not a fault)
+        self._next_id = 1
+        # figures for `PerceptionPipeline.report`
+        self.triangulations = 0
+        self.implausible = 0
+        self.mirrored_views = 0
+        self.tracks_started = 0
+        self.reprojection_px: deque[float] = deque(maxlen=2000)
+
+    # ------------------------------------------------------------------ queries
+    def tracks(self) -> tuple[HumanTrack, ...]:
+        """The current tracks, ordered by id number."""
+        out = [t.human for t in self._tracks if t.human is not None]
+        return tuple(sorted(out, key=lambda h: int(h.track_id[1:])))
+
+    def lost_ids(self) -> tuple[str, ...]:
+        """Ids of tracks that ended inside the cell bounds within `lost_hold_s`."""
+        return tuple(sorted(self._lost, key=lambda i: int(i[1:])))
+
+    # ------------------------------------------------------------------ update
+    def update(self, views: Sequence[View], now_ns: int) -> list[Measurement]:
+        """Triangulate the people of `views`, update the tracks, end the timed-out ones.
+
+        Args:
+            views: the freshest 2D result of each camera (captured close together).
+            now_ns: the clock (same clock as the capture stamps).
+
+        Returns:
+            The people triangulated from `views` (for figures and tests).
+        """
+        meas = self.measure(views)
+        self._assign(meas, now_ns)
+        self.expire(now_ns)
+        return meas
+
+    def measure(self, views: Sequence[View]) -> list[Measurement]:
+        """Group the 2D people of `views` across views and triangulate each group."""
+        views = [v for v in views if v.people]
+        if len(views) < 2:
+            return []
+        cals = [v.calibration for v in views]
+        und = [np.stack([undistort_points(v.calibration, p.keypoints_px) for p in v.people]) for v in views]
+        conf = [np.stack([p.visibility for p in v.people]) for v in views]
+        gate = self._max_epi_px
+        if gate is None:
+            gate = 0.03 * float(np.hypot(*views[0].calibration.image_size))
+        F = {}
+        for a, va in enumerate(views):
+            for b, vb in enumerate(views):
+                if a != b:
+                    key = (va.camera_id, vb.camera_id)
+                    if key not in self._fundamental:
+                        self._fundamental[key] = fundamental_matrix(va.calibration, vb.calibration)
+                    F[(a, b)] = self._fundamental[key]
+        out = []
+        for group in group_detections(cals, und, conf, max_cost_px=gate, min_confidence=self._min_conf, fundamental=F):
+            if len(group) < 2:
+                continue
+            m = self._triangulate([views[v] for v, _ in group], [views[v].people[i] for v, i in group])
+            if m is not None:
+                out.append(m)
+        return out
+
+    def _triangulate(self, views: list[View], people: list[Pose2D]) -> Measurement | None:
+        cals = [v.calibration for v in views]
+        kp = np.stack([p.keypoints_px for p in people])
+        vis = np.stack([p.visibility for p in people])
+        kp, vis, mirrored = resolve_left_right_swaps(cals, kp, vis, triangulate)
+        self.mirrored_views += len(mirrored)
+        tri = triangulate(cals, kp, vis, min_confidence=self._min_conf, max_reprojection_error_px=self._max_err_px)
+        if np.isfinite(tri.points[list(BODY_POINTS)]).all(axis=1).sum() < MIN_BODY_POINTS:
+            return None
+        self.triangulations += 1
+        used = tri.views_used                                              # (33, V)
+        pts = np.einsum("ij,nj->ni", self._T[:3, :3], tri.points) + self._T[:3, 3]
+        with np.errstate(invalid="ignore"):
+            c = np.where(used.any(axis=1), (vis.T * used).sum(axis=1) / np.maximum(used.sum(axis=1), 1), 0.0)
+        c = np.where(np.isfinite(tri.points).all(axis=1), np.clip(c, 0.0, 1.0), 0.0)
+        bad = implausible_keypoints(pts)
+        if bad.any():
+            self.implausible += int(bad.sum())
+            pts = pts.copy()
+            pts[bad] = np.nan
+            c = np.where(bad, 0.0, c)
+        err = tri.reprojection_error_px
+        med_err = float(np.nanmedian(err))
+        self.reprojection_px.append(med_err)
+        # Pixel error -> metres at the person's depth, shrinking with the number of views.
+        centre_w = _centre(tri.points)
+        depth = np.mean([np.linalg.norm(cal.R @ centre_w + cal.t) for cal in cals])
+        focal = np.mean([cal.K[0, 0] for cal in cals])
+        nv = np.maximum(tri.num_views, 1)
+        sigma = np.maximum(np.nan_to_num(err, nan=med_err) * depth / focal, _MIN_MEASUREMENT_SIGMA_M) / np.sqrt(nv)
+        contributing = [v for k, v in enumerate(views) if used[:, k].any()]
+        stamps = [v.capture_ns for v in contributing]
+        px = tuple((views[k].camera_id, np.column_stack([kp[k], vis[k]])) for k in range(len(views)))
+        return Measurement(keypoints_cell=pts, confidence=c, variance_m2=sigma ** 2, stamp_ns=int(np.mean(stamps)),
+                           capture_ns=min(stamps), newest_capture_ns=max(stamps),
+                           views=tuple(v.camera_id for v in contributing),
+                           frames=frozenset((v.camera_id, v.capture_ns) for v in contributing),
+                           keypoints_px=px, reprojection_error_px=med_err)
+
+    # ------------------------------------------------------------------ assignment
+    @staticmethod
+    def _last_seen(track: _Track, m: Measurement) -> tuple[np.ndarray, int]:
+        """Where and when the track's person was last measured before `m`: a measurement that
+        shares a camera frame with the track's last update refines that update, so it is
+        compared with the update before."""
+        if m.frames & track.frames and np.isfinite(track.prior_seen_centre).all():
+            return track.prior_seen_centre, track.prior_seen_stamp_ns
+        return track.seen_centre, track.seen_stamp_ns
+
+    def _distance(self, track: _Track, m: Measurement) -> float:
+        """Distance of the measured body centre from where the track's person was last
+        measured, metres (inf when either is unknown).
+
+        The body centre, not the keypoints: a left/right label swap or a raised arm is not a
+        whole-body move. And the last measured position, not the filter's prediction: the
+        gate bounds how far a person CAN have moved, which a velocity estimate, noisy for
+        a moment after a bad update, must not shift.
+        """
+        centre, _ = self._last_seen(track, m)
+        d = float(np.linalg.norm(centre - _centre(m.keypoints_cell)))
+        return d if np.isfinite(d) else float("inf")
+
+    def _gate(self, track: _Track, m: Measurement) -> float:
+        """How far a person can move between the track's last measurement and `m`, metres."""
+        _, seen_stamp_ns = self._last_seen(track, m)
+        dt = max(m.stamp_ns - seen_stamp_ns, 0) * 1e-9
+        return min(self._gate_m + self._max_speed * dt, self._max_gate_m)
+
+    def _assign(self, meas: list[Measurement], now_ns: int) -> None:
+        # Ended tracks stay candidates for `lost_hold_s`: a person seen again within reach of
+        # where his track ended (a short gap in the measurements) keeps his id.
+        candidates = (list(self._tracks) + [t for _, t in self._lost.values()]
+                      + [t for _, t in self._ended.values()])
+        free_m = list(range(len(meas)))
+        done: list[tuple[_Track, Measurement]] = []
+        if candidates and free_m:
+            # One gate, what a person can move: a whole body that jumped farther (a looped clip,
+            # another person) is NOT the track's person. It starts a new track; the old one,
+            # measured no more, ends by time-out and, inside the cell, is reported lost.
+            cost = np.array([[self._distance(t, meas[j]) for j in free_m] for t in candidates])
+            gate = np.array([[self._gate(t, meas[j]) for j in free_m] for t in candidates])
+            big = 1e6
+            rows, cols = linear_sum_assignment(np.where(np.isfinite(cost) & (cost <= gate), cost, big))
+            taken_m = set()
+            for r, c in zip(rows, cols):
+                if np.isfinite(cost[r, c]) and cost[r, c] <= gate[r, c]:
+                    done.append((candidates[r], meas[free_m[c]]))
+                    taken_m.add(free_m[c])
+            free_m = [j for j in free_m if j not in taken_m]
+        for track, m in done:
+            if track.track_id in self._lost or track.track_id in self._ended:
+                _log.info("track %s re-acquired", track.track_id)
+                self._lost.pop(track.track_id, None)
+                self._ended.pop(track.track_id, None)
+                self._tracks.append(track)
+            self._apply(track, m, now_ns, restart=False)
+        updated = [t for t, _ in done]
+        for j in free_m:
+            m = meas[j]
+            c = _centre(m.keypoints_cell)
+            # A second group of one person (an association that split) is not a new person.
+            if any(np.linalg.norm(t.centre_cell - c) < self._gate_m for t in updated):
+                continue
+            track = self._new_track()
+            if candidates:
+                near = min(candidates, key=lambda t: self._distance(t, m))
+                _log.info("track %s started at %s, %s views; nearest track %s at %.2f m (gate %.2f m)",
+                          track.track_id, np.round(c, 2), ",".join(m.views), near.track_id,
+                          self._distance(near, m), self._gate(near, m))
+            self._apply(track, m, now_ns, restart=True)
+            updated.append(track)
+
+    def _new_track(self) -> _Track:
+        tid = f"p{self._next_id}"
+        self._next_id += 1
+        self.tracks_started += 1
+        kf = KeypointKalmanFilter(33, accel_sigma_mps2=self._accel_sigma)
+        track = _Track(tid, kf, kf.state.copy(), np.zeros(33, np.int64), frozenset(), 0, np.zeros(33, np.int64),
+                       np.zeros(33))
+        self._tracks.append(track)
+        return track
+
+    def _apply(self, track: _Track, m: Measurement, now_ns: int, *, restart: bool) -> None:
+        if m.frames & track.frames:                                    # refine this round's update
+            track.kf.state = track.prior.copy()
+            track.measured_ns = track.prior_measured_ns.copy()
+            track.rejected = track.prior_rejected.copy()
+            restart = restart or not np.isfinite(track.prior.position_m).any()
+        else:
+            track.prior = track.kf.state.copy()
+            track.prior_measured_ns = track.measured_ns.copy()
+            track.prior_rejected = track.rejected.copy()
+            track.prior_seen_centre, track.prior_seen_stamp_ns = track.seen_centre, track.seen_stamp_ns
+        track.seen_centre, track.seen_stamp_ns = _centre(m.keypoints_cell), m.stamp_ns
+        if restart:
+            track.kf = KeypointKalmanFilter(33, accel_sigma_mps2=self._accel_sigma)
+            track.measured_ns = np.zeros(33, np.int64)
+            track.prior = track.kf.state.copy()
+            track.prior_measured_ns = track.measured_ns.copy()
+        stale = (m.stamp_ns - track.measured_ns) > MAX_HOLD_NS
+        used = track.kf.update(m.stamp_ns, m.keypoints_cell, m.variance_m2, force=stale)
+        body = list(BODY_POINTS)
+        measured_body = np.isfinite(m.keypoints_cell[body]).all(axis=1)
+        if not restart and used[body].sum() < 0.5 * measured_body.sum():
+            # The whole body moved farther than the filter allows (a looped clip, a late
+            # re-acquisition): restart the filter at the measurement rather than hold old keypoints.
+            _log.info("track %s: filter restarted (%d of %d body keypoints rejected)", track.track_id,
+                      int(measured_body.sum() - used[body].sum()), int(measured_body.sum()))
+            track.kf = KeypointKalmanFilter(33, accel_sigma_mps2=self._accel_sigma)
+            track.measured_ns = np.zeros(33, np.int64)
+            used = track.kf.update(m.stamp_ns, m.keypoints_cell, m.variance_m2)
+        # A keypoint whose measurements the gate rejected REJECT_RESTART times in a row: the filter
+        # diverged (a velocity learnt from one jittery measurement carries the prediction away),
+        # not the measurements, which passed triangulation and the plausibility checks and agree
+        # with each other. Restart it at the measurement instead of publishing the drifting prediction.
+        rejected = np.isfinite(m.keypoints_cell).all(axis=1) & ~used
+        track.rejected = np.where(rejected, track.rejected + 1, 0)
+        diverged = track.rejected >= REJECT_RESTART
+        if diverged.any():
+            track.kf.restart(diverged, m.keypoints_cell, m.variance_m2)
+            used = used | diverged
+            track.rejected[diverged] = 0
+        track.measured_ns = np.where(used, m.stamp_ns, track.measured_ns)
+        track.confidence = np.where(used, m.confidence, track.confidence)
+        track.frames = m.frames
+        track.seen_ns = now_ns
+        state = track.kf.state
+        fresh = (m.stamp_ns - track.measured_ns <= MAX_HOLD_NS) & np.isfinite(state.position_m).all(axis=1)
+        pts = np.where(fresh[:, None], state.position_m, np.nan)
+        conf = np.where(fresh, track.confidence, 0.0)
+        sig = state.position_sigma_m
+        body = [i for i in BODY_POINTS if fresh[i]]
+        sigma_m = max(_MIN_SIGMA_M, float(sig[body].max()) if body else _MIN_SIGMA_M)
+        vel_rows = [i for i in (_LEFT_HIP, _RIGHT_HIP) if fresh[i]] or body
+        velocity = state.velocity_mps[vel_rows].mean(axis=0) if vel_rows else np.zeros(3)
+        held = fresh & (track.measured_ns < m.capture_ns)
+        keypoint_ns = None
+        if held.any():
+            keypoint_ns = np.where(held, track.measured_ns, m.capture_ns).astype(np.int64)
+        track.centre_cell = _centre(pts)
+        track.human = HumanTrack(track_id=track.track_id, keypoints_cell=pts, confidence=conf, velocity_mps=velocity,
+                                 sigma_m=sigma_m, capture_ns=m.capture_ns, newest_capture_ns=m.newest_capture_ns,
+                                 views=m.views, keypoint_capture_ns=keypoint_ns,
+                                 keypoint_sigma_m=np.where(fresh, sig, np.nan), keypoints_px=m.keypoints_px)
+
+    def expire(self, now_ns: int) -> None:
+        """End the tracks not measured for `track_timeout_s`; forget old lost ids."""
+        for track in [t for t in self._tracks if now_ns - t.seen_ns > self._timeout_ns]:
+            self._tracks.remove(track)
+            c = track.centre_cell
+            inside = (self._bounds is not None and np.isfinite(c).all()
+                      and bool(np.all(c >= self._bounds[0]) and np.all(c <= self._bounds[1])))
+            if inside:
+                self._lost[track.track_id] = (now_ns, track)
+                _log.warning("track %s lost inside the cell bounds at %s", track.track_id, np.round(c, 2))
+            else:
+                self._ended[track.track_id] = (now_ns, track)
+                _log.info("track %s ended (left the cell area or not seen)", track.track_id)
+        for table in (self._lost, self._ended):
+            for tid, (t_end, _) in list(table.items()):
+                if now_ns - t_end > self._lost_hold_ns:
+                    del table[tid]
