@@ -122,36 +122,101 @@ def start_server(twin_source) -> str:
     raise RuntimeError("the XR server did not start within 10 s")
 
 
-def client_process(base: str, tokens: list[str], ready, stop, results) -> None:
-    """Connect one client per token, record (receipt UNIX time, t) of every twin_state until
-    `stop` is set, then put (window-filtered counts, latencies ms, own CPU s) on `results`."""
+def socketio_clients(base: str, tokens: list[str], records: list, inline: bool) -> list:
+    """python-socketio clients (a reader thread each). `inline`: handle each message in the
+    reader thread; python-engineio's client otherwise starts one new thread per message."""
     import socketio
 
-    records: list[list[tuple[float, float]]] = []
     clients = []
-    for token in tokens:
-        rec: list[tuple[float, float]] = []
+    for token, rec in zip(tokens, records):
         client = socketio.Client(reconnection=False)
         client.on("twin_state", lambda m, rec=rec: rec.append((time.time(), m["t"])), namespace="/xr")
         client.connect(base, namespaces=["/xr"], auth={"token": token}, transports=["websocket"],
                        wait_timeout=30)
-        records.append(rec)
+        if inline:
+            client.eio.start_background_task = lambda target, *a, **kw: target(*a, **kw)  # type: ignore
         clients.append(client)
-    cpu0 = time.process_time()
-    ready.put(len(clients))
+    return clients
+
+
+def raw_clients(base: str, tokens: list[str], records: list, stop: threading.Event) -> None:
+    """Minimal Socket.IO v5 clients (wsproto framing, one selector thread for all): open, connect
+    to /xr with the token, answer pings, read `t` of each twin_state by regex (no full JSON)."""
+    import re
+    import selectors
+
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Ping, Request, TextMessage
+
+    host, port = base.removeprefix("http://").split(":")
+    stamp = re.compile(r'^42/xr,\["twin_state",\{"v":[^,]*,"t":([0-9.]+)')
+    sel, connected = selectors.DefaultSelector(), [0]
+    for token, rec in zip(tokens, records):
+        sock = socket.create_connection((host, int(port)))
+        ws = WSConnection(ConnectionType.CLIENT)
+        sock.sendall(ws.send(Request(host=f"{host}:{port}", target="/socket.io/?EIO=4&transport=websocket")))
+        sel.register(sock, selectors.EVENT_READ, (ws, token, rec, [""]))
+    ready = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            for key, _ in sel.select(0.2):
+                data = key.fileobj.recv(1 << 20)  # type: ignore[union-attr]
+                now = time.time()
+                ws, token, rec, part = key.data
+                ws.receive_data(data or None)
+                for event in ws.events():
+                    out = None
+                    if isinstance(event, Ping):
+                        out = event.response()
+                    elif isinstance(event, TextMessage):
+                        part[0] += event.data
+                        if not event.message_finished:
+                            continue
+                        msg, part[0] = part[0], ""
+                        if (m := stamp.match(msg)) is not None:
+                            rec.append((now, float(m.group(1))))
+                        elif msg.startswith("0"):
+                            out = TextMessage("40/xr," + json.dumps({"token": token}))
+                        elif msg == "2":
+                            out = TextMessage("3")
+                        elif msg.startswith("40/xr"):
+                            connected[0] += 1
+                            if connected[0] == len(tokens):
+                                ready.set()
+                        elif msg.startswith("44/xr"):
+                            raise RuntimeError(f"connection refused: {msg}")
+                    elif not isinstance(event, AcceptConnection):
+                        raise RuntimeError(f"unexpected websocket event {event!r}")
+                    if out is not None:
+                        key.fileobj.sendall(ws.send(out))  # type: ignore[union-attr]
+
+    threading.Thread(target=loop, daemon=True).start()
+    if not ready.wait(120):
+        raise RuntimeError(f"only {connected[0]} of {len(tokens)} raw clients connected in 120 s")
+
+
+def client_process(base: str, tokens: list[str], kind: str, ready, stop, results) -> None:
+    """Connect one client per token, record (receipt UNIX time, t) of every twin_state until
+    `stop` gives the window, then put (counts, latencies ms) within the window on `results`."""
+    records: list[list[tuple[float, float]]] = [[] for _ in tokens]
+    done = threading.Event()
+    clients = raw_clients(base, tokens, records, done) if kind == "raw" else \
+        socketio_clients(base, tokens, records, inline=kind == "inline")
+    ready.put(len(tokens))
     window = stop.get()  # (start, end) UNIX seconds
-    cpu = time.process_time() - cpu0
+    done.set()
     counts, latencies = [], []
     for rec in records:
         inside = [(r, t) for r, t in list(rec) if window[0] <= r < window[1]]
         counts.append(len(inside))
         latencies.extend((r - t) * 1000.0 for r, t in inside)
-    results.put((counts, latencies, cpu))
-    for client in clients:
+    results.put((counts, latencies))
+    for client in clients or []:
         client.disconnect()
 
 
-def run(base: str, n: int, procs: int, window_s: float, counter: list[int]) -> dict:
+def run(base: str, n: int, procs: int, window_s: float, kind: str, counter: list[int]) -> dict:
     import psutil
     import requests
 
@@ -160,7 +225,7 @@ def run(base: str, n: int, procs: int, window_s: float, counter: list[int]) -> d
     ctx = mp.get_context("spawn")
     ready, results = ctx.Queue(), ctx.Queue()
     stops = [ctx.Queue() for _ in range(procs)]
-    workers = [ctx.Process(target=client_process, args=(base, tokens[i::procs], ready, stops[i], results))
+    workers = [ctx.Process(target=client_process, args=(base, tokens[i::procs], kind, ready, stops[i], results))
                for i in range(procs)]
     for w in workers:
         w.start()
@@ -182,7 +247,7 @@ def run(base: str, n: int, procs: int, window_s: float, counter: list[int]) -> d
     counts: list[int] = []
     latencies: list[float] = []
     for _ in workers:
-        c, lat, _cpu = results.get(timeout=120)
+        c, lat = results.get(timeout=120)
         counts += c
         latencies += lat
     for w in workers:
@@ -214,6 +279,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[50, 100, 200])
     parser.add_argument("--window-s", type=float, default=10.0)
     parser.add_argument("--procs", type=int, default=2, help="client processes")
+    parser.add_argument("--client", choices=["socketio", "inline", "raw"], default="socketio",
+                        help="python-socketio (stock / dispatch in the reader thread) or minimal")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # 400s of closed websockets
     counter = [0]
@@ -224,14 +291,14 @@ def main() -> None:
     results = []
     for n in args.clients:
         log(f"N = {n}")
-        result = run(base, n, args.procs, args.window_s, counter)
+        result = run(base, n, args.procs, args.window_s, args.client, counter)
         log(json.dumps(result))
         results.append(result)
     at_200 = [r for r in results if r["clients"] >= 200]
     met = bool(at_200) and all(r["rate_hz_per_client_min"] >= 0.95 * RATE_HZ and r["latency_ms"]["p99"] <= 50.0
                                for r in at_200)
     print(json.dumps({"rate_hz": RATE_HZ, "message_bytes": size, "window_s": args.window_s,
-                      "client_processes": args.procs, "results": results,
+                      "client_processes": args.procs, "client": args.client, "results": results,
                       "target": "200 clients at 30 Hz (min >= 28.5 Hz), p99 <= 50 ms",
                       "target_met": met if at_200 else None}))
 
