@@ -8,12 +8,12 @@ keypoints each, so the twin's `t` (UNIX seconds, ms resolution) is stamped when 
 builds it. N clients (real websockets on 127.0.0.1) log in through `POST /api/login` and connect
 to `/xr`; they run in `--procs` separate client processes, so the server process's CPU is
 measured on its own. `--client`:
-- `socketio` (default): python-socketio `Client`s. python-engineio's client starts a new thread
+- `socketio`: python-socketio `Client`s. python-engineio's client starts a new thread
   for every received message; on 2 cores these clients saturate the machine from 50 clients on
   and the figures then measure them, not the server (`client_bound`);
 - `inline`: the same clients handling each message in their reader thread;
-- `raw`: minimal Socket.IO v5 clients (wsproto framing, one selector thread per process, `t`
-  read by regex): cheap enough that the server is the part measured.
+- `raw` (default): minimal Socket.IO v5 clients (wsproto framing, one selector thread per
+  process, `t` read by regex): cheap enough that the server is the part measured.
 
 For each N (default 50, 100, 200), after all clients are connected and a 2 s settling time,
 over a `--window-s` window:
@@ -32,7 +32,7 @@ at 30 Hz with p99 <= 50 ms on this machine (`target_met`; null when not run at 2
 clients, not the server, were the bottleneck).
 
 Usage: PYTHONPATH=$PWD .venv/bin/python bench/twin_fanout.py [--clients 50 100 200]
-       [--window-s 10] [--procs 2] [--client socketio|inline|raw]
+       [--window-s 10] [--procs 2] [--client raw|socketio|inline]
 """
 
 from __future__ import annotations
@@ -291,7 +291,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[50, 100, 200])
     parser.add_argument("--window-s", type=float, default=10.0)
     parser.add_argument("--procs", type=int, default=2, help="client processes")
-    parser.add_argument("--client", choices=["socketio", "inline", "raw"], default="socketio",
+    parser.add_argument("--client", choices=["socketio", "inline", "raw"], default="raw",
                         help="python-socketio (stock / dispatch in the reader thread) or minimal")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # 400s of closed websockets
