@@ -98,8 +98,6 @@ def scripted_twin(counter: list[int]):
 
 def start_server(twin_source) -> str:
     """Start the XR server in a daemon thread; return its base URL once /healthz answers."""
-    import urllib.request
-
     import tempfile
 
     import argon2
@@ -107,6 +105,7 @@ def start_server(twin_source) -> str:
     from content.storage import UserStore
     from tests.xr_server.doubles import FakeCameraViews
     from xr_server.app import create_app
+    from xr_server.serving import serve_in_thread
 
     db = Path(tempfile.mkdtemp(prefix="twin_fanout-")) / "users.sqlite"
     cheap = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -114,20 +113,7 @@ def start_server(twin_source) -> str:
     store.add("bench", PASSWORD, ["worker"])
     app, sio = create_app(twin_source=twin_source, camera_views=FakeCameraViews(), user_store=store,
                           secret_key="bench-" + "0" * 58, cell_name="bench", twin_rate_hz=RATE_HZ)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    threading.Thread(target=lambda: sio.run(app, host="127.0.0.1", port=port, use_reloader=False,
-                                            log_output=False, allow_unsafe_werkzeug=True),
-                     name="xr-server", daemon=True).start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=1):
-                return base
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the XR server did not start within 10 s")
+    return serve_in_thread(app, sio)
 
 
 def socketio_clients(base: str, tokens: list[str], records: list, inline: bool) -> list:

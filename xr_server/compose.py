@@ -314,6 +314,7 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
         A function that stops the server's background work (the server thread is a daemon).
     """
     from xr_server.app import create_app
+    from xr_server.serving import serve_in_thread
 
     cell.pipeline.enable_views(True)
     app, socketio = create_app(
@@ -331,19 +332,7 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
         safety_events=None if cell.audit is None else cell.audit.page,
         annotation_store=annotations,
     )
-    thread = threading.Thread(
-        target=lambda: socketio.run(
-            app,
-            host=host,
-            port=port,
-            allow_unsafe_werkzeug=True,
-            use_reloader=False,
-            log_output=False,
-        ),
-        name="xr-server",
-        daemon=True,
-    )
-    thread.start()
+    serve_in_thread(app, socketio, host, port)
 
     def shutdown() -> None:
         stop = getattr(app, "xrcell_stop", None)

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import argon2
@@ -25,6 +23,7 @@ import pytest
 
 from content.storage import UserStore
 from xr_server.app import create_app, node_modules_dir
+from xr_server.serving import serve_in_thread
 
 pytestmark = pytest.mark.e2e
 
@@ -183,12 +182,6 @@ class ScriptedCell:
         return buf.tobytes()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if not (node_modules_dir() / "three" / "build" / "three.module.js").is_file():
@@ -201,22 +194,7 @@ def server(tmp_path_factory):
     cell = ScriptedCell()
     app, socketio = create_app(twin_source=cell.twin_state, camera_views=cell, user_store=store,
                                secret_key="e2e-secret-0123456789abcdef", cell_name="e2e")
-    port = _free_port()
-    thread = threading.Thread(target=lambda: socketio.run(app, host="127.0.0.1", port=port, use_reloader=False,
-                                                          log_output=False, allow_unsafe_werkzeug=True),
-                              name="xr-server-e2e", daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail("xr server did not start within 10 s")
-            time.sleep(0.05)
+    base = serve_in_thread(app, socketio, name="xr-server-e2e")
     yield base
     app.xrcell_stop()
 

@@ -5,9 +5,7 @@ page drawn on the worker's."""
 
 from __future__ import annotations
 
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import argon2
@@ -18,6 +16,7 @@ import pytest
 from content.storage import AnnotationStore, UserStore
 from tests.e2e.test_dashboard import ScriptedCell
 from xr_server.app import create_app, node_modules_dir
+from xr_server.serving import serve_in_thread
 
 pytestmark = pytest.mark.e2e
 
@@ -49,14 +48,6 @@ def write_y4m(source: Path, target: Path, frames: int, width: int = 640, height:
     return target
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if not (node_modules_dir() / "three" / "build" / "three.module.js").is_file():
@@ -70,20 +61,7 @@ def server(tmp_path_factory):
     app, socketio = create_app(twin_source=cell.twin_state, camera_views=cell, user_store=store,
                                secret_key="e2e-secret-0123456789abcdef", cell_name="e2e",
                                annotation_store=annotations)
-    port = _free_port()
-    threading.Thread(target=lambda: socketio.run(app, host="127.0.0.1", port=port, use_reloader=False,
-                                                 log_output=False, allow_unsafe_werkzeug=True),
-                     name="xr-server-e2e-expert", daemon=True).start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=1):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail("xr server did not start within 10 s")
-            time.sleep(0.05)
+    base = serve_in_thread(app, socketio, name="xr-server-e2e-expert")
     yield base, annotations
     app.xrcell_stop()
 

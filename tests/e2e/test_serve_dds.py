@@ -12,7 +12,6 @@ does an operator's trajectory pass the gate and move the robot.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import requests
 
 from robot_bridge.dds import LOOPBACK_CONFIG, QOS_PROFILE_SENSOR_DATA, RosDdsNode, msgs
 from tests.robot_bridge.dds.peer_client import Peer, next_domain
+from xr_server.serving import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CELL = REPO / "launch" / "cells" / "panda_dds.yaml"
@@ -53,12 +53,6 @@ def wait_for(predicate, what: str, deadline_s: float = 30.0):
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cli(
@@ -94,7 +88,7 @@ def served(tmp_path):
         )
         assert done.returncode == 0, done.stderr
     peer = Peer(domain)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "CYCLONEDDS_URI": LOOPBACK_CONFIG}
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen(

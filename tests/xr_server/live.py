@@ -3,10 +3,8 @@ it) and real python-socketio clients for it."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 
 import requests
@@ -15,17 +13,12 @@ import socketio
 from content.storage import AnnotationStore
 from tests.xr_server.doubles import SECRET, TWIN, FakeCameraViews
 from xr_server.app import create_app
+from xr_server.serving import serve_in_thread
 
 PASSWORD = "pw-0123456789"
 #: username -> roles of the accounts of the live server.
 USERS = {"wendy": ["worker"], "walt": ["worker"], "eve": ["expert"], "emil": ["expert"],
          "sam": ["supervisor"], "otto": ["operator"], "ada": ["admin"]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -34,7 +27,6 @@ class LiveServer:
     app: object
     store: object
     annotations: AnnotationStore
-    thread: threading.Thread
 
     def token(self, username: str) -> str:
         response = requests.post(f"{self.base}/api/login", json={"username": username, "password": PASSWORD},
@@ -49,22 +41,8 @@ class LiveServer:
 def start_live_server(store, annotations: AnnotationStore, cell: str = "lab") -> LiveServer:
     app, sio = create_app(twin_source=lambda: TWIN, camera_views=FakeCameraViews(), user_store=store,
                           secret_key=SECRET, cell_name=cell, twin_rate_hz=5.0, annotation_store=annotations)
-    port = free_port()
-    thread = threading.Thread(target=lambda: sio.run(app, host="127.0.0.1", port=port, use_reloader=False,
-                                                     log_output=False, allow_unsafe_werkzeug=True),
-                              name="xr-server-live", daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=1):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the live XR server did not start within 10 s") from None
-            time.sleep(0.05)
-    return LiveServer(base, app, store, annotations, thread)
+    base = serve_in_thread(app, sio, name="xr-server-live")
+    return LiveServer(base, app, store, annotations)
 
 
 @dataclass
