@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from content.calibration import read_qca
-from safety.perception import MultiPersonEstimator, MultiPersonTracker, PersonDetector, PoseEstimator, View
+from safety.perception import MultiPersonTracker, View
+from tests.safety.perception.footage import estimate_clip
 
 CLIP = Path(__file__).resolve().parents[3] / "data" / "pose2sim" / "Demo_MultiPerson"
 CAMERAS = ("cam01", "cam02", "cam03", "cam04")
@@ -28,26 +28,7 @@ def people2d():
     if not (CLIP / "videos" / "cam01.mp4").is_file():
         pytest.fail(f"test data missing: {CLIP}; run `make test` (it fetches the Pose2Sim demo data)")
     calib = {c: cal.scaled(RESIZE) for c, cal in read_qca(CLIP / "calibration" / "Calib.qca.txt").items()}
-    frames: list[tuple[int, dict]] = []
-    for cam in CAMERAS:
-        est = MultiPersonEstimator(lambda: PoseEstimator(1), PersonDetector())
-        cap = cv2.VideoCapture(str(CLIP / "videos" / f"{cam}.mp4"))
-        index = 0
-        k = 0
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if index % STRIDE == 0:
-                stamp = int(index * 1e9 / 60)
-                small = cv2.resize(frame, None, fx=RESIZE, fy=RESIZE, interpolation=cv2.INTER_AREA)
-                if len(frames) <= k:
-                    frames.append((stamp, {}))
-                frames[k][1][cam] = tuple(est.estimate(small, stamp))
-                k += 1
-            index += 1
-        cap.release()
-        est.close()
+    frames = estimate_clip(CLIP, CAMERAS, model_complexity=1, stride=STRIDE, resize=RESIZE)
     return frames, calib
 
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from content.calibration import read_qca
-from safety.perception import MultiPersonEstimator, MultiPersonTracker, PersonDetector, PoseEstimator, View
+from safety.perception import MultiPersonTracker, View
+from tests.safety.perception.footage import estimate_clip
 
 CLIP = Path(__file__).resolve().parents[3] / "data" / "pose2sim" / "Demo_SinglePerson"
 CAMERAS = ("cam01", "cam02", "cam03", "cam04")
@@ -38,25 +38,7 @@ def tracked():
     if not (CLIP / "videos" / "cam01.mp4").is_file():
         pytest.fail(f"test data missing: {CLIP}; run `make test` (it fetches the Pose2Sim demo data)")
     calib = {c: cal.scaled(RESIZE) for c, cal in read_qca(CLIP / "calibration" / "Calib.qca.txt").items()}
-    per_time: list[tuple[int, dict]] = []
-    for cam in CAMERAS:
-        est = MultiPersonEstimator(lambda: PoseEstimator(MODEL), PersonDetector())
-        cap = cv2.VideoCapture(str(CLIP / "videos" / f"{cam}.mp4"))
-        index = k = 0
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if index % STRIDE == 0:
-                stamp = int(index * 1e9 / 60)
-                small = cv2.resize(frame, None, fx=RESIZE, fy=RESIZE, interpolation=cv2.INTER_AREA)
-                if len(per_time) <= k:
-                    per_time.append((stamp, {}))
-                per_time[k][1][cam] = tuple(est.estimate(small, stamp))
-                k += 1
-            index += 1
-        cap.release()
-        est.close()
+    per_time = estimate_clip(CLIP, CAMERAS, model_complexity=MODEL, stride=STRIDE, resize=RESIZE)
     tracker = MultiPersonTracker()
     history = []
     for stamp, people in per_time:
