@@ -170,26 +170,6 @@ class SafetyParameters(_Model):
     path_clearance_m: float = Field(0.15, ge=0.0, le=1.0)
 
 
-class PerceptionParameters(_Model):
-    """Worker tracking settings.
-
-    Attributes:
-        model_complexity: MediaPipe Pose landmark model: 0 lite, 1 full, 2 heavy (lite and
-            heavy come from npm @mediapipe/pose, installed by the set-up).
-    """
-
-    model_complexity: Literal[0, 1, 2] = 1
-
-
-class PickAndPlace(_Model):
-    """The demo program: pick a box at `pick` and place it at `place` (cell frame, m)."""
-
-    pick: tuple[float, float, float]
-    place: tuple[float, float, float]
-    approach_height_m: float = Field(0.2, gt=0.0, le=1.0)
-    box_size_m: float = Field(0.05, gt=0.0, le=0.2)
-
-
 class ZoneBox(_Model):
     """An axis-aligned box in the `cell` frame: corners `min` and `max`, metres."""
 
@@ -201,6 +181,31 @@ class ZoneBox(_Model):
         if not all(lo < hi for lo, hi in zip(self.min, self.max)):
             raise ValueError(f"box min {list(self.min)} must be below max {list(self.max)} on every axis")
         return self
+
+
+class PerceptionParameters(_Model):
+    """Worker tracking settings.
+
+    Attributes:
+        model_complexity: MediaPipe Pose landmark model: 0 lite, 1 full, 2 heavy (lite and
+            heavy come from npm @mediapipe/pose, installed by the set-up).
+        cell_bounds: box in the `cell` frame, metres, where a person who loses every camera
+            view is reported lost (a latched fault for the safety monitor) rather than gone;
+            people leave the cell across its edges. None: the bounding box of the cell's
+            collaborative zones (`CellDescription.lost_track_bounds`).
+    """
+
+    model_complexity: Literal[0, 1, 2] = 1
+    cell_bounds: ZoneBox | None = None
+
+
+class PickAndPlace(_Model):
+    """The demo program: pick a box at `pick` and place it at `place` (cell frame, m)."""
+
+    pick: tuple[float, float, float]
+    place: tuple[float, float, float]
+    approach_height_m: float = Field(0.2, gt=0.0, le=1.0)
+    box_size_m: float = Field(0.05, gt=0.0, le=0.2)
 
 
 ZONE_KINDS = ("warning", "collaborative", "restricted", "robot_keep_out")
@@ -267,11 +272,37 @@ class CellDescription(_Model):
         _require_unique([z.name for z in zones], "zone names")
         return zones
 
+    def lost_track_bounds(self) -> "ZoneBox | None":
+        """Where a track that ends is a lost person (a fault), not one who left the cell.
+
+        `perception.cell_bounds` when given; else the bounding box of the collaborative zones
+        (`Zone` kinds: a track lost inside the collaborative workspace is a fault, issue 3
+        "Fail-safe behaviour"); else None: the cell reports no lost tracks, and the docs and
+        `xrcell serve` say so.
+        """
+        if self.perception.cell_bounds is not None:
+            return self.perception.cell_bounds
+        corners = [_zone_corners(z) for z in self.zones if z.kind == "collaborative"]
+        if not corners:
+            return None
+        lo = tuple(min(c[0][i] for c in corners) for i in range(3))
+        hi = tuple(max(c[1][i] for c in corners) for i in range(3))
+        return ZoneBox(min=lo, max=hi)
+
     @field_validator("cameras")
     @classmethod
     def _unique_camera_ids(cls, cameras: list[Camera]) -> list[Camera]:
         _require_unique([c.id for c in cameras], "camera ids")
         return cameras
+
+
+def _zone_corners(zone: Zone) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """(min, max) corners of the axis-aligned box around `zone`, metres, `cell` frame."""
+    if zone.box is not None:
+        return zone.box.min, zone.box.max
+    xs = [v[0] for v in zone.footprint or ()]
+    ys = [v[1] for v in zone.footprint or ()]
+    return (min(xs), min(ys), zone.z_range_m[0]), (max(xs), max(ys), zone.z_range_m[1])
 
 
 def _require_unique(values: list[str], what: str) -> None:

@@ -182,9 +182,15 @@ def _tracking(cell: CellDescription) -> Any:
                 pingpong=cam.playback == "pingpong",
             )
         )
+    import numpy
+
     rate = min(c.process_rate_hz for c in cell.cameras)
+    bounds = cell.lost_track_bounds()
     return PerceptionProcess(
-        cams, process_rate_hz=rate, model_complexity=cell.perception.model_complexity
+        cams,
+        process_rate_hz=rate,
+        model_complexity=cell.perception.model_complexity,
+        cell_bounds=None if bounds is None else (numpy.array(bounds.min), numpy.array(bounds.max)),
     )
 
 
@@ -460,6 +466,12 @@ def run_cell(
                 flush=True,
             )
         else:
+            if description.lost_track_bounds() is None:
+                print(
+                    "xrcell: warning: the cell has no collaborative zone and no "
+                    "perception.cell_bounds: a person every camera loses is not reported lost",
+                    flush=True,
+                )
             print("xrcell: decoding the camera clips ...", flush=True)
         start_cell(cell)
     except BaseException:

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from content.calibration import CameraCalibration
 from safety.errors import PerceptionError
 from safety.perception.types import PerceptionSnapshot
@@ -52,7 +54,8 @@ class CameraSpec:
     pingpong: bool = False
 
 
-def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int, model_complexity: int) -> None:  # pragma: no cover - runs in the child
+def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int, model_complexity: int,
+                cell_bounds: tuple[np.ndarray, np.ndarray] | None = None) -> None:  # pragma: no cover - runs in the child
     import cv2
 
     from safety.perception.cameras import ReplayClock, VideoFileCamera
@@ -89,7 +92,7 @@ def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int
             send(("snap", snapshot))
 
     pipeline = PerceptionPipeline(cams, process_rate_hz=process_rate_hz, on_publish=on_publish,
-                                  model_complexity=model_complexity)
+                                  model_complexity=model_complexity, cell_bounds=cell_bounds)
     views = False
     pipeline.start()
     send(("ready",))
@@ -134,16 +137,21 @@ class PerceptionProcess:
         process_rate_hz: pose estimation rate per camera.
         nice: scheduling niceness added in the child (0: same priority as the parent).
         model_complexity: MediaPipe landmark model, 0 lite, 1 full, 2 heavy.
+        cell_bounds: ((3,) min, (3,) max) box in the `cell` frame, metres: a track that ends
+            inside it is reported in `PerceptionSnapshot.lost_track_ids` (a fault for safety).
+            None: no track is ever reported lost.
     """
 
     def __init__(self, cameras: list[CameraSpec], *, process_rate_hz: float = 8.0, nice: int = 5,
-                 model_complexity: int = 1) -> None:
+                 model_complexity: int = 1,
+                 cell_bounds: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         if not cameras:
             raise PerceptionError("PerceptionProcess needs at least one camera")
         from safety.perception.models import require_model
 
         require_model(model_complexity)     # fail here, with the fix in the message, not in the child
         self._model_complexity = model_complexity
+        self._cell_bounds = cell_bounds
         self._specs = list(cameras)
         self._rate = process_rate_hz
         self._nice = nice
@@ -159,6 +167,11 @@ class PerceptionProcess:
     def snapshot(self) -> PerceptionSnapshot | None:
         """The newest snapshot from the child (None before the first)."""
         return self._snapshot
+
+    @property
+    def cell_bounds(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The box where an ended track is reported lost (see the class docstring)."""
+        return self._cell_bounds
 
     def camera_ids(self) -> list[str]:
         """The camera ids, in cell order."""
@@ -180,7 +193,8 @@ class PerceptionProcess:
         """
         ctx = multiprocessing.get_context("spawn")
         self._conn, child_conn = ctx.Pipe()
-        self._proc = ctx.Process(target=_child_main, args=(child_conn, self._specs, self._rate, self._nice, self._model_complexity),
+        self._proc = ctx.Process(target=_child_main, args=(child_conn, self._specs, self._rate, self._nice,
+                                                             self._model_complexity, self._cell_bounds),
                                  name="xrcell-perception", daemon=True)
         self._proc.start()
         child_conn.close()

@@ -61,3 +61,37 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_cell(write(tmp_path, "name: [unclosed", "bad.yaml"))
     with pytest.raises(CellDescriptionError, match=r"list.yaml: the cell description must be a mapping, got list"):
         load_cell(write(tmp_path, "- a\n- b\n", "list.yaml"))
+
+
+def _zone(name, kind, **shape):
+    return {"name": name, "kind": kind, **shape}
+
+
+def test_lost_track_bounds_come_from_the_collaborative_zones(tmp_path):
+    zones = [
+        _zone("shared", "collaborative", footprint=[[0, 0], [2, 0], [2, 1]], z_range_m=[0.0, 2.0]),
+        _zone("bench", "collaborative", box={"min": [-1, 0.5, 0.2], "max": [0.5, 3, 1]}),
+        _zone("aisle", "warning", box={"min": [-9, -9, 0], "max": [9, 9, 3]}),   # not a workspace
+    ]
+    bounds = load_cell(write(tmp_path, {**GOOD, "zones": zones})).lost_track_bounds()
+    assert bounds.min == (-1, 0, 0.0) and bounds.max == (2, 3, 2.0)
+
+
+def test_cell_bounds_override_and_absence(tmp_path):
+    explicit = {"min": [-3, -3, -0.5], "max": [3, 3, 2.5]}
+    zones = [_zone("shared", "collaborative", box={"min": [0, 0, 0], "max": [1, 1, 1]})]
+    cell = load_cell(write(tmp_path, {**GOOD, "zones": zones, "perception": {"cell_bounds": explicit}}))
+    assert cell.lost_track_bounds().min == (-3, -3, -0.5)
+    assert load_cell(write(tmp_path, GOOD)).lost_track_bounds() is None
+    with pytest.raises(CellDescriptionError, match=r"cell.yaml: perception.cell_bounds: .*must be below max"):
+        load_cell(write(tmp_path, {**GOOD, "perception": {"cell_bounds": {"min": [0, 0, 3], "max": [1, 1, 1]}}}))
+
+
+def test_demo_cell_reports_people_lost_in_its_collaborative_workspace():
+    from xr_server.compose import _tracking
+
+    cell = load_cell(REPO / "launch" / "cells" / "demo.yaml")
+    tracking = _tracking(cell)          # created, not started: no child process
+    lo, hi = tracking.cell_bounds
+    robot_base = cell.robot.base.position
+    assert all(lo[i] < robot_base[i] < hi[i] for i in range(2))
