@@ -254,6 +254,46 @@ class Zone(_Model):
         return self
 
 
+class SafetyOutputConfig(_Model):
+    """The line from the monitor to the cell's certified safety chain (`safety.output`).
+
+    Kinds:
+        sim: in-process; the `sim` robot reads it as its safeguard-stop input. With a `dds` or
+            `ros2` robot it drives nothing: the robot stops only through its commands, and the
+            cell has no certified final stop wired to xrcell.
+        modbus: Modbus TCP to a safety PLC (`safety.output.modbus`): a "run permitted" coil and
+            a heartbeat counter in a holding register that the PLC's watchdog monitors.
+
+    Attributes:
+        kind: one of the kinds above.
+        host, port, device_id: the PLC's address, TCP port and Modbus unit id (modbus only).
+        run_permitted_coil, heartbeat_register: 0-based data addresses (modbus only).
+        period_s: write period and heartbeat step, s (modbus only).
+        input_timeout_s: no verdict from the monitor for longer: send stop, freeze the
+            heartbeat, s. Default (None): `safety.monitor_timeout_s`.
+        health_timeout_s: no successful write for longer: unhealthy, a fault stop, s
+            (modbus only; None: 3 x period_s).
+    """
+
+    kind: Literal["sim", "modbus"] = "sim"
+    host: str | None = None
+    port: int = Field(502, ge=1, le=65535)
+    device_id: int = Field(1, ge=0, le=247)
+    run_permitted_coil: int = Field(0, ge=0, le=65535)
+    heartbeat_register: int = Field(0, ge=0, le=65535)
+    period_s: float = Field(0.05, gt=0.0, le=1.0)
+    input_timeout_s: float | None = Field(None, gt=0.0, le=10.0)
+    health_timeout_s: float | None = Field(None, gt=0.0, le=10.0)
+
+    @model_validator(mode="after")
+    def _modbus_needs_host(self) -> "SafetyOutputConfig":
+        if self.kind == "modbus" and not self.host:
+            raise ValueError("kind modbus needs host (the safety PLC's address)")
+        if self.kind == "sim" and self.host is not None:
+            raise ValueError("host applies to kind modbus only")
+        return self
+
+
 class CellDescription(_Model):
     """One robot cell."""
 
@@ -264,6 +304,7 @@ class CellDescription(_Model):
     perception: PerceptionParameters = PerceptionParameters()
     program: PickAndPlace | None = None
     zones: list[Zone] = Field(default_factory=list)
+    safety_output: SafetyOutputConfig = SafetyOutputConfig()
     source_path: Path | None = None
 
     @field_validator("zones")

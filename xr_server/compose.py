@@ -156,6 +156,31 @@ def create_robot(
     return create_backend(robot, robot=cell.robot)
 
 
+def _safety_output(cell: CellDescription) -> Any:
+    """The cell's `safety_output` (`content.cell.SafetyOutputConfig`), created, not started.
+
+    Raises:
+        SafetyOutputError: a field the output refuses; the message names it.
+    """
+    config = cell.safety_output
+    input_timeout_s = config.input_timeout_s or cell.safety.monitor_timeout_s
+    if config.kind == "sim":
+        return SimSafetyOutput(input_timeout_s=input_timeout_s)
+    from safety.output import create_safety_output
+
+    return create_safety_output(
+        "modbus",
+        host=config.host,
+        port=config.port,
+        device_id=config.device_id,
+        run_permitted_coil=config.run_permitted_coil,
+        heartbeat_register=config.heartbeat_register,
+        period_s=config.period_s,
+        input_timeout_s=input_timeout_s,
+        health_timeout_s=config.health_timeout_s,
+    )
+
+
 def _tracking(cell: CellDescription) -> Any:
     if not cell.cameras:
         return NoWorkerTracking()
@@ -217,10 +242,14 @@ def build_cell(
     )
 
     robot = robot or cell.robot.backend
-    # The sim robot's safeguard-stop input is wired to the monitor's safety output, as a real
-    # cell wires the robot's safeguard input to the safety PLC that xrcell's output drives.
-    output = SimSafetyOutput(input_timeout_s=cell.safety.monitor_timeout_s)
-    backend = create_robot(cell, robot, lambda: output.stop_required)
+    output = _safety_output(cell)
+    if isinstance(output, SimSafetyOutput):
+        # The sim robot's safeguard-stop input is wired to the monitor's safety output, as a
+        # real cell wires the robot's safeguard input to the safety PLC that xrcell's output drives.
+        backend = create_robot(cell, robot, lambda: output.stop_required)
+    else:
+        # The output drives a real PLC; a sim robot beside it follows the newest verdict.
+        backend = create_robot(cell, robot, lambda: output.status().stop_required)
     pipeline = _tracking(cell)
     holder: dict[str, SafetyMonitor] = {}
     zones = CellZones(
@@ -459,6 +488,12 @@ def run_cell(
     try:
         cell = build_cell(description, audit, robot=robot)
         print(f"xrcell: robot backend {cell.robot!r}", flush=True)
+        if cell.robot != "sim" and description.safety_output.kind == "sim":
+            print(
+                "xrcell: warning: safety_output is 'sim': no certified safety chain receives "
+                "xrcell's stop for this robot; configure safety_output (kind modbus) in the cell",
+                flush=True,
+            )
         if not description.cameras:
             print(
                 "xrcell: warning: the cell has no cameras: no worker tracking, the monitor "
