@@ -143,6 +143,11 @@ class CommandAnswer(_Out):
     verdict: Literal["accepted", "modified", "rejected"]
     reason: str = Field(description="`forwarded`; `shortened: ...` (modified: where it stops and why; submit the rest once the way is clear); or the rule that refused it (`role:`, `mode:`, "
                                     "`limits:`, `keep-out:`, `schema:`, `robot:` ...).")
+    rest: JointTrajectoryRequest | None = Field(
+        None, description="`modified` trajectories only: the part that was not forwarded, re-timed "
+                          "to start from rest where the forwarded part stops (same `goal_id`); "
+                          "POST it once the forwarded goal is done and the way is clear (the gate "
+                          "checks it again). Absent otherwise.")
 
 
 # --------------------------------------------------------------------------- Socket.IO payloads

@@ -32,7 +32,8 @@ by `xr_server.openapi`; docs/xr_server.md is the reader's guide):
                                       200 accepted, 403 role refused, 409 otherwise refused,
                                       503 without a safety monitor
     POST /api/robot/trajectory        a joint trajectory goal, through the command gate ->
-                                      {verdict, reason}: 200 forwarded, 400 malformed, 403 role
+                                      {verdict, reason[, rest]}: 200 forwarded (modified: the
+                                      rest to submit later), 400 malformed, 403 role
                                       refused, 409 refused by another rule, 503 without a gate
     GET  /, /hmi, /expert             dashboard, HMI and remote-expert pages (redirect to /login
                                       without a token)
@@ -656,7 +657,9 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                 schema: JointTrajectoryRequest
           responses:
             '200':
-              description: Forwarded to the robot.
+              description: >-
+                Forwarded to the robot: `accepted` as sent, or `modified` (shortened before a
+                conflict with a person; `rest` holds what was not sent).
               content:
                 application/json:
                   schema: CommandAnswer
@@ -698,7 +701,16 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         answer = robot_commands.submit(command, Actor(claims.username, frozenset(claims.roles)))
         log.info("trajectory %r from %r: %s, %s", body.goal_id, claims.username,
                  answer.verdict.value, answer.reason)
-        response = flask.jsonify(verdict=answer.verdict.value, reason=answer.reason)
+        reply: dict[str, object] = {"verdict": answer.verdict.value, "reason": answer.reason}
+        if answer.rest is not None:
+            rest = answer.rest
+            reply["rest"] = {
+                "joint_names": list(rest.joint_names),
+                "goal_id": rest.goal_id,
+                "points": [{"positions": [float(v) for v in row], "time_from_start_s": float(t)}
+                           for row, t in zip(rest.positions, rest.time_from_start_s)],
+            }
+        response = flask.jsonify(reply)
         if answer.verdict is Verdict.REJECTED:
             response.status_code = 403 if answer.reason.startswith("role:") else 409
         return response

@@ -153,3 +153,35 @@ def test_without_a_gate_the_route_is_503(store):
         "/api/robot/trajectory", json=BODY, headers={"Authorization": f"Bearer {token}"}
     )
     assert response.status_code == 503 and response.get_json() == {"error": "no command gate"}
+
+
+class ShorteningGate:
+    """The gate's seam: answers `modified` like `CommandGate` does when a person is on the path
+    (the real shortening is tested in tests/safety/test_path_check.py)."""
+
+    def submit(self, command, actor):
+        from safety.gate import GateAnswer, Verdict
+
+        head = JointTrajectory(command.joint_names, command.positions[:1], command.time_from_start_s[:1],
+                               goal_id=command.goal_id)
+        rest = JointTrajectory(command.joint_names, np.array([[0.25], [0.5]]), np.array([0.0, 0.75]),
+                               goal_id=command.goal_id)
+        return GateAnswer(Verdict.MODIFIED, "shortened: stops at 0.40 s, person p1 on the path", head, rest)
+
+
+def test_a_modified_answer_returns_the_rest_to_submit_later(store):
+    app, _ = create_app(twin_source=lambda: TWIN, camera_views=NoCameras(), user_store=store,
+                        secret_key=SECRET, robot_commands=ShorteningGate())
+    token = TokenSigner(SECRET).issue("olga", ["operator"])
+    response = app.test_client().post("/api/robot/trajectory", json=BODY,
+                                      headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    reply = response.get_json()
+    assert reply["verdict"] == "modified" and reply["reason"].startswith("shortened:")
+    assert reply["rest"] == {"joint_names": ["j1"], "goal_id": "g7",
+                             "points": [{"positions": [0.25], "time_from_start_s": 0.0},
+                                        {"positions": [0.5], "time_from_start_s": 0.75}]}
+    # The rest is a valid request body as it stands.
+    again = app.test_client().post("/api/robot/trajectory", json=reply["rest"],
+                                   headers={"Authorization": f"Bearer {token}"})
+    assert again.status_code == 200
