@@ -266,6 +266,8 @@ class Annotation:
         created_at, updated_at: UNIX seconds.
         anchor_m: (x, y, z) metres in the `cell` frame where the annotation's point lies in 3D, or
             None when the server could not place it (see `xr_server.anchors`).
+        anchor_on: what the anchor lies on (``floor``, ``robot:<link>``, ``person:<id>:<part>``);
+            None without an anchor.
     """
 
     annotation_id: int
@@ -280,6 +282,7 @@ class Annotation:
     created_at: float
     updated_at: float
     anchor_m: tuple[float, float, float] | None = None
+    anchor_on: str | None = None
 
 
 class _AnnotationRow(_Base):
@@ -296,18 +299,26 @@ class _AnnotationRow(_Base):
     color: orm.Mapped[str] = orm.mapped_column(sa.String(7))
     created_at: orm.Mapped[float] = orm.mapped_column(sa.Float)
     updated_at: orm.Mapped[float] = orm.mapped_column(sa.Float)
-    # JSON [x, y, z] or NULL
+    # JSON {"position_m": [x, y, z], "on": "..."}, or NULL; rows written before `on` existed
+    # hold the bare [x, y, z] of a floor anchor.
     anchor: orm.Mapped[str | None] = orm.mapped_column(sa.Text, nullable=True)
 
     def to_annotation(self) -> Annotation:
-        anchor = None
+        anchor, on = None, None
         if self.anchor:
-            x, y, z = (float(c) for c in json.loads(self.anchor))
-            anchor = (x, y, z)
+            stored = json.loads(self.anchor)
+            if isinstance(stored, list):
+                stored = {"position_m": stored, "on": "floor"}
+            x, y, z = (float(c) for c in stored["position_m"])
+            anchor, on = (x, y, z), str(stored["on"])
         points = tuple((float(u), float(v)) for u, v in json.loads(self.points))
         return Annotation(self.id, self.session_id, self.cell, self.author, self.kind, points,
                           self.radius, self.text, self.color, self.created_at, self.updated_at,
-                          anchor)
+                          anchor, on)
+
+
+def _anchor_json(anchor_m: Sequence[float], anchor_on: str) -> str:
+    return json.dumps({"position_m": [float(c) for c in anchor_m], "on": anchor_on})
 
 
 class AnnotationStore:
@@ -340,7 +351,7 @@ class AnnotationStore:
 
     def add(self, session_id: str, cell: str, author: str, kind: str,
             points: Sequence[Sequence[float]], radius: float | None, text: str, color: str,
-            anchor_m: Sequence[float] | None = None) -> Annotation:
+            anchor_m: Sequence[float] | None = None, anchor_on: str = "floor") -> Annotation:
         """Store a new annotation (see `Annotation` for the fields) and return it with its id."""
         if kind not in ANNOTATION_KINDS:
             raise StorageError(f"unknown annotation kind {kind!r}: "
@@ -350,8 +361,7 @@ class AnnotationStore:
                              points=json.dumps([[float(u), float(v)] for u, v in points]),
                              radius=radius,
                              text=text, color=color, created_at=now, updated_at=now,
-                             anchor=(None if anchor_m is None
-                                     else json.dumps([float(c) for c in anchor_m])))
+                             anchor=None if anchor_m is None else _anchor_json(anchor_m, anchor_on))
         try:
             with self._sessions.begin() as session:
                 session.add(row)
@@ -363,7 +373,7 @@ class AnnotationStore:
     def update(self, annotation_id: int, session_id: str, author: str, *,
                points: Sequence[Sequence[float]] | None = None, radius: float | None = None,
                text: str | None = None, color: str | None = None,
-               anchor_m: Sequence[float] | None = None) -> Annotation:
+               anchor_m: Sequence[float] | None = None, anchor_on: str = "floor") -> Annotation:
         """Change the given fields of an annotation of `session_id` placed by `author`.
 
         Raises:
@@ -382,7 +392,7 @@ class AnnotationStore:
                 if color is not None:
                     row.color = color
                 if anchor_m is not None:
-                    row.anchor = json.dumps([float(c) for c in anchor_m])
+                    row.anchor = _anchor_json(anchor_m, anchor_on)
                 row.updated_at = time.time()
                 return row.to_annotation()
         except sa.exc.SQLAlchemyError as exc:

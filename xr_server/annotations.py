@@ -59,6 +59,7 @@ def annotation_dict(annotation: Annotation) -> dict:
             "points": [list(p) for p in annotation.points], "radius": annotation.radius,
             "text": annotation.text, "color": annotation.color,
             "anchor": None if annotation.anchor_m is None else {
-                "frame": "cell", "position_m": list(annotation.anchor_m), "on": "floor"},
+                "frame": "cell", "position_m": list(annotation.anchor_m),
+                "on": annotation.anchor_on or "floor"},
             "created_at": round(annotation.created_at, 3),
             "updated_at": round(annotation.updated_at, 3)}

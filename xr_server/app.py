@@ -90,6 +90,7 @@ from robot_bridge.types import JointTrajectory, RobotState
 from safety.errors import SafetyError
 from safety.gate import Actor, GateAnswer, Verdict
 from safety.perception.types import PerceptionSnapshot
+from xr_server.anchors import SceneCapsule, scene_capsules
 from xr_server.api_models import (
     JointTrajectoryRequest,
     LoginRequest,
@@ -240,7 +241,11 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
     socketio = flask_socketio.SocketIO(app, async_mode="threading", logger=False, engineio_logger=False)
     room = cell_room(cell_name)
     gateway = RtcGateway(ice_servers)
-    xr_sessions = SessionEvents(socketio, NAMESPACE, cell_name, gateway, annotation_store)
+    def anchor_scene() -> list[SceneCapsule]:
+        return scene_capsules(robot_source() if robot_source else None,
+                              perception_source() if perception_source else None)
+
+    xr_sessions = SessionEvents(socketio, NAMESPACE, cell_name, gateway, annotation_store, anchor_scene)
     stop_event = threading.Event()
     csp = ("default-src 'self'; script-src 'self' " + " ".join(_inline_script_hashes())
            + "; img-src 'self' data: blob:; style-src 'self'; connect-src 'self'; object-src 'none';"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flask
@@ -21,7 +21,7 @@ from aiortc import RTCSessionDescription
 
 from content.errors import StorageError
 from content.storage import AnnotationStore
-from xr_server.anchors import CameraPose, anchor_on_plane
+from xr_server.anchors import Anchor, CameraPose, SceneCapsule, anchor_in_scene
 from xr_server.annotations import anchor_point, annotation_dict, check_geometry
 from xr_server.api_models import (
     AnnotationCreate,
@@ -61,18 +61,23 @@ class SessionEvents:
         cell_name: the cell this server shows.
         gateway: the WebRTC gateway (started on the first offer).
         annotations: the annotation store; None refuses annotations.
+        anchor_scene: what annotations can be anchored on besides the floor: the robot's link
+            capsules and the tracked people's body capsules now (`xr_server.anchors`); None:
+            the floor only. Called from handler threads; must not raise.
 
     Threads: the handlers run in Socket.IO handler threads, `_on_video` on the gateway's loop;
     the registry and the media are thread-safe as documented there.
     """
 
     def __init__(self, socketio: flask_socketio.SocketIO, namespace: str, cell_name: str,
-                 gateway: RtcGateway, annotations: AnnotationStore | None) -> None:
+                 gateway: RtcGateway, annotations: AnnotationStore | None,
+                 anchor_scene: Callable[[], Sequence[SceneCapsule]] | None = None) -> None:
         self._socketio = socketio
         self._namespace = namespace
         self._cell = cell_name
         self._gateway = gateway
         self._annotations = annotations
+        self._anchor_scene = anchor_scene
         self.registry = SessionRegistry([cell_name])
         self.media = SessionMedia(gateway, self._on_video)
         self._cameras_lock = threading.Lock()
@@ -213,11 +218,18 @@ class SessionEvents:
             self._cameras[request.session] = camera
         return {"session": request.session}
 
-    def _anchor(self, session_id: str, kind: str,
-                points: list[list[float]]) -> tuple[float, float, float] | None:
+    def _anchor(self, session_id: str, kind: str, points: list[list[float]]) -> Anchor | None:
         with self._cameras_lock:
             camera = self._cameras.get(session_id)
-        return None if camera is None else anchor_on_plane(camera, *anchor_point(kind, points))
+        if camera is None:
+            return None
+        capsules: Sequence[SceneCapsule] = ()
+        if self._anchor_scene is not None:
+            try:
+                capsules = self._anchor_scene()
+            except Exception:  # noqa: BLE001 - the floor still anchors the annotation
+                log.exception("anchor scene unavailable; anchoring on the floor")
+        return anchor_in_scene(camera, *anchor_point(kind, points), capsules)
 
     def annotation_create(self, claims: TokenClaims, request: AnnotationCreate) -> dict:
         participant = self.registry.participant(request.session, self._sid())
@@ -226,9 +238,11 @@ class SessionEvents:
         check_geometry(request.kind, request.points, request.radius, request.text)
         info = self.registry.info(request.session)
         try:
+            anchor = self._anchor(request.session, request.kind, request.points)
             stored = self._store().add(request.session, info.cell, claims.username, request.kind,
                                        request.points, request.radius, request.text, request.color,
-                                       self._anchor(request.session, request.kind, request.points))
+                                       None if anchor is None else anchor.position_m,
+                                       "floor" if anchor is None else anchor.on)
         except StorageError as exc:
             raise SessionError(str(exc)) from exc
         return self._emit_annotation(request.session, "created", annotation_dict(stored),
@@ -247,7 +261,9 @@ class SessionEvents:
                       else self._anchor(request.session, current.kind, request.points))
             stored = store.update(request.id, request.session, claims.username,
                                   points=request.points, radius=request.radius, text=request.text,
-                                  color=request.color, anchor_m=anchor)
+                                  color=request.color,
+                                  anchor_m=None if anchor is None else anchor.position_m,
+                                  anchor_on="floor" if anchor is None else anchor.on)
         except StorageError as exc:
             raise SessionError(str(exc)) from exc
         return self._emit_annotation(request.session, "updated", annotation_dict(stored))

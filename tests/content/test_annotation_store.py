@@ -82,3 +82,15 @@ def test_concurrent_adds_from_threads_all_land(store):
     for t in threads:
         t.join()
     assert sorted(a.text for a in store.list(SESSION)) == sorted(f"t{i}" for i in range(8))
+
+
+def test_an_anchor_keeps_what_it_lies_on_and_old_rows_read_as_floor(store, path):
+    on_link = store.add(SESSION, "lab", "eve", "circle", [[0.5, 0.5]], 0.05, "", "#ff0000",
+                        (1.0, -0.5, 1.1), "robot:panda_link3")
+    assert on_link.anchor_m == (1.0, -0.5, 1.1) and on_link.anchor_on == "robot:panda_link3"
+    old = store.add(SESSION, "lab", "eve", "label", [[0.2, 0.2]], None, "here", "#ff0000")
+    with sqlite3.connect(path) as db:    # a row written before anchors said what they lie on
+        db.execute("UPDATE annotations SET anchor = '[2.0, 3.0, 0.0]' WHERE id = ?", (old.annotation_id,))
+    (_, legacy) = store.list(SESSION)
+    assert legacy.anchor_m == (2.0, 3.0, 0.0) and legacy.anchor_on == "floor"
+    assert store.list(SESSION)[0].anchor_on == "robot:panda_link3"

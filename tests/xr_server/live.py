@@ -38,9 +38,11 @@ class LiveServer:
         return XrClient.connect(self.base, self.token(username))
 
 
-def start_live_server(store, annotations: AnnotationStore, cell: str = "lab") -> LiveServer:
+def start_live_server(store, annotations: AnnotationStore, cell: str = "lab", **sources) -> LiveServer:
+    """`sources`: more `create_app` inputs, e.g. ``robot_source`` for the annotation anchors."""
     app, sio = create_app(twin_source=lambda: TWIN, camera_views=FakeCameraViews(), user_store=store,
-                          secret_key=SECRET, cell_name=cell, twin_rate_hz=5.0, annotation_store=annotations)
+                          secret_key=SECRET, cell_name=cell, twin_rate_hz=5.0, annotation_store=annotations,
+                          **sources)
     base = serve_in_thread(app, sio, name="xr-server-live")
     return LiveServer(base, app, store, annotations)
 

@@ -46,3 +46,49 @@ def test_a_camera_looking_at_the_horizon_has_no_anchor_above_it():
 def test_bad_camera_poses_are_refused_by_field(pose, message):
     with pytest.raises(SessionError, match=message):
         CameraPose(*pose)
+
+
+# ---------------------------------------------------------------- the twin's geometry and people
+def test_the_ray_meets_the_nearest_capsule_before_the_floor():
+    from xr_server.anchors import SceneCapsule, anchor_in_scene
+
+    camera = CameraPose((1.0, 2.0, 1.5), DOWN, 90.0, 4 / 3)
+    low = SceneCapsule("robot:link1", (1.0, 2.0, 0.0), (1.0, 2.0, 0.5), 0.1)
+    high = SceneCapsule("robot:link2", (0.8, 2.0, 0.9), (1.2, 2.0, 0.9), 0.05)   # across the ray, nearer
+    anchor = anchor_in_scene(camera, 0.5, 0.5, [low, high])
+    assert anchor.on == "robot:link2"
+    assert anchor.position_m == pytest.approx((1.0, 2.0, 0.95), abs=0.002)
+    assert anchor_in_scene(camera, 0.5, 0.5, [low]).position_m == pytest.approx((1.0, 2.0, 0.6), abs=0.002)
+    # Off to the side of every capsule: the floor, as without any.
+    side = anchor_in_scene(camera, 0.9, 0.5, [low, high])
+    assert side.on == "floor" and side.position_m == anchor_on_plane(camera, 0.9, 0.5)
+    # A capsule behind the camera is not met.
+    behind = SceneCapsule("robot:link3", (1.0, 2.0, 2.0), (1.0, 2.0, 3.0), 0.1)
+    assert anchor_in_scene(camera, 0.5, 0.5, [behind]).on == "floor"
+
+
+def test_scene_capsules_name_robot_links_and_measured_limbs_only():
+    import time
+
+    from tests.safety.fakes import robot_state, snapshot, standing_person
+    from xr_server.anchors import scene_capsules
+
+    now = time.monotonic_ns()
+    person = standing_person(2.0)
+    person[15:23] = np.nan     # wrists and hands not measured: the monitor's grown spheres
+    capsules = scene_capsules(robot_state(now), snapshot(now, [person]))
+    names = [c.name for c in capsules]
+    assert names[0] == "robot:link0"
+    assert any(n.startswith("person:p1:") for n in names)
+    assert not any("wrist" in n for n in names)               # one end unmeasured: left out
+    assert all(c.radius_m > 0 and np.isfinite(c.a).all() for c in capsules)
+    # A person met by the ray is named with the body part.
+    camera = CameraPose((2.0, 0.0, 3.0), DOWN, 60.0, 4 / 3)
+    hit = anchor_in_scene_of(camera, capsules)
+    assert hit.on.startswith("person:p1:") and hit.position_m[2] > 1.0
+
+
+def anchor_in_scene_of(camera, capsules):
+    from xr_server.anchors import anchor_in_scene
+
+    return anchor_in_scene(camera, 0.5, 0.5, capsules)

@@ -26,7 +26,9 @@ def live(tmp_path_factory):
     store = UserStore(db, hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     for name, roles in USERS.items():
         store.add(name, PASSWORD, roles)
-    server = start_live_server(store, AnnotationStore(db))
+    robot = {"state": None}    # what the anchors ray-cast besides the floor; a test sets it
+    server = start_live_server(store, AnnotationStore(db), robot_source=lambda: robot["state"])
+    server.robot = robot
     yield server
     server.app.xrcell_stop()
 
@@ -309,3 +311,29 @@ def test_a_worker_who_reconnects_gets_the_sessions_state_at_once(clients):
     eve.wait_for("session_state", lambda s: len(eve.received("session_state")) >= 3)
     states = eve.received("session_state")  # eve joined, wendy dropped, wendy is back
     assert [s["worker_present"] for s in states] == [True, False, True]
+
+
+def test_an_annotation_on_the_robot_is_anchored_on_its_link_not_the_floor_behind(clients, live):
+    import time
+
+    from tests.safety.fakes import robot_state
+
+    wendy, eve = clients("wendy"), clients("eve")
+    session = create(wendy)
+    eve.call("session_join", {"session": session, "role": "expert"})
+    looking_down = {"session": session, "position_m": [1.0, -0.5, 1.6], "orientation": [1.0, 0.0, 0.0, 0.0],
+                    "hfov_deg": 90.0, "aspect": 4 / 3}
+    wendy.call("hmi_camera", looking_down)
+    # An upright link 0.1 m thick right below the camera, 1.0 m tall: the ray meets its top.
+    live.robot["state"] = robot_state(time.monotonic_ns(), segments=[[[1.0, -0.5, 0.0], [1.0, -0.5, 1.0]]],
+                                      radii=[0.1])
+    try:
+        on_link = eve.call("annotation_create", {"session": session, "kind": "circle", "points": [[0.5, 0.5]],
+                                                 "radius": 0.05})
+    finally:
+        live.robot["state"] = None
+    anchor = on_link["annotation"]["anchor"]
+    assert anchor["on"] == "robot:link0"
+    assert anchor["position_m"][2] == pytest.approx(1.1, abs=0.002)   # the top of the capsule, not the floor
+    stored = next(a for a in live.annotations.list(session) if a.annotation_id == on_link["annotation"]["id"])
+    assert stored.anchor_on == "robot:link0"
