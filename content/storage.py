@@ -241,7 +241,7 @@ del _verb
 
 
 # -- XR session annotations ---------------------------------------------------------------------
-ANNOTATION_KINDS: tuple[str, ...] = ("arrow", "circle", "label")
+ANNOTATION_KINDS: tuple[str, ...] = ("arrow", "circle", "label", "stroke")
 
 
 @dataclass(frozen=True)
@@ -258,7 +258,8 @@ class Annotation:
         cell: the cell of that session.
         author: username of the expert who placed it (the only one who may change it).
         kind: one of `ANNOTATION_KINDS`: ``arrow`` (points: tail, head), ``circle`` (points:
-            centre; `radius`), ``label`` (points: anchor; `text` shown).
+            centre; `radius`), ``label`` (points: anchor; `text` shown), ``stroke`` (points: a
+            freehand line, 2 to 256).
         points: ``((u, v), ...)``, normalised image coordinates.
         radius: circle radius as a fraction of the image width; None for other kinds.
         text: the label, or a caption of an arrow or circle ('' for none).

@@ -2,7 +2,8 @@
 
 Geometry is in normalised image coordinates of the worker's video (u right, v down, 0 to 1),
 see `content.storage.Annotation`. The 3D anchor (`xr_server.anchors`) is the point of the
-annotation that matters on the object: an arrow's head, a circle's centre, a label's anchor.
+annotation that matters on the object: an arrow's head, a circle's centre, a label's anchor, a
+freehand stroke's centroid.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from collections.abc import Sequence
 from content.storage import Annotation
 from xr_server.errors import SessionError
 
-#: Points each kind needs.
-POINTS_PER_KIND = {"arrow": 2, "circle": 1, "label": 1}
+#: Most points of a freehand stroke (the expert page thins a longer one out before sending it).
+MAX_STROKE_POINTS = 256
+
+#: Points each kind needs: (fewest, most).
+POINTS_PER_KIND = {"arrow": (2, 2), "circle": (1, 1), "label": (1, 1), "stroke": (2, MAX_STROKE_POINTS)}
 
 
 def check_geometry(kind: str, points: Sequence[Sequence[float]] | None, radius: float | None,
@@ -21,15 +25,16 @@ def check_geometry(kind: str, points: Sequence[Sequence[float]] | None, radius: 
     """Raise `SessionError` naming the field unless the geometry fits `kind`.
 
     Args:
-        kind: ``arrow``, ``circle`` or ``label``.
+        kind: ``arrow``, ``circle``, ``label`` or ``stroke`` (freehand, 2 to `MAX_STROKE_POINTS`).
         points: ``[[u, v], ...]`` or None (an update that keeps them).
         radius: fraction of the image width, or None.
         text: the text, or None (an update that keeps it).
     """
     if points is not None:
-        need = POINTS_PER_KIND[kind]
-        if len(points) != need:
-            plural = "s" if need > 1 else ""
+        fewest, most = POINTS_PER_KIND[kind]
+        if not fewest <= len(points) <= most:
+            need = str(fewest) if fewest == most else f"{fewest} to {most}"
+            plural = "s" if most > 1 else ""
             raise SessionError(f"field 'points': a {kind} needs {need} point{plural}, "
                                f"got {len(points)}")
         for i, point in enumerate(points):
@@ -46,7 +51,11 @@ def check_geometry(kind: str, points: Sequence[Sequence[float]] | None, radius: 
 
 
 def anchor_point(kind: str, points: Sequence[Sequence[float]]) -> tuple[float, float]:
-    """The image point (u, v) of an annotation that is anchored in 3D."""
+    """The image point (u, v) of an annotation that is anchored in 3D: an arrow's head, a
+    stroke's centroid (what a freehand ring or scribble marks), else its one point."""
+    if kind == "stroke":
+        return (float(sum(p[0] for p in points) / len(points)),
+                float(sum(p[1] for p in points) / len(points)))
     u, v = points[1] if kind == "arrow" else points[0]
     return float(u), float(v)
 

@@ -160,6 +160,9 @@ class TwinStateRequest(_Strict):
 _SESSION_ID = Field(pattern=r"^[0-9a-f]{16}$", description="The session id: 16 lowercase hex digits.")
 _UV = Field(min_length=2, max_length=2)
 _COLOR = Field(default="#ffcc00", pattern=r"^#[0-9a-fA-F]{6}$", description="`#rrggbb`.")
+_FRAME_AGE = Field(default=0.0, ge=0.0, le=60.0, description=(
+    "How long ago, seconds, the frame drawn on was live: 0 for the live view, the time since the "
+    "freeze for a freeze-frame. The 3D anchor uses the worker's camera pose of that moment."))
 
 
 class SessionCreate(_Strict):
@@ -216,13 +219,15 @@ class AnnotationCreate(_Strict):
     in normalised image coordinates (u right, v down, each 0 to 1)."""
 
     session: str = _SESSION_ID
-    kind: Literal["arrow", "circle", "label"]
-    points: list[list[float]] = Field(min_length=1, max_length=2, description=(
-        "`[[u, v], ...]`: arrow `[tail, head]`, circle `[centre]`, label `[anchor]`."))
+    kind: Literal["arrow", "circle", "label", "stroke"]
+    points: list[list[float]] = Field(min_length=1, max_length=256, description=(
+        "`[[u, v], ...]`: arrow `[tail, head]`, circle `[centre]`, label `[anchor]`, stroke "
+        "(freehand) 2 to 256 points along the line."))
     radius: float | None = Field(default=None, gt=0, le=1, description="Circle only: fraction of the image width.")
     text: str = Field(default="", max_length=200, description="Label text (required for a label), or a caption.")
     color: str = _COLOR
     ref: str = Field(default="", max_length=64, description="The client's own id, echoed in the `annotation` event.")
+    frame_age_s: float = _FRAME_AGE
 
 
 class AnnotationUpdate(_Strict):
@@ -230,10 +235,11 @@ class AnnotationUpdate(_Strict):
 
     session: str = _SESSION_ID
     id: int = Field(description="The annotation id.")
-    points: list[list[float]] | None = Field(default=None, min_length=1, max_length=2)
+    points: list[list[float]] | None = Field(default=None, min_length=1, max_length=256)
     radius: float | None = Field(default=None, gt=0, le=1)
     text: str | None = Field(default=None, max_length=200)
     color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")
+    frame_age_s: float = _FRAME_AGE
 
 
 class AnnotationDelete(_Strict):

@@ -10,8 +10,10 @@ listed in docs/xr_server.md.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -50,6 +52,9 @@ log = logging.getLogger(__name__)
 
 #: Longest a signalling call may take on the gateway, seconds.
 SIGNALLING_TIMEOUT_S = 10.0
+#: How long the worker's camera poses are kept for annotations on a freeze-frame, seconds
+#: (`AnnotationCreate.frame_age_s` is at most this).
+CAMERA_HISTORY_S = 60.0
 
 
 class SessionEvents:
@@ -81,7 +86,9 @@ class SessionEvents:
         self.registry = SessionRegistry([cell_name])
         self.media = SessionMedia(gateway, self._on_video)
         self._cameras_lock = threading.Lock()
-        self._cameras: dict[str, CameraPose] = {}  # session id -> the worker's newest camera pose
+        # session id -> the worker's camera poses of the last CAMERA_HISTORY_S, oldest first,
+        # as (monotonic s when received, pose)
+        self._cameras: dict[str, list[tuple[float, CameraPose]]] = {}
 
     # ----------------------------------------------------------------------------- helpers
     def _state(self, info: SessionInfo) -> dict:
@@ -214,13 +221,28 @@ class SessionEvents:
         x, y, z = request.position_m
         qx, qy, qz, qw = request.orientation
         camera = CameraPose((x, y, z), (qx, qy, qz, qw), request.hfov_deg, request.aspect)
+        now = time.monotonic()
         with self._cameras_lock:
-            self._cameras[request.session] = camera
+            history = self._cameras.setdefault(request.session, [])
+            history.append((now, camera))
+            while len(history) > 1 and history[1][0] <= now - CAMERA_HISTORY_S:
+                history.pop(0)      # keeps the newest pose older than the window, for its start
         return {"session": request.session}
 
-    def _anchor(self, session_id: str, kind: str, points: list[list[float]]) -> Anchor | None:
+    def _camera_at(self, session_id: str, frame_age_s: float) -> CameraPose | None:
+        """The worker's camera pose in force `frame_age_s` ago (the newest reported at or before
+        then; the oldest kept when none is that old); None before the first report."""
         with self._cameras_lock:
-            camera = self._cameras.get(session_id)
+            history = list(self._cameras.get(session_id, ()))
+        if not history:
+            return None
+        at = time.monotonic() - frame_age_s
+        i = bisect.bisect_right([t for t, _ in history], at)
+        return history[max(i - 1, 0)][1]
+
+    def _anchor(self, session_id: str, kind: str, points: list[list[float]],
+                frame_age_s: float = 0.0) -> Anchor | None:
+        camera = self._camera_at(session_id, frame_age_s)
         if camera is None:
             return None
         capsules: Sequence[SceneCapsule] = ()
@@ -238,7 +260,7 @@ class SessionEvents:
         check_geometry(request.kind, request.points, request.radius, request.text)
         info = self.registry.info(request.session)
         try:
-            anchor = self._anchor(request.session, request.kind, request.points)
+            anchor = self._anchor(request.session, request.kind, request.points, request.frame_age_s)
             stored = self._store().add(request.session, info.cell, claims.username, request.kind,
                                        request.points, request.radius, request.text, request.color,
                                        None if anchor is None else anchor.position_m,
@@ -258,7 +280,8 @@ class SessionEvents:
                 raise SessionError(f"no annotation {request.id} in session {request.session}")
             check_geometry(current.kind, request.points, request.radius, request.text)
             anchor = (None if request.points is None
-                      else self._anchor(request.session, current.kind, request.points))
+                      else self._anchor(request.session, current.kind, request.points,
+                                        request.frame_age_s))
             stored = store.update(request.id, request.session, claims.username,
                                   points=request.points, radius=request.radius, text=request.text,
                                   color=request.color,

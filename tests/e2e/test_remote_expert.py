@@ -5,6 +5,8 @@ page drawn on the worker's."""
 
 from __future__ import annotations
 
+import math
+
 import time
 from pathlib import Path
 
@@ -176,6 +178,24 @@ def test_the_expert_sees_the_workers_camera_and_the_worker_sees_the_experts_arro
     wait_until(worker, "__xrcell.call.annotations === 2", 10)
     assert worker.locator("#hmi-annotations [data-kind='label'] text").text_content() == "check this clamp"
     assert "expert: eve" in worker.inner_text("#call-status")
+
+    # a freehand ring drawn on a frozen frame: the expert's picture holds still, the worker gets it
+    expert.click("#freeze")
+    assert expert.evaluate("document.getElementById('expert-video').paused") is True
+    expert.click("#tools [data-tool='stroke']")
+    cx, cy, r = box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.7, box["height"] * 0.1
+    expert.mouse.move(cx + r, cy)
+    expert.mouse.down()
+    for k in range(1, 25):
+        expert.mouse.move(cx + r * math.cos(k * math.pi / 12), cy + r * math.sin(k * math.pi / 12))
+    expert.mouse.up()
+    wait_until(worker, "__xrcell.call.annotations === 3", 10)
+    ring = worker.locator("#hmi-annotations [data-kind='stroke'] polyline")
+    assert ring.count() == 1 and len(ring.get_attribute("points").split()) >= 12
+    stroke = [a for a in annotations.list(session) if a.kind == "stroke"]
+    assert len(stroke) == 1 and len(stroke[0].points) >= 12
+    expert.click("#freeze")
+    assert expert.evaluate("document.getElementById('expert-video').paused") is False
     assert not worker.problems, worker.problems
     assert not expert.problems, expert.problems
     worker.context.close()

@@ -5,9 +5,11 @@ not joined); annotations stored before they are acknowledged and changed only by
 malformed or misplaced signalling refused with a reason, the connection and the server unharmed.
 """
 
+import math
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from content.storage import AnnotationStore
@@ -196,13 +198,19 @@ def test_only_the_author_changes_or_deletes_an_annotation(clients):
 
 @pytest.mark.parametrize(("payload", "reason"), [
     ({"kind": "arrow", "points": [[0.1, 0.1]]}, "field 'points': a arrow needs 2 points, got 1"),
+    ({"kind": "label", "points": [[0.1, 0.1], [0.2, 0.2]], "text": "x"}, "field 'points': a label needs 1 point, got 2"),
     ({"kind": "circle", "points": [[0.1, 0.1]]}, "field 'radius' is required for a circle"),
     ({"kind": "label", "points": [[0.1, 0.1]], "text": " "}, "field 'text' must not be empty for a label"),
     ({"kind": "label", "points": [[1.5, 0.1]], "text": "x"}, "field 'points.0' must lie in the image: u and v from 0 to 1"),
     ({"kind": "label", "points": [[0.5, 0.1, 3]], "text": "x"}, "field 'points.0' must be [u, v], got 3 numbers"),
     ({"kind": "arrow", "points": [[0.1, 0.1], [0.2, 0.2]], "radius": 0.1}, "field 'radius' is for circles only, not a arrow"),
     ({"kind": "star", "points": [[0.1, 0.1]]},
-     "invalid 'annotation_create' payload: field 'kind': Input should be 'arrow', 'circle' or 'label'"),
+     "invalid 'annotation_create' payload: field 'kind': Input should be 'arrow', 'circle', 'label' or 'stroke'"),
+    ({"kind": "stroke", "points": [[0.1, 0.1]]}, "field 'points': a stroke needs 2 to 256 points, got 1"),
+    ({"kind": "stroke", "points": [[0.1, 0.1]] * 257},
+     "invalid 'annotation_create' payload: field 'points': List should have at most 256 items after validation, not 257"),
+    ({"kind": "stroke", "points": [[0.1, 0.1], [0.2, 0.2]], "frame_age_s": 61},
+     "invalid 'annotation_create' payload: field 'frame_age_s': Input should be less than or equal to 60"),
     ({"kind": "label", "points": [[0.1, 0.1]], "text": "x", "color": "red"},
      "invalid 'annotation_create' payload: field 'color': String should match pattern '^#[0-9a-fA-F]{6}$'"),
 ])
@@ -314,8 +322,6 @@ def test_a_worker_who_reconnects_gets_the_sessions_state_at_once(clients):
 
 
 def test_an_annotation_on_the_robot_is_anchored_on_its_link_not_the_floor_behind(clients, live):
-    import time
-
     from tests.safety.fakes import robot_state
 
     wendy, eve = clients("wendy"), clients("eve")
@@ -337,3 +343,26 @@ def test_an_annotation_on_the_robot_is_anchored_on_its_link_not_the_floor_behind
     assert anchor["position_m"][2] == pytest.approx(1.1, abs=0.002)   # the top of the capsule, not the floor
     stored = next(a for a in live.annotations.list(session) if a.annotation_id == on_link["annotation"]["id"])
     assert stored.anchor_on == "robot:link0"
+
+
+def test_a_freehand_stroke_on_a_freeze_frame_is_anchored_with_the_pose_of_that_frame(clients, live):
+    wendy, eve = clients("wendy"), clients("eve")
+    session = create(wendy)
+    eve.call("session_join", {"session": session, "role": "expert"})
+    then = {"session": session, "position_m": [1.0, -0.5, 1.6], "orientation": [1.0, 0.0, 0.0, 0.0],
+            "hfov_deg": 90.0, "aspect": 4 / 3}
+    assert wendy.call("hmi_camera", then) == {"session": session}
+    time.sleep(1.5)                                  # the worker walks on, 2 m along x
+    assert wendy.call("hmi_camera", {**then, "position_m": [3.0, -0.5, 1.6]}) == {"session": session}
+    ring = [[0.5 + 0.1 * math.cos(a), 0.5 + 0.1 * math.sin(a)] for a in np.linspace(0, 2 * math.pi, 40, endpoint=False)]
+    # Drawn on the frame frozen 1 s ago (between the two reports): anchored under the old pose,
+    # at the centroid of the ring, the image centre.
+    frozen = eve.call("annotation_create", {"session": session, "kind": "stroke", "points": ring,
+                                            "frame_age_s": 1.0})
+    assert frozen["annotation"]["kind"] == "stroke" and len(frozen["annotation"]["points"]) == 40
+    assert frozen["annotation"]["anchor"]["position_m"] == pytest.approx([1.0, -0.5, 0.0], abs=1e-3)
+    live_view = eve.call("annotation_create", {"session": session, "kind": "stroke", "points": ring})
+    assert live_view["annotation"]["anchor"]["position_m"] == pytest.approx([3.0, -0.5, 0.0], abs=1e-3)
+    # The worker's page receives the stroke as stored.
+    got = wendy.wait_for("annotation", lambda m: m["annotation"]["id"] == frozen["annotation"]["id"])
+    assert got["annotation"]["points"] == frozen["annotation"]["points"]

@@ -1,5 +1,6 @@
 // Remote expert: join a worker's XR session, watch the worker's camera (WebRTC, relayed by the
-// server) next to the cell's 3D twin, place arrows, circles and labels on the camera view.
+// server) next to the cell's 3D twin, place arrows, circles, labels and freehand strokes on the
+// camera view, live or on a frozen frame.
 // `/expert?session=<id>` joins that session.
 import { TwinView } from "./twin3d.js";
 import { subscribeTwin, signOut, probe } from "./twin_socket.js";
@@ -8,8 +9,11 @@ import { AnnotationSet, ICE_SERVERS, drawAnnotations, negotiate, request } from 
 const $ = (id) => document.getElementById(id);
 const video = $("expert-video");
 const layer = $("expert-annotations");
-const state = { me: null, cell: null, session: null, pc: null, videoId: null, tool: "arrow", listed: null };
-probe.call = { session: null, rtc: "new", videoId: null, annotations: 0 };
+const state = { me: null, cell: null, session: null, pc: null, videoId: null, tool: "arrow", listed: null,
+  frozenAt: null };
+probe.call = { session: null, rtc: "new", videoId: null, annotations: 0, frozen: false };
+const MAX_STROKE_POINTS = 256;  // xr_server.annotations.MAX_STROKE_POINTS
+const MAX_FRAME_AGE_S = 60;     // AnnotationCreate.frame_age_s
 
 const annotations = new AnnotationSet((set) => {
   probe.call.annotations = set.list().length;
@@ -126,18 +130,63 @@ function uv(event) {
   return [clamp((event.clientX - r.left) / r.width), clamp((event.clientY - r.top) / r.height)];
 }
 
+// Freeze frame: the picture holds still (the stream goes on underneath) and what is drawn on it
+// carries its age, so the server anchors it with the worker's camera pose of that moment.
+function setFrozen(frozen) {
+  state.frozenAt = frozen ? performance.now() : null;
+  probe.call.frozen = frozen;
+  $("freeze").setAttribute("aria-pressed", String(frozen));
+  $("freeze").textContent = frozen ? "Back to live" : "Freeze frame";
+  if (frozen) video.pause();
+  else video.play().catch(() => {});
+}
+$("freeze").addEventListener("click", () => setFrozen(state.frozenAt === null));
+
+function frameAge() {
+  if (state.frozenAt === null) return 0;
+  const age = (performance.now() - state.frozenAt) / 1000;
+  if (age > MAX_FRAME_AGE_S) {  // the server keeps the camera poses of the last minute only
+    setFrozen(false);
+    throw new Error("the frozen frame is over a minute old: back to live, freeze again");
+  }
+  return age;
+}
+
+// Thin a stroke out to at most MAX_STROKE_POINTS, keeping its ends.
+function thin(points) {
+  if (points.length <= MAX_STROKE_POINTS) return points;
+  const step = (points.length - 1) / (MAX_STROKE_POINTS - 1);
+  return Array.from({ length: MAX_STROKE_POINTS }, (_, i) => points[Math.round(i * step)]);
+}
+
 let start = null;
-layer.addEventListener("pointerdown", (event) => { start = uv(event); });
+let path = null;
+layer.addEventListener("pointerdown", (event) => {
+  start = uv(event);
+  path = [start];
+  layer.setPointerCapture?.(event.pointerId);
+});
+layer.addEventListener("pointermove", (event) => {
+  if (!path || state.tool !== "stroke") return;
+  const p = uv(event), last = path[path.length - 1];
+  if (Math.hypot(p[0] - last[0], p[1] - last[1]) >= 0.004) path.push(p);
+});
 layer.addEventListener("pointerup", async (event) => {
   if (!start || !state.session) return;
   const end = uv(event);
   const from = start;
+  const drawn = path;
   start = null;
+  path = null;
   const text = $("label-text").value.trim();
   const aspect = (video.videoHeight || 480) / (video.videoWidth || 640);
   const drag = Math.hypot(end[0] - from[0], (end[1] - from[1]) * aspect);
   const payload = { session: state.session, kind: state.tool, text, color: "#ffcc00" };
-  if (state.tool === "arrow") {
+  if (state.tool === "stroke") {
+    if (drawn[drawn.length - 1] !== end) drawn.push(end);
+    if (drawn.length < 2 || drag < 0.005 && drawn.length < 3) return;
+    payload.points = thin(drawn);
+  } else if (state.tool === "arrow") {
     if (drag < 0.01) return;
     payload.points = [from, end];
   } else if (state.tool === "circle") {
@@ -149,6 +198,7 @@ layer.addEventListener("pointerup", async (event) => {
     payload.text = text || "here";
   }
   try {
+    payload.frame_age_s = frameAge();
     await request(socket, "annotation_create", payload);
     $("annotation-error").hidden = true;
   } catch (err) {

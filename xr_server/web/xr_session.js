@@ -80,6 +80,9 @@ export function drawAnnotations(svg, annotations, width, height) {
         "stroke-linecap": "round" }));
       const p = (da) => `${x1 - head * Math.cos(angle + da)},${y1 - head * Math.sin(angle + da)}`;
       g.append(svgEl(ns, "polygon", { points: `${x1},${y1} ${p(0.45)} ${p(-0.45)}`, fill: a.color }));
+    } else if (a.kind === "stroke") {
+      g.append(svgEl(ns, "polyline", { points: a.points.map(([u, v]) => `${u * width},${v * height}`).join(" "),
+        fill: "none", stroke: a.color, "stroke-width": stroke, "stroke-linecap": "round", "stroke-linejoin": "round" }));
     } else if (a.kind === "circle") {
       g.append(svgEl(ns, "circle", { cx: x0, cy: y0, r: a.radius * width, fill: "none", stroke: a.color,
         "stroke-width": stroke }));
