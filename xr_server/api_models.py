@@ -186,6 +186,34 @@ class SessionLeave(_Strict):
     session: str = _SESSION_ID
 
 
+class SessionRecord(_Strict):
+    """Client event ``session_record``: start (an expert of the session) or stop (any participant)
+    recording the session: twin, events and the worker's video (`xr_server.recording`)."""
+
+    session: str = _SESSION_ID
+    record: bool = Field(description="True starts a recording, false stops it.")
+
+
+class Recording(_Out):
+    """A recording of an XR session (its ``manifest.json``, `xr_server.recording`)."""
+
+    recording: str = Field(description="`<session>-<YYYYmmddTHHMMSSZ>`.")
+    session: str
+    cell: str
+    started_by: str
+    started_at: float = Field(description="UNIX seconds.")
+    stopped_by: str | None
+    stopped_at: float | None = Field(description="UNIX seconds; null while recording.")
+    twin_rate_hz: float
+    files: list[str] = Field(description="File names, for `GET /api/recordings/<recording>/<name>`.")
+
+
+class RecordingList(_Out):
+    """Answer of ``GET /api/recordings``."""
+
+    recordings: list[Recording]
+
+
 class SessionListRequest(_Strict):
     """Client event ``session_list``: the open sessions of a cell (roles `expert`, `supervisor`, `admin`)."""
 
@@ -260,7 +288,8 @@ class SocketError(_Out):
 MODELS: tuple[type[BaseModel], ...] = (
     LoginRequest, LoginResponse, LogoutResponse, Me, ResetAnswer, Error, SafetyEvent, SafetyEventPage,
     ComponentHealth, Health, TrajectoryPoint, JointTrajectoryRequest, CommandAnswer, TwinStateRequest,
-    SocketError, SessionCreate, SessionJoin, SessionLeave, SessionListRequest, RtcOffer, HmiCamera,
+    SocketError, SessionCreate, SessionJoin, SessionLeave, SessionRecord, Recording, RecordingList,
+    SessionListRequest, RtcOffer, HmiCamera,
     AnnotationCreate, AnnotationUpdate, AnnotationDelete)
 
 _M = TypeVar("_M", bound=BaseModel)

@@ -106,13 +106,14 @@ from xr_server.auth import (
     TokenError,
     TokenSigner,
 )
-from xr_server.errors import XrServerError
+from xr_server.errors import SessionError, XrServerError
 from xr_server.health import DEFAULT_STALE_AFTER_S, health_report
 from xr_server.metrics import CellCollector, GateCounts, MonitorFigures, make_registry
 from xr_server.openapi import build_openapi
+from xr_server.recording import Recordings
 from xr_server.rtc_gateway import RtcGateway
 from xr_server.session_events import SessionEvents, register_session_events
-from xr_server.sessions import cell_room
+from xr_server.sessions import EXPERT_ROLES, cell_room
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                safety_events: SafetyEvents | None = None,
                annotation_store: AnnotationStore | None = None, ice_servers: Sequence[RTCIceServer] = (),
                robot_commands: RobotCommands | None = None,
+               recordings: Recordings | None = None,
                ) -> tuple[flask.Flask, flask_socketio.SocketIO]:
     """Build the server.
 
@@ -224,6 +226,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         ice_servers: STUN/TURN servers of the WebRTC peer connections; none by default (host
             candidates only: a LAN, or a VPN to it).
         robot_commands: the command gate behind ``POST /api/robot/trajectory``; None answers 503.
+        recordings: where ``session_record`` records XR sessions and ``GET /api/recordings``
+            lists them (`xr_server.recording`); None refuses recording and answers 503.
 
     Returns:
         ``(app, socketio)``. Run with ``socketio.run(app, ...)``; ``app.xrcell_stop()`` ends the
@@ -245,7 +249,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         return scene_capsules(robot_source() if robot_source else None,
                               perception_source() if perception_source else None)
 
-    xr_sessions = SessionEvents(socketio, NAMESPACE, cell_name, gateway, annotation_store, anchor_scene)
+    xr_sessions = SessionEvents(socketio, NAMESPACE, cell_name, gateway, annotation_store, anchor_scene,
+                                recordings)
     stop_event = threading.Event()
     csp = ("default-src 'self'; script-src 'self' " + " ".join(_inline_script_hashes())
            + "; img-src 'self' data: blob:; style-src 'self'; connect-src 'self'; object-src 'none';"
@@ -640,6 +645,70 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         except SafetyError as exc:
             return _json_error(400, str(exc))
         return flask.jsonify(page)
+    # -------------------------------------------------------------------------------- recordings
+    def recordings_or_error() -> Recordings | flask.Response:
+        if recordings is None:
+            return _json_error(503, "no recordings folder: this server does not record")
+        if not EXPERT_ROLES & set(flask.g.claims.roles):
+            return _json_error(403, "role: recordings need one of the roles "
+                                    f"{', '.join(sorted(EXPERT_ROLES))}")
+        return recordings
+
+    @app.get("/api/recordings")
+    def recordings_list() -> flask.Response:
+        """The recordings of XR sessions.
+        ---
+        get:
+          summary: List the recordings of XR sessions, newest first (expert, supervisor, admin).
+          description: >-
+            Each recording is a folder of plain files: `manifest.json`, `twin.jsonl` (twin states
+            at 10 Hz), `events.jsonl` (participants, annotations, safety mode changes) and
+            `video-NNN.mp4` (the worker's camera, H.264). `stopped_at` is null while recording.
+          responses:
+            '200':
+              description: The recordings.
+              content:
+                application/json:
+                  schema: RecordingList
+            '401': Unauthorized
+            '403': Forbidden
+            '503': Unavailable
+        """
+        found = recordings_or_error()
+        if isinstance(found, flask.Response):
+            return found
+        return flask.jsonify(recordings=[r.as_dict() for r in found.list()])
+
+    @app.get("/api/recordings/<recording>/<name>")
+    def recording_file(recording: str, name: str) -> flask.Response:
+        """One file of a recording.
+        ---
+        get:
+          summary: Download one file of a recording (expert, supervisor, admin).
+          parameters:
+            - {name: recording, in: path, required: true, schema: {type: string},
+               description: "The recording id, `<session>-<YYYYmmddTHHMMSSZ>`."}
+            - {name: name, in: path, required: true, schema: {type: string},
+               description: "`manifest.json`, `twin.jsonl`, `events.jsonl` or `video-NNN.mp4`."}
+          responses:
+            '200':
+              description: The file (JSON, JSON lines or MP4).
+            '401': Unauthorized
+            '403': Forbidden
+            '404': NotFound
+            '503': Unavailable
+        """
+        found = recordings_or_error()
+        if isinstance(found, flask.Response):
+            return found
+        try:
+            path = found.file(recording, name)
+        except SessionError as exc:
+            return _json_error(404, str(exc))
+        mimetype = {"json": "application/json", "jsonl": "application/x-ndjson",
+                    "mp4": "video/mp4"}[name.rsplit(".", 1)[1]]
+        return flask.send_file(path, mimetype=mimetype, max_age=0, conditional=True)
+
     # ------------------------------------------------------------------------------------- robot
     @app.post("/api/robot/trajectory")
     def robot_trajectory() -> flask.Response:
@@ -937,6 +1006,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         with broadcaster_lock:
             for task in broadcaster:
                 task.join(timeout=2.0)
+        xr_sessions.stop_recordings()      # finishes the video files on the gateway's loop
         gateway.stop()
 
     app.xrcell_stop = stop  # type: ignore[attr-defined]

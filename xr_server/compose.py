@@ -337,18 +337,20 @@ class _CameraViews:
         return self._pipeline.camera_jpeg(camera_id)
 
 
-def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any = None) -> Callable[[], None]:
+def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any = None,
+                 recordings_dir: Path | None = None) -> Callable[[], None]:
     """Start the XR server (dashboard, HMI, expert page, REST, Socket.IO) of `cell` in a thread.
 
     Robot commands from users reach the robot only through `cell.gate`; fault-stop resets go to
     `cell.monitor.reset`; `GET /api/safety/events` pages through `cell.audit`; the annotations
     of XR sessions are stored in `annotations` (`content.storage.AnnotationStore`; None refuses
-    them).
+    them); XR sessions are recorded under `recordings_dir` (None refuses recording).
 
     Returns:
         A function that stops the server's background work (the server thread is a daemon).
     """
     from xr_server.app import create_app
+    from xr_server.recording import Recordings
     from xr_server.serving import serve_in_thread
 
     cell.pipeline.enable_views(True)
@@ -366,6 +368,7 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
         robot_commands=cell.gate,
         safety_events=None if cell.audit is None else cell.audit.page,
         annotation_store=annotations,
+        recordings=None if recordings_dir is None else Recordings(recordings_dir, cell.twin_state),
     )
     serve_in_thread(app, socketio, host, port)
 
@@ -538,7 +541,8 @@ def run_cell(
             from content.storage import AnnotationStore, UserStore
 
             store = UserStore(db_url)
-            server = start_server(cell, host, port, store, AnnotationStore(db_url))
+            server = start_server(cell, host, port, store, AnnotationStore(db_url),
+                                  REPO_ROOT / "data" / "recordings")
             print(
                 f"xrcell: dashboard on http://{host}:{port}/  (HMI: http://{host}:{port}/hmi, "
                 f"remote expert: http://{host}:{port}/expert)",

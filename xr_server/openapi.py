@@ -38,6 +38,7 @@ RESPONSES = {
     "Unauthorized": ("No token, or a token that is forged, expired or revoked, or whose user was removed; "
                      "`error` says which (`missing token`, `invalid or expired token`, `token revoked`, "
                      "`token of a removed user`, ...)."),
+    "Forbidden": "The caller's roles do not allow this; `error` names the roles needed.",
     "NotFound": "No such resource; `error` names it.",
     "Unavailable": "The server has nothing to answer with yet; `error` says what is missing.",
 }

@@ -24,9 +24,10 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaRelay
+from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
 from xr_server.errors import SignallingError
@@ -119,6 +120,8 @@ class SessionMedia:
         self._videos: dict[str, _SessionVideo] = {}  # session id -> video; loop only
         self._status_lock = threading.Lock()
         self._status: dict[str, VideoStatus] = {}  # session id -> snapshot, for any thread
+        # session id -> [the next segment's file, its recorder while a worker video runs]; loop only
+        self._recorders: dict[str, list] = {}
 
     # ------------------------------------------------------------------------------ any thread
     def video(self, session_id: str) -> VideoStatus:
@@ -193,6 +196,48 @@ class SessionMedia:
             raise SignallingError(f"cannot answer the offer: {exc}") from exc
         return pc.localDescription
 
+    async def record(self, session_id: str, next_path: Callable[[], Path]) -> None:
+        """Record the session's worker video from now on: each worker video stream (now, and
+        after every reconnect) goes to a new file `next_path()` (H.264 MP4, aiortc's
+        `MediaRecorder` on an unbuffered relay proxy: one decode, no queue). The encoding runs
+        on this loop."""
+        await self.stop_recording(session_id)
+        self._recorders[session_id] = [next_path, None]
+        video = self._videos.get(session_id)
+        if video is not None and video.publication is not None:
+            await self._start_segment(session_id, video.publication.track)
+
+    async def stop_recording(self, session_id: str) -> None:
+        """Stop recording the session's video (finishes the file); nothing if not recording."""
+        entry = self._recorders.pop(session_id, None)
+        if entry is not None and entry[1] is not None:
+            await self._finish(entry[1])
+
+    async def _start_segment(self, session_id: str, track: MediaStreamTrack) -> None:
+        entry = self._recorders.get(session_id)
+        if entry is None:
+            return
+        if entry[1] is not None:
+            await self._finish(entry[1])
+            entry[1] = None
+        recorder = MediaRecorder(str(entry[0]()))
+        recorder.addTrack(self._relay.subscribe(track, buffered=False))
+        await recorder.start()
+        entry[1] = recorder
+
+    async def _end_segment(self, session_id: str) -> None:
+        entry = self._recorders.get(session_id)
+        if entry is not None and entry[1] is not None:
+            recorder, entry[1] = entry[1], None
+            await self._finish(recorder)
+
+    @staticmethod
+    async def _finish(recorder: MediaRecorder) -> None:
+        try:
+            await recorder.stop()
+        except Exception:  # noqa: BLE001 - a broken file must not break the media loop
+            log.exception("finishing a video recording failed")
+
     async def close(self, sid: str) -> None:
         """Close the connection's peer connection, if any; a worker's ends the session's video."""
         entry = self._peers.pop(sid, None)
@@ -228,6 +273,8 @@ class SessionMedia:
         publication.reader = asyncio.ensure_future(
             self._read(session_id, publication, self._relay.subscribe(track, buffered=False)))
         self._set_status(session_id, VideoStatus(track.id, 0, 0, 0))
+        if session_id in self._recorders:
+            asyncio.ensure_future(self._start_segment(session_id, track))
         log.info("session %s: worker video %s started", session_id, track.id)
         self._notify(session_id, track.id)
 
@@ -237,6 +284,8 @@ class SessionMedia:
             return
         if publication.reader is not None:
             publication.reader.cancel()
+        if session_id in self._recorders:
+            asyncio.ensure_future(self._end_segment(session_id))
         publication.track.stop()
         self._set_status(session_id, None)
         log.info("session %s: worker video %s ended", session_id, publication.track.id)

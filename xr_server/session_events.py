@@ -35,10 +35,12 @@ from xr_server.api_models import (
     SessionJoin,
     SessionLeave,
     SessionListRequest,
+    SessionRecord,
 )
 from xr_server.auth import TokenClaims
 from xr_server.errors import GatewayError, SessionError
 from xr_server.rtc import SessionMedia, check_sdp
+from xr_server.recording import Recordings
 from xr_server.rtc_gateway import RtcGateway
 from xr_server.sessions import (
     EXPERT_ROLES,
@@ -69,6 +71,7 @@ class SessionEvents:
         anchor_scene: what annotations can be anchored on besides the floor: the robot's link
             capsules and the tracked people's body capsules now (`xr_server.anchors`); None:
             the floor only. Called from handler threads; must not raise.
+        recordings: where session recordings go (`xr_server.recording`); None refuses them.
 
     Threads: the handlers run in Socket.IO handler threads, `_on_video` on the gateway's loop;
     the registry and the media are thread-safe as documented there.
@@ -76,13 +79,15 @@ class SessionEvents:
 
     def __init__(self, socketio: flask_socketio.SocketIO, namespace: str, cell_name: str,
                  gateway: RtcGateway, annotations: AnnotationStore | None,
-                 anchor_scene: Callable[[], Sequence[SceneCapsule]] | None = None) -> None:
+                 anchor_scene: Callable[[], Sequence[SceneCapsule]] | None = None,
+                 recordings: Recordings | None = None) -> None:
         self._socketio = socketio
         self._namespace = namespace
         self._cell = cell_name
         self._gateway = gateway
         self._annotations = annotations
         self._anchor_scene = anchor_scene
+        self.recordings = recordings
         self.registry = SessionRegistry([cell_name])
         self.media = SessionMedia(gateway, self._on_video)
         self._cameras_lock = threading.Lock()
@@ -92,7 +97,16 @@ class SessionEvents:
 
     # ----------------------------------------------------------------------------- helpers
     def _state(self, info: SessionInfo) -> dict:
-        return {**info.as_dict(), "video": self.media.video(info.session_id).track_id}
+        recorder = None if self.recordings is None else self.recordings.active(info.session_id)
+        return {**info.as_dict(), "video": self.media.video(info.session_id).track_id,
+                "recording": None if recorder is None else recorder.info.recording}
+
+    def _record(self, session_id: str, kind: str, data: dict) -> None:
+        if self.recordings is not None:
+            try:
+                self.recordings.event(session_id, kind, data)
+            except OSError:  # a full disk must not refuse the session's events
+                log.exception("recording of session %s: cannot write a %s event", session_id, kind)
 
     def _broadcast_state(self, info: SessionInfo) -> None:
         self._socketio.emit("session_state", self._state(info), to=session_room(info.session_id),
@@ -107,6 +121,8 @@ class SessionEvents:
 
     def _joined(self, info: SessionInfo, role: ParticipantRole) -> dict:
         flask_socketio.join_room(session_room(info.session_id))
+        self._record(info.session_id, "participant", {"op": "joined", "role": role.value,
+                                                      **info.as_dict()})
         annotations = self._list_annotations(info.session_id)
         answer = {**self._state(info), "role": role.value, "annotations": annotations}
         flask_socketio.emit("session_joined", answer)
@@ -136,6 +152,7 @@ class SessionEvents:
 
     def _emit_annotation(self, session_id: str, op: str, annotation: dict, ref: str = "") -> dict:
         message = {"op": op, "annotation": annotation, "ref": ref}
+        self._record(session_id, "annotation", message)
         self._socketio.emit("annotation", message, to=session_room(session_id),
                             namespace=self._namespace)
         return message
@@ -184,12 +201,56 @@ class SessionEvents:
         if left is None:
             return
         info, ended = left
+        self._record(info.session_id, "participant", {"op": "left", **info.as_dict()})
         if ended:
             with self._cameras_lock:
                 self._cameras.pop(info.session_id, None)
+            if self.recordings is not None and self.recordings.active(info.session_id) is not None:
+                self._stop_recording(info.session_id, "session ended")
             log.info("XR session %s ended", info.session_id)
         else:
             self._broadcast_state(info)
+
+    # ---------------------------------------------------------------------------- recording
+    def session_record(self, claims: TokenClaims, request: SessionRecord) -> dict:
+        participant = self.registry.participant(request.session, self._sid())
+        if self.recordings is None:
+            raise SessionError("recording needs a recordings folder: this server has none")
+        info = self.registry.info(request.session)
+        if request.record:
+            if participant.role is not ParticipantRole.EXPERT:
+                raise SessionError(f"only an expert of session {request.session} starts a recording")
+            started = self.recordings.start(request.session, info.cell, claims.username)
+            recorder = self.recordings.active(request.session)
+            self._record(request.session, "participant", {"op": "present", **info.as_dict()})
+            if recorder is not None:
+                self._gateway.start()
+                self._gateway.call(self.media.record, request.session, recorder.next_video_path,
+                                   timeout_s=SIGNALLING_TIMEOUT_S)
+            answer = {"session": request.session, "recording": started.as_dict()}
+        else:
+            answer = {"session": request.session,
+                      "recording": self._stop_recording(request.session, claims.username).as_dict()}
+        self._broadcast_state(info)
+        return answer
+
+    def stop_recordings(self) -> None:
+        """Finish every active recording (server shutdown), video files included."""
+        if self.recordings is None:
+            return
+        for session_id in self.recordings.active_sessions():
+            try:
+                self._stop_recording(session_id, "server stopped")
+            except SessionError:
+                pass
+
+    def _stop_recording(self, session_id: str, actor: str):
+        if self._gateway.running:
+            try:
+                self._gateway.call(self.media.stop_recording, session_id, timeout_s=SIGNALLING_TIMEOUT_S)
+            except GatewayError:
+                log.warning("finishing the video of session %s failed", session_id, exc_info=True)
+        return self.recordings.stop(session_id, actor)
 
     # ---------------------------------------------------------------------------- signalling
     def rtc_offer(self, claims: TokenClaims, request: RtcOffer) -> dict:
@@ -306,6 +367,7 @@ def register_session_events(client_event: Callable[[str, type], Callable[[Callab
     """Register every XR session event of `events` with `client_event` (see `create_app`)."""
     for name, model in (("session_create", SessionCreate), ("session_join", SessionJoin),
                         ("session_leave", SessionLeave), ("session_list", SessionListRequest),
+                        ("session_record", SessionRecord),
                         ("rtc_offer", RtcOffer), ("hmi_camera", HmiCamera),
                         ("annotation_create", AnnotationCreate),
                         ("annotation_update", AnnotationUpdate),

@@ -18,6 +18,7 @@ import pytest
 from content.storage import AnnotationStore, UserStore
 from tests.e2e.test_dashboard import ScriptedCell
 from xr_server.app import create_app, node_modules_dir
+from xr_server.recording import Recordings
 from xr_server.serving import serve_in_thread
 
 pytestmark = pytest.mark.e2e
@@ -60,9 +61,10 @@ def server(tmp_path_factory):
     store.add("eve", PASSWORD, ["expert"])
     annotations = AnnotationStore(db)
     cell = ScriptedCell()  # the dashboard test's moving arm and walking worker
+    recordings = Recordings(tmp_path_factory.mktemp("recordings"), cell.twin_state)
     app, socketio = create_app(twin_source=cell.twin_state, camera_views=cell, user_store=store,
                                secret_key="e2e-secret-0123456789abcdef", cell_name="e2e",
-                               annotation_store=annotations)
+                               annotation_store=annotations, recordings=recordings)
     base = serve_in_thread(app, socketio, name="xr-server-e2e-expert")
     yield base, annotations
     app.xrcell_stop()
@@ -196,6 +198,15 @@ def test_the_expert_sees_the_workers_camera_and_the_worker_sees_the_experts_arro
     assert len(stroke) == 1 and len(stroke[0].points) >= 12
     expert.click("#freeze")
     assert expert.evaluate("document.getElementById('expert-video').paused") is False
+
+    # the expert records the session: the worker's page says so, and the worker stops it
+    expert.click("#record")
+    wait_until(worker, "__xrcell.call.recording !== null", 10)
+    assert worker.locator("#recording").is_visible()
+    worker.click("#stop-recording")
+    wait_until(expert, "__xrcell.call.recording === null", 10)
+    assert not worker.locator("#recording").is_visible()
+    assert expert.locator("#record").text_content() == "Record session"
     assert not worker.problems, worker.problems
     assert not expert.problems, expert.problems
     worker.context.close()

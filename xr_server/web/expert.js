@@ -74,8 +74,22 @@ async function joinSession(session) {
   }
 }
 
+function showRecording(recording) {
+  state.recording = probe.call.recording = recording ?? null;
+  $("record").disabled = !state.session;
+  $("record").setAttribute("aria-pressed", String(!!state.recording));
+  $("record").textContent = state.recording ? "Stop recording" : "Record session";
+  $("recording-status").hidden = !state.recording;
+}
+$("record").addEventListener("click", () => {
+  if (!state.session) return;
+  request(socket, "session_record", { session: state.session, record: !state.recording })
+    .catch((err) => status(`recording: ${err.message}`));
+});
+
 function onSessionState(s) {
   if (s.session !== state.session) return;
+  showRecording(s.recording);
   if (!s.video) {
     status(s.worker_present ? `waiting for ${s.worker}'s camera…` : `${s.worker} is away`);
     return;

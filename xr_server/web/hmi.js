@@ -77,6 +77,7 @@ async function startCall() {
     joined ??= await request(socket, "session_create", { cell: call.cell });
     call.session = probe.call.session = joined.session;
     call.experts = probe.call.experts = joined.experts;
+    showRecording(joined.recording);
     annotations.reset(joined.annotations);
     await publish();
     callStatus();
@@ -91,7 +92,20 @@ socket.on("connect", () => { if (call.session) startCall(); });
 socket.on("session_state", (state) => {
   if (state.session !== call.session) return;
   call.experts = probe.call.experts = state.experts;
+  showRecording(state.recording);
   callStatus();
+});
+
+// The worker is always told when the session is recorded, and may stop it.
+function showRecording(recording) {
+  call.recording = probe.call.recording = recording ?? null;
+  $("recording").hidden = !call.recording;
+}
+$("stop-recording").addEventListener("click", () => {
+  if (call.session && call.recording) {
+    request(socket, "session_record", { session: call.session, record: false })
+      .catch((err) => callStatus(`cannot stop the recording: ${err.message}`));
+  }
 });
 socket.on("annotation", (message) => {
   if (message.annotation.session === call.session) annotations.apply(message);
