@@ -1,4 +1,5 @@
-"""The video of XR sessions: the worker's camera in over WebRTC, relayed to the session's experts.
+"""The media of XR sessions: the worker's camera and microphone in over WebRTC, relayed to the
+session's experts; the experts' voices back to the worker (`xr_server.rtc_audio`).
 
 Per session, the worker's connection *publishes* (its offer sends video) and each expert's
 connection *subscribes* (its offer receives video). The worker's decoded track goes through one
@@ -8,6 +9,11 @@ gets the newest frame and never a queue of old ones. The relay also feeds the se
 reader, which is always draining the worker's track: aiortc queues decoded frames without bound
 until someone reads them, so without it an unwatched camera would pile up frames (memory, then
 seconds of latency for the first expert to join).
+
+Audio is optional on both sides: a worker's offer with an audio section that sends has its
+microphone relayed (and drained, like the video) to every expert whose offer receives audio; a
+worker's offer whose audio section receives gets the session's talkback track in the answer; an
+expert's offer whose audio section sends has its microphone mixed into that talkback.
 
 Signalling is offer/answer without trickle ICE: the browser sends its offer once ICE gathering is
 complete, the answer carries all of the server's candidates (aiortc gathers them in
@@ -31,6 +37,7 @@ from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
 from xr_server.errors import SignallingError
+from xr_server.rtc_audio import TalkbackMixer, TalkbackTrack
 from xr_server.rtc_gateway import RtcGateway
 
 log = logging.getLogger(__name__)
@@ -75,6 +82,9 @@ class _SessionVideo:
     publisher_sid: str | None = None
     publication: _Publication | None = None
     subscribers: set[str] = field(default_factory=set)
+    audio: MediaStreamTrack | None = None           # the worker's microphone
+    audio_reader: asyncio.Task | None = None        # drains it through the relay
+    talkback: TalkbackMixer = field(default_factory=TalkbackMixer)
 
 
 def check_sdp(sdp: str) -> None:
@@ -88,11 +98,11 @@ def check_sdp(sdp: str) -> None:
         raise SignallingError("field 'sdp' has no media section ('m=' line)")
 
 
-def _video_directions(sdp: str) -> list[str]:
-    """The direction attribute of each video media section of `sdp`, in order."""
+def _media_directions(sdp: str, kind: str = "video") -> list[str]:
+    """The direction attribute of each media section of `kind` (video, audio) of `sdp`, in order."""
     directions = []
     for section in sdp.split("\nm=")[1:]:
-        if not section.startswith("video"):
+        if not section.startswith(kind):
             continue
         direction = "sendrecv"
         for line in section.splitlines():
@@ -138,7 +148,7 @@ class SessionMedia:
         Raises:
             SignallingError: the offer sends no video, or aiortc cannot use it.
         """
-        if not any(d in ("sendonly", "sendrecv") for d in _video_directions(offer.sdp)):
+        if not any(d in ("sendonly", "sendrecv") for d in _media_directions(offer.sdp)):
             raise SignallingError("the worker's offer sends no video: "
                                   "add the camera track before the offer")
         await self.close(sid)
@@ -149,11 +159,16 @@ class SessionMedia:
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            if track.kind != "video":
-                return  # audio is not relayed yet
             if video.publisher_sid != sid:
                 return
-            self._start_publication(session_id, video, track)
+            if track.kind == "audio":
+                self._start_audio(video, track)
+            else:
+                self._start_publication(session_id, video, track)
+
+        def add_talkback() -> None:
+            if any(d in ("recvonly", "sendrecv") for d in _media_directions(offer.sdp, "audio")):
+                pc.addTrack(TalkbackTrack(video.talkback))    # into the offer's audio section
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -161,7 +176,7 @@ class SessionMedia:
             if pc.connectionState == "failed":
                 await self.close(sid)
 
-        return await self._answer(pc, sid, offer)
+        return await self._answer(pc, sid, offer, add_talkback)
 
     async def subscribe(self, session_id: str, sid: str,
                         offer: RTCSessionDescription) -> RTCSessionDescription:
@@ -170,7 +185,7 @@ class SessionMedia:
         Raises:
             SignallingError: the offer receives no video, or the session has no worker video yet.
         """
-        if not any(d in ("recvonly", "sendrecv") for d in _video_directions(offer.sdp)):
+        if not any(d in ("recvonly", "sendrecv") for d in _media_directions(offer.sdp)):
             raise SignallingError("the expert's offer receives no video: "
                                   "add a recvonly video transceiver")
         video = self._videos.get(session_id)
@@ -187,8 +202,16 @@ class SessionMedia:
             if pc.connectionState == "failed":
                 await self.close(sid)
 
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio" and sid in video.subscribers:
+                video.talkback.add(sid, track)     # the expert's voice, to the worker
+
         await pc.setRemoteDescription(offer)
         pc.addTrack(self._relay.subscribe(video.publication.track, buffered=False))
+        if video.audio is not None and any(d in ("recvonly", "sendrecv")
+                                           for d in _media_directions(offer.sdp, "audio")):
+            pc.addTrack(self._relay.subscribe(video.audio, buffered=False))
         try:
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
@@ -247,22 +270,54 @@ class SessionMedia:
         video = self._videos.get(session_id)
         if video is not None:
             video.subscribers.discard(sid)
+            video.talkback.remove(sid)
             if video.publisher_sid == sid:
                 video.publisher_sid = None
                 self._end_publication(session_id, video)
+                self._end_audio(video)
             if video.publisher_sid is None and not video.subscribers:
+                video.talkback.close()
                 del self._videos[session_id]
         await pc.close()
 
-    async def _answer(self, pc: RTCPeerConnection, sid: str,
-                      offer: RTCSessionDescription) -> RTCSessionDescription:
+    async def _answer(self, pc: RTCPeerConnection, sid: str, offer: RTCSessionDescription,
+                      add_tracks: Callable[[], None] | None = None) -> RTCSessionDescription:
         try:
             await pc.setRemoteDescription(offer)
+            if add_tracks is not None:
+                add_tracks()
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
             await self.close(sid)
             raise SignallingError(f"cannot answer the offer: {exc}") from exc
         return pc.localDescription
+
+    # ------------------------------------------------------------------------------- audio
+    def _start_audio(self, video: _SessionVideo, track: MediaStreamTrack) -> None:
+        self._end_audio(video)
+        video.audio = track
+        video.audio_reader = asyncio.ensure_future(
+            self._drain(self._relay.subscribe(track, buffered=False)))
+
+    @staticmethod
+    def _end_audio(video: _SessionVideo) -> None:
+        if video.audio_reader is not None:
+            video.audio_reader.cancel()
+            video.audio_reader = None
+        if video.audio is not None:
+            video.audio.stop()
+            video.audio = None
+
+    @staticmethod
+    async def _drain(proxy: MediaStreamTrack) -> None:
+        """Read a track to its end (aiortc queues undrained decoded frames without bound)."""
+        try:
+            while True:
+                await proxy.recv()
+        except MediaStreamError:
+            pass
+        finally:
+            proxy.stop()
 
     # ------------------------------------------------------------------------- publications
     def _start_publication(self, session_id: str, video: _SessionVideo,

@@ -137,6 +137,12 @@ def test_the_expert_sees_the_workers_camera_and_the_worker_sees_the_experts_arro
     expert = open_page(browser, base, "eve", "/expert")
     expert.click(f"button[data-session='{session}']", timeout=10_000)
     wait_until(expert, "__xrcell.call.rtc === 'connected'", 20)
+    # audio both ways over the same peer connections (Chromium's fake microphone plays a beep):
+    # the expert receives the worker's microphone, the worker the expert's talkback
+    wait_until(expert, "__xrcell.call.audio && __xrcell.call.audio.received > 50", 20)
+    wait_until(worker, "__xrcell.call.audio && __xrcell.call.audio.received > 50", 20)
+    assert worker.evaluate("__xrcell.call.audio.sent") > 50 and expert.evaluate("__xrcell.call.audio.sent") > 50
+
     # frames decoded and handed to the <video> element (not only its metadata)
     wait_until(expert, "document.getElementById('expert-video').getVideoPlaybackQuality().totalVideoFrames > 10", 20)
 

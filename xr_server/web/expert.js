@@ -4,7 +4,8 @@
 // `/expert?session=<id>` joins that session.
 import { TwinView } from "./twin3d.js";
 import { subscribeTwin, signOut, probe } from "./twin_socket.js";
-import { AnnotationSet, ICE_SERVERS, drawAnnotations, negotiate, request } from "./xr_session.js";
+import { AnnotationSet, ICE_SERVERS, audioPackets, drawAnnotations, negotiate, request, setMuted }
+  from "./xr_session.js";
 
 const $ = (id) => document.getElementById(id);
 const video = $("expert-video");
@@ -103,8 +104,15 @@ async function subscribe(videoId) {
   const pc = new RTCPeerConnection({ iceServers: ICE_SERVERS });
   state.pc = pc;
   pc.addTransceiver("video", { direction: "recvonly" });
+  // Talk to the worker: the microphone if there is one, else listen only.
+  state.mic ??= await navigator.mediaDevices.getUserMedia({ audio: true }).catch(() => null);
+  const mic = state.mic?.getAudioTracks()[0];
+  if (mic) pc.addTrack(mic, state.mic);
+  else pc.addTransceiver("audio", { direction: "recvonly" });
+  $("mute").hidden = !mic;
   pc.addEventListener("track", (event) => {
-    video.srcObject = event.streams[0] ?? new MediaStream([event.track]);
+    if (event.track.kind === "audio") $("expert-audio").srcObject = new MediaStream([event.track]);
+    else video.srcObject = event.streams[0] ?? new MediaStream([event.track]);
   });
   pc.addEventListener("connectionstatechange", () => {
     probe.call.rtc = pc.connectionState;
@@ -239,6 +247,12 @@ function listAnnotations(list) {
 
 // ------------------------------------------------------------------------------------ start
 $("sign-out").addEventListener("click", signOut);
+$("mute").addEventListener("click", () => {
+  const muted = setMuted(state.mic, $("mute").getAttribute("aria-pressed") !== "true");
+  $("mute").setAttribute("aria-pressed", String(muted));
+  $("mute").textContent = muted ? "Unmute" : "Mute";
+});
+setInterval(async () => { probe.call.audio = await audioPackets(state.pc); }, 1000);
 (async () => {
   const me = await (await fetch("/api/me", { credentials: "same-origin" })).json();
   state.me = me.username;

@@ -4,7 +4,8 @@
 // annotations come back over Socket.IO and are drawn over the camera view.
 import { TwinView, MODE_COLORS, MODE_LABELS } from "./twin3d.js";
 import { subscribeTwin, fmt, probe } from "./twin_socket.js";
-import { AnnotationSet, ICE_SERVERS, drawAnnotations, negotiate, request } from "./xr_session.js";
+import { AnnotationSet, ICE_SERVERS, audioPackets, drawAnnotations, negotiate, request, setMuted }
+  from "./xr_session.js";
 
 const $ = (id) => document.getElementById(id);
 const view = new TwinView($("hmi-twin"), { background: 0x0d1117, onRender: () => { probe.rendered += 1; } });
@@ -54,6 +55,13 @@ async function publish() {
   const track = call.stream.getVideoTracks()[0];
   track.contentHint = "detail";  // keep the resolution, let the frame rate give way
   const sender = pc.addTrack(track, call.stream);
+  // The microphone to the experts; their voices come back on the same audio section.
+  const mic = call.stream.getAudioTracks()[0];
+  if (mic) pc.addTrack(mic, call.stream);
+  else pc.addTransceiver("audio", { direction: "recvonly" });
+  pc.addEventListener("track", (event) => {
+    if (event.track.kind === "audio") $("talkback").srcObject = new MediaStream([event.track]);
+  });
   pc.addEventListener("connectionstatechange", () => { probe.call.rtc = pc.connectionState; callStatus(); });
   await negotiate(socket, pc, call.session);
   const parameters = sender.getParameters();
@@ -66,7 +74,9 @@ async function startCall() {
   $("call-expert").disabled = true;
   callStatus("starting the camera…");
   try {
-    call.stream ??= await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+    call.stream ??= await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true })
+      .catch(() => navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false }));
+    $("mute").hidden = !call.stream.getAudioTracks().length;
     camera.srcObject = call.stream;
     $("hmi-view").hidden = false;
     call.cell ??= (await (await fetch("/api/me", { credentials: "same-origin" })).json()).cell;
@@ -88,6 +98,12 @@ async function startCall() {
 }
 
 $("call-expert").addEventListener("click", startCall);
+$("mute").addEventListener("click", () => {
+  const muted = setMuted(call.stream, $("mute").getAttribute("aria-pressed") !== "true");
+  $("mute").setAttribute("aria-pressed", String(muted));
+  $("mute").textContent = muted ? "Unmute" : "Mute";
+});
+setInterval(async () => { probe.call.audio = await audioPackets(call.pc); }, 1000);
 socket.on("connect", () => { if (call.session) startCall(); });
 socket.on("session_state", (state) => {
   if (state.session !== call.session) return;

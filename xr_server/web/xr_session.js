@@ -99,3 +99,22 @@ export function drawAnnotations(svg, annotations, width, height) {
     svg.append(g);
   }
 }
+
+// Audio packets sent and received on a peer connection so far (W3C webrtc-stats outbound-rtp /
+// inbound-rtp of kind audio): what the pages show as "talking"/"hearing" and the tests read.
+export async function audioPackets(pc) {
+  const out = { sent: 0, received: 0 };
+  if (!pc) return out;
+  (await pc.getStats()).forEach((report) => {
+    if (report.kind !== "audio") return;
+    if (report.type === "outbound-rtp") out.sent += report.packetsSent ?? 0;
+    if (report.type === "inbound-rtp") out.received += report.packetsReceived ?? 0;
+  });
+  return out;
+}
+
+// Mute or unmute the microphone tracks of `stream`; returns the new muted state.
+export function setMuted(stream, muted) {
+  for (const track of stream?.getAudioTracks() ?? []) track.enabled = !muted;
+  return muted;
+}
