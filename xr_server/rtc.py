@@ -221,9 +221,9 @@ class SessionMedia:
 
     async def record(self, session_id: str, next_path: Callable[[], Path]) -> None:
         """Record the session's worker video from now on: each worker video stream (now, and
-        after every reconnect) goes to a new file `next_path()` (H.264 MP4, aiortc's
-        `MediaRecorder` on an unbuffered relay proxy: one decode, no queue). The encoding runs
-        on this loop."""
+        after every reconnect) goes to a new file `next_path()` (H.264 MP4 with the worker's
+        microphone as AAC when it sends one; aiortc's `MediaRecorder` on unbuffered relay
+        proxies: one decode, no queue). The encoding runs on this loop."""
         await self.stop_recording(session_id)
         self._recorders[session_id] = [next_path, None]
         video = self._videos.get(session_id)
@@ -245,6 +245,9 @@ class SessionMedia:
             entry[1] = None
         recorder = MediaRecorder(str(entry[0]()))
         recorder.addTrack(self._relay.subscribe(track, buffered=False))
+        video = self._videos.get(session_id)
+        if video is not None and video.audio is not None:     # the worker's microphone, AAC
+            recorder.addTrack(self._relay.subscribe(video.audio, buffered=False))
         await recorder.start()
         entry[1] = recorder
 

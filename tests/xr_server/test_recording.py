@@ -15,6 +15,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 
 from content.storage import AnnotationStore
 from tests.xr_server.live import PASSWORD, USERS, start_live_server
+from tests.xr_server.test_rtc_audio import ToneTrack, dominant_hz
 from tests.xr_server.test_rtc_relay import CLIP, ClipTrack, negotiate, until
 from xr_server.errors import SessionError
 from xr_server.recording import Recordings
@@ -130,6 +131,7 @@ def test_an_expert_records_a_session_with_the_workers_video(live):
     async def scenario():
         worker = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         worker.addTrack(ClipTrack(CLIP))
+        worker.addTrack(ToneTrack(440))
         await negotiate(wendy, worker, session)
         await until(lambda: media.video(session).frames_received >= 5)
         started = await asyncio.to_thread(eve.call, "session_record", {"session": session, "record": True})
@@ -163,8 +165,12 @@ def test_an_expert_records_a_session_with_the_workers_video(live):
     path = live.app.extensions["xrcell_sessions"].recordings.file(started["recording"], "video-001.mp4")
     with av.open(str(path)) as container:
         decoded = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
+    with av.open(str(path)) as container:
+        sound = list(container.decode(audio=0))
     assert len(decoded) >= 20 and decoded[0].shape == (240, 320)
     assert min(f.mean() for f in decoded) > 20                # the real footage, not black frames
+    hz, rms = dominant_hz(sound[len(sound) // 2:])
+    assert hz == pytest.approx(440, abs=10) and rms > 0.01, (hz, rms)   # the worker's microphone
     # Workers may not browse recordings; unknown files are 404 naming them.
     worker_token = live.token("wendy")
     refused = requests.get(f"{live.base}/api/recordings", headers={"Authorization": f"Bearer {worker_token}"},

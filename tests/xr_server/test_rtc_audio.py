@@ -46,7 +46,13 @@ class ToneTrack(MediaStreamTrack):
 
 def dominant_hz(frames) -> tuple[float, float]:
     """(the strongest frequency, the RMS) of received audio frames, mixed down to mono."""
-    pcm = np.concatenate([f.to_ndarray().reshape(-1, len(f.layout.channels)).mean(axis=1) for f in frames])
+    def mono(f):
+        samples = f.to_ndarray()
+        if f.format.is_planar:                       # (channels, samples)
+            return samples.mean(axis=0)
+        return samples.reshape(-1, len(f.layout.channels)).mean(axis=1)   # interleaved
+
+    pcm = np.concatenate([mono(f) for f in frames]).astype(np.float64)
     rate = frames[0].sample_rate
     spectrum = np.abs(np.fft.rfft(pcm * np.hanning(len(pcm))))
     return float(np.fft.rfftfreq(len(pcm), 1 / rate)[spectrum.argmax()]), float(np.sqrt((pcm ** 2).mean()))
