@@ -130,7 +130,7 @@ def main() -> None:
 
     cell = load_cell(DEFAULT_CELL)
     params = cell.safety
-    stopping = StoppingModel(cell.robot.stop.latency_s, cell.robot.stop.deceleration_mps2)
+    stopping = StoppingModel.from_stop_data(cell.robot.stop)
     zones = ZoneSet(cell.zones)
     q, segs, kin, frames = robot_configurations(cell, 40)
     rng = np.random.default_rng(7)

@@ -28,17 +28,61 @@ class Pose(_Model):
     yaw_deg: float = 0.0
 
 
+class StopDataRow(_Model):
+    """One measured stop: from `speed_mps` with `payload_kg`, the robot stopped within
+    `stopping_time_s` and `stopping_distance_m` (ISO 10218-1:2011 annex B measures them at 33,
+    66 and 100 % of speed, payload and extension; give the worst extension's figures, converted
+    to the Cartesian speed and distance of the robot's fastest point)."""
+
+    speed_mps: float = Field(..., gt=0.0, le=10.0)
+    payload_kg: float = Field(0.0, ge=0.0, le=1000.0)
+    stopping_time_s: float = Field(..., gt=0.0, le=10.0)
+    stopping_distance_m: float = Field(..., gt=0.0, le=10.0)
+
+
 class StopData(_Model):
     """The robot's stopping behaviour, used for T_s and S_s (ISO/TS 15066 clause 5.5.4.2.3).
 
     Stopping time T_s(v) = latency_s + v / deceleration_mps2 and stopping distance
-    S_s(v) = v * latency_s + v^2 / (2 * deceleration_mps2), v the robot's speed.
+    S_s(v) = v * latency_s + v^2 / (2 * deceleration_mps2), v the robot's speed. With a
+    measured `table`, the monitor and the gate use instead the (latency, deceleration) pair that
+    bounds the table's rows for `payload_kg` from above (`safety.ssm.fit_stopping_envelope`);
+    `latency_s` and `deceleration_mps2` then only describe how the simulated robot brakes.
+
+    Attributes:
+        category: IEC 60204-1 stop category of the protective stop.
+        latency_s, deceleration_mps2: t_d (s) and a (m/s^2) of the model above.
+        table: measured stops (`StopDataRow`); per payload, speeds up to `robot.max_tcp_speed_mps`.
+        payload_kg: the payload the robot carries; the table's rows of the smallest measured
+            payload at or above it are used.
+        source: where the figures come from (datasheet, measurement report).
     """
 
     category: Literal[0, 1, 2] = 1
     latency_s: float = Field(0.05, ge=0.0, le=2.0)
     deceleration_mps2: float = Field(2.5, gt=0.0, le=50.0)
+    table: list[StopDataRow] = Field(default_factory=list)
+    payload_kg: float = Field(0.0, ge=0.0, le=1000.0)
     source: str = ""
+
+    @model_validator(mode="after")
+    def _table_is_usable(self) -> "StopData":
+        if not self.table:
+            return self
+        payloads = sorted({r.payload_kg for r in self.table})
+        if self.payload_kg > payloads[-1]:
+            raise ValueError(f"payload_kg {self.payload_kg:g} is above every payload of the table "
+                             f"(at most {payloads[-1]:g} kg): measure the stops with it")
+        from safety.ssm import fit_stopping_envelope
+
+        for payload in payloads:
+            rows = sorted((r for r in self.table if r.payload_kg == payload), key=lambda r: r.speed_mps)
+            try:
+                fit_stopping_envelope([r.speed_mps for r in rows], [r.stopping_time_s for r in rows],
+                                      [r.stopping_distance_m for r in rows])
+            except ValueError as exc:
+                raise ValueError(f"table rows of payload {payload:g} kg: {exc}") from None
+        return self
 
 
 class Robot(_Model):
@@ -50,6 +94,16 @@ class Robot(_Model):
     max_tcp_speed_mps: float = Field(1.0, gt=0.0, le=3.0)
     stop: StopData = StopData()
     state_rate_hz: float = Field(200.0, ge=100.0, le=1000.0)
+
+    @model_validator(mode="after")
+    def _stop_table_covers_the_speed(self) -> "Robot":
+        for payload in sorted({r.payload_kg for r in self.stop.table}):
+            fastest = max(r.speed_mps for r in self.stop.table if r.payload_kg == payload)
+            if fastest < self.max_tcp_speed_mps:
+                raise ValueError(f"stop.table: the payload {payload:g} kg is measured up to {fastest:g} m/s, "
+                                 f"below max_tcp_speed_mps {self.max_tcp_speed_mps:g}: the stopping "
+                                 "distance above it is unknown")
+        return self
 
 
 class CameraPose(_Model):

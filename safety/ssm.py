@@ -16,13 +16,22 @@ Stopping model (from the cell's stop data, `content.cell.StopData`): the robot
 starts braking `t_d` after the stop is commanded and then decelerates at `a`:
 
     T_s(v) = t_d + v / a,     S_s(v) = v * t_d + v^2 / (2 a)
+
+Where the cell gives measured stopping data (a table of stopping time and distance against
+speed, per payload: the figures of ISO 10218-1:2011 annex B, or the user's own measurements),
+`fit_stopping_envelope` chooses the (t_d, a) whose T_s and S_s lie on or above the table's
+piecewise-linear interpolation at every speed up to the fastest measured one, so every formula
+above keeps its closed form and stays conservative against the data.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 if TYPE_CHECKING:
     from content.cell import StopData
@@ -42,8 +51,16 @@ class StoppingModel:
 
     @classmethod
     def from_stop_data(cls, stop: "StopData") -> "StoppingModel":
-        """The model of a cell description's `robot.stop` (t_d = `latency_s`, a = `deceleration_mps2`)."""
-        return cls(stop.latency_s, stop.deceleration_mps2)
+        """The model of a cell description's `robot.stop`: with a measured `table`, the envelope
+        of its rows for the smallest measured payload >= `payload_kg` (`fit_stopping_envelope`;
+        stopping distance grows with payload, so the next heavier payload is conservative);
+        otherwise t_d = `latency_s`, a = `deceleration_mps2`."""
+        if not stop.table:
+            return cls(stop.latency_s, stop.deceleration_mps2)
+        payload = min(r.payload_kg for r in stop.table if r.payload_kg >= stop.payload_kg)
+        rows = sorted((r for r in stop.table if r.payload_kg == payload), key=lambda r: r.speed_mps)
+        return fit_stopping_envelope([r.speed_mps for r in rows], [r.stopping_time_s for r in rows],
+                                     [r.stopping_distance_m for r in rows])
 
     def stopping_time_s(self, v_r_mps: float) -> float:
         """T_s(v) = t_d + v / a, seconds (ISO/TS 15066 clause 5.5.4.2.3, T_s)."""
@@ -165,3 +182,61 @@ def max_robot_speed_mps(
         return 0.0
     ab = a * b
     return math.sqrt(ab * ab + 2.0 * a * d_free) - ab
+
+
+#: Speeds at which `fit_stopping_envelope` checks the bound, per table (evenly spaced).
+ENVELOPE_GRID_POINTS = 400
+#: Decelerations `fit_stopping_envelope` tries, m/s^2 (log-spaced).
+ENVELOPE_DECELERATIONS_MPS2 = np.geomspace(0.05, 200.0, 2000)
+
+
+def fit_stopping_envelope(speeds_mps: Sequence[float], stopping_times_s: Sequence[float],
+                          stopping_distances_m: Sequence[float]) -> StoppingModel:
+    """The tightest linear-deceleration `StoppingModel` that bounds measured stopping data.
+
+    The data are interpolated piecewise-linearly in speed: distances from (0, 0) through the
+    rows (a stopping distance is convex in speed, so the chords lie above it), times flat below
+    the slowest row and linear between rows. The model's T_s(v) and S_s(v) must be at or above
+    both at `ENVELOPE_GRID_POINTS` speeds up to the fastest row; among the decelerations
+    `ENVELOPE_DECELERATIONS_MPS2`, each with the smallest t_d that achieves the bound, the one
+    with the least mean excess (relative to the largest time and distance) is returned.
+
+    Args:
+        speeds_mps: (N,) strictly increasing speeds > 0, m/s (the robot's Cartesian speed at the
+            point whose stopping distance was measured, e.g. the TCP).
+        stopping_times_s: (N,) non-decreasing stopping times, s.
+        stopping_distances_m: (N,) non-decreasing stopping distances, m.
+
+    Returns:
+        StoppingModel(t_d, a) with T_s(v) >= the interpolated time and S_s(v) >= the interpolated
+        distance for every v in (0, speeds_mps[-1]].
+
+    Raises:
+        ValueError: fewer than one row, non-finite or non-positive values, speeds not strictly
+            increasing, or times or distances that decrease with speed (the message says which).
+    """
+    v = np.asarray(speeds_mps, dtype=float)
+    t = np.asarray(stopping_times_s, dtype=float)
+    d = np.asarray(stopping_distances_m, dtype=float)
+    if v.ndim != 1 or len(v) < 1 or t.shape != v.shape or d.shape != v.shape:
+        raise ValueError("stopping data: give as many times and distances as speeds (at least one)")
+    if not (np.isfinite(v).all() and np.isfinite(t).all() and np.isfinite(d).all()):
+        raise ValueError("stopping data: values must be finite")
+    if (v <= 0).any() or (t <= 0).any() or (d <= 0).any():
+        raise ValueError("stopping data: speeds, times and distances must be > 0")
+    if (np.diff(v) <= 0).any():
+        raise ValueError("stopping data: speeds must be strictly increasing")
+    if (np.diff(t) < 0).any() or (np.diff(d) < 0).any():
+        raise ValueError("stopping data: stopping time and distance must not decrease with speed")
+    grid = np.linspace(v[-1] / ENVELOPE_GRID_POINTS, v[-1], ENVELOPE_GRID_POINTS)
+    d_lin = np.interp(grid, np.concatenate([[0.0], v]), np.concatenate([[0.0], d]))
+    t_lin = np.interp(grid, v, t)
+    a = ENVELOPE_DECELERATIONS_MPS2[:, None]
+    # the smallest t_d with t_d + v/a >= t_lin and v t_d + v^2/(2a) >= d_lin at every grid speed
+    t_d = np.maximum(0.0, np.maximum((t_lin - grid / a).max(axis=1),
+                                     ((d_lin - grid * grid / (2.0 * a)) / grid).max(axis=1)))
+    t_model = t_d[:, None] + grid / a
+    d_model = grid * t_d[:, None] + grid * grid / (2.0 * a)
+    excess = ((t_model - t_lin) / t.max() + (d_model - d_lin) / d.max()).mean(axis=1)
+    best = int(np.argmin(excess))
+    return StoppingModel(float(t_d[best]), float(ENVELOPE_DECELERATIONS_MPS2[best]))
