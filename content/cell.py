@@ -73,15 +73,18 @@ class StopData(_Model):
         if self.payload_kg > payloads[-1]:
             raise ValueError(f"payload_kg {self.payload_kg:g} is above every payload of the table "
                              f"(at most {payloads[-1]:g} kg): measure the stops with it")
-        from safety.ssm import fit_stopping_envelope
-
         for payload in payloads:
             rows = sorted((r for r in self.table if r.payload_kg == payload), key=lambda r: r.speed_mps)
-            try:
-                fit_stopping_envelope([r.speed_mps for r in rows], [r.stopping_time_s for r in rows],
-                                      [r.stopping_distance_m for r in rows])
-            except ValueError as exc:
-                raise ValueError(f"table rows of payload {payload:g} kg: {exc}") from None
+            for slower, faster in zip(rows, rows[1:]):
+                if faster.speed_mps == slower.speed_mps:
+                    raise ValueError(f"table rows of payload {payload:g} kg: two rows at "
+                                     f"{faster.speed_mps:g} m/s")
+                if (faster.stopping_time_s < slower.stopping_time_s
+                        or faster.stopping_distance_m < slower.stopping_distance_m):
+                    raise ValueError(f"table rows of payload {payload:g} kg: the stop from "
+                                     f"{faster.speed_mps:g} m/s is shorter than from "
+                                     f"{slower.speed_mps:g} m/s (stopping time and distance must "
+                                     "not decrease with speed)")
         return self
 
 

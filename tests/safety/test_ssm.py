@@ -163,8 +163,9 @@ def test_the_cells_payload_picks_the_next_heavier_measured_rows():
     ({"table": TABLE[:2]}, r"robot: Value error, stop.table: the payload 0 kg is measured up to 0.66 m/s, "
                            r"below max_tcp_speed_mps 1"),
     ({"table": [TABLE[1], {**TABLE[2], "stopping_distance_m": 0.1}]},
-     r"robot.stop: Value error, table rows of payload 0 kg: stopping data: stopping time and distance must not "
-     r"decrease with speed"),
+     r"robot.stop: Value error, table rows of payload 0 kg: the stop from 1 m/s is shorter than from 0.66 m/s"),
+    ({"table": [TABLE[2], {**TABLE[2], "stopping_time_s": 0.4}]},
+     r"robot.stop: Value error, table rows of payload 0 kg: two rows at 1 m/s"),
 ])
 def test_a_bad_table_is_refused_naming_the_field(stop, match):
     from content.errors import CellDescriptionError
