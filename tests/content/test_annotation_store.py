@@ -56,7 +56,7 @@ def test_an_annotation_of_another_session_is_not_found(store):
         store.update(mark.annotation_id, "fedcba9876543210", "eve", text="y")
     with pytest.raises(StorageError, match=f"^no annotation 999 in session {SESSION}$"):
         store.remove(999, SESSION, "eve")
-    with pytest.raises(StorageError, match="^unknown annotation kind 'star': expected one of arrow, circle, label$"):
+    with pytest.raises(StorageError, match="^unknown annotation kind 'star': expected one of arrow, circle, label, stroke$"):
         store.add(SESSION, "lab", "eve", "star", [[0.5, 0.5]], None, "", "#ffcc00")
 
 
