@@ -239,7 +239,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
     socketio = flask_socketio.SocketIO(app, async_mode="threading", logger=False, engineio_logger=False)
     room = cell_room(cell_name)
     gateway = RtcGateway(ice_servers)
-    xr_sessions = SessionEvents(socketio, NAMESPACE, cell_name, gateway, annotation_store)
+    xr_sessions = SessionEvents(socketio, NAMESPACE, cell_name, gateway, annotation_store,
+                                twin_source)
     stop_event = threading.Event()
     csp = ("default-src 'self'; script-src 'self' " + " ".join(_inline_script_hashes())
            + "; img-src 'self' data: blob:; style-src 'self'; connect-src 'self'; object-src 'none';"

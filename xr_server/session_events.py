@@ -36,6 +36,7 @@ from xr_server.api_models import (
 )
 from xr_server.auth import TokenClaims
 from xr_server.errors import GatewayError, SessionError
+from xr_server.overlay import OverlayInputs
 from xr_server.rtc import SessionMedia, check_sdp
 from xr_server.rtc_gateway import RtcGateway
 from xr_server.sessions import (
@@ -61,22 +62,30 @@ class SessionEvents:
         cell_name: the cell this server shows.
         gateway: the WebRTC gateway (started on the first offer).
         annotations: the annotation store; None refuses annotations.
+        twin_source: the newest `twin_state` message (or None), for the composited views; None
+            refuses composited views.
 
-    Threads: the handlers run in Socket.IO handler threads, `_on_video` on the gateway's loop;
-    the registry and the media are thread-safe as documented there.
+    Threads: the handlers run in Socket.IO handler threads, `_on_video` on the gateway's loop,
+    `_overlay` in executor threads of the loop; the registry and the media are thread-safe as
+    documented there, the camera poses and the drawn annotations are guarded by `_lock`.
     """
 
     def __init__(self, socketio: flask_socketio.SocketIO, namespace: str, cell_name: str,
-                 gateway: RtcGateway, annotations: AnnotationStore | None) -> None:
+                 gateway: RtcGateway, annotations: AnnotationStore | None,
+                 twin_source: Callable[[], dict | None] | None = None) -> None:
         self._socketio = socketio
         self._namespace = namespace
         self._cell = cell_name
         self._gateway = gateway
         self._annotations = annotations
         self.registry = SessionRegistry([cell_name])
-        self.media = SessionMedia(gateway, self._on_video)
-        self._cameras_lock = threading.Lock()
+        self._twin_source = twin_source
+        self.media = SessionMedia(gateway, self._on_video,
+                                  None if twin_source is None else self._overlay)
+        self._lock = threading.Lock()
         self._cameras: dict[str, CameraPose] = {}  # session id -> the worker's newest camera pose
+        # session id -> annotation id -> its `annotation_dict`, for the composited views
+        self._drawn: dict[str, dict[int, dict]] = {}
 
     # ----------------------------------------------------------------------------- helpers
     def _state(self, info: SessionInfo) -> dict:
@@ -85,6 +94,18 @@ class SessionEvents:
     def _broadcast_state(self, info: SessionInfo) -> None:
         self._socketio.emit("session_state", self._state(info), to=session_room(info.session_id),
                             namespace=self._namespace)
+
+    def _overlay(self, session_id: str) -> OverlayInputs:
+        """What the composited view of `session_id` shows now (an executor thread)."""
+        try:
+            twin = self._twin_source() if self._twin_source is not None else None
+        except Exception:  # noqa: BLE001 - a broken source must not end the video
+            log.exception("twin_source failed")
+            twin = None
+        with self._lock:
+            camera = self._cameras.get(session_id)
+            annotations = tuple(self._drawn.get(session_id, {}).values())
+        return OverlayInputs(twin, camera, annotations)
 
     def _on_video(self, session_id: str, track_id: str | None) -> None:
         try:
@@ -96,6 +117,8 @@ class SessionEvents:
     def _joined(self, info: SessionInfo, role: ParticipantRole) -> dict:
         flask_socketio.join_room(session_room(info.session_id))
         annotations = self._list_annotations(info.session_id)
+        with self._lock:
+            self._drawn[info.session_id] = {a["id"]: a for a in annotations}
         answer = {**self._state(info), "role": role.value, "annotations": annotations}
         flask_socketio.emit("session_joined", answer)
         self._broadcast_state(info)
@@ -124,6 +147,12 @@ class SessionEvents:
 
     def _emit_annotation(self, session_id: str, op: str, annotation: dict, ref: str = "") -> dict:
         message = {"op": op, "annotation": annotation, "ref": ref}
+        with self._lock:
+            drawn = self._drawn.setdefault(session_id, {})
+            if op == "deleted":
+                drawn.pop(annotation["id"], None)
+            else:
+                drawn[annotation["id"]] = annotation
         self._socketio.emit("annotation", message, to=session_room(session_id),
                             namespace=self._namespace)
         return message
@@ -173,8 +202,9 @@ class SessionEvents:
             return
         info, ended = left
         if ended:
-            with self._cameras_lock:
+            with self._lock:
                 self._cameras.pop(info.session_id, None)
+                self._drawn.pop(info.session_id, None)
             log.info("XR session %s ended", info.session_id)
         else:
             self._broadcast_state(info)
@@ -184,11 +214,14 @@ class SessionEvents:
         sid = self._sid()
         participant = self.registry.participant(request.session, sid)
         check_sdp(request.sdp)
+        if request.composited and participant.role is not ParticipantRole.WORKER:
+            raise SessionError("field 'composited': only the worker of session "
+                               f"{request.session} receives the composited view")
         offer = RTCSessionDescription(sdp=request.sdp, type=request.type)
         self._gateway.start()
         if participant.role is ParticipantRole.WORKER:
             answer = self._gateway.call(self.media.publish, request.session, sid, offer,
-                                        timeout_s=SIGNALLING_TIMEOUT_S)
+                                        request.composited, timeout_s=SIGNALLING_TIMEOUT_S)
         else:
             answer = self._gateway.call(self.media.subscribe, request.session, sid, offer,
                                         timeout_s=SIGNALLING_TIMEOUT_S)
@@ -209,13 +242,13 @@ class SessionEvents:
         x, y, z = request.position_m
         qx, qy, qz, qw = request.orientation
         camera = CameraPose((x, y, z), (qx, qy, qz, qw), request.hfov_deg, request.aspect)
-        with self._cameras_lock:
+        with self._lock:
             self._cameras[request.session] = camera
         return {"session": request.session}
 
     def _anchor(self, session_id: str, kind: str,
                 points: list[list[float]]) -> tuple[float, float, float] | None:
-        with self._cameras_lock:
+        with self._lock:
             camera = self._cameras.get(session_id)
         return None if camera is None else anchor_on_plane(camera, *anchor_point(kind, points))
 

@@ -38,8 +38,9 @@ class LiveServer:
         return XrClient.connect(self.base, self.token(username))
 
 
-def start_live_server(store, annotations: AnnotationStore, cell: str = "lab") -> LiveServer:
-    app, sio = create_app(twin_source=lambda: TWIN, camera_views=FakeCameraViews(), user_store=store,
+def start_live_server(store, annotations: AnnotationStore, cell: str = "lab",
+                      twin_source=lambda: TWIN) -> LiveServer:
+    app, sio = create_app(twin_source=twin_source, camera_views=FakeCameraViews(), user_store=store,
                           secret_key=SECRET, cell_name=cell, twin_rate_hz=5.0, annotation_store=annotations)
     base = serve_in_thread(app, sio, name="xr-server-live")
     return LiveServer(base, app, store, annotations)
