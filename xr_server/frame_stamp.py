@@ -6,7 +6,8 @@ white: the 16 bits of the counter (modulo 2^16, most significant first), then th
 inverted. A bit is read by comparing the mean luma of its block's centre with that of its inverted
 twin, so the reading needs no absolute threshold and survives brightness and contrast changes; a
 pair that differs by less than `MIN_CONTRAST` (blurred, overdrawn, or not a stamp at all) makes the
-whole stamp unreadable (None), never a wrong counter. Blocks are ``width // 32`` pixels (20 at
+whole stamp unreadable (None). A wrong counter would take drawing dark over a white block *and*
+light over its black twin. Blocks are ``width // 32`` pixels (20 at
 640x480, 40 at 1280x720): coarse enough for a codec at a few hundred kbit/s to keep.
 
 Pure functions on numpy images, (H, W, 3) uint8 BGR or (H, W) uint8 luma.
