@@ -26,6 +26,7 @@ Pure functions on numpy images (H, W, 3) uint8 BGR, drawn in place. Thread-safe 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -128,8 +129,13 @@ _LIMIT = 1 << 20  # pixel coordinates handed to OpenCV are kept within +-2^20
 
 
 def _pt(p: np.ndarray) -> tuple[int, int]:
-    return (int(np.clip(round(float(p[0])), -_LIMIT, _LIMIT)),
-            int(np.clip(round(float(p[1])), -_LIMIT, _LIMIT)))
+    return (int(min(max(round(float(p[0])), -_LIMIT), _LIMIT)),
+            int(min(max(round(float(p[1])), -_LIMIT), _LIMIT)))
+
+
+def _ints(pixels: np.ndarray) -> list:
+    """`pixels` (..., 2) as nested lists of ints within +-`_LIMIT`, for OpenCV's drawing."""
+    return np.clip(np.rint(pixels), -_LIMIT, _LIMIT).astype(np.int64).tolist()
 
 
 def _hex_bgr(color: str | None, default: tuple[int, int, int] = (0, 204, 255)) -> tuple[int, int, int]:
@@ -148,9 +154,9 @@ def _lines(image: np.ndarray, segments: list, color: tuple[int, int, int], camer
         return
     height, width = image.shape[:2]
     pixels, visible = project_segments(np.asarray(segments, dtype=float), camera, width, height)
-    for (a, b), ok in zip(pixels, visible):
+    for (a, b), ok in zip(_ints(pixels), visible.tolist()):
         if ok:
-            cv2.line(image, _pt(a), _pt(b), color, thickness, cv2.LINE_AA)
+            cv2.line(image, a, b, color, thickness, cv2.LINE_AA)
 
 
 def _zones(image: np.ndarray, zones: list, camera: CameraPose, scale: int) -> None:
@@ -176,14 +182,14 @@ def _robot(image: np.ndarray, robot: dict, camera: CameraPose, scale: int) -> No
     pixels, visible = project_segments(segments, camera, width, height)
     focal = camera_matrix(camera, width, height)[0, 0]
     depths = _depths(segments.reshape(-1, 3), camera).reshape(-1, 2)
-    for link, (a, b), ok, depth in zip(links, pixels, visible, depths):
+    for link, (a, b), ok, depth in zip(links, _ints(pixels), visible.tolist(), depths.tolist()):
         if not ok:
             continue
-        cv2.line(image, _pt(a), _pt(b), ROBOT_BGR, 3 * scale, cv2.LINE_AA)
+        cv2.line(image, a, b, ROBOT_BGR, 3 * scale, cv2.LINE_AA)
         for end, z in ((a, depth[0]), (b, depth[1])):
             if z > NEAR_M:
                 radius = int(min(focal * float(link["r"]) / z, 4 * max(width, height)))
-                cv2.circle(image, _pt(end), max(radius, 2), ROBOT_BGR, 2 * scale, cv2.LINE_AA)
+                cv2.circle(image, end, max(radius, 2), ROBOT_BGR, 2 * scale, cv2.LINE_AA)
 
 
 def _people(image: np.ndarray, people: list, camera: CameraPose, scale: int) -> None:
@@ -238,6 +244,19 @@ def _annotation(image: np.ndarray, annotation: dict, camera: CameraPose | None, 
             cv2.circle(image, _pt(anchor_px), 4 * scale, color, -1, cv2.LINE_AA)
 
 
+@functools.lru_cache(maxsize=64)
+def _banner_image(width: int, band: int, color: tuple[int, int, int], text: str,
+                  scale: int) -> np.ndarray:
+    banner = np.empty((band, width, 3), np.uint8)
+    banner[:] = color
+    font = band / 40.0
+    (text_w, text_h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, font, 2 * scale)
+    cv2.putText(banner, text, ((width - text_w) // 2, (band + text_h) // 2),
+                cv2.FONT_HERSHEY_DUPLEX, font, (255, 255, 255), 2 * scale, cv2.LINE_AA)
+    banner.flags.writeable = False
+    return banner
+
+
 def _banner(image: np.ndarray, safety: dict | None, scale: int) -> None:
     height, width = image.shape[:2]
     mode = None if safety is None else safety.get("mode")
@@ -245,11 +264,7 @@ def _banner(image: np.ndarray, safety: dict | None, scale: int) -> None:
     if safety is not None and mode == "reduced_speed":
         text = f"{text} {round(100 * float(safety.get('speed_scale', 0.0)))} %"
     band = max(int(BANNER_HEIGHT * height), 12)
-    image[:band] = color
-    font = band / 40.0
-    (text_w, text_h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, font, 2 * scale)
-    cv2.putText(image, text, ((width - text_w) // 2, (band + text_h) // 2),
-                cv2.FONT_HERSHEY_DUPLEX, font, (255, 255, 255), 2 * scale, cv2.LINE_AA)
+    image[:band] = _banner_image(width, band, color, text, scale)
 
 
 def draw_overlay(image: np.ndarray, inputs: OverlayInputs) -> np.ndarray:
