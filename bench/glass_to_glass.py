@@ -17,6 +17,8 @@ Per size, after `--warmup-s`, over `--window-s`:
 - `frames`: `sent` in the window, `received` back (distinct counters), `dropped` = sent -
   received (frames the server skipped because a newer one was there: it composites the newest),
   `unreadable` returned frames without a readable stamp (should be 0);
+- `latency_trend_ms`: median latency of the last third of the window minus that of the first
+  third (in send order): near 0 when no queue builds up anywhere on the path;
 - `server`: the compositing time p50/p95 (decoded frame -> drawn frame, in the server).
 `load_avg_1min` (before, after) says how busy the machine was: the figures are only as quiet as
 the machine.
@@ -219,6 +221,7 @@ async def _client(base: str, width: int, height: int, fps: float, warmup_s: floa
             continue
         received.setdefault(counter, now)
     in_window = [c for c, t in sent_ns.items() if window[0] <= t < window[1]]
+    in_window.sort(key=sent_ns.__getitem__)
     latencies = [(received[c] - sent_ns[c]) / 1e6 for c in in_window if c in received]
     results.put({"sid": sio.get_sid("/xr"), "sent": len(in_window), "latencies_ms": latencies,
                  "unreadable": unreadable, "size": [frame.width, frame.height]})
@@ -293,10 +296,14 @@ def run(app, base: str, width: int, height: int, fps: float, warmup_s: float,
     client.join(timeout=30)
     latencies = figures["latencies_ms"]
     composite = list(status.composite_ms) if status is not None else []
+    third = len(latencies) // 3
+    trend = (float(np.median(latencies[-third:]) - np.median(latencies[:third]))
+             if third >= 5 else math.nan)
     return {
         "width": width, "height": height, "fps": fps,
         "latency_ms": {**_percentiles(latencies, 50, 95, 99),
                        "max": round(max(latencies), 1) if latencies else math.nan},
+        "latency_trend_ms": round(trend, 1),
         "frames": {"sent": figures["sent"], "received": len(latencies),
                    "dropped": figures["sent"] - len(latencies), "unreadable": figures["unreadable"]},
         "returned_size": figures["size"],

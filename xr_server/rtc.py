@@ -160,7 +160,8 @@ class SessionMedia:
         if not any(d in ("sendonly", "sendrecv") for d in directions):
             raise SignallingError("the worker's offer sends no video: "
                                   "add the camera track before the offer")
-        if composited and self._overlay is None:
+        overlay = self._overlay
+        if composited and overlay is None:
             raise SignallingError("field 'composited': this server has no twin to composite")
         if composited and "sendrecv" not in directions:
             raise SignallingError("field 'composited': the offer's video does not receive the "
@@ -185,13 +186,13 @@ class SessionMedia:
             if pc.connectionState == "failed":
                 await self.close(sid)
 
-        if not composited:
+        if not composited or overlay is None:
             return await self._answer(pc, sid, offer)
         try:
             await pc.setRemoteDescription(offer)
             camera = next(t.receiver.track for t in pc.getTransceivers() if t.kind == "video")
             view = CompositedTrack(self._relay.subscribe(camera, buffered=False),
-                                   lambda: self._overlay_now(session_id))
+                                   lambda: overlay(session_id))
             self._views[sid] = view
             pc.addTrack(view)
             await pc.setLocalDescription(await pc.createAnswer())
@@ -200,11 +201,6 @@ class SessionMedia:
             raise SignallingError(f"cannot answer the offer: {exc}") from exc
         log.info("session %s: composited view to the worker", session_id)
         return pc.localDescription
-
-    def _overlay_now(self, session_id: str) -> OverlayInputs:
-        if self._overlay is None:
-            return OverlayInputs(None, None)
-        return self._overlay(session_id)
 
     async def subscribe(self, session_id: str, sid: str,
                         offer: RTCSessionDescription) -> RTCSessionDescription:
