@@ -60,7 +60,8 @@ CAMERA_POSITION_M = (-1.6, -2.0, 1.6)
 CAMERA_TARGET_M = (0.8, 0.0, 0.6)
 HFOV_DEG = 70.0
 ZONES = [{"name": "warning", "kind": "warning",
-          "footprint": [[-1.2, -1.2], [1.2, -1.2], [1.2, 1.2], [-1.2, 1.2]], "z_range_m": [0.0, 2.0]},
+          "footprint": [[-1.2, -1.2], [1.2, -1.2], [1.2, 1.2], [-1.2, 1.2]],
+          "z_range_m": [0.0, 2.0]},
          {"name": "keep_out", "kind": "robot_keep_out",
           "footprint": [[0.9, -0.4], [1.3, -0.4], [1.3, 0.4], [0.9, 0.4]], "z_range_m": [0.0, 1.0]}]
 
@@ -190,14 +191,16 @@ async def _client(base: str, width: int, height: int, fps: float, warmup_s: floa
             image = frames[self.count % len(frames)].copy()
             write_stamp(image, self.count)
             frame = VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts, frame.time_base = round(self.count * period * 90000), fractions.Fraction(1, 90000)
+            frame.pts = round(self.count * period * 90000)
+            frame.time_base = fractions.Fraction(1, 90000)
             sent_ns[self.count % 65536] = time.monotonic_ns()
             self.count += 1
             return frame
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     remote = asyncio.get_running_loop().create_future()
-    pc.on("track", lambda t: remote.set_result(t) if t.kind == "video" and not remote.done() else None)
+    pc.on("track", lambda t: remote.set_result(t)
+          if t.kind == "video" and not remote.done() else None)
     pc.addTransceiver(StampedCamera(), direction="sendrecv")
     await pc.setLocalDescription(await pc.createOffer())
     answer = await asyncio.to_thread(sio.call, "rtc_offer", {
@@ -305,7 +308,8 @@ def run(app, base: str, width: int, height: int, fps: float, warmup_s: float,
                        "max": round(max(latencies), 1) if latencies else math.nan},
         "latency_trend_ms": round(trend, 1),
         "frames": {"sent": figures["sent"], "received": len(latencies),
-                   "dropped": figures["sent"] - len(latencies), "unreadable": figures["unreadable"]},
+                   "dropped": figures["sent"] - len(latencies),
+                   "unreadable": figures["unreadable"]},
         "returned_size": figures["size"],
         "server": {"composite_ms": _percentiles(composite, 50, 95)},
     }
@@ -339,7 +343,8 @@ def main() -> None:
         "profile": {"codec": profile, "jitter_buffer_wait_ms_per_hop": round(1000.0 / args.fps, 1),
                     "hops": 2},
         "transport": "aiortc <-> aiortc on 127.0.0.1, VP8",
-        "cpus": os.cpu_count(), "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "cpus": os.cpu_count(),
+        "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "target": "p95 <= 120 ms at 640x480", "target_met": met}))
 
 

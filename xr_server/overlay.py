@@ -111,7 +111,8 @@ def project_segments(segments: np.ndarray, camera: CameraPose, width: int,
     for end, other in ((0, 1), (1, 0)):
         behind = visible & (depth[:, end] <= NEAR_M)
         if behind.any():
-            s = ((NEAR_M - depth[behind, end]) / (depth[behind, other] - depth[behind, end]))[:, None]
+            near, far = depth[behind, end], depth[behind, other]
+            s = ((NEAR_M - near) / (far - near))[:, None]
             clipped[behind, end] = (segments[behind, end]
                                     + s * (segments[behind, other] - segments[behind, end]))
     rvec, _ = cv2.Rodrigues(rotation)
@@ -138,7 +139,8 @@ def _ints(pixels: np.ndarray) -> list:
     return np.clip(np.rint(pixels), -_LIMIT, _LIMIT).astype(np.int64).tolist()
 
 
-def _hex_bgr(color: str | None, default: tuple[int, int, int] = (0, 204, 255)) -> tuple[int, int, int]:
+def _hex_bgr(color: str | None,
+             default: tuple[int, int, int] = (0, 204, 255)) -> tuple[int, int, int]:
     if not color or len(color) != 7 or not color.startswith("#"):
         return default
     try:
@@ -211,7 +213,8 @@ def _plan(image: np.ndarray, plan: dict, camera: CameraPose, scale: int) -> None
 def _annotation(image: np.ndarray, annotation: dict, camera: CameraPose | None, scale: int) -> None:
     height, width = image.shape[:2]
     kind = annotation.get("kind")
-    points = np.asarray(annotation.get("points") or [], dtype=float).reshape(-1, 2) * (width, height)
+    points = np.asarray(annotation.get("points") or [], dtype=float).reshape(-1, 2)
+    points = points * (width, height)
     if len(points) == 0:
         return
     anchor_px = points[1] if kind == "arrow" and len(points) > 1 else points[0]
