@@ -62,7 +62,8 @@ class CameraPose:
                                f"got {self.aspect:g}")
 
 
-def _rotation(q: tuple[float, float, float, float]) -> np.ndarray:
+def rotation_matrix(q: tuple[float, float, float, float]) -> np.ndarray:
+    """The (3, 3) rotation matrix of quaternion `q` (x, y, z, w), normalised first."""
     x, y, z, w = (c / math.sqrt(sum(c * c for c in q)) for c in q)
     return np.array([
         [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
@@ -77,7 +78,7 @@ def pixel_ray(camera: CameraPose, u: float, v: float) -> tuple[np.ndarray, np.nd
     tan_h = math.tan(math.radians(camera.hfov_deg) / 2.0)
     tan_v = tan_h / camera.aspect
     direction_optical = np.array([(2.0 * u - 1.0) * tan_h, (2.0 * v - 1.0) * tan_v, 1.0])
-    direction = _rotation(camera.orientation) @ direction_optical
+    direction = rotation_matrix(camera.orientation) @ direction_optical
     return np.array(camera.position_m, dtype=float), direction / np.linalg.norm(direction)
 
 

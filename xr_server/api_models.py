@@ -228,6 +228,9 @@ class RtcOffer(_Strict):
     session: str = _SESSION_ID
     type: Literal["offer"] = Field(description="Always `offer`: the server answers.")
     sdp: str = Field(max_length=65536, description="The offer's SDP with all ICE candidates, at most 64 KiB.")
+    composited: bool = Field(default=False, description=(
+        "The worker only: send the camera back with the twin drawn in (needs a sendrecv video "
+        "transceiver; drawn from the pose of the newest `hmi_camera`)."))
 
 
 class HmiCamera(_Strict):

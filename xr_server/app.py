@@ -249,8 +249,9 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         return scene_capsules(robot_source() if robot_source else None,
                               perception_source() if perception_source else None)
 
-    xr_sessions = SessionEvents(socketio, NAMESPACE, cell_name, gateway, annotation_store, anchor_scene,
-                                recordings)
+    xr_sessions = SessionEvents(socketio, NAMESPACE, cell_name, gateway, annotation_store,
+                                anchor_scene=anchor_scene, recordings=recordings,
+                                twin_source=twin_source)
     stop_event = threading.Event()
     csp = ("default-src 'self'; script-src 'self' " + " ".join(_inline_script_hashes())
            + "; img-src 'self' data: blob:; style-src 'self'; connect-src 'self'; object-src 'none';"

@@ -15,6 +15,10 @@ microphone relayed (and drained, like the video) to every expert whose offer rec
 worker's offer whose audio section receives gets the session's talkback track in the answer; an
 expert's offer whose audio section sends has its microphone mixed into that talkback.
 
+A worker whose offer asks for it (``composited``) also gets its camera back on the same video
+transceiver (sendrecv) as a `xr_server.composited_view.CompositedTrack`: another unbuffered proxy
+of the same decoded track, with the twin drawn in from the HMI's pose (`OverlaySource`).
+
 Signalling is offer/answer without trickle ICE: the browser sends its offer once ICE gathering is
 complete, the answer carries all of the server's candidates (aiortc gathers them in
 ``setLocalDescription``).
@@ -36,7 +40,9 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
+from xr_server.composited_view import CompositedTrack, CompositeStatus
 from xr_server.errors import SignallingError
+from xr_server.overlay import OverlayInputs
 from xr_server.rtc_audio import TalkbackMixer, TalkbackTrack
 from xr_server.rtc_gateway import RtcGateway
 
@@ -49,6 +55,9 @@ MAX_SDP_CHARS = 64 * 1024
 #: ``on_video(session_id, track_id)``: the session's worker video started (its track id) or
 #: ended (None).
 VideoListener = Callable[[str, "str | None"], None]
+#: ``overlay(session_id)``: what the composited view of a session shows now; called from an
+#: executor thread for every composited frame.
+OverlaySource = Callable[[str], OverlayInputs]
 
 
 @dataclass(frozen=True)
@@ -119,11 +128,15 @@ class SessionMedia:
     Args:
         gateway: creates (and on stop closes) the peer connections.
         on_video: `VideoListener`, called on the loop when a session's worker video starts or ends.
+        overlay: `OverlaySource` of the composited views; None refuses them.
     """
 
-    def __init__(self, gateway: RtcGateway, on_video: VideoListener) -> None:
+    def __init__(self, gateway: RtcGateway, on_video: VideoListener,
+                 overlay: OverlaySource | None = None) -> None:
         self._gateway = gateway
         self._on_video = on_video
+        self._overlay = overlay
+        self._views: dict[str, CompositedTrack] = {}  # sid -> its composited view; loop only
         self._relay = MediaRelay()
         # sid -> (session id, its peer connection); loop only
         self._peers: dict[str, tuple[str, RTCPeerConnection]] = {}
@@ -139,18 +152,33 @@ class SessionMedia:
         with self._status_lock:
             return self._status.get(session_id, VideoStatus(None, 0, 0, 0))
 
+    def composited(self, sid: str) -> CompositeStatus | None:
+        """The composited view sent to connection `sid`, None when it has none. Thread-safe."""
+        view = self._views.get(sid)  # dict.get is atomic
+        return None if view is None else view.status()
+
     # ------------------------------------------------------------------------------- the loop
-    async def publish(self, session_id: str, sid: str,
-                      offer: RTCSessionDescription) -> RTCSessionDescription:
+    async def publish(self, session_id: str, sid: str, offer: RTCSessionDescription,
+                      composited: bool = False) -> RTCSessionDescription:
         """Answer the worker's offer: its video becomes the session's video (replacing the
-        connection's previous one, if any).
+        connection's previous one, if any); with `composited`, the answer also sends the
+        composited view back on the camera's transceiver.
 
         Raises:
-            SignallingError: the offer sends no video, or aiortc cannot use it.
+            SignallingError: the offer sends no video; `composited` but the offer's video does
+                not also receive (sendrecv), or this server has no overlay source; aiortc cannot
+                use the offer.
         """
-        if not any(d in ("sendonly", "sendrecv") for d in _media_directions(offer.sdp)):
+        directions = _media_directions(offer.sdp)
+        if not any(d in ("sendonly", "sendrecv") for d in directions):
             raise SignallingError("the worker's offer sends no video: "
                                   "add the camera track before the offer")
+        overlay = self._overlay
+        if composited and overlay is None:
+            raise SignallingError("field 'composited': this server has no twin to composite")
+        if composited and "sendrecv" not in directions:
+            raise SignallingError("field 'composited': the offer's video does not receive the "
+                                  "view back: make the camera's transceiver sendrecv")
         await self.close(sid)
         pc = self._gateway.create_peer_connection()
         self._peers[sid] = (session_id, pc)
@@ -176,7 +204,22 @@ class SessionMedia:
             if pc.connectionState == "failed":
                 await self.close(sid)
 
-        return await self._answer(pc, sid, offer, add_talkback)
+        if not composited or overlay is None:
+            return await self._answer(pc, sid, offer, add_talkback)
+        try:
+            await pc.setRemoteDescription(offer)
+            add_talkback()
+            camera = next(t.receiver.track for t in pc.getTransceivers() if t.kind == "video")
+            view = CompositedTrack(self._relay.subscribe(camera, buffered=False),
+                                   lambda: overlay(session_id))
+            self._views[sid] = view
+            pc.addTrack(view)
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:
+            await self.close(sid)
+            raise SignallingError(f"cannot answer the offer: {exc}") from exc
+        log.info("session %s: composited view to the worker", session_id)
+        return pc.localDescription
 
     async def subscribe(self, session_id: str, sid: str,
                         offer: RTCSessionDescription) -> RTCSessionDescription:
@@ -270,6 +313,9 @@ class SessionMedia:
         if entry is None:
             return
         session_id, pc = entry
+        view = self._views.pop(sid, None)
+        if view is not None:
+            view.stop()
         video = self._videos.get(session_id)
         if video is not None:
             video.subscribers.discard(sid)

@@ -39,6 +39,7 @@ from xr_server.api_models import (
 )
 from xr_server.auth import TokenClaims
 from xr_server.errors import GatewayError, SessionError
+from xr_server.overlay import OverlayInputs
 from xr_server.rtc import SessionMedia, check_sdp
 from xr_server.recording import Recordings
 from xr_server.rtc_gateway import RtcGateway
@@ -72,15 +73,19 @@ class SessionEvents:
             capsules and the tracked people's body capsules now (`xr_server.anchors`); None:
             the floor only. Called from handler threads; must not raise.
         recordings: where session recordings go (`xr_server.recording`); None refuses them.
+        twin_source: the newest `twin_state` message (or None), for the composited views; None
+            refuses composited views.
 
-    Threads: the handlers run in Socket.IO handler threads, `_on_video` on the gateway's loop;
-    the registry and the media are thread-safe as documented there.
+    Threads: the handlers run in Socket.IO handler threads, `_on_video` on the gateway's loop,
+    `_overlay` in executor threads of the loop; the registry and the media are thread-safe as
+    documented there, the camera poses and the drawn annotations are guarded by `_lock`.
     """
 
     def __init__(self, socketio: flask_socketio.SocketIO, namespace: str, cell_name: str,
                  gateway: RtcGateway, annotations: AnnotationStore | None,
                  anchor_scene: Callable[[], Sequence[SceneCapsule]] | None = None,
-                 recordings: Recordings | None = None) -> None:
+                 recordings: Recordings | None = None,
+                 twin_source: Callable[[], dict | None] | None = None) -> None:
         self._socketio = socketio
         self._namespace = namespace
         self._cell = cell_name
@@ -89,11 +94,15 @@ class SessionEvents:
         self._anchor_scene = anchor_scene
         self.recordings = recordings
         self.registry = SessionRegistry([cell_name])
-        self.media = SessionMedia(gateway, self._on_video)
-        self._cameras_lock = threading.Lock()
+        self._twin_source = twin_source
+        self.media = SessionMedia(gateway, self._on_video,
+                                  None if twin_source is None else self._overlay)
+        self._lock = threading.Lock()
         # session id -> the worker's camera poses of the last CAMERA_HISTORY_S, oldest first,
         # as (monotonic s when received, pose)
         self._cameras: dict[str, list[tuple[float, CameraPose]]] = {}
+        # session id -> annotation id -> its `annotation_dict`, for the composited views
+        self._drawn: dict[str, dict[int, dict]] = {}
 
     # ----------------------------------------------------------------------------- helpers
     def _state(self, info: SessionInfo) -> dict:
@@ -112,6 +121,19 @@ class SessionEvents:
         self._socketio.emit("session_state", self._state(info), to=session_room(info.session_id),
                             namespace=self._namespace)
 
+    def _overlay(self, session_id: str) -> OverlayInputs:
+        """What the composited view of `session_id` shows now (an executor thread)."""
+        try:
+            twin = self._twin_source() if self._twin_source is not None else None
+        except Exception:  # noqa: BLE001 - a broken source must not end the video
+            log.exception("twin_source failed")
+            twin = None
+        with self._lock:
+            history = self._cameras.get(session_id)
+            camera = history[-1][1] if history else None
+            annotations = tuple(self._drawn.get(session_id, {}).values())
+        return OverlayInputs(twin, camera, annotations)
+
     def _on_video(self, session_id: str, track_id: str | None) -> None:
         try:
             info = self.registry.info(session_id)
@@ -124,6 +146,8 @@ class SessionEvents:
         self._record(info.session_id, "participant", {"op": "joined", "role": role.value,
                                                       **info.as_dict()})
         annotations = self._list_annotations(info.session_id)
+        with self._lock:
+            self._drawn[info.session_id] = {a["id"]: a for a in annotations}
         answer = {**self._state(info), "role": role.value, "annotations": annotations}
         flask_socketio.emit("session_joined", answer)
         self._broadcast_state(info)
@@ -153,6 +177,12 @@ class SessionEvents:
     def _emit_annotation(self, session_id: str, op: str, annotation: dict, ref: str = "") -> dict:
         message = {"op": op, "annotation": annotation, "ref": ref}
         self._record(session_id, "annotation", message)
+        with self._lock:
+            drawn = self._drawn.setdefault(session_id, {})
+            if op == "deleted":
+                drawn.pop(annotation["id"], None)
+            else:
+                drawn[annotation["id"]] = annotation
         self._socketio.emit("annotation", message, to=session_room(session_id),
                             namespace=self._namespace)
         return message
@@ -203,8 +233,9 @@ class SessionEvents:
         info, ended = left
         self._record(info.session_id, "participant", {"op": "left", **info.as_dict()})
         if ended:
-            with self._cameras_lock:
+            with self._lock:
                 self._cameras.pop(info.session_id, None)
+                self._drawn.pop(info.session_id, None)
             if self.recordings is not None and self.recordings.active(info.session_id) is not None:
                 self._stop_recording(info.session_id, "session ended")
             log.info("XR session %s ended", info.session_id)
@@ -257,11 +288,14 @@ class SessionEvents:
         sid = self._sid()
         participant = self.registry.participant(request.session, sid)
         check_sdp(request.sdp)
+        if request.composited and participant.role is not ParticipantRole.WORKER:
+            raise SessionError("field 'composited': only the worker of session "
+                               f"{request.session} receives the composited view")
         offer = RTCSessionDescription(sdp=request.sdp, type=request.type)
         self._gateway.start()
         if participant.role is ParticipantRole.WORKER:
             answer = self._gateway.call(self.media.publish, request.session, sid, offer,
-                                        timeout_s=SIGNALLING_TIMEOUT_S)
+                                        request.composited, timeout_s=SIGNALLING_TIMEOUT_S)
         else:
             answer = self._gateway.call(self.media.subscribe, request.session, sid, offer,
                                         timeout_s=SIGNALLING_TIMEOUT_S)
@@ -283,7 +317,7 @@ class SessionEvents:
         qx, qy, qz, qw = request.orientation
         camera = CameraPose((x, y, z), (qx, qy, qz, qw), request.hfov_deg, request.aspect)
         now = time.monotonic()
-        with self._cameras_lock:
+        with self._lock:
             history = self._cameras.setdefault(request.session, [])
             history.append((now, camera))
             while len(history) > 1 and history[1][0] <= now - CAMERA_HISTORY_S:
@@ -293,7 +327,7 @@ class SessionEvents:
     def _camera_at(self, session_id: str, frame_age_s: float) -> CameraPose | None:
         """The worker's camera pose in force `frame_age_s` ago (the newest reported at or before
         then; the oldest kept when none is that old); None before the first report."""
-        with self._cameras_lock:
+        with self._lock:
             history = list(self._cameras.get(session_id, ()))
         if not history:
             return None

@@ -38,9 +38,10 @@ class LiveServer:
         return XrClient.connect(self.base, self.token(username))
 
 
-def start_live_server(store, annotations: AnnotationStore, cell: str = "lab", **sources) -> LiveServer:
+def start_live_server(store, annotations: AnnotationStore, cell: str = "lab", twin_source=lambda: TWIN,
+                      **sources) -> LiveServer:
     """`sources`: more `create_app` inputs, e.g. ``robot_source`` for the annotation anchors."""
-    app, sio = create_app(twin_source=lambda: TWIN, camera_views=FakeCameraViews(), user_store=store,
+    app, sio = create_app(twin_source=twin_source, camera_views=FakeCameraViews(), user_store=store,
                           secret_key=SECRET, cell_name=cell, twin_rate_hz=5.0, annotation_store=annotations,
                           **sources)
     base = serve_in_thread(app, sio, name="xr-server-live")
