@@ -1,0 +1,429 @@
+"""The static twin: the cell's robot and zones as one glTF 2.0 binary (GLB).
+
+The robot comes from its URDF (parsed with ROS's `urdf_parser_py`) and the mesh files the URDF
+names (loaded with `trimesh`, which also writes the GLB). One glTF node per URDF link, arranged as
+the kinematic tree; a client animates the robot from joint positions alone (see `link_extras`).
+
+Node tree (node names are the URDF names verbatim):
+
+    cell                      the `cell` frame; its matrix is the one z-up -> y-up conversion
+    ├── robot                 the robot's base pose in the cell (position, yaw about z)
+    │   └── panda_link0       the URDF root link
+    │       ├── panda_link0/visual0      a mesh of the link, at the URDF <visual> origin
+    │       └── panda_link1   a child link; its matrix is the joint <origin> (joint at 0)
+    │           └── ...
+    └── zones
+        └── zone/<name>       one translucent mesh per zone, material per zone kind
+
+Frames: every node below ``cell`` is in the `cell` frame (REP 103: x forward, y left, z up, metres).
+glTF is y-up; `CELL_TO_GLTF` on the ``cell`` node is the only place the axes change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from content.cell import Pose, Zone
+from content.errors import TwinAssetError
+
+log = logging.getLogger(__name__)
+
+TWIN_ASSET_VERSION = 1
+"""Version of the node layout and extras below; part of the cache key."""
+
+CELL_TO_GLTF: np.ndarray = np.array(
+    [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+)
+"""(4, 4) homogeneous matrix from the `cell` frame (z up) to glTF's frame (y up):
+(x, y, z)_cell -> (x, z, -y)_glTF, a rotation of -90 degrees about x. The ``cell`` node's matrix."""
+
+ZONE_COLORS_RGBA: dict[str, tuple[float, float, float, float]] = {
+    "warning": (0.949, 0.788, 0.298, 0.18),
+    "collaborative": (0.184, 0.502, 0.929, 0.18),
+    "restricted": (0.949, 0.600, 0.290, 0.22),
+    "robot_keep_out": (0.922, 0.341, 0.341, 0.25),
+}
+"""Base colour (linear RGBA, alpha < 1: translucent) of each zone kind (`content.cell.ZONE_KINDS`)."""
+
+_DEFAULT_RGBA = (0.8, 0.8, 0.82, 1.0)
+_MOVING_JOINTS = ("revolute", "continuous", "prismatic")
+
+
+@dataclass(frozen=True)
+class TwinAsset:
+    """One generated GLB.
+
+    Attributes:
+        glb: the glTF 2.0 binary (``model/gltf-binary``).
+        key: hex SHA-256 of everything it was built from (`twin_asset_key`); a strong ETag.
+        link_names: the URDF links, one glTF node each, in URDF order.
+    """
+
+    glb: bytes
+    key: str
+    link_names: tuple[str, ...]
+
+
+def _urdf_robot(urdf_path: Path) -> Any:
+    from urdf_parser_py import xml_reflection
+    from urdf_parser_py.urdf import URDF
+
+    # The parser prints every tag it does not model (PyBullet's <contact>, <material> inside
+    # <collision>) to stderr; those are not errors for a viewer.
+    xml_reflection.core.on_error = lambda message: log.debug("urdf_parser_py: %s", message)
+    try:
+        return URDF.from_xml_string(urdf_path.read_bytes())
+    except OSError as exc:
+        raise TwinAssetError(f"cannot read URDF {urdf_path}: {exc.strerror}") from exc
+    except Exception as exc:  # noqa: BLE001 - the parser raises bare exceptions of many kinds
+        raise TwinAssetError(f"cannot parse URDF {urdf_path}: {exc}") from exc
+
+
+def _mesh_path(urdf_path: Path, filename: str) -> Path:
+    """The file of a URDF ``<mesh filename>``: ``package://<pkg>/...``, ``package://...``
+    (PyBullet's form, relative to the URDF's folder), ``file://`` or a relative path."""
+    if filename.startswith("file://"):
+        return Path(filename[len("file://"):])
+    if filename.startswith("package://"):
+        rest = filename[len("package://"):]
+        candidate = urdf_path.parent / rest
+        if candidate.is_file():
+            return candidate
+        return urdf_path.parent / rest.split("/", 1)[-1]  # drop the package name
+    return urdf_path.parent / filename
+
+
+def _shapes(robot: Any, link: Any) -> tuple[str, list[Any]]:
+    """The link's visuals, or its collision shapes when it has no visual."""
+    return ("visual", link.visuals) if link.visuals else ("collision", link.collisions)
+
+
+def _mesh_files(urdf_path: Path, robot: Any) -> list[Path]:
+    files: list[Path] = []
+    for link in robot.links:
+        for shape in _shapes(robot, link)[1]:
+            filename = getattr(shape.geometry, "filename", None)
+            if filename is not None:
+                path = _mesh_path(urdf_path, filename)
+                files.append(path)
+                mtl = path.with_suffix(".mtl")
+                if mtl.is_file():
+                    files.append(mtl)
+    return sorted(set(files))
+
+
+def twin_asset_key(urdf_path: str | Path, base: Pose, zones: Sequence[Zone]) -> str:
+    """Hex SHA-256 of the URDF, every mesh file it uses (and their ``.mtl``), the base pose, the
+    zones and `TWIN_ASSET_VERSION`: equal keys give equal GLBs.
+
+    Raises:
+        TwinAssetError: the URDF or a mesh file cannot be read.
+    """
+    urdf_path = Path(urdf_path)
+    robot = _urdf_robot(urdf_path)
+    digest = hashlib.sha256(f"xrcell twin asset v{TWIN_ASSET_VERSION}\n".encode())
+    digest.update(urdf_path.read_bytes())
+    for path in _mesh_files(urdf_path, robot):
+        try:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        except OSError as exc:
+            raise TwinAssetError(f"cannot read mesh {path} of URDF {urdf_path}: {exc.strerror}") from exc
+    digest.update(base.model_dump_json().encode())
+    digest.update(json.dumps([z.model_dump(mode="json") for z in zones], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def origin_matrix(xyz: Sequence[float] | None, rpy: Sequence[float] | None) -> np.ndarray:
+    """(4, 4) transform of a URDF ``<origin xyz rpy>``: translation, then fixed-axis roll (x),
+    pitch (y), yaw (z), i.e. R = Rz(yaw) Ry(pitch) Rx(roll)."""
+    from trimesh import transformations
+
+    r, p, y = rpy if rpy is not None else (0.0, 0.0, 0.0)
+    matrix = transformations.euler_matrix(r, p, y, "sxyz")
+    matrix[:3, 3] = xyz if xyz is not None else (0.0, 0.0, 0.0)
+    return matrix
+
+
+def _pose_matrix(origin: Any) -> np.ndarray:
+    if origin is None:
+        return np.eye(4)
+    return origin_matrix(origin.xyz, origin.rpy)
+
+
+def link_extras(joint: Any | None) -> dict[str, Any]:
+    """The ``extras`` of a link node: how the joint that moves it acts.
+
+    ``{"urdf_link": name, "joint": null}`` for the root link, otherwise ``"joint"`` is
+    ``{"name", "type" (URDF joint type), "axis" (unit (3,), in the child link's frame; null for
+    a fixed joint),
+    "lower", "upper" (rad or m, null if unlimited), "mimic": null | {"joint", "multiplier",
+    "offset"}}``. With joint position q, the node's local matrix is ``M0 · R(axis, q)``
+    (revolute, continuous) or ``M0 · T(q · axis)`` (prismatic), M0 the node's matrix in the file
+    (the joint's origin); fixed joints do not move. A mimic joint's q is
+    ``multiplier · q_joint + offset``.
+    """
+    if joint is None:
+        return {"joint": None}
+    limit = joint.limit
+    mimic = joint.mimic
+    moving = joint.type in _MOVING_JOINTS
+    axis = np.asarray(joint.axis if joint.axis is not None else (1.0, 0.0, 0.0), dtype=float)
+    norm = float(np.linalg.norm(axis))
+    return {
+        "joint": {
+            "name": joint.name,
+            "type": joint.type,
+            "axis": (axis / norm).tolist() if moving and norm > 0 else None,
+            "lower": None if limit is None or not moving or joint.type == "continuous" else limit.lower,
+            "upper": None if limit is None or not moving or joint.type == "continuous" else limit.upper,
+            "mimic": None if mimic is None else {
+                "joint": mimic.joint,
+                "multiplier": 1.0 if mimic.multiplier is None else mimic.multiplier,
+                "offset": 0.0 if mimic.offset is None else mimic.offset,
+            },
+        }
+    }
+
+
+def _material(rgba: Sequence[float], name: str) -> Any:
+    from trimesh.visual.material import PBRMaterial
+
+    translucent = rgba[3] < 1.0
+    return PBRMaterial(
+        name=name,
+        baseColorFactor=[int(round(c * 255)) for c in rgba],
+        metallicFactor=0.1,
+        roughnessFactor=0.6,
+        alphaMode="BLEND" if translucent else "OPAQUE",
+        doubleSided=translucent,
+    )
+
+
+def _colored(mesh: Any, rgba: Sequence[float], name: str) -> Any:
+    from trimesh.visual import TextureVisuals
+
+    mesh.visual = TextureVisuals(material=_material(rgba, name))
+    return mesh
+
+
+class _Geometry:
+    """Loads and shares the meshes of the URDF's shapes (one glTF mesh per distinct shape)."""
+
+    def __init__(self, urdf_path: Path, colors: dict[str, tuple[float, ...]]) -> None:
+        self.urdf_path = urdf_path
+        self.colors = colors
+        self.meshes: dict[str, Any] = {}
+
+    def add(self, shape: Any, where: str) -> str:
+        import trimesh
+
+        geometry = shape.geometry
+        material = getattr(shape, "material", None)
+        rgba = _DEFAULT_RGBA
+        if material is not None:
+            if material.color is not None:
+                rgba = tuple(material.color.rgba)
+            elif material.name in self.colors:
+                rgba = self.colors[material.name]
+        kind = type(geometry).__name__
+        if kind == "Mesh":
+            path = _mesh_path(self.urdf_path, geometry.filename)
+            scale = tuple(geometry.scale) if geometry.scale is not None else (1.0, 1.0, 1.0)
+            key = f"{path.name}{'' if scale == (1.0, 1.0, 1.0) else scale}"
+            if key not in self.meshes:
+                if not path.is_file():
+                    raise TwinAssetError(f"{where}: mesh file {geometry.filename!r} not found at {path}")
+                try:
+                    mesh = trimesh.load(path, force="mesh")
+                except Exception as exc:  # noqa: BLE001 - trimesh raises many kinds
+                    raise TwinAssetError(f"{where}: cannot load mesh {path}: {exc}") from exc
+                mesh.apply_scale(scale)
+                if getattr(mesh.visual, "kind", None) != "texture":
+                    _colored(mesh, rgba, f"{path.stem}")
+                self.meshes[key] = mesh
+            return key
+        if kind == "Box":
+            mesh, key = trimesh.creation.box(extents=geometry.size), f"box{tuple(geometry.size)}"
+        elif kind == "Cylinder":
+            mesh = trimesh.creation.cylinder(radius=geometry.radius, height=geometry.length, sections=32)
+            key = f"cylinder({geometry.radius}, {geometry.length})"
+        elif kind == "Sphere":
+            mesh = trimesh.creation.icosphere(subdivisions=3, radius=geometry.radius)
+            key = f"sphere({geometry.radius})"
+        else:
+            raise TwinAssetError(f"{where}: unsupported URDF geometry {kind}")
+        key = f"{key} {tuple(round(c, 3) for c in rgba)}"
+        self.meshes.setdefault(key, _colored(mesh, rgba, key))
+        return key
+
+
+def _zone_mesh(zone: Zone) -> Any:
+    import shapely
+    import trimesh
+
+    if zone.box is not None:
+        lo, hi = np.asarray(zone.box.min), np.asarray(zone.box.max)
+        mesh = trimesh.creation.box(extents=hi - lo)
+        mesh.apply_translation((lo + hi) / 2)
+    else:
+        assert zone.footprint is not None  # the model guarantees one of box, footprint
+        bottom, top = zone.z_range_m
+        mesh = trimesh.creation.extrude_polygon(shapely.Polygon(zone.footprint), top - bottom)
+        mesh.apply_translation((0.0, 0.0, bottom))
+    return _colored(mesh, ZONE_COLORS_RGBA[zone.kind], f"zone_{zone.kind}")
+
+
+def build_twin_glb(urdf_path: str | Path, base: Pose, zones: Sequence[Zone]) -> tuple[bytes, tuple[str, ...]]:
+    """Generate the GLB of the node tree in the module docstring.
+
+    Args:
+        urdf_path: the robot's URDF; mesh files resolve as PyBullet resolves them.
+        base: the robot's base pose in the `cell` frame.
+        zones: the cell's zones (`cell` frame).
+
+    Returns:
+        ``(glb, link_names)``: the GLB bytes and the URDF link names in URDF order.
+
+    Raises:
+        TwinAssetError: unreadable URDF or mesh, a URDF that is not one tree, or an unsupported
+            geometry; the message names the file or the link.
+    """
+    import trimesh
+
+    urdf_path = Path(urdf_path)
+    robot = _urdf_robot(urdf_path)
+    try:
+        root = robot.get_root()
+    except Exception as exc:  # noqa: BLE001 - urdf_parser_py asserts on several roots
+        raise TwinAssetError(f"URDF {urdf_path} is not one kinematic tree: {exc}") from exc
+    colors = {m.name: tuple(m.color.rgba) for m in robot.materials if m.color is not None}
+    for link in robot.links:  # materials defined inline in one link and named in others
+        for shape in link.visuals:
+            m = shape.material
+            if m is not None and m.color is not None:
+                colors.setdefault(m.name, tuple(m.color.rgba))
+
+    scene = trimesh.Scene(base_frame="cell")
+    geometry = _Geometry(urdf_path, colors)
+    yaw = math.radians(base.yaw_deg)
+    base_matrix = origin_matrix(base.position, (0.0, 0.0, yaw))
+    scene.graph.update(frame_from="cell", frame_to="robot", matrix=base_matrix,
+                       metadata={"urdf_robot": robot.name})
+    parent_joint = {j.child: j for j in robot.joints}
+    placed: list[tuple[str, np.ndarray, str | None, dict]] = []  # (node, matrix, geometry, extras)
+    for link in robot.links:
+        joint = parent_joint.get(link.name)
+        parent = "robot" if joint is None else joint.parent
+        if joint is None and link.name != root:
+            raise TwinAssetError(f"URDF {urdf_path}: link {link.name!r} has no parent joint")
+        matrix = np.eye(4) if joint is None else _pose_matrix(joint.origin)
+        scene.graph.update(frame_from=parent, frame_to=link.name, matrix=matrix,
+                           metadata={"urdf_link": link.name, **link_extras(joint)})
+        what, shapes = _shapes(robot, link)
+        for i, shape in enumerate(shapes):
+            node = f"{link.name}/{what}{i}"
+            key = geometry.add(shape, f"URDF {urdf_path.name} link {link.name!r}")
+            placed.append((node, _pose_matrix(shape.origin), key, {"parent": link.name}))
+    for node, matrix, key, extras in placed:
+        if key not in scene.geometry:
+            scene.add_geometry(geometry.meshes[key], geom_name=key, node_name=node,
+                               parent_node_name=extras["parent"], transform=matrix)
+        else:  # a mesh several links use (the two fingers): one glTF mesh, several nodes
+            scene.graph.update(frame_from=extras["parent"], frame_to=node, matrix=matrix, geometry=key)
+
+    scene.graph.update(frame_from="cell", frame_to="zones", matrix=np.eye(4))
+    for zone in zones:
+        key = f"zone/{zone.name}"
+        scene.add_geometry(_zone_mesh(zone), geom_name=key, node_name=key, parent_node_name="zones",
+                           metadata={"zone": zone.name, "kind": zone.kind})
+
+    link_names = tuple(link.name for link in robot.links)
+    scene.metadata["xrcell_twin"] = {
+        "version": TWIN_ASSET_VERSION, "frame": "cell", "robot": robot.name,
+        "links": list(link_names), "zones": [z.name for z in zones],
+    }
+
+    def y_up(tree: dict) -> None:
+        cell = tree["nodes"][0]
+        cell["matrix"] = CELL_TO_GLTF.T.reshape(-1).tolist()  # glTF matrices are column-major
+        cell["extras"] = {"frame": "cell", "note": "z-up cell frame -> y-up glTF"}
+        for material in tree.get("materials", []):  # OBJ/MTL shininess can map outside [0, 1]
+            pbr = material.get("pbrMetallicRoughness", {})
+            for factor in ("metallicFactor", "roughnessFactor"):
+                if factor in pbr:
+                    pbr[factor] = min(1.0, max(0.0, float(pbr[factor])))
+
+    glb = trimesh.exchange.gltf.export_glb(scene, include_normals=True, tree_postprocessor=y_up)
+    return glb, link_names
+
+
+class TwinAssetCache:
+    """Builds each distinct twin GLB once (key: `twin_asset_key`), in memory and optionally on disk.
+
+    Thread safety: `get` may be called from any thread; one lock serialises builds, so concurrent
+    first requests build once.
+
+    Args:
+        cache_dir: folder for ``<key>.glb`` files that outlive the process; None: memory only.
+    """
+
+    def __init__(self, cache_dir: str | Path | None = None) -> None:
+        self._dir = None if cache_dir is None else Path(cache_dir)
+        self._lock = threading.Lock()
+        self._assets: dict[str, TwinAsset] = {}
+        self.builds = 0
+        """How many GLBs this cache generated (not read from memory or disk)."""
+
+    def get(self, urdf_path: str | Path, base: Pose, zones: Sequence[Zone]) -> TwinAsset:
+        """The twin of this URDF, base pose and zones (`build_twin_glb`), built at most once.
+
+        Raises:
+            TwinAssetError: as `build_twin_glb`.
+        """
+        key = twin_asset_key(urdf_path, base, zones)
+        with self._lock:
+            asset = self._assets.get(key)
+            if asset is not None:
+                return asset
+            links = tuple(link.name for link in _urdf_robot(Path(urdf_path)).links)
+            path = None if self._dir is None else self._dir / f"{key}.glb"
+            if path is not None and path.is_file():
+                asset = TwinAsset(path.read_bytes(), key, links)
+            else:
+                glb, links = build_twin_glb(urdf_path, base, zones)
+                self.builds += 1
+                asset = TwinAsset(glb, key, links)
+                if path is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    partial = path.with_suffix(".partial")
+                    partial.write_bytes(glb)
+                    partial.replace(path)
+            self._assets[key] = asset
+            return asset
+
+
+def read_glb_json(glb: bytes) -> dict:
+    """The JSON chunk of a GLB (glTF 2.0 spec, "Binary glTF Layout"), for tests and tools.
+
+    Raises:
+        TwinAssetError: not a version 2 GLB.
+    """
+    stream = io.BytesIO(glb)
+    header = stream.read(12)
+    if len(header) < 12 or header[:4] != b"glTF" or int.from_bytes(header[4:8], "little") != 2:
+        raise TwinAssetError("not a glTF 2.0 binary (bad GLB header)")
+    length = int.from_bytes(stream.read(4), "little")
+    if stream.read(4) != b"JSON":
+        raise TwinAssetError("GLB: the first chunk is not JSON")
+    return json.loads(stream.read(length))
