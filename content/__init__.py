@@ -2,8 +2,8 @@
 
 from content.calibration import CameraCalibration
 from content.cell import CellDescription, load_cell, parse_cell
-from content.twin_asset import TwinAsset, TwinAssetCache, build_twin_glb
 from content.errors import CalibrationError, CellDescriptionError, ContentError, TwinAssetError
+from content.twin_asset import TwinAsset, TwinAssetCache, build_twin_glb
 
 __all__ = [
     "CalibrationError",

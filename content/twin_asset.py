@@ -249,7 +249,12 @@ class _Geometry:
                 except Exception as exc:  # noqa: BLE001 - trimesh raises many kinds
                     raise TwinAssetError(f"{where}: cannot load mesh {path}: {exc}") from exc
                 mesh.apply_scale(scale)
-                if getattr(mesh.visual, "kind", None) != "texture":
+                if getattr(mesh.visual, "kind", None) == "texture" and getattr(
+                        mesh.visual.material, "image", None) is not None:
+                    # the colour atlas sampled into vertex colours (COLOR_0): no images in the
+                    # GLB, so no blob: fetches in the pages (CSP) and a smaller file
+                    mesh.visual = mesh.visual.to_color()
+                else:
                     _colored(mesh, rgba, f"{path.stem}")
                 self.meshes[key] = mesh
             return key

@@ -25,8 +25,10 @@ import numpy as np
 from content.calibration import load_calibration
 from content.cell import CellDescription
 from content.errors import ContentError
+from content.twin_asset import TwinAsset, TwinAssetCache
 from robot_bridge.backend import create_backend
 from robot_bridge.errors import BridgeError
+from robot_bridge.sim.panda import panda_urdf_path
 from safety.gate import CommandGate, PeopleOnPath
 from safety.monitor import SafetyMonitor
 from safety.output import SimSafetyOutput
@@ -317,6 +319,7 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
     from xr_server.serving import serve_in_thread
 
     cell.pipeline.enable_views(True)
+    twin_asset = _twin_asset(cell.description)
     app, socketio = create_app(
         twin_source=cell.twin_state,
         camera_views=_CameraViews(cell.pipeline),
@@ -331,6 +334,7 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
         robot_commands=cell.gate,
         safety_events=None if cell.audit is None else cell.audit.page,
         annotation_store=annotations,
+        twin_asset=twin_asset,
     )
     serve_in_thread(app, socketio, host, port)
 
@@ -340,6 +344,25 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
             stop()
 
     return shutdown
+
+
+def _twin_asset(description: CellDescription) -> Callable[[], TwinAsset]:
+    """The cell's static twin GLB, generated once per content (cached in `data/twin_cache`) and
+    started in the background so the first page load does not wait for it."""
+    cache = TwinAssetCache(REPO_ROOT / "data" / "twin_cache")
+    urdf = panda_urdf_path()  # the one robot model a cell has (`content.cell.Robot.model`)
+
+    def get() -> TwinAsset:
+        return cache.get(urdf, description.robot.base, description.zones)
+
+    def warm() -> None:
+        try:
+            get()
+        except ContentError as exc:
+            log.error("static twin of cell %r: %s", description.name, exc)
+
+    threading.Thread(target=warm, name="twin-asset", daemon=True).start()
+    return get
 
 
 def wait(stop_event: threading.Event, duration_s: float | None, period_s: float = 0.2) -> None:
