@@ -249,6 +249,9 @@ class _Geometry:
                 except Exception as exc:  # noqa: BLE001 - trimesh raises many kinds
                     raise TwinAssetError(f"{where}: cannot load mesh {path}: {exc}") from exc
                 mesh.apply_scale(scale)
+                # degenerate triangles have no normal, and glTF requires unit normals
+                mesh.update_faces(mesh.nondegenerate_faces())
+                mesh.remove_unreferenced_vertices()
                 if getattr(mesh.visual, "kind", None) == "texture" and getattr(
                         mesh.visual.material, "image", None) is not None:
                     # the colour atlas sampled into vertex colours (COLOR_0): no images in the
@@ -363,13 +366,21 @@ def build_twin_glb(urdf_path: str | Path, base: Pose, zones: Sequence[Zone]) -> 
         cell = tree["nodes"][0]
         cell["matrix"] = CELL_TO_GLTF.T.reshape(-1).tolist()  # glTF matrices are column-major
         cell["extras"] = {"frame": "cell", "note": "z-up cell frame -> y-up glTF"}
+        views, accessors = tree.get("bufferViews", []), tree.get("accessors", [])
+        for mesh in tree.get("meshes", []):  # bufferView.target: vertex data or indices
+            for primitive in mesh["primitives"]:
+                for accessor in primitive.get("attributes", {}).values():
+                    views[accessors[accessor]["bufferView"]]["target"] = 34962  # ARRAY_BUFFER
+                if "indices" in primitive:
+                    views[accessors[primitive["indices"]]["bufferView"]]["target"] = 34963
         for material in tree.get("materials", []):  # OBJ/MTL shininess can map outside [0, 1]
             pbr = material.get("pbrMetallicRoughness", {})
             for factor in ("metallicFactor", "roughnessFactor"):
                 if factor in pbr:
                     pbr[factor] = min(1.0, max(0.0, float(pbr[factor])))
 
-    glb = trimesh.exchange.gltf.export_glb(scene, include_normals=True, tree_postprocessor=y_up)
+    glb = trimesh.exchange.gltf.export_glb(scene, include_normals=True, unitize_normals=True,
+                                           tree_postprocessor=y_up)
     return glb, link_names
 
 

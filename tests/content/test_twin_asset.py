@@ -2,7 +2,10 @@
 link poses PyBullet computes, y-up once at the `cell` node, zones as translucent meshes."""
 
 import io
+import json
 import math
+import shutil
+import subprocess
 
 import numpy as np
 import pybullet
@@ -108,6 +111,35 @@ def test_the_glb_is_gltf_2_with_one_node_per_link_as_the_kinematic_tree(panda_gl
         assert 0.0 <= pbr.get("metallicFactor", 1.0) <= 1.0
 
 
+_VALIDATE = """
+const validator = require(process.argv[1]);
+const bytes = new Uint8Array(require("fs").readFileSync(process.argv[2]));
+validator.validateBytes(bytes).then((report) => console.log(JSON.stringify(report.issues)));
+"""
+
+
+def khronos_validation(glb: bytes, tmp_path) -> dict:
+    """The issues the Khronos glTF-Validator (npm `gltf-validator`, run by node) finds."""
+    module = REPO_ROOT / "node_modules" / "gltf-validator"
+    node = shutil.which("node")
+    if node is None or not module.is_dir():
+        pytest.fail(f"node or {module} missing: run `make test` (it runs `npm ci`)")
+    path = tmp_path / "twin.glb"
+    path.write_bytes(glb)
+    done = subprocess.run([node, "-e", _VALIDATE, str(module), str(path)], capture_output=True, text=True,
+                          check=True, timeout=120)
+    return json.loads(done.stdout)
+
+
+def test_the_khronos_validator_finds_nothing_in_the_glb(panda_glb, tmp_path):
+    issues = khronos_validation(panda_glb[0], tmp_path)
+    assert (issues["numErrors"], issues["numWarnings"], issues["numInfos"], issues["numHints"]) == (0, 0, 0, 0), \
+        issues["messages"][:10]
+    broken = bytearray(panda_glb[0])
+    broken[12 + 8:12 + 8 + len(b'{"scene":0')] = b'{"scene":9'  # the validator would catch a bad file
+    assert khronos_validation(bytes(broken), tmp_path)["numErrors"] > 0
+
+
 def test_rotating_the_link_nodes_by_their_extras_reproduces_pybullet_link_poses(panda_glb):
     gltf = read_glb_json(panda_glb[0])
     cid = pybullet.connect(pybullet.DIRECT)
@@ -201,6 +233,8 @@ def _write(tmp_path, text: str):
 def test_primitive_shapes_and_collision_fallback(tmp_path):
     glb, links = build_twin_glb(_write(tmp_path, PRIMITIVES_URDF), Pose(), [])
     assert links == ("base", "arm", "tip")
+    issues = khronos_validation(glb, tmp_path)
+    assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"][:10]
     gltf = read_glb_json(glb)
     names = [n["name"] for n in gltf["nodes"]]
     assert {"base/visual0", "arm/collision0", "tip/visual0"} <= set(names)
