@@ -384,6 +384,17 @@ def build_twin_glb(urdf_path: str | Path, base: Pose, zones: Sequence[Zone]) -> 
     return glb, link_names
 
 
+def _stats(files: Sequence[Path]) -> list[tuple[int, int] | None]:
+    stats: list[tuple[int, int] | None] = []
+    for path in files:
+        try:
+            st = path.stat()
+            stats.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            stats.append(None)
+    return stats
+
+
 class TwinAssetCache:
     """Builds each distinct twin GLB once (key: `twin_asset_key`), in memory and optionally on disk.
 
@@ -398,8 +409,25 @@ class TwinAssetCache:
         self._dir = None if cache_dir is None else Path(cache_dir)
         self._lock = threading.Lock()
         self._assets: dict[str, TwinAsset] = {}
+        self._keys: dict[tuple[str, str, str], tuple[list[Path], list[tuple[int, int] | None], str]] = {}
         self.builds = 0
         """How many GLBs this cache generated (not read from memory or disk)."""
+
+    def _key(self, urdf_path: Path, base: Pose, zones: Sequence[Zone]) -> str:
+        """`twin_asset_key`, recomputed only when a file's size or modification time changed
+        (hashing the Panda's 9 MB of meshes takes about 20 ms; a stat of each file, microseconds)."""
+        inputs = (str(urdf_path), base.model_dump_json(),
+                  json.dumps([z.model_dump(mode="json") for z in zones], sort_keys=True))
+        with self._lock:
+            known = self._keys.get(inputs)
+        if known is not None and _stats(known[0]) == known[1]:
+            return known[2]
+        files = [urdf_path, *_mesh_files(urdf_path, _urdf_robot(urdf_path))]
+        stats = _stats(files)
+        key = twin_asset_key(urdf_path, base, zones)
+        with self._lock:
+            self._keys[inputs] = (files, stats, key)
+        return key
 
     def get(self, urdf_path: str | Path, base: Pose, zones: Sequence[Zone]) -> TwinAsset:
         """The twin of this URDF, base pose and zones (`build_twin_glb`), built at most once.
@@ -407,7 +435,7 @@ class TwinAssetCache:
         Raises:
             TwinAssetError: as `build_twin_glb`.
         """
-        key = twin_asset_key(urdf_path, base, zones)
+        key = self._key(Path(urdf_path), base, zones)
         with self._lock:
             asset = self._assets.get(key)
             if asset is not None:

@@ -275,6 +275,8 @@ def test_the_cache_builds_each_content_once_in_memory_and_on_disk(tmp_path):
     assert cache.get(urdf, Pose(), []).key not in (first.key, moved.key)
     urdf.write_text(PRIMITIVES_URDF.replace('radius="0.04"', 'radius="0.05"'))
     assert twin_asset_key(urdf, Pose(), zones) != first.key  # the URDF's content is in the key
+    changed = cache.get(urdf, Pose(), zones)  # the running cache sees the edited file too
+    assert changed.key == twin_asset_key(urdf, Pose(), zones) and cache.builds == 4
     urdf.write_text(PRIMITIVES_URDF)
     again = TwinAssetCache(tmp_path / "cache").get(urdf, Pose(), zones)  # a new process: from disk
     assert again.glb == first.glb and again.link_names == ("base", "arm", "tip")
