@@ -223,7 +223,34 @@ class _Geometry:
     def __init__(self, urdf_path: Path, colors: dict[str, tuple[float, ...]]) -> None:
         self.urdf_path = urdf_path
         self.colors = colors
-        self.meshes: dict[str, Any] = {}
+        self.meshes: dict[str, Any] = {}  # glTF mesh name -> trimesh mesh
+        self._loaded: dict[tuple[Path, tuple[float, ...]], tuple[Any, bool]] = {}
+
+    def _load(self, path: Path, scale: tuple[float, ...], filename: str, where: str) -> tuple[Any, bool]:
+        """The mesh of a file at a scale, and whether it has its own colours (loaded once)."""
+        import trimesh
+
+        loaded = self._loaded.get((path, scale))
+        if loaded is not None:
+            return loaded
+        if not path.is_file():
+            raise TwinAssetError(f"{where}: mesh file {filename!r} not found at {path}")
+        try:
+            mesh = trimesh.load(path, force="mesh")
+        except Exception as exc:  # noqa: BLE001 - trimesh raises many kinds
+            raise TwinAssetError(f"{where}: cannot load mesh {path}: {exc}") from exc
+        mesh.apply_scale(scale)
+        # degenerate triangles have no normal, and glTF requires unit normals
+        mesh.update_faces(mesh.nondegenerate_faces())
+        mesh.remove_unreferenced_vertices()
+        own_colors = getattr(mesh.visual, "kind", None) == "texture" and getattr(
+            mesh.visual.material, "image", None) is not None
+        if own_colors:
+            # the colour atlas sampled into vertex colours (COLOR_0): no images in the GLB, so
+            # no blob: fetches in the pages (CSP) and a smaller file
+            mesh.visual = mesh.visual.to_color()
+        self._loaded[(path, scale)] = (mesh, own_colors)
+        return mesh, own_colors
 
     def add(self, shape: Any, where: str) -> str:
         import trimesh
@@ -240,26 +267,17 @@ class _Geometry:
         if kind == "Mesh":
             path = _mesh_path(self.urdf_path, geometry.filename)
             scale = tuple(geometry.scale) if geometry.scale is not None else (1.0, 1.0, 1.0)
-            key = f"{path.name}{'' if scale == (1.0, 1.0, 1.0) else scale}"
-            if key not in self.meshes:
-                if not path.is_file():
-                    raise TwinAssetError(f"{where}: mesh file {geometry.filename!r} not found at {path}")
-                try:
-                    mesh = trimesh.load(path, force="mesh")
-                except Exception as exc:  # noqa: BLE001 - trimesh raises many kinds
-                    raise TwinAssetError(f"{where}: cannot load mesh {path}: {exc}") from exc
-                mesh.apply_scale(scale)
-                # degenerate triangles have no normal, and glTF requires unit normals
-                mesh.update_faces(mesh.nondegenerate_faces())
-                mesh.remove_unreferenced_vertices()
-                if getattr(mesh.visual, "kind", None) == "texture" and getattr(
-                        mesh.visual.material, "image", None) is not None:
-                    # the colour atlas sampled into vertex colours (COLOR_0): no images in the
-                    # GLB, so no blob: fetches in the pages (CSP) and a smaller file
-                    mesh.visual = mesh.visual.to_color()
-                else:
-                    _colored(mesh, rgba, f"{path.stem}")
-                self.meshes[key] = mesh
+            mesh, own_colors = self._load(path, scale, geometry.filename, where)
+            try:
+                name = path.relative_to(self.urdf_path.parent).as_posix()
+            except ValueError:
+                name = path.as_posix()
+            key = name if scale == (1.0, 1.0, 1.0) else f"{name} {scale}"
+            if not own_colors:  # one glTF mesh per file and colour
+                key = f"{key} {tuple(round(c, 3) for c in rgba)}"
+                if key not in self.meshes:
+                    self.meshes[key] = _colored(mesh.copy(), rgba, key)
+            self.meshes.setdefault(key, mesh)
             return key
         if kind == "Box":
             mesh, key = trimesh.creation.box(extents=geometry.size), f"box{tuple(geometry.size)}"
@@ -284,8 +302,9 @@ def _zone_mesh(zone: Zone) -> Any:
         lo, hi = np.asarray(zone.box.min), np.asarray(zone.box.max)
         mesh = trimesh.creation.box(extents=hi - lo)
         mesh.apply_translation((lo + hi) / 2)
+    elif zone.footprint is None:  # `Zone` refuses this; a model built without validation
+        raise TwinAssetError(f"zone {zone.name!r} has neither a box nor a footprint")
     else:
-        assert zone.footprint is not None  # the model guarantees one of box, footprint
         bottom, top = zone.z_range_m
         mesh = trimesh.creation.extrude_polygon(shapely.Polygon(zone.footprint), top - bottom)
         mesh.apply_translation((0.0, 0.0, bottom))

@@ -293,3 +293,23 @@ def test_the_key_covers_the_mesh_files(tmp_path):
     assert twin_asset_key(urdf, Pose(), []) != before
     gltf = read_glb_json(build_twin_glb(urdf, Pose(), [])[0])
     assert "tip/visual0" in [n["name"] for n in gltf["nodes"]]
+
+
+def test_meshes_are_shared_per_file_and_colour_and_told_apart_by_folder(tmp_path):
+    for folder, size in (("a", 0.1), ("b", 0.3)):
+        (tmp_path / "meshes" / folder).mkdir(parents=True)
+        trimesh.creation.box(extents=(size, size, size)).export(tmp_path / "meshes" / folder / "part.obj")
+    link = '<link name="{0}"><visual><geometry><mesh filename="meshes/{1}/part.obj"/></geometry>' \
+           '<material name="{2}"><color rgba="{3}"/></material></visual></link>'
+    urdf = _write(tmp_path, "\n".join([
+        '<?xml version="1.0"?><robot name="parts">',
+        link.format("one", "a", "red", "1 0 0 1"), link.format("two", "b", "red", "1 0 0 1"),
+        link.format("three", "a", "green", "0 1 0 1"), link.format("four", "a", "red", "1 0 0 1"),
+        *(f'<joint name="j{i}" type="fixed"><parent link="one"/><child link="{c}"/></joint>'
+          for i, c in enumerate(("two", "three", "four"))),
+        "</robot>"]))
+    gltf = read_glb_json(build_twin_glb(urdf, Pose(), [])[0])
+    mesh_of = {n["name"]: n["mesh"] for n in gltf["nodes"] if "mesh" in n}
+    assert len(gltf["meshes"]) == 3
+    assert mesh_of["one/visual0"] == mesh_of["four/visual0"]
+    assert len({mesh_of["one/visual0"], mesh_of["two/visual0"], mesh_of["three/visual0"]}) == 3
