@@ -21,11 +21,15 @@ glTF is y-up; `CELL_TO_GLTF` on the ``cell`` node is the only place the axes cha
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import io
 import json
 import logging
 import math
+import multiprocessing
+import os
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -418,14 +422,18 @@ class TwinAssetCache:
     """Builds each distinct twin GLB once (key: `twin_asset_key`), in memory and optionally on disk.
 
     Thread safety: `get` may be called from any thread; one lock serialises builds, so concurrent
-    first requests build once.
+    first requests build once. Several processes may share `cache_dir` (files are replaced
+    atomically; an unreadable one is rebuilt).
 
     Args:
         cache_dir: folder for ``<key>.glb`` files that outlive the process; None: memory only.
+        isolate: build in a child process (spawned), so the build's few seconds of CPU do not hold
+            this process's GIL while a safety loop or a server runs in it.
     """
 
-    def __init__(self, cache_dir: str | Path | None = None) -> None:
+    def __init__(self, cache_dir: str | Path | None = None, *, isolate: bool = False) -> None:
         self._dir = None if cache_dir is None else Path(cache_dir)
+        self._isolate = isolate
         self._lock = threading.Lock()
         self._assets: dict[str, TwinAsset] = {}
         self._keys: dict[tuple[str, str, str], tuple[list[Path], list[tuple[int, int] | None], str]] = {}
@@ -461,19 +469,39 @@ class TwinAssetCache:
                 return asset
             links = tuple(link.name for link in _urdf_robot(Path(urdf_path)).links)
             path = None if self._dir is None else self._dir / f"{key}.glb"
-            if path is not None and path.is_file():
-                asset = TwinAsset(path.read_bytes(), key, links)
-            else:
-                glb, links = build_twin_glb(urdf_path, base, zones)
+            glb = None if path is None else _read_cached(path)
+            if glb is None:
+                glb, links = self._build(Path(urdf_path), base, zones)
                 self.builds += 1
-                asset = TwinAsset(glb, key, links)
                 if path is not None:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    partial = path.with_suffix(".partial")
-                    partial.write_bytes(glb)
-                    partial.replace(path)
-            self._assets[key] = asset
+                    _write_atomically(path, glb)
+            asset = self._assets[key] = TwinAsset(glb, key, links)
             return asset
+
+    def _build(self, urdf_path: Path, base: Pose, zones: Sequence[Zone]) -> tuple[bytes, tuple[str, ...]]:
+        if not self._isolate:
+            return build_twin_glb(urdf_path, base, zones)
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            return pool.submit(build_twin_glb, urdf_path, base, list(zones)).result()
+
+
+def _read_cached(path: Path) -> bytes | None:
+    try:
+        glb = path.read_bytes()
+        read_glb_json(glb)
+    except (OSError, ValueError, TwinAssetError) as exc:
+        if path.exists():
+            log.warning("ignoring cached twin %s: %s", path, exc)
+        return None
+    return glb
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(data)
+    os.replace(tmp.name, path)
 
 
 def read_glb_json(glb: bytes) -> dict:

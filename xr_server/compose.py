@@ -347,9 +347,10 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
 
 
 def _twin_asset(description: CellDescription) -> Callable[[], TwinAsset]:
-    """The cell's static twin GLB, generated once per content (cached in `data/twin_cache`) and
-    started in the background so the first page load does not wait for it."""
-    cache = TwinAssetCache(REPO_ROOT / "data" / "twin_cache")
+    """The cell's static twin GLB, generated once per content (cached in `data/twin_cache`), in a
+    child process so the build does not hold the GIL the safety loop needs, and started in the
+    background so the first page load does not wait for it."""
+    cache = TwinAssetCache(REPO_ROOT / "data" / "twin_cache", isolate=True)
     urdf = panda_urdf_path()  # the one robot model a cell has (`content.cell.Robot.model`)
 
     def get() -> TwinAsset:

@@ -313,3 +313,16 @@ def test_meshes_are_shared_per_file_and_colour_and_told_apart_by_folder(tmp_path
     assert len(gltf["meshes"]) == 3
     assert mesh_of["one/visual0"] == mesh_of["four/visual0"]
     assert len({mesh_of["one/visual0"], mesh_of["two/visual0"], mesh_of["three/visual0"]}) == 3
+
+
+def test_an_isolated_build_gives_the_same_bytes_and_a_broken_cache_file_is_rebuilt(tmp_path):
+    urdf = _write(tmp_path, PRIMITIVES_URDF)
+    zones = [Zone(name="bench", kind="collaborative", footprint=[(0, 0), (1, 0), (1, 1), (0.5, 0.4)])]
+    here = TwinAssetCache().get(urdf, Pose(), zones)
+    isolated_cache = TwinAssetCache(tmp_path / "cache", isolate=True)
+    isolated = isolated_cache.get(urdf, Pose(), zones)  # built in a spawned child process
+    assert isolated.glb == here.glb and isolated.link_names == here.link_names
+    (tmp_path / "cache" / f"{here.key}.glb").write_bytes(here.glb[:100])  # a torn write
+    again = TwinAssetCache(tmp_path / "cache")
+    assert again.get(urdf, Pose(), zones).glb == here.glb and again.builds == 1
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [f"{here.key}.glb"]
