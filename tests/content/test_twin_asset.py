@@ -326,3 +326,21 @@ def test_an_isolated_build_gives_the_same_bytes_and_a_broken_cache_file_is_rebui
     again = TwinAssetCache(tmp_path / "cache")
     assert again.get(urdf, Pose(), zones).glb == here.glb and again.builds == 1
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [f"{here.key}.glb"]
+
+
+def test_simplified_meshes_stay_within_2_mm_of_every_original_vertex():
+    import open3d
+
+    from content.twin_asset import MAX_TRIANGLES_PER_MESH, _simplified
+
+    for name in ("link6", "hand"):  # the two with the most detail
+        mesh = trimesh.load(panda_urdf_path().parent / "meshes" / "visual" / f"{name}.obj", force="mesh")
+        mesh.visual = mesh.visual.to_color()
+        simple = _simplified(mesh, MAX_TRIANGLES_PER_MESH, True)
+        assert len(simple.faces) <= MAX_TRIANGLES_PER_MESH < len(mesh.faces)
+        assert simple.visual.vertex_colors.shape == (len(simple.vertices), 4)
+        scene = open3d.t.geometry.RaycastingScene()
+        scene.add_triangles(open3d.core.Tensor(np.asarray(simple.vertices, np.float32)),
+                            open3d.core.Tensor(np.asarray(simple.faces, np.uint32)))
+        distance = scene.compute_distance(open3d.core.Tensor(np.asarray(mesh.vertices, np.float32))).numpy()
+        assert distance.max() < 0.002, (name, distance.max())
