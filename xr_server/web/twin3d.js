@@ -301,11 +301,17 @@ export class TwinView {
     this.twinAsset = { cell, status: "loading", links: [] };
     new GLTFLoader().load(`/api/cells/${encodeURIComponent(cell)}/twin.glb`, (gltf) => {
       if (this.twinAsset.cell !== cell) return; // the page moved on to another cell
-      if (this.twinRobot) this.scene.remove(this.twinRobot.root);
-      this.twinRobot = new TwinRobot(gltf.scene);
-      this.scene.add(this.twinRobot.root);
-      this.twinAsset = { cell, status: "loaded", links: this.twinRobot.links.map((l) => l.name) };
-      this.dirty = true;
+      const robot = new TwinRobot(gltf.scene);
+      // Compile its shaders off the main thread (KHR_parallel_shader_compile where the browser
+      // has it) before it is drawn: a software renderer would otherwise block the page for seconds.
+      this.renderer.compileAsync(robot.root, this.camera, this.scene).catch(() => {}).then(() => {
+        if (this.twinAsset.cell !== cell) return;
+        if (this.twinRobot) this.scene.remove(this.twinRobot.root);
+        this.twinRobot = robot;
+        this.scene.add(robot.root);
+        this.twinAsset = { cell, status: "loaded", links: robot.links.map((l) => l.name) };
+        this.dirty = true;
+      });
     }, undefined, (error) => {
       if (this.twinAsset.cell !== cell) return;
       this.twinAsset = { cell, status: "failed", links: [] }; // the capsules stay
