@@ -2,7 +2,8 @@
 
 from content.calibration import CameraCalibration
 from content.cell import CellDescription, load_cell, parse_cell
-from content.errors import CalibrationError, CellDescriptionError, ContentError
+from content.errors import CalibrationError, CellDescriptionError, ContentError, TwinAssetError
+from content.twin_asset import TwinAsset, TwinAssetCache, build_twin_glb
 
 __all__ = [
     "CalibrationError",
@@ -10,6 +11,10 @@ __all__ = [
     "CellDescription",
     "CellDescriptionError",
     "ContentError",
+    "TwinAsset",
+    "TwinAssetCache",
+    "TwinAssetError",
+    "build_twin_glb",
     "load_cell",
     "parse_cell",
 ]

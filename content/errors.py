@@ -16,3 +16,8 @@ class CalibrationError(ContentError):
 class StorageError(ContentError):
     """The user store refused an operation (unknown role, duplicate or missing user, bad input)
     or its database failed; the message says which."""
+
+
+class TwinAssetError(ContentError):
+    """The static twin (GLB) cannot be generated: an unreadable or invalid URDF, a missing mesh
+    file or an unsupported geometry; the message names the file or the link."""

@@ -26,6 +26,8 @@ by `xr_server.openapi`; docs/xr_server.md is the reader's guide):
     POST /api/logout                  revokes the presented token on the server, clears the cookie
     GET  /api/me                      {username, roles, cell}
     GET  /api/twin                    newest twin_state (503 before the first one)
+    GET  /api/cells/<cell>/twin.glb   the static twin, glTF 2.0 binary (`content.twin_asset`),
+                                      strong ETag, 304 on If-None-Match; 404 for another cell
     GET  /api/cameras                 camera ids
     GET  /api/cameras/<id>/mjpeg      multipart/x-mixed-replace JPEG stream, at most 5 fps
     POST /api/safety/reset            ask to clear a latched fault stop -> {accepted, reason}:
@@ -84,7 +86,9 @@ import socketio.exceptions as socketio_exceptions
 from aiortc import RTCIceServer
 from pydantic import BaseModel
 
+from content.errors import ContentError
 from content.storage import AnnotationStore
+from content.twin_asset import TwinAsset
 from robot_bridge.errors import CommandError
 from robot_bridge.types import JointTrajectory, RobotState
 from safety.errors import SafetyError
@@ -197,6 +201,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                annotation_store: AnnotationStore | None = None, ice_servers: Sequence[RTCIceServer] = (),
                robot_commands: RobotCommands | None = None,
                recordings: Recordings | None = None,
+               twin_asset: Callable[[], TwinAsset] | None = None,
                ) -> tuple[flask.Flask, flask_socketio.SocketIO]:
     """Build the server.
 
@@ -228,6 +233,9 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         robot_commands: the command gate behind ``POST /api/robot/trajectory``; None answers 503.
         recordings: where ``session_record`` records XR sessions and ``GET /api/recordings``
             lists them (`xr_server.recording`); None refuses recording and answers 503.
+        twin_asset: returns the cell's static twin (`content.TwinAsset`, built once and cached by
+            the caller, e.g. `content.TwinAssetCache`) for ``GET /api/cells/<cell>/twin.glb``;
+            called from request threads; None answers 503.
 
     Returns:
         ``(app, socketio)``. Run with ``socketio.run(app, ...)``; ``app.xrcell_stop()`` ends the
@@ -488,6 +496,52 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         if state is None:
             return _json_error(503, "no twin state yet")
         return flask.jsonify(state)
+
+    @app.get("/api/cells/<cell>/twin.glb")
+    def twin_glb(cell: str) -> flask.Response:
+        """The static twin.
+        ---
+        get:
+          summary: The cell's robot (one node per URDF link) and zones as glTF 2.0 binary, y-up.
+          description: >-
+            Node `cell` turns the z-up `cell` frame into glTF's y-up frame; every node below it is in
+            the `cell` frame. Each link node's `extras` say how its joint moves it, so a client
+            animates the robot from `twin_state.robot.q` (docs/xr_server.md "The static twin").
+            Strong ETag (a hash of the URDF, its meshes, the base pose and the zones): send
+            `If-None-Match` to get 304.
+          parameters:
+            - name: cell
+              in: path
+              required: true
+              schema:
+                type: string
+          responses:
+            '200':
+              description: The GLB.
+              content:
+                model/gltf-binary:
+                  schema:
+                    type: string
+                    contentMediaType: model/gltf-binary
+            '304':
+              description: Not modified (the `If-None-Match` ETag is current).
+            '401': Unauthorized
+            '404': NotFound
+            '503': Unavailable
+        """
+        if cell != cell_name:
+            return _json_error(404, f"unknown cell {cell!r}: this server shows {cell_name!r}")
+        if twin_asset is None:
+            return _json_error(503, "this server has no static twin")
+        try:
+            asset = twin_asset()
+        except ContentError as exc:
+            log.error("static twin of cell %r: %s", cell_name, exc)
+            return _json_error(503, f"static twin unavailable: {exc}")
+        response = flask.Response(asset.glb, mimetype="model/gltf-binary")
+        response.set_etag(asset.key)
+        response.headers["Cache-Control"] = "private, no-cache"  # revalidate with the ETag
+        return response.make_conditional(flask.request)
 
     @app.get("/api/cameras")
     def cameras() -> flask.Response:

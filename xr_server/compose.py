@@ -25,8 +25,10 @@ import numpy as np
 from content.calibration import load_calibration
 from content.cell import CellDescription
 from content.errors import ContentError
+from content.twin_asset import TwinAsset, TwinAssetCache
 from robot_bridge.backend import create_backend
 from robot_bridge.errors import BridgeError
+from robot_bridge.sim.panda import panda_urdf_path
 from safety.gate import CommandGate, PeopleOnPath
 from safety.monitor import SafetyMonitor
 from safety.output import SimSafetyOutput
@@ -354,6 +356,7 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
     from xr_server.serving import serve_in_thread
 
     cell.pipeline.enable_views(True)
+    twin_asset = _twin_asset(cell.description)
     app, socketio = create_app(
         twin_source=cell.twin_state,
         camera_views=_CameraViews(cell.pipeline),
@@ -369,6 +372,7 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
         safety_events=None if cell.audit is None else cell.audit.page,
         annotation_store=annotations,
         recordings=None if recordings_dir is None else Recordings(recordings_dir, cell.twin_state),
+        twin_asset=twin_asset,
     )
     serve_in_thread(app, socketio, host, port)
 
@@ -378,6 +382,26 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
             stop()
 
     return shutdown
+
+
+def _twin_asset(description: CellDescription) -> Callable[[], TwinAsset]:
+    """The cell's static twin GLB, generated once per content (cached in `data/twin_cache`), in a
+    child process so the build does not hold the GIL the safety loop needs, and started in the
+    background so the first page load does not wait for it."""
+    cache = TwinAssetCache(REPO_ROOT / "data" / "twin_cache", isolate=True)
+    urdf = panda_urdf_path()  # the one robot model a cell has (`content.cell.Robot.model`)
+
+    def get() -> TwinAsset:
+        return cache.get(urdf, description.robot.base, description.zones)
+
+    def warm() -> None:
+        try:
+            get()
+        except ContentError as exc:
+            log.error("static twin of cell %r: %s", description.name, exc)
+
+    threading.Thread(target=warm, name="twin-asset", daemon=True).start()
+    return get
 
 
 def wait(stop_event: threading.Event, duration_s: float | None, period_s: float = 0.2) -> None:

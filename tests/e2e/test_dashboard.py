@@ -21,7 +21,10 @@ import cv2
 import numpy as np
 import pytest
 
+from content.cell import Pose
 from content.storage import UserStore
+from content.twin_asset import TwinAssetCache
+from robot_bridge.sim.panda import panda_urdf_path
 from xr_server.app import create_app, node_modules_dir
 from xr_server.serving import serve_in_thread
 
@@ -192,8 +195,10 @@ def server(tmp_path_factory):
                       hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     store.add("ana", "s3cret-pw", ["operator"])
     cell = ScriptedCell()
+    twins = TwinAssetCache()  # the static twin: the real Panda URDF and meshes, base at the origin
     app, socketio = create_app(twin_source=cell.twin_state, camera_views=cell, user_store=store,
-                               secret_key="e2e-secret-0123456789abcdef", cell_name="e2e")
+                               secret_key="e2e-secret-0123456789abcdef", cell_name="e2e",
+                               twin_asset=lambda: twins.get(panda_urdf_path(), Pose(), []))
     base = serve_in_thread(app, socketio, name="xr-server-e2e")
     yield base
     app.xrcell_stop()
@@ -282,6 +287,15 @@ def test_dashboard_renders_the_moving_twin_the_mode_and_the_cameras(page, server
     # the zones as prisms; the one with a person inside stands out
     wait_until(page, "__xrcell.view.zoneMeshes.size === 2 && __xrcell.view.zoneMeshes.get('walkway').opacity >"
                      " __xrcell.view.zoneMeshes.get('cabinet').opacity", 5)
+    # the robot is the static twin GLB: one node per URDF link, posed from twin_state.robot.q
+    wait_until(page, "__xrcell.view.twinAsset.status !== 'loading'", 30)
+    assert page.evaluate("__xrcell.view.twinAsset") == {"cell": "e2e", "status": "loaded", "links": [
+        "panda_link0", "panda_link1", "panda_link2", "panda_link3", "panda_link4", "panda_link5",
+        "panda_link6", "panda_link7", "panda_link8", "panda_hand", "panda_leftfinger",
+        "panda_rightfinger", "panda_grasptarget"]}
+    turned = page.evaluate("""() => { const l = __xrcell.view.twinRobot.links.find(k => k.name === 'panda_link1');
+        return [l.node.quaternion.angleTo(l.q0), Math.abs(__xrcell.lastTwin.robot.q[0])]; }""")
+    assert abs(turned[0] - turned[1]) < 1e-3, turned  # joint 1 turns link 1 about its axis by q1
     assert not page.problems, page.problems
 
     if os.environ.get("XRCELL_DOCS_SCREENSHOT"):  # the README's picture, in reduced speed

@@ -15,7 +15,10 @@ import cv2
 import numpy as np
 import pytest
 
+from content.cell import Pose
 from content.storage import AnnotationStore, UserStore
+from content.twin_asset import TwinAssetCache
+from robot_bridge.sim.panda import panda_urdf_path
 from tests.e2e.test_dashboard import ScriptedCell
 from xr_server.app import create_app, node_modules_dir
 from xr_server.recording import Recordings
@@ -62,9 +65,11 @@ def server(tmp_path_factory):
     annotations = AnnotationStore(db)
     cell = ScriptedCell()  # the dashboard test's moving arm and walking worker
     recordings = Recordings(tmp_path_factory.mktemp("recordings"), cell.twin_state)
+    twins = TwinAssetCache()
     app, socketio = create_app(twin_source=cell.twin_state, camera_views=cell, user_store=store,
                                secret_key="e2e-secret-0123456789abcdef", cell_name="e2e",
-                               annotation_store=annotations, recordings=recordings)
+                               annotation_store=annotations, recordings=recordings,
+                               twin_asset=lambda: twins.get(panda_urdf_path(), Pose(), []))
     base = serve_in_thread(app, socketio, name="xr-server-e2e-expert")
     yield base, annotations
     app.xrcell_stop()

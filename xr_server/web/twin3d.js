@@ -1,8 +1,13 @@
-// three.js view of one twin_state: robot link capsules, worker skeletons, the protective
-// separation distance (robot capsules inflated by S_p) and the closest human-robot pair.
-// The cell frame is z up (REP 103); the camera's up vector is set to +z, so no axis swap.
+// three.js view of one twin_state: the robot, worker skeletons, the protective separation
+// distance (robot capsules inflated by S_p) and the closest human-robot pair.
+// The robot is the cell's static twin (GLB from /api/cells/<cell>/twin.glb, one node per URDF
+// link) posed from twin_state.robot.q; until it loads, or if it cannot, the link capsules of
+// twin_state.robot.links stand in for it.
+// The cell frame is z up (REP 103); the camera's up vector is set to +z, so no axis swap here;
+// the GLB is y-up and its `cell` node holds the one conversion, undone by `GLTF_TO_CELL`.
 import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
+import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
 
 export const MODE_COLORS = {
   full_speed: "#1f9d55",
@@ -35,6 +40,47 @@ export const ZONE_COLORS = {
 const Y = new THREE.Vector3(0, 1, 0);
 const UNIT_CYLINDER = new THREE.CylinderGeometry(1, 1, 1, 24, 1, true);
 const UNIT_SPHERE = new THREE.SphereGeometry(1, 24, 16);
+// glTF y-up -> cell z-up: +90 degrees about x (the inverse of the GLB's `cell` node matrix).
+const GLTF_TO_CELL = new THREE.Matrix4().makeRotationX(Math.PI / 2);
+
+/** The link nodes of a static twin GLB and how each joint moves them (node extras). */
+class TwinRobot {
+  constructor(gltfScene) {
+    this.root = new THREE.Group();
+    this.root.matrixAutoUpdate = false;
+    this.root.matrix.copy(GLTF_TO_CELL);
+    this.root.add(gltfScene);
+    this.links = [];
+    gltfScene.traverse((node) => {
+      const extras = node.userData;
+      if (extras && extras.zone) node.visible = false; // the zones are drawn from twin_state
+      if (!extras || !extras.urdf_link) return;
+      this.links.push({
+        name: extras.urdf_link, node, joint: extras.joint,
+        q0: node.quaternion.clone(), p0: node.position.clone(),
+        axis: extras.joint && extras.joint.axis ? new THREE.Vector3(...extras.joint.axis) : null,
+      });
+    });
+    this.turn = new THREE.Quaternion();
+    this.shift = new THREE.Vector3();
+  }
+
+  /** Pose the links from joint positions (rad or m) by name; joints not given stay at 0. */
+  pose(jointNames, q) {
+    const value = {};
+    jointNames.forEach((name, i) => { value[name] = q[i]; });
+    for (const { node, joint, q0, p0, axis } of this.links) {
+      if (!joint || !axis) continue;
+      const m = joint.mimic;
+      const x = (m ? m.multiplier * (value[m.joint] ?? 0) + m.offset : value[joint.name]) ?? 0;
+      if (joint.type === "prismatic") {
+        node.position.copy(p0).add(this.shift.copy(axis).multiplyScalar(x).applyQuaternion(q0));
+      } else if (joint.type === "revolute" || joint.type === "continuous") {
+        node.quaternion.copy(q0).multiply(this.turn.setFromAxisAngle(axis, x));
+      }
+    }
+  }
+}
 
 /** Place a unit cylinder mesh on segment a-b with radius r; hides it for a null segment. */
 function placeCylinder(mesh, a, b, r) {
@@ -108,6 +154,9 @@ export class TwinView {
     const jointMaterial = new THREE.MeshStandardMaterial({ color: 0x9aa5b1, metalness: 0.3, roughness: 0.5 });
     this.robotLinks = new MeshPool(this.scene, UNIT_CYLINDER, robotMaterial);
     this.robotJoints = new MeshPool(this.scene, UNIT_SPHERE, jointMaterial);
+    // The static twin: its state is public for the end-to-end tests (window.__xrcell.view).
+    this.twinRobot = null;
+    this.twinAsset = { cell: null, status: "none", links: [] }; // status: loading, loaded, failed
 
     // The S_p envelope is a union of capsules. Drawn naively, the overlaps stack their
     // transparency into bands; instead a depth-only pass keeps the front-most surface and a
@@ -177,9 +226,12 @@ export class TwinView {
     const robot = twin.robot;
     const safety = twin.safety;
     const links = robot ? robot.links : [];
+    if (twin.cell && twin.cell !== this.twinAsset.cell) this.loadTwinAsset(twin.cell);
+    if (this.twinRobot) this.twinRobot.root.visible = Boolean(robot);
+    if (this.twinRobot && robot) this.twinRobot.pose(robot.joint_names, robot.q);
 
     this.robotLinks.begin(); this.robotJoints.begin();
-    for (const link of links) {
+    for (const link of this.twinRobot ? [] : links) {
       placeCylinder(this.robotLinks.next(), link.a, link.b, link.r);
       placeSphere(this.robotJoints.next(), link.a, link.r);
       placeSphere(this.robotJoints.next(), link.b, link.r);
@@ -242,6 +294,29 @@ export class TwinView {
 
     if (!this.fitted && !this.userMoved && links.length) this.fit(twin);
     this.dirty = true;
+  }
+
+  /** Fetch the cell's static twin GLB and draw the robot with it once it has loaded. */
+  loadTwinAsset(cell) {
+    this.twinAsset = { cell, status: "loading", links: [] };
+    new GLTFLoader().load(`/api/cells/${encodeURIComponent(cell)}/twin.glb`, (gltf) => {
+      if (this.twinAsset.cell !== cell) return; // the page moved on to another cell
+      const robot = new TwinRobot(gltf.scene);
+      // Compile its shaders off the main thread (KHR_parallel_shader_compile where the browser
+      // has it) before it is drawn: a software renderer would otherwise block the page for seconds.
+      this.renderer.compileAsync(robot.root, this.camera, this.scene).catch(() => {}).then(() => {
+        if (this.twinAsset.cell !== cell) return;
+        if (this.twinRobot) this.scene.remove(this.twinRobot.root);
+        this.twinRobot = robot;
+        this.scene.add(robot.root);
+        this.twinAsset = { cell, status: "loaded", links: robot.links.map((l) => l.name) };
+        this.dirty = true;
+      });
+    }, undefined, (error) => {
+      if (this.twinAsset.cell !== cell) return;
+      this.twinAsset = { cell, status: "failed", links: [] }; // the capsules stay
+      console.warn(`static twin of cell ${cell} not loaded: ${error.message || error}`);
+    });
   }
 
   /** Draw `zones` (twin_state.zones); those named in `violated` stand out. */
