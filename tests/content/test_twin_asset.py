@@ -195,7 +195,7 @@ def test_zones_are_translucent_meshes_in_the_cell_frame(panda_glb):
     gltf = read_glb_json(glb)
     zone_nodes = {n["extras"]["zone"]: n for n in gltf["nodes"] if "zone" in (n.get("extras") or {})}
     assert {name: n["extras"]["kind"] for name, n in zone_nodes.items()} == {
-        "cabinet": "robot_keep_out", "work-area": "warning"}
+        "cabinet": "robot_keep_out", "work-area": "warning", "shared-workspace": "collaborative"}
     for node in zone_nodes.values():
         material = gltf["materials"][gltf["meshes"][node["mesh"]]["primitives"][0]["material"]]
         assert material["alphaMode"] == "BLEND"
