@@ -61,18 +61,23 @@ class SessionEvents:
         cell_name: the cell this server shows.
         gateway: the WebRTC gateway (started on the first offer).
         annotations: the annotation store; None refuses annotations.
+        twin_states_dropped: ``sid -> count`` of the twin states dropped for a slow connection
+            (`xr_server.twin_queue.TwinSendQueues.dropped`; None: not connected); listed per
+            participant by ``session_list``.
 
     Threads: the handlers run in Socket.IO handler threads, `_on_video` on the gateway's loop;
     the registry and the media are thread-safe as documented there.
     """
 
     def __init__(self, socketio: flask_socketio.SocketIO, namespace: str, cell_name: str,
-                 gateway: RtcGateway, annotations: AnnotationStore | None) -> None:
+                 gateway: RtcGateway, annotations: AnnotationStore | None,
+                 twin_states_dropped: Callable[[str], int | None] = lambda sid: None) -> None:
         self._socketio = socketio
         self._namespace = namespace
         self._cell = cell_name
         self._gateway = gateway
         self._annotations = annotations
+        self._twin_states_dropped = twin_states_dropped
         self.registry = SessionRegistry([cell_name])
         self.media = SessionMedia(gateway, self._on_video)
         self._cameras_lock = threading.Lock()
@@ -155,10 +160,19 @@ class SessionEvents:
         if not EXPERT_ROLES & set(claims.roles):
             raise SessionError("role: listing sessions needs one of the roles "
                                f"{', '.join(sorted(EXPERT_ROLES))}")
-        sessions = [self._state(s) for s in self.registry.sessions(request.cell)]
+        sessions = [{**self._state(s), "participants": self._participants(s.session_id)}
+                    for s in self.registry.sessions(request.cell)]
         answer = {"cell": request.cell, "sessions": sessions}
         flask_socketio.emit("session_list", answer)
         return answer
+
+    def _participants(self, session_id: str) -> list[dict]:
+        try:
+            members = self.registry.participants(session_id)
+        except SessionError:
+            return []  # ended meanwhile
+        return [{"username": p.username, "role": p.role.value,
+                 "twin_states_dropped": self._twin_states_dropped(p.sid)} for p in members]
 
     def leave(self, sid: str) -> None:
         """Take `sid` out of its session (on leave and on disconnect) and close its peer
