@@ -12,19 +12,58 @@ that holds at most one ``twin_state`` of the namespace. Putting a newer one remo
 waiting (a drop, counted per connection and in total) and appends the new one at the end, so it
 still follows every event emitted before it. Every other packet (annotations, session and safety
 events, acknowledgements, pings) is kept and sent in order: only superseded twin states are
-dropped. A connection's backlog is thus at most one twin state in the queue plus the batch its
-writer is writing, whatever the client's speed.
+dropped.
+
+The kernel's send buffer is the other place a backlog hides: Linux grows it up to 4 MiB
+(``net.ipv4.tcp_wmem``), which at 30 Hz holds seconds of stale twin states for a client that
+reads slowly, before the writer ever blocks and the queue above sees anything. So `install` also
+sets ``TCP_NOTSENT_LOWAT`` (`UNSENT_LIMIT_BYTES`) on every WebSocket connection: the kernel keeps
+at most that many bytes not yet sent, and the writer waits instead, without limiting how much is
+in flight (the link's throughput). A connection's backlog on the server is thus at most one twin
+state in the queue, the batch its writer is writing and `UNSENT_LIMIT_BYTES`, whatever the
+client's speed.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
+import socket
 import threading
 from typing import Any
 
 from engineio import packet as eio_packet
+from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
 
-__all__ = ["LatestTwinQueue", "TwinSendQueues"]
+__all__ = ["UNSENT_LIMIT_BYTES", "LatestTwinQueue", "TwinSendQueues"]
+
+log = logging.getLogger(__name__)
+
+#: Unsent bytes the kernel may hold for one WebSocket connection (``TCP_NOTSENT_LOWAT``): a few
+#: twin states (each under 16 KiB); more waits in `LatestTwinQueue`, where stale ones are dropped.
+UNSENT_LIMIT_BYTES = 16384
+
+
+def limit_unsent(sock: Any) -> None:
+    """Set ``TCP_NOTSENT_LOWAT`` to `UNSENT_LIMIT_BYTES` on a connected TCP socket (Linux, macOS);
+    a platform or socket without it keeps the kernel's default, which only logs."""
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    try:
+        if option is None:
+            raise OSError("TCP_NOTSENT_LOWAT is not available on this platform")
+        sock.setsockopt(socket.IPPROTO_TCP, option, UNSENT_LIMIT_BYTES)
+    except OSError as exc:
+        log.debug("cannot limit the unsent bytes of a WebSocket: %s", exc)
+
+
+class _LimitedWebSocket(SimpleWebSocketWSGI):
+    """engine.io's WebSocket of the threading mode on a socket with `limit_unsent`."""
+
+    def __call__(self, environ: dict, start_response: Any) -> Any:
+        sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
+        if sock is not None:
+            limit_unsent(sock)
+        return super().__call__(environ, start_response)
 
 
 class LatestTwinQueue(queue.Queue):
@@ -87,7 +126,8 @@ class TwinSendQueues:
 
     def install(self, server: Any) -> None:
         """Make `server` (a `socketio.Server`, ``flask_socketio.SocketIO.server``, threading
-        mode) create `LatestTwinQueue`s for its connections; call before any client connects.
+        mode) create `LatestTwinQueue`s for its connections and limit the unsent bytes of their
+        WebSockets (`limit_unsent`); call before any client connects.
 
         Raises:
             ValueError: the server's async mode is not ``threading`` (its queues are others).
@@ -100,6 +140,8 @@ class TwinSendQueues:
             return LatestTwinQueue(self.prefix, self, *args, **kwargs)
 
         eio.create_queue = create_queue
+        # This server's own copy of the async mode's table (the module's dict is shared).
+        eio._async = {**eio._async, "websocket": _LimitedWebSocket}
         self._server = server
 
     def count_drop(self) -> None:
