@@ -353,7 +353,7 @@ def main() -> None:
     parser.add_argument("--client", choices=["socketio", "inline", "raw"], default="raw",
                         help="python-socketio (stock / dispatch in the reader thread) or minimal")
     args = parser.parse_args()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # 400s of closed websockets
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access line per login
     counter = [0]
     source = scripted_twin(counter)
     size = len(json.dumps(source()).encode())

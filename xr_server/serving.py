@@ -13,7 +13,24 @@ import time
 import urllib.request
 from typing import Any
 
+from werkzeug.serving import WSGIRequestHandler
+
 from xr_server.errors import XrServerError
+
+
+class _RequestHandler(WSGIRequestHandler):
+    """Werkzeug's request handler, closing the connection once a WebSocket on it has ended.
+
+    engine.io's WebSocket (simple-websocket) takes the connection over from Werkzeug and, when
+    the WebSocket ends, raises `ConnectionError` to tell Werkzeug so (`connection_dropped`).
+    Werkzeug would then keep the HTTP/1.1 connection open and read what the client still sends
+    (its WebSocket close frame) as the next request: a ``Bad request syntax`` error in the log,
+    and a 400 response written into the closed WebSocket, which keeps python-socketio's client
+    waiting 3 s for the close to complete. Nothing after a WebSocket is HTTP: close instead.
+    """
+
+    def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
+        self.close_connection = True
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -52,7 +69,8 @@ def serve_in_thread(app: Any, socketio: Any, host: str = "127.0.0.1", port: int 
     def run() -> None:
         try:
             socketio.run(app, host=host, port=port, use_reloader=False, log_output=False,
-                         allow_unsafe_werkzeug=True, ssl_context=ssl_context)
+                         allow_unsafe_werkzeug=True, ssl_context=ssl_context,
+                         request_handler=_RequestHandler)
         except BaseException as exc:  # noqa: BLE001 - reported by the waiting caller
             failed.append(exc)
 
