@@ -35,7 +35,7 @@ from typing import Any
 from engineio import packet as eio_packet
 from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
 
-__all__ = ["UNSENT_LIMIT_BYTES", "LatestTwinQueue", "TwinSendQueues"]
+__all__ = ["UNSENT_LIMIT_BYTES", "LatestTwinQueue", "TwinSendQueues", "limit_unsent"]
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,10 @@ UNSENT_LIMIT_BYTES = 16384
 
 
 def limit_unsent(sock: Any) -> None:
-    """Set ``TCP_NOTSENT_LOWAT`` to `UNSENT_LIMIT_BYTES` on a connected TCP socket (Linux, macOS);
-    a platform or socket without it keeps the kernel's default, which only logs."""
+    """Set ``TCP_NOTSENT_LOWAT`` to `UNSENT_LIMIT_BYTES` on a connected TCP socket (Linux, macOS).
+
+    Where the option is missing (another platform, a socket that refuses it) the kernel's default
+    stays and a debug line says so: the twin queue still bounds what waits in the server."""
     option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
     try:
         if option is None:
@@ -67,7 +69,7 @@ class _LimitedWebSocket(SimpleWebSocketWSGI):
 
 
 class LatestTwinQueue(queue.Queue):
-    """An Engine.IO send queue keeping at most one packet that `is_twin` accepts (the newest).
+    """An Engine.IO send queue keeping at most one twin state packet (the newest).
 
     Thread safety: as `queue.Queue`; producers are any emitting thread, the consumer is the
     connection's writer thread. `dropped` is written under the queue's lock and read without it.
@@ -145,6 +147,7 @@ class TwinSendQueues:
         self._server = server
 
     def count_drop(self) -> None:
+        """Count one dropped twin state in the total (called by the queues)."""
         with self._lock:
             self._total += 1
 
