@@ -23,8 +23,13 @@ over a `--window-s` window:
 - `cpu_percent`: the server process's CPU time / wall time (100 = one core of 2);
   `client_cpu_percent` the same for the client processes, `machine_cpu_percent` for all;
 - `rss_mb`: the server process's resident memory at the end of the window.
-The server keeps one unbounded queue per client (engine.io `queue.Queue`) and counts no drops;
-`missed_per_client` = produced - delivered messages (mean over clients) stands in for drops.
+- `dropped_per_client`: twin states the server dropped from the measured clients' send queues
+  because a newer one superseded them (`xr_server.twin_queue`), mean over clients;
+  `missed_per_client` = produced - delivered messages (mean over clients).
+With `--slow-clients K`, K more clients connect from this process and then never read their
+socket (a browser on bad Wi-Fi): the figures above are still those of the N reading clients,
+and `slow_clients.dropped_per_client` / `slow_clients.queued_twin_states_max` show what the
+server did for the stalled ones (dropped stale states; at most one waiting per client).
 The server is shared by all N in turn (RSS may grow between them).
 
 Prints progress to stderr and one JSON object on its last line. Target (issue 6): 200 clients
@@ -32,7 +37,7 @@ at 30 Hz with p99 <= 50 ms on this machine (`target_met`; null when not run at 2
 clients, not the server, were the bottleneck).
 
 Usage: PYTHONPATH=$PWD .venv/bin/python bench/twin_fanout.py [--clients 50 100 200]
-       [--window-s 10] [--procs 2] [--client raw|socketio|inline]
+       [--window-s 10] [--procs 2] [--client raw|socketio|inline] [--slow-clients K]
 """
 
 from __future__ import annotations
@@ -96,8 +101,9 @@ def scripted_twin(counter: list[int]):
     return source
 
 
-def start_server(twin_source) -> str:
-    """Start the XR server in a daemon thread; return its base URL once /healthz answers."""
+def start_server(twin_source) -> tuple[str, object, object]:
+    """Start the XR server in a daemon thread; return its base URL once /healthz answers, the
+    app and the Socket.IO server."""
     import tempfile
 
     import argon2
@@ -113,7 +119,7 @@ def start_server(twin_source) -> str:
     store.add("bench", PASSWORD, ["worker"])
     app, sio = create_app(twin_source=twin_source, camera_views=FakeCameraViews(), user_store=store,
                           secret_key="bench-" + "0" * 58, cell_name="bench", twin_rate_hz=RATE_HZ)
-    return serve_in_thread(app, sio)
+    return serve_in_thread(app, sio), app, sio
 
 
 def socketio_clients(base: str, tokens: list[str], records: list, inline: bool) -> list:
@@ -192,6 +198,35 @@ def raw_clients(base: str, tokens: list[str], records: list, stop: threading.Eve
         raise RuntimeError(f"only {connected[0]} of {len(tokens)} raw clients connected in 120 s")
 
 
+def stalled_clients(base: str, tokens: list[str]) -> list[tuple[socket.socket, str]]:
+    """Connect one raw client per token to /xr (small receive buffer), then never read again;
+    returns (socket, Socket.IO sid) pairs to close after the window."""
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import Request, TextMessage
+
+    host, port = base.removeprefix("http://").split(":")
+    stalled = []
+    for token in tokens:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, int(port)))
+        ws = WSConnection(ConnectionType.CLIENT)
+        sock.sendall(ws.send(Request(host=f"{host}:{port}",
+                                     target="/socket.io/?EIO=4&transport=websocket")))
+        sid = None
+        while sid is None:
+            ws.receive_data(sock.recv(1 << 16) or None)
+            for event in ws.events():
+                if not isinstance(event, TextMessage):
+                    continue
+                if event.data.startswith("0"):
+                    sock.sendall(ws.send(TextMessage("40/xr," + json.dumps({"token": token}))))
+                elif event.data.startswith("40/xr"):
+                    sid = json.loads(event.data.removeprefix("40/xr,"))["sid"]
+        stalled.append((sock, sid))
+    return stalled
+
+
 def client_process(base: str, tokens: list[str], kind: str, ready, stop, results) -> None:
     """Connect one client per token, record (receipt UNIX time, t) of every twin_state until
     `stop` gives the window, then put (counts, latencies ms) within the window on `results`."""
@@ -212,12 +247,33 @@ def client_process(base: str, tokens: list[str], kind: str, ready, stop, results
         client.disconnect()
 
 
-def run(base: str, n: int, procs: int, window_s: float, kind: str, counter: list[int]) -> dict:
+def drops(app, sio) -> dict[str, int]:
+    """Socket.IO sid -> twin states dropped so far, for every client connected to /xr."""
+    queues = app.extensions["xrcell_twin_queues"]
+    sids = [sid for sid, _eio in sio.server.manager.get_participants("/xr", "cell:bench")]
+    return {sid: queues.dropped(sid) or 0 for sid in sids}
+
+
+def queued_twin_states(app, sio, sids: set[str]) -> list[int]:
+    """Twin states waiting in the send queue of each of `sids` now."""
+    prefix = app.extensions["xrcell_twin_queues"].prefix
+    waiting = []
+    for sid in sids:
+        socket_ = sio.server.eio.sockets.get(sio.server.manager.eio_sid_from_sid(sid, "/xr"))
+        if socket_ is not None:
+            waiting.append(sum(isinstance(p.data, str) and p.data.startswith(prefix)
+                               for p in list(socket_.queue.queue)))
+    return waiting
+
+
+def run(base: str, n: int, procs: int, window_s: float, kind: str, counter: list[int],
+        app, sio, slow: int = 0) -> dict:
     import psutil
     import requests
 
     tokens = [requests.post(f"{base}/api/login", json={"username": "bench", "password": PASSWORD},
-                            timeout=10).json()["token"] for _ in range(n)]
+                            timeout=10).json()["token"] for _ in range(n + slow)]
+    tokens, slow_tokens = tokens[:n], tokens[n:]
     ctx = mp.get_context("spawn")
     ready, results = ctx.Queue(), ctx.Queue()
     stops = [ctx.Queue() for _ in range(procs)]
@@ -227,11 +283,14 @@ def run(base: str, n: int, procs: int, window_s: float, kind: str, counter: list
     for w in workers:
         w.start()
     connected = sum(ready.get(timeout=300) for _ in workers)
+    stalled = stalled_clients(base, slow_tokens)  # after the others: they do not answer pings
+    slow_sids = {sid for _sock, sid in stalled}
     log(f"{connected} clients connected; settling 2 s, measuring {window_s} s")
     time.sleep(2.0)
     me = psutil.Process()
     kids = [psutil.Process(w.pid) for w in workers]
     psutil.cpu_percent()
+    drops0 = drops(app, sio)
     start, produced0, cpu0 = time.time(), counter[0], sum(me.cpu_times()[:2])
     kids0 = sum(sum(k.cpu_times()[:2]) for k in kids)
     time.sleep(window_s)
@@ -239,6 +298,13 @@ def run(base: str, n: int, procs: int, window_s: float, kind: str, counter: list
     kids1 = sum(sum(k.cpu_times()[:2]) for k in kids)
     machine = psutil.cpu_percent()
     rss_mb = me.memory_info().rss / 2**20
+    drops1 = drops(app, sio)
+    dropped = {sid: drops1[sid] - drops0.get(sid, 0) for sid in drops1}
+    fast_drops = [d for sid, d in dropped.items() if sid not in slow_sids]
+    slow_drops = [d for sid, d in dropped.items() if sid in slow_sids]
+    waiting = queued_twin_states(app, sio, slow_sids)
+    for sock, _sid in stalled:
+        sock.close()
     for q in stops:
         q.put((start, end))
     counts: list[int] = []
@@ -260,6 +326,7 @@ def run(base: str, n: int, procs: int, window_s: float, kind: str, counter: list
         "rate_hz_per_client_min": round(float(rates.min()), 2),
         "produced_hz": round(produced / wall, 2),
         "missed_per_client": round(float(produced - np.mean(counts)), 1),
+        "dropped_per_client": round(float(np.mean(fast_drops)), 1) if fast_drops else 0.0,
         "messages": len(latencies),
         "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 2),
                        "p99": round(float(np.percentile(lat, 99)), 2),
@@ -269,6 +336,10 @@ def run(base: str, n: int, procs: int, window_s: float, kind: str, counter: list
         "machine_cpu_percent": round(machine * psutil.cpu_count(), 1),
         "rss_mb": round(rss_mb, 1),
         "client_bound": (kids1 - kids0) / wall > 0.7 * min(procs, psutil.cpu_count() or 1),
+        **({"slow_clients": {"clients": slow, "produced": produced,
+                             "dropped_per_client": round(float(np.mean(slow_drops)), 1),
+                             "queued_twin_states_max": max(waiting, default=0)}}
+           if slow else {}),
     }
 
 
@@ -277,19 +348,22 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[50, 100, 200])
     parser.add_argument("--window-s", type=float, default=10.0)
     parser.add_argument("--procs", type=int, default=2, help="client processes")
+    parser.add_argument("--slow-clients", type=int, default=0, metavar="K",
+                        help="K more clients that connect and then never read their socket")
     parser.add_argument("--client", choices=["socketio", "inline", "raw"], default="raw",
                         help="python-socketio (stock / dispatch in the reader thread) or minimal")
     args = parser.parse_args()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # 400s of closed websockets
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access line per login
     counter = [0]
     source = scripted_twin(counter)
     size = len(json.dumps(source()).encode())
-    base = start_server(source)
+    base, app, sio = start_server(source)
     log(f"server at {base}; twin_state is {size} bytes of JSON")
     results = []
     for n in args.clients:
         log(f"N = {n}")
-        result = run(base, n, args.procs, args.window_s, args.client, counter)
+        result = run(base, n, args.procs, args.window_s, args.client, counter, app, sio,
+                     args.slow_clients)
         log(json.dumps(result))
         results.append(result)
     at_200 = [r for r in results if r["clients"] >= 200]

@@ -10,7 +10,8 @@ patching, which would swap `threading`, `time.sleep` and the socket module under
 loop, and the safety loop must never depend on a cooperative scheduler that a blocking
 C call (OpenCV, MediaPipe, PyBullet) can starve. In threading mode each HTTP request and each
 WebSocket runs in its own OS thread (Werkzeug + simple-websocket), every client has its own send
-queue, and an emit only enqueues: a slow browser delays nobody else.
+queue, and an emit only enqueues: a slow browser delays nobody else. The queue keeps only the
+newest ``twin_state`` (`xr_server.twin_queue`): a slow client drops stale twin states, never events.
 
 Routes (all JSON errors are ``{"error": message}``; the OpenAPI 3.1 document at
 ``/api/openapi.json`` has every ``/api/`` route with its schemas, built from the docstrings below
@@ -118,6 +119,7 @@ from xr_server.recording import Recordings
 from xr_server.rtc_gateway import RtcGateway
 from xr_server.session_events import SessionEvents, register_session_events
 from xr_server.sessions import EXPERT_ROLES, cell_room
+from xr_server.twin_queue import TwinSendQueues
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +253,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
     app = flask.Flask(__name__, static_folder=None)
     app.config["SECRET_KEY"] = secret_key
     socketio = flask_socketio.SocketIO(app, async_mode="threading", logger=False, engineio_logger=False)
+    twin_queues = TwinSendQueues(NAMESPACE)  # per client: only the newest twin_state waits
+    twin_queues.install(socketio.server)
     room = cell_room(cell_name)
     gateway = RtcGateway(ice_servers)
     def anchor_scene() -> list[SceneCapsule]:
@@ -259,7 +263,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
 
     xr_sessions = SessionEvents(socketio, NAMESPACE, cell_name, gateway, annotation_store,
                                 anchor_scene=anchor_scene, recordings=recordings,
-                                twin_source=twin_source)
+                                twin_source=twin_source,
+                                twin_states_dropped=twin_queues.dropped)
     stop_event = threading.Event()
     csp = ("default-src 'self'; script-src 'self' " + " ".join(_inline_script_hashes())
            + "; img-src 'self' data: blob:; style-src 'self'; connect-src 'self'; object-src 'none';"
@@ -1053,7 +1058,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
     registry = make_registry(CellCollector(monitor=monitor, robot_source=robot_source,
                                            perception_source=perception_source, gate=gate,
                                            twin_clients=twin_clients, xr_sessions=xr_sessions.registry.count,
-                                           peer_connections=gateway.peer_count))
+                                           peer_connections=gateway.peer_count,
+                                           twin_states_dropped=twin_queues.dropped_total))
     openapi_doc = build_openapi(app, cookie_name=COOKIE_NAME)
 
     def stop() -> None:
@@ -1067,5 +1073,6 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
     app.xrcell_stop = stop  # type: ignore[attr-defined]
     app.extensions["xrcell_rtc_gateway"] = gateway
     app.extensions["xrcell_sessions"] = xr_sessions
+    app.extensions["xrcell_twin_queues"] = twin_queues
     app.xrcell_client_event = client_event  # type: ignore[attr-defined]
     return app, socketio

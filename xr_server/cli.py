@@ -11,6 +11,7 @@ from pathlib import Path
 from content.errors import ContentError
 from robot_bridge.errors import BridgeError
 from safety.errors import SafetyError
+from xr_server.errors import XrServerError
 
 
 def _positive(value: str) -> float:
@@ -18,6 +19,43 @@ def _positive(value: str) -> float:
     if number <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return number
+
+
+def _add_tls_arguments(parser: argparse.ArgumentParser, default_dir: Path) -> None:
+    """--tls-cert/--tls-key, --self-signed, --tls-san, --tls-dir (`xr_server.tls.server_tls`)."""
+    tls = parser.add_argument_group(
+        "TLS", "HTTPS for the pages: browsers allow the camera and WebXR only in a secure context "
+               "(HTTPS, or http://localhost on the device itself)")
+    tls.add_argument("--tls-cert", type=Path, default=None, metavar="FILE",
+                     help="PEM certificate (chain) of the server")
+    tls.add_argument("--tls-key", type=Path, default=None, metavar="FILE",
+                     help="PEM private key of --tls-cert, unencrypted")
+    tls.add_argument("--self-signed", action="store_true",
+                     help="a lab: make (once) and re-use a self-signed certificate in --tls-dir "
+                          "for localhost, --host (or this machine's name and addresses for "
+                          "0.0.0.0) and --tls-san; prints its SHA-256 fingerprint")
+    tls.add_argument("--tls-san", action="append", default=[], metavar="NAME",
+                     help="another DNS name or IP address for --self-signed (repeatable)")
+    tls.add_argument("--tls-dir", type=Path, default=default_dir, metavar="DIR",
+                     help="where --self-signed keeps its certificate and key (default: %(default)s)")
+
+
+def _server_tls(args: argparse.Namespace):
+    """The `xr_server.tls.ServerTls` the flags ask for (None: plain HTTP); prints where the
+    certificate comes from and its fingerprint. Raises `TlsError`."""
+    from xr_server.tls import server_tls
+
+    tls, origin = server_tls(cert_path=args.tls_cert, key_path=args.tls_key,
+                             self_signed=args.self_signed, host=args.host,
+                             extra_names=args.tls_san, directory=args.tls_dir)
+    if tls is not None:
+        print(f"xrcell: TLS certificate {tls.cert_path} ({origin}) for {', '.join(tls.names)}",
+              flush=True)
+        print(f"xrcell: its SHA-256 fingerprint: {tls.fingerprint_sha256}", flush=True)
+        if origin.startswith("self-signed"):
+            print("xrcell: browsers warn about a self-signed certificate: compare the fingerprint "
+                  "they show with this one, or install the certificate on the devices", flush=True)
+    return tls
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--db", default=None, help="storage URL (default: sqlite file in data/)")
+    _add_tls_arguments(demo, REPO_ROOT / "data" / "tls")
 
     serve = sub.add_parser("serve", help="serve one cell: its robot backend (sim, dds, ros2), "
                                          "worker tracking from its cameras, safety monitor, "
@@ -49,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
                                                   "(default: sqlite file in data/)")
     serve.add_argument("--duration", type=_positive, default=None, metavar="S",
                        help="stop after S seconds")
+    _add_tls_arguments(serve, REPO_ROOT / "data" / "tls")
 
     scen = sub.add_parser("scenario", help="play scripted people against the simulated robot through the safety "
                                          "monitor and gate (tests/scenarios/library/*.yaml)")
@@ -140,12 +180,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             from xr_server.demo import run_demo
+            tls = None if args.headless else _server_tls(args)
             return run_demo(cell_path=args.cell, headless=args.headless, duration_s=args.duration,
-                            report_path=args.report, host=args.host, port=args.port, db_url=args.db)
+                            report_path=args.report, host=args.host, port=args.port, db_url=args.db,
+                            tls=tls)
         if args.command == "serve":
             from xr_server.serve import run_serve
+            tls = _server_tls(args)
             return run_serve(cell_path=args.cell, robot=args.robot, host=args.host, port=args.port,
-                             db_url=args.db, duration_s=args.duration)
+                             db_url=args.db, duration_s=args.duration, tls=tls)
         if args.command == "scenario":
             from xr_server.scenario import run_files
             return run_files(args.files, args.report)
@@ -183,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             path = fetch_pose2sim()
             print(f"xrcell: sample footage in {path}")
             return 0
-    except (ContentError, SafetyError, BridgeError) as exc:
+    except (ContentError, SafetyError, BridgeError, XrServerError) as exc:
         print(f"xrcell: error: {exc}", file=sys.stderr)
         return 2
     return 1

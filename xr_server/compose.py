@@ -340,13 +340,14 @@ class _CameraViews:
 
 
 def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any = None,
-                 recordings_dir: Path | None = None) -> Callable[[], None]:
+                 recordings_dir: Path | None = None, ssl_context: Any = None) -> Callable[[], None]:
     """Start the XR server (dashboard, HMI, expert page, REST, Socket.IO) of `cell` in a thread.
 
     Robot commands from users reach the robot only through `cell.gate`; fault-stop resets go to
     `cell.monitor.reset`; `GET /api/safety/events` pages through `cell.audit`; the annotations
     of XR sessions are stored in `annotations` (`content.storage.AnnotationStore`; None refuses
-    them); XR sessions are recorded under `recordings_dir` (None refuses recording).
+    them); XR sessions are recorded under `recordings_dir` (None refuses recording). With
+    `ssl_context` (`ssl.SSLContext`) it serves HTTPS and WSS only.
 
     Returns:
         A function that stops the server's background work (the server thread is a daemon).
@@ -374,7 +375,7 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
         recordings=None if recordings_dir is None else Recordings(recordings_dir, cell.twin_state),
         twin_asset=twin_asset,
     )
-    serve_in_thread(app, socketio, host, port)
+    serve_in_thread(app, socketio, host, port, ssl_context=ssl_context)
 
     def shutdown() -> None:
         stop = getattr(app, "xrcell_stop", None)
@@ -479,6 +480,7 @@ def run_cell(
     port: int = 8080,
     db_url: str | None = None,
     on_serving: Callable[[Any], None] | None = None,
+    tls: Any = None,
 ) -> int:
     """Run `description` until SIGINT/SIGTERM (or `duration_s`); returns the process exit code.
 
@@ -492,6 +494,7 @@ def run_cell(
         db_url: storage of users and the audit log; None: `default_db_url()`.
         on_serving: called with the user store once the server listens (the demo makes its
             accounts there).
+        tls: `xr_server.tls.ServerTls`: serve HTTPS and WSS only; None: plain HTTP.
 
     Raises:
         BackendUnavailableError, BridgeError: the robot cannot be created or reached.
@@ -566,10 +569,11 @@ def run_cell(
 
             store = UserStore(db_url)
             server = start_server(cell, host, port, store, AnnotationStore(db_url),
-                                  REPO_ROOT / "data" / "recordings")
+                                  REPO_ROOT / "data" / "recordings",
+                                  ssl_context=None if tls is None else tls.context)
+            web = f"{'http' if tls is None else 'https'}://{host}:{port}"
             print(
-                f"xrcell: dashboard on http://{host}:{port}/  (HMI: http://{host}:{port}/hmi, "
-                f"remote expert: http://{host}:{port}/expert)",
+                f"xrcell: dashboard on {web}/  (HMI: {web}/hmi, remote expert: {web}/expert)",
                 flush=True,
             )
             if on_serving is not None:

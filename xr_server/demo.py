@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from content.cell import load_cell
 from xr_server.compose import REPO_ROOT, default_db_url, headless_report, run_cell
+
+if TYPE_CHECKING:
+    from xr_server.tls import ServerTls
 
 __all__ = [
     "DEFAULT_CELL",
@@ -62,8 +66,10 @@ def run_demo(
     host: str = "127.0.0.1",
     port: int = 8080,
     db_url: str | None = None,
+    tls: ServerTls | None = None,
 ) -> int:
-    """Run the demo on the sim robot until Ctrl-C (or `duration_s`); returns the exit code."""
+    """Run the demo on the sim robot until Ctrl-C (or `duration_s`); returns the exit code.
+    With `tls` (`xr_server.tls.server_tls`) the server speaks HTTPS and WSS only."""
     description = load_cell(cell_path)
     print(f"xrcell: cell {description.name!r} from {description.source_path}", flush=True)
     return run_cell(
@@ -76,4 +82,5 @@ def run_demo(
         port=port,
         db_url=db_url,
         on_serving=_print_demo_users,
+        tls=tls,
     )

@@ -16,6 +16,8 @@ Metrics (units in the names, Prometheus conventions: seconds, metres, ``_total``
     xrcell_camera_frames_processed_total{camera}             frames run through pose estimation
     xrcell_camera_frames_skipped_total{camera}               frames dropped by design (newest frame wins)
     xrcell_twin_clients                                      Socket.IO clients receiving the twin
+    xrcell_twin_states_dropped_total                         twin states a newer one superseded in a
+                                                             slow client's send queue (all clients)
     xrcell_xr_sessions                                       open XR sessions (worker + remote experts)
     xrcell_webrtc_peer_connections                           WebRTC peer connections not closed yet
     xrcell_gate_commands_total{verdict}                      robot commands the gate accepted / rejected
@@ -75,6 +77,8 @@ class CellCollector:
         twin_clients: returns the number of Socket.IO clients receiving the twin.
         xr_sessions: returns the number of open XR sessions.
         peer_connections: returns the number of open WebRTC peer connections.
+        twin_states_dropped: returns the number of twin states dropped for slow clients, all
+            clients since the start (`xr_server.twin_queue.TwinSendQueues.dropped_total`).
         clock_ns: monotonic clock for the input ages.
     """
 
@@ -83,6 +87,7 @@ class CellCollector:
                  perception_source: Callable[[], PerceptionSnapshot | None] | None = None,
                  gate: GateCounts | None = None, twin_clients: Callable[[], int] = lambda: 0,
                  xr_sessions: Callable[[], int] = lambda: 0, peer_connections: Callable[[], int] = lambda: 0,
+                 twin_states_dropped: Callable[[], int] = lambda: 0,
                  clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
         self._monitor = monitor
         self._robot_source = robot_source
@@ -91,6 +96,7 @@ class CellCollector:
         self._twin_clients = twin_clients
         self._xr_sessions = xr_sessions
         self._peer_connections = peer_connections
+        self._twin_states_dropped = twin_states_dropped
         self._clock_ns = clock_ns
         self._lock = threading.Lock()
         self._cycles_seen = 0
@@ -174,6 +180,9 @@ class CellCollector:
         yield ages
         yield GaugeMetricFamily("xrcell_twin_clients", "Socket.IO clients receiving the twin.",
                                 value=self._twin_clients())
+        yield CounterMetricFamily("xrcell_twin_states_dropped",
+                                  "Twin states dropped from slow clients' send queues because a newer "
+                                  "one superseded them.", value=self._twin_states_dropped())
         yield GaugeMetricFamily("xrcell_xr_sessions", "Open XR sessions.", value=self._xr_sessions())
         yield GaugeMetricFamily("xrcell_webrtc_peer_connections", "WebRTC peer connections not closed yet.",
                                 value=self._peer_connections())

@@ -11,9 +11,13 @@ JointTrajectoryController; `--robot ros2` needs rclpy.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from content.cell import load_cell
 from xr_server.compose import run_cell
+
+if TYPE_CHECKING:
+    from xr_server.tls import ServerTls
 
 
 def run_serve(
@@ -24,8 +28,10 @@ def run_serve(
     port: int = 8080,
     db_url: str | None = None,
     duration_s: float | None = None,
+    tls: ServerTls | None = None,
 ) -> int:
     """Serve the cell in `cell_path` until SIGINT/SIGTERM (or `duration_s`); returns the exit code.
+    With `tls` (`xr_server.tls.server_tls`) the server speaks HTTPS and WSS only.
 
     Raises:
         ContentError: the cell file is invalid.
@@ -34,5 +40,6 @@ def run_serve(
     description = load_cell(cell_path)
     print(f"xrcell: cell {description.name!r} from {description.source_path}", flush=True)
     return run_cell(
-        description, robot=robot, host=host, port=port, db_url=db_url, duration_s=duration_s
+        description, robot=robot, host=host, port=port, db_url=db_url, duration_s=duration_s,
+        tls=tls,
     )

@@ -75,6 +75,9 @@ class SessionEvents:
         recordings: where session recordings go (`xr_server.recording`); None refuses them.
         twin_source: the newest `twin_state` message (or None), for the composited views; None
             refuses composited views.
+        twin_states_dropped: ``sid -> count`` of the twin states dropped for a slow connection
+            (`xr_server.twin_queue.TwinSendQueues.dropped`; None: not connected); listed per
+            participant by ``session_list``.
 
     Threads: the handlers run in Socket.IO handler threads, `_on_video` on the gateway's loop,
     `_overlay` in executor threads of the loop; the registry and the media are thread-safe as
@@ -85,7 +88,8 @@ class SessionEvents:
                  gateway: RtcGateway, annotations: AnnotationStore | None,
                  anchor_scene: Callable[[], Sequence[SceneCapsule]] | None = None,
                  recordings: Recordings | None = None,
-                 twin_source: Callable[[], dict | None] | None = None) -> None:
+                 twin_source: Callable[[], dict | None] | None = None,
+                 twin_states_dropped: Callable[[str], int | None] = lambda sid: None) -> None:
         self._socketio = socketio
         self._namespace = namespace
         self._cell = cell_name
@@ -93,6 +97,7 @@ class SessionEvents:
         self._annotations = annotations
         self._anchor_scene = anchor_scene
         self.recordings = recordings
+        self._twin_states_dropped = twin_states_dropped
         self.registry = SessionRegistry([cell_name])
         self._twin_source = twin_source
         self.media = SessionMedia(gateway, self._on_video,
@@ -214,10 +219,19 @@ class SessionEvents:
         if not EXPERT_ROLES & set(claims.roles):
             raise SessionError("role: listing sessions needs one of the roles "
                                f"{', '.join(sorted(EXPERT_ROLES))}")
-        sessions = [self._state(s) for s in self.registry.sessions(request.cell)]
+        sessions = [{**self._state(s), "participants": self._participants(s.session_id)}
+                    for s in self.registry.sessions(request.cell)]
         answer = {"cell": request.cell, "sessions": sessions}
         flask_socketio.emit("session_list", answer)
         return answer
+
+    def _participants(self, session_id: str) -> list[dict]:
+        try:
+            members = self.registry.participants(session_id)
+        except SessionError:
+            return []  # ended meanwhile
+        return [{"username": p.username, "role": p.role.value,
+                 "twin_states_dropped": self._twin_states_dropped(p.sid)} for p in members]
 
     def leave(self, sid: str) -> None:
         """Take `sid` out of its session (on leave and on disconnect) and close its peer

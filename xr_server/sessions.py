@@ -210,6 +210,12 @@ class SessionRegistry:
                 raise SessionError(f"not a participant of session {session_id}: join it first")
             return participant
 
+    def participants(self, session_id: str) -> list[Participant]:
+        """The connections in a session, in order of joining; raises `SessionError` when there
+        is no such session."""
+        with self._lock:
+            return list(self._get(session_id).participants.values())
+
     def info(self, session_id: str) -> SessionInfo:
         """A snapshot of a session; raises `SessionError` when there is no such session."""
         with self._lock:

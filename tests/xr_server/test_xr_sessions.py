@@ -44,8 +44,7 @@ def clients(live):
         opened.append(client)
         return client
     yield open_client
-    # A client's close waits up to 3 s for a WebSocket close frame that Werkzeug's server never
-    # sends; the next test uses sessions of its own, so the clients close in the background.
+    # The next test uses sessions of its own, so the clients close in the background.
     for client in opened:
         threading.Thread(target=client.close, daemon=True).start()
 
