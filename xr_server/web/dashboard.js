@@ -105,7 +105,7 @@ function onTwin(twin) {
   $("robot-scale").textContent = r ? `${Math.round(r.speed_scale * 100)} %` : "–";
   $("people").textContent = String((twin.people || []).length);
   const ch = s?.channels || [];
-  $("channels").textContent = !s ? "–" : ch.length > 1 ? `${ch.join(" + ")}, cross-checked` : `${ch.join("")} only (no depth data)`;
+  $("channels").textContent = !ch.length ? "–" : ch.length > 1 ? `${ch.join(" + ")}, cross-checked` : `${ch.join("")} only (no depth data)`;
   const faults = s?.faults || [];
   $("faults").hidden = faults.length === 0;
   $("faults").textContent = faults.length ? `Faults: ${faults.join("; ")}` : "";
