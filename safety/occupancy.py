@@ -24,15 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from safety.errors import SafetyError
+from safety.errors import OccupancyError
 
 #: Voxel indices are offset by this before packing, so that +-2^20 voxels fit 21 bits per axis.
 _OFFSET = 1 << 20
 _MASK = (1 << 21) - 1
-
-
-class OccupancyError(SafetyError):
-    """Bad occupancy input or configuration (wrong array shape, non-positive voxel size)."""
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
+from safety.errors import OccupancyError
 from safety.occupancy import (
     BackgroundModel,
     OccupancyChannel,
-    OccupancyError,
     key_indices,
     point_capsule_distances,
     voxel_indices,
