@@ -206,6 +206,16 @@ class SafetyParameters(_Model):
         path_clearance_m: the command gate plans paths this much further from people than the
             monitor's threshold, so that the jitter of the monitor's inputs (the age of the
             camera data, tracking noise) does not stop a motion the gate let start.
+        channel_disagreement_m: where the cell has depth data, the skeleton and the occupancy
+            channel's closest distances (each capped at `cross_check_range_m`) may differ by this
+            much plus both channels' uncertainties (Z_d of the skeleton, one voxel of the
+            occupancy) plus the distance a person walks at `human_speed_mps` between the two
+            measurements' capture times; beyond it for `channel_disagreement_time_s` the monitor
+            latches a fault stop (`safety.cross_check`).
+        channel_disagreement_time_s: how long a disagreement beyond the bound may last.
+        cross_check_range_m: the channels are compared within this distance of the robot (the
+            occupancy channel's working range; a person farther away counts as at this distance).
+        depth_timeout_s: watchdog bound of the occupancy channel's depth input.
     """
 
     rate_hz: float = Field(100.0, ge=50.0, le=1000.0)
@@ -225,6 +235,10 @@ class SafetyParameters(_Model):
     monitor_timeout_s: float = Field(0.2, gt=0.0, le=10.0)
     path_prediction_horizon_s: float = Field(1.0, ge=0.0, le=10.0)
     path_clearance_m: float = Field(0.15, ge=0.0, le=1.0)
+    channel_disagreement_m: float = Field(0.25, gt=0.0, le=2.0)
+    channel_disagreement_time_s: float = Field(0.3, ge=0.0, le=10.0)
+    cross_check_range_m: float = Field(2.0, gt=0.0, le=10.0)
+    depth_timeout_s: float = Field(0.5, gt=0.0, le=10.0)
 
 
 class ZoneBox(_Model):

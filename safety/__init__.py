@@ -5,7 +5,8 @@ decision core import in milliseconds.
 """
 
 from safety.decision import ClosestPair, Memory, SafetyMode, SafetyState, decide
-from safety.errors import PerceptionError, SafetyError
+from safety.errors import OccupancyError, PerceptionError, SafetyError
+from safety.occupancy import BackgroundModel, OccupancyChannel, OccupancyMeasurement
 from safety.gate import Actor, CommandGate, GateAnswer, SafetyChannel, Verdict
 from safety.monitor import SafetyMonitor
 from safety.output import (
@@ -37,10 +38,14 @@ def __getattr__(name: str) -> object:
 __all__ = [
     *_AUDIT_NAMES,
     "Actor",
+    "BackgroundModel",
     "ClosestPair",
     "CommandGate",
     "GateAnswer",
     "Memory",
+    "OccupancyChannel",
+    "OccupancyError",
+    "OccupancyMeasurement",
     "OutputStatus",
     "PerceptionError",
     "ProtectiveSeparationDistance",

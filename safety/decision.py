@@ -16,7 +16,9 @@ import numpy as np
 
 from content.cell import SafetyParameters
 from robot_bridge.types import RobotState
+from safety.cross_check import compare, disagreement_bound_m, disagreement_fault, occupancy_faults
 from safety.distance import ARM_CAPSULE_NAMES, ARM_KEYPOINTS, closest_capsule_pairs, human_capsules
+from safety.occupancy import OccupancyMeasurement
 from safety.perception.types import HumanTrack, PerceptionSnapshot
 from safety.zones import ZoneSet, ZoneViolation
 from safety.ssm import (
@@ -99,6 +101,10 @@ class SafetyState:
         margin_m: the smallest separation - S_p over every person and body region (the hands
             and arms at their own approach speed), metres; None when nobody is tracked. It can
             belong to another pair than `closest`.
+        channels: the distance channels in force: ("skeleton",) or ("skeleton", "occupancy")
+            where the cell has depth data (`safety.cross_check`).
+        occupancy_separation_m: the occupancy channel's closest distance this cycle, metres
+            (None: no occupancy channel, or nothing occupied near the robot).
     """
 
     stamp_ns: int
@@ -115,6 +121,8 @@ class SafetyState:
     latched: bool = False
     zone_violations: tuple[ZoneViolation, ...] = ()
     margin_m: float | None = None
+    channels: tuple[str, ...] = ("skeleton",)
+    occupancy_separation_m: float | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,7 @@ class Memory:
         last_lower_ns: when the scale was last lowered.
         prev_cycle_ns: the previous cycle's time (0: first cycle).
         stop_commanded_ns: when the speed scale was first commanded to 0 in the current stop (0: moving).
+        disagree_since_ns: when the skeleton and occupancy channels began to disagree (0: they agree).
     """
 
     started: bool = False
@@ -142,6 +151,7 @@ class Memory:
     last_lower_ns: int = 0
     prev_cycle_ns: int = 0
     stop_commanded_ns: int = 0
+    disagree_since_ns: int = 0
 
 
 def _ms(ns: int) -> float:
@@ -251,9 +261,31 @@ def _body_regions(perception: PerceptionSnapshot, capsules: list, params: Safety
     return out
 
 
-def _ssm(now_ns: int, robot: RobotState, perception: PerceptionSnapshot, capsules: list,
+def _occupancy_regions(occupancy: OccupancyMeasurement, params: SafetyParameters) -> list:
+    """The occupancy channel's voxels as one body region (`_body_regions`' shape): a body of unknown
+    identity and speed, so its v_h floor is the ISO 13855 hand/arm speed, its Z_d one voxel, and
+    each voxel a sphere of the voxel's half diagonal around its centre."""
+    voxels = occupancy.voxels
+    if voxels.shape[0] == 0:
+        return []
+    track = HumanTrack("occupancy", np.full((33, 3), np.nan), np.zeros(33), np.zeros(3), occupancy.uncertainty_m,
+                       occupancy.capture_ns, occupancy.capture_ns, ("depth",))
+    segments = np.repeat(voxels[:, None, :], 2, axis=1)
+    radii = np.full(voxels.shape[0], occupancy.voxel_size_m * math.sqrt(3.0) / 2.0)
+    return [(track, params.hand_arm_speed_mps, (segments, radii, ("voxel",) * voxels.shape[0]))]
+
+
+def _combine(a: tuple, b: tuple) -> tuple:
+    """Two `_ssm` results as one: the closer `closest`, the smaller-margin `binding`, the smaller
+    allowed scale (the stricter channel wins)."""
+    closest = min((e for e in (a[0], b[0]) if e is not None), key=lambda e: e[0], default=None)
+    binding = min((e for e in (a[1], b[1]) if e is not None), key=lambda e: e[0] - e[2].total_m, default=None)
+    return closest, binding, min(a[2], b[2]), a[3]
+
+
+def _ssm(now_ns: int, robot: RobotState, regions: list,
          params: SafetyParameters, stopping: StoppingModel, nominal_speed_mps: float, stop_commanded_ns: int):
-    """Separation, S_p and the allowed scale over all tracked people and their body regions.
+    """Separation, S_p and the allowed scale over all body regions (`_body_regions`).
 
     Every person counts twice: the hands and arms approach at `hand_arm_speed_mps`, the rest
     of the body at `human_speed_mps` (ISO 13855 clause 6.2.3), each never below the tracked
@@ -273,7 +305,6 @@ def _ssm(now_ns: int, robot: RobotState, perception: PerceptionSnapshot, capsule
     braking = StoppingModel(0.0, stopping.deceleration_mps2)
     closest_entry = binding = None
     allowed_mps = math.inf
-    regions = _body_regions(perception, capsules, params)
     pairs = closest_capsule_pairs([r[2] for r in regions], robot.link_segments, robot.link_radii_m)
     for (track, floor, (_, _, names)), pair in zip(regions, pairs):
         if pair is None:
@@ -304,7 +335,8 @@ def _ssm(now_ns: int, robot: RobotState, perception: PerceptionSnapshot, capsule
 def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot | None,
            params: SafetyParameters, stopping: StoppingModel, nominal_speed_mps: float,
            memory: Memory, zones: ZoneSet | None = None,
-           extra_faults: Sequence[str] = ()) -> tuple[SafetyState, Memory]:
+           extra_faults: Sequence[str] = (), occupancy_channel: bool = False,
+           occupancy: OccupancyMeasurement | None = None) -> tuple[SafetyState, Memory]:
     """One monitor cycle.
 
     Args:
@@ -319,11 +351,18 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
         zones: the zones in force (None: no zones). A person in a restricted zone is a
             protective stop; a robot link in a keep-out zone is a latched fault stop.
         extra_faults: fault causes found by the caller (e.g. an unhealthy safety output).
+        occupancy_channel: the cell has depth data: `occupancy` is the second, diverse channel,
+            cross-checked against the skeleton channel (`safety.cross_check`); a missing or stale
+            measurement is a fault.
+        occupancy: the newest occupancy measurement (None if none arrived).
 
     Returns:
         (state, memory for the next cycle). Never raises for bad inputs: they are faults.
     """
     faults = input_faults(now_ns, robot, perception, params, memory.prev_cycle_ns) + list(extra_faults)
+    channels = ("skeleton", "occupancy") if occupancy_channel else ("skeleton",)
+    if occupancy_channel:
+        faults += occupancy_faults(now_ns, occupancy, params)
     mem = replace(memory, prev_cycle_ns=now_ns)
     violations: tuple[ZoneViolation, ...] = ()
     capsules = body_capsules(perception, params) if not faults else []
@@ -332,10 +371,32 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
             robot.link_segments, robot.link_radii_m, robot.link_names)
         faults = [f"robot keep-out zone {v.zone}: {v.part} inside" for v in violations
                   if v.kind == "robot_keep_out"]
+    ssm = None
+    occupancy_m = None
+    if not faults:
+        stop_ns = mem.stop_commanded_ns if mem.scale == 0.0 else 0
+        ssm = _ssm(now_ns, robot, _body_regions(perception, capsules, params), params, stopping,
+                   nominal_speed_mps, stop_ns)
+        if occupancy_channel:
+            occ = _ssm(now_ns, robot, _occupancy_regions(occupancy, params), params, stopping, nominal_speed_mps,
+                       stop_ns)
+            occupancy_m = None if occ[0] is None else occ[0][0]
+            skeleton_m = None if ssm[0] is None else ssm[0][0]
+            z_d = max([params.human_uncertainty_m] + [t.sigma_m for t in perception.tracks])
+            newest = max((t.capture_ns for t in perception.tracks), default=None)
+            comparison = compare(skeleton_m, occupancy_m, disagreement_bound_m(params, z_d, occupancy, newest), params)
+            fault, since = disagreement_fault(now_ns, comparison, mem.disagree_since_ns, params)
+            mem = replace(mem, disagree_since_ns=since)
+            if fault:
+                faults.append(fault)
+            ssm = _combine(ssm, occ)
+    else:
+        mem = replace(mem, disagree_since_ns=0)
 
     def stop(reason: str, latched: bool, found: list[str]) -> tuple[SafetyState, Memory]:
         return (SafetyState(now_ns, SafetyMode.FAULT_STOP, 0.0, None, None, None, reason, tuple(found),
-                            latched=latched, zone_violations=violations),
+                            latched=latched, zone_violations=violations, channels=channels,
+                            occupancy_separation_m=occupancy_m),
                 replace(mem, scale=0.0, ssm_stop=False, clear_since_ns=0, reset_requested=False))
 
     if not mem.started:
@@ -353,10 +414,7 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
             state, mem2 = stop(f"fault stop: {why}", True, list(latched))
             return state, replace(mem2, latched_faults=latched)
 
-    if not capsules:
-        capsules = body_capsules(perception, params)
-    best, binding, allowed, v_r = _ssm(now_ns, robot, perception, capsules, params, stopping, nominal_speed_mps,
-                                       mem.stop_commanded_ns if mem.scale == 0.0 else 0)
+    best, binding, allowed, v_r = ssm  # type: ignore[misc]
     # The rule itself (ISO/TS 15066 clause 5.5.4.2.3): a moving robot must keep S >= S_p at
     # its *actual* speed. The allowed scale keeps it there in steady state; while the robot
     # is still slowing down to a lowered scale (or a person closed in faster than expected),
@@ -371,7 +429,8 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
         elif mem.ssm_stop:
             reason = "protective stop held: person too close"
         elif violated:
-            reason = (f"protective stop: separation {binding[0]:.3f} m ({binding[1].body_part}) below the "
+            what = "occupancy channel voxel" if binding[1].person == "occupancy" else binding[1].body_part
+            reason = (f"protective stop: separation {binding[0]:.3f} m ({what}) below the "
                       f"protective separation distance {binding[2].total_m:.3f} m at the robot's speed "
                       f"{v_r:.2f} m/s")
         else:
@@ -412,8 +471,9 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
     mem = replace(mem, scale=target, stop_commanded_ns=stop_ns)
     if best is None:
         return SafetyState(now_ns, mode, target, None, None, None, reason, v_r_mps=v_r,
-                           zone_violations=violations), mem
+                           zone_violations=violations, channels=channels), mem
     separation, closest, s_p, v_h, t_r = best
     margin = binding[0] - binding[2].total_m  # type: ignore[index]
     return (SafetyState(now_ns, mode, target, separation, s_p, closest, reason, v_r_mps=v_r, v_h_mps=v_h,
-                        reaction_time_s=t_r, zone_violations=violations, margin_m=margin), mem)
+                        reaction_time_s=t_r, zone_violations=violations, margin_m=margin, channels=channels,
+                        occupancy_separation_m=occupancy_m), mem)

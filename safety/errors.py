@@ -7,3 +7,7 @@ class SafetyError(Exception):
 
 class PerceptionError(SafetyError):
     """A camera source or pose estimator cannot be used (missing file, unreadable video)."""
+
+
+class OccupancyError(SafetyError):
+    """Bad occupancy-channel input or configuration (wrong array shape, non-positive voxel size)."""

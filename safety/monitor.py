@@ -28,6 +28,7 @@ from safety.zones import CellZones
 
 if TYPE_CHECKING:
     from safety.audit import AuditLog
+    from safety.occupancy import OccupancyMeasurement
     from safety.output import SafetyOutput
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,10 @@ class SafetyMonitor:
         output: the line to the cell's certified safety chain (`safety.output`): every cycle
             it gets the verdict (stop required in a protective or fault stop) as its
             heartbeat; an unhealthy output is a fault stop.
+        occupancy_source: where the cell has depth data, returns the newest
+            `safety.occupancy.OccupancyMeasurement` or None; must not block. Given, the monitor
+            runs two channels and cross-checks them (`safety.cross_check`); None: the skeleton
+            channel alone, and every `SafetyState` says so (`channels == ("skeleton",)`).
     """
 
     def __init__(self, robot_source: Callable[[], RobotState | None],
@@ -96,7 +101,8 @@ class SafetyMonitor:
                  channel: SafetyChannel, params: SafetyParameters, stop: StopData,
                  nominal_speed_mps: float, clock_ns: Callable[[], int] = time.monotonic_ns,
                  zones: CellZones | None = None, audit: "AuditLog | None" = None,
-                 output: "SafetyOutput | None" = None) -> None:
+                 output: "SafetyOutput | None" = None,
+                 occupancy_source: "Callable[[], OccupancyMeasurement | None] | None" = None) -> None:
         self._robot_source = robot_source
         self._perception_source = perception_source
         self._channel = channel
@@ -108,6 +114,7 @@ class SafetyMonitor:
         self._zones = zones
         self._audit = audit
         self._output = output
+        self._occupancy_source = occupancy_source
         self._memory = Memory()
         self._state: SafetyState | None = None
         self._seq = 0
@@ -212,7 +219,10 @@ class SafetyMonitor:
             state, self._memory = decide(now, robot, perception, self._params, self._stopping,
                                          self._nominal, self._memory,
                                          None if self._zones is None else self._zones.current(),
-                                         extra_faults=output_faults)
+                                         extra_faults=output_faults,
+                                         occupancy_channel=self._occupancy_source is not None,
+                                         occupancy=None if self._occupancy_source is None
+                                         else self._occupancy_source())
             self._apply(state, robot, perception)
         except Exception as exc:  # noqa: BLE001 - an exception in the loop is a fault stop
             log.exception("safety cycle failed")
@@ -362,6 +372,7 @@ class SafetyMonitor:
         """The monitor's figures as a JSON-ready dict (see `xrcell demo --report`)."""
         st = self._stats
         return {
+            "channels": ["skeleton", "occupancy"] if self._occupancy_source is not None else ["skeleton"],
             "cycles": st.cycles,
             "cycle_time_ms": _percentiles(st.cycle_ms),
             "time_in_mode_s": {k: round(v, 3) for k, v in st.time_in_mode_s.items()},

@@ -18,6 +18,12 @@ Every scenario is judged on:
 It also reports `false_stop_s`: time in a protective stop while the separation exceeded S_p
 (stops that the resume delay or conservative terms kept longer than the rule needed).
 
+A scenario with a `depth_camera:` block also runs the second, diverse channel: a simulated depth
+camera (`xr_server.scenario_depth`) renders the people's ground-truth capsules, the robot and the
+floor into depth images that the occupancy channel (`safety.occupancy`) turns into voxels, and the
+monitor cross-checks the two channels. A person with `visible_to_pose: false` is in the depth
+images but never in the tracker's output.
+
 Scenario files are YAML (model `Scenario` below); positions are metres in the `cell` frame,
 times seconds from the start of the run.
 """
@@ -74,6 +80,8 @@ class ScriptedPerson(_Model):
         height_m: body height; the skeleton is scaled from a 1.75 m person.
         face: (x, y) point the person faces; None: the walking direction (or the last one).
         reaches: arm reaches.
+        visible_to_pose: False: the skeleton tracker never reports this person (a person the
+            pose estimator misses); only a depth camera sees them.
     """
 
     id: str = Field("p1", min_length=1)
@@ -81,6 +89,7 @@ class ScriptedPerson(_Model):
     height_m: float = Field(1.75, gt=1.0, lt=2.2)
     face: tuple[float, float] | None = None
     reaches: list[Reach] = Field(default_factory=list)
+    visible_to_pose: bool = True
 
     @field_validator("waypoints")
     @classmethod
@@ -118,12 +127,42 @@ class Fault(_Model):
         camera_freeze: `camera` delivers no frames from `at_s` (for `duration_s`, or for good).
         tracker_freeze: the tracker publishes nothing from `at_s` for `duration_s` (or for good).
         track_lost: from `at_s` the tracker reports every person lost inside the cell.
+        depth_freeze: the depth camera delivers no frames from `at_s` (for `duration_s`, or for good).
     """
 
-    kind: Literal["camera_freeze", "tracker_freeze", "track_lost"]
+    kind: Literal["camera_freeze", "tracker_freeze", "track_lost", "depth_freeze"]
     at_s: float = Field(..., ge=0.0)
     duration_s: float | None = Field(None, gt=0.0)
     camera: str | None = None
+
+
+class DepthCameraSpec(_Model):
+    """A simulated depth camera (the occupancy channel's input).
+
+    Attributes:
+        position: camera centre, metres, `cell` frame.
+        target: the point it looks at, metres, `cell` frame.
+        width_px, height_px: resolution.
+        fov_deg: horizontal field of view.
+        rate_hz: frames per second.
+        latency_s: capture to a published occupancy measurement.
+        noise_m: standard deviation of Gaussian depth noise per pixel.
+        voxel_size_m, self_margin_m, range_m, min_points_per_voxel: the occupancy channel's
+            settings (`safety.occupancy.OccupancyChannel`).
+    """
+
+    position: tuple[float, float, float] = (0.4, -0.7, 3.2)
+    target: tuple[float, float, float] = (0.4, -0.7, 0.0)
+    width_px: int = Field(160, ge=16, le=1280)
+    height_px: int = Field(120, ge=16, le=960)
+    fov_deg: float = Field(90.0, gt=10.0, lt=170.0)
+    rate_hz: float = Field(30.0, gt=0.0, le=120.0)
+    latency_s: float = Field(0.05, ge=0.0, le=1.0)
+    noise_m: float = Field(0.005, ge=0.0, le=0.1)
+    voxel_size_m: float = Field(0.05, gt=0.005, le=0.5)
+    self_margin_m: float = Field(0.05, ge=0.0, le=0.5)
+    range_m: float = Field(2.5, gt=0.0, le=10.0)
+    min_points_per_voxel: int = Field(2, ge=1, le=100)
 
 
 class Expect(_Model):
@@ -147,6 +186,7 @@ class Scenario(_Model):
     people: list[ScriptedPerson] = Field(default_factory=list)
     tracker: Tracker = Tracker()
     faults: list[Fault] = Field(default_factory=list)
+    depth_camera: DepthCameraSpec | None = None
     expect: Expect = Expect()
 
 
@@ -327,6 +367,8 @@ class ScriptedTracker:
         tracks = []
         if not lost:
             for person in self._people:
+                if not person.spec.visible_to_pose:
+                    continue
                 kp, v = person.keypoints(ts)
                 if spec.noise_m > 0:
                     kp = kp + self._rng.normal(0.0, spec.noise_m, kp.shape)
@@ -395,23 +437,49 @@ def run_scenario(scenario: Scenario) -> dict:
                            people=PeopleOnPath(tracker.snapshot, cell.safety, StoppingModel.from_stop_data(robot.stop),
                                                robot.max_tcp_speed_mps, clock_ns=clock.now_ns),
                            joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2))
+        depth = None if scenario.depth_camera is None else _scripted_depth(scenario.depth_camera, scenario, people,
+                                                                           clock)
         monitor = SafetyMonitor(backend.latest_state, tracker.snapshot, gate.safety_channel(),
                                 cell.safety, robot.stop, robot.max_tcp_speed_mps, clock_ns=clock.now_ns, zones=zones,
-                                output=output)
+                                output=output, occupancy_source=None if depth is None else depth.latest)
         holder["m"] = monitor
         runner = ProgramRunner(plan_pick_and_place(robot, cell.program), gate, backend.latest_state,
                                monitor.latest, clock_s=clock.now_s)
         backend.start()
         output.start()
+        if depth is not None:
+            backend.step(1)
+            depth.learn_background(backend.latest_state())
         return _play(scenario, clock, tracker, backend, monitor, gate, runner, people, PHYSICS_RATE_HZ,
-                     cell.safety.rate_hz, robot.state_rate_hz)
+                     cell.safety.rate_hz, robot.state_rate_hz, depth)
     finally:
         kinematics.close()
         backend.shutdown()
 
 
+def _scripted_depth(spec: DepthCameraSpec, scenario: Scenario, people: list[PersonModel], clock: _Clock):
+    """The scenario's depth camera and occupancy channel (`xr_server.scenario_depth.ScriptedDepth`)."""
+    from safety.occupancy import OccupancyChannel
+    from safety.perception.depth import DepthCamera
+    from xr_server.scenario_depth import ScriptedDepth, SimulatedDepthCamera
+
+    camera = DepthCamera.look_at(spec.position, spec.target, spec.fov_deg, spec.width_px, spec.height_px)
+    sim = SimulatedDepthCamera(camera, spec.noise_m, np.random.default_rng(scenario.seed + 1))
+    channel = OccupancyChannel(spec.voxel_size_m, spec.self_margin_m, spec.range_m, spec.min_points_per_voxel)
+    freezes = [f for f in scenario.faults if f.kind == "depth_freeze"]
+
+    def capsules(t: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [human_capsules(p.keypoints(t)[0], np.ones(33))[:2] for p in people]
+
+    def frozen(t: float) -> bool:
+        return any(t >= f.at_s and (f.duration_s is None or t < f.at_s + f.duration_s) for f in freezes)
+
+    return ScriptedDepth(sim, channel, spec.rate_hz, spec.latency_s, capsules, frozen, clock.now_ns())
+
+
 def _play(scenario: Scenario, clock: _Clock, tracker: ScriptedTracker, backend, monitor, gate, runner,
-          people: list[PersonModel], physics_rate_hz: float, monitor_rate_hz: float, state_rate_hz: float) -> dict:
+          people: list[PersonModel], physics_rate_hz: float, monitor_rate_hz: float, state_rate_hz: float,
+          depth=None) -> dict:
     dt = 1.0 / physics_rate_hz
     period = 1.0 / monitor_rate_hz
     steps = int(round(scenario.duration_s / dt))
@@ -428,6 +496,8 @@ def _play(scenario: Scenario, clock: _Clock, tracker: ScriptedTracker, backend, 
     last_checked: RobotState | None = None
     for _ in range(steps):
         tracker.advance(clock.t)
+        if depth is not None:
+            depth.advance(clock.t, backend.latest_state())
         if clock.t + 1e-9 >= next_cycle:
             next_cycle += period
             state = monitor.step()
@@ -463,6 +533,8 @@ def _play(scenario: Scenario, clock: _Clock, tracker: ScriptedTracker, backend, 
     out = {
         "name": scenario.name,
         "duration_s": scenario.duration_s,
+        "channels": report["channels"],
+        "depth_frames": None if depth is None else depth.frames,
         "min_separation_m": report["min_separation_m"],
         "min_margin_m": report["min_margin_m"],
         "worst_margin": report["worst_margin"],
@@ -537,6 +609,7 @@ def summarize(results: list[dict]) -> dict:
         "passed": sum(r["passed"] for r in results),
         "failed": sum(not r["passed"] for r in results),
         "contacts": sum(r["contact"] for r in results),
+        "stops": sum(r["stops"] for r in results),
         "worst_min_margin_m": min(margins) if margins else None,
         "false_stop_s": round(sum(r["false_stop_s"] for r in results), 3),
         "simulated_s": round(sum(r["duration_s"] for r in results), 1),

@@ -56,6 +56,9 @@ def _safety(state: SafetyState | None) -> dict | None:
         "faults": list(state.faults),
         "zone_violations": [{"zone": v.zone, "kind": v.kind, "subject": v.subject, "part": v.part}
                             for v in state.zone_violations],
+        "channels": list(state.channels),
+        "occupancy_separation_m": None if state.occupancy_separation_m is None
+        else round(state.occupancy_separation_m, 4),
     }
 
 

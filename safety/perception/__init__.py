@@ -4,6 +4,7 @@ Importing this package does not import mediapipe; `PoseEstimator` loads it when 
 """
 
 from safety.perception.cameras import ReplayClock, VideoFileCamera
+from safety.perception.depth import DepthCamera, points_from_depth, read_point_cloud, read_point_cloud_sequence
 from safety.perception.pipeline import FrameSource, PerceptionPipeline, draw_skeleton
 from safety.perception.kalman import KeypointKalmanFilter
 from safety.perception.multipose import MultiPersonEstimator
@@ -16,6 +17,7 @@ __all__ = [
     "POSE_LANDMARKS",
     "POSE_LIMBS",
     "CameraStatus",
+    "DepthCamera",
     "FrameSource",
     "HumanTrack",
     "KeypointKalmanFilter",
@@ -32,7 +34,10 @@ __all__ = [
     "VideoFileCamera",
     "View",
     "draw_skeleton",
+    "points_from_depth",
     "project_points",
+    "read_point_cloud",
+    "read_point_cloud_sequence",
     "reprojection_error",
     "triangulate",
     "undistort_points",

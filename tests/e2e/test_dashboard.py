@@ -128,7 +128,7 @@ class ScriptedCell:
                        "s_p_m": round(s_p, 4), "terms": terms,
                        "closest": {"person": "p1", "body_part": POSE_LANDMARKS[part], "link": link,
                                    "human_point": r4(human_point), "robot_point": r4(robot_point)},
-                       "reason": reason, "faults": [],
+                       "reason": reason, "faults": [], "channels": ["skeleton"],
                        "zone_violations": [{"zone": "walkway", "kind": "warning", "subject": "p1",
                                             "part": "left_hip-right_hip"}]},
             "people": [{"id": "p1", "keypoints": [r4([*p, 0.95]) for p in body],
@@ -281,6 +281,7 @@ def test_dashboard_renders_the_moving_twin_the_mode_and_the_cameras(page, server
     assert page.evaluate("document.querySelector('#cameras img').naturalWidth") == 640
     assert page.inner_text("#separation").endswith(" m")
     assert page.inner_text("#link-status") == "live"
+    assert page.inner_text("#channels") == "skeleton only (no depth data)"  # the scripted cell has no depth camera
     # the ghost path of the forwarded trajectory: a line through the plan's 12 points
     wait_until(page, "__xrcell.view.planLine.visible && "
                      "__xrcell.view.planLine.geometry.attributes.position.count === 12", 5)

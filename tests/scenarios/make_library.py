@@ -108,6 +108,31 @@ def library() -> list[dict]:
         out.append(scenario(f"track-lost-{at:.1f}s", f"The tracker loses the worker inside the cell at {at} s.",
                             [walk(45, 1.0)], faults=[{"kind": "track_lost", "at_s": at}],
                             expect={"fault_stop_within_s": 0.08 + 1 / 15 + 0.02}))
+    # Two diverse channels: a simulated overhead depth camera (the defaults of `depth_camera`)
+    # feeds the occupancy channel, which the monitor cross-checks against the skeleton channel.
+    depth = {"depth_camera": {}}
+    out.append(scenario("depth-walk-in-090deg-1.6mps", "A walk-in at 1.6 m/s seen by both channels: they agree, "
+                        "the robot slows as without depth.", [walk(90, 1.6)], seed=916, **depth))
+    reach = walk(90, 1.0, stop_m=1.0, back_after_s=None)
+    reach["reaches"] = [{"start_s": round(reach["waypoints"][-1][0] + 0.5, 3), "duration_s": 0.3, "hold_s": 1.5,
+                         "arm": "right", "target": [0.4, -0.5, 0.3]}]
+    out.append(scenario("depth-reach-in-090deg-right", "A reach-in seen by both channels.", [reach], seed=90,
+                        **depth))
+    out.append(scenario("depth-two-people-045-135-1.0mps", "Two workers seen by both channels.",
+                        [walk(45, 1.0, pid="p1"), walk(135, 1.0, pid="p2", start_s=2.5)], seed=180, **depth))
+    hidden = {**walk(90, 1.6), "visible_to_pose": False}
+    out.append(scenario("depth-invisible-walk-in-090deg-1.6mps",
+                        "The pose estimator misses a worker who walks in at 1.6 m/s: only the occupancy channel "
+                        "sees them; it slows the robot, and the channels' disagreement latches a fault stop.",
+                        [hidden], seed=161, **depth))
+    rush = {"id": "p1", "waypoints": [[1.0, *point(45, 3.0)], [2.25, *point(45, 0.5)]], "face": list(C),
+            "visible_to_pose": False}
+    out.append(scenario("depth-invisible-walk-up-045deg-2.0mps",
+                        "A worker the pose estimator misses walks at 2.0 m/s right into the working area: the "
+                        "occupancy channel alone must stop the robot before contact.", [rush], seed=452, **depth))
+    out.append(scenario("depth-freeze-3.0s", "The depth camera stops delivering frames at 3.0 s.", [walk(90, 1.0)],
+                        faults=[{"kind": "depth_freeze", "at_s": 3.0}],
+                        expect={"fault_stop_within_s": 0.5 + 1 / 30 + 0.02}, **depth))
     return out
 
 

@@ -68,3 +68,14 @@ def test_the_zones_in_force_are_prisms_in_the_cell_frame(safety):
     signed_area = 0.5 * np.sum(fp[:, 0] * np.roll(fp[:, 1], -1) - np.roll(fp[:, 0], -1) * fp[:, 1])
     assert signed_area == pytest.approx(1.0)        # counter-clockwise seen from above (z up)
     assert build_twin_state("lab", None, safety, None)["zones"] == []
+
+
+def test_the_twin_says_which_distance_channels_are_in_force(safety):
+    twin = build_twin_state("lab", None, safety, None, None)
+    jsonschema.validate(twin, SCHEMA)
+    assert twin["safety"]["channels"] == ["skeleton"] and twin["safety"]["occupancy_separation_m"] is None
+    both = dataclasses.replace(safety, channels=("skeleton", "occupancy"), occupancy_separation_m=1.23456)
+    twin = build_twin_state("lab", None, both, None, None)
+    jsonschema.validate(twin, SCHEMA)
+    assert twin["safety"]["channels"] == ["skeleton", "occupancy"]
+    assert twin["safety"]["occupancy_separation_m"] == 1.2346

@@ -104,6 +104,8 @@ function onTwin(twin) {
   $("tcp-speed").textContent = fmt(r?.tcp_speed_mps, 2, "m/s");
   $("robot-scale").textContent = r ? `${Math.round(r.speed_scale * 100)} %` : "–";
   $("people").textContent = String((twin.people || []).length);
+  const ch = s?.channels || [];
+  $("channels").textContent = !ch.length ? "–" : ch.length > 1 ? `${ch.join(" + ")}, cross-checked` : `${ch.join("")} only (no depth data)`;
   const faults = s?.faults || [];
   $("faults").hidden = faults.length === 0;
   $("faults").textContent = faults.length ? `Faults: ${faults.join("; ")}` : "";

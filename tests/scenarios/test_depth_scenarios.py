@@ -1,0 +1,45 @@
+"""The simulated depth camera and the occupancy channel in the scenario runner."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from safety.occupancy import OccupancyChannel
+from safety.perception.depth import DepthCamera, points_from_depth
+from xr_server.scenario import load_scenario, run_scenario
+from xr_server.scenario_depth import SimulatedDepthCamera
+
+LIBRARY = Path(__file__).parent / "library"
+CAMERA = DepthCamera.look_at([0.0, 0.0, 3.0], [0.0, 0.0, 0.0], 90.0, 160, 120)
+
+
+def test_a_rendered_capsule_has_its_depth_and_distance():
+    sim = SimulatedDepthCamera(CAMERA, 0.0, np.random.default_rng(0))
+    # A person-like vertical capsule at x = 1 m (top of its sphere at 1.6 m) and a robot link at the origin.
+    body = (np.array([[[1.0, 0.0, 0.2], [1.0, 0.0, 1.45]]]), np.array([0.15]))
+    link = (np.array([[[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]]), np.array([0.1]))
+    empty = sim.render([])
+    assert empty == pytest.approx(np.full((120, 160), 3.0), abs=1e-5)  # the floor, straight below
+    depth = sim.render([body, link])
+    # Straight down the optical axis: the link's top sphere at 1.1 m, 1.9 m below the camera.
+    assert depth[59:61, 79:81] == pytest.approx(1.9, abs=0.01)
+    channel = OccupancyChannel(voxel_size_m=0.05)
+    channel.learn_background(points_from_depth(empty, CAMERA), *link)
+    m = channel.measure(points_from_depth(depth, CAMERA), *link, ("link0",), capture_ns=0)
+    # The body's surface nearest the link is 1.0 - 0.15 - 0.1 = 0.75 m away; what the camera sees
+    # from above is its upper side: the channel's lower bound lies within two voxels below.
+    assert m.closest_link == "link0" and m.robot_points > 0 and m.background_points > 0
+    assert 0.75 - 0.1 <= m.separation_m <= 0.75 + 0.05
+
+
+def test_a_person_the_pose_estimator_misses_is_stopped_for_by_the_occupancy_channel():
+    scenario = load_scenario(LIBRARY / "depth-invisible-walk-up-045deg-2.0mps.yaml")
+    assert not scenario.people[0].visible_to_pose
+    with_depth = run_scenario(scenario)
+    assert with_depth["channels"] == ["skeleton", "occupancy"] and with_depth["depth_frames"] > 300
+    assert with_depth["passed"], with_depth["failures"]
+    assert not with_depth["contact"] and with_depth["stops"] >= 1 and with_depth["final_mode"] == "fault_stop"
+    # The same person without the depth camera: the skeleton channel alone never sees them.
+    skeleton_only = run_scenario(scenario.model_copy(update={"depth_camera": None}))
+    assert skeleton_only["channels"] == ["skeleton"] and skeleton_only["contact"]
