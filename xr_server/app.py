@@ -108,6 +108,12 @@ from xr_server.errors import XrServerError
 from xr_server.health import DEFAULT_STALE_AFTER_S, health_report
 from xr_server.metrics import CellCollector, GateCounts, MonitorFigures, make_registry
 from xr_server.openapi import build_openapi
+from xr_server.robot_events import (
+    RobotCommandEnvelope,
+    RobotCommandRouter,
+    SafetyStop,
+    register_robot_routes,
+)
 from xr_server.rtc_gateway import RtcGateway
 from xr_server.session_events import SessionEvents, register_session_events
 from xr_server.sessions import cell_room
@@ -193,6 +199,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                safety_events: SafetyEvents | None = None,
                annotation_store: AnnotationStore | None = None, ice_servers: Sequence[RTCIceServer] = (),
                robot_commands: RobotCommands | None = None,
+               safety_stop: SafetyStop | None = None,
                ) -> tuple[flask.Flask, flask_socketio.SocketIO]:
     """Build the server.
 
@@ -221,7 +228,10 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
             acknowledged; None refuses annotations.
         ice_servers: STUN/TURN servers of the WebRTC peer connections; none by default (host
             candidates only: a LAN, or a VPN to it).
-        robot_commands: the command gate behind ``POST /api/robot/trajectory``; None answers 503.
+        robot_commands: the command gate behind ``POST /api/robot/trajectory``, ``/jog``,
+            ``/gripper`` and the ``robot_command`` event; None answers 503.
+        safety_stop: the monitor's stop request (`SafetyMonitor.request_stop`) behind
+            ``POST /api/robot/stop`` and ``robot_command`` kind ``stop``; None answers 503.
 
     Returns:
         ``(app, socketio)``. Run with ``socketio.run(app, ...)``; ``app.xrcell_stop()`` ends the
@@ -904,6 +914,10 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         flask_socketio.emit("twin_state", state)
 
     register_session_events(client_event, xr_sessions)
+    robot_router = RobotCommandRouter(None if robot_commands is None else robot_commands.submit,
+                                      safety_stop, safety_reset)
+    client_event("robot_command", RobotCommandEnvelope)(robot_router.on_event)
+    register_robot_routes(app, robot_router)
 
     def twin_clients() -> int:
         with sessions_lock:
