@@ -66,7 +66,8 @@ class JogPlan:
     stop_time_s: float
 
 
-def dls_joint_velocity(jacobian: np.ndarray, twist: np.ndarray, damping: float = JOG_DAMPING) -> np.ndarray:
+def dls_joint_velocity(jacobian: np.ndarray, twist: np.ndarray,
+                       damping: float = JOG_DAMPING) -> np.ndarray:
     """Joint velocities that produce a TCP twist, by damped least squares.
 
     q_dot = J^T (J J^T + lambda^2 I)^-1 x_dot (Nakamura and Hanafusa 1986; Wampler 1986).
@@ -87,7 +88,7 @@ def dls_joint_velocity(jacobian: np.ndarray, twist: np.ndarray, damping: float =
 
 def _integrate(q0: np.ndarray, knots_t: np.ndarray, knots_v: np.ndarray,
                sample_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Positions along a piecewise-linear velocity profile, sampled every `sample_s` and at every knot.
+    """Positions along a piecewise-linear velocity profile, every `sample_s` and at the knots.
 
     Args:
         q0: (n,) start, radians.
@@ -195,7 +196,7 @@ def plan_velocity_jog(joint_names: Sequence[str], start_q: np.ndarray, start_v: 
 def plan_displacement_jog(joint_names: Sequence[str], start_q: np.ndarray, displacement: np.ndarray,
                           duration_s: float, vel_limits: np.ndarray, acc_limits: np.ndarray,
                           goal_id: str = "", sample_s: float = JOG_SAMPLE_S) -> JogPlan:
-    """The trajectory of a displacement jog: from rest, exactly `displacement` in about `duration_s`.
+    """A displacement jog's trajectory: from rest, exactly `displacement` in about `duration_s`.
 
     A synchronised trapezoidal profile at the velocity `displacement / duration_s`: it ramps up at
     the acceleration limits, cruises, and ramps down, reaching the displacement at
@@ -224,8 +225,9 @@ def plan_displacement_jog(joint_names: Sequence[str], start_q: np.ndarray, displ
     over = np.abs(vt) > vel
     if over.any():
         j = int(np.argmax(np.abs(vt) / vel))
-        raise CommandError(f"JointJog {goal_id!r}: {joint_names[j]} would move at {abs(vt[j]):.2f} rad/s "
-                           f"to cover its displacement in {duration_s} s, above its limit {vel[j]:.2f} rad/s")
+        raise CommandError(f"JointJog {goal_id!r}: {joint_names[j]} would move at "
+                           f"{abs(vt[j]):.2f} rad/s to cover its displacement in {duration_s} s, "
+                           f"above its limit {vel[j]:.2f} rad/s")
     r = float(np.max(np.abs(vt) / acc))
     if r <= 0.0:
         kt, kv = np.array([0.0, duration_s]), np.zeros((2, q0.size))

@@ -131,21 +131,23 @@ class JointJog:
     def __post_init__(self) -> None:
         names = tuple(self.joint_names)
         if not names or len(set(names)) != len(names):
-            raise CommandError(f"JointJog.joint_names: need distinct joint names, got {list(names)}")
+            raise CommandError(
+                f"JointJog.joint_names: need distinct joint names, got {list(names)}")
         vel = np.asarray(self.velocities, dtype=np.float64).reshape(-1)
         disp = np.asarray(self.displacements, dtype=np.float64).reshape(-1)
         if (vel.size == 0) == (disp.size == 0):
             raise CommandError("JointJog: give exactly one of velocities or displacements")
         values, what = (vel, "velocities") if vel.size else (disp, "displacements")
         if values.size != len(names):
-            raise CommandError(f"JointJog.{what}: expected {len(names)} values (one per joint name), "
-                               f"got {values.size}")
+            raise CommandError(f"JointJog.{what}: expected {len(names)} values "
+                               f"(one per joint name), got {values.size}")
         if not np.isfinite(values).all():
             raise CommandError(f"JointJog.{what}: values must be finite")
         duration = float(self.duration_s)
         if not (math.isfinite(duration) and duration >= 0.0) or (disp.size and duration <= 0.0):
-            raise CommandError(f"JointJog.duration_s: must be finite and {'> 0 with displacements' if disp.size else '>= 0'}"
-                               f", got {self.duration_s}")
+            need = "> 0 with displacements" if disp.size else ">= 0"
+            raise CommandError(
+                f"JointJog.duration_s: must be finite and {need}, got {self.duration_s}")
         object.__setattr__(self, "joint_names", names)
         object.__setattr__(self, "velocities", vel)
         object.__setattr__(self, "displacements", disp)
@@ -185,7 +187,8 @@ class CartesianJog:
         for name in ("linear_mps", "angular_radps"):
             value = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
             if value.shape != (3,):
-                raise CommandError(f"CartesianJog.{name}: expected 3 values (x, y, z), got {value.size}")
+                raise CommandError(
+                    f"CartesianJog.{name}: expected 3 values (x, y, z), got {value.size}")
             if not np.isfinite(value).all():
                 raise CommandError(f"CartesianJog.{name}: values must be finite")
             object.__setattr__(self, name, value)

@@ -10,9 +10,9 @@ speed scale in force (`safety.path_check`). Jogs (`JointJog`, `CartesianJog`) ar
 turned into the short trajectory they mean (`robot_bridge.jog`: ramp, hold for the deadman
 timeout, ramp to rest, slowed to stay inside the joint limits and the reduced speed of manual
 mode) and that trajectory is checked and forwarded. It answers `accepted`, `modified` (what
-was changed) or `rejected` with the rule that refused it, and keeps the forwarded path (`planned_path`) for the HMIs' ghost view. The safety monitor drives speed
-scaling and stops through the gate's `SafetyChannel`, which the gate hands out
-exactly once.
+was changed) or `rejected` with the rule that refused it, and keeps the forwarded path
+(`planned_path`) for the HMIs' ghost view. The safety monitor drives speed scaling and
+stops through the gate's `SafetyChannel`, which the gate hands out exactly once.
 """
 
 from __future__ import annotations
@@ -361,34 +361,38 @@ class CommandGate:
         if ratio > 1.0:
             j = int(np.argmax(np.abs(target) / self._vel_limits))
             target = target / ratio
-            changes.append(f"limits: jog slowed to {100 / ratio:.0f}% ({names[j]} at its velocity limit "
-                           f"{self._vel_limits[j]:.2f} rad/s)")
+            changes.append(f"limits: jog slowed to {100 / ratio:.0f}% ({names[j]} at its "
+                           f"velocity limit {self._vel_limits[j]:.2f} rad/s)")
         tcp_mps = float(np.linalg.norm(jacobian[:3] @ target))
         if tcp_mps > MANUAL_REDUCED_SPEED_MPS:
             target = target * (MANUAL_REDUCED_SPEED_MPS / tcp_mps)
-            changes.append(f"limits: TCP speed {tcp_mps:.3f} m/s reduced to {MANUAL_REDUCED_SPEED_MPS} m/s "
-                           f"(reduced speed of manual mode, ISO 10218-1 5.7.3)")
+            changes.append(f"limits: TCP speed {tcp_mps:.3f} m/s reduced to "
+                           f"{MANUAL_REDUCED_SPEED_MPS} m/s (reduced speed of manual mode, "
+                           f"ISO 10218-1 5.7.3)")
         scale = max(float(state.speed_scale), 0.05)
-        v0 = np.clip(np.asarray(state.velocity, dtype=np.float64) / scale, -self._vel_limits, self._vel_limits)
+        v0 = np.clip(np.asarray(state.velocity, dtype=np.float64) / scale, -self._vel_limits,
+                     self._vel_limits)
         try:
             plan = plan_velocity_jog(names, q0, v0, target, hold_s, self._accel_limits, self._lower,
                                      self._upper, jog.goal_id)
         except CommandError as exc:
             raise _Refused(f"limits: {exc}") from None
         if plan.velocity_factor < 1.0:
-            changes.append(f"limits: jog slowed to {100 * plan.velocity_factor:.0f}% to stop before a "
-                           f"joint position limit")
+            changes.append(f"limits: jog slowed to {100 * plan.velocity_factor:.0f}% to stop "
+                           f"before a joint position limit")
         return plan, changes
 
     def _plan_displacement(self, jog: JointJog, names: tuple[str, ...], q0: np.ndarray,
-                           displacement: np.ndarray, jacobian: np.ndarray) -> tuple[JogPlan, list[str]]:
+                           displacement: np.ndarray,
+                           jacobian: np.ndarray) -> tuple[JogPlan, list[str]]:
         changes: list[str] = []
         duration = jog.duration_s
         need = max(float(np.max(np.abs(displacement) / self._vel_limits)),
                    float(np.linalg.norm(jacobian[:3] @ displacement)) / MANUAL_REDUCED_SPEED_MPS)
         if need > duration:
-            changes.append(f"limits: duration stretched from {duration:.3f} s to {need:.3f} s (joint velocity "
-                           f"limits and the reduced speed {MANUAL_REDUCED_SPEED_MPS} m/s of manual mode)")
+            changes.append(f"limits: duration stretched from {duration:.3f} s to {need:.3f} s "
+                           f"(joint velocity limits and the reduced speed "
+                           f"{MANUAL_REDUCED_SPEED_MPS} m/s of manual mode)")
             duration = need * 1.0001
         try:
             plan = plan_displacement_jog(names, q0, displacement, duration, self._vel_limits,

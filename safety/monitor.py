@@ -156,7 +156,8 @@ class SafetyMonitor:
             self._reset_flag.set()
         return accepted, reason
 
-    def request_stop(self, actor_name: str, roles: frozenset[str], reason: str = "") -> tuple[bool, str]:
+    def request_stop(self, actor_name: str, roles: frozenset[str],
+                     reason: str = "") -> tuple[bool, str]:
         """Ask for a protective stop from a user (an HMI's stop button, `robot_command` `stop`).
 
         Anyone signed in may stop the robot (`roles` is recorded, not checked). The stop is a
@@ -171,12 +172,13 @@ class SafetyMonitor:
         cause = f"stop requested by {actor_name or '?'}" + (f": {reason}" if reason else "")
         with self._lock:
             self._stop_requests.append(cause)
-        answer = "protective stop requested; it takes effect on the next monitor cycle and needs a reset"
+        answer = ("protective stop requested; it takes effect on the next monitor cycle and "
+                  "needs a reset")
         if self._audit is not None:
             from safety.audit import AuditError, AuditKind
             try:
-                self._audit.append(AuditKind.STOP_REQUEST, actor_name or "?", {"roles": sorted(roles)}, cause,
-                                   durable=True)
+                self._audit.append(AuditKind.STOP_REQUEST, actor_name or "?",
+                                   {"roles": sorted(roles)}, cause, durable=True)
             except AuditError as exc:
                 return True, f"{answer} (the audit log could not record it: {exc})"
         return True, answer

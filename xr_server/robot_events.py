@@ -53,8 +53,10 @@ class JogJointRequest(_Strict):
     held."""
 
     kind: Literal["jog_joint"]
-    joint_names: list[str] = Field(min_length=1, max_length=32, description="Jogged joints (any subset).")
-    velocities: list[float] | None = Field(None, max_length=32, description="rad/s, one per joint name.")
+    joint_names: list[str] = Field(min_length=1, max_length=32,
+                                   description="Jogged joints (any subset).")
+    velocities: list[float] | None = Field(None, max_length=32,
+                                           description="rad/s, one per joint name.")
     displacements: list[float] | None = Field(
         None, max_length=32, description="radians relative to now, one per joint name.")
     duration_s: float = Field(0.0, ge=0.0, le=10.0, description=(
@@ -70,8 +72,10 @@ class JogCartesianRequest(_Strict):
 
     kind: Literal["jog_cartesian"]
     frame_id: Literal["cell", "tool"] = Field("cell", description="Frame of both vectors.")
-    linear_mps: _Vector3 = Field(default_factory=lambda: [0.0, 0.0, 0.0], description="m/s (x, y, z).")
-    angular_radps: _Vector3 = Field(default_factory=lambda: [0.0, 0.0, 0.0], description="rad/s (x, y, z).")
+    linear_mps: _Vector3 = Field(default_factory=lambda: [0.0, 0.0, 0.0],
+                                 description="m/s (x, y, z).")
+    angular_radps: _Vector3 = Field(default_factory=lambda: [0.0, 0.0, 0.0],
+                                    description="rad/s (x, y, z).")
     goal_id: str = _GOAL_ID
 
 
@@ -89,7 +93,8 @@ class GripperCommandRequest(_Strict):
     and the body of ``POST /api/robot/gripper``."""
 
     kind: Literal["gripper"]
-    position_m: float = Field(ge=0.0, le=0.08, description="Finger opening, metres (Panda 0 .. 0.08).")
+    position_m: float = Field(ge=0.0, le=0.08,
+                              description="Finger opening, metres (Panda 0 .. 0.08).")
     max_effort_n: float = Field(40.0, gt=0.0, le=140.0, description="Grasp force limit, newtons.")
     goal_id: str = _GOAL_ID
 
@@ -116,7 +121,8 @@ class RobotCommandAnswer(BaseModel):
 
     kind: str = Field(description="The command's kind.")
     verdict: Literal["accepted", "modified", "rejected"]
-    reason: str = Field(description="`forwarded`, the changes made (modified), or the rule that refused it.")
+    reason: str = Field(
+        description="`forwarded`, the changes made (modified), or the rule that refused it.")
     goal_id: str = Field("", description="The command's goal id (motion commands).")
 
 
@@ -158,15 +164,16 @@ def parse_robot_command(data: object, kinds: tuple[str, ...] = tuple(ROBOT_COMMA
             raise PayloadError("give exactly one of fields 'velocities' or 'displacements'")
         values = getattr(request, given[0])
         if len(values) != len(request.joint_names):
-            raise PayloadError(f"field '{given[0]}': expected {len(request.joint_names)} values (one per "
-                               f"joint name), got {len(values)}")
+            raise PayloadError(f"field '{given[0]}': expected {len(request.joint_names)} values "
+                               f"(one per joint name), got {len(values)}")
         if given[0] == "displacements" and request.duration_s <= 0:
             raise PayloadError("field 'duration_s' must be > 0 with 'displacements'")
     elif isinstance(request, TrajectoryCommandRequest):
         for i, point in enumerate(request.points):
             if len(point.positions) != len(request.joint_names):
-                raise PayloadError(f"field 'points.{i}.positions': expected {len(request.joint_names)} "
-                                   f"values (one per joint name), got {len(point.positions)}")
+                raise PayloadError(f"field 'points.{i}.positions': expected "
+                                   f"{len(request.joint_names)} values (one per joint name), "
+                                   f"got {len(point.positions)}")
     return request
 
 
@@ -180,13 +187,16 @@ def to_command(request: _Strict) -> object:
     try:
         if isinstance(request, JogJointRequest):
             return JointJog(tuple(request.joint_names), velocities=request.velocities or [],
-                            displacements=request.displacements or [], duration_s=request.duration_s,
-                            goal_id=request.goal_id)
+                            displacements=request.displacements or [],
+                            duration_s=request.duration_s, goal_id=request.goal_id)
         if isinstance(request, JogCartesianRequest):
-            return CartesianJog(request.frame_id, request.linear_mps, request.angular_radps, request.goal_id)
+            return CartesianJog(request.frame_id, request.linear_mps, request.angular_radps,
+                                request.goal_id)
         if isinstance(request, TrajectoryCommandRequest):
-            return JointTrajectory(tuple(request.joint_names), [p.positions for p in request.points],
-                                   [p.time_from_start_s for p in request.points], goal_id=request.goal_id)
+            return JointTrajectory(tuple(request.joint_names),
+                                   [p.positions for p in request.points],
+                                   [p.time_from_start_s for p in request.points],
+                                   goal_id=request.goal_id)
         if isinstance(request, GripperCommandRequest):
             return GripperCommand(request.position_m, request.max_effort_n, request.goal_id)
     except (CommandError, ValueError) as exc:
@@ -223,20 +233,24 @@ class RobotCommandRouter:
             if self._stop is None:
                 raise XrServerError("no safety monitor: this server cannot stop a robot")
             ok, reason = self._stop(actor.name, actor.roles, request.reason)
-            return RobotCommandAnswer(kind=kind, verdict="accepted" if ok else "rejected", reason=reason)
+            return RobotCommandAnswer(kind=kind, verdict="accepted" if ok else "rejected",
+                                      reason=reason)
         if isinstance(request, ResetCommandRequest):
             if self._reset is None:
                 raise XrServerError("no safety monitor: nothing to reset")
             ok, reason = self._reset(actor.name, actor.roles)
-            return RobotCommandAnswer(kind=kind, verdict="accepted" if ok else "rejected", reason=reason)
+            return RobotCommandAnswer(kind=kind, verdict="accepted" if ok else "rejected",
+                                      reason=reason)
         if self._submit is None:
             raise XrServerError("no command gate: this server drives no robot")
         command = to_command(request)
         answer = self._submit(command, actor)
         goal_id = str(getattr(command, "goal_id", ""))
         if answer.verdict is not Verdict.ACCEPTED:
-            log.info("%s %r from %r: %s, %s", kind, goal_id, actor.name, answer.verdict.value, answer.reason)
-        return RobotCommandAnswer(kind=kind, verdict=answer.verdict.value, reason=answer.reason, goal_id=goal_id)
+            log.info("%s %r from %r: %s, %s", kind, goal_id, actor.name, answer.verdict.value,
+                     answer.reason)
+        return RobotCommandAnswer(kind=kind, verdict=answer.verdict.value, reason=answer.reason,
+                                  goal_id=goal_id)
 
     def on_event(self, claims: Any, envelope: RobotCommandEnvelope) -> dict:
         """The ``robot_command`` handler for `create_app`'s ``client_event``: the ack is the answer.
@@ -284,7 +298,9 @@ def register_robot_routes(app: flask.Flask, router: RobotCommandRouter) -> None:
         """Jog the robot.
         ---
         post:
-          summary: Jog the robot in joint space or Cartesian space, through the command gate (operator or admin).
+          summary: >-
+            Jog the robot in joint space or Cartesian space, through the command gate
+            (operator or admin).
           description: >-
             A joint jog (`kind: jog_joint`, control_msgs/JointJog semantics) or a Cartesian jog of
             the TCP (`kind: jog_cartesian`, geometry_msgs/TwistStamped semantics, frame `cell` or

@@ -61,8 +61,9 @@ class PandaLinkKinematics:
         self._moving = sorted({i for i in self._links if i >= 0})
         self._tcp = names["panda_grasptarget"]
         # calculateJacobian wants a value for every movable joint (arm and fingers), in index order
-        self._movable = [j for j in range(p.getNumJoints(self._body, physicsClientId=self._cid))
-                         if p.getJointInfo(self._body, j, physicsClientId=self._cid)[2] != p.JOINT_FIXED]
+        cid = self._cid
+        self._movable = [j for j in range(p.getNumJoints(self._body, physicsClientId=cid))
+                         if p.getJointInfo(self._body, j, physicsClientId=cid)[2] != p.JOINT_FIXED]
         self._arm_cols = [self._movable.index(j) for j in self._arm]
 
     def link_segments(self, positions: np.ndarray) -> np.ndarray:
@@ -109,7 +110,8 @@ class PandaLinkKinematics:
         p, cid = pybullet, self._cid
         with self._lock:
             self._set(np.asarray(position, dtype=np.float64))
-            ls = p.getLinkState(self._body, self._tcp, computeForwardKinematics=1, physicsClientId=cid)
+            ls = p.getLinkState(self._body, self._tcp, computeForwardKinematics=1,
+                                physicsClientId=cid)
         return np.array(ls[4]), quaternion_matrix(ls[5])
 
     def tool_jacobian(self, position: np.ndarray) -> np.ndarray:
@@ -126,10 +128,11 @@ class PandaLinkKinematics:
         q = np.asarray(position, dtype=np.float64)
         with self._lock:
             self._set(q)
-            full = [float(s[0]) for s in p.getJointStates(self._body, self._movable, physicsClientId=cid)]
+            full = [float(s[0]) for s in
+                    p.getJointStates(self._body, self._movable, physicsClientId=cid)]
             zeros = [0.0] * len(full)
-            lin, ang = p.calculateJacobian(self._body, self._tcp, [0.0, 0.0, 0.0], full, zeros, zeros,
-                                           physicsClientId=cid)
+            lin, ang = p.calculateJacobian(self._body, self._tcp, [0.0, 0.0, 0.0], full, zeros,
+                                           zeros, physicsClientId=cid)
         # with a fixed base, PyBullet gives the Jacobian in the base frame: rotate it into `cell`
         jac = np.vstack([self._base_rot @ np.asarray(lin), self._base_rot @ np.asarray(ang)])
         return jac[:, self._arm_cols]
