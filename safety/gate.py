@@ -320,7 +320,8 @@ class CommandGate:
         if outcome.change is not None:
             changes.append(outcome.change)
         forward = plan.trajectory if outcome.forward is None else outcome.forward
-        return _Outcome(None, outcome.planned, forward, outcome.rest, "; ".join(changes) or None)
+        # a jog shortened for a person has no rest to submit later: the next jog is the rest
+        return _Outcome(None, outcome.planned, forward, None, "; ".join(changes) or None)
 
     def _plan_jog(self, jog: JointJog | CartesianJog) -> tuple[JogPlan, list[str]]:
         """The jog's trajectory from the measured state, and the changes made to it (in words).

@@ -274,6 +274,7 @@ def test_a_jog_towards_a_person_is_refused_or_shortened_and_away_is_forwarded(ro
     answer = gate.submit(CartesianJog("cell", np.array([0.25, 0, 0]), np.zeros(3)), OPERATOR)
     assert answer.verdict in (Verdict.REJECTED, Verdict.MODIFIED)
     assert "people: " in answer.reason and "from person p1" in answer.reason
+    assert answer.rest is None  # a jog has no rest to submit later
     far = snapshot(NOW_NS, [standing_person(6.0, 0.0)])
     gate, _ = make_gate(robot, kin, people=people(far))
     assert gate.submit(CartesianJog("cell", np.array([0.25, 0, 0]), np.zeros(3)), OPERATOR).verdict \
