@@ -19,23 +19,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from content.cell import Pose, Robot, Zone
-from robot_bridge.jog import JOG_DEADMAN_S
-from robot_bridge.sim import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the packages, not bench/robot_bridge.py
+
+from content.cell import Pose, Robot, Zone  # noqa: E402
+from robot_bridge.jog import JOG_DEADMAN_S  # noqa: E402
+from robot_bridge.sim import (  # noqa: E402
     PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
     PANDA_JOINT_VELOCITY_LIMITS_RADPS,
     PHYSICS_RATE_HZ,
     PandaLinkKinematics,
     PyBulletPandaBackend,
 )
-from robot_bridge.types import CartesianJog
-from safety.decision import SafetyMode, SafetyState
-from safety.gate import Actor, CommandGate
-from safety.zones import CellZones
+from robot_bridge.types import CartesianJog  # noqa: E402
+from safety.decision import SafetyMode, SafetyState  # noqa: E402
+from safety.gate import Actor, CommandGate  # noqa: E402
+from safety.zones import CellZones  # noqa: E402
 
 ROBOT = Robot(base=Pose(position=(0.0, 0.0, 0.0)))
 OPERATOR = Actor("bench", frozenset({"operator"}))
