@@ -1,11 +1,19 @@
 """Robot interface and backends (`sim` PyBullet, `dds` Cyclone DDS; `ros2` rclpy to come)."""
 
 from robot_bridge.backend import BACKENDS, RobotBackend, create_backend
-from robot_bridge.commands import START_TOLERANCE_RAD, check_trajectory, sanitize_speed_scale
+from robot_bridge.commands import (
+    START_TOLERANCE_RAD,
+    check_joint_jog,
+    check_trajectory,
+    sanitize_speed_scale,
+)
 from robot_bridge.errors import BackendUnavailableError, BridgeError, CommandError
 from robot_bridge.types import (
+    JOG_FRAMES,
+    CartesianJog,
     ControllerMode,
     GripperCommand,
+    JointJog,
     JointTrajectory,
     RobotCommand,
     RobotState,
@@ -15,16 +23,20 @@ from robot_bridge.types import (
 __all__ = [
     "BACKENDS",
     "BackendUnavailableError",
+    "CartesianJog",
     "BridgeError",
     "CommandError",
     "ControllerMode",
     "GripperCommand",
+    "JOG_FRAMES",
+    "JointJog",
     "JointTrajectory",
     "RobotBackend",
     "RobotCommand",
     "RobotState",
     "START_TOLERANCE_RAD",
     "StopCategory",
+    "check_joint_jog",
     "check_trajectory",
     "create_backend",
     "sanitize_speed_scale",

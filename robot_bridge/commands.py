@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from robot_bridge.errors import CommandError
-from robot_bridge.types import JointTrajectory
+from robot_bridge.types import JointJog, JointTrajectory
 
 START_TOLERANCE_RAD = 0.1
 """A trajectory whose point at time 0 is farther than this from the current position, in any
@@ -95,3 +95,28 @@ def sanitize_speed_scale(scale: object) -> tuple[float, bool]:
     if math.isnan(value) or not 0.0 <= value <= 1.0:
         return 0.0, False
     return value, True
+
+
+def check_joint_jog(jog: JointJog, joint_names: Sequence[str]) -> np.ndarray:
+    """A joint jog's velocities or displacements as a vector in the robot's joint order.
+
+    Args:
+        jog: the jog (its own shape checks ran in its constructor).
+        joint_names: (n,) the robot's joints.
+
+    Returns:
+        (n,) rad/s (velocity jog) or radians (displacement jog); joints not named are 0.
+
+    Raises:
+        CommandError: a name that is not one of the robot's joints.
+    """
+    names = tuple(joint_names)
+    unknown = [n for n in jog.joint_names if n not in names]
+    if unknown:
+        raise CommandError(f"JointJog {jog.goal_id!r}: unknown joint(s) {', '.join(unknown)}; "
+                           f"the robot's joints are {', '.join(names)}")
+    values = jog.velocities if jog.velocities.size else jog.displacements
+    out = np.zeros(len(names))
+    for name, v in zip(jog.joint_names, values):
+        out[names.index(name)] = v
+    return out

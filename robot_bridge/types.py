@@ -9,6 +9,7 @@ as integer nanoseconds of `time.monotonic_ns()` unless the name says otherwise.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,7 +100,103 @@ class GripperCommand:
     goal_id: str = ""
 
 
+@dataclass(frozen=True)
+class JointJog:
+    """A short joint-space jog (control_msgs/JointJog semantics, as MoveIt Servo takes it).
+
+    Give exactly one of `velocities` or `displacements`. A velocity jog is held for the gate's
+    deadman timeout (or `duration_s` when that is shorter) and then ramps to a stop by itself
+    unless a newer jog replaces it; a displacement jog moves the joints by `displacements`
+    relative to where they are, reaching them `duration_s` after the start of the motion.
+
+    Attributes:
+        joint_names: the jogged joints (a subset of the robot's, any order, no repeats).
+        velocities: (n,) float64, rad/s, one per name, or empty.
+        displacements: (n,) float64, radians, one per name, or empty.
+        duration_s: seconds; required (> 0) with displacements, optional (0: the deadman
+            timeout) with velocities.
+        goal_id: reported back in `RobotState.goal_id` (of the trajectory the gate forwards).
+
+    Raises:
+        CommandError: names repeated or empty, neither or both of velocities and displacements,
+            a length that does not match `joint_names`, a non-finite value, or a bad duration.
+    """
+
+    joint_names: tuple[str, ...]
+    velocities: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    displacements: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    duration_s: float = 0.0
+    goal_id: str = ""
+
+    def __post_init__(self) -> None:
+        names = tuple(self.joint_names)
+        if not names or len(set(names)) != len(names):
+            raise CommandError(
+                f"JointJog.joint_names: need distinct joint names, got {list(names)}")
+        vel = np.asarray(self.velocities, dtype=np.float64).reshape(-1)
+        disp = np.asarray(self.displacements, dtype=np.float64).reshape(-1)
+        if (vel.size == 0) == (disp.size == 0):
+            raise CommandError("JointJog: give exactly one of velocities or displacements")
+        values, what = (vel, "velocities") if vel.size else (disp, "displacements")
+        if values.size != len(names):
+            raise CommandError(f"JointJog.{what}: expected {len(names)} values "
+                               f"(one per joint name), got {values.size}")
+        if not np.isfinite(values).all():
+            raise CommandError(f"JointJog.{what}: values must be finite")
+        duration = float(self.duration_s)
+        if not (math.isfinite(duration) and duration >= 0.0) or (disp.size and duration <= 0.0):
+            need = "> 0 with displacements" if disp.size else ">= 0"
+            raise CommandError(
+                f"JointJog.duration_s: must be finite and {need}, got {self.duration_s}")
+        object.__setattr__(self, "joint_names", names)
+        object.__setattr__(self, "velocities", vel)
+        object.__setattr__(self, "displacements", disp)
+        object.__setattr__(self, "duration_s", duration)
+
+
+#: Frames a `CartesianJog` may be expressed in: the cell (world) frame, or the tool frame (the
+#: TCP, `panda_grasptarget` on the Panda: z along the gripper's approach direction).
+JOG_FRAMES: tuple[str, ...] = ("cell", "tool")
+
+
+@dataclass(frozen=True)
+class CartesianJog:
+    """A short Cartesian jog of the TCP (geometry_msgs/TwistStamped semantics, as MoveIt Servo
+    takes it). It is held for the gate's deadman timeout and then ramps to a stop by itself
+    unless a newer jog replaces it.
+
+    Attributes:
+        frame_id: `cell` or `tool` (`JOG_FRAMES`): the frame of both vectors.
+        linear_mps: (3,) float64, m/s, the TCP's linear velocity.
+        angular_radps: (3,) float64, rad/s, the TCP's angular velocity.
+        goal_id: reported back in `RobotState.goal_id` (of the trajectory the gate forwards).
+
+    Raises:
+        CommandError: an unknown frame, a vector that is not 3 values, or a non-finite value.
+    """
+
+    frame_id: str
+    linear_mps: np.ndarray
+    angular_radps: np.ndarray
+    goal_id: str = ""
+
+    def __post_init__(self) -> None:
+        if self.frame_id not in JOG_FRAMES:
+            raise CommandError(f"CartesianJog.frame_id: must be one of {', '.join(JOG_FRAMES)}, "
+                               f"got {self.frame_id!r}")
+        for name in ("linear_mps", "angular_radps"):
+            value = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
+            if value.shape != (3,):
+                raise CommandError(
+                    f"CartesianJog.{name}: expected 3 values (x, y, z), got {value.size}")
+            if not np.isfinite(value).all():
+                raise CommandError(f"CartesianJog.{name}: values must be finite")
+            object.__setattr__(self, name, value)
+
+
 RobotCommand = JointTrajectory | GripperCommand
+"""What a backend's `execute` takes. Jogs (`JointJog`, `CartesianJog`) never reach a backend as
+such: the gate turns each into a short `JointTrajectory` (`robot_bridge.jog`)."""
 
 
 @dataclass(frozen=True)

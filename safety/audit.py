@@ -102,6 +102,7 @@ class AuditKind(enum.Enum):
     MODE_CHANGE: the monitor's mode changed (inputs: old and new mode, separation, S_p, faults).
     GATE_ANSWER: the command gate answered a command (inputs: command summary, verdict).
     RESET: a fault reset was asked for, accepted or refused.
+    STOP_REQUEST: a user asked for a protective stop (`SafetyMonitor.request_stop`).
     ZONE_CHANGE: the cell's zones changed at run time.
     PARAMETER_CHANGE: a safety parameter changed at run time.
     OUTPUT_FAULT: a `SafetyOutput` became unhealthy or recovered.
@@ -111,6 +112,7 @@ class AuditKind(enum.Enum):
     MODE_CHANGE = "mode_change"
     GATE_ANSWER = "gate_answer"
     RESET = "reset"
+    STOP_REQUEST = "stop_request"
     ZONE_CHANGE = "zone_change"
     PARAMETER_CHANGE = "parameter_change"
     OUTPUT_FAULT = "output_fault"

@@ -6,10 +6,13 @@ safety mode, joint position and velocity limits, and then simulates before it ap
 the whole commanded path is swept with the robot model's link capsules, from the robot's
 current position through every point, against the robot keep-out zones and against the
 people tracked now, moved along their velocity to the time the robot gets there under the
-speed scale in force (`safety.path_check`). It answers `accepted` or `rejected` with the
-rule that refused it, and keeps the forwarded path (`planned_path`) for the HMIs' ghost view. The safety monitor drives speed
-scaling and stops through the gate's `SafetyChannel`, which the gate hands out
-exactly once.
+speed scale in force (`safety.path_check`). Jogs (`JointJog`, `CartesianJog`) are first
+turned into the short trajectory they mean (`robot_bridge.jog`: ramp, hold for the deadman
+timeout, ramp to rest, slowed to stay inside the joint limits and the reduced speed of manual
+mode) and that trajectory is checked and forwarded. It answers `accepted`, `modified` (what
+was changed) or `rejected` with the rule that refused it, and keeps the forwarded path
+(`planned_path`) for the HMIs' ghost view. The safety monitor drives speed scaling and
+stops through the gate's `SafetyChannel`, which the gate hands out exactly once.
 """
 
 from __future__ import annotations
@@ -24,8 +27,24 @@ from typing import TYPE_CHECKING, Callable, Protocol
 import numpy as np
 
 from robot_bridge.backend import RobotBackend
-from robot_bridge.errors import BridgeError
-from robot_bridge.types import GripperCommand, JointTrajectory, RobotCommand, StopCategory
+from robot_bridge.commands import check_joint_jog
+from robot_bridge.errors import BridgeError, CommandError
+from robot_bridge.jog import (
+    JOG_DEADMAN_S,
+    MANUAL_REDUCED_SPEED_MPS,
+    JogPlan,
+    dls_joint_velocity,
+    plan_displacement_jog,
+    plan_velocity_jog,
+)
+from robot_bridge.types import (
+    CartesianJog,
+    GripperCommand,
+    JointJog,
+    JointTrajectory,
+    RobotCommand,
+    StopCategory,
+)
 from content.cell import SafetyParameters
 from safety.decision import SafetyMode, SafetyState
 from safety.errors import SafetyError
@@ -58,6 +77,18 @@ class LinkKinematics(Protocol):
 
     def link_segments(self, positions: np.ndarray) -> np.ndarray:
         """(N, n) joint positions (rad) -> (N, K, 2, 3) link capsule axes, metres, `cell` frame."""
+        ...
+
+
+class ToolKinematics(LinkKinematics, Protocol):
+    """A robot model that also knows its TCP (needed for jogs), e.g. `PandaLinkKinematics`."""
+
+    def tool_pose(self, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n,) joint positions -> (TCP origin (3,) metres, rotation (3, 3)), `cell` frame."""
+        ...
+
+    def tool_jacobian(self, position: np.ndarray) -> np.ndarray:
+        """(n,) joint positions -> (6, n) geometric Jacobian of the TCP, `cell` frame."""
         ...
 
 
@@ -123,8 +154,8 @@ class GateAnswer:
     Attributes:
         verdict: see `Verdict`.
         reason: the rule that refused the command, or the change made, in words.
-        command: what was forwarded (the command itself, or the shortened trajectory when
-            MODIFIED); None when REJECTED.
+        command: what was forwarded (the command itself; for a jog, its trajectory; the
+            shortened trajectory when MODIFIED by the people check); None when REJECTED.
         rest: MODIFIED only: the part of the trajectory that was not forwarded, re-timed to
             start from rest where the forwarded part ends; submit it once the forwarded goal
             is done (the gate checks it again then).
@@ -181,14 +212,25 @@ class CommandGate:
             given and some motion fits, and refused otherwise (rule `people:`). Without a robot
             model, every trajectory is refused while someone is tracked (fail-safe).
         joint_acceleration_limits_radps2: (n,) per-joint acceleration limits, rad/s², for the
-            stop ramp of a shortened trajectory (`safety.path_retime`).
+            stop ramp of a shortened trajectory (`safety.path_retime`) and the ramps of jogs
+            (without them every jog is refused).
+        jog_timeout_s: the deadman timeout of velocity jogs, seconds (> 0): a jog's velocity is
+            held this long, then the robot ramps to rest unless a newer jog replaced it.
+
+    Raises:
+        SafetyError: `jog_timeout_s` is not a positive finite number.
     """
 
     def __init__(self, backend: RobotBackend, mode_source: Callable[[], SafetyState | None],
                  joint_velocity_limits_radps: np.ndarray, *, zones: CellZones | None = None,
                  kinematics: LinkKinematics | None = None, audit: "AuditLog | None" = None,
                  people: PeopleOnPath | None = None,
-                 joint_acceleration_limits_radps2: np.ndarray | None = None) -> None:
+                 joint_acceleration_limits_radps2: np.ndarray | None = None,
+                 jog_timeout_s: float = JOG_DEADMAN_S) -> None:
+        if not (np.isfinite(jog_timeout_s) and jog_timeout_s > 0):
+            raise SafetyError(f"CommandGate: jog_timeout_s must be a positive number of seconds, "
+                              f"got {jog_timeout_s!r}")
+        self.jog_timeout_s = float(jog_timeout_s)
         self._accel_limits = None if joint_acceleration_limits_radps2 is None else np.asarray(
             joint_acceleration_limits_radps2, dtype=np.float64)
         self._zones = zones
@@ -221,12 +263,17 @@ class CommandGate:
     def _check(self, command: object, actor: Actor) -> _Outcome:
         state = self._mode_source()
         why = self._check_rules(command, actor, state)
-        if why is not None or state is None or not isinstance(command, JointTrajectory):
+        if why is not None or state is None:
             return _Outcome(why)
-        return self._check_path(command, state.speed_scale)
+        if isinstance(command, (JointJog, CartesianJog)):
+            return self._check_jog(command, state.speed_scale)
+        if not isinstance(command, JointTrajectory):
+            return _Outcome(None)
+        why = self._check_trajectory(command)
+        return _Outcome(why) if why is not None else self._check_path(command, state.speed_scale)
 
     def _check_rules(self, command: object, actor: Actor, state: SafetyState | None) -> str | None:
-        if not isinstance(command, (JointTrajectory, GripperCommand)):
+        if not isinstance(command, (JointTrajectory, GripperCommand, JointJog, CartesianJog)):
             return f"schema: unsupported command type {type(command).__name__}"
         if not (actor.roles & MOTION_ROLES):
             return f"role: {actor.name!r} has roles {sorted(actor.roles)}; moving a robot needs operator or admin"
@@ -237,7 +284,9 @@ class CommandGate:
         if isinstance(command, GripperCommand):
             if not (0.0 <= command.position_m <= 0.08 and np.isfinite(command.max_effort_n)):
                 return f"limits: gripper position {command.position_m} m outside [0, 0.08]"
-            return None
+        return None
+
+    def _check_trajectory(self, command: JointTrajectory) -> str | None:
         if tuple(command.joint_names) != tuple(self._backend.joint_names):
             return f"schema: joint_names {list(command.joint_names)} do not match the robot's {list(self._backend.joint_names)}"
         pos = command.positions
@@ -255,6 +304,103 @@ class CommandGate:
                 return (f"limits: segment {seg} moves {command.joint_names[joint]} at {vel[seg, joint]:.2f} rad/s, "
                         f"above its limit {self._vel_limits[joint]:.2f} rad/s")
         return None
+
+    def _check_jog(self, jog: JointJog | CartesianJog, speed_scale: float) -> _Outcome:
+        """Turn a jog into its short trajectory, then check that like any other trajectory."""
+        try:
+            plan, changes = self._plan_jog(jog)
+        except _Refused as exc:
+            return _Outcome(str(exc))
+        why = self._check_trajectory(plan.trajectory)
+        if why is not None:
+            return _Outcome(why)
+        outcome = self._check_path(plan.trajectory, speed_scale)
+        if outcome.why is not None:
+            return outcome
+        if outcome.change is not None:
+            changes.append(outcome.change)
+        forward = plan.trajectory if outcome.forward is None else outcome.forward
+        # a jog shortened for a person has no rest to submit later: the next jog is the rest
+        return _Outcome(None, outcome.planned, forward, None, "; ".join(changes) or None)
+
+    def _plan_jog(self, jog: JointJog | CartesianJog) -> tuple[JogPlan, list[str]]:
+        """The jog's trajectory from the measured state, and the changes made to it (in words).
+
+        Raises:
+            _Refused: the reason the jog cannot be planned (rule prefix included).
+        """
+        kin = self._kinematics
+        if kin is None or not hasattr(kin, "tool_jacobian") or not hasattr(kin, "tool_pose"):
+            raise _Refused("jog: no robot model with a TCP to predict the jog's motion")
+        if self._accel_limits is None:
+            raise _Refused("jog: no joint acceleration limits to plan the jog's ramps")
+        state = self._backend.latest_state()
+        if state is None:
+            raise _Refused("path: no robot state, the jog's start is unknown")
+        names = tuple(self._backend.joint_names)
+        q0 = np.asarray(state.position, dtype=np.float64)
+        jacobian = kin.tool_jacobian(q0)  # type: ignore[attr-defined]
+        changes: list[str] = []
+        hold_s = self.jog_timeout_s
+        if isinstance(jog, JointJog):
+            try:
+                vector = check_joint_jog(jog, names)
+            except CommandError as exc:
+                raise _Refused(f"schema: {exc}") from None
+            if jog.displacements.size:
+                return self._plan_displacement(jog, names, q0, vector, jacobian)
+            target = vector
+            if jog.duration_s > 0:
+                hold_s = min(hold_s, jog.duration_s)
+        else:
+            linear, angular = jog.linear_mps, jog.angular_radps
+            if jog.frame_id == "tool":
+                rot = kin.tool_pose(q0)[1]  # type: ignore[attr-defined]
+                linear, angular = rot @ linear, rot @ angular
+            target = dls_joint_velocity(jacobian, np.concatenate([linear, angular]))
+        ratio = float(np.max(np.abs(target) / self._vel_limits))
+        if ratio > 1.0:
+            j = int(np.argmax(np.abs(target) / self._vel_limits))
+            target = target / ratio
+            changes.append(f"limits: jog slowed to {100 / ratio:.0f}% ({names[j]} at its "
+                           f"velocity limit {self._vel_limits[j]:.2f} rad/s)")
+        tcp_mps = float(np.linalg.norm(jacobian[:3] @ target))
+        if tcp_mps > MANUAL_REDUCED_SPEED_MPS:
+            target = target * (MANUAL_REDUCED_SPEED_MPS / tcp_mps)
+            changes.append(f"limits: TCP speed {tcp_mps:.3f} m/s reduced to "
+                           f"{MANUAL_REDUCED_SPEED_MPS} m/s (reduced speed of manual mode, "
+                           f"ISO 10218-1 5.7.3)")
+        scale = max(float(state.speed_scale), 0.05)
+        v0 = np.clip(np.asarray(state.velocity, dtype=np.float64) / scale, -self._vel_limits,
+                     self._vel_limits)
+        try:
+            plan = plan_velocity_jog(names, q0, v0, target, hold_s, self._accel_limits, self._lower,
+                                     self._upper, jog.goal_id)
+        except CommandError as exc:
+            raise _Refused(f"limits: {exc}") from None
+        if plan.velocity_factor < 1.0:
+            changes.append(f"limits: jog slowed to {100 * plan.velocity_factor:.0f}% to stop "
+                           f"before a joint position limit")
+        return plan, changes
+
+    def _plan_displacement(self, jog: JointJog, names: tuple[str, ...], q0: np.ndarray,
+                           displacement: np.ndarray,
+                           jacobian: np.ndarray) -> tuple[JogPlan, list[str]]:
+        changes: list[str] = []
+        duration = jog.duration_s
+        need = max(float(np.max(np.abs(displacement) / self._vel_limits)),
+                   float(np.linalg.norm(jacobian[:3] @ displacement)) / MANUAL_REDUCED_SPEED_MPS)
+        if need > duration:
+            changes.append(f"limits: duration stretched from {duration:.3f} s to {need:.3f} s "
+                           f"(joint velocity limits and the reduced speed "
+                           f"{MANUAL_REDUCED_SPEED_MPS} m/s of manual mode)")
+            duration = need * 1.0001
+        try:
+            plan = plan_displacement_jog(names, q0, displacement, duration, self._vel_limits,
+                                         self._accel_limits, jog.goal_id)  # type: ignore[arg-type]
+        except CommandError as exc:  # pragma: no cover - the stretch above prevents it
+            raise _Refused(f"limits: {exc}") from None
+        return plan, changes
 
     def _check_path(self, command: JointTrajectory, speed_scale: float) -> _Outcome:
         """Simulate, then apply: sweep the path against the keep-out zones and the people."""
@@ -324,8 +470,8 @@ class CommandGate:
 
         Returns:
             ACCEPTED (forwarded as it is), MODIFIED (a trajectory shortened to stop before a
-            person; the change in `reason`, the rest in `rest`) or REJECTED with the rule in
-            `reason`. Never raises for a bad command.
+            person, the rest in `rest`; or a jog slowed to the limits; the changes in `reason`)
+            or REJECTED with the rule in `reason`. Never raises for a bad command.
         """
         outcome = self._check(command, actor)
         why = outcome.why
@@ -350,7 +496,7 @@ class CommandGate:
             answer = GateAnswer(Verdict.MODIFIED, outcome.change, forward, outcome.rest)  # type: ignore[arg-type]
             log.info("gate modified %s from %s: %s", type(command).__name__, actor.name, outcome.change)
         else:
-            answer = GateAnswer(Verdict.ACCEPTED, "forwarded", command)  # type: ignore[arg-type]
+            answer = GateAnswer(Verdict.ACCEPTED, "forwarded", forward)  # type: ignore[arg-type]
         if self._audit is not None:
             try:
                 self._audit.append("gate_answer", actor.name or "?", {
@@ -359,6 +505,10 @@ class CommandGate:
             except Exception:  # noqa: BLE001 - the audit counts its own losses; the answer stands
                 log.exception("audit append failed")
         return answer
+
+
+class _Refused(Exception):
+    """Inside the gate only: a command cannot be checked further; the message is the reason."""
 
 
 @dataclass(frozen=True)

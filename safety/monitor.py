@@ -123,6 +123,7 @@ class SafetyMonitor:
         self._pending: list[tuple[int, int, int]] = []  # (seq, newest_capture_ns, oldest_capture_ns)
         self._reacted_capture_ns: dict[str, int] = {}  # track id -> newest capture already measured
         self._reset_flag = threading.Event()
+        self._stop_requests: list[str] = []  # causes from request_stop(), taken by the next cycle
         self._listeners: list[Callable[[SafetyState], None]] = []
         self._lock = threading.Lock()
         self._stats = MonitorStats()
@@ -161,6 +162,33 @@ class SafetyMonitor:
         if accepted:
             self._reset_flag.set()
         return accepted, reason
+
+    def request_stop(self, actor_name: str, roles: frozenset[str],
+                     reason: str = "") -> tuple[bool, str]:
+        """Ask for a protective stop from a user (an HMI's stop button, `robot_command` `stop`).
+
+        Anyone signed in may stop the robot (`roles` is recorded, not checked). The stop is a
+        latched fault stop with the cause ``stop requested by <actor>: <reason>``: the next
+        cycle stops the robot per the cell's stop category, and it holds until a `supervisor`
+        or `admin` resets it (`reset`). The request is appended to the audit log durably first;
+        if that fails the stop is still applied (fail-safe), and the answer says so.
+
+        Returns:
+            (accepted, reason): always accepted; the reason says when it takes effect.
+        """
+        cause = f"stop requested by {actor_name or '?'}" + (f": {reason}" if reason else "")
+        with self._lock:
+            self._stop_requests.append(cause)
+        answer = ("protective stop requested; it takes effect on the next monitor cycle and "
+                  "needs a reset")
+        if self._audit is not None:
+            from safety.audit import AuditError, AuditKind
+            try:
+                self._audit.append(AuditKind.STOP_REQUEST, actor_name or "?",
+                                   {"roles": sorted(roles)}, cause, durable=True)
+            except AuditError as exc:
+                return True, f"{answer} (the audit log could not record it: {exc})"
+        return True, answer
 
     def _check_reset(self, actor_name: str, roles: frozenset[str]) -> tuple[bool, str]:
         if not roles & RESET_ROLES:
@@ -213,7 +241,8 @@ class SafetyMonitor:
             if self._reset_flag.is_set():
                 self._reset_flag.clear()
                 self._memory = replace(self._memory, reset_requested=True)
-            output_faults = []
+            with self._lock:
+                output_faults, self._stop_requests = self._stop_requests, []
             if self._output is not None and not self._output.healthy():
                 output_faults.append(f"safety output {self._output.name}: {self._output.status().reason}")
             state, self._memory = decide(now, robot, perception, self._params, self._stopping,

@@ -116,6 +116,12 @@ from xr_server.health import DEFAULT_STALE_AFTER_S, health_report
 from xr_server.metrics import CellCollector, GateCounts, MonitorFigures, make_registry
 from xr_server.openapi import build_openapi
 from xr_server.recording import Recordings
+from xr_server.robot_events import (
+    RobotCommandEnvelope,
+    RobotCommandRouter,
+    SafetyStop,
+    register_robot_routes,
+)
 from xr_server.rtc_gateway import RtcGateway
 from xr_server.session_events import SessionEvents, register_session_events
 from xr_server.sessions import EXPERT_ROLES, cell_room
@@ -204,6 +210,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                robot_commands: RobotCommands | None = None,
                recordings: Recordings | None = None,
                twin_asset: Callable[[], TwinAsset] | None = None,
+               safety_stop: SafetyStop | None = None,
                ) -> tuple[flask.Flask, flask_socketio.SocketIO]:
     """Build the server.
 
@@ -232,7 +239,10 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
             acknowledged; None refuses annotations.
         ice_servers: STUN/TURN servers of the WebRTC peer connections; none by default (host
             candidates only: a LAN, or a VPN to it).
-        robot_commands: the command gate behind ``POST /api/robot/trajectory``; None answers 503.
+        robot_commands: the command gate behind ``POST /api/robot/trajectory``, ``/jog``,
+            ``/gripper`` and the ``robot_command`` event; None answers 503.
+        safety_stop: the monitor's stop request (`SafetyMonitor.request_stop`) behind
+            ``POST /api/robot/stop`` and ``robot_command`` kind ``stop``; None answers 503.
         recordings: where ``session_record`` records XR sessions and ``GET /api/recordings``
             lists them (`xr_server.recording`); None refuses recording and answers 503.
         twin_asset: returns the cell's static twin (`content.TwinAsset`, built once and cached by
@@ -1050,6 +1060,10 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         flask_socketio.emit("twin_state", state)
 
     register_session_events(client_event, xr_sessions)
+    robot_router = RobotCommandRouter(None if robot_commands is None else robot_commands.submit,
+                                      safety_stop, safety_reset)
+    client_event("robot_command", RobotCommandEnvelope)(robot_router.on_event)
+    register_robot_routes(app, robot_router)
 
     def twin_clients() -> int:
         with sessions_lock:

@@ -365,6 +365,7 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
         secret_key=secrets.token_hex(32),
         cell_name=cell.description.name,
         safety_reset=cell.monitor.reset,
+        safety_stop=cell.monitor.request_stop,
         monitor=cell.monitor,
         robot_source=cell.backend.latest_state,
         perception_source=cell.pipeline.snapshot,

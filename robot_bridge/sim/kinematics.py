@@ -56,8 +56,15 @@ class PandaLinkKinematics:
         self._a = np.array([c.a for c in PANDA_LINK_CAPSULES])
         self._b = np.array([c.b for c in PANDA_LINK_CAPSULES])
         rot = quaternion_matrix(base_quat)
+        self._base_rot = rot
         self._link0 = np.stack([base_pos + rot @ self._a[0], base_pos + rot @ self._b[0]])
         self._moving = sorted({i for i in self._links if i >= 0})
+        self._tcp = names["panda_grasptarget"]
+        # calculateJacobian wants a value for every movable joint (arm and fingers), in index order
+        cid = self._cid
+        self._movable = [j for j in range(p.getNumJoints(self._body, physicsClientId=cid))
+                         if p.getJointInfo(self._body, j, physicsClientId=cid)[2] != p.JOINT_FIXED]
+        self._arm_cols = [self._movable.index(j) for j in self._arm]
 
     def link_segments(self, positions: np.ndarray) -> np.ndarray:
         """Capsule axes of every link at each row of joint positions.
@@ -86,6 +93,49 @@ class PandaLinkKinematics:
                     out[n, c, 0] = origin + rot @ self._a[c]
                     out[n, c, 1] = origin + rot @ self._b[c]
         return out
+
+    def _set(self, q: np.ndarray) -> None:
+        for j, v in zip(self._arm, q):
+            pybullet.resetJointState(self._body, j, float(v), physicsClientId=self._cid)
+
+    def tool_pose(self, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pose of the TCP (`panda_grasptarget`, the tool frame of a `CartesianJog`).
+
+        Args:
+            position: (7,) arm joint positions, radians, `joint_names` order.
+
+        Returns:
+            (origin (3,) metres, rotation (3, 3) tool axes as columns), `cell` frame.
+        """
+        p, cid = pybullet, self._cid
+        with self._lock:
+            self._set(np.asarray(position, dtype=np.float64))
+            ls = p.getLinkState(self._body, self._tcp, computeForwardKinematics=1,
+                                physicsClientId=cid)
+        return np.array(ls[4]), quaternion_matrix(ls[5])
+
+    def tool_jacobian(self, position: np.ndarray) -> np.ndarray:
+        """Geometric Jacobian of the TCP (PyBullet's `calculateJacobian`).
+
+        Args:
+            position: (7,) arm joint positions, radians, `joint_names` order.
+
+        Returns:
+            (6, 7) float64, `cell` frame: rows 0-2 the TCP origin's linear velocity per joint
+            velocity (m/rad), rows 3-5 the angular velocity (rad/rad).
+        """
+        p, cid = pybullet, self._cid
+        q = np.asarray(position, dtype=np.float64)
+        with self._lock:
+            self._set(q)
+            full = [float(s[0]) for s in
+                    p.getJointStates(self._body, self._movable, physicsClientId=cid)]
+            zeros = [0.0] * len(full)
+            lin, ang = p.calculateJacobian(self._body, self._tcp, [0.0, 0.0, 0.0], full, zeros,
+                                           zeros, physicsClientId=cid)
+        # with a fixed base, PyBullet gives the Jacobian in the base frame: rotate it into `cell`
+        jac = np.vstack([self._base_rot @ np.asarray(lin), self._base_rot @ np.asarray(ang)])
+        return jac[:, self._arm_cols]
 
     def close(self) -> None:
         """Release the PyBullet client."""

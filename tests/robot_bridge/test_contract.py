@@ -25,7 +25,7 @@ import pytest
 from content.cell import Robot
 from robot_bridge.backend import BACKENDS, create_backend
 from robot_bridge.errors import CommandError
-from robot_bridge.types import ControllerMode, JointTrajectory, RobotState, StopCategory
+from robot_bridge.types import CartesianJog, ControllerMode, JointJog, JointTrajectory, RobotState, StopCategory
 from tests.robot_bridge.dds.peer_client import Peer, next_domain, wait_for
 
 STATE_TIMEOUT_S = 0.5
@@ -362,3 +362,44 @@ def test_stale_state_is_unhealthy_within_the_watchdog_bound_and_commands_are_ref
     goal = move(backend, delta(j1=0.1), 0.5, "after")
     state = state_where(backend, lambda s: s.goal_id == "after" and s.goal_done, "goal after reset")
     np.testing.assert_allclose(state.position, goal, atol=0.01)
+
+
+def test_jogs_through_the_gate_move_the_robot_and_it_stops_by_itself(cell):
+    """A stream of jogs (joint, then Cartesian) through the command gate moves the robot; when the
+    stream stops, the robot comes to rest by itself (the deadman) and stays there."""
+    from robot_bridge.sim import (
+        PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
+        PANDA_JOINT_VELOCITY_LIMITS_RADPS,
+        PandaLinkKinematics,
+    )
+    from safety.decision import SafetyMode, SafetyState
+    from safety.gate import Actor, CommandGate, Verdict
+
+    kin = PandaLinkKinematics(Robot())
+    cell.cleanup.append(kin.close)
+    gate = CommandGate(cell.backend, lambda: SafetyState(0, SafetyMode.FULL_SPEED, 1.0, None, None, None, "t"),
+                       np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS), kinematics=kin,
+                       joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2))
+    operator = Actor("olga", frozenset({"operator"}))
+    q0 = released(cell).position.copy()
+
+    def at_rest(what: str) -> RobotState:
+        return state_where(cell.backend, lambda s: s.goal_done and float(np.abs(s.velocity).max()) < 0.01, what)
+
+    for i in range(8):
+        answer = gate.submit(JointJog(("panda_joint1",), velocities=[0.5], goal_id=f"jj{i}"), operator)
+        assert answer.verdict is Verdict.ACCEPTED, answer.reason
+        time.sleep(0.05)
+    rest = at_rest("at rest after the joint jogs")
+    assert rest.goal_id == "jj7"
+    moved = rest.position - q0
+    assert moved[0] > 0.1 and np.abs(moved[1:]).max() < 0.02
+    time.sleep(0.3)
+    assert np.abs(cell.backend.latest_state().position - rest.position).max() < 0.005  # stays
+    tcp0 = rest.tcp_position.copy()
+    for i in range(8):
+        jog = CartesianJog("cell", np.array([0.0, 0.0, 0.1]), np.zeros(3), goal_id=f"cj{i}")
+        assert gate.submit(jog, operator).verdict is Verdict.ACCEPTED
+        time.sleep(0.05)
+    lifted = at_rest("at rest after the Cartesian jogs").tcp_position - tcp0
+    assert lifted[2] > 0.02 and np.abs(lifted[:2]).max() < 0.01

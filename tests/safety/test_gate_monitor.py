@@ -164,3 +164,22 @@ def test_monitor_thread_runs_at_its_rate_and_stop_leaves_a_protective_stop():
     assert 35 <= report["cycles"] <= 60
     assert backend.calls[-1][0] == "stop"
     assert mon.latest().mode is SafetyMode.FULL_SPEED
+
+
+def test_a_users_stop_request_latches_a_fault_stop_that_a_supervisor_resets():
+    mon, backend, clock, feeds = make_monitor()
+    tick(mon, clock, feeds)
+    assert mon.latest().mode is SafetyMode.FULL_SPEED
+    ok, why = mon.request_stop("walt", frozenset({"worker"}), "tool change")
+    assert ok and why.startswith("protective stop requested")
+    state = tick(mon, clock, feeds)
+    assert state.mode is SafetyMode.FAULT_STOP and state.latched
+    assert "stop requested by walt: tool change" in state.reason
+    assert backend.calls[-1] == ("stop", StopCategory.STOP_1, 2)
+    state = tick(mon, clock, feeds)  # the cause is gone, the stop holds until a reset
+    assert state.mode is SafetyMode.FAULT_STOP and "reset required" in state.reason
+    ok, why = mon.reset("olga", frozenset({"operator"}))
+    assert not ok and why.startswith("role: ")
+    assert mon.reset("sam", frozenset({"supervisor"}))[0]
+    tick(mon, clock, feeds)
+    assert backend.calls[-1] == ("reset",)

@@ -11,12 +11,18 @@ let lastTwin = null;
 const RESET_ROLES = ["supervisor", "admin"];
 let mayReset = false; // from GET /api/me; the server checks the roles again
 let resetPending = false;
+const JOG_ROLES = ["operator", "admin"]; // the gate checks the roles again
+const JOG_SPEED_MPS = 0.05;
+const JOG_PERIOD_MS = 50; // well inside the gate's 0.2 s deadman timeout
+let jogTimer = null;
+let jogSeq = 0;
 
 $("sign-out").addEventListener("click", signOut);
 fetch("/api/me", { credentials: "same-origin" }).then((r) => (r.ok ? r.json() : null)).then((me) => {
   if (!me) return;
   $("user").textContent = `${me.username} (${me.roles.join(", ")})`;
   mayReset = me.roles.some((role) => RESET_ROLES.includes(role));
+  $("jog").hidden = !me.roles.some((role) => JOG_ROLES.includes(role));
   showReset(lastTwin?.safety);
 });
 
@@ -117,7 +123,48 @@ function onTwin(twin) {
   }
 }
 
-subscribeTwin(onTwin, (status) => {
+// Robot commands: the gate's (or the monitor's) answer comes back as the event's ack.
+function showAnswer(ack) {
+  probe.lastCommandAnswer = ack;
+  const el = $("command-answer");
+  el.hidden = false;
+  el.dataset.verdict = ack.verdict || "error";
+  el.textContent = ack.error ? `refused: ${ack.error}` : `${ack.kind} ${ack.verdict}: ${ack.reason}`;
+}
+
+function sendJog(axis, sign) {
+  const linear = [0, 0, 0];
+  linear[axis] = sign * JOG_SPEED_MPS;
+  jogSeq += 1;
+  socket.emit("robot_command", { kind: "jog_cartesian", frame_id: $("jog-frame").value, linear_mps: linear,
+    angular_radps: [0, 0, 0], goal_id: `dashboard-jog-${jogSeq}` }, showAnswer);
+}
+
+// While a button is held, a jog every JOG_PERIOD_MS; on release nothing more is sent and the robot
+// stops by itself (the deadman), so a lost page or network cannot leave it moving.
+function stopJog() {
+  if (jogTimer !== null) clearInterval(jogTimer);
+  jogTimer = null;
+}
+
+for (const button of document.querySelectorAll(".jog-buttons button")) {
+  const axis = Number(button.dataset.axis);
+  const sign = Number(button.dataset.sign);
+  button.addEventListener("pointerdown", () => {
+    stopJog();
+    sendJog(axis, sign);
+    jogTimer = setInterval(() => sendJog(axis, sign), JOG_PERIOD_MS);
+  });
+  for (const end of ["pointerup", "pointerleave", "pointercancel"]) button.addEventListener(end, stopJog);
+}
+window.addEventListener("blur", stopJog);
+
+$("stop-button").addEventListener("click", () => {
+  stopJog();
+  socket.emit("robot_command", { kind: "stop", reason: "dashboard stop button" }, showAnswer);
+});
+
+const socket = subscribeTwin(onTwin, (status) => {
   linkStatus = status;
   const el = $("link-status");
   el.dataset.status = status;

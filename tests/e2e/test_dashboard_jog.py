@@ -1,0 +1,86 @@
+"""The dashboard's jog buttons and STOP in a real browser, over real sockets, through the real
+command gate to the real simulated Panda (PyBullet, real time): holding +Z lifts the TCP, the
+robot stops by itself after the button is released, and the gate's answer shows on the page."""
+
+from __future__ import annotations
+
+import time
+
+import argon2
+import numpy as np
+import pytest
+
+from content.cell import Pose, Robot
+from content.storage import UserStore
+from robot_bridge.sim import (
+    PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
+    PANDA_JOINT_VELOCITY_LIMITS_RADPS,
+    PandaLinkKinematics,
+    PyBulletPandaBackend,
+)
+from safety.decision import SafetyMode, SafetyState
+from safety.gate import CommandGate
+from tests.e2e.test_dashboard import browser, page, sign_in, wait_until  # noqa: F401 - fixtures
+from tests.xr_server.doubles import TWIN, FakeCameraViews
+from xr_server.app import create_app
+from xr_server.serving import serve_in_thread
+
+pytestmark = pytest.mark.e2e
+ROBOT = Robot(base=Pose(position=(0.0, 0.0, 0.0)))
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory):
+    store = UserStore(f"sqlite:///{tmp_path_factory.mktemp('db') / 'users.sqlite'}",
+                      hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    store.add("ana", "s3cret-pw", ["operator"])
+    backend = PyBulletPandaBackend(ROBOT, None)
+    backend.start()
+    backend.set_speed_scale(1.0, 1)
+    backend.reset()
+    kin = PandaLinkKinematics(ROBOT)
+    gate = CommandGate(backend, lambda: SafetyState(0, SafetyMode.FULL_SPEED, 1.0, None, None, None, "e2e"),
+                       np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS), kinematics=kin,
+                       joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2))
+    stops: list[tuple[str, str]] = []
+
+    def request_stop(actor, roles, reason):
+        stops.append((actor, reason))
+        return True, "protective stop requested"
+
+    app, socketio = create_app(twin_source=lambda: {**TWIN, "cell": "e2e"}, camera_views=FakeCameraViews(),
+                               user_store=store, secret_key="e2e-secret-0123456789abcdef", cell_name="e2e",
+                               robot_commands=gate, safety_stop=request_stop)
+    base = serve_in_thread(app, socketio, name="xr-server-e2e-jog")
+    yield base, backend, stops
+    app.xrcell_stop()
+    backend.shutdown()
+    kin.close()
+
+
+def test_holding_a_jog_button_moves_the_robot_and_releasing_it_stops_the_robot(page, cell):  # noqa: F811
+    base, backend, stops = cell
+    sign_in(page, base)
+    wait_until(page, "!document.getElementById('jog').hidden", 10)
+    z0 = float(backend.latest_state().tcp_position[2])
+    page.hover("button[data-axis='2'][data-sign='1']")
+    page.mouse.down()
+    page.wait_for_timeout(800)
+    page.mouse.up()
+    released = time.monotonic()
+    wait_until(page, "window.__xrcell.lastCommandAnswer?.verdict === 'accepted'", 10)
+    assert page.inner_text("#command-answer") == "jog_cartesian accepted: forwarded"
+    # at rest by itself after the release (the deadman), with the TCP lifted, nothing else moved
+    deadline = released + 10.0
+    state = backend.latest_state()
+    while time.monotonic() < deadline and not (state.goal_done and np.linalg.norm(state.tcp_velocity_mps) < 0.002):
+        time.sleep(0.02)
+        state = backend.latest_state()
+    assert state.goal_done and state.goal_id.startswith("dashboard-jog-")
+    assert int(state.goal_id.rsplit("-", 1)[1]) >= 5  # a stream of jogs, not one
+    assert float(state.tcp_position[2]) - z0 > 0.01
+    page.click("#stop-button")
+    wait_until(page, "window.__xrcell.lastCommandAnswer?.kind === 'stop'", 10)
+    assert page.inner_text("#command-answer") == "stop accepted: protective stop requested"
+    assert stops == [("ana", "dashboard stop button")]
+    assert page.problems == []
