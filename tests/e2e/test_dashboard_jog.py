@@ -12,12 +12,14 @@ import pytest
 
 from content.cell import Pose, Robot
 from content.storage import UserStore
+from content.twin_asset import TwinAssetCache
 from robot_bridge.sim import (
     PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
     PANDA_JOINT_VELOCITY_LIMITS_RADPS,
     PandaLinkKinematics,
     PyBulletPandaBackend,
 )
+from robot_bridge.sim.panda import panda_urdf_path
 from safety.decision import SafetyMode, SafetyState
 from safety.gate import CommandGate
 from tests.e2e.test_dashboard import browser, page, sign_in, wait_until  # noqa: F401 - fixtures
@@ -48,9 +50,11 @@ def cell(tmp_path_factory):
         stops.append((actor, reason))
         return True, "protective stop requested"
 
+    twins = TwinAssetCache()            # the pages load the static twin; without it they log a 503
     app, socketio = create_app(twin_source=lambda: {**TWIN, "cell": "e2e"}, camera_views=FakeCameraViews(),
                                user_store=store, secret_key="e2e-secret-0123456789abcdef", cell_name="e2e",
-                               robot_commands=gate, safety_stop=request_stop)
+                               robot_commands=gate, safety_stop=request_stop,
+                               twin_asset=lambda: twins.get(panda_urdf_path(), Pose(), []))
     base = serve_in_thread(app, socketio, name="xr-server-e2e-jog")
     yield base, backend, stops
     app.xrcell_stop()
