@@ -155,7 +155,7 @@ function uv(event) {
 // Freeze frame: the picture holds still (the stream goes on underneath) and what is drawn on it
 // carries its age, so the server anchors it with the worker's camera pose of that moment.
 function setFrozen(frozen) {
-  state.frozenAt = frozen ? performance.now() : null;
+  state.frozenAt = frozen ? Date.now() : null;
   probe.call.frozen = frozen;
   $("freeze").setAttribute("aria-pressed", String(frozen));
   $("freeze").textContent = frozen ? "Back to live" : "Freeze frame";
@@ -166,10 +166,10 @@ $("freeze").addEventListener("click", () => setFrozen(state.frozenAt === null));
 
 function frameAge() {
   if (state.frozenAt === null) return 0;
-  const age = (performance.now() - state.frozenAt) / 1000;
+  const age = Math.max(0, (Date.now() - state.frozenAt) / 1000);
   if (age > MAX_FRAME_AGE_S) {  // the server keeps the camera poses of the last minute only
     setFrozen(false);
-    throw new Error("the frozen frame is over a minute old: back to live, freeze again");
+    throw new Error(`the frozen frame is over a minute old (${age.toFixed(1)} s): back to live, freeze again`);
   }
   return age;
 }
@@ -190,8 +190,11 @@ layer.addEventListener("pointerdown", (event) => {
 });
 layer.addEventListener("pointermove", (event) => {
   if (!path || state.tool !== "stroke") return;
-  const p = uv(event), last = path[path.length - 1];
-  if (Math.hypot(p[0] - last[0], p[1] - last[1]) >= 0.004) path.push(p);
+  // Every position the pointer passed, not only the last of each frame (a busy page coalesces them).
+  for (const move of event.getCoalescedEvents?.() ?? [event]) {
+    const p = uv(move), last = path[path.length - 1];
+    if (Math.hypot(p[0] - last[0], p[1] - last[1]) >= 0.004) path.push(p);
+  }
 });
 layer.addEventListener("pointerup", async (event) => {
   if (!start || !state.session) return;
