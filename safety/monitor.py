@@ -54,6 +54,7 @@ class MonitorStats:
     """
 
     cycles: int = 0
+    late_ns: int = 0  # schedule time lost to overruns (the loop skips it, never bursts)
     cycle_ms: deque = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
     time_in_mode_s: dict[str, float] = field(default_factory=lambda: {m.value: 0.0 for m in SafetyMode})
     min_separation_m: float | None = None
@@ -228,8 +229,9 @@ class SafetyMonitor:
             delay = next_ns - self._clock()
             if delay > 0:
                 time.sleep(delay / 1e9)
-            else:
-                next_ns = self._clock()  # overran: do not try to catch up with a burst
+            else:  # overran: skip the missed periods rather than catch up with a burst
+                self._stats.late_ns += -delay
+                next_ns = self._clock()
 
     def step(self) -> SafetyState:
         """Run one cycle now: decide, drive the robot, update the figures. Never raises."""
@@ -403,6 +405,7 @@ class SafetyMonitor:
         return {
             "channels": ["skeleton", "occupancy"] if self._occupancy_source is not None else ["skeleton"],
             "cycles": st.cycles,
+            "missed_periods": round(st.late_ns * self._params.rate_hz / 1e9),
             "cycle_time_ms": _percentiles(st.cycle_ms),
             "time_in_mode_s": {k: round(v, 3) for k, v in st.time_in_mode_s.items()},
             "min_separation_m": None if st.min_separation_m is None else round(st.min_separation_m, 4),

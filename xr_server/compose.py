@@ -448,6 +448,7 @@ def headless_report(cell: Cell, duration_s: float) -> dict:
             k: mon[k]
             for k in (
                 "cycles",
+                "missed_periods",
                 "cycle_time_ms",
                 "time_in_mode_s",
                 "min_separation_m",

@@ -149,6 +149,7 @@ class PyBulletPandaBackend:
         self._thread: threading.Thread | None = None
         self._quit = threading.Event()
         self._cpu_ns = 0
+        self._resync_skipped_s = 0.0  # real time the realtime thread gave up catching up with
 
         p = pybullet
         self._cid = p.connect(p.DIRECT)
@@ -494,6 +495,7 @@ class PyBulletPandaBackend:
                 self._quit.wait(delay)
             elif delay < -0.1:
                 log.warning("sim thread %.0f ms behind real time; resynchronising", -delay * 1e3)
+                self._resync_skipped_s += -delay
                 next_t = time.monotonic()
 
     def _set_mode(self, mode: ControllerMode) -> None:
@@ -750,6 +752,7 @@ class PyBulletPandaBackend:
             extras["workpiece_position"] = tuple(p.getBasePositionAndOrientation(self._box, physicsClientId=cid)[0])
         if self._realtime and self._sim_time_s > 0:
             extras["cpu_ms_per_sim_s"] = self._cpu_ns / 1e6 / self._sim_time_s
+            extras["resync_skipped_s"] = self._resync_skipped_s
         arrays = (q, qd, tcp, tcp_v, segments, speeds)
         for a in arrays:
             a.setflags(write=False)
