@@ -24,14 +24,15 @@ Per size, after `--warmup-s`, over `--window-s`:
 the machine.
 `profile` times aiortc's own VP8 encoder and decoder on the same frames in this process (encode
 p50, decode p50 per size), to say where the time goes: one frame goes through encode -> decode
-twice, plus compositing, plus aiortc's jitter buffer, which hands a frame to the decoder only
-when the first packet of the *next* frame arrives (one frame interval per hop, two hops).
+twice, plus compositing, plus two jitter buffers. The server's releases a frame at its RTP
+marker packet (`xr_server.rtp_jitter`); aiortc's own waits for the first packet of the *next*
+frame (one frame interval per hop), which `--client-jitter aiortc` keeps on the client side.
 
 Prints progress to stderr and one JSON object on its last line. Target (issue 6): p95 <= 120 ms
 at 640x480 on loopback (`target_met`).
 
 Usage: PYTHONPATH=$PWD .venv/bin/python bench/glass_to_glass.py [--sizes 640x480 1280x720]
-       [--fps 30] [--warmup-s 3] [--window-s 10]
+       [--fps 30] [--warmup-s 3] [--window-s 10] [--client-jitter frame|aiortc]
 """
 
 from __future__ import annotations
@@ -139,10 +140,16 @@ def luma(frame) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------- client
 def client_process(base: str, width: int, height: int, fps: float, warmup_s: float,
-                   window_s: float, results, stop) -> None:
+                   window_s: float, results, stop, client_jitter: str = "frame") -> None:
     """The worker's HMI: send stamped frames, read the stamps back; put the figures on
-    `results`, then wait for `stop` before hanging up."""
+    `results`, then wait for `stop` before hanging up. `client_jitter` "frame" gives the client
+    the server's frame-complete jitter buffer (as a browser's, which releases a frame once it is
+    complete), "aiortc" leaves aiortc's (one frame interval later)."""
     logging.basicConfig(level=logging.WARNING)
+    if client_jitter == "frame":
+        from xr_server import rtp_jitter
+
+        rtp_jitter.install()
     asyncio.run(_client(base, width, height, fps, warmup_s, window_s, results, stop))
 
 
@@ -284,11 +291,12 @@ def _percentiles(values: list[float], *qs: int) -> dict:
 
 
 def run(app, base: str, width: int, height: int, fps: float, warmup_s: float,
-        window_s: float) -> dict:
+        window_s: float, client_jitter: str = "frame") -> dict:
     ctx = mp.get_context("spawn")
     results, stop = ctx.Queue(), ctx.Queue()
     client = ctx.Process(target=client_process,
-                         args=(base, width, height, fps, warmup_s, window_s, results, stop))
+                         args=(base, width, height, fps, warmup_s, window_s, results, stop,
+                               client_jitter))
     client.start()
     try:
         figures = results.get(timeout=warmup_s + window_s + 90)
@@ -321,6 +329,9 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--warmup-s", type=float, default=3.0)
     parser.add_argument("--window-s", type=float, default=10.0)
+    parser.add_argument("--client-jitter", choices=("frame", "aiortc"), default="frame",
+                        help="the client's jitter buffer: 'frame' releases a frame at its marker "
+                             "packet like the server's (and a browser's); 'aiortc' one frame later")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
@@ -331,7 +342,8 @@ def main() -> None:
     for width, height in sizes:
         log(f"{width}x{height} at {args.fps:g} fps: warm-up {args.warmup_s} s, "
             f"window {args.window_s} s")
-        result = run(app, base, width, height, args.fps, args.warmup_s, args.window_s)
+        result = run(app, base, width, height, args.fps, args.warmup_s, args.window_s,
+                     args.client_jitter)
         log(json.dumps(result))
         results.append(result)
         profile[f"{width}x{height}"] = codec_profile(width, height)
@@ -340,8 +352,10 @@ def main() -> None:
     met = None if not at_vga else all(r["latency_ms"]["p95"] <= 120.0 for r in at_vga)
     print(json.dumps({
         "results": results,
-        "profile": {"codec": profile, "jitter_buffer_wait_ms_per_hop": round(1000.0 / args.fps, 1),
-                    "hops": 2},
+        "profile": {"codec": profile, "jitter_buffer": {
+            "server": "frame-complete (xr_server.rtp_jitter)",
+            "client": "frame-complete (xr_server.rtp_jitter)" if args.client_jitter == "frame"
+            else f"aiortc's: one frame interval ({1000.0 / args.fps:.1f} ms) late"}},
         "transport": "aiortc <-> aiortc on 127.0.0.1, VP8",
         "cpus": os.cpu_count(),
         "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
