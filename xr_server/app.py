@@ -946,8 +946,10 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         while not stop_event.is_set():
             state = current_twin()
             if state is not None:
-                try:
-                    socketio.emit("twin_state", state, to=room, namespace=NAMESPACE)
+                try:  # clients with an open twin data channel get it there instead
+                    xr_sessions.twin_channels.send(state)
+                    socketio.emit("twin_state", state, to=room, namespace=NAMESPACE,
+                                  skip_sid=xr_sessions.twin_channels.sids() or None)
                 except Exception:  # noqa: BLE001
                     log.exception("twin_state broadcast failed")
             now = time.monotonic()

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
@@ -129,13 +129,17 @@ class SessionMedia:
         gateway: creates (and on stop closes) the peer connections.
         on_video: `VideoListener`, called on the loop when a session's worker video starts or ends.
         overlay: `OverlaySource` of the composited views; None refuses them.
+        on_data_channel: ``(sid, channel)``, called on the loop for every data channel a peer
+            opens (the twin stream, `xr_server.twin_channel`).
     """
 
     def __init__(self, gateway: RtcGateway, on_video: VideoListener,
-                 overlay: OverlaySource | None = None) -> None:
+                 overlay: OverlaySource | None = None,
+                 on_data_channel: Callable[[str, RTCDataChannel], None] | None = None) -> None:
         self._gateway = gateway
         self._on_video = on_video
         self._overlay = overlay
+        self._on_data_channel = on_data_channel
         self._views: dict[str, CompositedTrack] = {}  # sid -> its composited view; loop only
         self._relay = MediaRelay()
         # sid -> (session id, its peer connection); loop only
@@ -182,6 +186,7 @@ class SessionMedia:
         await self.close(sid)
         pc = self._gateway.create_peer_connection()
         self._peers[sid] = (session_id, pc)
+        self._watch_data_channels(sid, pc)
         video = self._videos.setdefault(session_id, _SessionVideo())
         video.publisher_sid = sid
 
@@ -237,6 +242,7 @@ class SessionMedia:
         await self.close(sid)
         pc = self._gateway.create_peer_connection()
         self._peers[sid] = (session_id, pc)
+        self._watch_data_channels(sid, pc)
         video.subscribers.add(sid)
 
         @pc.on("connectionstatechange")
@@ -328,6 +334,11 @@ class SessionMedia:
                 video.talkback.close()
                 del self._videos[session_id]
         await pc.close()
+
+    def _watch_data_channels(self, sid: str, pc: RTCPeerConnection) -> None:
+        if self._on_data_channel is not None:
+            callback = self._on_data_channel
+            pc.on("datachannel", lambda channel: callback(sid, channel))
 
     async def _answer(self, pc: RTCPeerConnection, sid: str, offer: RTCSessionDescription,
                       add_tracks: Callable[[], None] | None = None) -> RTCSessionDescription:

@@ -43,6 +43,7 @@ from xr_server.overlay import OverlayInputs
 from xr_server.rtc import SessionMedia, check_sdp
 from xr_server.recording import Recordings
 from xr_server.rtc_gateway import RtcGateway
+from xr_server.twin_channel import TwinChannels
 from xr_server.sessions import (
     EXPERT_ROLES,
     ParticipantRole,
@@ -100,8 +101,10 @@ class SessionEvents:
         self._twin_states_dropped = twin_states_dropped
         self.registry = SessionRegistry([cell_name])
         self._twin_source = twin_source
+        self.twin_channels = TwinChannels(gateway, self._refuse_twin_channel)
         self.media = SessionMedia(gateway, self._on_video,
-                                  None if twin_source is None else self._overlay)
+                                  None if twin_source is None else self._overlay,
+                                  on_data_channel=self.twin_channels.attach)
         self._lock = threading.Lock()
         # session id -> the worker's camera poses of the last CAMERA_HISTORY_S, oldest first,
         # as (monotonic s when received, pose)
@@ -138,6 +141,10 @@ class SessionEvents:
             camera = history[-1][1] if history else None
             annotations = tuple(self._drawn.get(session_id, {}).values())
         return OverlayInputs(twin, camera, annotations)
+
+    def _refuse_twin_channel(self, sid: str, reason: str) -> None:
+        self._socketio.emit("error", {"event": "twin_channel", "error": reason}, to=sid,
+                            namespace=self._namespace)
 
     def _on_video(self, session_id: str, track_id: str | None) -> None:
         try:
@@ -230,8 +237,12 @@ class SessionEvents:
             members = self.registry.participants(session_id)
         except SessionError:
             return []  # ended meanwhile
+        on_channel = set(self.twin_channels.sids())
         return [{"username": p.username, "role": p.role.value,
-                 "twin_states_dropped": self._twin_states_dropped(p.sid)} for p in members]
+                 "twin_transport": "datachannel" if p.sid in on_channel else "socketio",
+                 "twin_states_dropped": (self.twin_channels.dropped(p.sid) if p.sid in on_channel
+                                         else self._twin_states_dropped(p.sid))}
+                for p in members]
 
     def leave(self, sid: str) -> None:
         """Take `sid` out of its session (on leave and on disconnect) and close its peer
