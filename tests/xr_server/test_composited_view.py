@@ -15,8 +15,7 @@ from aiortc.contrib.media import MediaRelay
 from av import VideoFrame
 from scipy.spatial.transform import Rotation
 
-from content.storage import AnnotationStore
-from tests.xr_server.live import PASSWORD, USERS, start_live_server
+from tests.xr_server.live import start_live_server_with_accounts
 from xr_server.composited_view import CompositedTrack
 from xr_server.frame_stamp import read_stamp, write_stamp
 from xr_server.overlay import BANNER, OverlayInputs
@@ -37,15 +36,7 @@ CAMERA = {"position_m": POSITION.tolist(), "orientation": Rotation.from_matrix(R
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    import argon2
-
-    from content.storage import UserStore
-
-    db = f"sqlite:///{tmp_path_factory.mktemp('composited') / 'xrcell.sqlite'}"
-    store = UserStore(db, hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    for name, roles in USERS.items():
-        store.add(name, PASSWORD, roles)
-    server = start_live_server(store, AnnotationStore(db), twin_source=lambda: TWIN)
+    server = start_live_server_with_accounts(tmp_path_factory.mktemp("composited"), twin_source=lambda: TWIN)
     yield server
     server.app.xrcell_stop()
 

@@ -13,8 +13,7 @@ import pytest
 import requests
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from content.storage import AnnotationStore
-from tests.xr_server.live import PASSWORD, USERS, start_live_server
+from tests.xr_server.live import start_live_server_with_accounts
 from tests.xr_server.test_rtc_audio import ToneTrack, dominant_hz
 from tests.xr_server.test_rtc_relay import CLIP, ClipTrack, negotiate, until
 from xr_server.errors import SessionError
@@ -105,17 +104,9 @@ def test_a_broken_twin_source_or_manifest_loses_nothing_else(tmp_path, caplog):
 # ------------------------------------------------------------------------- over the wire
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    import argon2
-
-    from content.storage import UserStore
-
     root = tmp_path_factory.mktemp("recording")
-    db = f"sqlite:///{root / 'xrcell.sqlite'}"
-    store = UserStore(db, hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    for name, roles in USERS.items():
-        store.add(name, PASSWORD, roles)
     source = ModeSource()
-    server = start_live_server(store, AnnotationStore(db), recordings=Recordings(root / "recordings", source))
+    server = start_live_server_with_accounts(root, recordings=Recordings(root / "recordings", source))
     yield server
     server.app.xrcell_stop()
 

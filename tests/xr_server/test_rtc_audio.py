@@ -13,8 +13,7 @@ import pytest
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection
 from av import AudioFrame
 
-from content.storage import AnnotationStore
-from tests.xr_server.live import PASSWORD, USERS, start_live_server
+from tests.xr_server.live import start_live_server_with_accounts
 from tests.xr_server.test_rtc_relay import CLIP, ClipTrack, negotiate, until
 from xr_server.rtc_audio import FRAME_SAMPLES, MAX_BUFFER_S, SAMPLE_RATE, TalkbackMixer
 
@@ -82,15 +81,7 @@ def test_the_mixer_sums_sources_and_bounds_their_delay():
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    import argon2
-
-    from content.storage import UserStore
-
-    db = f"sqlite:///{tmp_path_factory.mktemp('audio') / 'xrcell.sqlite'}"
-    store = UserStore(db, hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    for name, roles in USERS.items():
-        store.add(name, PASSWORD, roles)
-    server = start_live_server(store, AnnotationStore(db))
+    server = start_live_server_with_accounts(tmp_path_factory.mktemp("audio"))
     yield server
     server.app.xrcell_stop()
 

@@ -15,28 +15,19 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from av import VideoFrame
 
-from content.storage import AnnotationStore
 from tests.xr_server.doubles import TWIN
-from tests.xr_server.live import PASSWORD, USERS, start_live_server
+from tests.xr_server.live import start_live_server_with_accounts
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    import argon2
-
-    from content.storage import UserStore
-
-    db = f"sqlite:///{tmp_path_factory.mktemp('twin-channel') / 'xrcell.sqlite'}"
-    store = UserStore(db, hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    for name, roles in USERS.items():
-        store.add(name, PASSWORD, roles)
     counter = {"n": 0}
 
     def twin():  # a new stamp every broadcast, so each received state can be told apart
         counter["n"] += 1
         return {**TWIN, "t": float(counter["n"])}
 
-    server = start_live_server(store, AnnotationStore(db), twin_source=twin)
+    server = start_live_server_with_accounts(tmp_path_factory.mktemp("twin-channel"), twin_source=twin)
     yield server
     server.app.xrcell_stop()
 

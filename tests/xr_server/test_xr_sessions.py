@@ -12,24 +12,16 @@ import time
 import numpy as np
 import pytest
 
-from content.storage import AnnotationStore
-from tests.xr_server.live import PASSWORD, USERS, start_live_server
+from tests.xr_server.live import start_live_server_with_accounts
 
 OTHER_SESSION = "0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    import argon2
-
-    from content.storage import UserStore
-
-    db = f"sqlite:///{tmp_path_factory.mktemp('live') / 'xrcell.sqlite'}"
-    store = UserStore(db, hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    for name, roles in USERS.items():
-        store.add(name, PASSWORD, roles)
     robot = {"state": None}    # what the anchors ray-cast besides the floor; a test sets it
-    server = start_live_server(store, AnnotationStore(db), robot_source=lambda: robot["state"])
+    server = start_live_server_with_accounts(tmp_path_factory.mktemp("live"),
+                                             robot_source=lambda: robot["state"])
     server.robot = robot
     yield server
     server.app.xrcell_stop()
