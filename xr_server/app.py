@@ -95,6 +95,7 @@ from robot_bridge.types import JointTrajectory, RobotState
 from safety.errors import SafetyError
 from safety.gate import Actor, GateAnswer, Verdict
 from safety.perception.types import PerceptionSnapshot
+from xr_server import rtc_receiver
 from xr_server.anchors import SceneCapsule, scene_capsules
 from xr_server.api_models import (
     JointTrajectoryRequest,
@@ -1075,7 +1076,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                                            perception_source=perception_source, gate=gate,
                                            twin_clients=twin_clients, xr_sessions=xr_sessions.registry.count,
                                            peer_connections=gateway.peer_count,
-                                           twin_states_dropped=twin_queues.dropped_total))
+                                           twin_states_dropped=twin_queues.dropped_total,
+                                           video_frames_dropped=rtc_receiver.dropped_frames_total))
     openapi_doc = build_openapi(app, cookie_name=COOKIE_NAME)
 
     def stop() -> None:

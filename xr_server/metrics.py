@@ -20,6 +20,8 @@ Metrics (units in the names, Prometheus conventions: seconds, metres, ``_total``
                                                              slow client's send queue (all clients)
     xrcell_xr_sessions                                       open XR sessions (worker + remote experts)
     xrcell_webrtc_peer_connections                           WebRTC peer connections not closed yet
+    xrcell_video_frames_dropped_total                        encoded video frames dropped because the
+                                                             server's decoder was behind (rtc_receiver)
     xrcell_gate_commands_total{verdict}                      robot commands the gate accepted / rejected
 """
 
@@ -79,6 +81,8 @@ class CellCollector:
         peer_connections: returns the number of open WebRTC peer connections.
         twin_states_dropped: returns the number of twin states dropped for slow clients, all
             clients since the start (`xr_server.twin_queue.TwinSendQueues.dropped_total`).
+        video_frames_dropped: returns the number of encoded video frames dropped because a
+            decoder was behind (`xr_server.rtc_receiver.dropped_frames_total`).
         clock_ns: monotonic clock for the input ages.
     """
 
@@ -88,6 +92,7 @@ class CellCollector:
                  gate: GateCounts | None = None, twin_clients: Callable[[], int] = lambda: 0,
                  xr_sessions: Callable[[], int] = lambda: 0, peer_connections: Callable[[], int] = lambda: 0,
                  twin_states_dropped: Callable[[], int] = lambda: 0,
+                 video_frames_dropped: Callable[[], int] = lambda: 0,
                  clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
         self._monitor = monitor
         self._robot_source = robot_source
@@ -97,6 +102,7 @@ class CellCollector:
         self._xr_sessions = xr_sessions
         self._peer_connections = peer_connections
         self._twin_states_dropped = twin_states_dropped
+        self._video_frames_dropped = video_frames_dropped
         self._clock_ns = clock_ns
         self._lock = threading.Lock()
         self._cycles_seen = 0
@@ -186,6 +192,9 @@ class CellCollector:
         yield GaugeMetricFamily("xrcell_xr_sessions", "Open XR sessions.", value=self._xr_sessions())
         yield GaugeMetricFamily("xrcell_webrtc_peer_connections", "WebRTC peer connections not closed yet.",
                                 value=self._peer_connections())
+        yield CounterMetricFamily("xrcell_video_frames_dropped",
+                                  "Encoded video frames dropped because the server's decoder was behind "
+                                  "(it resumes at a keyframe).", value=self._video_frames_dropped())
         if self._gate is not None:
             commands = CounterMetricFamily("xrcell_gate_commands", "Robot commands answered by the safety gate.",
                                            labels=["verdict"])

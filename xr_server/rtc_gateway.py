@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 
-from xr_server import rtp_jitter
+from xr_server import rtc_receiver
 from xr_server.errors import GatewayError, GatewayTimeout
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class RtcGateway:
 
     def __init__(self, ice_servers: Sequence[RTCIceServer] = (), *,
                  name: str = "rtc-gateway") -> None:
-        rtp_jitter.install()  # video frames reach the decoder at their marker packet
+        rtc_receiver.install()  # video frames reach the decoder at their marker packet
         self._configuration = RTCConfiguration(iceServers=list(ice_servers))
         self._name = name
         self._lock = threading.Lock()

@@ -3,6 +3,7 @@ the real Pose2Sim footage, two experts subscribe, both receive the worker's fram
 one relay; the worker's departure ends the video for the session."""
 
 import asyncio
+import re
 import threading
 from pathlib import Path
 
@@ -123,6 +124,7 @@ def test_the_workers_video_reaches_every_expert_of_the_session(live):
     state, received, metrics = asyncio.run(scenario())
     assert "xrcell_xr_sessions 1.0" in metrics
     assert "xrcell_webrtc_peer_connections 3.0" in metrics  # the worker's and two experts'
+    assert re.search(r"^xrcell_video_frames_dropped_total \d+\.0$", metrics, re.M)
     assert state["session"] == session and state["worker"] == "wendy"
     for name, frames in received.items():
         assert frames[0].shape == (240, 320, 3), name
