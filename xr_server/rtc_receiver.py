@@ -16,11 +16,11 @@ Two changes to aiortc's `RTCRtpReceiver` (aiortc 1.16), for video only:
    to its decoder thread through an unbounded `queue.Queue`. When that thread is starved (a
    loaded machine: `bench/glass_to_glass.py` measured up to 25 frames, 0.8 s, waiting there at
    load 20, and a latency that grew by 1.6 s over a 10 s window), every later frame waits behind
-   the backlog. `LatestDecodableQueue` keeps at most `MAX_DECODER_BACKLOG` frames: when one more
-   arrives, the backlog is dropped, and so is everything after it until the next keyframe (a
-   predicted frame cannot be decoded without the ones it refers to); the receiver is asked to
-   send a Picture Loss Indication (RFC 4585 section 6.3.1), so the sender's next frame is a
-   keyframe. The picture freezes for a few frames instead of running seconds late. Frames
+   the backlog. In `LatestDecodableQueue` no frame waits longer than `MAX_DECODER_WAIT_S`: when
+   the oldest has, the waiting frames are dropped, and so is everything after them until the next
+   keyframe (a predicted frame cannot be decoded without the ones it refers to); the receiver is
+   asked to send a Picture Loss Indication (RFC 4585 section 6.3.1), so the sender's next frame
+   is a keyframe. The picture freezes for a few frames instead of running seconds late. Frames
    dropped are counted (`frames_dropped`, per receiver; `dropped_frames_total()` for all).
 
 `install()` makes every peer connection created afterwards in this process build its receivers
@@ -35,8 +35,11 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import queue
 import threading
+import time
+from collections.abc import Callable
 from typing import Any, Optional
 
 import aiortc.rtcpeerconnection as _pc_module
@@ -46,9 +49,12 @@ from aiortc.rtp import RtpPacket
 
 log = logging.getLogger(__name__)
 
-#: Encoded frames that may wait for the decoder thread (100 ms at 30 fps) before the backlog is
-#: dropped and the decoder resumes at the next keyframe.
-MAX_DECODER_BACKLOG = 3
+#: Longest an encoded frame may wait for the decoder thread (3 frames at 30 fps) before the
+#: waiting frames are dropped and the decoder resumes at the next keyframe.
+MAX_DECODER_WAIT_S = 0.1
+#: While waiting for a keyframe, ask again (another PLI) at most this often: a PLI per dropped
+#: frame would make the sender send keyframe after keyframe, the heaviest frames to decode.
+KEYFRAME_REQUEST_INTERVAL_S = 0.3
 
 _JITTER = "_RTCRtpReceiver__jitter_buffer"
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
@@ -67,6 +73,11 @@ class FrameJitterBuffer(JitterBuffer):
 
     def _remove_frame(self, sequence_number: int) -> Optional[JitterFrame]:
         frame = super()._remove_frame(sequence_number)  # a newer timestamp completes the oldest
+        while frame is not None and self._is_video and not frame.data:
+            # Padding that followed a frame released at its marker (same timestamp, no payload;
+            # libwebrtc sends it on the media stream without RTX) is no frame: an empty packet
+            # would put FFmpeg's decoder into drain mode for good. It is gone; look again.
+            frame = super()._remove_frame(sequence_number)
         if frame is not None or not self._is_video or self._origin is None:
             return frame
         packets: list[RtpPacket] = []
@@ -106,47 +117,68 @@ def is_keyframe(codec_name: str, data: bytes) -> bool:
 
 
 class LatestDecodableQueue(queue.Queue):
-    """The decoder thread's input: at most `max_backlog` frames wait; see the module doc.
+    """The decoder thread's input, which never holds a frame longer than `max_wait_s`; see the
+    module doc.
 
     Items are aiortc's ``(codec, JitterFrame)`` tuples, or None (the receiver stopping), which is
-    always kept. `request_keyframe` is the receiver's decoder-error event: setting it makes the
-    receiver send a PLI with its next RTCP-capable packet.
+    always kept. A frame is put when it is complete, so a burst of frames that NACK recovered
+    at once is young and kept; only frames the decoder thread did not take in time are dropped.
+    `request_keyframe` is the receiver's decoder-error event: setting it makes the receiver send
+    a PLI with its next packet; it is set when the queue starts waiting for a keyframe and again
+    only every `KEYFRAME_REQUEST_INTERVAL_S` while none comes (no PLI per frame).
     """
 
-    def __init__(self, request_keyframe: threading.Event,
-                 max_backlog: int = MAX_DECODER_BACKLOG) -> None:
+    def __init__(self, request_keyframe: threading.Event, max_wait_s: float = MAX_DECODER_WAIT_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self._request_keyframe = request_keyframe
-        self._max_backlog = max_backlog
+        self._max_wait_s = max_wait_s
+        self._clock = clock
         self._waiting_for_keyframe = False
+        self._requested_at = -math.inf
         self.frames_dropped = 0
+
+    # queue.Queue's extension points (as in PriorityQueue): items wait with their put time
+    def _init(self, maxsize: int) -> None:
+        self.queue: collections.deque = collections.deque()
+
+    def _put(self, item: Any) -> None:
+        self.queue.append((self._clock(), item))
+
+    def _get(self) -> Any:
+        return self.queue.popleft()[1]
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         if item is None:
             super().put(item, block, timeout)
             return
         codec, frame = item
+        if not frame.data:
+            return  # nothing to decode (and an empty packet would drain FFmpeg's decoder)
         key = is_keyframe(codec.name, frame.data)
+        now = self._clock()
         with self.mutex:
             if self._waiting_for_keyframe and not key:
                 dropped, keep = 1, False
             else:
                 self._waiting_for_keyframe = False
-                backlog = sum(1 for i in self.queue if i is not None)
+                waiting = [put_at for put_at, i in self.queue if i is not None]
                 dropped, keep = 0, True
-                if backlog >= self._max_backlog:
-                    self.queue = collections.deque(i for i in self.queue if i is None)
-                    dropped = backlog
+                if waiting and now - waiting[0] > self._max_wait_s:  # the decoder is behind
+                    self.queue = collections.deque(e for e in self.queue if e[1] is None)
+                    dropped = len(waiting)
                     if not key:  # the decoder resumes at the next keyframe
                         dropped, keep = dropped + 1, False
                         self._waiting_for_keyframe = True
-            waiting = self._waiting_for_keyframe
+            ask = self._waiting_for_keyframe and now - self._requested_at >= KEYFRAME_REQUEST_INTERVAL_S
+            if ask:
+                self._requested_at = now
         if dropped:
             self.frames_dropped += dropped
             _count_dropped(dropped)
-            if waiting:
-                self._request_keyframe.set()  # the receiver sends a PLI with its next packet
             log.debug("video decoder behind: dropped %d encoded frame(s)", dropped)
+        if ask:
+            self._request_keyframe.set()  # the receiver sends a PLI with its next packet
         if keep:
             super().put(item, block, timeout)
 

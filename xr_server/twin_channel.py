@@ -55,6 +55,8 @@ class TwinChannels:
         self._lock = threading.Lock()
         self._channels: dict[str, RTCDataChannel] = {}
         self._dropped: dict[str, int] = {}
+        self._newest: str | None = None  # the payload the next flush sends (older ones replaced)
+        self._flush_pending = False
         self.sent = 0
 
     # ------------------------------------------------------------------------------- the loop
@@ -89,10 +91,14 @@ class TwinChannels:
         with self._lock:
             if channel is None or self._channels.get(sid) is channel:
                 self._channels.pop(sid, None)
+                self._dropped.pop(sid, None)
 
-    async def _send_all(self, payload: str) -> None:
+    async def _flush(self) -> None:
         with self._lock:
+            payload, self._newest, self._flush_pending = self._newest, None, False
             channels = list(self._channels.items())
+        if payload is None:
+            return
         for sid, channel in channels:
             if channel.readyState != "open":
                 continue
@@ -108,9 +114,13 @@ class TwinChannels:
 
     # ------------------------------------------------------------------------------ any thread
     def sids(self) -> list[str]:
-        """The connections that get the twin over an open data channel (skip them on Socket.IO)."""
+        """The connections that get the twin over an open data channel (skip them on Socket.IO).
+        A congested channel (send buffer over `MAX_BUFFERED_BYTES`: aiortc's SCTP retries with
+        a backoff of up to a minute and never gives up) is not listed: its connection gets the
+        Socket.IO stream until the channel drains."""
         with self._lock:
-            return [sid for sid, ch in self._channels.items() if ch.readyState == "open"]
+            return [sid for sid, ch in self._channels.items()
+                    if ch.readyState == "open" and ch.bufferedAmount <= MAX_BUFFERED_BYTES]
 
     def dropped(self, sid: str) -> int | None:
         """States skipped for `sid`'s channel because its send buffer was full; None: no channel."""
@@ -118,13 +128,20 @@ class TwinChannels:
             return self._dropped.get(sid) if sid in self._channels else None
 
     def send(self, state: dict) -> None:
-        """Queue `state` (one ``twin_state``) for every open channel; returns at once. Never
-        raises: with the gateway stopped there is nothing to send on."""
+        """Hand `state` (one ``twin_state``) to every open channel; returns at once. Only the
+        newest state waits for the gateway's loop (a busy loop never builds a backlog of old
+        states). Never raises: a state that cannot be encoded, or a stopped gateway, is logged."""
         with self._lock:
             if not self._channels:
                 return
-        payload = json.dumps(state, separators=(",", ":"))
         try:
-            self._gateway.submit(self._send_all, payload)
-        except Exception:  # noqa: BLE001 - GatewayError while stopping
-            log.debug("twin_state not sent on data channels: the gateway is stopped")
+            payload = json.dumps(state, separators=(",", ":"))
+            with self._lock:
+                self._newest = payload
+                schedule, self._flush_pending = not self._flush_pending, True
+            if schedule:
+                self._gateway.submit(self._flush)
+        except Exception:  # noqa: BLE001 - GatewayError while stopping, or an unencodable state
+            with self._lock:
+                self._flush_pending = False
+            log.warning("twin_state not sent on the data channels", exc_info=True)

@@ -92,7 +92,7 @@ def test_an_unordered_twin_channel_carries_the_stream_instead_of_socketio(live):
     assert len(got) >= 3
     assert {k: v for k, v in got[-1].items() if k != "t"} == {k: v for k, v in TWIN.items() if k != "t"}
     stamps = [state["t"] for state in got]
-    assert stamps == sorted(set(stamps))  # distinct states, none repeated
+    assert len(stamps) == len(set(stamps))  # distinct states, none repeated (order: unordered channel)
     assert channel_during >= len(got[:3]) + 3  # the stream went on over the channel ...
     assert socket_during <= 1  # ... and not over Socket.IO (one may have been in flight)
     assert socket_after >= 3  # closed: Socket.IO resumes
