@@ -36,7 +36,8 @@ pytestmark = pytest.mark.e2e
 W, H = 640, 480
 BASE = [0.5, 0.2, 0.8]  # the robot's one capsule, a sphere of 8 cm, `cell` frame
 TWIN = {"v": 1, "t": 0.0, "cell": "lab", "people": [], "cameras": [],
-        "robot": {"links": [{"name": "panda_link0", "a": BASE, "b": BASE, "r": 0.08}]},
+        "robot": {"joint_names": [f"panda_joint{i}" for i in range(1, 8)], "q": [0.0] * 7,
+                  "links": [{"name": "panda_link0", "a": BASE, "b": BASE, "r": 0.08}]},
         "safety": {"mode": "protective_stop", "speed_scale": 0.0, "reason": "e2e"}, "zones": []}
 
 
@@ -386,9 +387,15 @@ def test_the_glasses_view_shows_the_camera_composited_by_the_server_instead_of_3
     pixel, _ = cv2.projectPoints(np.array([BASE], float), cv2.Rodrigues(rotation.T)[0],
                                  -rotation.T @ np.array([-2.0, 0.0, 1.5]), np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1]]), None)
     x, y = pixel.reshape(2).round().astype(int)
-    b, g, r = (image[y - 30:y + 31, x - 30:x + 31, i].astype(int) for i in range(3))
-    orange = (r > 170) & (b < 100) & (g > 80) & (g < 190)  # ROBOT_BGR (0, 140, 255), after the codec
-    assert orange.sum() > 30, f"no robot capsule drawn around ({x}, {y})"
+    b, g, r = (image[..., i].astype(int) for i in range(3))
+    orange = (r > 200) & (b < 70) & (g > 90) & (g < 180)  # ROBOT_BGR (0, 140, 255), after the codec
+    near = np.zeros_like(orange)
+    near[y - 30:y + 31, x - 30:x + 31] = True
+    # measured here: 341 such pixels around the projection, centred within 0.2 px; none elsewhere
+    assert (orange & near).sum() > 100, f"no robot capsule drawn around ({x}, {y})"
+    assert (orange & ~near).sum() < 30, "orange drawn away from the robot"
+    ys, xs = np.nonzero(orange & near)
+    assert abs(xs.mean() - x) < 3 and abs(ys.mean() - y) < 3, (xs.mean(), ys.mean(), x, y)
     assert image[int(0.1 * H):].std() > 10, "a flat picture, not the camera's footage"
     # and the page did not render the 3D twin meanwhile
     page.wait_for_timeout(500)
