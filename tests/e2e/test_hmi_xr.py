@@ -264,6 +264,9 @@ def test_in_ar_the_alignment_step_registers_the_cell_and_the_page_reports_its_ca
     wait_until(page, "__xrcell.view.scene.getObjectByName('alignment-reticle').position.z < -3.9", 5)
     page.click("#align-mark")
     assert page.evaluate("__xrcell.xr.step") == "placed"
+    # a tap on the overlay's buttons is not also an XR select (it would mark a second point)
+    assert page.evaluate("""(() => { const e = new Event('beforexrselect', {bubbles: true, cancelable: true});
+        document.getElementById('align-mark').dispatchEvent(e); return e.defaultPrevented; })()""")
     stored = json.loads(page.evaluate("localStorage.getItem('xrcell.alignment.lab')"))
     assert np.allclose(stored["origin"], ORIGIN_XR) and stored["yaw_rad"] == pytest.approx(math.pi / 2)
     assert page.evaluate("__xrcell.view.cell.visible") is True

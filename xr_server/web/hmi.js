@@ -215,6 +215,10 @@ cellName.then(async (cell) => {
   probe.ready = true;
 });
 
+// A tap on the page's controls in the DOM overlay is not also an XR `select` (a floor mark).
+document.addEventListener("beforexrselect", (event) => {
+  if (event.target.closest?.("button, input, label, form, .align-panel, .hmi-call")) event.preventDefault();
+});
 $("enter-ar").addEventListener("click", async () => {
   if (ar.session) { ar.end(); return; }
   if (glasses.on) setGlasses(false);
