@@ -185,7 +185,9 @@ function showAlignment() {
   if (ar) {
     $("align-step").textContent = ar.error || STEP_TEXT[ar.step];
     $("align-mark").hidden = !(ar.step === "origin" || ar.step === "axis");
-    $("align-redo").textContent = alignment.placed ? "Redo alignment" : "Align now";
+    const marking = ar.step === "origin" || ar.step === "axis";
+    $("align-redo").textContent = marking ? "Start again" : alignment.placed ? "Redo alignment" : "Align now";
+    document.querySelector(".align-nudges").hidden = !alignment.placed || marking;
   }
   const look = alignment.look;
   if (look) {

@@ -5,6 +5,8 @@
 // twin_state.robot.links stand in for it.
 // The cell frame is z up (REP 103); the camera's up vector is set to +z, so no axis swap here;
 // the GLB is y-up and its `cell` node holds the one conversion, undone by `GLTF_TO_CELL`.
+// Everything of the cell hangs under one group, `view.cell`: identity on a screen, the alignment
+// (WebXR local-floor <- cell, see alignment.js) in an immersive-ar session (`startXR`).
 import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
 import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
