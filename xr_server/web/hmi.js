@@ -1,14 +1,22 @@
 // HMI for AR glasses and shop-floor screens: the safety mode, unmistakable, over the 3D twin.
 // Without fresh data the badge says so (black): the HMI never shows a stale "full speed".
 // "Call an expert" opens an XR session: the camera goes to the server over WebRTC, the experts'
-// annotations come back over Socket.IO and are drawn over the camera view.
+// annotations come back over Socket.IO and are drawn over the camera view (and, when the server
+// anchored them in 3D, as pins in the twin).
+// "Enter AR" (when the browser offers WebXR immersive-ar) shows the twin in the room, registered
+// by the alignment step; the HMI then reports its camera pose (`hmi_camera`, 10 Hz) while in a
+// session. "Glasses view" (or /hmi?view=composited) is for monocular glasses: the server draws
+// the twin into the camera image and sends it back (`rtc_offer` with `composited: true`); the
+// page shows that video instead of rendering 3D.
 import { TwinView, MODE_COLORS, MODE_LABELS } from "./twin3d.js";
 import { subscribeTwin, fmt, probe } from "./twin_socket.js";
 import { AnnotationSet, ICE_SERVERS, audioPackets, drawAnnotations, negotiate, request, setMuted }
   from "./xr_session.js";
+import { ArMode, CameraReporter, StoredAlignment, arSupported, manualCamera } from "./hmi_xr.js";
 
 const $ = (id) => document.getElementById(id);
 const view = new TwinView($("hmi-twin"), { background: 0x0d1117, onRender: () => { probe.rendered += 1; } });
+probe.view = view; // for the end-to-end tests
 let linkStatus = "disconnected";
 let lastTwin = null;
 
@@ -18,10 +26,12 @@ function show() {
   if (linkStatus !== "connected" || !s) {
     badge.dataset.mode = "";
     badge.textContent = linkStatus === "stale" ? "NO DATA" : linkStatus === "connected" ? "NO SAFETY STATE" : "NO CONNECTION";
+    view.setBanner({ text: badge.textContent, color: "#000000" });
     return;
   }
   badge.dataset.mode = s.mode;
   badge.textContent = MODE_LABELS[s.mode] || s.mode;
+  view.setBanner({ text: badge.textContent, color: MODE_COLORS[s.mode] || "#000000" });
   $("hmi-speed").textContent = `${Math.round(s.speed_scale * 100)} %`;
   $("hmi-distance").textContent = fmt(s.separation_m, 2, "m");
   $("hmi-sp").textContent = fmt(s.s_p_m, 2, "m");
@@ -35,7 +45,11 @@ const socket = subscribeTwin((twin) => { lastTwin = twin; view.update(twin); sho
 const call = { session: null, pc: null, stream: null, experts: [], cell: null };
 probe.call = { session: null, rtc: "new", annotations: 0, experts: [] };
 const camera = $("hmi-camera");
-const annotations = new AnnotationSet((set) => { probe.call.annotations = set.list().length; redraw(); });
+const annotations = new AnnotationSet((set) => {
+  probe.call.annotations = set.list().length;
+  redraw();
+  view.setAnnotations(set.list());
+});
 
 function redraw() {
   drawAnnotations($("hmi-annotations"), annotations.list(), camera.videoWidth || 640, camera.videoHeight || 480);
@@ -54,16 +68,22 @@ async function publish() {
   call.pc = pc;
   const track = call.stream.getVideoTracks()[0];
   track.contentHint = "detail";  // keep the resolution, let the frame rate give way
-  const sender = pc.addTrack(track, call.stream);
+  // The composited view comes back on the camera's own transceiver: it must be sendrecv.
+  const composited = glasses.on;
+  const sender = composited
+    ? pc.addTransceiver(track, { direction: "sendrecv", streams: [call.stream] }).sender
+    : pc.addTrack(track, call.stream);
   // The microphone to the experts; their voices come back on the same audio section.
   const mic = call.stream.getAudioTracks()[0];
   if (mic) pc.addTrack(mic, call.stream);
   else pc.addTransceiver("audio", { direction: "recvonly" });
   pc.addEventListener("track", (event) => {
     if (event.track.kind === "audio") $("talkback").srcObject = new MediaStream([event.track]);
+    if (event.track.kind === "video" && composited) $("hmi-composited").srcObject = new MediaStream([event.track]);
   });
   pc.addEventListener("connectionstatechange", () => { probe.call.rtc = pc.connectionState; callStatus(); });
-  await negotiate(socket, pc, call.session);
+  await negotiate(socket, pc, call.session, composited ? { composited: true } : {});
+  probe.call.composited = composited;
   const parameters = sender.getParameters();
   parameters.degradationPreference = "maintain-resolution";
   if (parameters.encodings?.[0]) parameters.encodings[0].maxBitrate = 2_000_000;
@@ -79,7 +99,7 @@ async function startCall() {
     $("mute").hidden = !call.stream.getAudioTracks().length;
     camera.srcObject = call.stream;
     $("hmi-view").hidden = false;
-    call.cell ??= (await (await fetch("/api/me", { credentials: "same-origin" })).json()).cell;
+    call.cell ??= await cellName;
     let joined = null;
     if (call.session) {  // after a reconnect: back into the same session if it is still open
       joined = await request(socket, "session_join", { session: call.session, role: "worker" }).catch(() => null);
@@ -89,6 +109,7 @@ async function startCall() {
     call.experts = probe.call.experts = joined.experts;
     showRecording(joined.recording);
     annotations.reset(joined.annotations);
+    reportManualCamera(true);
     await publish();
     callStatus();
   } catch (err) {
@@ -126,3 +147,132 @@ $("stop-recording").addEventListener("click", () => {
 socket.on("annotation", (message) => {
   if (message.annotation.session === call.session) annotations.apply(message);
 });
+
+// ------------------------------------------------------------------- alignment, AR, camera pose
+const cellName = fetch("/api/me", { credentials: "same-origin" }).then((r) => r.json()).then((me) => me.cell);
+probe.camera = {};
+const reporter = new CameraReporter(socket, () => call.session, probe.camera);
+let alignment = null;  // StoredAlignment of the cell, once its name is known
+let ar = null;         // ArMode while the page may enter AR
+probe.xr = { supported: false, presenting: false, step: "none", alignment: null };
+
+/** Outside AR: the camera pose the worker set by hand, if any (force: send now, unthrottled). */
+function reportManualCamera(force = false) {
+  if (ar?.session || !alignment) return;
+  const manual = manualCamera(alignment.look, (camera.videoWidth / camera.videoHeight) || 4 / 3);
+  if (manual) reporter.report(manual.pose, manual.fov, "manual", force);
+}
+
+const STEP_TEXT = {
+  none: "Not aligned: the twin is hidden in AR until you align it.",
+  origin: "Step 1 of 2: aim at the floor where the cell origin is, then tap (or “Mark this point”).",
+  axis: "Step 2 of 2: aim at a point on the floor along the cell's x axis (at least 10 cm away), then tap.",
+  placed: "Aligned. Nudge the twin until it sits on the real cell, or redo the alignment.",
+};
+
+function showAlignment() {
+  if (!alignment) return;
+  const record = alignment.record;
+  const saved = record.saved_at ? new Date(record.saved_at * 1000).toLocaleString() : "";
+  const parts = [];
+  parts.push(alignment.placed ? `cell '${alignment.cell}' is aligned in this room (saved ${saved})`
+    : `cell '${alignment.cell}' is not aligned in this room yet`);
+  if (alignment.look) parts.push("camera pose set by hand");
+  $("align-status").textContent = parts.join(" · ");
+  const inAr = Boolean(ar?.session);
+  $("align-ar").hidden = !inAr;
+  $("align-look").hidden = inAr;
+  if (ar) {
+    $("align-step").textContent = ar.error || STEP_TEXT[ar.step];
+    $("align-mark").hidden = !(ar.step === "origin" || ar.step === "axis");
+    const marking = ar.step === "origin" || ar.step === "axis";
+    $("align-redo").textContent = marking ? "Start again" : alignment.placed ? "Redo alignment" : "Align now";
+    document.querySelector(".align-nudges").hidden = !alignment.placed || marking;
+  }
+  const look = alignment.look;
+  if (look) {
+    const form = $("align-look");
+    [form.x.value, form.y.value, form.z.value] = look.position_m;
+    form.yaw_deg.value = look.yaw_deg; form.pitch_deg.value = look.pitch_deg; form.hfov_deg.value = look.hfov_deg;
+  }
+  Object.assign(probe.xr, { presenting: inAr, step: ar ? ar.step : "none",
+    alignment: alignment.record, error: ar?.error || "" });
+}
+
+cellName.then(async (cell) => {
+  alignment = new StoredAlignment(cell);
+  probe.xr.supported = await arSupported();
+  if (probe.xr.supported) {
+    ar = new ArMode({ view, alignment, overlayRoot: document.body,
+      onCamera: (pose, fov) => reporter.report(pose, fov, "xr"),
+      onChange: () => {
+        document.body.classList.toggle("in-ar", Boolean(ar.session));
+        $("enter-ar").textContent = ar.session ? "Exit AR" : "Enter AR";
+        if (ar.session && ar.step !== "placed") $("align-panel").hidden = false;
+        showAlignment();
+      } });
+    $("enter-ar").hidden = false;
+  }
+  showAlignment();
+  probe.ready = true;
+});
+
+// A tap on the page's controls in the DOM overlay is not also an XR `select` (a floor mark).
+document.addEventListener("beforexrselect", (event) => {
+  if (event.target.closest?.("button, input, label, form, .align-panel, .hmi-call")) event.preventDefault();
+});
+$("enter-ar").addEventListener("click", async () => {
+  if (ar.session) { ar.end(); return; }
+  if (glasses.on) setGlasses(false);
+  try {
+    await ar.start();
+  } catch (err) {
+    $("align-status").textContent = `cannot enter AR: ${err.message}`;
+    $("align-panel").hidden = false;
+  }
+});
+$("align").addEventListener("click", () => { $("align-panel").hidden = !$("align-panel").hidden; showAlignment(); });
+$("align-close").addEventListener("click", () => { $("align-panel").hidden = true; });
+$("align-mark").addEventListener("click", () => ar?.mark());
+$("align-redo").addEventListener("click", () => ar?.redo());
+for (const button of document.querySelectorAll("[data-nudge]")) {
+  button.addEventListener("click", () => ar?.nudge(button.dataset.nudge));
+}
+$("align-look").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const f = event.target;
+  const n = (name) => Number(f[name].value);
+  const look = { position_m: [n("x"), n("y"), n("z")], yaw_deg: n("yaw_deg"), pitch_deg: n("pitch_deg"),
+    hfov_deg: n("hfov_deg") };
+  if (![...look.position_m, look.yaw_deg, look.pitch_deg, look.hfov_deg].every(Number.isFinite)
+      || look.hfov_deg < 1 || look.hfov_deg > 179) {
+    $("align-status").textContent = "camera pose not saved: every field needs a number, the field of view 1 to 179°";
+    return;
+  }
+  alignment.update({ look });
+  showAlignment();
+  reportManualCamera(true);
+});
+$("align-look-clear").addEventListener("click", () => { alignment.update({ look: null }); showAlignment(); });
+
+// ---------------------------------------------------------------- glasses view (composited)
+const glasses = { on: false };
+probe.call.composited = false;
+
+/** Switch the composited view on or off; it needs the call (camera and session), so it starts it. */
+async function setGlasses(on) {
+  glasses.on = on;
+  document.body.classList.toggle("composited", on);
+  $("glasses-view").setAttribute("aria-pressed", String(on));
+  $("hmi-composited-view").hidden = !on;
+  $("hmi-annotations").hidden = on;  // the server draws them into the composited picture
+  view.paused = on;                  // no 3D rendering on the glasses: the server composites
+  if (!on) $("hmi-composited").srcObject = null;
+  if (call.session && call.stream) {
+    try { await publish(); } catch (err) { callStatus(`video failed: ${err.message}`); }
+  } else if (on) {
+    await startCall();
+  }
+}
+$("glasses-view").addEventListener("click", () => setGlasses(!glasses.on));
+if (new URLSearchParams(window.location.search).get("view") === "composited") setGlasses(true);

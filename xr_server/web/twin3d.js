@@ -5,6 +5,8 @@
 // twin_state.robot.links stand in for it.
 // The cell frame is z up (REP 103); the camera's up vector is set to +z, so no axis swap here;
 // the GLB is y-up and its `cell` node holds the one conversion, undone by `GLTF_TO_CELL`.
+// Everything of the cell hangs under one group, `view.cell`: identity on a screen, the alignment
+// (WebXR local-floor <- cell, see alignment.js) in an immersive-ar session (`startXR`).
 import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
 import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
@@ -117,6 +119,47 @@ class MeshPool {
   end() { for (let i = this.used; i < this.meshes.length; i++) this.meshes[i].visible = false; }
 }
 
+/** A camera-facing text label (canvas texture), `height_m` tall, at `position` (cell frame). */
+function textSprite(text, color, position, height_m) {
+  const canvas = document.createElement("canvas");
+  const ctx = canvas.getContext("2d");
+  ctx.font = "bold 48px sans-serif";
+  canvas.width = Math.ceil(ctx.measureText(text).width) + 24;
+  canvas.height = 64;
+  ctx.font = "bold 48px sans-serif";
+  ctx.fillStyle = "rgba(0, 0, 0, 0.6)";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  ctx.fillStyle = color;
+  ctx.fillText(text, 12, 48);
+  const sprite = new THREE.Sprite(new THREE.SpriteMaterial({ map: new THREE.CanvasTexture(canvas), depthTest: false }));
+  sprite.scale.set(height_m * canvas.width / canvas.height, height_m, 1);
+  sprite.position.set(...position);
+  return sprite;
+}
+
+/** The safety mode as a coloured panel in the XR scene (0.6 m x 0.12 m, 1.2 m ahead). */
+class HeadBanner {
+  constructor() {
+    this.canvas = document.createElement("canvas");
+    this.canvas.width = 1024; this.canvas.height = 204;
+    this.texture = new THREE.CanvasTexture(this.canvas);
+    this.mesh = new THREE.Mesh(new THREE.PlaneGeometry(0.6, 0.12),
+      new THREE.MeshBasicMaterial({ map: this.texture, depthTest: false, transparent: true }));
+    this.mesh.renderOrder = 100;
+    this.mesh.name = "safety-banner";
+  }
+  draw(text, color) {
+    const ctx = this.canvas.getContext("2d");
+    ctx.fillStyle = color;
+    ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+    ctx.fillStyle = "#ffffff";
+    ctx.font = "bold 110px sans-serif";
+    ctx.textAlign = "center";
+    ctx.fillText(text, this.canvas.width / 2, 145);
+    this.texture.needsUpdate = true;
+  }
+}
+
 export class TwinView {
   /**
    * @param {HTMLElement} container element the canvas fills.
@@ -129,7 +172,13 @@ export class TwinView {
     this.renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
     container.appendChild(this.renderer.domElement);
     this.scene = new THREE.Scene();
-    this.scene.background = new THREE.Color(background);
+    this.background = new THREE.Color(background);
+    this.scene.background = this.background;
+    // Everything of the cell hangs under `cell`: identity on a screen; in WebXR its matrix is
+    // the alignment, local-floor <- cell (setCellPose).
+    this.cell = new THREE.Group();
+    this.cell.matrixAutoUpdate = false;
+    this.scene.add(this.cell);
 
     this.camera = new THREE.PerspectiveCamera(45, 1, 0.05, 100);
     this.camera.up.set(0, 0, 1);
@@ -139,21 +188,21 @@ export class TwinView {
     this.controls.update();
     this.controls.addEventListener("change", () => { this.dirty = true; this.userMoved = true; });
 
-    this.scene.add(new THREE.HemisphereLight(0xdde6f0, 0x303540, 1.6));
+    this.cell.add(new THREE.HemisphereLight(0xdde6f0, 0x303540, 1.6));
     const sun = new THREE.DirectionalLight(0xffffff, 1.8);
     sun.position.set(3, -2, 6);
-    this.scene.add(sun);
+    this.cell.add(sun);
 
-    const grid = new THREE.GridHelper(8, 16, 0x56606e, 0x2c3440);
-    grid.rotation.x = Math.PI / 2; // GridHelper lies in x-z; the cell floor is x-y
-    this.scene.add(grid);
+    this.grid = new THREE.GridHelper(8, 16, 0x56606e, 0x2c3440);
+    this.grid.rotation.x = Math.PI / 2; // GridHelper lies in x-z; the cell floor is x-y
+    this.cell.add(this.grid);
     const axes = new THREE.AxesHelper(0.4); // cell frame: x red, y green, z blue
-    this.scene.add(axes);
+    this.cell.add(axes);
 
     const robotMaterial = new THREE.MeshStandardMaterial({ color: 0xe8ecf1, metalness: 0.25, roughness: 0.45 });
     const jointMaterial = new THREE.MeshStandardMaterial({ color: 0x9aa5b1, metalness: 0.3, roughness: 0.5 });
-    this.robotLinks = new MeshPool(this.scene, UNIT_CYLINDER, robotMaterial);
-    this.robotJoints = new MeshPool(this.scene, UNIT_SPHERE, jointMaterial);
+    this.robotLinks = new MeshPool(this.cell, UNIT_CYLINDER, robotMaterial);
+    this.robotJoints = new MeshPool(this.cell, UNIT_SPHERE, jointMaterial);
     // The static twin: its state is public for the end-to-end tests (window.__xrcell.view).
     this.twinRobot = null;
     this.twinAsset = { cell: null, status: "none", links: [] }; // status: loading, loaded, failed
@@ -169,19 +218,19 @@ export class TwinView {
     this.envelopeGroups = [[this.envelopeDepth, 1], [this.envelopeMaterial, 2]].map(([material, order]) => {
       const group = new THREE.Group();
       group.renderOrder = order;
-      this.scene.add(group);
+      this.cell.add(group);
       return { links: new MeshPool(group, UNIT_CYLINDER, material), joints: new MeshPool(group, UNIT_SPHERE, material) };
     });
 
     this.personMaterials = PERSON_COLORS.map((c) => new THREE.MeshStandardMaterial({ color: c, roughness: 0.6 }));
     this.personPools = this.personMaterials.map((m) => ({
-      joints: new MeshPool(this.scene, UNIT_SPHERE, m), bones: new MeshPool(this.scene, UNIT_CYLINDER, m),
+      joints: new MeshPool(this.cell, UNIT_SPHERE, m), bones: new MeshPool(this.cell, UNIT_CYLINDER, m),
     }));
 
     // The zones: translucent prisms with outlined edges, rebuilt when the zone set changes;
     // a zone with a violation this cycle is drawn opaque.
     this.zoneGroup = new THREE.Group();
-    this.scene.add(this.zoneGroup);
+    this.cell.add(this.zoneGroup);
     this.zoneKey = "";
     this.zoneMeshes = new Map(); // zone name -> fill material
 
@@ -189,17 +238,28 @@ export class TwinView {
     this.planLine = new THREE.Line(new THREE.BufferGeometry(),
       new THREE.LineDashedMaterial({ color: 0x7fd4ff, dashSize: 0.03, gapSize: 0.02 }));
     this.planLine.visible = false;
-    this.scene.add(this.planLine);
+    this.cell.add(this.planLine);
 
     this.closestMaterial = new THREE.MeshBasicMaterial({ color: 0xffffff });
     this.closestLine = new THREE.Mesh(UNIT_CYLINDER, this.closestMaterial);
     this.closestEnds = [new THREE.Mesh(UNIT_SPHERE, this.closestMaterial), new THREE.Mesh(UNIT_SPHERE, this.closestMaterial)];
-    this.scene.add(this.closestLine, ...this.closestEnds);
+    this.cell.add(this.closestLine, ...this.closestEnds);
     this.closestLabel = document.createElement("div");
     this.closestLabel.className = "twin-label";
     this.closestLabel.hidden = true;
     container.appendChild(this.closestLabel);
     this.closestMid = null;
+
+    // The expert's annotations that have a 3D anchor: a pin at the anchor, with its text.
+    this.annotationGroup = new THREE.Group();
+    this.cell.add(this.annotationGroup);
+    this.annotationKey = "";
+
+    // WebXR: the session in progress, and a safety banner in the scene for a session without a
+    // DOM overlay (a headset): it floats in front of the viewer.
+    this.xr = null;
+    this.onXRFrame = () => {};
+    this.paused = false;
 
     this.dirty = true;
     this.fitted = false;
@@ -211,6 +271,7 @@ export class TwinView {
   }
 
   resize() {
+    if (this.xr) return;  // the XR layer has its own size
     const w = Math.max(1, this.container.clientWidth);
     const h = Math.max(1, this.container.clientHeight);
     this.renderer.setSize(w, h, false);
@@ -280,7 +341,7 @@ export class TwinView {
     const showClosest = Boolean(closest);
     this.closestLine.visible = showClosest;
     this.closestEnds.forEach((m) => { m.visible = showClosest; });
-    this.closestLabel.hidden = !showClosest;
+    this.closestLabel.hidden = !showClosest || Boolean(this.xr);  // a screen label: not in XR
     if (showClosest) {
       this.closestMaterial.color.set(modeColor);
       placeCylinder(this.closestLine, closest.human_point, closest.robot_point, 0.006);
@@ -306,9 +367,9 @@ export class TwinView {
       // has it) before it is drawn: a software renderer would otherwise block the page for seconds.
       this.renderer.compileAsync(robot.root, this.camera, this.scene).catch(() => {}).then(() => {
         if (this.twinAsset.cell !== cell) return;
-        if (this.twinRobot) this.scene.remove(this.twinRobot.root);
+        if (this.twinRobot) this.cell.remove(this.twinRobot.root);
         this.twinRobot = robot;
-        this.scene.add(robot.root);
+        this.cell.add(robot.root);
         this.twinAsset = { cell, status: "loaded", links: robot.links.map((l) => l.name) };
         this.dirty = true;
       });
@@ -362,8 +423,101 @@ export class TwinView {
     this.fitted = true;
   }
 
+  /**
+   * Pins at the 3D anchors of `annotations` (the `annotation` event's objects; those without an
+   * `anchor` are left to the 2D overlay on the camera image).
+   */
+  setAnnotations(annotations) {
+    const anchored = annotations.filter((a) => a.anchor && a.anchor.frame === "cell");
+    const key = JSON.stringify(anchored.map((a) => [a.id, a.anchor.position_m, a.color, a.text]));
+    if (key === this.annotationKey) return;
+    this.annotationKey = key;
+    for (const child of [...this.annotationGroup.children]) {
+      this.annotationGroup.remove(child);
+      child.traverse((o) => { o.geometry?.dispose(); o.material?.map?.dispose(); o.material?.dispose(); });
+    }
+    for (const a of anchored) {
+      const [x, y, z] = a.anchor.position_m;
+      const pin = new THREE.Group();
+      pin.name = `annotation:${a.id}`;
+      pin.position.set(x, y, z);
+      const material = new THREE.MeshBasicMaterial({ color: a.color || "#ffcc00", depthTest: false });
+      const head = new THREE.Mesh(UNIT_SPHERE, material);
+      head.scale.setScalar(0.03);
+      head.position.z = 0.25;
+      const stem = new THREE.Mesh(UNIT_CYLINDER, material);
+      placeCylinder(stem, [0, 0, 0], [0, 0, 0.25], 0.006);
+      pin.add(head, stem);
+      if (a.text) pin.add(textSprite(a.text, a.color || "#ffcc00", [0, 0, 0.36], 0.08));
+      pin.renderOrder = 10;
+      this.annotationGroup.add(pin);
+    }
+    this.dirty = true;
+  }
+
+  /** Place the cell in the scene: `matrix` (16, column-major) local-floor <- cell, or null for identity. */
+  setCellPose(matrix) {
+    if (matrix) this.cell.matrix.fromArray(matrix);
+    else this.cell.matrix.identity();
+    this.cell.matrixWorldNeedsUpdate = true;
+    this.dirty = true;
+  }
+
+  /**
+   * Render into a WebXR session (three.js WebXRManager, `local-floor`) until it ends; the room
+   * shows through (no background, no grid). `onXRFrame(time, frame, referenceSpace)` runs
+   * before each XR frame is drawn. A session without a DOM overlay gets the safety banner in
+   * the scene (`setBanner`).
+   * @param {XRSession} session an `immersive-ar` session that has `local-floor`.
+   */
+  async startXR(session) {
+    const xr = this.renderer.xr;
+    xr.enabled = true;
+    xr.setReferenceSpaceType("local-floor");
+    await xr.setSession(session);
+    this.xr = session;
+    this.scene.background = null;
+    this.grid.visible = false;
+    this.closestLabel.hidden = true;
+    this.headBanner = session.domOverlayState ? null : new HeadBanner();
+    if (this.headBanner) this.scene.add(this.headBanner.mesh);
+    this.setBanner(this.bannerState);
+    const viewer = new THREE.Vector3(), viewerQ = new THREE.Quaternion(), ahead = new THREE.Vector3();
+    this.renderer.setAnimationLoop((time, frame) => {
+      if (!frame) return;
+      this.onXRFrame(time, frame, xr.getReferenceSpace());
+      if (this.headBanner) {  // 1.2 m ahead of the viewer, a little above the line of sight
+        const camera = xr.getCamera();
+        camera.matrixWorld.decompose(viewer, viewerQ, ahead);
+        ahead.set(0, 0.25, -1.2).applyQuaternion(viewerQ).add(viewer);
+        this.headBanner.mesh.position.copy(ahead);
+        this.headBanner.mesh.quaternion.copy(viewerQ);
+      }
+      this.renderer.render(this.scene, this.camera);
+      this.onRender();
+    });
+    session.addEventListener("end", () => {
+      this.renderer.setAnimationLoop(null);
+      xr.enabled = false;
+      this.xr = null;
+      if (this.headBanner) this.scene.remove(this.headBanner.mesh);
+      this.headBanner = null;
+      this.scene.background = this.background;
+      this.grid.visible = true;
+      this.setCellPose(null);
+      this.cell.visible = true;
+      this.resize();
+    });
+  }
+
+  /** The safety banner drawn in the scene during a WebXR session without a DOM overlay. */
+  setBanner(state) {
+    this.bannerState = state;
+    if (this.headBanner && state) this.headBanner.draw(state.text, state.color);
+  }
+
   renderIfDirty() {
-    if (!this.dirty) return;
+    if (this.xr || this.paused || !this.dirty) return;
     this.dirty = false;
     this.renderer.render(this.scene, this.camera);
     if (this.closestMid && !this.closestLabel.hidden) {

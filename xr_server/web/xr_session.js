@@ -28,11 +28,14 @@ export async function request(socket, event, payload) {
   return answer;
 }
 
-/** Offer `pc`'s media to the server for `session` (all candidates included), apply the answer. */
-export async function negotiate(socket, pc, session) {
+/**
+ * Offer `pc`'s media to the server for `session` (all candidates included), apply the answer.
+ * `options`: more `rtc_offer` fields, e.g. `{composited: true}` (the worker's composited view).
+ */
+export async function negotiate(socket, pc, session, options = {}) {
   await pc.setLocalDescription(await pc.createOffer());
   await iceGatheringComplete(pc);
-  const answer = await request(socket, "rtc_offer", { session, type: "offer", sdp: pc.localDescription.sdp });
+  const answer = await request(socket, "rtc_offer", { ...options, session, type: "offer", sdp: pc.localDescription.sdp });
   await pc.setRemoteDescription({ type: answer.type, sdp: answer.sdp });
 }
 
