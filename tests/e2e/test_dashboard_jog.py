@@ -88,3 +88,33 @@ def test_holding_a_jog_button_moves_the_robot_and_releasing_it_stops_the_robot(p
     assert page.inner_text("#command-answer") == "stop accepted: protective stop requested"
     assert stops == [("ana", "dashboard stop button")]
     assert page.problems == []
+
+
+def test_the_hmi_stops_the_robot_by_gaze_dwell_and_its_controls_answer_to_voice_phrases(page, cell):  # noqa: F811
+    """On /hmi, resting the pointer (the cursor a head-tracked pair of glasses moves) on "Stop
+    robot" presses it after the dwell time, once; a glance across it does nothing. The monitor's
+    stop request gets the page's reason and the page shows the answer. The voice phrases (the
+    button labels) press their controls through the page's own matcher; the Web Speech API
+    itself is the browser's and is not driven here."""
+    base, _, stops = cell
+    sign_in(page, base, "/hmi")
+    wait_until(page, "window.__xrcell.ready === true", 20)
+    before = len(stops)
+    page.hover("#stop-robot")
+    page.wait_for_timeout(400)            # a glance: well under the 1.2 s dwell
+    page.hover("#hmi-badge")              # no [data-dwell] here
+    page.wait_for_timeout(1500)
+    assert len(stops) == before and page.evaluate("window.__xrcell.handsFree.dwellClicks") == 0
+    page.hover("#stop-robot")
+    wait_until(page, "window.__xrcell.handsFree.robotAnswer?.verdict === 'accepted'", 10)
+    assert page.inner_text("#robot-answer") == "stop accepted: protective stop requested"
+    assert stops[before:] == [("ana", "HMI stop button")]
+    page.wait_for_timeout(2000)           # still resting on it: no second press
+    assert len(stops) == before + 1 and page.evaluate("window.__xrcell.handsFree.dwellClicks") == 1
+    page.hover("#hmi-badge")
+    assert page.evaluate("document.getElementById('align-panel').hidden")
+    assert page.evaluate("window.__xrcell.handsFree.hear('OK, align!')") == "align"
+    assert not page.evaluate("document.getElementById('align-panel').hidden")
+    assert page.evaluate("window.__xrcell.handsFree.hear('open the pod bay doors')") is None
+    assert page.evaluate("window.__xrcell.handsFree.voice") == 'not a command: "open the pod bay doors"'
+    assert page.problems == []

@@ -13,6 +13,7 @@ import { subscribeTwin, fmt, probe } from "./twin_socket.js";
 import { AnnotationSet, ICE_SERVERS, audioPackets, drawAnnotations, negotiate, request, setMuted }
   from "./xr_session.js";
 import { ArMode, CameraReporter, StoredAlignment, arSupported, manualCamera } from "./hmi_xr.js";
+import { VoiceCommands, enableDwell } from "./hands_free.js";
 
 const $ = (id) => document.getElementById(id);
 const view = new TwinView($("hmi-twin"), { background: 0x0d1117, onRender: () => { probe.rendered += 1; } });
@@ -276,3 +277,32 @@ async function setGlasses(on) {
 }
 $("glasses-view").addEventListener("click", () => setGlasses(!glasses.on));
 if (new URLSearchParams(window.location.search).get("view") === "composited") setGlasses(true);
+
+// ------------------------------------------------------------------- stop, gaze and voice
+// "Stop robot" asks the safety monitor for a latched protective stop (any signed-in user may; a
+// supervisor resets it). The page shows the answer; the badge shows the stop when it happens.
+probe.handsFree = { dwellClicks: 0, voice: "off", robotAnswer: null };
+$("stop-robot").addEventListener("click", () => {
+  $("robot-answer").textContent = "stop requested…";
+  socket.emit("robot_command", { kind: "stop", reason: "HMI stop button" }, (ack) => {
+    probe.handsFree.robotAnswer = ack;
+    $("robot-answer").dataset.verdict = ack?.verdict || "error";
+    $("robot-answer").textContent = !ack ? "no answer from the server"
+      : ack.error ? `stop refused: ${ack.error}` : `stop ${ack.verdict}: ${ack.reason}`;
+  });
+});
+
+// Gaze: resting the pointer (a head-moved cursor) on a [data-dwell] control for 1.2 s presses it.
+enableDwell(document, { onFire: () => { probe.handsFree.dwellClicks += 1; } });
+
+// Voice: the [data-voice] phrases, where the browser has speech recognition; glasses with their
+// own voice system say the buttons' labels, which are the same words.
+const voice = new VoiceCommands(document, (text) => { probe.handsFree.voice = text; $("voice-status").textContent = text; });
+probe.handsFree.hear = (transcript) => voice.hear(transcript)?.phrase ?? null;  // the tests' seam
+$("voice").hidden = !VoiceCommands.available();
+$("voice").addEventListener("click", () => {
+  const on = $("voice").getAttribute("aria-pressed") !== "true";
+  if (on && !voice.start()) return;
+  if (!on) voice.stop();
+  $("voice").setAttribute("aria-pressed", String(on));
+});
