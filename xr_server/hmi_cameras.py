@@ -174,9 +174,8 @@ class HmiCameras:
                     cam.stale_pose += 1
                 return
             period_ns = int(1e9 / cam.config.process_rate_hz)
-            cam.next_due_ns = max(cam.next_due_ns + period_ns, receipt_ns)
-            if cam.next_due_ns > receipt_ns + period_ns:
-                cam.next_due_ns = receipt_ns + period_ns
+            due = cam.next_due_ns + period_ns        # keeps the cadence while frames keep up
+            cam.next_due_ns = due if receipt_ns < due <= receipt_ns + period_ns else receipt_ns + period_ns
             config = cam.config
         try:
             image = _scaled(frame.to_ndarray(format="bgr24"), config.resize, config.max_width_px)
