@@ -1078,7 +1078,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                                            perception_source=perception_source, gate=gate,
                                            twin_clients=twin_clients, xr_sessions=xr_sessions.registry.count,
                                            peer_connections=gateway.peer_count,
-                                           twin_states_dropped=twin_queues.dropped_total))
+                                           twin_states_dropped=twin_queues.dropped_total,
+                                           hmi_cameras=None if hmi_cameras is None else hmi_cameras.status))
     openapi_doc = build_openapi(app, cookie_name=COOKIE_NAME)
 
     def stop() -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import requests
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from av import VideoFrame
 
@@ -50,10 +51,17 @@ MAX_MEDIAN_REPROJECTION_PX = 10.0
 
 
 #: Clip frames the rig shows, each for STILL_S seconds, in a loop.
-CLIP_FRAMES = (10, 30, 50, 70, 90)
-STILL_S = 3.0
+CLIP_FRAMES = (30, 70)
+STILL_S = 6.0
+#: The person's track is compared once he has been still for this long (its filter settled), ns.
+SETTLE_NS = 1_000_000_000
 #: Frame rate of the fixed cameras of the rig.
 RIG_FPS = 15.0
+#: Fewest track updates with the glasses to compare (the posed phase lasts until it has them, at
+#: most 2 minutes).
+MIN_UPDATES = 8
+#: The monitor's camera and tracking timeouts in this test, seconds.
+CAMERA_TIMEOUT_S = 4.0
 
 
 class StillRig:
@@ -117,6 +125,19 @@ class GlassesTrack(VideoStreamTrack):
         return frame
 
 
+def comparable_updates(samples, rig: StillRig) -> dict:
+    """(track id, newest capture) -> the `HumanTrack` of each update that the glasses took part in,
+    with the fixed cameras, all on one clip frame the person had held still for `SETTLE_NS`."""
+    out = {}
+    for snap in samples:
+        for track in snap.tracks:
+            px = dict(track.keypoints_px)
+            if ("glasses" in track.views and set(FIXED) <= set(px)
+                    and rig.index(track.capture_ns - SETTLE_NS) == rig.index(track.newest_capture_ns)):
+                out.setdefault((track.track_id, track.newest_capture_ns), track)
+    return out
+
+
 def hmi_camera_event(session: str, calibration, width: int, height: int) -> dict:
     """The ``hmi_camera`` event of glasses at `calibration` sending `width` x `height` frames."""
     position, quaternion = pose_from_extrinsics(calibration.R, calibration.t)
@@ -148,8 +169,10 @@ def run(tmp_path_factory):
     hmi = HmiCameras([HmiCamera(id="glasses", kind="hmi", user="wendy", max_pose_age_s=0.1)],
                      lambda cam, image, ns, cal: source.push(image, ns, cal))
     # A real monitor on the real tracking output (robot state from a fake backend), stepped by
-    # the test; generous timeouts, so that only a camera fault could fault-stop it on a loaded machine.
-    params = SafetyParameters(camera_timeout_s=2.0, tracker_timeout_s=2.0, monitor_timeout_s=10.0)
+    # the test; generous timeouts (a pipeline step takes up to a second or two on a loaded machine),
+    # and the glasses gone for longer than the camera timeout.
+    params = SafetyParameters(camera_timeout_s=CAMERA_TIMEOUT_S, tracker_timeout_s=CAMERA_TIMEOUT_S,
+                              monitor_timeout_s=10.0)
     monitor = SafetyMonitor(lambda: robot_state(time.monotonic_ns()), pipeline.snapshot,
                             CommandGate(FakeBackend(), lambda: None, np.array([1.0])).safety_channel(),
                             params, StopData(), 1.0)
@@ -173,9 +196,9 @@ def run(tmp_path_factory):
                 wendy.emit("hmi_camera", event)
             time.sleep(1 / 30)
 
-    def sample_for(seconds: float) -> None:
+    def sample_for(seconds: float, until=lambda: False) -> None:
         end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        while time.monotonic() < end and not until():
             time.sleep(0.1)
             snap = pipeline.snapshot()
             if snap is not None:
@@ -195,9 +218,15 @@ def run(tmp_path_factory):
         while hmi.status()[0].frames_received < 20 and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         out["no_pose"] = hmi.status()[0]
+        out["metrics"] = (await asyncio.to_thread(requests.get, f"{server.base}/metrics", timeout=10)).text
         # 2. the glasses report their pose: their frames join tracking
         poses_on.set()
-        await asyncio.to_thread(sample_for, 5 * STILL_S)
+        # long enough for enough updates with the glasses, however loaded the machine is
+        def enough() -> bool:
+            return len(comparable_updates(out["samples"], rig)) >= MIN_UPDATES
+        start = time.monotonic()
+        await asyncio.to_thread(sample_for, 3 * STILL_S)
+        await asyncio.to_thread(sample_for, 120.0 - (time.monotonic() - start), enough)
         out["posed"] = hmi.status()[0]
         # 3. the poses stop (tracking lost on the device): frames rejected as too old
         poses_on.clear()
@@ -211,7 +240,7 @@ def run(tmp_path_factory):
         out["samples_before_leaving"] = len(out["samples"])
         # 4. the glasses leave: the monitor keeps running on the fixed cameras
         await worker.close()
-        await asyncio.to_thread(sample_for, 3.0)
+        await asyncio.to_thread(sample_for, CAMERA_TIMEOUT_S + 1.0)
         out["after"] = hmi.status()[0]
 
     pipeline.start()
@@ -236,6 +265,10 @@ def test_frames_without_a_pose_are_rejected_and_counted(run):
     no_pose = run["no_pose"]
     assert no_pose.session is not None and no_pose.frames_received >= 20
     assert no_pose.frames_used == 0 and no_pose.frames_rejected_no_pose == no_pose.frames_received
+    scraped = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in run["metrics"].splitlines()
+               if line.startswith("xrcell_hmi_camera_frames_total")}
+    assert scraped['xrcell_hmi_camera_frames_total{camera="glasses",outcome="used"}'] == 0
+    assert scraped['xrcell_hmi_camera_frames_total{camera="glasses",outcome="rejected_no_pose"}'] >= 20
 
 
 def test_frames_whose_pose_is_too_old_are_rejected_and_counted(run):
@@ -250,35 +283,26 @@ def test_the_glasses_join_the_triangulation_and_agree_with_the_fixed_cameras(run
     calib, glasses, rig = run["calib"], run["glasses_calib"], run["rig"]
     posed = run["posed"]
     assert posed.frames_used >= 30, posed
-    errors_m, errors_px, with_glasses = [], [], 0
-    seen = set()
-    for snap in run["samples"][:run["samples_before_leaving"]]:
-        for track in snap.tracks:
-            px = dict(track.keypoints_px)
-            if "glasses" not in track.views or not set(FIXED) <= set(px):
-                continue
-            if rig.index(track.capture_ns) != rig.index(track.newest_capture_ns):
-                continue            # views of two different clip frames (the person moved between)
-            key = (track.track_id, track.newest_capture_ns)
-            if key in seen:
-                continue
-            seen.add(key)
-            with_glasses += 1
-            # the fixed cameras' own triangulation of the same frames
-            kp = np.stack([px[c][:, :2] for c in FIXED])
-            vis = np.stack([px[c][:, 2] for c in FIXED])
-            ref = triangulate([calib[c] for c in FIXED], kp, vis).points
-            body = list(BODY_POINTS)
-            d = np.linalg.norm(track.keypoints_cell[body] - ref[body], axis=1)
-            errors_m.extend(d[np.isfinite(d)])
-            # the glasses' detections against that triangulation seen from where they really are
-            reproj = project_points(glasses, ref[body])
-            e = np.linalg.norm(reproj - px["glasses"][body, :2], axis=1)
-            ok = np.isfinite(e) & (px["glasses"][body, 2] >= 0.5)
-            errors_px.extend(e[ok])
+    errors_m, errors_px = [], []
+    updates = comparable_updates(run["samples"][:run["samples_before_leaving"]], rig)
+    with_glasses = len(updates)
+    for track in updates.values():
+        px = dict(track.keypoints_px)
+        # the fixed cameras' own triangulation of the same frames
+        kp = np.stack([px[c][:, :2] for c in FIXED])
+        vis = np.stack([px[c][:, 2] for c in FIXED])
+        ref = triangulate([calib[c] for c in FIXED], kp, vis).points
+        body = list(BODY_POINTS)
+        d = np.linalg.norm(track.keypoints_cell[body] - ref[body], axis=1)
+        errors_m.extend(d[np.isfinite(d)])
+        # the glasses' detections against that triangulation seen from where they really are
+        reproj = project_points(glasses, ref[body])
+        e = np.linalg.norm(reproj - px["glasses"][body, :2], axis=1)
+        ok = np.isfinite(e) & (px["glasses"][body, 2] >= 0.5)
+        errors_px.extend(e[ok])
     print(f"HMI view in {with_glasses} track updates; median 3D error {np.median(errors_m):.3f} m, "
           f"median reprojection into the glasses {np.median(errors_px):.1f} px; {run['report']}")
-    assert with_glasses >= 10
+    assert with_glasses >= MIN_UPDATES
     assert np.median(errors_m) <= MAX_MEDIAN_3D_ERROR_M
     assert np.median(errors_px) <= MAX_MEDIAN_REPROJECTION_PX
 
@@ -294,7 +318,9 @@ def test_the_glasses_leaving_does_not_fault_stop_the_monitor(run):
         [s.reason for s in states[first_live:] if s.mode is SafetyMode.FAULT_STOP][:3]
     assert not any("glasses" in s.reason for s in states)
     # the fixed cameras still see the person after the glasses left
-    last = run["samples"][-1]
-    assert last.tracks and all("glasses" not in t.views for t in last.tracks)
+    after_leaving = run["samples"][run["samples_before_leaving"]:]
+    assert any(snap.tracks for snap in after_leaving)
+    last = after_leaving[-1]
+    assert all("glasses" not in t.views for t in last.tracks)
     glasses_status = next(c for c in last.cameras if c.camera_id == "glasses")
-    assert glasses_status.optional and time.monotonic_ns() - glasses_status.last_frame_ns > 2e9
+    assert glasses_status.optional and last.stamp_ns - glasses_status.last_frame_ns > CAMERA_TIMEOUT_S * 1e9
