@@ -9,10 +9,11 @@ resolved against the folder of the cell file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_validator)
 
 from content.errors import CellDescriptionError
 
@@ -165,15 +166,65 @@ class Calibration(_Model):
 
 
 class Camera(_Model):
-    """A cell camera: a video source and its calibration."""
+    """A fixed cell camera: a video source and its calibration (``kind: fixed``, the default)."""
 
     id: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["fixed"] = "fixed"
     video: Path
     calibration: Calibration
     playback: Literal["loop", "pingpong", "once"] = Field(
         "loop", description="video files: loop from the start, play forwards then backwards, or play once")
     process_rate_hz: float = Field(8.0, gt=0.0, le=120.0)
     resize: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class HmiCamera(_Model):
+    """A worker's HMI (glasses) as a camera of the cell (``kind: hmi``).
+
+    The frames come from the WebRTC video the HMI sends in its XR session; the camera's pose and
+    intrinsics come, per frame, from the HMI's ``hmi_camera`` events (WebXR). A frame is used
+    only when a reported pose is stamped within `max_pose_age_s` of its capture time (the rest
+    are counted and dropped). Its absence is not a fault: a worker may take the glasses off, so
+    the monitor's camera watchdog skips it (the fixed cameras keep theirs).
+
+    Attributes:
+        id: the camera's id in tracking output.
+        user: the account whose worker video this camera is (exactly one of `user` and
+            `device`).
+        device: the HMI's device id, as its client sends it with its offer (``device``).
+        max_pose_age_s: largest gap between a frame's capture time and the pose used for it.
+        process_rate_hz: pose-estimation rate of the camera; frames in between are dropped
+            before they are converted.
+        resize: scale factor applied to the received frames before tracking.
+        max_width_px: frames wider than this (after `resize`) are scaled down to it.
+    """
+
+    id: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["hmi"]
+    user: str | None = Field(None, min_length=1)
+    device: str | None = Field(None, min_length=1, max_length=128)
+    max_pose_age_s: float = Field(0.1, gt=0.0, le=1.0)
+    process_rate_hz: float = Field(8.0, gt=0.0, le=120.0)
+    resize: float = Field(1.0, gt=0.0, le=1.0)
+    max_width_px: int = Field(960, ge=64, le=4096)
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> "HmiCamera":
+        if (self.user is None) == (self.device is None):
+            raise ValueError("give exactly one of user (an account) or device (the HMI's device id)")
+        return self
+
+
+def _camera_kind(value: object) -> str:
+    kind = value.get("kind", "fixed") if isinstance(value, dict) else getattr(value, "kind", "fixed")
+    return kind if isinstance(kind, str) else repr(kind)
+
+
+_CAMERA_TAGS = ("fixed", "hmi")
+#: A camera of the cell, told apart by its ``kind`` (``fixed`` when absent).
+AnyCamera = Annotated[Union[Annotated[Camera, Tag("fixed")], Annotated[HmiCamera, Tag("hmi")]],
+                      Discriminator(_camera_kind, custom_error_type="camera_kind",
+                                    custom_error_message="kind must be 'fixed' (the default) or 'hmi'")]
 
 
 class SafetyParameters(_Model):
@@ -370,7 +421,7 @@ class CellDescription(_Model):
 
     name: str = Field(..., min_length=1)
     robot: Robot = Robot()
-    cameras: list[Camera] = Field(default_factory=list)
+    cameras: list[AnyCamera] = Field(default_factory=list)
     safety: SafetyParameters = SafetyParameters()
     perception: PerceptionParameters = PerceptionParameters()
     program: PickAndPlace | None = None
@@ -403,9 +454,17 @@ class CellDescription(_Model):
 
     @field_validator("cameras")
     @classmethod
-    def _unique_camera_ids(cls, cameras: list[Camera]) -> list[Camera]:
+    def _unique_camera_ids(cls, cameras: list[Camera | HmiCamera]) -> list[Camera | HmiCamera]:
         _require_unique([c.id for c in cameras], "camera ids")
         return cameras
+
+    def fixed_cameras(self) -> list[Camera]:
+        """The cell's fixed cameras (video source and calibration), in file order."""
+        return [c for c in self.cameras if isinstance(c, Camera)]
+
+    def hmi_cameras(self) -> list[HmiCamera]:
+        """The HMIs used as cameras, in file order."""
+        return [c for c in self.cameras if isinstance(c, HmiCamera)]
 
 
 def _zone_corners(zone: Zone) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
@@ -425,7 +484,9 @@ def _require_unique(values: list[str], what: str) -> None:
 
 def _field_path(loc: tuple) -> str:
     out = ""
-    for part in loc:
+    for k, part in enumerate(loc):
+        if k and isinstance(loc[k - 1], int) and part in _CAMERA_TAGS:
+            continue        # the `AnyCamera` member pydantic tried: the kind, not a field
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
@@ -440,6 +501,7 @@ def _resolve(cell: CellDescription, base: Path) -> CellDescription:
                 ),
             }
         )
+        if isinstance(c, Camera) else c
         for c in cell.cameras
     ]
     return cell.model_copy(update={"cameras": cams})

@@ -202,6 +202,8 @@ def input_faults(now_ns: int, robot: RobotState | None, perception: PerceptionSn
         if age > params.tracker_timeout_s * 1e9:
             faults.append(f"worker tracking stale: {_ms(age):.0f} ms old")
         for cam in perception.cameras:
+            if cam.optional:        # an HMI camera: its views come and go with the worker
+                continue
             if cam.last_frame_ns == 0:
                 faults.append(f"camera {cam.camera_id}: no frames received")
             elif cam.last_processed_ns == 0:

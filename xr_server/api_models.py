@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Literal, TypeVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class PayloadError(ValueError):
@@ -231,11 +231,17 @@ class RtcOffer(_Strict):
     composited: bool = Field(default=False, description=(
         "The worker only: send the camera back with the twin drawn in (needs a sendrecv video "
         "transceiver; drawn from the pose of the newest `hmi_camera`)."))
+    device: str | None = Field(default=None, min_length=1, max_length=128, description=(
+        "The worker only: the HMI's device id, for a cell that uses that device as a camera "
+        "(cell file `cameras`, `kind: hmi`, `device`)."))
 
 
 class HmiCamera(_Strict):
     """Client event ``hmi_camera`` (the session's worker): where the HMI's camera is, so that
-    annotations get a 3D anchor in the `cell` frame. Send again whenever it moves."""
+    annotations get a 3D anchor in the `cell` frame and, where the cell uses the HMI as a camera,
+    its frames join worker tracking. Send again whenever it moves (for tracking, with every
+    WebXR frame or at least as often as the cell's `max_pose_age_s` asks: a video frame is used
+    only with a pose received within that time of its capture)."""
 
     session: str = _SESSION_ID
     position_m: list[float] = Field(min_length=3, max_length=3, description="Optical centre, m, `cell` frame.")
@@ -243,6 +249,16 @@ class HmiCamera(_Strict):
         "Unit quaternion (x, y, z, w) of the optical frame (x right, y down, z forward) in the `cell` frame."))
     hfov_deg: float = Field(description="Horizontal field of view, degrees.")
     aspect: float = Field(description="Image width / height.")
+    principal_point: list[float] = Field(default=[0.5, 0.5], min_length=2, max_length=2, description=(
+        "Principal point (u, v) as fractions of the image width and height (WebXR's projection "
+        "matrix gives it); the image centre by default."))
+
+    @field_validator("principal_point")
+    @classmethod
+    def _inside_image(cls, value: list[float]) -> list[float]:
+        if not all(0.0 < c < 1.0 for c in value):
+            raise ValueError(f"must be inside the image (each from 0 to 1), got {value}")
+        return value
 
 
 class AnnotationCreate(_Strict):

@@ -113,6 +113,7 @@ from xr_server.auth import (
     TokenSigner,
 )
 from xr_server.errors import SessionError, XrServerError
+from xr_server.hmi_cameras import HmiCameras
 from xr_server.health import DEFAULT_STALE_AFTER_S, health_report
 from xr_server.metrics import CellCollector, GateCounts, MonitorFigures, make_registry
 from xr_server.openapi import build_openapi
@@ -212,6 +213,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                recordings: Recordings | None = None,
                twin_asset: Callable[[], TwinAsset] | None = None,
                safety_stop: SafetyStop | None = None,
+               hmi_cameras: HmiCameras | None = None,
                ) -> tuple[flask.Flask, flask_socketio.SocketIO]:
     """Build the server.
 
@@ -249,6 +251,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         twin_asset: returns the cell's static twin (`content.TwinAsset`, built once and cached by
             the caller, e.g. `content.TwinAssetCache`) for ``GET /api/cells/<cell>/twin.glb``;
             called from request threads; None answers 503.
+        hmi_cameras: the HMIs the cell uses as cameras (`xr_server.hmi_cameras.HmiCameras`); the
+            worker videos and poses of those HMIs go to worker tracking. None: no HMI camera.
 
     Returns:
         ``(app, socketio)``. Run with ``socketio.run(app, ...)``; ``app.xrcell_stop()`` ends the
@@ -275,7 +279,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
     xr_sessions = SessionEvents(socketio, NAMESPACE, cell_name, gateway, annotation_store,
                                 anchor_scene=anchor_scene, recordings=recordings,
                                 twin_source=twin_source,
-                                twin_states_dropped=twin_queues.dropped)
+                                twin_states_dropped=twin_queues.dropped,
+                                hmi_cameras=hmi_cameras)
     stop_event = threading.Event()
     csp = ("default-src 'self'; script-src 'self' " + " ".join(_inline_script_hashes())
            + "; img-src 'self' data: blob:; style-src 'self'; connect-src 'self'; object-src 'none';"
@@ -1077,7 +1082,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                                            twin_clients=twin_clients, xr_sessions=xr_sessions.registry.count,
                                            peer_connections=gateway.peer_count,
                                            twin_states_dropped=twin_queues.dropped_total,
-                                           video_frames_dropped=rtc_receiver.dropped_frames_total))
+                                           video_frames_dropped=rtc_receiver.dropped_frames_total,
+                                           hmi_cameras=None if hmi_cameras is None else hmi_cameras.status))
     openapi_doc = build_openapi(app, cookie_name=COOKIE_NAME)
 
     def stop() -> None:

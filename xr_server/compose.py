@@ -190,7 +190,7 @@ def _tracking(cell: CellDescription) -> Any:
 
     cams = []
     calib_cache: dict[Path, dict] = {}
-    for cam in cell.cameras:
+    for cam in cell.fixed_cameras():
         calibs = calib_cache.setdefault(
             cam.calibration.file, load_calibration(cam.calibration.file, cam.calibration.format)
         )
@@ -218,6 +218,7 @@ def _tracking(cell: CellDescription) -> Any:
         process_rate_hz=rate,
         model_complexity=cell.perception.model_complexity,
         cell_bounds=None if bounds is None else (numpy.array(bounds.min), numpy.array(bounds.max)),
+        hmi_cameras=[c.id for c in cell.hmi_cameras()],
     )
 
 
@@ -353,6 +354,7 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
         A function that stops the server's background work (the server thread is a daemon).
     """
     from xr_server.app import create_app
+    from xr_server.hmi_cameras import HmiCameras
     from xr_server.recording import Recordings
     from xr_server.serving import serve_in_thread
 
@@ -375,6 +377,8 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
         annotation_store=annotations,
         recordings=None if recordings_dir is None else Recordings(recordings_dir, cell.twin_state),
         twin_asset=twin_asset,
+        hmi_cameras=(HmiCameras(cell.description.hmi_cameras(), cell.pipeline.push_frame)
+                     if cell.description.hmi_cameras() else None),
     )
     serve_in_thread(app, socketio, host, port, ssl_context=ssl_context)
 

@@ -23,6 +23,9 @@ Metrics (units in the names, Prometheus conventions: seconds, metres, ``_total``
     xrcell_video_frames_dropped_total                        encoded video frames dropped because the
                                                              server's decoder was behind (rtc_receiver)
     xrcell_gate_commands_total{verdict}                      robot commands the gate accepted / rejected
+    xrcell_hmi_camera_frames_total{camera, outcome}          frames of each HMI camera: used, skipped (rate
+                                                             cap), rejected_no_pose, rejected_stale_pose,
+                                                             rejected_bad_pose (`xr_server.hmi_cameras`)
 """
 
 from __future__ import annotations
@@ -83,6 +86,8 @@ class CellCollector:
             clients since the start (`xr_server.twin_queue.TwinSendQueues.dropped_total`).
         video_frames_dropped: returns the number of encoded video frames dropped because a
             decoder was behind (`xr_server.rtc_receiver.dropped_frames_total`).
+        hmi_cameras: returns the `xr_server.hmi_cameras.HmiCameraStatus` of every HMI camera;
+            None: the cell has none.
         clock_ns: monotonic clock for the input ages.
     """
 
@@ -93,7 +98,9 @@ class CellCollector:
                  xr_sessions: Callable[[], int] = lambda: 0, peer_connections: Callable[[], int] = lambda: 0,
                  twin_states_dropped: Callable[[], int] = lambda: 0,
                  video_frames_dropped: Callable[[], int] = lambda: 0,
+                 hmi_cameras: Callable[[], Sequence[object]] | None = None,
                  clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
+        self._hmi_cameras = hmi_cameras
         self._monitor = monitor
         self._robot_source = robot_source
         self._perception_source = perception_source
@@ -201,6 +208,16 @@ class CellCollector:
             commands.add_metric(["accepted"], self._gate.accepted)
             commands.add_metric(["rejected"], self._gate.rejected)
             yield commands
+        if self._hmi_cameras is not None:
+            frames = CounterMetricFamily("xrcell_hmi_camera_frames",
+                                         "Frames of each HMI camera by what became of them.",
+                                         labels=["camera", "outcome"])
+            for status in self._hmi_cameras():
+                for outcome in ("used", "skipped", "rejected_no_pose", "rejected_stale_pose",
+                                "rejected_bad_pose"):
+                    frames.add_metric([getattr(status, "camera_id"), outcome],
+                                      getattr(status, f"frames_{outcome}"))
+            yield frames
 
 
 def make_registry(collector: CellCollector) -> CollectorRegistry:

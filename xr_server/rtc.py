@@ -23,8 +23,11 @@ Signalling is offer/answer without trickle ICE: the browser sends its offer once
 complete, the answer carries all of the server's candidates (aiortc gathers them in
 ``setLocalDescription``).
 
+The session's reader also hands every decoded frame to `on_frame` (worker tracking, when the cell
+uses that HMI as a camera: `xr_server.hmi_cameras`), so tracking costs no second decode.
+
 Threads: every coroutine here runs on the `RtcGateway` loop (`RtcGateway.call`); `video` is
-readable from any thread; `on_video` is called on the loop.
+readable from any thread; `on_video` and `on_frame` are called on the loop.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from pathlib import Path
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamError
+from av import VideoFrame
 
 from xr_server.composited_view import CompositedTrack, CompositeStatus
 from xr_server.errors import SignallingError
@@ -55,6 +59,9 @@ MAX_SDP_CHARS = 64 * 1024
 #: ``on_video(session_id, track_id)``: the session's worker video started (its track id) or
 #: ended (None).
 VideoListener = Callable[[str, "str | None"], None]
+#: ``on_frame(session_id, frame)``: a decoded `av.VideoFrame` of the session's worker video; called
+#: on the loop for every frame, so it must return in a few milliseconds.
+FrameListener = Callable[[str, "VideoFrame"], None]
 #: ``overlay(session_id)``: what the composited view of a session shows now; called from an
 #: executor thread for every composited frame.
 OverlaySource = Callable[[str], OverlayInputs]
@@ -129,15 +136,17 @@ class SessionMedia:
         gateway: creates (and on stop closes) the peer connections.
         on_video: `VideoListener`, called on the loop when a session's worker video starts or ends.
         overlay: `OverlaySource` of the composited views; None refuses them.
+        on_frame: `FrameListener`, every decoded frame of every worker video; None: nobody.
         on_data_channel: ``(sid, channel)``, called on the loop for every data channel a peer
             opens (the twin stream, `xr_server.twin_channel`).
     """
 
     def __init__(self, gateway: RtcGateway, on_video: VideoListener,
-                 overlay: OverlaySource | None = None,
+                 overlay: OverlaySource | None = None, on_frame: FrameListener | None = None,
                  on_data_channel: Callable[[str, RTCDataChannel], None] | None = None) -> None:
         self._gateway = gateway
         self._on_video = on_video
+        self._on_frame = on_frame
         self._overlay = overlay
         self._on_data_channel = on_data_channel
         self._views: dict[str, CompositedTrack] = {}  # sid -> its composited view; loop only
@@ -416,6 +425,11 @@ class SessionMedia:
                 publication.width, publication.height = frame.width, frame.height
                 self._set_status(session_id, VideoStatus(publication.track.id, publication.frames,
                                                          frame.width, frame.height))
+                if self._on_frame is not None:
+                    try:
+                        self._on_frame(session_id, frame)
+                    except Exception:  # noqa: BLE001 - a listener bug must not end the video
+                        log.exception("frame listener failed for session %s", session_id)
         except MediaStreamError:
             video = self._videos.get(session_id)
             if video is not None and video.publication is publication:

@@ -39,6 +39,7 @@ from xr_server.api_models import (
 )
 from xr_server.auth import TokenClaims
 from xr_server.errors import GatewayError, SessionError
+from xr_server.hmi_cameras import HmiCameras
 from xr_server.overlay import OverlayInputs
 from xr_server.rtc import SessionMedia, check_sdp
 from xr_server.recording import Recordings
@@ -79,6 +80,8 @@ class SessionEvents:
         twin_states_dropped: ``sid -> count`` of the twin states dropped for a slow connection
             (`xr_server.twin_queue.TwinSendQueues.dropped`; None: not connected); listed per
             participant by ``session_list``.
+        hmi_cameras: the HMIs the cell uses as cameras (`xr_server.hmi_cameras`): their worker
+            videos and ``hmi_camera`` poses go to worker tracking; None: no HMI is a camera.
 
     Threads: the handlers run in Socket.IO handler threads, `_on_video` on the gateway's loop,
     `_overlay` in executor threads of the loop; the registry and the media are thread-safe as
@@ -90,7 +93,8 @@ class SessionEvents:
                  anchor_scene: Callable[[], Sequence[SceneCapsule]] | None = None,
                  recordings: Recordings | None = None,
                  twin_source: Callable[[], dict | None] | None = None,
-                 twin_states_dropped: Callable[[str], int | None] = lambda sid: None) -> None:
+                 twin_states_dropped: Callable[[str], int | None] = lambda sid: None,
+                 hmi_cameras: HmiCameras | None = None) -> None:
         self._socketio = socketio
         self._namespace = namespace
         self._cell = cell_name
@@ -101,9 +105,12 @@ class SessionEvents:
         self._twin_states_dropped = twin_states_dropped
         self.registry = SessionRegistry([cell_name])
         self._twin_source = twin_source
+        self.hmi_cameras = hmi_cameras
+        self._devices: dict[str, str | None] = {}   # session id -> device of its worker's offer
         self.twin_channels = TwinChannels(gateway, self._refuse_twin_channel)
         self.media = SessionMedia(gateway, self._on_video,
                                   None if twin_source is None else self._overlay,
+                                  None if hmi_cameras is None else hmi_cameras.frame,
                                   on_data_channel=self.twin_channels.attach)
         self._lock = threading.Lock()
         # session id -> the worker's camera poses of the last CAMERA_HISTORY_S, oldest first,
@@ -147,10 +154,14 @@ class SessionEvents:
                             namespace=self._namespace)
 
     def _on_video(self, session_id: str, track_id: str | None) -> None:
+        if self.hmi_cameras is not None and track_id is None:
+            self.hmi_cameras.video_ended(session_id)
         try:
             info = self.registry.info(session_id)
         except SessionError:
             return  # ended meanwhile
+        if self.hmi_cameras is not None and track_id is not None:
+            self.hmi_cameras.video_started(session_id, info.worker, self._devices.get(session_id))
         self._broadcast_state(info)
 
     def _joined(self, info: SessionInfo, role: ParticipantRole) -> dict:
@@ -261,6 +272,9 @@ class SessionEvents:
             with self._lock:
                 self._cameras.pop(info.session_id, None)
                 self._drawn.pop(info.session_id, None)
+                self._devices.pop(info.session_id, None)
+            if self.hmi_cameras is not None:
+                self.hmi_cameras.session_ended(info.session_id)
             if self.recordings is not None and self.recordings.active(info.session_id) is not None:
                 self._stop_recording(info.session_id, "session ended")
             log.info("XR session %s ended", info.session_id)
@@ -316,9 +330,14 @@ class SessionEvents:
         if request.composited and participant.role is not ParticipantRole.WORKER:
             raise SessionError("field 'composited': only the worker of session "
                                f"{request.session} receives the composited view")
+        if request.device is not None and participant.role is not ParticipantRole.WORKER:
+            raise SessionError(f"field 'device': only the worker of session {request.session} "
+                               "sends from an HMI device")
         offer = RTCSessionDescription(sdp=request.sdp, type=request.type)
         self._gateway.start()
         if participant.role is ParticipantRole.WORKER:
+            with self._lock:
+                self._devices[request.session] = request.device
             answer = self._gateway.call(self.media.publish, request.session, sid, offer,
                                         request.composited, timeout_s=SIGNALLING_TIMEOUT_S)
         else:
@@ -347,6 +366,9 @@ class SessionEvents:
             history.append((now, camera))
             while len(history) > 1 and history[1][0] <= now - CAMERA_HISTORY_S:
                 history.pop(0)      # keeps the newest pose older than the window, for its start
+        if self.hmi_cameras is not None:
+            self.hmi_cameras.pose(request.session, request.position_m, request.orientation,
+                                  request.hfov_deg, request.aspect, request.principal_point)
         return {"session": request.session}
 
     def _camera_at(self, session_id: str, frame_age_s: float) -> CameraPose | None:

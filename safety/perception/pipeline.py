@@ -35,9 +35,14 @@ _IDLE_PUBLISH_NS = 10_000_000
 
 
 class FrameSource(Protocol):
-    """A camera as the pipeline sees it (e.g. `VideoFileCamera`)."""
+    """A camera as the pipeline sees it (e.g. `VideoFileCamera`, `HmiFrameSource`).
 
-    def latest(self) -> tuple[np.ndarray, int, int] | None: ...
+    `latest()` returns ``(frame_bgr, capture_ns, seq)``; a moving camera (an HMI) adds the
+    `CameraCalibration` of that frame as a fourth element. A source with a true ``optional``
+    attribute is a camera whose absence is not a fault (`CameraStatus.optional`).
+    """
+
+    def latest(self) -> tuple | None: ...
     def start(self) -> None: ...
     def stop(self, timeout_s: float = 0.5) -> None: ...
 
@@ -46,7 +51,8 @@ class FrameSource(Protocol):
 class _CameraState:
     camera_id: str
     source: FrameSource
-    calibration: CameraCalibration
+    calibration: CameraCalibration | None         # None: every frame brings its own
+    optional: bool = False
     estimator: MultiPersonEstimator | None = None
     last_seq: int = 0                 # newest sequence number seen
     last_frame_ns: int = 0
@@ -58,6 +64,7 @@ class _CameraState:
     frames_with_person: int = 0
     people: tuple[Pose2D, ...] = ()   # latest 2D result (empty: nobody in the last processed frame)
     pose_capture_ns: int = 0
+    people_calibration: CameraCalibration | None = None   # of the frame `people` come from
 
 
 def draw_skeleton(frame_bgr: np.ndarray, keypoints_px: np.ndarray, *, color: tuple[int, int, int] = (0, 255, 0),
@@ -95,7 +102,8 @@ class PerceptionPipeline:
 
     Args:
         cameras: (camera_id, source, calibration) per camera; the calibration must refer to
-            the resolution of the source's frames (use `CameraCalibration.scaled`).
+            the resolution of the source's frames (use `CameraCalibration.scaled`). A moving
+            camera (an HMI, `HmiFrameSource`) gives None: each of its frames carries its own.
         process_rate_hz: maximum pose-estimation rate per camera; newer frames replace
             older ones and the frames in between count as skipped.
         world_to_cell: (4, 4) homogeneous transform from the calibration's world frame to
@@ -156,15 +164,20 @@ class PerceptionPipeline:
             raise PerceptionError(f"process_rate_hz must be positive, got {process_rate_hz!r}")
         if max_people_per_view < 1:
             raise PerceptionError(f"max_people_per_view must be at least 1, got {max_people_per_view!r}")
+        if world_to_cell is not None and not np.allclose(world_to_cell, np.eye(4)) and any(
+                c[2] is None for c in cameras):
+            raise PerceptionError("an HMI camera's poses are in the cell frame: world_to_cell must be "
+                                  "the identity when the cell has one")
         self._tracker = MultiPersonTracker(world_to_cell=world_to_cell, cell_bounds=cell_bounds,
                                            track_timeout_s=track_timeout_s, lost_hold_s=lost_hold_s,
                                            max_reprojection_error_px=max_reprojection_error_px,
                                            min_confidence=min_confidence)
-        self._cams = [_CameraState(cid, src, cal) for cid, src, cal in cameras]
+        self._cams = [_CameraState(cid, src, cal, optional=bool(getattr(src, "optional", False)))
+                      for cid, src, cal in cameras]
         self._period_ns = int(1e9 / process_rate_hz)
         self._max_view_age_ns = int(max_view_age_s * 1e9)
         self._max_view_skew_ns = int(max_view_skew_s * 1e9)
-        self._pending: deque[tuple[_CameraState, tuple[np.ndarray, int, int]]] = deque()
+        self._pending: deque[tuple[_CameraState, tuple]] = deque()
         self._factory: Callable[[], Estimator] = estimator_factory or (lambda: PoseEstimator(model_complexity))
         if detector_factory is None and estimator_factory is None:
             detector_factory = PersonDetector
@@ -260,6 +273,10 @@ class PerceptionPipeline:
         for cam in self._cams:
             if cam.estimator is not None:
                 continue
+            if cam.optional:        # an HMI may come much later: warm up on a blank frame
+                cam.estimator = self._make_estimator()
+                cam.estimator.warm_up(np.zeros((480, 640, 3), np.uint8))
+                continue
             deadline = time.monotonic() + self._warm_up_timeout_s
             latest = cam.source.latest()
             while latest is None and time.monotonic() < deadline and not self._stop.is_set():
@@ -334,7 +351,8 @@ class PerceptionPipeline:
                 self._publish(now)
             return False
         t0 = time.perf_counter()
-        cam, (image, capture_ns, seq) = self._pending.popleft()
+        cam, (image, capture_ns, seq, *posed) = self._pending.popleft()
+        calibration = posed[0] if posed else cam.calibration
         if cam.estimator is None:
             cam.estimator = self._make_estimator()
         cam.frames_skipped += seq - cam.last_processed_seq - 1 if seq > cam.last_processed_seq else 0
@@ -347,7 +365,7 @@ class PerceptionPipeline:
             # A newcomer seen by one camera: every other camera looks for him at its next frame.
             self._look_now.update(c.camera_id for c in self._cams if c is not cam)
         cam.frames_processed += 1
-        cam.people, cam.pose_capture_ns = people, capture_ns
+        cam.people, cam.pose_capture_ns, cam.people_calibration = people, capture_ns, calibration
         if people:
             cam.frames_with_person += 1
         self._views[cam.camera_id] = (image, tuple(p.keypoints_px for p in people), capture_ns)
@@ -385,7 +403,8 @@ class PerceptionPipeline:
         """Hand the fresh views captured close to `newest_ns` to the tracker."""
         views = [c for c in self._cams if c.people and now - c.pose_capture_ns <= self._max_view_age_ns
                  and abs(c.pose_capture_ns - newest_ns) <= self._max_view_skew_ns]
-        self._tracker.update([View(c.camera_id, c.calibration, c.pose_capture_ns, c.people) for c in views], now)
+        self._tracker.update([View(c.camera_id, c.people_calibration, c.pose_capture_ns, c.people)
+                              for c in views if c.people_calibration is not None], now)
 
     def _publish(self, now: int) -> None:
         # Every snapshot has its own stamp, strictly increasing: two publications within one
@@ -394,7 +413,8 @@ class PerceptionPipeline:
         self._last_stamp_ns = now
         self._tracker.expire(now)       # times tracks out even when no frame arrives
         cams = tuple(CameraStatus(c.camera_id, c.last_frame_ns, c.last_processed_ns, c.last_seq,
-                                  c.frames_processed, c.frames_skipped, c.frames_with_person) for c in self._cams)
+                                  c.frames_processed, c.frames_skipped, c.frames_with_person, c.optional)
+                     for c in self._cams)
         self._snapshot = PerceptionSnapshot(stamp_ns=now, tracks=self._tracker.tracks(), cameras=cams,
                                             lost_track_ids=self._tracker.lost_ids())
         if self._on_publish is not None:

@@ -8,6 +8,11 @@ pipe; camera views for the dashboard travel as JPEG when asked for. Capture stam
 are `time.monotonic_ns()`, which is one system-wide clock on Linux, so the parent
 measures data age and reaction time against the same clock. If the child dies or
 stalls, its snapshots go stale and the safety monitor stops the robot.
+
+HMI cameras (a worker's glasses) have no video in the child: the parent receives their frames
+over WebRTC, matches each with the HMI's pose, and `push_frame` sends the newest posed frame of
+each HMI to the child (a sender thread; a frame not yet sent when the next one comes is dropped,
+never queued), where an `HmiFrameSource` hands it to the pipeline.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,10 +61,12 @@ class CameraSpec:
 
 
 def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int, model_complexity: int,
-                cell_bounds: tuple[np.ndarray, np.ndarray] | None = None) -> None:  # pragma: no cover - runs in the child
+                cell_bounds: tuple[np.ndarray, np.ndarray] | None = None,
+                hmi_ids: Sequence[str] = ()) -> None:  # pragma: no cover - runs in the child
     import cv2
 
     from safety.perception.cameras import ReplayClock, VideoFileCamera
+    from safety.perception.hmi import HmiFrameSource
     from safety.perception.pipeline import PerceptionPipeline, draw_skeleton
 
     import signal
@@ -77,11 +85,14 @@ def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int
 
     replay = ReplayClock()      # the recorded cameras of the cell show the same moment
     try:
-        cams = [(s.camera_id, VideoFileCamera(s.camera_id, s.video, resize=s.resize, loop=s.loop, pingpong=s.pingpong,
-                                              replay_clock=replay), s.calibration) for s in specs]
+        cams: list = [(s.camera_id, VideoFileCamera(s.camera_id, s.video, resize=s.resize, loop=s.loop,
+                                                    pingpong=s.pingpong, replay_clock=replay), s.calibration)
+                      for s in specs]
     except Exception as exc:  # noqa: BLE001 - reported to the parent as a domain error
         send(("error", f"{type(exc).__name__}: {exc}"))
         return
+    hmis = {cam_id: HmiFrameSource(cam_id) for cam_id in hmi_ids}
+    cams += [(cam_id, source, None) for cam_id, source in hmis.items()]
     last = {"tracks": (), "t": 0.0}
 
     def on_publish(snapshot: PerceptionSnapshot) -> None:
@@ -94,6 +105,7 @@ def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int
     pipeline = PerceptionPipeline(cams, process_rate_hz=process_rate_hz, on_publish=on_publish,
                                   model_complexity=model_complexity, cell_bounds=cell_bounds)
     views = False
+    next_views = 0.0
     pipeline.start()
     send(("ready",))
     try:
@@ -104,7 +116,13 @@ def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int
                     break
                 if msg[0] == "views":
                     views = bool(msg[1])
-            if views:
+                if msg[0] == "hmi":
+                    try:
+                        hmis[msg[1]].push(msg[2], msg[3], msg[4])
+                    except Exception:  # noqa: BLE001 - a bad frame must not end tracking
+                        _log.exception("HMI frame refused")
+            if views and time.monotonic() >= next_views:
+                next_views = time.monotonic() + VIEW_PERIOD_S
                 for cam_id, _, _ in cams:
                     view = pipeline.camera_people(cam_id)
                     if view is None:
@@ -140,12 +158,17 @@ class PerceptionProcess:
         cell_bounds: ((3,) min, (3,) max) box in the `cell` frame, metres: a track that ends
             inside it is reported in `PerceptionSnapshot.lost_track_ids` (a fault for safety).
             None: no track is ever reported lost.
+        hmi_cameras: ids of the HMI cameras, whose frames come through `push_frame`.
+
+    Raises:
+        PerceptionError: no camera at all, or a model is missing.
     """
 
     def __init__(self, cameras: list[CameraSpec], *, process_rate_hz: float = 8.0, nice: int = 5,
                  model_complexity: int = 1,
-                 cell_bounds: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        if not cameras:
+                 cell_bounds: tuple[np.ndarray, np.ndarray] | None = None,
+                 hmi_cameras: Sequence[str] = ()) -> None:
+        if not cameras and not hmi_cameras:
             raise PerceptionError("PerceptionProcess needs at least one camera")
         from safety.perception.models import require_model
 
@@ -163,6 +186,58 @@ class PerceptionProcess:
         self._proc = None
         self._conn = None
         self._receiver: threading.Thread | None = None
+        self._hmi_ids = tuple(hmi_cameras)
+        self._send_lock = threading.Lock()           # the controlling and the HMI sender thread
+        self._hmi_lock = threading.Lock()
+        self._hmi_pending: dict[str, tuple] = {}     # camera id -> newest frame not yet sent
+        self._hmi_wake = threading.Event()
+        self._hmi_sender: threading.Thread | None = None
+        self.hmi_frames_sent = 0
+        self.hmi_frames_replaced = 0                 # dropped: a newer one came before sending
+
+    def push_frame(self, camera_id: str, image_bgr: np.ndarray, capture_ns: int,
+                   calibration: CameraCalibration) -> None:
+        """Hand a posed frame of HMI camera `camera_id` to tracking. Never blocks; any thread.
+
+        Args:
+            camera_id: one of `hmi_cameras`.
+            image_bgr: (H, W, 3) uint8 BGR, the size `calibration` refers to.
+            capture_ns: monotonic capture time, ns.
+            calibration: the camera at that frame (`safety.perception.hmi.calibration_from_pose`).
+
+        Raises:
+            PerceptionError: `camera_id` is not an HMI camera of this process.
+        """
+        if camera_id not in self._hmi_ids:
+            raise PerceptionError(f"{camera_id!r} is not an HMI camera of worker tracking "
+                                  f"(has {', '.join(self._hmi_ids) or 'none'})")
+        with self._hmi_lock:
+            if camera_id in self._hmi_pending:
+                self.hmi_frames_replaced += 1
+            self._hmi_pending[camera_id] = ("hmi", camera_id, image_bgr, int(capture_ns), calibration)
+        self._hmi_wake.set()
+
+    def _send_hmi(self) -> None:
+        while self._proc is not None:
+            self._hmi_wake.wait(0.2)
+            self._hmi_wake.clear()
+            with self._hmi_lock:
+                pending, self._hmi_pending = self._hmi_pending, {}
+            for msg in pending.values():
+                if not self._send(msg):
+                    return
+                self.hmi_frames_sent += 1
+
+    def _send(self, msg: tuple) -> bool:
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            with self._send_lock:
+                conn.send(msg)
+            return True
+        except (OSError, ValueError):
+            return False
 
     def snapshot(self) -> PerceptionSnapshot | None:
         """The newest snapshot from the child (None before the first)."""
@@ -174,8 +249,8 @@ class PerceptionProcess:
         return self._cell_bounds
 
     def camera_ids(self) -> list[str]:
-        """The camera ids, in cell order."""
-        return [s.camera_id for s in self._specs]
+        """The camera ids: the fixed cameras in cell order, then the HMI cameras."""
+        return [s.camera_id for s in self._specs] + list(self._hmi_ids)
 
     def camera_jpeg(self, camera_id: str) -> bytes | None:
         """JPEG of the newest processed frame of `camera_id` with its 2D skeleton (views enabled)."""
@@ -194,7 +269,8 @@ class PerceptionProcess:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child_conn = ctx.Pipe()
         self._proc = ctx.Process(target=_child_main, args=(child_conn, self._specs, self._rate, self._nice,
-                                                             self._model_complexity, self._cell_bounds),
+                                                             self._model_complexity, self._cell_bounds,
+                                                             self._hmi_ids),
                                  name="xrcell-perception", daemon=True)
         self._proc.start()
         child_conn.close()
@@ -203,23 +279,19 @@ class PerceptionProcess:
         if not self._ready.wait(timeout_s) or self._error:
             self.stop()
             raise PerceptionError(f"worker tracking did not start: {self._error or f'not ready after {timeout_s:.0f} s'}")
+        if self._hmi_ids:
+            self._hmi_sender = threading.Thread(target=self._send_hmi, name="perception-hmi-sender", daemon=True)
+            self._hmi_sender.start()
 
     def enable_views(self, enabled: bool = True) -> None:
         """Ask the child to send camera views (JPEG, 5 per second per camera) or to stop sending them."""
-        if self._conn is not None:
-            try:
-                self._conn.send(("views", enabled))
-            except OSError:
-                pass
+        self._send(("views", enabled))
 
     def stop(self, timeout_s: float = 1.0) -> None:
         """Stop the child (it sends its report) and join it; kill it if it does not end in time."""
         if self._proc is None:
             return
-        try:
-            self._conn.send(("stop",))
-        except OSError:
-            pass
+        self._send(("stop",))
         self._proc.join(timeout_s)
         if self._proc.is_alive():
             _log.warning("worker tracking process did not stop within %.1f s; terminating it", timeout_s)
@@ -228,6 +300,10 @@ class PerceptionProcess:
         if self._receiver is not None:
             self._receiver.join(0.5)
         self._proc = None
+        self._hmi_wake.set()
+        if self._hmi_sender is not None:
+            self._hmi_sender.join(0.5)
+            self._hmi_sender = None
 
     def _receive(self) -> None:
         while True:

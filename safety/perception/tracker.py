@@ -192,7 +192,8 @@ class MultiPersonTracker:
         self._max_gate_m = max_gate_m
         self._accel_sigma = accel_sigma_mps2
         self._tracks: list[_Track] = []
-        self._fundamental: dict[tuple[str, str], np.ndarray] = {}    # per camera pair; calibrations are fixed
+        # per camera pair: (calibration a, calibration b, F)
+        self._fundamental: dict[tuple[str, str], tuple[CameraCalibration, CameraCalibration, np.ndarray]] = {}
         self._lost: dict[str, tuple[int, _Track]] = {}      # id -> (clock time lost, last state)
         self._ended: dict[str, tuple[int, _Track]] = {}     # ended outside the bounds (not a fault)
         self._next_id = 1
@@ -244,10 +245,15 @@ class MultiPersonTracker:
         for a, va in enumerate(views):
             for b, vb in enumerate(views):
                 if a != b:
+                    # kept per camera pair while both calibrations are the same objects (an HMI
+                    # camera brings a new one with every frame)
                     key = (va.camera_id, vb.camera_id)
-                    if key not in self._fundamental:
-                        self._fundamental[key] = fundamental_matrix(va.calibration, vb.calibration)
-                    F[(a, b)] = self._fundamental[key]
+                    cached = self._fundamental.get(key)
+                    if cached is None or cached[0] is not va.calibration or cached[1] is not vb.calibration:
+                        cached = (va.calibration, vb.calibration,
+                                  fundamental_matrix(va.calibration, vb.calibration))
+                        self._fundamental[key] = cached
+                    F[(a, b)] = cached[2]
         out = []
         for group in group_detections(cals, und, conf, max_cost_px=gate, min_confidence=self._min_conf, fundamental=F):
             if len(group) < 2:

@@ -81,6 +81,8 @@ class CameraStatus:
         frames_processed: frames run through pose estimation.
         frames_skipped: frames dropped by design (newest frame wins, processing rate cap).
         frames_with_person: processed frames in which a person was detected.
+        optional: a camera whose absence is not a fault (an HMI: the glasses may be off); the
+            safety monitor's camera watchdog skips it.
     """
 
     camera_id: str
@@ -90,6 +92,7 @@ class CameraStatus:
     frames_processed: int
     frames_skipped: int
     frames_with_person: int
+    optional: bool = False
 
 
 @dataclass(frozen=True)

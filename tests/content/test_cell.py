@@ -95,3 +95,29 @@ def test_demo_cell_reports_people_lost_in_its_collaborative_workspace():
     lo, hi = tracking.cell_bounds
     robot_base = cell.robot.base.position
     assert all(lo[i] < robot_base[i] < hi[i] for i in range(2))
+
+
+HMI = {"id": "glasses", "kind": "hmi", "user": "wendy"}
+
+
+def test_an_hmi_camera_is_a_camera_of_the_cell(tmp_path):
+    cell = load_cell(write(tmp_path, {**GOOD, "cameras": GOOD["cameras"] + [{**HMI, "max_pose_age_s": 0.05}]}))
+    assert [c.id for c in cell.fixed_cameras()] == ["cam01"]
+    (hmi,) = cell.hmi_cameras()
+    assert (hmi.id, hmi.user, hmi.device, hmi.max_pose_age_s) == ("glasses", "wendy", None, 0.05)
+    assert cell.cameras[0].kind == "fixed"          # the default kind
+
+
+@pytest.mark.parametrize("camera, match", [
+    ({"id": "glasses", "kind": "hmi"},
+     r"cell.yaml: cameras\[1\]: Value error, give exactly one of user \(an account\) or device"),
+    ({**HMI, "device": "hl2-0042"}, r"cell.yaml: cameras\[1\]: Value error, give exactly one of user"),
+    ({**HMI, "max_pose_age_s": 2}, r"cell.yaml: cameras\[1\].max_pose_age_s: Input should be less than or equal to 1"),
+    ({**HMI, "max_pose_age_s": 0}, r"cell.yaml: cameras\[1\].max_pose_age_s: Input should be greater than 0"),
+    ({**HMI, "video": "v.mp4"}, r"cell.yaml: cameras\[1\].video: Extra inputs are not permitted"),
+    ({**HMI, "kind": "robot"}, r"cell.yaml: cameras\[1\]: kind must be 'fixed' \(the default\) or 'hmi'"),
+    ({**HMI, "id": "cam01"}, r"cell.yaml: cameras: Value error, camera ids must be unique, repeated: cam01"),
+])
+def test_invalid_hmi_camera_is_named(tmp_path, camera, match):
+    with pytest.raises(CellDescriptionError, match=match):
+        load_cell(write(tmp_path, {**GOOD, "cameras": GOOD["cameras"] + [camera]}))

@@ -235,6 +235,8 @@ GOOD_SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS
     ({"type": "offer"}, "invalid 'rtc_offer' payload: missing field 'sdp'"),
     ({"type": "offer", "sdp": GOOD_SDP, "extra": 1}, "invalid 'rtc_offer' payload: unexpected field 'extra'"),
     ({"type": "offer", "sdp": GOOD_SDP}, "the worker's offer sends no video: add the camera track before the offer"),
+    ({"type": "offer", "sdp": GOOD_SDP, "device": ""},
+     "invalid 'rtc_offer' payload: field 'device': String should have at least 1 character"),
 ])
 def test_malformed_signalling_is_refused_with_a_reason_and_harms_nothing(clients, offer, reason):
     wendy = clients("wendy")
@@ -248,6 +250,10 @@ def test_malformed_signalling_is_refused_with_a_reason_and_harms_nothing(clients
 def test_signalling_outside_a_joined_session_is_refused(clients):
     wendy, eve = clients("wendy"), clients("eve")
     session = create(wendy)
+    eve.call("session_join", {"session": session, "role": "expert"})
+    assert eve.call("rtc_offer", {"session": session, "type": "offer", "sdp": GOOD_SDP, "device": "hl2"})["error"] == \
+        f"field 'device': only the worker of session {session} sends from an HMI device"
+    eve.call("session_leave", {"session": session})
     assert eve.call("rtc_offer", {"session": session, "type": "offer", "sdp": GOOD_SDP})["error"] == \
         f"not a participant of session {session}: join it first"
     assert eve.call("rtc_offer", {"session": "not-an-id", "type": "offer", "sdp": GOOD_SDP})["error"] == \
@@ -293,6 +299,10 @@ def test_with_the_workers_camera_pose_an_annotation_is_anchored_on_the_floor(cli
     assert moved["annotation"]["anchor"]["position_m"] == [2.6, -0.5, 0.0]  # tan(45 deg) * 1.6 m to the right
     assert wendy.call("hmi_camera", {**looking_down, "orientation": [0, 0, 0, 2]})["error"] == \
         "field 'orientation' must be a unit quaternion (x, y, z, w), its norm is 2.0000"
+    assert wendy.call("hmi_camera", {**looking_down, "principal_point": [0.5, 1.2]})["error"] == \
+        "invalid 'hmi_camera' payload: field 'principal_point': Value error, must be inside the image " \
+        "(each from 0 to 1), got [0.5, 1.2]"
+    assert wendy.call("hmi_camera", {**looking_down, "principal_point": [0.48, 0.52]}) == {"session": session}
 
 
 def test_a_worker_who_reconnects_gets_the_sessions_state_at_once(clients):
