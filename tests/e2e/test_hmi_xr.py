@@ -373,6 +373,8 @@ def test_the_glasses_view_shows_the_camera_composited_by_the_server_instead_of_3
     page.click("#align-look-save")
     page.goto(f"{server}/hmi?view=composited")
     wait_until(page, "__xrcell.call.composited === true && __xrcell.call.rtc === 'connected'", 30)
+    # the twin now comes over the call's unordered data channel, not Socket.IO
+    wait_until(page, "__xrcell.twinTransport === 'datachannel' && __xrcell.twinChannelCount > 5", 20)
     assert page.locator("#glasses-view").get_attribute("aria-pressed") == "true"
     assert not page.locator("#hmi-twin").is_visible() and page.locator("#hmi-composited").is_visible()
     wait_until(page, "document.getElementById('hmi-composited').getVideoPlaybackQuality().totalVideoFrames > 10", 20)

@@ -9,7 +9,7 @@
 // the twin into the camera image and sends it back (`rtc_offer` with `composited: true`); the
 // page shows that video instead of rendering 3D.
 import { TwinView, MODE_COLORS, MODE_LABELS } from "./twin3d.js";
-import { subscribeTwin, fmt, probe } from "./twin_socket.js";
+import { subscribeTwin, fmt, openTwinChannel, probe } from "./twin_socket.js";
 import { AnnotationSet, ICE_SERVERS, audioPackets, drawAnnotations, negotiate, request, setMuted }
   from "./xr_session.js";
 import { ArMode, CameraReporter, StoredAlignment, arSupported, manualCamera } from "./hmi_xr.js";
@@ -83,6 +83,7 @@ async function publish() {
     if (event.track.kind === "video" && composited) $("hmi-composited").srcObject = new MediaStream([event.track]);
   });
   pc.addEventListener("connectionstatechange", () => { probe.call.rtc = pc.connectionState; callStatus(); });
+  openTwinChannel(socket, pc);  // the twin over an unordered data channel while the call lasts
   await negotiate(socket, pc, call.session, composited ? { composited: true } : {});
   probe.call.composited = composited;
   const parameters = sender.getParameters();

@@ -3,7 +3,8 @@
 import { io } from "socket.io-client";
 
 /** Test and debugging hook: counts of received messages and rendered frames. */
-export const probe = (window.__xrcell = { twinCount: 0, lastTwin: null, rendered: 0 });
+export const probe = (window.__xrcell = { twinCount: 0, lastTwin: null, rendered: 0,
+  twinTransport: "socketio", twinChannelCount: 0 });
 
 /** Seconds without a twin_state after which the view says the data is stale. */
 export const STALE_AFTER_S = 1.0;
@@ -29,18 +30,42 @@ export function subscribeTwin(onTwin, onStatus) {
       window.location.assign(`/login?next=${encodeURIComponent(next)}`);
     }
   });
-  socket.on("twin_state", (twin) => {
+  let lastT = -Infinity;
+  const receive = (twin, unordered = false) => {
+    if (unordered && !(twin.t >= lastT)) return;  // an older state overtaken on the data channel
+    lastT = twin.t;
     lastAt = performance.now();
     probe.twinCount += 1;
     probe.lastTwin = twin;
     if (socket.connected) setStatus("connected");
     onTwin(twin);
-  });
+  };
+  socket.on("twin_state", (twin) => receive(twin));
+  socket.xrcellTwin = receive;  // for openTwinChannel
   setInterval(() => {
     if (status === "connected" && performance.now() - lastAt > STALE_AFTER_S * 1000) setStatus("stale");
   }, 250);
   onStatus(status);
   return socket;
+}
+
+/**
+ * Take the twin stream off TCP for the life of a session peer connection: create, before the
+ * offer, the data channel "twin" (unordered, no retransmits) on `pc`; while it is open the server
+ * sends every twin_state there instead of on `socket` (docs/xr_server.md, "The twin over a WebRTC
+ * data channel"). A state overtaken by a newer one on the way is dropped.
+ */
+export function openTwinChannel(socket, pc) {
+  const channel = pc.createDataChannel("twin", { ordered: false, maxRetransmits: 0 });
+  channel.addEventListener("open", () => { probe.twinTransport = "datachannel"; });
+  channel.addEventListener("close", () => { probe.twinTransport = "socketio"; });
+  channel.addEventListener("message", (event) => {
+    let twin;
+    try { twin = JSON.parse(event.data); } catch { return; }
+    probe.twinChannelCount += 1;
+    socket.xrcellTwin?.(twin, true);
+  });
+  return channel;
 }
 
 /** POST /api/logout, then the sign-in page. */
