@@ -365,6 +365,23 @@ class SafetyOutputConfig(_Model):
         return self
 
 
+class RecordingsConfig(_Model):
+    """How long the XR session recordings of this cell's server are kept
+    (`xr_server.recording.RetentionPolicy`): pruned at start and every `prune_period_s`, oldest
+    first, never one in progress.
+
+    Attributes:
+        retention_days: delete a recording this many days after it ended; null keeps them.
+        max_total_mb: delete the oldest while all together hold more, MB (10^6 bytes); null: no
+            bound.
+        prune_period_s: how often the server prunes, s.
+    """
+
+    retention_days: float | None = Field(30.0, gt=0)
+    max_total_mb: float | None = Field(20_000.0, gt=0)
+    prune_period_s: float = Field(3600.0, gt=0)
+
+
 class CellDescription(_Model):
     """One robot cell."""
 
@@ -376,6 +393,7 @@ class CellDescription(_Model):
     program: PickAndPlace | None = None
     zones: list[Zone] = Field(default_factory=list)
     safety_output: SafetyOutputConfig = SafetyOutputConfig()
+    recordings: RecordingsConfig = RecordingsConfig()
     source_path: Path | None = None
 
     @field_validator("zones")

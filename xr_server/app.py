@@ -1082,6 +1082,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
             for task in broadcaster:
                 task.join(timeout=2.0)
         xr_sessions.stop_recordings()      # finishes the video files on the gateway's loop
+        if recordings is not None:
+            recordings.close()             # its retention thread
         gateway.stop()
 
     app.xrcell_stop = stop  # type: ignore[attr-defined]
