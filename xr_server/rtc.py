@@ -10,10 +10,12 @@ reader, which is always draining the worker's track: aiortc queues decoded frame
 until someone reads them, so without it an unwatched camera would pile up frames (memory, then
 seconds of latency for the first expert to join).
 
-Audio is optional on both sides: a worker's offer with an audio section that sends has its
-microphone relayed (and drained, like the video) to every expert whose offer receives audio; a
-worker's offer whose audio section receives gets the session's talkback track in the answer; an
-expert's offer whose audio section sends has its microphone mixed into that talkback.
+Audio is optional on every side and goes through the session's `AudioConference`
+(`xr_server.rtc_audio`): a participant (worker or expert) whose offer's audio section sends has its
+microphone mixed for every other participant; one whose audio section receives gets a
+`TalkbackTrack` in the answer carrying the mix of everyone else (never its own voice), so the
+worker hears the experts and the experts hear the worker and each other. The worker's microphone
+reaches the conference (and a recording) through the relay; the conference always reads it.
 
 A worker whose offer asks for it (``composited``) also gets its camera back on the same video
 transceiver (sendrecv) as a `xr_server.composited_view.CompositedTrack`: another unbuffered proxy
@@ -43,7 +45,7 @@ from aiortc.mediastreams import MediaStreamError
 from xr_server.composited_view import CompositedTrack, CompositeStatus
 from xr_server.errors import SignallingError
 from xr_server.overlay import OverlayInputs
-from xr_server.rtc_audio import TalkbackMixer, TalkbackTrack
+from xr_server.rtc_audio import AudioConference, TalkbackTrack
 from xr_server.rtc_gateway import RtcGateway
 
 log = logging.getLogger(__name__)
@@ -92,8 +94,7 @@ class _SessionVideo:
     publication: _Publication | None = None
     subscribers: set[str] = field(default_factory=set)
     audio: MediaStreamTrack | None = None           # the worker's microphone
-    audio_reader: asyncio.Task | None = None        # drains it through the relay
-    talkback: TalkbackMixer = field(default_factory=TalkbackMixer)
+    conference: AudioConference = field(default_factory=AudioConference)
 
 
 def check_sdp(sdp: str) -> None:
@@ -190,13 +191,13 @@ class SessionMedia:
             if video.publisher_sid != sid:
                 return
             if track.kind == "audio":
-                self._start_audio(video, track)
+                self._start_audio(video, sid, track)
             else:
                 self._start_publication(session_id, video, track)
 
         def add_talkback() -> None:
             if any(d in ("recvonly", "sendrecv") for d in _media_directions(offer.sdp, "audio")):
-                pc.addTrack(TalkbackTrack(video.talkback))    # into the offer's audio section
+                pc.addTrack(TalkbackTrack(video.conference.listen(sid)))  # the offer's audio
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -248,13 +249,12 @@ class SessionMedia:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio" and sid in video.subscribers:
-                video.talkback.add(sid, track)     # the expert's voice, to the worker
+                video.conference.add_voice(sid, track)     # the expert's voice, to the others
 
         await pc.setRemoteDescription(offer)
         pc.addTrack(self._relay.subscribe(video.publication.track, buffered=False))
-        if video.audio is not None and any(d in ("recvonly", "sendrecv")
-                                           for d in _media_directions(offer.sdp, "audio")):
-            pc.addTrack(self._relay.subscribe(video.audio, buffered=False))
+        if any(d in ("recvonly", "sendrecv") for d in _media_directions(offer.sdp, "audio")):
+            pc.addTrack(TalkbackTrack(video.conference.listen(sid)))  # the worker, other experts
         try:
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
@@ -319,13 +319,13 @@ class SessionMedia:
         video = self._videos.get(session_id)
         if video is not None:
             video.subscribers.discard(sid)
-            video.talkback.remove(sid)
+            video.conference.leave(sid)
             if video.publisher_sid == sid:
                 video.publisher_sid = None
                 self._end_publication(session_id, video)
                 self._end_audio(video)
             if video.publisher_sid is None and not video.subscribers:
-                video.talkback.close()
+                video.conference.close()
                 del self._videos[session_id]
         await pc.close()
 
@@ -342,31 +342,18 @@ class SessionMedia:
         return pc.localDescription
 
     # ------------------------------------------------------------------------------- audio
-    def _start_audio(self, video: _SessionVideo, track: MediaStreamTrack) -> None:
+    def _start_audio(self, video: _SessionVideo, sid: str, track: MediaStreamTrack) -> None:
+        """The worker's microphone: into the conference through a buffered relay proxy, which
+        the conference always reads (aiortc queues undrained decoded frames without bound)."""
         self._end_audio(video)
         video.audio = track
-        video.audio_reader = asyncio.ensure_future(
-            self._drain(self._relay.subscribe(track, buffered=False)))
+        video.conference.add_voice(sid, self._relay.subscribe(track, buffered=True))
 
     @staticmethod
     def _end_audio(video: _SessionVideo) -> None:
-        if video.audio_reader is not None:
-            video.audio_reader.cancel()
-            video.audio_reader = None
         if video.audio is not None:
             video.audio.stop()
             video.audio = None
-
-    @staticmethod
-    async def _drain(proxy: MediaStreamTrack) -> None:
-        """Read a track to its end (aiortc queues undrained decoded frames without bound)."""
-        try:
-            while True:
-                await proxy.recv()
-        except MediaStreamError:
-            pass
-        finally:
-            proxy.stop()
 
     # ------------------------------------------------------------------------- publications
     def _start_publication(self, session_id: str, video: _SessionVideo,
