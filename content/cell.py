@@ -382,6 +382,18 @@ class RecordingsConfig(_Model):
     prune_period_s: float = Field(3600.0, gt=0)
 
 
+class VideoConfig(_Model):
+    """The video the cell's server sends over WebRTC (the worker's video relayed to experts, the
+    composited view back to glasses; `xr_server.rtc_adapt`).
+
+    Attributes:
+        max_bitrate_kbps: cap of each video sent, kbit/s (250 to 20000; the link's estimate
+            still lowers it); null: the estimate alone.
+    """
+
+    max_bitrate_kbps: int | None = Field(None, ge=250, le=20_000)
+
+
 class CellDescription(_Model):
     """One robot cell."""
 
@@ -394,6 +406,7 @@ class CellDescription(_Model):
     zones: list[Zone] = Field(default_factory=list)
     safety_output: SafetyOutputConfig = SafetyOutputConfig()
     recordings: RecordingsConfig = RecordingsConfig()
+    video: VideoConfig = VideoConfig()
     source_path: Path | None = None
 
     @field_validator("zones")

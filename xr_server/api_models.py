@@ -231,6 +231,10 @@ class RtcOffer(_Strict):
     composited: bool = Field(default=False, description=(
         "The worker only: send the camera back with the twin drawn in (needs a sendrecv video "
         "transceiver; drawn from the pose of the newest `hmi_camera`)."))
+    max_bitrate_kbps: int | None = Field(default=None, ge=250, le=20000, description=(
+        "Cap of the video the server sends on this connection (the worker's composited view, an "
+        "expert's relay), kbit/s, 250 to 20000 (W3C `RTCRtpEncodingParameters.maxBitrate`); the "
+        "server's own cap applies too. The resolution steps down while the budget is low."))
 
 
 class HmiCamera(_Strict):

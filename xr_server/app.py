@@ -211,6 +211,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                recordings: Recordings | None = None,
                twin_asset: Callable[[], TwinAsset] | None = None,
                safety_stop: SafetyStop | None = None,
+               max_bitrate_kbps: int | None = None,
                ) -> tuple[flask.Flask, flask_socketio.SocketIO]:
     """Build the server.
 
@@ -248,6 +249,9 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         twin_asset: returns the cell's static twin (`content.TwinAsset`, built once and cached by
             the caller, e.g. `content.TwinAssetCache`) for ``GET /api/cells/<cell>/twin.glb``;
             called from request threads; None answers 503.
+        max_bitrate_kbps: the cap of every video the server sends over WebRTC (experts' relay,
+            composited views), kbit/s; None: the receivers' REMB estimates alone
+            (`xr_server.rtc_adapt`).
 
     Returns:
         ``(app, socketio)``. Run with ``socketio.run(app, ...)``; ``app.xrcell_stop()`` ends the
@@ -274,7 +278,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
     xr_sessions = SessionEvents(socketio, NAMESPACE, cell_name, gateway, annotation_store,
                                 anchor_scene=anchor_scene, recordings=recordings,
                                 twin_source=twin_source,
-                                twin_states_dropped=twin_queues.dropped)
+                                twin_states_dropped=twin_queues.dropped,
+                                max_bitrate_kbps=max_bitrate_kbps)
     stop_event = threading.Event()
     csp = ("default-src 'self'; script-src 'self' " + " ".join(_inline_script_hashes())
            + "; img-src 'self' data: blob:; style-src 'self'; connect-src 'self'; object-src 'none';"

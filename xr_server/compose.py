@@ -374,6 +374,7 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
         annotation_store=annotations,
         recordings=None if recordings_dir is None else _recordings(cell, recordings_dir),
         twin_asset=twin_asset,
+        max_bitrate_kbps=cell.description.video.max_bitrate_kbps,
     )
     serve_in_thread(app, socketio, host, port, ssl_context=ssl_context)
 

@@ -21,6 +21,11 @@ A worker whose offer asks for it (``composited``) also gets its camera back on t
 transceiver (sendrecv) as a `xr_server.composited_view.CompositedTrack`: another unbuffered proxy
 of the same decoded track, with the twin drawn in from the HMI's pose (`OverlaySource`).
 
+Every video the server sends (the relay to an expert, the composited view) goes through a
+`xr_server.rtc_adapt.ScaledTrack` and a `SenderAdaptation`: the receiver's REMB estimate, capped
+by ``max_bitrate_kbps`` (the server's and the offer's), sets the encoder's target bitrate, and the
+resolution steps down (1.0, 0.75, 0.5) while that budget stays low; `video_out` reports it.
+
 Signalling is offer/answer without trickle ICE: the browser sends its offer once ICE gathering is
 complete, the answer carries all of the server's candidates (aiortc gathers them in
 ``setLocalDescription``).
@@ -38,13 +43,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
 from xr_server.composited_view import CompositedTrack, CompositeStatus
 from xr_server.errors import SignallingError
 from xr_server.overlay import OverlayInputs
+from xr_server.rtc_adapt import (LadderPolicy, ScaledTrack, SenderAdaptation, VideoOut,
+                                  effective_cap)
 from xr_server.rtc_audio import AudioConference, TalkbackTrack
 from xr_server.rtc_gateway import RtcGateway
 
@@ -130,11 +137,18 @@ class SessionMedia:
         gateway: creates (and on stop closes) the peer connections.
         on_video: `VideoListener`, called on the loop when a session's worker video starts or ends.
         overlay: `OverlaySource` of the composited views; None refuses them.
+        max_bitrate_kbps: the cap of every video this server sends, kbit/s (None: the link's
+            estimate alone); an offer may ask for a lower one.
+        ladder: the resolution steps of the videos sent (`xr_server.rtc_adapt.LadderPolicy`).
     """
 
     def __init__(self, gateway: RtcGateway, on_video: VideoListener,
-                 overlay: OverlaySource | None = None) -> None:
+                 overlay: OverlaySource | None = None, max_bitrate_kbps: int | None = None,
+                 ladder: LadderPolicy = LadderPolicy()) -> None:
         self._gateway = gateway
+        self._max_bitrate_kbps = max_bitrate_kbps
+        self._ladder = ladder
+        self._adaptations: dict[str, SenderAdaptation] = {}  # sid -> its video out; loop only
         self._on_video = on_video
         self._overlay = overlay
         self._views: dict[str, CompositedTrack] = {}  # sid -> its composited view; loop only
@@ -153,6 +167,12 @@ class SessionMedia:
         with self._status_lock:
             return self._status.get(session_id, VideoStatus(None, 0, 0, 0))
 
+    def video_out(self, sid: str) -> VideoOut | None:
+        """The bitrate and resolution of the video sent to connection `sid`, None when it is sent
+        none. Thread-safe."""
+        adaptation = self._adaptations.get(sid)  # dict.get is atomic
+        return None if adaptation is None else adaptation.status()
+
     def composited(self, sid: str) -> CompositeStatus | None:
         """The composited view sent to connection `sid`, None when it has none. Thread-safe."""
         view = self._views.get(sid)  # dict.get is atomic
@@ -160,10 +180,12 @@ class SessionMedia:
 
     # ------------------------------------------------------------------------------- the loop
     async def publish(self, session_id: str, sid: str, offer: RTCSessionDescription,
-                      composited: bool = False) -> RTCSessionDescription:
+                      composited: bool = False,
+                      max_bitrate_kbps: int | None = None) -> RTCSessionDescription:
         """Answer the worker's offer: its video becomes the session's video (replacing the
         connection's previous one, if any); with `composited`, the answer also sends the
-        composited view back on the camera's transceiver.
+        composited view back on the camera's transceiver, at most `max_bitrate_kbps` (and the
+        server's cap).
 
         Raises:
             SignallingError: the offer sends no video; `composited` but the offer's video does
@@ -214,7 +236,8 @@ class SessionMedia:
             view = CompositedTrack(self._relay.subscribe(camera, buffered=False),
                                    lambda: overlay(session_id))
             self._views[sid] = view
-            pc.addTrack(view)
+            scaled = ScaledTrack(view)
+            self._adapt(sid, pc.addTrack(scaled), scaled, max_bitrate_kbps)
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
             await self.close(sid)
@@ -222,9 +245,10 @@ class SessionMedia:
         log.info("session %s: composited view to the worker", session_id)
         return pc.localDescription
 
-    async def subscribe(self, session_id: str, sid: str,
-                        offer: RTCSessionDescription) -> RTCSessionDescription:
-        """Answer an expert's offer: the session's current worker video is sent to it.
+    async def subscribe(self, session_id: str, sid: str, offer: RTCSessionDescription,
+                        max_bitrate_kbps: int | None = None) -> RTCSessionDescription:
+        """Answer an expert's offer: the session's current worker video is sent to it, at most
+        `max_bitrate_kbps` (and the server's cap).
 
         Raises:
             SignallingError: the offer receives no video, or the session has no worker video yet.
@@ -252,7 +276,8 @@ class SessionMedia:
                 video.conference.add_voice(sid, track)     # the expert's voice, to the others
 
         await pc.setRemoteDescription(offer)
-        pc.addTrack(self._relay.subscribe(video.publication.track, buffered=False))
+        relayed = ScaledTrack(self._relay.subscribe(video.publication.track, buffered=False))
+        self._adapt(sid, pc.addTrack(relayed), relayed, max_bitrate_kbps)
         if any(d in ("recvonly", "sendrecv") for d in _media_directions(offer.sdp, "audio")):
             pc.addTrack(TalkbackTrack(video.conference.listen(sid)))  # the worker, other experts
         try:
@@ -313,6 +338,9 @@ class SessionMedia:
         if entry is None:
             return
         session_id, pc = entry
+        adaptation = self._adaptations.pop(sid, None)
+        if adaptation is not None:
+            adaptation.stop()
         view = self._views.pop(sid, None)
         if view is not None:
             view.stop()
@@ -328,6 +356,14 @@ class SessionMedia:
                 video.conference.close()
                 del self._videos[session_id]
         await pc.close()
+
+    def _adapt(self, sid: str, sender: RTCRtpSender, track: ScaledTrack,
+               max_bitrate_kbps: int | None) -> None:
+        adaptation = SenderAdaptation(sender, track,
+                                      effective_cap([self._max_bitrate_kbps, max_bitrate_kbps]),
+                                      self._ladder)
+        self._adaptations[sid] = adaptation
+        adaptation.start()
 
     async def _answer(self, pc: RTCPeerConnection, sid: str, offer: RTCSessionDescription,
                       add_tracks: Callable[[], None] | None = None) -> RTCSessionDescription:

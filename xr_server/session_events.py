@@ -78,6 +78,8 @@ class SessionEvents:
         twin_states_dropped: ``sid -> count`` of the twin states dropped for a slow connection
             (`xr_server.twin_queue.TwinSendQueues.dropped`; None: not connected); listed per
             participant by ``session_list``.
+        max_bitrate_kbps: the cap of every video the server sends, kbit/s (None: the link's
+            estimate alone; `xr_server.rtc_adapt`).
 
     Threads: the handlers run in Socket.IO handler threads, `_on_video` on the gateway's loop,
     `_overlay` in executor threads of the loop; the registry and the media are thread-safe as
@@ -89,7 +91,8 @@ class SessionEvents:
                  anchor_scene: Callable[[], Sequence[SceneCapsule]] | None = None,
                  recordings: Recordings | None = None,
                  twin_source: Callable[[], dict | None] | None = None,
-                 twin_states_dropped: Callable[[str], int | None] = lambda sid: None) -> None:
+                 twin_states_dropped: Callable[[str], int | None] = lambda sid: None,
+                 max_bitrate_kbps: int | None = None) -> None:
         self._socketio = socketio
         self._namespace = namespace
         self._cell = cell_name
@@ -101,7 +104,8 @@ class SessionEvents:
         self.registry = SessionRegistry([cell_name])
         self._twin_source = twin_source
         self.media = SessionMedia(gateway, self._on_video,
-                                  None if twin_source is None else self._overlay)
+                                  None if twin_source is None else self._overlay,
+                                  max_bitrate_kbps=max_bitrate_kbps)
         self._lock = threading.Lock()
         # session id -> the worker's camera poses of the last CAMERA_HISTORY_S, oldest first,
         # as (monotonic s when received, pose)
@@ -231,7 +235,9 @@ class SessionEvents:
         except SessionError:
             return []  # ended meanwhile
         return [{"username": p.username, "role": p.role.value,
-                 "twin_states_dropped": self._twin_states_dropped(p.sid)} for p in members]
+                 "twin_states_dropped": self._twin_states_dropped(p.sid),
+                 "video_out": None if (out := self.media.video_out(p.sid)) is None
+                 else out.as_dict()} for p in members]
 
     def leave(self, sid: str) -> None:
         """Take `sid` out of its session (on leave and on disconnect) and close its peer
@@ -309,10 +315,11 @@ class SessionEvents:
         self._gateway.start()
         if participant.role is ParticipantRole.WORKER:
             answer = self._gateway.call(self.media.publish, request.session, sid, offer,
-                                        request.composited, timeout_s=SIGNALLING_TIMEOUT_S)
+                                        request.composited, request.max_bitrate_kbps,
+                                        timeout_s=SIGNALLING_TIMEOUT_S)
         else:
             answer = self._gateway.call(self.media.subscribe, request.session, sid, offer,
-                                        timeout_s=SIGNALLING_TIMEOUT_S)
+                                        request.max_bitrate_kbps, timeout_s=SIGNALLING_TIMEOUT_S)
         try:
             self.registry.participant(request.session, sid)
         except SessionError:  # left or disconnected while the offer was answered
