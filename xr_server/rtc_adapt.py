@@ -35,7 +35,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiortc import MediaStreamTrack, RTCRtpSender
@@ -118,8 +118,10 @@ class ResolutionLadder:
         p = self.policy
         low = self.step < len(p.scales) - 1 and budget_kbps < p.down_kbps[self.step] * self._factor
         high = self.step > 0 and budget_kbps > p.up_kbps[self.step - 1] * self._factor
-        self._low_since = (self._low_since if self._low_since is not None else now_s) if low else None
-        self._high_since = (self._high_since if self._high_since is not None else now_s) if high else None
+        # when the budget went (and stayed) low or high; None while it is not
+        self._low_since = None if not low else now_s if self._low_since is None else self._low_since
+        self._high_since = (None if not high
+                            else now_s if self._high_since is None else self._high_since)
         if self._low_since is not None and now_s - self._low_since >= p.hold_down_s:
             self.step += 1
             self._low_since = None
@@ -245,7 +247,6 @@ class VideoOut:
                 "width": self.width, "height": self.height}
 
 
-@dataclass
 class SenderAdaptation:
     """Adapts one video sender (its `ScaledTrack`) to its link; `start` runs it on the loop.
 
@@ -256,16 +257,15 @@ class SenderAdaptation:
         policy: the resolution ladder's policy.
     """
 
-    sender: RTCRtpSender
-    track: ScaledTrack
-    max_bitrate_kbps: int | None = None
-    policy: LadderPolicy = field(default_factory=LadderPolicy)
-    _task: asyncio.Task | None = None
-    _status: VideoOut | None = None
-    _proxy: EncoderProxy | None = None
-
-    def __post_init__(self) -> None:
-        self._ladder = ResolutionLadder(self.policy)
+    def __init__(self, sender: RTCRtpSender, track: ScaledTrack,
+                 max_bitrate_kbps: int | None = None,
+                 policy: LadderPolicy = LadderPolicy()) -> None:
+        self.sender = sender
+        self.track = track
+        self.max_bitrate_kbps = max_bitrate_kbps
+        self._ladder = ResolutionLadder(policy)
+        self._task: asyncio.Task | None = None
+        self._status: VideoOut | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -293,7 +293,6 @@ class SenderAdaptation:
             encoder = EncoderProxy(encoder, cap_bps)
             _set_encoder(self.sender, encoder)
         proxy = encoder if isinstance(encoder, EncoderProxy) else None
-        self._proxy = proxy
         target = None if proxy is None else proxy.target_bitrate
         estimate = None if proxy is None else proxy.estimate_bps
         if self.track.source_width:
@@ -323,8 +322,6 @@ class SenderAdaptation:
                     rate = (sent - samples[0][1]) * 8 / 1000 / (now - samples[0][0])
                 self.step(now, rate)
                 await asyncio.sleep(ADAPT_PERIOD_S)
-        except asyncio.CancelledError:
-            raise
         except Exception:  # noqa: BLE001 - adaptation must never end the video
             log.exception("video adaptation stopped")
 

@@ -33,7 +33,8 @@ FRAME_SAMPLES = SAMPLE_RATE // 50
 MAX_BUFFER_S = 0.2
 
 class TalkbackMixer:
-    """What one listener hears: a bounded buffer per other participant's voice, mixed (loop only)."""
+    """What one listener hears: a bounded buffer per other participant's voice, mixed (loop
+    only)."""
 
     def __init__(self) -> None:
         self._buffers: dict[str, np.ndarray] = {}
