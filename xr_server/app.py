@@ -57,7 +57,8 @@ expired, was revoked or whose user was removed. Client events are registered wit
 ``{event, error}`` (`xr_server.api_models.SocketError`), never an exception in the server:
 
     twin_state_request {cell}         -> twin_state now (to this client only)
-    session_create/_join/_leave/_list, rtc_offer, hmi_camera, annotation_create/_update/_delete
+    session_create/_join/_leave/_list, rtc_offer, hmi_camera, freeze_frame,
+    annotation_create/_update/_delete
                                       -> XR sessions, WebRTC signalling through the `RtcGateway`,
                                          annotations (`xr_server.session_events`)
     any other event                   -> error "unknown event '<name>'"
