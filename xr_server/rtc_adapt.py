@@ -300,7 +300,13 @@ class SenderAdaptation:
         budget = link_budget_kbps(None if estimate is None else estimate / 1000, sent_kbps,
                                   self.max_bitrate_kbps)
         # no budget: the link takes what is sent, feed the ladder an unbounded one
-        self.track.scale = self._ladder.update(math.inf if budget is None else budget, now_s)
+        scale = self._ladder.update(math.inf if budget is None else budget, now_s)
+        if scale != self.track.scale:
+            log.info("video sent on track %s: scale %.2f -> %.2f (budget %s kbit/s, sent %s)",
+                     self.track.id, self.track.scale, scale,
+                     "none" if budget is None else round(budget),
+                     "?" if sent_kbps is None else round(sent_kbps))
+            self.track.scale = scale
         self._status = VideoOut(None if estimate is None else round(estimate / 1000, 1),
                                 None if sent_kbps is None else round(sent_kbps, 1),
                                 self.max_bitrate_kbps,

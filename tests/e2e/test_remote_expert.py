@@ -141,7 +141,7 @@ def test_the_expert_sees_the_workers_camera_and_the_worker_sees_the_experts_arro
 
     expert = open_page(browser, base, "eve", "/expert")
     try:
-        expert.click(f"button[data-session='{session}']", timeout=10_000)
+        expert.click(f"button[data-session='{session}']", timeout=30_000)   # a loaded page answers slowly
     except Exception as exc:
         raise AssertionError(f"{exc}; expert page: status {expert.inner_text('#expert-status')!r}; "
                              f"list {expert.inner_text('#session-list')!r}; problems {expert.problems}") from None
