@@ -416,6 +416,35 @@ class SafetyOutputConfig(_Model):
         return self
 
 
+class RecordingsConfig(_Model):
+    """How long the XR session recordings of this cell's server are kept
+    (`xr_server.recording.RetentionPolicy`): pruned at start and every `prune_period_s`, oldest
+    first, never one in progress.
+
+    Attributes:
+        retention_days: delete a recording this many days after it ended; null keeps them.
+        max_total_mb: delete the oldest while all together hold more, MB (10^6 bytes); null: no
+            bound.
+        prune_period_s: how often the server prunes, s.
+    """
+
+    retention_days: float | None = Field(30.0, gt=0)
+    max_total_mb: float | None = Field(20_000.0, gt=0)
+    prune_period_s: float = Field(3600.0, gt=0)
+
+
+class VideoConfig(_Model):
+    """The video the cell's server sends over WebRTC (the worker's video relayed to experts, the
+    composited view back to glasses; `xr_server.rtc_adapt`).
+
+    Attributes:
+        max_bitrate_kbps: cap of each video sent, kbit/s (250 to 20000; the link's estimate
+            still lowers it); null: the estimate alone.
+    """
+
+    max_bitrate_kbps: int | None = Field(None, ge=250, le=20_000)
+
+
 class CellDescription(_Model):
     """One robot cell."""
 
@@ -427,6 +456,8 @@ class CellDescription(_Model):
     program: PickAndPlace | None = None
     zones: list[Zone] = Field(default_factory=list)
     safety_output: SafetyOutputConfig = SafetyOutputConfig()
+    recordings: RecordingsConfig = RecordingsConfig()
+    video: VideoConfig = VideoConfig()
     source_path: Path | None = None
 
     @field_validator("zones")

@@ -160,9 +160,9 @@ class TwinStateRequest(_Strict):
 _SESSION_ID = Field(pattern=r"^[0-9a-f]{16}$", description="The session id: 16 lowercase hex digits.")
 _UV = Field(min_length=2, max_length=2)
 _COLOR = Field(default="#ffcc00", pattern=r"^#[0-9a-fA-F]{6}$", description="`#rrggbb`.")
-_FRAME_AGE = Field(default=0.0, ge=0.0, le=60.0, description=(
-    "How long ago, seconds, the frame drawn on was live: 0 for the live view, the time since the "
-    "freeze for a freeze-frame. The 3D anchor uses the worker's camera pose of that moment."))
+_FREEZE = Field(default=None, ge=1, description=(
+    "The freeze-frame drawn on (the id `freeze_frame` answered), null for the live view. The 3D "
+    "anchor uses the worker's camera pose pinned when the frame was frozen, however long ago."))
 
 
 class SessionCreate(_Strict):
@@ -234,6 +234,10 @@ class RtcOffer(_Strict):
     device: str | None = Field(default=None, min_length=1, max_length=128, description=(
         "The worker only: the HMI's device id, for a cell that uses that device as a camera "
         "(cell file `cameras`, `kind: hmi`, `device`)."))
+    max_bitrate_kbps: int | None = Field(default=None, ge=250, le=20000, description=(
+        "Cap of the video the server sends on this connection (the worker's composited view, an "
+        "expert's relay), kbit/s, 250 to 20000 (W3C `RTCRtpEncodingParameters.maxBitrate`); the "
+        "server's own cap applies too. The resolution steps down while the budget is low."))
 
 
 class HmiCamera(_Strict):
@@ -274,7 +278,7 @@ class AnnotationCreate(_Strict):
     text: str = Field(default="", max_length=200, description="Label text (required for a label), or a caption.")
     color: str = _COLOR
     ref: str = Field(default="", max_length=64, description="The client's own id, echoed in the `annotation` event.")
-    frame_age_s: float = _FRAME_AGE
+    freeze: int | None = _FREEZE
 
 
 class AnnotationUpdate(_Strict):
@@ -286,7 +290,15 @@ class AnnotationUpdate(_Strict):
     radius: float | None = Field(default=None, gt=0, le=1)
     text: str | None = Field(default=None, max_length=200)
     color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")
-    frame_age_s: float = _FRAME_AGE
+    freeze: int | None = _FREEZE
+
+
+class FreezeFrame(_Strict):
+    """Client event ``freeze_frame`` (an expert of the session): the expert froze its view of
+    the worker's video; the server pins the worker's camera pose of now and answers
+    ``{session, freeze}``, the id that annotations drawn on that frame carry."""
+
+    session: str = _SESSION_ID
 
 
 class AnnotationDelete(_Strict):

@@ -57,7 +57,8 @@ expired, was revoked or whose user was removed. Client events are registered wit
 ``{event, error}`` (`xr_server.api_models.SocketError`), never an exception in the server:
 
     twin_state_request {cell}         -> twin_state now (to this client only)
-    session_create/_join/_leave/_list, rtc_offer, hmi_camera, annotation_create/_update/_delete
+    session_create/_join/_leave/_list, rtc_offer, hmi_camera, freeze_frame,
+    annotation_create/_update/_delete
                                       -> XR sessions, WebRTC signalling through the `RtcGateway`,
                                          annotations (`xr_server.session_events`)
     any other event                   -> error "unknown event '<name>'"
@@ -214,6 +215,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                twin_asset: Callable[[], TwinAsset] | None = None,
                safety_stop: SafetyStop | None = None,
                hmi_cameras: HmiCameras | None = None,
+               max_bitrate_kbps: int | None = None,
                ) -> tuple[flask.Flask, flask_socketio.SocketIO]:
     """Build the server.
 
@@ -253,6 +255,9 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
             called from request threads; None answers 503.
         hmi_cameras: the HMIs the cell uses as cameras (`xr_server.hmi_cameras.HmiCameras`); the
             worker videos and poses of those HMIs go to worker tracking. None: no HMI camera.
+        max_bitrate_kbps: the cap of every video the server sends over WebRTC (experts' relay,
+            composited views), kbit/s; None: the receivers' REMB estimates alone
+            (`xr_server.rtc_adapt`).
 
     Returns:
         ``(app, socketio)``. Run with ``socketio.run(app, ...)``; ``app.xrcell_stop()`` ends the
@@ -280,7 +285,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                                 anchor_scene=anchor_scene, recordings=recordings,
                                 twin_source=twin_source,
                                 twin_states_dropped=twin_queues.dropped,
-                                hmi_cameras=hmi_cameras)
+                                hmi_cameras=hmi_cameras,
+                                max_bitrate_kbps=max_bitrate_kbps)
     stop_event = threading.Event()
     csp = ("default-src 'self'; script-src 'self' " + " ".join(_inline_script_hashes())
            + "; img-src 'self' data: blob:; style-src 'self'; connect-src 'self'; object-src 'none';"
@@ -1092,6 +1098,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
             for task in broadcaster:
                 task.join(timeout=2.0)
         xr_sessions.stop_recordings()      # finishes the video files on the gateway's loop
+        if recordings is not None:
+            recordings.close()             # its retention thread
         gateway.stop()
 
     app.xrcell_stop = stop  # type: ignore[attr-defined]

@@ -375,10 +375,11 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
         robot_commands=cell.gate,
         safety_events=None if cell.audit is None else cell.audit.page,
         annotation_store=annotations,
-        recordings=None if recordings_dir is None else Recordings(recordings_dir, cell.twin_state),
+        recordings=None if recordings_dir is None else _recordings(cell, recordings_dir),
         twin_asset=twin_asset,
         hmi_cameras=(HmiCameras(cell.description.hmi_cameras(), cell.pipeline.push_frame)
                      if cell.description.hmi_cameras() else None),
+        max_bitrate_kbps=cell.description.video.max_bitrate_kbps,
     )
     serve_in_thread(app, socketio, host, port, ssl_context=ssl_context)
 
@@ -388,6 +389,30 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
             stop()
 
     return shutdown
+
+
+def _recordings(cell: Cell, root: Path) -> Any:
+    """The cell's `xr_server.recording.Recordings` under `root`, pruned now and periodically as
+    the cell file's ``recordings:`` says; each deletion goes to the audit log."""
+    from xr_server.recording import DeletedRecording, Recordings, RetentionPolicy
+
+    config = cell.description.recordings
+    audit = cell.audit
+
+    def audit_deletion(gone: DeletedRecording) -> None:
+        if audit is not None:
+            audit.append("recording_deleted", "retention",
+                         {"recording": gone.recording, "session": gone.session,
+                          "size_mb": gone.size_mb, "ended_at": gone.ended_at,
+                          "rule": gone.reason},
+                         f"recording {gone.recording} deleted by the retention rule {gone.reason}")
+
+    recordings = Recordings(root, cell.twin_state,
+                            retention=RetentionPolicy(config.retention_days, config.max_total_mb,
+                                                      config.prune_period_s),
+                            on_delete=audit_deletion)
+    recordings.start_pruning()
+    return recordings
 
 
 def _twin_asset(description: CellDescription) -> Callable[[], TwinAsset]:

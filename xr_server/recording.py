@@ -20,6 +20,13 @@ Durability: each line of events.jsonl is flushed and fsync'ed before `SessionRec
 returns, so an event that was acknowledged to a user is on disk; twin.jsonl is flushed every line
 and fsync'ed about once a second. The manifest is replaced atomically (write, fsync, rename).
 
+Retention (`RetentionPolicy`): `Recordings.prune` deletes whole recordings, oldest first, that
+ended more than `retention_days` ago, then more while all recordings together hold more than
+`max_total_mb`; never one in progress, never a folder without a readable manifest (it may not be
+ours). `Recordings.start_pruning` prunes at once and then every `prune_period_s` in a thread
+("recordings-retention"); every deletion is logged at WARNING and passed to the `on_delete`
+listener (`xrcell demo`/`serve` write it to the audit log as ``recording_deleted``).
+
 Threads: `Recordings` and `SessionRecorder` methods may be called from any thread. Each active
 recording owns one sampler thread ("recording-<id>") reading the twin source; a twin source that
 raises is logged and skipped, never stops the recording.
@@ -31,6 +38,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +58,74 @@ TWIN_SYNC_PERIOD_S = 1.0
 RECORDING_ID = re.compile(r"^[0-9a-f]{16}-\d{8}T\d{6}Z$")
 #: Files a recording may hold (what `Recordings.file` serves).
 FILE_NAME = re.compile(r"^(manifest\.json|twin\.jsonl|events\.jsonl|video-\d{3}\.mp4)$")
+
+
+#: Default retention: recordings are deleted 30 days after they ended ...
+DEFAULT_RETENTION_DAYS = 30.0
+#: ... or, oldest first, while all of them together hold more than this, MB (10^6 bytes).
+DEFAULT_MAX_TOTAL_MB = 20_000.0
+#: How often `Recordings.start_pruning` prunes, seconds.
+DEFAULT_PRUNE_PERIOD_S = 3600.0
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """How long recordings are kept (see the module docstring).
+
+    Attributes:
+        retention_days: delete a recording this many days after it ended (``stopped_at``, or
+            ``started_at`` when it never stopped); None keeps recordings forever.
+        max_total_mb: delete the oldest recordings while all together hold more than this, MB
+            (10^6 bytes); None sets no bound.
+        prune_period_s: the period of `Recordings.start_pruning`, seconds.
+
+    Raises:
+        ValueError: a value is not positive, naming the field.
+    """
+
+    retention_days: float | None = DEFAULT_RETENTION_DAYS
+    max_total_mb: float | None = DEFAULT_MAX_TOTAL_MB
+    prune_period_s: float = DEFAULT_PRUNE_PERIOD_S
+
+    def __post_init__(self) -> None:
+        for name in ("retention_days", "max_total_mb", "prune_period_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+
+
+@dataclass(frozen=True)
+class DeletedRecording:
+    """A recording `Recordings.prune` deleted.
+
+    Attributes:
+        recording: its id.
+        session: its session id.
+        size_mb: what it held, MB (10^6 bytes).
+        ended_at: when it ended, UNIX seconds (``started_at`` when it never stopped).
+        reason: ``"retention_days"`` (too old) or ``"max_total_mb"`` (over the size bound).
+    """
+
+    recording: str
+    session: str
+    size_mb: float
+    ended_at: float
+    reason: str
+
+
+#: ``on_delete(deleted)``: called after each deletion, on the pruning thread.
+DeleteListener = Callable[[DeletedRecording], None]
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file():
+                total += path.stat().st_size
+        except OSError:
+            pass
+    return total
 
 
 @dataclass(frozen=True)
@@ -187,19 +263,29 @@ class Recordings:
         root: the folder of the recordings (created when the first starts).
         twin_source: the newest ``twin_state`` dict of the cell, or None.
         twin_rate_hz: twin samples per second in a recording.
+        retention: what `prune` deletes.
+        on_delete: `DeleteListener`, told of every deletion (e.g. to audit it); an exception it
+            raises is logged and does not stop the pruning.
 
     Raises (every method): `SessionError` with a message naming what is wrong.
     """
 
     def __init__(self, root: Path, twin_source: Callable[[], dict | None],
-                 twin_rate_hz: float = DEFAULT_TWIN_RATE_HZ) -> None:
+                 twin_rate_hz: float = DEFAULT_TWIN_RATE_HZ,
+                 retention: RetentionPolicy = RetentionPolicy(),
+                 on_delete: DeleteListener | None = None) -> None:
         if not twin_rate_hz > 0:
             raise ValueError(f"twin_rate_hz must be positive, got {twin_rate_hz}")
         self.root = Path(root)
+        self.retention = retention
         self._twin_source = twin_source
         self._rate = twin_rate_hz
+        self._on_delete = on_delete
         self._lock = threading.Lock()
+        self._prune_lock = threading.Lock()
         self._active: dict[str, SessionRecorder] = {}
+        self._pruner: threading.Thread | None = None
+        self._pruner_stop = threading.Event()
 
     def start(self, session_id: str, cell: str, actor: str) -> RecordingInfo:
         """Start recording `session_id`; refused if it is already being recorded."""
@@ -276,3 +362,83 @@ class Recordings:
         if not path.is_file():
             raise SessionError(f"recording {recording} has no file {name}")
         return path
+
+    # ------------------------------------------------------------------------------ retention
+    def prune(self, now: float | None = None) -> list[DeletedRecording]:
+        """Delete what `retention` no longer keeps, oldest first (see the module docstring).
+
+        Args:
+            now: the time to age recordings against, UNIX seconds (default: now).
+
+        Returns:
+            The deleted recordings, in the order they were deleted.
+        """
+        now = time.time() if now is None else now
+        policy = self.retention
+        deleted: list[DeletedRecording] = []
+        with self._prune_lock:
+            infos = sorted(self.list(), key=lambda r: r.started_at)       # oldest first
+            with self._lock:
+                active = {r.info.recording for r in self._active.values()}
+            sizes = {r.recording: _folder_bytes(self.root / r.recording) for r in infos}
+            total = sum(sizes.values())
+            for info in infos:
+                if info.recording in active:
+                    continue
+                ended_at = info.started_at if info.stopped_at is None else info.stopped_at
+                if (policy.retention_days is not None
+                        and now - ended_at > policy.retention_days * 86_400.0):
+                    reason = "retention_days"
+                elif policy.max_total_mb is not None and total > policy.max_total_mb * 1e6:
+                    reason = "max_total_mb"
+                else:
+                    continue
+                folder = self.root / info.recording
+                try:
+                    shutil.rmtree(folder)
+                except OSError as exc:
+                    log.error("recording %s not deleted (%s): %s", info.recording, reason, exc)
+                    continue
+                total -= sizes[info.recording]
+                gone = DeletedRecording(info.recording, info.session,
+                                        round(sizes[info.recording] / 1e6, 3), ended_at, reason)
+                deleted.append(gone)
+                log.warning("deleted recording %s of session %s (%.1f MB, ended %s): %s",
+                            gone.recording, gone.session, gone.size_mb,
+                            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ended_at)),
+                            "older than retention_days" if reason == "retention_days"
+                            else "recordings over max_total_mb")
+                if self._on_delete is not None:
+                    try:
+                        self._on_delete(gone)
+                    except Exception:  # noqa: BLE001 - a listener bug must not stop pruning
+                        log.exception("recording deletion listener failed")
+        return deleted
+
+    def start_pruning(self) -> None:
+        """Prune now and then every ``retention.prune_period_s`` in a daemon thread, until
+        `close`; nothing if already pruning."""
+        with self._lock:
+            if self._pruner is not None:
+                return
+            self._pruner_stop.clear()
+            self._pruner = threading.Thread(target=self._prune_loop, name="recordings-retention",
+                                            daemon=True)
+            self._pruner.start()
+
+    def close(self) -> None:
+        """Stop the pruning thread (active recordings go on: stop them with `stop`)."""
+        self._pruner_stop.set()
+        with self._lock:
+            pruner, self._pruner = self._pruner, None
+        if pruner is not None:
+            pruner.join(5.0)
+
+    def _prune_loop(self) -> None:
+        while True:
+            try:
+                self.prune()
+            except Exception:  # noqa: BLE001 - pruning retries next period
+                log.exception("pruning the recordings under %s failed", self.root)
+            if self._pruner_stop.wait(self.retention.prune_period_s):
+                return

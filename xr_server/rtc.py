@@ -10,14 +10,21 @@ reader, which is always draining the worker's track: aiortc queues decoded frame
 until someone reads them, so without it an unwatched camera would pile up frames (memory, then
 seconds of latency for the first expert to join).
 
-Audio is optional on both sides: a worker's offer with an audio section that sends has its
-microphone relayed (and drained, like the video) to every expert whose offer receives audio; a
-worker's offer whose audio section receives gets the session's talkback track in the answer; an
-expert's offer whose audio section sends has its microphone mixed into that talkback.
+Audio is optional on every side and goes through the session's `AudioConference`
+(`xr_server.rtc_audio`): a participant (worker or expert) whose offer's audio section sends has its
+microphone mixed for every other participant; one whose audio section receives gets a
+`TalkbackTrack` in the answer carrying the mix of everyone else (never its own voice), so the
+worker hears the experts and the experts hear the worker and each other. The worker's microphone
+reaches the conference (and a recording) through the relay; the conference always reads it.
 
 A worker whose offer asks for it (``composited``) also gets its camera back on the same video
 transceiver (sendrecv) as a `xr_server.composited_view.CompositedTrack`: another unbuffered proxy
 of the same decoded track, with the twin drawn in from the HMI's pose (`OverlaySource`).
+
+Every video the server sends (the relay to an expert, the composited view) goes through a
+`xr_server.rtc_adapt.ScaledTrack` and a `SenderAdaptation`: the receiver's REMB estimate, capped
+by ``max_bitrate_kbps`` (the server's and the offer's), sets the encoder's target bitrate, and the
+resolution steps down (1.0, 0.75, 0.5) while that budget stays low; `video_out` reports it.
 
 Signalling is offer/answer without trickle ICE: the browser sends its offer once ICE gathering is
 complete, the answer carries all of the server's candidates (aiortc gathers them in
@@ -39,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
@@ -47,7 +54,9 @@ from av import VideoFrame
 from xr_server.composited_view import CompositedTrack, CompositeStatus
 from xr_server.errors import SignallingError
 from xr_server.overlay import OverlayInputs
-from xr_server.rtc_audio import TalkbackMixer, TalkbackTrack
+from xr_server.rtc_adapt import (LadderPolicy, ScaledTrack, SenderAdaptation, VideoOut,
+                                  effective_cap)
+from xr_server.rtc_audio import AudioConference, TalkbackTrack
 from xr_server.rtc_gateway import RtcGateway
 
 log = logging.getLogger(__name__)
@@ -99,8 +108,7 @@ class _SessionVideo:
     publication: _Publication | None = None
     subscribers: set[str] = field(default_factory=set)
     audio: MediaStreamTrack | None = None           # the worker's microphone
-    audio_reader: asyncio.Task | None = None        # drains it through the relay
-    talkback: TalkbackMixer = field(default_factory=TalkbackMixer)
+    conference: AudioConference = field(default_factory=AudioConference)
 
 
 def check_sdp(sdp: str) -> None:
@@ -139,12 +147,19 @@ class SessionMedia:
         on_frame: `FrameListener`, every decoded frame of every worker video; None: nobody.
         on_data_channel: ``(sid, channel)``, called on the loop for every data channel a peer
             opens (the twin stream, `xr_server.twin_channel`).
+        max_bitrate_kbps: the cap of every video this server sends, kbit/s (None: the link's
+            estimate alone); an offer may ask for a lower one.
+        ladder: the resolution steps of the videos sent (`xr_server.rtc_adapt.LadderPolicy`).
     """
 
     def __init__(self, gateway: RtcGateway, on_video: VideoListener,
                  overlay: OverlaySource | None = None, on_frame: FrameListener | None = None,
-                 on_data_channel: Callable[[str, RTCDataChannel], None] | None = None) -> None:
+                 on_data_channel: Callable[[str, RTCDataChannel], None] | None = None,
+                 max_bitrate_kbps: int | None = None, ladder: LadderPolicy = LadderPolicy()) -> None:
         self._gateway = gateway
+        self._max_bitrate_kbps = max_bitrate_kbps
+        self._ladder = ladder
+        self._adaptations: dict[str, SenderAdaptation] = {}  # sid -> its video out; loop only
         self._on_video = on_video
         self._on_frame = on_frame
         self._overlay = overlay
@@ -165,6 +180,12 @@ class SessionMedia:
         with self._status_lock:
             return self._status.get(session_id, VideoStatus(None, 0, 0, 0))
 
+    def video_out(self, sid: str) -> VideoOut | None:
+        """The bitrate and resolution of the video sent to connection `sid`, None when it is sent
+        none. Thread-safe."""
+        adaptation = self._adaptations.get(sid)  # dict.get is atomic
+        return None if adaptation is None else adaptation.status()
+
     def composited(self, sid: str) -> CompositeStatus | None:
         """The composited view sent to connection `sid`, None when it has none. Thread-safe."""
         view = self._views.get(sid)  # dict.get is atomic
@@ -172,10 +193,12 @@ class SessionMedia:
 
     # ------------------------------------------------------------------------------- the loop
     async def publish(self, session_id: str, sid: str, offer: RTCSessionDescription,
-                      composited: bool = False) -> RTCSessionDescription:
+                      composited: bool = False,
+                      max_bitrate_kbps: int | None = None) -> RTCSessionDescription:
         """Answer the worker's offer: its video becomes the session's video (replacing the
         connection's previous one, if any); with `composited`, the answer also sends the
-        composited view back on the camera's transceiver.
+        composited view back on the camera's transceiver, at most `max_bitrate_kbps` (and the
+        server's cap).
 
         Raises:
             SignallingError: the offer sends no video; `composited` but the offer's video does
@@ -204,13 +227,13 @@ class SessionMedia:
             if video.publisher_sid != sid:
                 return
             if track.kind == "audio":
-                self._start_audio(video, track)
+                self._start_audio(video, sid, track)
             else:
                 self._start_publication(session_id, video, track)
 
         def add_talkback() -> None:
             if any(d in ("recvonly", "sendrecv") for d in _media_directions(offer.sdp, "audio")):
-                pc.addTrack(TalkbackTrack(video.talkback))    # into the offer's audio section
+                pc.addTrack(TalkbackTrack(video.conference.listen(sid)))  # the offer's audio
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -227,7 +250,8 @@ class SessionMedia:
             view = CompositedTrack(self._relay.subscribe(camera, buffered=False),
                                    lambda: overlay(session_id))
             self._views[sid] = view
-            pc.addTrack(view)
+            scaled = ScaledTrack(view)
+            self._adapt(sid, pc.addTrack(scaled), scaled, max_bitrate_kbps)
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
             await self.close(sid)
@@ -235,9 +259,10 @@ class SessionMedia:
         log.info("session %s: composited view to the worker", session_id)
         return pc.localDescription
 
-    async def subscribe(self, session_id: str, sid: str,
-                        offer: RTCSessionDescription) -> RTCSessionDescription:
-        """Answer an expert's offer: the session's current worker video is sent to it.
+    async def subscribe(self, session_id: str, sid: str, offer: RTCSessionDescription,
+                        max_bitrate_kbps: int | None = None) -> RTCSessionDescription:
+        """Answer an expert's offer: the session's current worker video is sent to it, at most
+        `max_bitrate_kbps` (and the server's cap).
 
         Raises:
             SignallingError: the offer receives no video, or the session has no worker video yet.
@@ -263,13 +288,13 @@ class SessionMedia:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio" and sid in video.subscribers:
-                video.talkback.add(sid, track)     # the expert's voice, to the worker
+                video.conference.add_voice(sid, track)     # the expert's voice, to the others
 
         await pc.setRemoteDescription(offer)
-        pc.addTrack(self._relay.subscribe(video.publication.track, buffered=False))
-        if video.audio is not None and any(d in ("recvonly", "sendrecv")
-                                           for d in _media_directions(offer.sdp, "audio")):
-            pc.addTrack(self._relay.subscribe(video.audio, buffered=False))
+        relayed = ScaledTrack(self._relay.subscribe(video.publication.track, buffered=False))
+        self._adapt(sid, pc.addTrack(relayed), relayed, max_bitrate_kbps)
+        if any(d in ("recvonly", "sendrecv") for d in _media_directions(offer.sdp, "audio")):
+            pc.addTrack(TalkbackTrack(video.conference.listen(sid)))  # the worker, other experts
         try:
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
@@ -328,19 +353,22 @@ class SessionMedia:
         if entry is None:
             return
         session_id, pc = entry
+        adaptation = self._adaptations.pop(sid, None)
+        if adaptation is not None:
+            adaptation.stop()
         view = self._views.pop(sid, None)
         if view is not None:
             view.stop()
         video = self._videos.get(session_id)
         if video is not None:
             video.subscribers.discard(sid)
-            video.talkback.remove(sid)
+            video.conference.leave(sid)
             if video.publisher_sid == sid:
                 video.publisher_sid = None
                 self._end_publication(session_id, video)
                 self._end_audio(video)
             if video.publisher_sid is None and not video.subscribers:
-                video.talkback.close()
+                video.conference.close()
                 del self._videos[session_id]
         await pc.close()
 
@@ -348,6 +376,14 @@ class SessionMedia:
         if self._on_data_channel is not None:
             callback = self._on_data_channel
             pc.on("datachannel", lambda channel: callback(sid, channel))
+
+    def _adapt(self, sid: str, sender: RTCRtpSender, track: ScaledTrack,
+               max_bitrate_kbps: int | None) -> None:
+        adaptation = SenderAdaptation(sender, track,
+                                      effective_cap([self._max_bitrate_kbps, max_bitrate_kbps]),
+                                      self._ladder)
+        self._adaptations[sid] = adaptation
+        adaptation.start()
 
     async def _answer(self, pc: RTCPeerConnection, sid: str, offer: RTCSessionDescription,
                       add_tracks: Callable[[], None] | None = None) -> RTCSessionDescription:
@@ -362,31 +398,18 @@ class SessionMedia:
         return pc.localDescription
 
     # ------------------------------------------------------------------------------- audio
-    def _start_audio(self, video: _SessionVideo, track: MediaStreamTrack) -> None:
+    def _start_audio(self, video: _SessionVideo, sid: str, track: MediaStreamTrack) -> None:
+        """The worker's microphone: into the conference through a buffered relay proxy, which
+        the conference always reads (aiortc queues undrained decoded frames without bound)."""
         self._end_audio(video)
         video.audio = track
-        video.audio_reader = asyncio.ensure_future(
-            self._drain(self._relay.subscribe(track, buffered=False)))
+        video.conference.add_voice(sid, self._relay.subscribe(track, buffered=True))
 
     @staticmethod
     def _end_audio(video: _SessionVideo) -> None:
-        if video.audio_reader is not None:
-            video.audio_reader.cancel()
-            video.audio_reader = None
         if video.audio is not None:
             video.audio.stop()
             video.audio = None
-
-    @staticmethod
-    async def _drain(proxy: MediaStreamTrack) -> None:
-        """Read a track to its end (aiortc queues undrained decoded frames without bound)."""
-        try:
-            while True:
-                await proxy.recv()
-        except MediaStreamError:
-            pass
-        finally:
-            proxy.stop()
 
     # ------------------------------------------------------------------------- publications
     def _start_publication(self, session_id: str, video: _SessionVideo,

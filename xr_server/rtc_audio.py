@@ -1,12 +1,13 @@
-"""Talkback: the remote experts' voices to the worker, over the worker's own peer connection.
+"""Talkback: every participant of a session hears every other one, over their own peer connection.
 
-The worker's microphone goes to the experts through the session's `MediaRelay` (one decode, as
-the video). The other way, every expert's microphone track feeds one `TalkbackMixer` per session;
-the worker's connection sends a `TalkbackTrack` that reads the mix: 20 ms frames of 48 kHz mono
-signed 16-bit PCM (what Opus encodes natively), the sum of the experts' samples clipped to the
-16-bit range, silence while nobody speaks. Each expert's audio is resampled to that format with
-PyAV's `AudioResampler` and kept in a buffer of at most `MAX_BUFFER_S`: a source that delivers
-faster than the worker's track reads loses its oldest samples instead of building up delay.
+The voices of a session (the worker's microphone and each expert's) feed one `AudioConference`.
+Each voice is read by one task, resampled once with PyAV's `AudioResampler` to 48 kHz mono signed
+16-bit PCM (what Opus encodes natively), and its samples are appended to the `TalkbackMixer` of
+every *other* listener. Each listener's connection sends a `TalkbackTrack` that reads its mix:
+20 ms frames, the sum of the other participants' samples clipped to the 16-bit range, silence
+while nobody else speaks; a participant never hears itself. A listener's buffer per voice holds at
+most `MAX_BUFFER_S`: a voice that delivers faster than the listener's track reads loses its
+oldest samples instead of building up delay.
 
 Threads: everything here runs on the `RtcGateway` loop.
 """
@@ -28,82 +29,136 @@ log = logging.getLogger(__name__)
 #: The talkback format: 48 kHz mono, 20 ms frames (Opus's native rate and a WebRTC ptime).
 SAMPLE_RATE = 48_000
 FRAME_SAMPLES = SAMPLE_RATE // 50
-#: Most audio kept per expert, seconds: older samples are dropped (latency bound of the talkback).
+#: Most audio kept per voice and listener, seconds: older samples are dropped (latency bound).
 MAX_BUFFER_S = 0.2
 
-
-class _Source:
-    """One expert's microphone, resampled into a bounded buffer by its own reader task."""
-
-    def __init__(self, track: MediaStreamTrack) -> None:
-        self.buffer = np.zeros(0, dtype=np.int16)
-        self.dropped = 0
-        self._resampler = AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-        self.task = asyncio.ensure_future(self._read(track))
-
-    async def _read(self, track: MediaStreamTrack) -> None:
-        limit = int(MAX_BUFFER_S * SAMPLE_RATE)
-        try:
-            while True:
-                frame = await track.recv()
-                for out in self._resampler.resample(frame):
-                    samples = out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
-                    self.buffer = np.concatenate([self.buffer, samples])
-                    if len(self.buffer) > limit:
-                        self.dropped += len(self.buffer) - limit
-                        self.buffer = self.buffer[-limit:]
-        except MediaStreamError:
-            pass
-
-    def take(self, n: int) -> np.ndarray:
-        """The next `n` samples (zero-padded when the buffer runs dry)."""
-        out = np.zeros(n, dtype=np.int16)
-        have = min(n, len(self.buffer))
-        out[:have] = self.buffer[:have]
-        self.buffer = self.buffer[have:]
-        return out
-
-
 class TalkbackMixer:
-    """The expert microphones of one session, mixed (loop only)."""
+    """What one listener hears: a bounded buffer per other participant's voice, mixed (loop
+    only)."""
 
     def __init__(self) -> None:
-        self._sources: dict[str, _Source] = {}
+        self._buffers: dict[str, np.ndarray] = {}
+        self.dropped = 0        # samples dropped by the MAX_BUFFER_S bound, all voices
 
     @property
     def sources(self) -> int:
-        """How many experts send audio now."""
-        return len(self._sources)
+        """How many voices this listener hears now."""
+        return len(self._buffers)
 
-    def add(self, key: str, track: MediaStreamTrack) -> None:
-        """Mix `track` (an expert's microphone, any sample rate and layout) in, replacing the
-        one of the same `key` (the expert's connection id)."""
-        self.remove(key)
-        self._sources[key] = _Source(track)
+    def attach(self, key: str) -> None:
+        """Start hearing voice `key` (silent until samples arrive)."""
+        self._buffers.setdefault(key, np.zeros(0, dtype=np.int16))
 
-    def remove(self, key: str) -> None:
-        """Stop mixing the audio of `key`, if any."""
-        source = self._sources.pop(key, None)
-        if source is not None:
-            source.task.cancel()
+    def detach(self, key: str) -> None:
+        """Stop hearing voice `key`, if heard."""
+        self._buffers.pop(key, None)
 
-    def close(self) -> None:
-        for key in list(self._sources):
-            self.remove(key)
+    def feed(self, key: str, samples: np.ndarray) -> None:
+        """Append `samples` ((n,) int16, 48 kHz mono) of voice `key`, if attached, keeping at
+        most `MAX_BUFFER_S` of it."""
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            return
+        buffer = np.concatenate([buffer, samples])
+        limit = int(MAX_BUFFER_S * SAMPLE_RATE)
+        if len(buffer) > limit:
+            self.dropped += len(buffer) - limit
+            buffer = buffer[-limit:]
+        self._buffers[key] = buffer
 
     def take(self, n: int = FRAME_SAMPLES) -> np.ndarray:
-        """The next `n` samples of the mix: (n,) int16, the sum of every source clipped to the
-        16-bit range; zeros without sources."""
-        if not self._sources:
-            return np.zeros(n, dtype=np.int16)
+        """The next `n` samples of the mix: (n,) int16, the sum of every voice heard (each
+        zero-padded when its buffer runs dry) clipped to the 16-bit range; zeros without voices."""
         total = np.zeros(n, dtype=np.int32)
-        for source in self._sources.values():
-            total += source.take(n)
+        for key, buffer in self._buffers.items():
+            have = min(n, len(buffer))
+            total[:have] += buffer[:have]
+            self._buffers[key] = buffer[have:]
         return np.clip(total, -32768, 32767).astype(np.int16)
 
 
+class _Voice:
+    """One participant's microphone, read and resampled by its own task into the listeners'
+    mixers."""
+
+    def __init__(self, key: str, track: MediaStreamTrack, conference: "AudioConference") -> None:
+        self.track = track
+        self._key = key
+        self._conference = conference
+        self._resampler = AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        self.task = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                frame = await self.track.recv()
+                for out in self._resampler.resample(frame):
+                    samples = out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
+                    self._conference._deliver(self._key, samples)
+        except MediaStreamError:
+            pass
+
+
+class AudioConference:
+    """The voices and listeners of one session (loop only). Keys are the participants'
+    connection ids: a listener never hears the voice of its own key."""
+
+    def __init__(self) -> None:
+        self._voices: dict[str, _Voice] = {}
+        self._mixes: dict[str, TalkbackMixer] = {}
+
+    @property
+    def voices(self) -> int:
+        """How many participants send audio now."""
+        return len(self._voices)
+
+    def add_voice(self, key: str, track: MediaStreamTrack) -> None:
+        """Mix `track` (a participant's microphone, any sample rate and layout; read to its end
+        by this conference) into every other listener's mix, replacing the voice of `key`."""
+        self.remove_voice(key)
+        self._voices[key] = _Voice(key, track, self)
+        for listener, mix in self._mixes.items():
+            if listener != key:
+                mix.attach(key)
+
+    def remove_voice(self, key: str) -> None:
+        """Stop mixing the voice of `key` (its track is stopped), if any."""
+        voice = self._voices.pop(key, None)
+        if voice is None:
+            return
+        voice.task.cancel()
+        voice.track.stop()
+        for mix in self._mixes.values():
+            mix.detach(key)
+
+    def listen(self, key: str) -> TalkbackMixer:
+        """The mix that listener `key` hears: every voice but its own (created on first call)."""
+        mix = self._mixes.get(key)
+        if mix is None:
+            mix = self._mixes[key] = TalkbackMixer()
+            for voice in self._voices:
+                if voice != key:
+                    mix.attach(voice)
+        return mix
+
+    def leave(self, key: str) -> None:
+        """Remove participant `key`: its voice and its mix."""
+        self.remove_voice(key)
+        self._mixes.pop(key, None)
+
+    def close(self) -> None:
+        for key in list(self._voices):
+            self.remove_voice(key)
+        self._mixes.clear()
+
+    def _deliver(self, key: str, samples: np.ndarray) -> None:
+        for listener, mix in self._mixes.items():
+            if listener != key:
+                mix.feed(key, samples)
+
+
 class TalkbackTrack(MediaStreamTrack):
-    """The worker's audio track from the server: the session's `TalkbackMixer`, paced in real
+    """A participant's audio track from the server: its `TalkbackMixer`, paced in real
     time (one 20 ms frame per 20 ms of the monotonic clock, as aiortc's `AudioStreamTrack`)."""
 
     kind = "audio"

@@ -10,10 +10,9 @@ listed in docs/xr_server.md.
 
 from __future__ import annotations
 
-import bisect
+import itertools
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +28,7 @@ from xr_server.api_models import (
     AnnotationCreate,
     AnnotationDelete,
     AnnotationUpdate,
+    FreezeFrame,
     HmiCamera,
     RtcOffer,
     SessionCreate,
@@ -57,9 +57,8 @@ log = logging.getLogger(__name__)
 
 #: Longest a signalling call may take on the gateway, seconds.
 SIGNALLING_TIMEOUT_S = 10.0
-#: How long the worker's camera poses are kept for annotations on a freeze-frame, seconds
-#: (`AnnotationCreate.frame_age_s` is at most this).
-CAMERA_HISTORY_S = 60.0
+#: Freeze-frames kept per session (`freeze_frame`); older ones are forgotten.
+MAX_FREEZES = 32
 
 
 class SessionEvents:
@@ -82,6 +81,8 @@ class SessionEvents:
             participant by ``session_list``.
         hmi_cameras: the HMIs the cell uses as cameras (`xr_server.hmi_cameras`): their worker
             videos and ``hmi_camera`` poses go to worker tracking; None: no HMI is a camera.
+        max_bitrate_kbps: the cap of every video the server sends, kbit/s (None: the link's
+            estimate alone; `xr_server.rtc_adapt`).
 
     Threads: the handlers run in Socket.IO handler threads, `_on_video` on the gateway's loop,
     `_overlay` in executor threads of the loop; the registry and the media are thread-safe as
@@ -94,7 +95,8 @@ class SessionEvents:
                  recordings: Recordings | None = None,
                  twin_source: Callable[[], dict | None] | None = None,
                  twin_states_dropped: Callable[[str], int | None] = lambda sid: None,
-                 hmi_cameras: HmiCameras | None = None) -> None:
+                 hmi_cameras: HmiCameras | None = None,
+                 max_bitrate_kbps: int | None = None) -> None:
         self._socketio = socketio
         self._namespace = namespace
         self._cell = cell_name
@@ -111,11 +113,14 @@ class SessionEvents:
         self.media = SessionMedia(gateway, self._on_video,
                                   None if twin_source is None else self._overlay,
                                   None if hmi_cameras is None else hmi_cameras.frame,
-                                  on_data_channel=self.twin_channels.attach)
+                                  on_data_channel=self.twin_channels.attach,
+                                  max_bitrate_kbps=max_bitrate_kbps)
         self._lock = threading.Lock()
-        # session id -> the worker's camera poses of the last CAMERA_HISTORY_S, oldest first,
-        # as (monotonic s when received, pose)
-        self._cameras: dict[str, list[tuple[float, CameraPose]]] = {}
+        # session id -> the worker's newest camera pose
+        self._cameras: dict[str, CameraPose] = {}
+        # session id -> freeze id -> the camera pose pinned by `freeze_frame` (None: none yet)
+        self._freezes: dict[str, dict[int, CameraPose | None]] = {}
+        self._freeze_ids = itertools.count(1)
         # session id -> annotation id -> its `annotation_dict`, for the composited views
         self._drawn: dict[str, dict[int, dict]] = {}
 
@@ -144,8 +149,7 @@ class SessionEvents:
             log.exception("twin_source failed")
             twin = None
         with self._lock:
-            history = self._cameras.get(session_id)
-            camera = history[-1][1] if history else None
+            camera = self._cameras.get(session_id)
             annotations = tuple(self._drawn.get(session_id, {}).values())
         return OverlayInputs(twin, camera, annotations)
 
@@ -252,8 +256,9 @@ class SessionEvents:
         return [{"username": p.username, "role": p.role.value,
                  "twin_transport": "datachannel" if p.sid in on_channel else "socketio",
                  "twin_states_dropped": (self.twin_channels.dropped(p.sid) if p.sid in on_channel
-                                         else self._twin_states_dropped(p.sid))}
-                for p in members]
+                                         else self._twin_states_dropped(p.sid)),
+                 "video_out": None if (out := self.media.video_out(p.sid)) is None
+                 else out.as_dict()} for p in members]
 
     def leave(self, sid: str) -> None:
         """Take `sid` out of its session (on leave and on disconnect) and close its peer
@@ -271,6 +276,7 @@ class SessionEvents:
         if ended:
             with self._lock:
                 self._cameras.pop(info.session_id, None)
+                self._freezes.pop(info.session_id, None)
                 self._drawn.pop(info.session_id, None)
                 self._devices.pop(info.session_id, None)
             if self.hmi_cameras is not None:
@@ -339,10 +345,11 @@ class SessionEvents:
             with self._lock:
                 self._devices[request.session] = request.device
             answer = self._gateway.call(self.media.publish, request.session, sid, offer,
-                                        request.composited, timeout_s=SIGNALLING_TIMEOUT_S)
+                                        request.composited, request.max_bitrate_kbps,
+                                        timeout_s=SIGNALLING_TIMEOUT_S)
         else:
             answer = self._gateway.call(self.media.subscribe, request.session, sid, offer,
-                                        timeout_s=SIGNALLING_TIMEOUT_S)
+                                        request.max_bitrate_kbps, timeout_s=SIGNALLING_TIMEOUT_S)
         try:
             self.registry.participant(request.session, sid)
         except SessionError:  # left or disconnected while the offer was answered
@@ -360,31 +367,45 @@ class SessionEvents:
         x, y, z = request.position_m
         qx, qy, qz, qw = request.orientation
         camera = CameraPose((x, y, z), (qx, qy, qz, qw), request.hfov_deg, request.aspect)
-        now = time.monotonic()
         with self._lock:
-            history = self._cameras.setdefault(request.session, [])
-            history.append((now, camera))
-            while len(history) > 1 and history[1][0] <= now - CAMERA_HISTORY_S:
-                history.pop(0)      # keeps the newest pose older than the window, for its start
+            self._cameras[request.session] = camera
         if self.hmi_cameras is not None:
             self.hmi_cameras.pose(request.session, request.position_m, request.orientation,
                                   request.hfov_deg, request.aspect, request.principal_point)
         return {"session": request.session}
 
-    def _camera_at(self, session_id: str, frame_age_s: float) -> CameraPose | None:
-        """The worker's camera pose in force `frame_age_s` ago (the newest reported at or before
-        then; the oldest kept when none is that old); None before the first report."""
+    def freeze_frame(self, claims: TokenClaims, request: FreezeFrame) -> dict:
+        """Pin the worker's camera pose of now for annotations drawn on a frozen frame."""
+        participant = self.registry.participant(request.session, self._sid())
+        if participant.role is not ParticipantRole.EXPERT:
+            raise SessionError(f"only an expert of session {request.session} freezes a frame")
         with self._lock:
-            history = list(self._cameras.get(session_id, ()))
-        if not history:
-            return None
-        at = time.monotonic() - frame_age_s
-        i = bisect.bisect_right([t for t, _ in history], at)
-        return history[max(i - 1, 0)][1]
+            freeze = next(self._freeze_ids)
+            pinned = self._freezes.setdefault(request.session, {})
+            pinned[freeze] = self._cameras.get(request.session)
+            while len(pinned) > MAX_FREEZES:
+                del pinned[next(iter(pinned))]           # the oldest
+        return {"session": request.session, "freeze": freeze}
+
+    def _camera(self, session_id: str, freeze: int | None) -> CameraPose | None:
+        """The worker's camera pose: pinned by freeze-frame `freeze`, else the newest; None
+        before the first report.
+
+        Raises:
+            SessionError: `freeze` is not a freeze-frame of the session (or a forgotten one).
+        """
+        with self._lock:
+            if freeze is None:
+                return self._cameras.get(session_id)
+            pinned = self._freezes.get(session_id, {})
+            if freeze not in pinned:
+                raise SessionError(f"field 'freeze': no freeze-frame {freeze} in session "
+                                   f"{session_id}: freeze the frame again")
+            return pinned[freeze]
 
     def _anchor(self, session_id: str, kind: str, points: list[list[float]],
-                frame_age_s: float = 0.0) -> Anchor | None:
-        camera = self._camera_at(session_id, frame_age_s)
+                freeze: int | None = None) -> Anchor | None:
+        camera = self._camera(session_id, freeze)
         if camera is None:
             return None
         capsules: Sequence[SceneCapsule] = ()
@@ -402,7 +423,7 @@ class SessionEvents:
         check_geometry(request.kind, request.points, request.radius, request.text)
         info = self.registry.info(request.session)
         try:
-            anchor = self._anchor(request.session, request.kind, request.points, request.frame_age_s)
+            anchor = self._anchor(request.session, request.kind, request.points, request.freeze)
             stored = self._store().add(request.session, info.cell, claims.username, request.kind,
                                        request.points, request.radius, request.text, request.color,
                                        None if anchor is None else anchor.position_m,
@@ -423,7 +444,7 @@ class SessionEvents:
             check_geometry(current.kind, request.points, request.radius, request.text)
             anchor = (None if request.points is None
                       else self._anchor(request.session, current.kind, request.points,
-                                        request.frame_age_s))
+                                        request.freeze))
             stored = store.update(request.id, request.session, claims.username,
                                   points=request.points, radius=request.radius, text=request.text,
                                   color=request.color,
@@ -450,6 +471,7 @@ def register_session_events(client_event: Callable[[str, type], Callable[[Callab
                         ("session_leave", SessionLeave), ("session_list", SessionListRequest),
                         ("session_record", SessionRecord),
                         ("rtc_offer", RtcOffer), ("hmi_camera", HmiCamera),
+                        ("freeze_frame", FreezeFrame),
                         ("annotation_create", AnnotationCreate),
                         ("annotation_update", AnnotationUpdate),
                         ("annotation_delete", AnnotationDelete)):

@@ -46,6 +46,8 @@ def test_demo_cell_is_valid():
      r"cell.yaml: cameras\[0\].id: String should match pattern"),
     ({"cameras": [{"id": "c1", "calibration": {"file": "c", "camera": "c"}}]}, r"cell.yaml: cameras\[0\].video: Field required"),
     ({"safety": {"human_sped_mps": 2.0}}, r"cell.yaml: safety.human_sped_mps: Extra inputs are not permitted"),
+    ({"recordings": {"retention_days": 0}}, r"cell.yaml: recordings.retention_days: Input should be greater than 0"),
+    ({"recordings": {"max_total_mb": -5}}, r"cell.yaml: recordings.max_total_mb: Input should be greater than 0"),
     ({"cameras": [GOOD["cameras"][0], GOOD["cameras"][0]]}, r"cell.yaml: cameras: Value error, camera ids must be unique, repeated: cam01"),
 ])
 def test_invalid_field_is_named(tmp_path, patch, match):

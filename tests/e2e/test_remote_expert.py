@@ -140,7 +140,11 @@ def test_the_expert_sees_the_workers_camera_and_the_worker_sees_the_experts_arro
     wait_until(worker, "__xrcell.call.rtc === 'connected'", 20)
 
     expert = open_page(browser, base, "eve", "/expert")
-    expert.click(f"button[data-session='{session}']", timeout=10_000)
+    try:
+        expert.click(f"button[data-session='{session}']", timeout=30_000)   # a loaded page answers slowly
+    except Exception as exc:
+        raise AssertionError(f"{exc}; expert page: status {expert.inner_text('#expert-status')!r}; "
+                             f"list {expert.inner_text('#session-list')!r}; problems {expert.problems}") from None
     wait_until(expert, "__xrcell.call.rtc === 'connected'", 20)
     # audio both ways over the same peer connections (Chromium's fake microphone plays a beep):
     # the expert receives the worker's microphone, the worker the expert's talkback
@@ -192,7 +196,11 @@ def test_the_expert_sees_the_workers_camera_and_the_worker_sees_the_experts_arro
     assert worker.locator("#hmi-annotations [data-kind='label'] text").text_content() == "check this clamp"
     assert "expert: eve" in worker.inner_text("#call-status")
 
-    # a freehand stroke reaches the worker (freeze-frame anchoring: tests/xr_server/test_xr_sessions.py)
+    # a freehand stroke drawn on a frozen frame: the expert's picture holds still, the worker gets
+    # the stroke however long the drawing takes (the freeze pins the worker's camera pose on the
+    # server; anchoring: tests/xr_server/test_xr_sessions.py)
+    expert.click("#freeze")
+    assert expert.evaluate("document.getElementById('expert-video').paused") is True
     expert.click("#tools [data-tool='stroke']")
     cx, cy, r = box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.7, box["height"] * 0.1
     expert.mouse.move(cx + r, cy)
@@ -211,9 +219,7 @@ def test_the_expert_sees_the_workers_camera_and_the_worker_sees_the_experts_arro
     assert ring.count() == 1 and len(ring.get_attribute("points").split()) >= 6
     stroke = [a for a in annotations.list(session) if a.kind == "stroke"]
     assert len(stroke) == 1 and len(stroke[0].points) >= 6
-    # freeze frame: the expert's picture holds still, and goes live again
-    expert.click("#freeze")
-    assert expert.evaluate("document.getElementById('expert-video').paused") is True
+    # back to live
     expert.click("#freeze")
     assert expert.evaluate("document.getElementById('expert-video').paused") is False
 

@@ -17,7 +17,7 @@ from tests.xr_server.live import start_live_server_with_accounts
 from tests.xr_server.test_rtc_audio import ToneTrack, dominant_hz
 from tests.xr_server.test_rtc_relay import CLIP, ClipTrack, negotiate, until
 from xr_server.errors import SessionError
-from xr_server.recording import Recordings
+from xr_server.recording import DeletedRecording, Recordings, RetentionPolicy
 
 SESSION = "0123456789abcdef"
 
@@ -99,6 +99,83 @@ def test_a_broken_twin_source_or_manifest_loses_nothing_else(tmp_path, caplog):
     (tmp_path / "junk-20260101T000000Z" / "manifest.json").write_text("{not json")
     assert [r.recording for r in recordings.list()] == [info.recording]
     assert "unreadable manifest" in caplog.text
+
+
+# --------------------------------------------------------------------------------- retention
+DAY_S = 86_400.0
+
+
+def finished(root, session: str, started_at: float, size_bytes: int, stopped: bool = True) -> str:
+    """A finished recording on disk as `Recordings` writes it (manifest and a video file)."""
+    recording = f"{session}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started_at))}"
+    folder = root / recording
+    folder.mkdir(parents=True)
+    manifest = {"recording": recording, "session": session, "cell": "lab", "started_by": "eve",
+                "started_at": started_at, "stopped_by": "eve" if stopped else None,
+                "stopped_at": started_at + 60 if stopped else None, "twin_rate_hz": 10.0,
+                "files": ["manifest.json", "video-001.mp4"]}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "video-001.mp4").write_bytes(b"\0" * size_bytes)
+    return recording
+
+
+def test_retention_deletes_old_recordings_then_the_oldest_over_the_size_bound(tmp_path, caplog):
+    now = time.time()
+    old = finished(tmp_path, "a" * 16, now - 40 * DAY_S, 1000)
+    died = finished(tmp_path, "b" * 16, now - 35 * DAY_S, 1000, stopped=False)  # server died
+    older = finished(tmp_path, "c" * 16, now - 5 * DAY_S, 600_000)
+    newer = finished(tmp_path, "d" * 16, now - 3 * DAY_S, 600_000)
+    newest = finished(tmp_path, "e" * 16, now - 1 * DAY_S, 600_000)
+    (tmp_path / "not-ours").mkdir()                 # no manifest: never touched
+    (tmp_path / "not-ours" / "big.bin").write_bytes(b"\0" * 100)
+    heard: list[DeletedRecording] = []
+    recordings = Recordings(tmp_path, ModeSource(), retention=RetentionPolicy(30.0, 1.5),
+                            on_delete=heard.append)
+    deleted = recordings.prune(now)
+    assert [(d.recording, d.reason) for d in deleted] == [
+        (old, "retention_days"), (died, "retention_days"), (older, "max_total_mb")]
+    assert heard == deleted and deleted[2].size_mb == pytest.approx(0.6, abs=0.01)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([newer, newest, "not-ours"])
+    assert f"deleted recording {old} of session {'a' * 16}" in caplog.text
+    assert "recordings over max_total_mb" in caplog.text
+    assert recordings.prune(now) == []            # within both bounds now
+
+
+def test_retention_never_deletes_a_recording_in_progress(tmp_path):
+    recordings = Recordings(tmp_path, ModeSource(), retention=RetentionPolicy(1.0, 1e-9))
+    active = recordings.start(SESSION, "lab", "eve")
+    old = finished(tmp_path, "a" * 16, time.time() - 10 * DAY_S, 10)
+    assert [d.recording for d in recordings.prune(time.time() + 100 * DAY_S)] == [old]
+    assert (tmp_path / active.recording / "manifest.json").is_file()
+    recordings.stop(SESSION, "eve")
+    assert [d.recording for d in recordings.prune(time.time() + 100 * DAY_S)] == [active.recording]
+
+
+def test_pruning_runs_at_start_and_a_listener_bug_does_not_stop_it(tmp_path, caplog):
+    def broken(_: DeletedRecording) -> None:
+        raise RuntimeError("audit log down")
+
+    first = finished(tmp_path, "a" * 16, time.time() - 40 * DAY_S, 10)
+    second = finished(tmp_path, "b" * 16, time.time() - 39 * DAY_S, 10)
+    recordings = Recordings(tmp_path, ModeSource(), retention=RetentionPolicy(30.0, None, 3600.0),
+                            on_delete=broken)
+    recordings.start_pruning()
+    deadline = time.monotonic() + 10
+    while any((tmp_path / r).exists() for r in (first, second)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    recordings.close()
+    assert not (tmp_path / first).exists() and not (tmp_path / second).exists()
+    assert "recording deletion listener failed" in caplog.text
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"retention_days": 0}, "retention_days must be positive, got 0"),
+    ({"max_total_mb": -1.0}, "max_total_mb must be positive, got -1.0"),
+    ({"prune_period_s": 0.0}, "prune_period_s must be positive, got 0.0"),
+])
+def test_a_retention_policy_names_its_bad_field(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RetentionPolicy(**kwargs)
 
 
 # ------------------------------------------------------------------------- over the wire

@@ -1,5 +1,6 @@
-"""Audio both ways over real aiortc peers on 127.0.0.1: the worker's microphone reaches the
-expert, the expert's voice reaches the worker through the talkback mix; the mixer itself."""
+"""Audio among all participants over real aiortc peers on 127.0.0.1: the worker and two experts
+each hear the other two and never themselves (tones at distinct frequencies, read back by FFT);
+the conference's mixing itself."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from av import AudioFrame
 
 from tests.xr_server.live import start_live_server_with_accounts
 from tests.xr_server.test_rtc_relay import CLIP, ClipTrack, negotiate, until
-from xr_server.rtc_audio import FRAME_SAMPLES, MAX_BUFFER_S, SAMPLE_RATE, TalkbackMixer
+from xr_server.rtc_audio import FRAME_SAMPLES, MAX_BUFFER_S, SAMPLE_RATE, AudioConference
 
 
 class ToneTrack(MediaStreamTrack):
@@ -57,25 +58,35 @@ def dominant_hz(frames) -> tuple[float, float]:
     return float(np.fft.rfftfreq(len(pcm), 1 / rate)[spectrum.argmax()]), float(np.sqrt((pcm ** 2).mean()))
 
 
-def test_the_mixer_sums_sources_and_bounds_their_delay():
+def tone_levels(pcm: np.ndarray, rate: int, tones: list[float]) -> list[float]:
+    """The spectral magnitude of `pcm` at each of `tones`, Hz, relative to the strongest."""
+    spectrum = np.abs(np.fft.rfft(pcm * np.hanning(len(pcm))))
+    freqs = np.fft.rfftfreq(len(pcm), 1 / rate)
+    peak = spectrum.max() or 1.0
+    return [float(spectrum[np.abs(freqs - hz) < 15].max() / peak) for hz in tones]
+
+
+def test_each_listener_hears_every_voice_but_its_own_and_delay_is_bounded():
     async def scenario():
-        mixer = TalkbackMixer()
-        assert not mixer.take().any()                      # nobody speaks: silence
-        low, high = ToneTrack(440, rate=16_000), ToneTrack(880, rate=44_100)
-        mixer.add("a", low)
-        mixer.add("b", high)
+        conference = AudioConference()
+        bystander = conference.listen("x")
+        assert not bystander.take().any()                   # nobody speaks: silence
+        conference.add_voice("a", ToneTrack(440, rate=16_000))
+        conference.add_voice("b", ToneTrack(880, rate=44_100))
+        a_hears = conference.listen("a")                    # joins after the voices: hears b
         await asyncio.sleep(0.5)
-        assert mixer.sources == 2
+        assert conference.voices == 2 and bystander.sources == 2 and a_hears.sources == 1
         # Never read: each buffer holds at most MAX_BUFFER_S, the oldest samples dropped.
-        mixed = mixer.take(int(MAX_BUFFER_S * SAMPLE_RATE) + FRAME_SAMPLES)
-        tail = mixed[-FRAME_SAMPLES:]
-        assert not tail.any()                              # nothing older than the bound was kept
-        spectrum = np.abs(np.fft.rfft(mixed[:4800] * np.hanning(4800)))
-        peaks = sorted(np.fft.rfftfreq(4800, 1 / SAMPLE_RATE)[np.argsort(spectrum)[-2:]])
-        assert peaks == pytest.approx([440, 880], abs=15)  # both voices, resampled to 48 kHz
-        mixer.remove("a")
-        mixer.close()
-        assert mixer.sources == 0
+        mixed = bystander.take(int(MAX_BUFFER_S * SAMPLE_RATE) + FRAME_SAMPLES)
+        assert not mixed[-FRAME_SAMPLES:].any()             # nothing older than the bound was kept
+        assert bystander.dropped > 0
+        assert min(tone_levels(mixed[:4800].astype(float), SAMPLE_RATE, [440, 880])) > 0.5  # both
+        heard = a_hears.take(4800).astype(float)
+        assert tone_levels(heard, SAMPLE_RATE, [440, 880]) == [pytest.approx(0, abs=0.05), 1.0]
+        conference.leave("b")                               # b's voice leaves every mix
+        assert a_hears.sources == 0 and bystander.sources == 1
+        conference.close()
+        assert conference.voices == 0
     asyncio.run(scenario())
 
 
@@ -86,12 +97,14 @@ def live(tmp_path_factory):
     server.app.xrcell_stop()
 
 
-def test_worker_and_expert_hear_each_other(live):
-    wendy, eve = live.client("wendy"), live.client("eve")
+def test_the_worker_and_two_experts_each_hear_the_other_two_never_themselves(live):
+    wendy, eve, emil = live.client("wendy"), live.client("eve"), live.client("emil")
     session = wendy.call("session_create", {"cell": "lab"})["session"]
-    eve.call("session_join", {"session": session, "role": "expert"})
+    for expert in (eve, emil):
+        expert.call("session_join", {"session": session, "role": "expert"})
     media = live.app.extensions["xrcell_sessions"].media
     rtc = RTCConfiguration(iceServers=[])
+    tones = {"wendy": 440.0, "eve": 880.0, "emil": 1320.0}
 
     async def collect(track, seconds: float):
         frames, end = [], time.monotonic() + seconds
@@ -99,30 +112,43 @@ def test_worker_and_expert_hear_each_other(live):
             frames.append(await asyncio.wait_for(track.recv(), 10))
         return frames
 
+    def audio_in(pc: RTCPeerConnection) -> asyncio.Future:
+        heard = asyncio.get_running_loop().create_future()
+        pc.on("track", lambda t: heard.set_result(t) if t.kind == "audio" and not heard.done() else None)
+        return heard
+
     async def scenario():
         worker = RTCPeerConnection(rtc)
-        talkback = asyncio.get_running_loop().create_future()
-        worker.on("track", lambda t: talkback.set_result(t) if t.kind == "audio" else None)
+        worker_hears = audio_in(worker)
         worker.addTrack(ClipTrack(CLIP))
-        worker.addTrack(ToneTrack(440))                      # the worker's microphone
+        worker.addTrack(ToneTrack(tones["wendy"]))           # the worker's microphone
         await negotiate(wendy, worker, session)
         await until(lambda: media.video(session).frames_received >= 5)
-        expert = RTCPeerConnection(rtc)
-        heard = asyncio.get_running_loop().create_future()
-        expert.on("track", lambda t: heard.set_result(t) if t.kind == "audio" else None)
-        expert.addTransceiver("video", direction="recvonly")
-        expert.addTrack(ToneTrack(880))                      # the expert's microphone
-        await negotiate(eve, expert, session)
-        worker_voice = await collect(await asyncio.wait_for(heard, 10), 1.5)
-        expert_voice = await collect(await asyncio.wait_for(talkback, 10), 1.5)
-        await expert.close()
-        await worker.close()
-        return worker_voice, expert_voice
+        experts, hears = [], {"wendy": worker_hears}
+        for name, client in (("eve", eve), ("emil", emil)):
+            pc = RTCPeerConnection(rtc)
+            hears[name] = audio_in(pc)
+            pc.addTransceiver("video", direction="recvonly")
+            pc.addTrack(ToneTrack(tones[name]))               # the expert's microphone
+            await negotiate(client, pc, session)
+            experts.append(pc)
+        tracks = {name: await asyncio.wait_for(future, 10) for name, future in hears.items()}
+        await asyncio.sleep(1.0)                              # every voice in every mix
+        heard = dict(zip(tracks, await asyncio.gather(*(collect(t, 1.5) for t in tracks.values()))))
+        for pc in (*experts, worker):
+            await pc.close()
+        return heard
 
-    worker_voice, expert_voice = asyncio.run(scenario())
-    hz, rms = dominant_hz(worker_voice[-25:])
-    assert hz == pytest.approx(440, abs=10) and rms > 1000, (hz, rms)   # the expert hears the worker
-    hz, rms = dominant_hz(expert_voice[-25:])
-    assert hz == pytest.approx(880, abs=10) and rms > 1000, (hz, rms)   # the worker hears the expert
-    for client in (wendy, eve):
+    heard = asyncio.run(scenario())
+    order = list(tones.values())
+    for listener, frames in heard.items():
+        _, rms = dominant_hz(frames[-25:])
+        assert rms > 1000, (listener, rms)
+        pcm = np.concatenate([f.to_ndarray().reshape(-1, len(f.layout.channels)).mean(axis=1)
+                              for f in frames[-25:]])
+        levels = dict(zip(tones, tone_levels(pcm, frames[0].sample_rate, order)))
+        own = levels.pop(listener)
+        assert own < 0.05, (listener, own, levels)           # never its own voice
+        assert min(levels.values()) > 0.3, (listener, levels)  # both others, at comparable level
+    for client in (wendy, eve, emil):
         threading.Thread(target=client.close, daemon=True).start()

@@ -200,8 +200,8 @@ def test_only_the_author_changes_or_deletes_an_annotation(clients):
     ({"kind": "stroke", "points": [[0.1, 0.1]]}, "field 'points': a stroke needs 2 to 256 points, got 1"),
     ({"kind": "stroke", "points": [[0.1, 0.1]] * 257},
      "invalid 'annotation_create' payload: field 'points': List should have at most 256 items after validation, not 257"),
-    ({"kind": "stroke", "points": [[0.1, 0.1], [0.2, 0.2]], "frame_age_s": 61},
-     "invalid 'annotation_create' payload: field 'frame_age_s': Input should be less than or equal to 60"),
+    ({"kind": "stroke", "points": [[0.1, 0.1], [0.2, 0.2]], "freeze": 0},
+     "invalid 'annotation_create' payload: field 'freeze': Input should be greater than or equal to 1"),
     ({"kind": "label", "points": [[0.1, 0.1]], "text": "x", "color": "red"},
      "invalid 'annotation_create' payload: field 'color': String should match pattern '^#[0-9a-fA-F]{6}$'"),
 ])
@@ -353,17 +353,25 @@ def test_a_freehand_stroke_on_a_freeze_frame_is_anchored_with_the_pose_of_that_f
     then = {"session": session, "position_m": [1.0, -0.5, 1.6], "orientation": [1.0, 0.0, 0.0, 0.0],
             "hfov_deg": 90.0, "aspect": 4 / 3}
     assert wendy.call("hmi_camera", then) == {"session": session}
-    time.sleep(1.5)                                  # the worker walks on, 2 m along x
+    assert wendy.call("freeze_frame", {"session": session})["error"] == \
+        f"only an expert of session {session} freezes a frame"
+    freeze = eve.call("freeze_frame", {"session": session})
+    assert freeze["session"] == session and freeze["freeze"] >= 1
+    # the worker walks on, 2 m along x, however long after the freeze
     assert wendy.call("hmi_camera", {**then, "position_m": [3.0, -0.5, 1.6]}) == {"session": session}
     ring = [[0.5 + 0.1 * math.cos(a), 0.5 + 0.1 * math.sin(a)] for a in np.linspace(0, 2 * math.pi, 40, endpoint=False)]
-    # Drawn on the frame frozen 1 s ago (between the two reports): anchored under the old pose,
-    # at the centroid of the ring, the image centre.
+    # Drawn on the frozen frame: anchored under the pose pinned at the freeze, at the centroid of
+    # the ring, the image centre.
     frozen = eve.call("annotation_create", {"session": session, "kind": "stroke", "points": ring,
-                                            "frame_age_s": 1.0})
+                                            "freeze": freeze["freeze"]})
     assert frozen["annotation"]["kind"] == "stroke" and len(frozen["annotation"]["points"]) == 40
     assert frozen["annotation"]["anchor"]["position_m"] == pytest.approx([1.0, -0.5, 0.0], abs=1e-3)
     live_view = eve.call("annotation_create", {"session": session, "kind": "stroke", "points": ring})
     assert live_view["annotation"]["anchor"]["position_m"] == pytest.approx([3.0, -0.5, 0.0], abs=1e-3)
+    unknown = freeze["freeze"] + 1000
+    assert eve.call("annotation_create", {"session": session, "kind": "stroke", "points": ring,
+                                          "freeze": unknown})["error"] == \
+        f"field 'freeze': no freeze-frame {unknown} in session {session}: freeze the frame again"
     # The worker's page receives the stroke as stored.
     got = wendy.wait_for("annotation", lambda m: m["annotation"]["id"] == frozen["annotation"]["id"])
     assert got["annotation"]["points"] == frozen["annotation"]["points"]

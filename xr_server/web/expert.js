@@ -11,10 +11,9 @@ const $ = (id) => document.getElementById(id);
 const video = $("expert-video");
 const layer = $("expert-annotations");
 const state = { me: null, cell: null, session: null, pc: null, videoId: null, tool: "arrow", listed: null,
-  frozenAt: null };
+  freeze: null };
 probe.call = { session: null, rtc: "new", videoId: null, annotations: 0, frozen: false };
 const MAX_STROKE_POINTS = 256;  // xr_server.annotations.MAX_STROKE_POINTS
-const MAX_FRAME_AGE_S = 60;     // AnnotationCreate.frame_age_s
 
 const annotations = new AnnotationSet((set) => {
   probe.call.annotations = set.list().length;
@@ -152,27 +151,34 @@ function uv(event) {
   return [clamp((event.clientX - r.left) / r.width), clamp((event.clientY - r.top) / r.height)];
 }
 
-// Freeze frame: the picture holds still (the stream goes on underneath) and what is drawn on it
-// carries its age, so the server anchors it with the worker's camera pose of that moment.
-function setFrozen(frozen) {
-  state.frozenAt = frozen ? Date.now() : null;
+// Freeze frame: the picture holds still at once (the stream goes on underneath) and the server
+// pins the worker's camera pose of that moment (`freeze_frame`); what is drawn on the frozen
+// frame carries that freeze id, so it is anchored with that pose however long the drawing takes.
+function showFrozen(frozen) {
   probe.call.frozen = frozen;
   $("freeze").setAttribute("aria-pressed", String(frozen));
   $("freeze").textContent = frozen ? "Back to live" : "Freeze frame";
   if (frozen) video.pause();
   else video.play().catch(() => {});
 }
-$("freeze").addEventListener("click", () => setFrozen(state.frozenAt === null));
-
-function frameAge() {
-  if (state.frozenAt === null) return 0;
-  const age = Math.max(0, (Date.now() - state.frozenAt) / 1000);
-  if (age > MAX_FRAME_AGE_S) {  // the server keeps the camera poses of the last minute only
-    setFrozen(false);
-    throw new Error(`the frozen frame is over a minute old (${age.toFixed(1)} s): back to live, freeze again`);
+$("freeze").addEventListener("click", () => {
+  if (probe.call.frozen) {
+    state.freeze = null;
+    showFrozen(false);
+    return;
   }
-  return age;
-}
+  showFrozen(true);
+  // The id arrives a round trip later; a mark finished before that waits for it.
+  const pending = request(socket, "freeze_frame", { session: state.session }).then((answer) => answer.freeze);
+  state.freeze = pending;
+  pending.catch((err) => {
+    if (state.freeze !== pending) return;
+    state.freeze = null;
+    showFrozen(false);
+    $("annotation-error").textContent = `freeze: ${err.message}`;
+    $("annotation-error").hidden = false;
+  });
+});
 
 // Thin a stroke out to at most MAX_STROKE_POINTS, keeping its ends.
 function thin(points) {
@@ -223,7 +229,7 @@ layer.addEventListener("pointerup", async (event) => {
     payload.text = text || "here";
   }
   try {
-    payload.frame_age_s = frameAge();
+    if (state.freeze !== null) payload.freeze = await state.freeze;
     await request(socket, "annotation_create", payload);
     $("annotation-error").hidden = true;
   } catch (err) {
