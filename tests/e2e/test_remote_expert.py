@@ -146,6 +146,9 @@ def test_the_expert_sees_the_workers_camera_and_the_worker_sees_the_experts_arro
         raise AssertionError(f"{exc}; expert page: status {expert.inner_text('#expert-status')!r}; "
                              f"list {expert.inner_text('#session-list')!r}; problems {expert.problems}") from None
     wait_until(expert, "__xrcell.call.rtc === 'connected'", 20)
+    # both pages now take the twin from their call's data channel, not Socket.IO
+    wait_until(expert, "__xrcell.twinTransport === 'datachannel' && __xrcell.twinChannelCount > 3", 20)
+    wait_until(worker, "__xrcell.twinTransport === 'datachannel' && __xrcell.twinChannelCount > 3", 20)
     # audio both ways over the same peer connections (Chromium's fake microphone plays a beep):
     # the expert receives the worker's microphone, the worker the expert's talkback
     wait_until(expert, "__xrcell.call.audio && __xrcell.call.audio.received > 50", 20)

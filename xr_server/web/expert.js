@@ -3,7 +3,7 @@
 // camera view, live or on a frozen frame.
 // `/expert?session=<id>` joins that session.
 import { TwinView } from "./twin3d.js";
-import { subscribeTwin, signOut, probe } from "./twin_socket.js";
+import { subscribeTwin, signOut, openTwinChannel, probe } from "./twin_socket.js";
 import { AnnotationSet, ICE_SERVERS, audioPackets, drawAnnotations, negotiate, request, setMuted }
   from "./xr_session.js";
 
@@ -117,6 +117,7 @@ async function subscribe(videoId) {
     probe.call.rtc = pc.connectionState;
     status(`session ${state.session} · video ${pc.connectionState}`);
   });
+  openTwinChannel(socket, pc);  // the twin over an unordered data channel while the call lasts
   try {
     await negotiate(socket, pc, state.session);
   } catch (err) {
