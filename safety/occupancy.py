@@ -165,6 +165,25 @@ class BackgroundModel:
         grown = (idx[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
         self._keys = np.union1d(self._keys, voxel_keys(grown))
 
+    @property
+    def keys(self) -> np.ndarray:
+        """(M,) int64 sorted keys (`voxel_keys`) of the background voxels, dilation included."""
+        return self._keys.copy()
+
+    @classmethod
+    def from_keys(cls, voxel_size_m: float, dilation_voxels: int, keys: np.ndarray) -> "BackgroundModel":
+        """A model of stored voxel keys (`keys` of a learned model, dilation already applied).
+
+        Raises:
+            OccupancyError: keys not a 1-D integer array, or a bad voxel size or dilation.
+        """
+        keys = np.asarray(keys)
+        if keys.ndim != 1 or not np.issubdtype(keys.dtype, np.integer):
+            raise OccupancyError(f"background keys: expected a 1-D integer array, got {keys.dtype} {keys.shape}")
+        model = cls(voxel_size_m, dilation_voxels)
+        model._keys = np.unique(keys.astype(np.int64))
+        return model
+
     def contains(self, keys: np.ndarray) -> np.ndarray:
         """(N,) bool: which of the (N,) int64 voxel keys are background."""
         if self._keys.size == 0:
