@@ -25,8 +25,9 @@ camera frame with the track's previous update REPLACES that update (the filter r
 one step) instead of counting the same frames twice.
 
 A track not measured for `coast_after_s` COASTS (`coast_track`): its last filtered posture
-moves on with the body centre's velocity (constant-velocity prediction) and its position
-sigma grows with the time t since its last measurement,
+moves on with the body centre's velocity (constant-velocity prediction; the velocity is the
+slope of the measured centres over the last 0.5 s, steadier than the filter's) and its
+position sigma grows with the time t since its last measurement,
 
     sigma(t) = sigma_0 + |v| t + a_c t^2 / 2
 
@@ -83,6 +84,10 @@ REJECT_RESTART = 2
 _MIN_MEASUREMENT_SIGMA_M = 0.015
 #: Smallest published position uncertainty, metres.
 _MIN_SIGMA_M = 0.02
+#: A coasting track moves on with the slope of its measured body centres over this window...
+COAST_VELOCITY_WINDOW_NS = 500_000_000
+#: ...when they span at least this long (else it holds its posture).
+COAST_VELOCITY_MIN_SPAN_NS = 200_000_000
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,8 @@ class _Track:
     confidence: np.ndarray
     human: HumanTrack | None = None
     measured: HumanTrack | None = None  # the track as its last measurement left it (coasting starts here)
+    # (stamp ns, (3,) body centre) of the recent measurements: the coasting velocity's window.
+    centre_history: deque = field(default_factory=lambda: deque(maxlen=32))
     centre_cell: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
     # Body centre of the last accepted measurement and its stamp (ns); and before the last update.
     seen_centre: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
@@ -440,6 +447,10 @@ class MultiPersonTracker:
             track.prior_rejected = track.rejected.copy()
             track.prior_seen_centre, track.prior_seen_stamp_ns = track.seen_centre, track.seen_stamp_ns
         track.seen_centre, track.seen_stamp_ns = _centre(m.keypoints_cell), m.stamp_ns
+        if m.frames & track.frames and track.centre_history:
+            track.centre_history.pop()                                 # a refinement replaces its update
+        if np.isfinite(track.seen_centre).all():
+            track.centre_history.append((m.stamp_ns, track.seen_centre))
         if restart:
             track.kf = KeypointKalmanFilter(33, accel_sigma_mps2=self._accel_sigma)
             track.measured_ns = np.zeros(33, np.int64)
@@ -506,17 +517,35 @@ class MultiPersonTracker:
         if last is None or self._coast_limit_m is None:
             return None
         elapsed_s = max(now_ns - track.seen_stamp_ns, 0) * 1e-9
-        speed = float(np.linalg.norm(last.velocity_mps))
+        velocity = self._coast_velocity(track)
+        speed = float(np.linalg.norm(velocity))
         sigma = float(coast_sigma_m(last.sigma_m, speed, elapsed_s, self._coast_accel))
         if sigma > self._coast_limit_m:
             return None
         keypoint_sigma = None if last.keypoint_sigma_m is None else \
             coast_sigma_m(last.keypoint_sigma_m, speed, elapsed_s, self._coast_accel)
-        return HumanTrack(track_id=last.track_id, keypoints_cell=last.keypoints_cell + last.velocity_mps * elapsed_s,
+        return HumanTrack(track_id=last.track_id, keypoints_cell=last.keypoints_cell + velocity * elapsed_s,
                           confidence=last.confidence, velocity_mps=last.velocity_mps, sigma_m=sigma,
                           capture_ns=last.capture_ns, newest_capture_ns=last.newest_capture_ns, views=last.views,
                           keypoint_capture_ns=last.keypoint_capture_ns, keypoint_sigma_m=keypoint_sigma,
                           keypoints_px=(), coast_s=elapsed_s)
+
+    @staticmethod
+    def _coast_velocity(track: _Track) -> np.ndarray:
+        """The body centre's velocity a coasting track moves on with, (3,) m/s: the least-squares
+        slope of its measured centres over the last `COAST_VELOCITY_WINDOW_NS` (the filter's
+        velocity of the last update jitters by tenths of a metre per second on real footage);
+        zero with less than `COAST_VELOCITY_MIN_SPAN_NS` of measurements (the posture is held)."""
+        if not track.centre_history:
+            return np.zeros(3)
+        newest = track.centre_history[-1][0]
+        recent = [(t, c) for t, c in track.centre_history if newest - t <= COAST_VELOCITY_WINDOW_NS]
+        t = np.array([r[0] for r in recent], dtype=np.float64) * 1e-9
+        if t[-1] - t[0] < COAST_VELOCITY_MIN_SPAN_NS * 1e-9:
+            return np.zeros(3)
+        c = np.stack([r[1] for r in recent])
+        dt = t - t.mean()
+        return (dt[:, None] * (c - c.mean(axis=0))).sum(axis=0) / float((dt * dt).sum())
 
     def expire(self, now_ns: int) -> None:
         """Coast the tracks not measured for `coast_after_s`, end those whose sigma exceeds the
