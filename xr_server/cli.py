@@ -208,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check-cell":
             from content.cell import load_cell
             cell = load_cell(args.file)
-            print(f"{args.file}: ok: cell {cell.name!r}, {len(cell.cameras)} cameras, robot {cell.robot.model}")
+            depth = cell.perception.depth
+            print(f"{args.file}: ok: cell {cell.name!r}, {len(cell.cameras)} cameras, robot {cell.robot.model}, "
+                  f"{'no depth camera' if depth is None else 'depth camera ' + depth.source}")
             return 0
         if args.command == "occupancy":
             from xr_server.occupancy_learn import run_learn

@@ -292,3 +292,11 @@ def test_realsense_without_the_sdk_names_the_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyrealsense2", None)      # as if not installed
     with pytest.raises(PerceptionError, match=r"needs the package pyrealsense2 \(pip install pyrealsense2\)"):
         RealSenseDepth(np.eye(4)).open()
+
+
+def test_check_cell_names_the_depth_camera(tmp_path, capsys):
+    from xr_server.cli import main
+
+    path = depth_cell(tmp_path, {"source": "ply_sequence", "path": "clouds"}, None)
+    assert main(["check-cell", str(path)]) == 0
+    assert "ok: cell 'depth-cell', 0 cameras, robot franka_panda, depth camera ply_sequence" in capsys.readouterr().out
