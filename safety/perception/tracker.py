@@ -497,7 +497,8 @@ class MultiPersonTracker:
         if held.any():
             keypoint_ns = np.where(held, track.measured_ns, m.capture_ns).astype(np.int64)
         track.centre_cell = _centre(pts)
-        track.human = track.measured = HumanTrack(track_id=track.track_id, keypoints_cell=pts, confidence=conf, velocity_mps=velocity,
+        track.human = track.measured = HumanTrack(
+                                 track_id=track.track_id, keypoints_cell=pts, confidence=conf, velocity_mps=velocity,
                                  sigma_m=sigma_m, capture_ns=m.capture_ns, newest_capture_ns=m.newest_capture_ns,
                                  views=m.views, keypoint_capture_ns=keypoint_ns,
                                  keypoint_sigma_m=np.where(fresh, sig, np.nan), keypoints_px=m.keypoints_px)
