@@ -305,6 +305,88 @@ class ZoneBox(_Model):
         return self
 
 
+class DepthIntrinsics(_Model):
+    """Pinhole intrinsics of a depth camera (pixels), for depth images (the RealSense SDK
+    reports its own)."""
+
+    width_px: int = Field(..., gt=0, le=8192)
+    height_px: int = Field(..., gt=0, le=8192)
+    fx: float = Field(..., gt=0.0)
+    fy: float = Field(..., gt=0.0)
+    cx: float
+    cy: float
+
+
+#: Depth sources of `DepthInput`.
+DEPTH_SOURCES = ("ply_sequence", "depth_images", "realsense")
+
+
+class DepthInput(_Model):
+    """The cell's depth camera: the input of the occupancy channel (`safety.occupancy`), the
+    second, diverse distance channel beside the skeleton (docs/safety.md).
+
+    Sources:
+        ply_sequence: a directory of `.ply`/`.pcd` point clouds played in name order at `fps`;
+            `pose` is the clouds' frame in `cell` (None: the clouds are in the `cell` frame).
+        depth_images: a directory of depth images (`.npy` float metres or uint16, 16-bit
+            `.png`) in name order at `fps`; needs `intrinsics` and `pose`.
+        realsense: an Intel RealSense camera through `pyrealsense2` (not a dependency of
+            xrcell: `pip install pyrealsense2`); needs `pose`; `serial` picks one of several.
+
+    Attributes:
+        source: one of the sources above.
+        path: the directory (file sources only), relative to the cell file.
+        fps: depth frames per second (file sources: playback rate; realsense: stream rate).
+        loop: file sources start again after the last frame; false: the input goes stale
+            after the last frame (a fault stop, as with a camera that stops).
+        intrinsics: pinhole intrinsics (depth_images).
+        pose: pose of the camera's optical frame (x right, y down, z forward) in `cell`.
+        depth_scale: raw units per metre of uint16 images (1000: millimetres).
+        max_depth_m: readings beyond this are no return.
+        serial: RealSense device serial number (None: the first device).
+        background: the static background (`.npz` of `xrcell occupancy learn`), relative to
+            the cell file; None: nothing is background (the floor near the robot shows as
+            occupancy unless `range_m` keeps it out).
+        voxel_size_m, self_margin_m, range_m, min_points_per_voxel: the occupancy channel's
+            settings (`safety.occupancy.OccupancyChannel`).
+    """
+
+    source: Literal["ply_sequence", "depth_images", "realsense"]
+    path: Path | None = None
+    fps: float = Field(15.0, gt=0.0, le=120.0)
+    loop: bool = True
+    intrinsics: DepthIntrinsics | None = None
+    pose: CameraPose | None = None
+    depth_scale: float = Field(1000.0, gt=0.0)
+    max_depth_m: float = Field(6.0, gt=0.0, le=50.0)
+    serial: str | None = None
+    background: Path | None = None
+    voxel_size_m: float = Field(0.05, gt=0.0, le=0.5)
+    self_margin_m: float = Field(0.05, ge=0.0, le=0.5)
+    range_m: float = Field(2.5, gt=0.0, le=20.0)
+    min_points_per_voxel: int = Field(2, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> "DepthInput":
+        if self.source == "realsense":
+            if self.path is not None:
+                raise ValueError("path applies to the file sources only (ply_sequence, depth_images)")
+            if self.pose is None:
+                raise ValueError("source realsense needs pose (the camera's optical frame in the cell)")
+            if self.intrinsics is not None:
+                raise ValueError("source realsense reads its intrinsics from the device: remove intrinsics")
+        else:
+            if self.path is None:
+                raise ValueError(f"source {self.source} needs path (a directory of frames)")
+            if self.serial is not None:
+                raise ValueError("serial applies to source realsense only")
+        if self.source == "depth_images" and (self.intrinsics is None or self.pose is None):
+            raise ValueError("source depth_images needs intrinsics and pose")
+        if self.source == "ply_sequence" and self.intrinsics is not None:
+            raise ValueError("source ply_sequence takes no intrinsics (point clouds are 3D)")
+        return self
+
+
 class PerceptionParameters(_Model):
     """Worker tracking settings.
 
@@ -315,10 +397,12 @@ class PerceptionParameters(_Model):
             view is reported lost (a latched fault for the safety monitor) rather than gone;
             people leave the cell across its edges. None: the bounding box of the cell's
             collaborative zones (`CellDescription.lost_track_bounds`).
+        depth: the cell's depth camera (`DepthInput`); None: the skeleton channel alone.
     """
 
     model_complexity: Literal[0, 1, 2] = 1
     cell_bounds: ZoneBox | None = None
+    depth: DepthInput | None = None
 
 
 class PickAndPlace(_Model):
@@ -535,7 +619,14 @@ def _resolve(cell: CellDescription, base: Path) -> CellDescription:
         if isinstance(c, Camera) else c
         for c in cell.cameras
     ]
-    return cell.model_copy(update={"cameras": cams})
+    depth = cell.perception.depth
+    if depth is not None:
+        depth = depth.model_copy(update={
+            "path": None if depth.path is None else (base / depth.path).resolve(),
+            "background": None if depth.background is None else (base / depth.background).resolve(),
+        })
+    perception = cell.perception.model_copy(update={"depth": depth})
+    return cell.model_copy(update={"cameras": cams, "perception": perception})
 
 
 def parse_cell(data: object, *, source: str = "<cell>", base_dir: Path | None = None) -> CellDescription:

@@ -165,12 +165,94 @@ class BackgroundModel:
         grown = (idx[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
         self._keys = np.union1d(self._keys, voxel_keys(grown))
 
+    @property
+    def keys(self) -> np.ndarray:
+        """(M,) int64 sorted keys (`voxel_keys`) of the background voxels, dilation included."""
+        return self._keys.copy()
+
+    @classmethod
+    def from_keys(cls, voxel_size_m: float, dilation_voxels: int, keys: np.ndarray) -> "BackgroundModel":
+        """A model of stored voxel keys (`keys` of a learned model, dilation already applied).
+
+        Raises:
+            OccupancyError: keys not a 1-D integer array, or a bad voxel size or dilation.
+        """
+        keys = np.asarray(keys)
+        if keys.ndim != 1 or not np.issubdtype(keys.dtype, np.integer):
+            raise OccupancyError(f"background keys: expected a 1-D integer array, got {keys.dtype} {keys.shape}")
+        model = cls(voxel_size_m, dilation_voxels)
+        model._keys = np.unique(keys.astype(np.int64))
+        return model
+
     def contains(self, keys: np.ndarray) -> np.ndarray:
         """(N,) bool: which of the (N,) int64 voxel keys are background."""
         if self._keys.size == 0:
             return np.zeros(keys.shape, dtype=bool)
         pos = np.clip(np.searchsorted(self._keys, keys), 0, self._keys.size - 1)
         return self._keys[pos] == keys
+
+
+class BackgroundLearner:
+    """Learns the static background over a run of the robot's program, frame by frame.
+
+    One empty-cell capture leaves the floor under the arm unlearned: the arm hides it, and once
+    the arm moves on that floor shows as occupancy next to the robot. Over a run every part of
+    the floor the camera can see is uncovered at some point. Each frame is self-filtered in the
+    joint state of its capture (points within `self_margin_m` of a link capsule are the robot's)
+    and its occupied voxels are counted; a voxel occupied in at least `min_frames` frames is
+    background (fewer: depth speckle, or something that passed through).
+
+    Not thread-safe: one owner.
+
+    Args:
+        voxel_size_m: voxel edge, metres (the channel's).
+        self_margin_m: the channel's self-filter margin, metres.
+        min_frames: frames a voxel must be occupied in to count as background.
+        dilation_voxels: see `BackgroundModel`.
+    """
+
+    def __init__(self, voxel_size_m: float = 0.05, self_margin_m: float = 0.05, min_frames: int = 2,
+                 dilation_voxels: int = 1) -> None:
+        if min_frames < 1:
+            raise OccupancyError(f"min_frames must be >= 1, got {min_frames}")
+        self._channel = OccupancyChannel(voxel_size_m=voxel_size_m, self_margin_m=self_margin_m)
+        self.min_frames = int(min_frames)
+        self.dilation_voxels = int(dilation_voxels)
+        self._frame_keys: list[np.ndarray] = []
+
+    @property
+    def frames(self) -> int:
+        """Frames added so far."""
+        return len(self._frame_keys)
+
+    def add(self, points: np.ndarray, segments: np.ndarray, radii: np.ndarray) -> int:
+        """Add one frame of the empty cell.
+
+        Args:
+            points: (N, 3) float64, metres, `cell` frame.
+            segments, radii: the robot's link capsules at the frame's capture, (K, 2, 3) and (K,).
+
+        Returns:
+            The number of voxels the frame occupies after the self-filter.
+        """
+        kept = self._channel.without_robot(points, np.asarray(segments, np.float64), np.asarray(radii, np.float64))
+        keys = np.unique(voxel_keys(voxel_indices(kept, self._channel.voxel_size_m)))
+        self._frame_keys.append(keys)
+        return int(keys.size)
+
+    def model(self) -> BackgroundModel:
+        """The background learned so far (voxels occupied in >= `min_frames` frames, dilated).
+
+        Raises:
+            OccupancyError: no frame was added.
+        """
+        if not self._frame_keys:
+            raise OccupancyError("background learning: no frames added")
+        keys, counts = np.unique(np.concatenate(self._frame_keys), return_counts=True)
+        model = BackgroundModel(self._channel.voxel_size_m, self.dilation_voxels)
+        model.learn((key_indices(keys[counts >= self.min_frames]).astype(np.float64) + 0.5)
+                    * self._channel.voxel_size_m)
+        return model
 
 
 class OccupancyChannel:

@@ -99,6 +99,19 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-cell", help="validate a cell description file")
     check.add_argument("file", type=Path)
 
+    occupancy = sub.add_parser("occupancy", help="the occupancy (depth) channel")
+    occ_sub = occupancy.add_subparsers(dest="occupancy_command", required=True)
+    learn = occ_sub.add_parser("learn", help="learn the static background over a run of the robot's program in "
+                                             "simulation (floor and robot, from the cell's depth camera)")
+    learn.add_argument("cell", type=Path, metavar="CELL.yaml")
+    learn.add_argument("--program", type=Path, default=None, metavar="FILE.yaml",
+                       help="a pick-and-place program (or a cell file with one); default: the cell's program")
+    learn.add_argument("--out", type=Path, required=True, metavar="background.npz",
+                       help="where to write the background (the cell's perception.depth.background)")
+    learn.add_argument("--rate", type=_positive, default=10.0, help="depth frames per second of program time")
+    learn.add_argument("--min-frames", type=int, default=2,
+                       help="frames a voxel must be occupied in to count as background")
+
     models = sub.add_parser("models", help="MediaPipe pose models")
     models.add_argument("action", choices=["install"], help="install: copy lite/heavy from npm @mediapipe/pose")
 
@@ -195,8 +208,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check-cell":
             from content.cell import load_cell
             cell = load_cell(args.file)
-            print(f"{args.file}: ok: cell {cell.name!r}, {len(cell.cameras)} cameras, robot {cell.robot.model}")
+            depth = cell.perception.depth
+            print(f"{args.file}: ok: cell {cell.name!r}, {len(cell.cameras)} cameras, robot {cell.robot.model}, "
+                  f"{'no depth camera' if depth is None else 'depth camera ' + depth.source}")
             return 0
+        if args.command == "occupancy":
+            from xr_server.occupancy_learn import run_learn
+            return run_learn(args.cell, args.out, args.program, rate_hz=args.rate, min_frames=args.min_frames)
         if args.command == "models":
             from safety.perception.models import install_pose_models
             install_pose_models()

@@ -95,6 +95,12 @@ class Cell:
     runner: ProgramRunner | None
     zones: CellZones
     audit: "AuditLog | None" = None
+    occupancy: Any = None
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The distance channels the monitor runs: ("skeleton",) or ("skeleton", "occupancy")."""
+        return ("skeleton",) if self.occupancy is None else ("skeleton", "occupancy")
 
     def twin_state(self) -> dict:
         return build_twin_state(
@@ -110,6 +116,8 @@ class Cell:
         if self.runner is not None:
             self.runner.stop(0.3)
         self.monitor.stop(0.3)  # commands the protective stop
+        if self.occupancy is not None:
+            self.occupancy.stop()
         self.pipeline.stop()
         self.backend.shutdown()
 
@@ -183,6 +191,60 @@ def _safety_output(cell: CellDescription) -> Any:
     )
 
 
+def cell_from_camera(pose: Any) -> np.ndarray:
+    """(4, 4) pose of a camera's optical frame in `cell` from a `content.cell.CameraPose`."""
+    from content.calibration import extrinsics_from_pose
+
+    rot, t = extrinsics_from_pose(pose.position, quaternion_xyzw=pose.quaternion, rpy=pose.rpy)
+    out = np.eye(4)
+    out[:3, :3], out[:3, 3] = rot.T, -rot.T @ t
+    return out
+
+
+def depth_source(config: Any) -> Any:
+    """The `safety.perception.depth_input.DepthSource` of a cell's `perception.depth`
+    (`content.cell.DepthInput`), not opened."""
+    from safety.perception.depth import DepthCamera
+    from safety.perception.depth_input import DepthImageSequence, PointCloudSequence, RealSenseDepth
+
+    pose = None if config.pose is None else cell_from_camera(config.pose)
+    if config.source == "ply_sequence":
+        return PointCloudSequence(config.path, pose, loop=config.loop)
+    if config.source == "depth_images":
+        k = config.intrinsics
+        camera = DepthCamera(k.width_px, k.height_px,
+                             np.array([[k.fx, 0.0, k.cx], [0.0, k.fy, k.cy], [0.0, 0.0, 1.0]]), pose,
+                             config.max_depth_m)
+        return DepthImageSequence(config.path, camera, config.depth_scale, loop=config.loop)
+    return RealSenseDepth(pose, fps=max(1, round(config.fps)), serial=config.serial,
+                          max_depth_m=config.max_depth_m)
+
+
+def occupancy_channel(config: Any) -> Any:
+    """The `safety.occupancy.OccupancyChannel` of a cell's `perception.depth`, with its background.
+
+    Raises:
+        OccupancyError: the background file is missing, unreadable or of another voxel size.
+    """
+    from safety.occupancy import OccupancyChannel
+    from safety.perception.depth_input import load_background
+
+    background = None if config.background is None else load_background(config.background, config.voxel_size_m)
+    return OccupancyChannel(voxel_size_m=config.voxel_size_m, self_margin_m=config.self_margin_m,
+                            range_m=config.range_m, min_points_per_voxel=config.min_points_per_voxel,
+                            background=background)
+
+
+def _occupancy(cell: CellDescription, backend: Any) -> Any:
+    """The cell's live depth input (`OccupancyInput`), or None without `perception.depth`."""
+    config = cell.perception.depth
+    if config is None:
+        return None
+    from safety.perception.depth_input import OccupancyInput
+
+    return OccupancyInput(depth_source(config), occupancy_channel(config), backend.latest_state, config.fps)
+
+
 def _tracking(cell: CellDescription) -> Any:
     if not cell.cameras:
         return NoWorkerTracking()
@@ -236,6 +298,7 @@ def build_cell(
     Raises:
         BackendUnavailableError, BridgeError: the robot backend cannot be created.
         ContentError: a camera's calibration does not name it.
+        OccupancyError: the depth input's background file is refused.
     """
     from robot_bridge.sim import (
         PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
@@ -254,6 +317,7 @@ def build_cell(
         # The output drives a real PLC; a sim robot beside it follows the newest verdict.
         backend = create_robot(cell, robot, lambda: output.status().stop_required)
     pipeline = _tracking(cell)
+    occupancy = _occupancy(cell, backend)
     holder: dict[str, SafetyMonitor] = {}
     zones = CellZones(
         cell.zones,
@@ -297,6 +361,7 @@ def build_cell(
         zones=zones,
         audit=audit,
         output=output,
+        occupancy_source=None if occupancy is None else occupancy.latest,
     )
     holder["m"] = monitor
     runner = None
@@ -307,7 +372,7 @@ def build_cell(
             backend.latest_state,
             monitor.latest,
         )
-    return Cell(cell, robot, backend, pipeline, gate, monitor, runner, zones, audit)
+    return Cell(cell, robot, backend, pipeline, gate, monitor, runner, zones, audit, occupancy)
 
 
 def start_cell(cell: Cell) -> None:
@@ -318,6 +383,8 @@ def start_cell(cell: Cell) -> None:
     cell.pipeline.start()
     try:
         cell.backend.start()
+        if cell.occupancy is not None:
+            cell.occupancy.start()
     except BaseException:
         cell.pipeline.stop()
         cell.backend.shutdown()
@@ -491,6 +558,8 @@ def headless_report(cell: Cell, duration_s: float) -> dict:
         "reaction_oldest_view_ms": mon["reaction_oldest_view_ms"],
         "reaction_samples": mon["reaction_samples"],
         "perception": cell.pipeline.report(),
+        "channels": list(cell.channels),
+        "depth": None if cell.occupancy is None else cell.occupancy.report(),
         "robot": {
             "backend": cell.robot,
             "commands_accepted": cell.gate.accepted,
@@ -569,6 +638,12 @@ def run_cell(
                     flush=True,
                 )
             print("xrcell: decoding the camera clips ...", flush=True)
+        if description.perception.depth is None:
+            print("xrcell: distance channels: skeleton only (no depth camera in the cell)", flush=True)
+        else:
+            depth = description.perception.depth
+            print(f"xrcell: distance channels: skeleton and occupancy (depth {depth.source} at "
+                  f"{depth.fps:g} fps{'' if depth.background else ', no background file'})", flush=True)
         start_cell(cell)
     except BaseException:
         audit.close()

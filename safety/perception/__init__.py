@@ -5,6 +5,15 @@ Importing this package does not import mediapipe; `PoseEstimator` loads it when 
 
 from safety.perception.cameras import ReplayClock, VideoFileCamera
 from safety.perception.depth import DepthCamera, points_from_depth, read_point_cloud, read_point_cloud_sequence
+from safety.perception.depth_input import (
+    DepthImageSequence,
+    DepthSource,
+    OccupancyInput,
+    PointCloudSequence,
+    RealSenseDepth,
+    load_background,
+    save_background,
+)
 from safety.perception.pipeline import FrameSource, PerceptionPipeline, draw_skeleton
 from safety.perception.kalman import KeypointKalmanFilter
 from safety.perception.multipose import MultiPersonEstimator
@@ -18,27 +27,34 @@ __all__ = [
     "POSE_LIMBS",
     "CameraStatus",
     "DepthCamera",
+    "DepthImageSequence",
+    "DepthSource",
     "FrameSource",
     "HumanTrack",
     "KeypointKalmanFilter",
     "MultiPersonEstimator",
     "MultiPersonTracker",
+    "OccupancyInput",
     "PerceptionPipeline",
     "PerceptionSnapshot",
     "PersonBox",
     "PersonDetector",
+    "PointCloudSequence",
     "Pose2D",
     "PoseEstimator",
+    "RealSenseDepth",
     "ReplayClock",
     "Triangulation",
     "VideoFileCamera",
     "View",
     "draw_skeleton",
+    "load_background",
     "points_from_depth",
     "project_points",
     "read_point_cloud",
     "read_point_cloud_sequence",
     "reprojection_error",
+    "save_background",
     "triangulate",
     "undistort_points",
 ]

@@ -114,7 +114,8 @@ class PerceptionPipeline:
             track its measurement: 0.5 s, the track time-out.
         max_view_skew_s: views whose capture times differ by more than this are not
             triangulated together (a moving person would be misplaced).
-        track_timeout_s: a track not seen by at least 2 views for this long ends.
+        track_timeout_s: unused while the tracker coasts (its default): a track not seen by at
+            least 2 views coasts until its sigma passes 1 m (`safety.perception.tracker`).
         cell_bounds: ((3,) min, (3,) max) corners of a box in the `cell` frame, metres; a track
             that ends inside it is reported in `lost_track_ids` for `lost_hold_s`, one that
             ends outside is not reported; either keeps its id for `lost_hold_s` for a person

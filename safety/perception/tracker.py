@@ -24,11 +24,27 @@ arrive (two, then three, then four views of the same frames): an update that sha
 camera frame with the track's previous update REPLACES that update (the filter rolls back
 one step) instead of counting the same frames twice.
 
-A track not measured for `track_timeout_s` ends: inside `cell_bounds` it is reported
-lost for `lost_hold_s` (a fault for the safety monitor) unless a person is re-acquired
-near it meanwhile, outside it is not reported (the person left the cell area). For
-`lost_hold_s` either kind keeps its id for a person measured again within the gate of
-where it ended.
+A track not measured for `coast_after_s` COASTS (`coast_track`): its last filtered posture
+moves on with the body centre's velocity (constant-velocity prediction; the velocity is the
+slope of the measured centres over the last 0.5 s, steadier than the filter's) and its
+position sigma grows with the time t since its last measurement,
+
+    sigma(t) = sigma_0 + |v| t + a_c t^2 / 2
+
+(sigma_0 the filtered sigma at the measurement, |v| the body speed, a_c `coast_accel_mps2`):
+the |v| t term covers a person who stopped instead of moving on as predicted, the t^2 term a
+change of speed or direction. The sigma only grows until the next measurement, and it is Z_d
+of the monitor's S_p, so a coasting person makes the monitor more conservative, never less
+(the monitor also grows T_r by the age of the track's frames). A measurement within the
+assignment gate re-associates the track (same id). The track ends when its sigma exceeds
+`coast_sigma_limit_m` (hold bound `coast_hold_s`: 0.98 s for a person standing still, 0.55 s
+for one walking at 1.2 m/s with the defaults), not after a fixed time: inside `cell_bounds` (at
+its last measured or its predicted position) it is then reported lost for `lost_hold_s` (a
+fault for the safety monitor) unless a person is re-acquired near it meanwhile; outside it is
+not reported (the person left the cell area). For `lost_hold_s` either kind keeps its id for a
+person measured again within the gate of where it ended. Without a sigma limit
+(`coast_sigma_limit_m=None`) nothing coasts and a track ends `track_timeout_s` after its
+last measurement.
 
 Pure logic: the caller passes the clock. Not thread-safe: one owner (the pipeline's worker).
 """
@@ -68,6 +84,10 @@ REJECT_RESTART = 2
 _MIN_MEASUREMENT_SIGMA_M = 0.015
 #: Smallest published position uncertainty, metres.
 _MIN_SIGMA_M = 0.02
+#: A coasting track moves on with the slope of its measured body centres over this window...
+COAST_VELOCITY_WINDOW_NS = 500_000_000
+#: ...when they span at least this long (else it holds its posture).
+COAST_VELOCITY_MIN_SPAN_NS = 200_000_000
 
 
 @dataclass(frozen=True)
@@ -126,6 +146,9 @@ class _Track:
     measured_ns: np.ndarray            # (33,) capture stamp of each keypoint's last accepted measurement
     confidence: np.ndarray
     human: HumanTrack | None = None
+    measured: HumanTrack | None = None  # the track as its last measurement left it (coasting starts here)
+    # (stamp ns, (3,) body centre) of the recent measurements: the coasting velocity's window.
+    centre_history: deque = field(default_factory=lambda: deque(maxlen=32))
     centre_cell: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
     # Body centre of the last accepted measurement and its stamp (ns); and before the last update.
     seen_centre: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
@@ -135,6 +158,26 @@ class _Track:
     # (33,) consecutive updates whose measurement of the keypoint the filter's gate rejected; before the last update.
     rejected: np.ndarray = field(default_factory=lambda: np.zeros(33, np.int64))
     prior_rejected: np.ndarray = field(default_factory=lambda: np.zeros(33, np.int64))
+
+
+def coast_sigma_m(sigma_0_m: float | np.ndarray, speed_mps: float, elapsed_s: float,
+                  accel_mps2: float) -> float | np.ndarray:
+    """Position sigma of a coasting track `elapsed_s` after its last measurement, metres:
+    sigma_0 + |v| t + a t^2 / 2 (never below sigma_0, non-decreasing in t)."""
+    t = max(elapsed_s, 0.0)
+    return sigma_0_m + abs(speed_mps) * t + 0.5 * accel_mps2 * t * t
+
+
+def coast_hold_s(sigma_0_m: float, speed_mps: float, sigma_limit_m: float, accel_mps2: float) -> float:
+    """How long a track with `sigma_0_m` moving at `speed_mps` coasts before its sigma
+    (`coast_sigma_m`) exceeds `sigma_limit_m`, seconds (0 when it already does)."""
+    room = sigma_limit_m - sigma_0_m
+    if room <= 0:
+        return 0.0
+    v = abs(speed_mps)
+    if accel_mps2 <= 0:
+        return float("inf") if v == 0 else room / v
+    return (-v + float(np.sqrt(v * v + 2.0 * accel_mps2 * room))) / accel_mps2
 
 
 def _centre(points: np.ndarray) -> np.ndarray:
@@ -153,7 +196,8 @@ class MultiPersonTracker:
         world_to_cell: (4, 4) transform from the calibrations' world frame to `cell`.
         cell_bounds: ((3,) min, (3,) max) box in `cell`, metres; a track that ends inside
             it is reported lost. None: tracks are never reported lost.
-        track_timeout_s: a track not measured for this long ends.
+        track_timeout_s: without coasting (`coast_sigma_limit_m` None), a track not measured
+            for this long ends; with coasting it is not used.
         lost_hold_s: how long an ended track stays in `lost_ids`.
         max_reprojection_error_px: view rejection threshold of `triangulate`.
         min_confidence: minimum keypoint visibility used.
@@ -164,6 +208,10 @@ class MultiPersonTracker:
         max_gate_m: the first-pass gate never exceeds this (a track lost for seconds does not
             claim a person anywhere in the cell), metres.
         accel_sigma_mps2: white-noise acceleration of the keypoint filters.
+        coast_after_s: a track not measured for this long coasts (see the module docstring).
+        coast_sigma_limit_m: a coasting track whose sigma exceeds this ends (lost inside the
+            cell bounds), metres; None: no coasting, `track_timeout_s` ends tracks.
+        coast_accel_mps2: a_c, the change of velocity a coasting person may make, m/s^2.
 
     Raises:
         PerceptionError: `world_to_cell` is not a (4, 4) homogeneous transform.
@@ -173,7 +221,8 @@ class MultiPersonTracker:
                  cell_bounds: tuple[np.ndarray, np.ndarray] | None = None, track_timeout_s: float = 0.5,
                  lost_hold_s: float = 5.0, max_reprojection_error_px: float = 5.0, min_confidence: float = 0.3,
                  max_epipolar_px: float | None = None, gate_m: float = 0.3, max_speed_mps: float = 3.0,
-                 max_gate_m: float = 1.5, accel_sigma_mps2: float = 6.0) -> None:
+                 max_gate_m: float = 1.5, accel_sigma_mps2: float = 6.0, coast_after_s: float = 0.15,
+                 coast_sigma_limit_m: float | None = 1.0, coast_accel_mps2: float = 2.0) -> None:
         T = np.eye(4) if world_to_cell is None else np.asarray(world_to_cell, dtype=np.float64)
         if T.shape != (4, 4) or not np.allclose(T[3], [0, 0, 0, 1]):
             raise PerceptionError(f"world_to_cell must be a (4, 4) homogeneous transform, got shape {T.shape}")
@@ -191,6 +240,13 @@ class MultiPersonTracker:
         self._max_speed = max_speed_mps
         self._max_gate_m = max_gate_m
         self._accel_sigma = accel_sigma_mps2
+        if coast_sigma_limit_m is not None and not (coast_sigma_limit_m > 0 and coast_accel_mps2 >= 0
+                                                    and coast_after_s >= 0):
+            raise PerceptionError(f"coasting: coast_sigma_limit_m must be > 0, coast_accel_mps2 and coast_after_s "
+                                  f">= 0, got {coast_sigma_limit_m}, {coast_accel_mps2}, {coast_after_s}")
+        self._coast_after_ns = int(coast_after_s * 1e9)
+        self._coast_limit_m = coast_sigma_limit_m
+        self._coast_accel = coast_accel_mps2
         self._tracks: list[_Track] = []
         # per camera pair: (calibration a, calibration b, F)
         self._fundamental: dict[tuple[str, str], tuple[CameraCalibration, CameraCalibration, np.ndarray]] = {}
@@ -397,6 +453,10 @@ class MultiPersonTracker:
             track.prior_rejected = track.rejected.copy()
             track.prior_seen_centre, track.prior_seen_stamp_ns = track.seen_centre, track.seen_stamp_ns
         track.seen_centre, track.seen_stamp_ns = _centre(m.keypoints_cell), m.stamp_ns
+        if m.frames & track.frames and track.centre_history:
+            track.centre_history.pop()                                 # a refinement replaces its update
+        if np.isfinite(track.seen_centre).all():
+            track.centre_history.append((m.stamp_ns, track.seen_centre))
         if restart:
             track.kf = KeypointKalmanFilter(33, accel_sigma_mps2=self._accel_sigma)
             track.measured_ns = np.zeros(33, np.int64)
@@ -443,18 +503,78 @@ class MultiPersonTracker:
         if held.any():
             keypoint_ns = np.where(held, track.measured_ns, m.capture_ns).astype(np.int64)
         track.centre_cell = _centre(pts)
-        track.human = HumanTrack(track_id=track.track_id, keypoints_cell=pts, confidence=conf, velocity_mps=velocity,
+        track.human = track.measured = HumanTrack(
+                                 track_id=track.track_id, keypoints_cell=pts, confidence=conf, velocity_mps=velocity,
                                  sigma_m=sigma_m, capture_ns=m.capture_ns, newest_capture_ns=m.newest_capture_ns,
                                  views=m.views, keypoint_capture_ns=keypoint_ns,
                                  keypoint_sigma_m=np.where(fresh, sig, np.nan), keypoints_px=m.keypoints_px)
 
+    def _inside(self, c: np.ndarray) -> bool:
+        return (self._bounds is not None and bool(np.isfinite(c).all())
+                and bool(np.all(c >= self._bounds[0]) and np.all(c <= self._bounds[1])))
+
+    def coast_track(self, track: _Track, now_ns: int) -> HumanTrack | None:
+        """The coasting state of `track` at `now_ns` (module docstring), or None when its sigma
+        exceeds `coast_sigma_limit_m` (the track ends).
+
+        The keypoints are the last measured posture moved by the body velocity times the time
+        since the measurement; capture stamps, views and velocity stay those of the measurement.
+        """
+        last = track.measured
+        if last is None or self._coast_limit_m is None:
+            return None
+        elapsed_s = max(now_ns - track.seen_stamp_ns, 0) * 1e-9
+        velocity = self._coast_velocity(track)
+        speed = float(np.linalg.norm(velocity))
+        sigma = float(coast_sigma_m(last.sigma_m, speed, elapsed_s, self._coast_accel))
+        if sigma > self._coast_limit_m:
+            return None
+        keypoint_sigma = None if last.keypoint_sigma_m is None else \
+            coast_sigma_m(last.keypoint_sigma_m, speed, elapsed_s, self._coast_accel)
+        return HumanTrack(track_id=last.track_id, keypoints_cell=last.keypoints_cell + velocity * elapsed_s,
+                          confidence=last.confidence, velocity_mps=last.velocity_mps, sigma_m=sigma,
+                          capture_ns=last.capture_ns, newest_capture_ns=last.newest_capture_ns, views=last.views,
+                          keypoint_capture_ns=last.keypoint_capture_ns, keypoint_sigma_m=keypoint_sigma,
+                          keypoints_px=(), coast_s=elapsed_s)
+
+    @staticmethod
+    def _coast_velocity(track: _Track) -> np.ndarray:
+        """The body centre's velocity a coasting track moves on with, (3,) m/s: the least-squares
+        slope of its measured centres over the last `COAST_VELOCITY_WINDOW_NS` (the filter's
+        velocity of the last update jitters by tenths of a metre per second on real footage);
+        zero with less than `COAST_VELOCITY_MIN_SPAN_NS` of measurements (the posture is held)."""
+        if not track.centre_history:
+            return np.zeros(3)
+        newest = track.centre_history[-1][0]
+        recent = [(t, c) for t, c in track.centre_history if newest - t <= COAST_VELOCITY_WINDOW_NS]
+        t = np.array([r[0] for r in recent], dtype=np.float64) * 1e-9
+        if t[-1] - t[0] < COAST_VELOCITY_MIN_SPAN_NS * 1e-9:
+            return np.zeros(3)
+        c = np.stack([r[1] for r in recent])
+        dt = t - t.mean()
+        return (dt[:, None] * (c - c.mean(axis=0))).sum(axis=0) / float((dt * dt).sum())
+
     def expire(self, now_ns: int) -> None:
-        """End the tracks not measured for `track_timeout_s`; forget old lost ids."""
-        for track in [t for t in self._tracks if now_ns - t.seen_ns > self._timeout_ns]:
+        """Coast the tracks not measured for `coast_after_s`, end those whose sigma exceeds the
+        limit (or, without coasting, those not measured for `track_timeout_s`); forget old lost ids."""
+        ending = []
+        for track in self._tracks:
+            if self._coast_limit_m is None:
+                if now_ns - track.seen_ns > self._timeout_ns:
+                    ending.append(track)
+                continue
+            if now_ns - track.seen_ns <= self._coast_after_ns:
+                continue
+            coasting = self.coast_track(track, now_ns)
+            if coasting is None:
+                ending.append(track)
+            else:
+                track.human = coasting
+        for track in ending:
             self._tracks.remove(track)
             c = track.centre_cell
-            inside = (self._bounds is not None and np.isfinite(c).all()
-                      and bool(np.all(c >= self._bounds[0]) and np.all(c <= self._bounds[1])))
+            predicted = None if track.human is None else _centre(track.human.keypoints_cell)
+            inside = self._inside(c) or (predicted is not None and self._inside(predicted))
             if inside:
                 self._lost[track.track_id] = (now_ns, track)
                 _log.warning("track %s lost inside the cell bounds at %s", track.track_id, np.round(c, 2))

@@ -54,6 +54,9 @@ class HumanTrack:
             from its Kalman filter; NaN where not published. None when not computed.
         keypoints_px: per contributing camera, (camera_id, (33, 3) float64 u, v pixels of the
             processed frame and visibility in [0, 1]): the 2D detections the track came from.
+        coast_s: 0 for a measured track; for a coasting one (no view measured it lately), the
+            seconds since its last measurement: its keypoints are then a constant-velocity
+            prediction and `sigma_m` has grown with that time (`safety.perception.tracker`).
     """
 
     track_id: str
@@ -67,6 +70,7 @@ class HumanTrack:
     keypoint_capture_ns: np.ndarray | None = None
     keypoint_sigma_m: np.ndarray | None = None
     keypoints_px: tuple[tuple[str, np.ndarray], ...] = ()
+    coast_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -201,11 +201,15 @@ def test_track_times_out_and_is_reported_lost_inside_the_cell():
     assert [t.track_id for t in snap.tracks] == ["p1"]
     np.testing.assert_allclose(snap.tracks[0].keypoints_cell, body, atol=1e-4)
     visible["on"] = False
-    for _ in range(8):                       # 0.4 s without the person: still tracked
+    measured_sigma = snap.tracks[0].sigma_m
+    for _ in range(8):                       # 0.4 s without the person: the track coasts
         pipeline.step()
         clock.ns += 50_000_000
-    assert pipeline.snapshot().tracks and not pipeline.snapshot().lost_track_ids
-    for _ in range(4):                       # past the 0.5 s time-out
+    (coasting,) = pipeline.snapshot().tracks
+    assert not pipeline.snapshot().lost_track_ids and coasting.coast_s > 0.3
+    assert coasting.sigma_m > measured_sigma + 0.1        # standing still: sigma_0 + a t^2 / 2
+    np.testing.assert_allclose(coasting.keypoints_cell, body, atol=0.01)
+    for _ in range(14):                      # past the hold bound of its 1 m sigma limit (~0.98 s)
         pipeline.step()
         clock.ns += 50_000_000
     snap = pipeline.snapshot()

@@ -173,7 +173,10 @@ def test_a_whole_body_jump_no_person_can_make_is_a_new_person_and_the_old_track_
     assert [t.track_id for t in snap.tracks] == ["p1", "p2"] and snap.lost_track_ids == ()
     p2 = snap.tracks[1]
     np.testing.assert_allclose(p2.keypoints_cell, body_at(0.0, -0.6), atol=0.01)
-    run(pipeline, clock, 0.5)                  # p1 is measured no more: it ends inside the cell
+    run(pipeline, clock, 0.5)                  # p1 is measured no more: it coasts, its sigma growing
+    p1 = pipeline.snapshot().tracks[0]
+    assert p1.track_id == "p1" and p1.coast_s > 0.5 and p1.sigma_m > 0.3
+    run(pipeline, clock, 0.5)                  # beyond its sigma limit (1 m, ~0.98 s): lost inside the cell
     snap = pipeline.snapshot()
     assert [t.track_id for t in snap.tracks] == ["p2"] and snap.lost_track_ids == ("p1",)
 
