@@ -236,10 +236,14 @@ class SafetyMonitor:
     def step(self) -> SafetyState:
         """Run one cycle now: decide, drive the robot, update the figures. Never raises."""
         t0 = time.perf_counter()
-        now = self._clock()
+        now = self._clock()  # (the cycle's time if an input raises)
         try:
             robot = self._robot_source()
             perception = self._perception_source()
+            occupancy = None if self._occupancy_source is None else self._occupancy_source()
+            # The clock after the inputs: a record published between the two reads would
+            # otherwise be stamped "in the future" (a clock-jump fault) by a scheduling race.
+            now = self._clock()
             if self._reset_flag.is_set():
                 self._reset_flag.clear()
                 self._memory = replace(self._memory, reset_requested=True)
@@ -252,8 +256,7 @@ class SafetyMonitor:
                                          None if self._zones is None else self._zones.current(),
                                          extra_faults=output_faults,
                                          occupancy_channel=self._occupancy_source is not None,
-                                         occupancy=None if self._occupancy_source is None
-                                         else self._occupancy_source())
+                                         occupancy=occupancy)
             self._apply(state, robot, perception)
         except Exception as exc:  # noqa: BLE001 - an exception in the loop is a fault stop
             log.exception("safety cycle failed")
