@@ -296,6 +296,7 @@ def build_cell(
         zones=zones,
         audit=audit,
         output=output,
+        path_source=gate.active_path,
     )
     holder["m"] = monitor
     runner = None
