@@ -188,8 +188,7 @@ def input_faults(now_ns: int, robot: RobotState | None, perception: PerceptionSn
                  params: SafetyParameters, prev_cycle_ns: int) -> list[str]:
     """Watchdog and plausibility checks of one cycle's inputs; returns fault causes in words."""
     faults: list[str] = []
-    period_ns = 1e9 / params.rate_hz
-    if prev_cycle_ns and now_ns - prev_cycle_ns > max(10 * period_ns, params.monitor_timeout_s * 1e9):
+    if prev_cycle_ns and now_ns - prev_cycle_ns > params.monitor_timeout_s * 1e9:
         faults.append(f"monitor cycle overrun: {_ms(now_ns - prev_cycle_ns):.0f} ms since the last cycle")
     if prev_cycle_ns and now_ns < prev_cycle_ns:
         faults.append(f"clock jump: the monotonic clock went back {_ms(prev_cycle_ns - now_ns):.1f} ms")
