@@ -88,8 +88,34 @@ class StopData(_Model):
         return self
 
 
+class CapsuleShape(_Model):
+    """A capsule: the segment p0-p1 swept by a sphere of `radius_m`; points in metres in the
+    frame its owner names."""
+
+    p0: tuple[float, float, float]
+    p1: tuple[float, float, float]
+    radius_m: float = Field(..., gt=0.0, le=1.0)
+
+
+class Payload(_Model):
+    """The part the robot carries, rigidly attached to the tool flange.
+
+    Attributes:
+        mass_kg: its mass; the stop data must be for at least this payload
+            (`robot.stop.payload_kg`, which selects the rows of `robot.stop.table`).
+        capsule: its geometry in the tool frame (the TCP, `panda_grasptarget` on the Panda: z
+            along the gripper's approach direction): a box is covered by the capsule along its
+            longest edge with the radius of its cross-section's half diagonal. It joins the link
+            capsules as the link `payload` for the separation distance, the gate's keep-out
+            check of the whole path and the scenario contact check.
+    """
+
+    mass_kg: float = Field(0.0, ge=0.0, le=1000.0)
+    capsule: CapsuleShape
+
+
 class Robot(_Model):
-    """The robot of the cell."""
+    """The robot of the cell (`payload`: the carried part, `Payload`; None: none)."""
 
     backend: Literal["sim", "dds", "ros2"] = "sim"
     model: Literal["franka_panda"] = "franka_panda"
@@ -97,6 +123,15 @@ class Robot(_Model):
     max_tcp_speed_mps: float = Field(1.0, gt=0.0, le=3.0)
     stop: StopData = StopData()
     state_rate_hz: float = Field(200.0, ge=100.0, le=1000.0)
+    payload: Payload | None = None
+
+    @model_validator(mode="after")
+    def _stop_data_covers_the_payload(self) -> "Robot":
+        if self.payload is not None and self.stop.payload_kg < self.payload.mass_kg:
+            raise ValueError(f"robot.stop.payload_kg: {self.stop.payload_kg:g} kg is below "
+                             f"robot.payload.mass_kg {self.payload.mass_kg:g} kg: give the stop data "
+                             f"for the carried payload")
+        return self
 
     @model_validator(mode="after")
     def _stop_table_covers_the_speed(self) -> "Robot":
