@@ -298,8 +298,9 @@ def _combine(a: tuple, b: tuple) -> tuple:
 def _path_window(robot: RobotState, path: ActivePath | None, horizon_s: float, command_scale: float,
                  n_links: int) -> tuple[np.ndarray, float] | None:
     """The window of the active path the robot can cover within `horizon_s`, and the factor k
-    that turns the path's speeds at scale 1 into the robot's (the speed scale, or more while the
-    robot still slows down to it). None when the path does not explain the robot's motion:
+    that turns the path's speeds at scale 1 into the robot's now (its measured speed over its
+    path's speed at scale 1 there: below the speed scale while it accelerates, above it while it
+    still slows down to a lowered scale). None when the path does not explain the robot's motion:
     no path, another goal, the robot off the path, a path of another robot model, or a robot
     moving much faster than its path (the caller then uses the undirected speed)."""
     if path is None or robot.goal_id != path.goal_id or path.link_segments.shape[1] != n_links:
@@ -311,10 +312,11 @@ def _path_window(robot: RobotState, path: ActivePath | None, horizon_s: float, c
     path_speed = float(path.speeds[max(here - 1, 0):here + 2].max())
     if moving > STANDSTILL_MPS and (path_speed <= 1e-6 or moving / path_speed > MAX_PATH_SPEED_RATIO):
         return None
-    k = max(command_scale, robot.speed_scale, moving / path_speed if path_speed > 1e-6 else 0.0)
+    k = moving / path_speed if path_speed > 1e-6 else 0.0
     if not math.isfinite(k):
         return None
-    return path.window(here, horizon_s * max(1.0, k)), k
+    # the robot covers path time at most at max(scale, k) per second: the window in path time
+    return path.window(here, horizon_s * max(1.0, k, command_scale, robot.speed_scale)), k
 
 
 def _ssm(now_ns: int, robot: RobotState, regions: list,
@@ -327,8 +329,8 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
     speed. Every robot link counts on its own with its own v_r, the directed speed of the link
     towards the body region's closest point (ISO/TS 15066 clause 5.5.4.2.3, `safety.directed_speed`):
     over the window of the active `path` the robot can cover within T_r + T_s, at scale 1 for
-    the allowed scale (v_max(d) / v_r) and times the robot's present scale factor for S_p at
-    its actual speed. Without a path that explains the robot's motion, and for a link closer
+    the allowed scale (v_max(d) / v_r), and times the ratio of the robot's measured speed to its
+    path's speed there for S_p at its actual speed (the rule the robot must keep now). Without a path that explains the robot's motion, and for a link closer
     than `DIRECTION_FLOOR_M`, v_r is undirected: `nominal_speed_mps` for the allowed scale and
     the robot's fastest capsule speed for S_p (with a path, the link's fastest speed over it).
 
