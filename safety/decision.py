@@ -330,9 +330,10 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
     towards the body region's closest point (ISO/TS 15066 clause 5.5.4.2.3, `safety.directed_speed`):
     over the window of the active `path` the robot can cover within T_r + T_s, at scale 1 for
     the allowed scale (v_max(d) / v_r), and times the ratio of the robot's measured speed to its
-    path's speed there for S_p at its actual speed (the rule the robot must keep now). Without a path that explains the robot's motion, and for a link closer
-    than `DIRECTION_FLOOR_M`, v_r is undirected: `nominal_speed_mps` for the allowed scale and
-    the robot's fastest capsule speed for S_p (with a path, the link's fastest speed over it).
+    path's speed there for S_p at its actual speed (the rule the robot must keep now). Without
+    a path that explains the robot's motion, v_r is undirected: `nominal_speed_mps` for the
+    allowed scale and the robot's fastest capsule speed for S_p; for a link closer than
+    `DIRECTION_FLOOR_M` it is the link's fastest speed over the window (times the same ratio).
 
     Returns (closest, binding, allowed scale, v_r): `closest` is the entry with the smallest
     separation (what the twin and the report show), `binding` the one with the smallest
