@@ -7,7 +7,9 @@ Inputs: the Panda of `tests/scenarios/cell.yaml` in 40 joint configurations alon
 pick-and-place program (link capsules from `PandaLinkKinematics`), and 1/3/6 people (the
 scenario runner's 33-keypoint skeleton) at random positions 0.3-2.5 m from the robot, with
 random reaches. Our time: one `safety.decision.decide()` call (watchdogs, capsule distances
-for every person, S_p, speed law, zones). Reference: Open3D `RaycastingScene` unsigned
+for every person and link, the directed speed v_r over the active path's horizon, S_p, speed
+law, zones), the robot running the program's longest move (`no_path_*`: the same cycle without
+a known path, v_r undirected). Reference: Open3D `RaycastingScene` unsigned
 distance queries from points along every body capsule axis (1 cm spacing) to the Panda's
 collision meshes (`pybullet_data/franka_panda/meshes/collision/*.obj`) posed at the same joint
 positions, scene rebuilt per cycle (the robot moves every cycle). `reference_ratio` =
@@ -32,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from content.cell import load_cell  # noqa: E402
 from robot_bridge.types import ControllerMode, RobotState  # noqa: E402
 from safety.decision import Memory, decide  # noqa: E402
+from safety.directed_speed import ActivePath  # noqa: E402
+from safety.gate import sweep_samples  # noqa: E402
 from safety.distance import human_capsules  # noqa: E402
 from safety.perception.types import CameraStatus, HumanTrack, PerceptionSnapshot  # noqa: E402
 from safety.ssm import StoppingModel  # noqa: E402
@@ -69,6 +73,17 @@ def robot_configurations(cell, n: int):
             fr[name] = (np.array(pos), np.array(orn))
         frames.append(fr)
     return q, segs, kin, frames
+
+
+def active_path(cell, kin) -> ActivePath:
+    """The program's longest move as the gate sweeps it (`safety.gate.sweep_samples`)."""
+    from robot_bridge.sim import plan_pick_and_place
+    from robot_bridge.types import JointTrajectory
+
+    moves = [c for c in plan_pick_and_place(cell.robot, cell.program) if isinstance(c, JointTrajectory)]
+    move = max(moves, key=lambda m: float(np.abs(np.diff(m.positions, axis=0)).sum()))
+    q, t = sweep_samples(move.positions[0], move.positions[1:], move.time_from_start_s[1:])
+    return ActivePath.from_sweep("bench", q, t, kin.link_segments(q))
 
 
 def people_snapshots(n_people: int, cycles: int, now_ns: int, rng) -> list[PerceptionSnapshot]:
@@ -138,10 +153,23 @@ def main() -> None:
     reference = mesh_reference(frames, Path(pybullet_data.getDataPath()) / "franka_panda" / "meshes" / "collision")
     result = {"people": {}, "cycles": args.cycles}
     ratios, worst_excess = [], -np.inf
+    path = active_path(cell, kin)
+    path_rows = np.linspace(0, len(path.times_s) - 2, 40).astype(int)
     for n in (1, 3, 6):
         snaps = people_snapshots(n, 200, now, rng)
         times = []
         mem = Memory(started=True, scale=1.0, prev_cycle_ns=now - 10_000_000)
+        for i in range(args.cycles):
+            r = path_rows[i % len(path_rows)]
+            robot = RobotState(now - 2_000_000, kin.joint_names, path.positions[r], np.zeros(7),
+                               path.link_segments[r, -1, 1], np.zeros(3), kin.link_names, path.link_segments[r],
+                               kin.link_radii_m, path.speeds[r], 1.0, ControllerMode.EXECUTING, goal_id="bench",
+                               goal_done=False)
+            snap = snaps[i % len(snaps)]
+            t0 = time.perf_counter()
+            decide(now, robot, snap, params, stopping, cell.robot.max_tcp_speed_mps, mem, zones, path=path)
+            times.append(time.perf_counter() - t0)
+        no_path_times = []
         for i in range(args.cycles):
             c = i % len(segs)
             robot = RobotState(now - 2_000_000, kin.joint_names, q[c], np.zeros(7), segs[c, -1, 1], np.zeros(3),
@@ -150,7 +178,7 @@ def main() -> None:
             snap = snaps[i % len(snaps)]
             t0 = time.perf_counter()
             state, _ = decide(now, robot, snap, params, stopping, cell.robot.max_tcp_speed_mps, mem, zones)
-            times.append(time.perf_counter() - t0)
+            no_path_times.append(time.perf_counter() - t0)
         ref_times = []
         for i in range(60):
             c = i % len(segs)
@@ -168,9 +196,12 @@ def main() -> None:
             if state.closest is not None:
                 worst_excess = max(worst_excess, state.closest.separation_m - best)
         ours = np.array(times) * 1e3
+        no_path = np.array(no_path_times) * 1e3
         ref = np.array(ref_times) * 1e3
         result["people"][str(n)] = {"p50_ms": round(float(np.percentile(ours, 50)), 4),
                                     "p99_ms": round(float(np.percentile(ours, 99)), 4),
+                                    "no_path_p50_ms": round(float(np.percentile(no_path, 50)), 4),
+                                    "no_path_p99_ms": round(float(np.percentile(no_path, 99)), 4),
                                     "reference_p50_ms": round(float(np.percentile(ref, 50)), 3)}
         ratios.append(float(np.percentile(ref, 50) / np.percentile(ours, 50)))
     result["reference_ratio"] = round(min(ratios), 2)

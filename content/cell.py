@@ -89,8 +89,34 @@ class StopData(_Model):
         return self
 
 
+class CapsuleShape(_Model):
+    """A capsule: the segment p0-p1 swept by a sphere of `radius_m`; points in metres in the
+    frame its owner names."""
+
+    p0: tuple[float, float, float]
+    p1: tuple[float, float, float]
+    radius_m: float = Field(..., gt=0.0, le=1.0)
+
+
+class Payload(_Model):
+    """The part the robot carries, rigidly attached to the tool flange.
+
+    Attributes:
+        mass_kg: its mass; the stop data must be for at least this payload
+            (`robot.stop.payload_kg`, which selects the rows of `robot.stop.table`).
+        capsule: its geometry in the tool frame (the TCP, `panda_grasptarget` on the Panda: z
+            along the gripper's approach direction): a box is covered by the capsule along its
+            longest edge with the radius of its cross-section's half diagonal. It joins the link
+            capsules as the link `payload` for the separation distance, the gate's keep-out
+            check of the whole path and the scenario contact check.
+    """
+
+    mass_kg: float = Field(0.0, ge=0.0, le=1000.0)
+    capsule: CapsuleShape
+
+
 class Robot(_Model):
-    """The robot of the cell."""
+    """The robot of the cell (`payload`: the carried part, `Payload`; None: none)."""
 
     backend: Literal["sim", "dds", "ros2"] = "sim"
     model: Literal["franka_panda"] = "franka_panda"
@@ -98,6 +124,15 @@ class Robot(_Model):
     max_tcp_speed_mps: float = Field(1.0, gt=0.0, le=3.0)
     stop: StopData = StopData()
     state_rate_hz: float = Field(200.0, ge=100.0, le=1000.0)
+    payload: Payload | None = None
+
+    @model_validator(mode="after")
+    def _stop_data_covers_the_payload(self) -> "Robot":
+        if self.payload is not None and self.stop.payload_kg < self.payload.mass_kg:
+            raise ValueError(f"robot.stop.payload_kg: {self.stop.payload_kg:g} kg is below "
+                             f"robot.payload.mass_kg {self.payload.mass_kg:g} kg: give the stop data "
+                             f"for the carried payload")
+        return self
 
     @model_validator(mode="after")
     def _stop_table_covers_the_speed(self) -> "Robot":
@@ -176,6 +211,26 @@ class Camera(_Model):
         "loop", description="video files: loop from the start, play forwards then backwards, or play once")
     process_rate_hz: float = Field(8.0, gt=0.0, le=120.0)
     resize: float = Field(0.5, gt=0.0, le=1.0)
+    frame_rate_hz: float = Field(30.0, gt=0.0, le=240.0, description=(
+        "the camera's nominal frame rate (W3C frameRate): its watchdog bound is "
+        "safety.stale_periods frames"))
+
+
+#: The inputs the safety monitor watches, each with a watchdog bound `<input>_timeout_s` in
+#: `SafetyParameters`.
+WATCHDOG_INPUTS = ("camera", "tracker", "robot", "monitor")
+#: The shortest watchdog bound derived from `stale_periods`, per input, seconds. Measured on the
+#: 2-core reference machine: the monitor's p99 cycle is about 13 ms and a loaded machine has
+#: scheduler stalls of up to 0.5 s; 3 missed periods of a 200 Hz robot state (15 ms) or of the
+#: 100 Hz monitor (30 ms) would turn ordinary jitter into fault stops, so the bound never goes
+#: below these: the robot's 50 ms (10 periods at 200 Hz), the monitor's 0.2 s (its previous
+#: bound), and 0.2 s for camera frames and tracking output, which reach the monitor through the
+#: niced perception process and WebRTC jitter buffers (chosen, not measured). An explicit
+#: `<input>_timeout_s` in the cell overrides both.
+WATCHDOG_FLOORS_S = {"camera": 0.2, "tracker": 0.2, "robot": 0.05, "monitor": 0.2}
+#: Nominal input periods, seconds, where no cell says otherwise: a 30 fps camera, the tracker at
+#: the default pose-estimation rate (8 Hz), a 200 Hz robot state.
+DEFAULT_INPUT_PERIODS_S = {"camera": 1.0 / 30.0, "tracker": 1.0 / 8.0, "robot": 1.0 / 200.0}
 
 
 class HmiCamera(_Model):
@@ -248,9 +303,16 @@ class SafetyParameters(_Model):
         min_speed_scale: below this allowed scale the monitor commands a protective stop.
         resume_delay_s: separation must be restored this long before leaving an SSM stop.
         raise_dwell_s: the speed scale is raised only after this long without a lowering.
-        camera_timeout_s / robot_timeout_s / tracker_timeout_s: watchdog bounds.
+        stale_periods: an input is stale once it missed this many of its nominal periods
+            (issue 3: default 3): each watchdog bound not given in seconds is
+            max(`WATCHDOG_FLOORS_S`[input], stale_periods x the input's period). Periods: the
+            slowest camera's `frame_rate_hz`, the fastest camera's `process_rate_hz` (the
+            tracker publishes when any camera was processed), `robot.state_rate_hz`, and
+            `rate_hz` (the monitor's own cycle); `DEFAULT_INPUT_PERIODS_S` outside a cell.
+        camera_timeout_s / tracker_timeout_s / robot_timeout_s: watchdog bounds, seconds;
+            an explicit value wins over `stale_periods` (it must exceed one period of its input).
         monitor_timeout_s: the monitor's own watchdog: a gap between two cycles longer than
-            this (and than 10 periods) is a fault.
+            this is a fault; from `stale_periods` like the others unless given.
         path_prediction_horizon_s: how far ahead the command gate moves people along their
             measured velocity when it plays a commanded path against them (`safety.path_check`);
             0 keeps them where they were seen.
@@ -280,16 +342,45 @@ class SafetyParameters(_Model):
     min_speed_scale: float = Field(0.05, ge=0.0, le=1.0)
     resume_delay_s: float = Field(1.0, ge=0.0, le=60.0)
     raise_dwell_s: float = Field(0.3, ge=0.0, le=60.0)
-    camera_timeout_s: float = Field(0.5, gt=0.0, le=10.0)
-    robot_timeout_s: float = Field(0.05, gt=0.0, le=10.0)
-    tracker_timeout_s: float = Field(0.5, gt=0.0, le=10.0)
-    monitor_timeout_s: float = Field(0.2, gt=0.0, le=10.0)
+    stale_periods: int = Field(3, ge=1, le=100)
+    # None: from stale_periods (filled in by the validator, so readers always get seconds)
+    camera_timeout_s: float = Field(None, gt=0.0, le=10.0)  # type: ignore[assignment]
+    robot_timeout_s: float = Field(None, gt=0.0, le=10.0)  # type: ignore[assignment]
+    tracker_timeout_s: float = Field(None, gt=0.0, le=10.0)  # type: ignore[assignment]
+    monitor_timeout_s: float = Field(None, gt=0.0, le=10.0)  # type: ignore[assignment]
     path_prediction_horizon_s: float = Field(1.0, ge=0.0, le=10.0)
     path_clearance_m: float = Field(0.15, ge=0.0, le=1.0)
     channel_disagreement_m: float = Field(0.25, gt=0.0, le=2.0)
     channel_disagreement_time_s: float = Field(0.3, ge=0.0, le=10.0)
     cross_check_range_m: float = Field(2.0, gt=0.0, le=10.0)
     depth_timeout_s: float = Field(0.5, gt=0.0, le=10.0)
+
+    @model_validator(mode="after")
+    def _watchdog_bounds(self) -> "SafetyParameters":
+        self._resolve_watchdogs(DEFAULT_INPUT_PERIODS_S)
+        return self
+
+    def explicit_timeouts(self) -> dict[str, float]:
+        """The watchdog bounds given in seconds (they win over `stale_periods`), by input."""
+        return {name: getattr(self, f"{name}_timeout_s") for name in WATCHDOG_INPUTS
+                if f"{name}_timeout_s" in self.model_fields_set and getattr(self, f"{name}_timeout_s") is not None}
+
+    def _resolve_watchdogs(self, periods_s: dict[str, float]) -> None:
+        periods = {**periods_s, "monitor": 1.0 / self.rate_hz}
+        explicit = self.explicit_timeouts()
+        for name in WATCHDOG_INPUTS:
+            if name not in explicit:
+                # the model is frozen for its users; the validator fills in derived values once
+                object.__setattr__(self, f"{name}_timeout_s",
+                                   max(WATCHDOG_FLOORS_S[name], self.stale_periods * periods[name]))
+
+    def with_input_periods(self, *, camera_period_s: float, tracker_period_s: float,
+                           robot_period_s: float) -> "SafetyParameters":
+        """A copy whose watchdog bounds not given in seconds follow these nominal periods, s."""
+        out = self.model_copy()
+        out._resolve_watchdogs({"camera": camera_period_s, "tracker": tracker_period_s,
+                                "robot": robot_period_s})
+        return out
 
 
 class ZoneBox(_Model):
@@ -581,6 +672,31 @@ class CellDescription(_Model):
         """The HMIs used as cameras, in file order."""
         return [c for c in self.cameras if isinstance(c, HmiCamera)]
 
+    def input_periods_s(self) -> dict[str, float]:
+        """The nominal period of each watched input, seconds (`SafetyParameters.stale_periods`)."""
+        periods = dict(DEFAULT_INPUT_PERIODS_S)
+        fixed = self.fixed_cameras()  # HMI cameras are optional inputs: no watchdog
+        if fixed:
+            periods["camera"] = max(1.0 / c.frame_rate_hz for c in fixed)
+            periods["tracker"] = min(1.0 / c.process_rate_hz for c in fixed)
+        periods["robot"] = 1.0 / self.robot.state_rate_hz
+        periods["monitor"] = 1.0 / self.safety.rate_hz
+        return periods
+
+    @model_validator(mode="after")
+    def _watchdogs_follow_the_inputs(self) -> "CellDescription":
+        periods = self.input_periods_s()
+        for name, value in self.safety.explicit_timeouts().items():
+            if value <= periods[name]:
+                raise ValueError(f"safety.{name}_timeout_s: {value:g} s is not longer than one period of its "
+                                 f"input ({periods[name] * 1e3:.1f} ms): give at least "
+                                 f"{self.safety.stale_periods} periods, or leave it out to use "
+                                 f"safety.stale_periods")
+        object.__setattr__(self, "safety", self.safety.with_input_periods(
+            camera_period_s=periods["camera"], tracker_period_s=periods["tracker"],
+            robot_period_s=periods["robot"]))
+        return self
+
 
 def _zone_corners(zone: Zone) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """(min, max) corners of the axis-aligned box around `zone`, metres, `cell` frame."""
@@ -648,7 +764,9 @@ def parse_cell(data: object, *, source: str = "<cell>", base_dir: Path | None = 
     except ValidationError as exc:
         err = exc.errors()[0]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise CellDescriptionError(f"{source}: {_field_path(err['loc'])}: {err['msg']}{more}") from None
+        where = _field_path(err["loc"])
+        # a whole-model check names its field in the message itself
+        raise CellDescriptionError(f"{source}: {where + ': ' if where else ''}{err['msg']}{more}") from None
     return _resolve(cell, base_dir) if base_dir is not None else cell
 
 

@@ -17,15 +17,17 @@ import numpy as np
 from content.cell import SafetyParameters
 from robot_bridge.types import RobotState
 from safety.cross_check import compare, disagreement_bound_m, disagreement_fault, occupancy_faults
-from safety.distance import ARM_CAPSULE_NAMES, ARM_KEYPOINTS, closest_capsule_pairs, human_capsules
+from safety.directed_speed import DIRECTION_FLOOR_M, ActivePath, directed_speeds_mps
+from safety.distance import ARM_CAPSULE_NAMES, ARM_KEYPOINTS, closest_pairs_per_link, human_capsules
 from safety.occupancy import OccupancyMeasurement
 from safety.perception.types import HumanTrack, PerceptionSnapshot
 from safety.zones import ZoneSet, ZoneViolation
 from safety.ssm import (
     ProtectiveSeparationDistance,
     StoppingModel,
-    max_robot_speed_mps,
+    max_robot_speeds_mps,
     protective_separation_distance,
+    protective_separation_distances_m,
 )
 
 #: Robot speed below which the robot counts as standing still, m/s.
@@ -37,6 +39,9 @@ FUTURE_STAMP_TOLERANCE_NS = 1_000_000
 _ARM_MASK = np.isin(np.arange(33), sorted(ARM_KEYPOINTS))
 #: The speed scale is raised only when the allowed scale exceeds it by this much.
 RAISE_HYSTERESIS = 0.05
+#: A robot moving more than this many times faster than its active path at scale 1 is not
+#: following it (another program, a jump): the directed speed falls back to the undirected one.
+MAX_PATH_SPEED_RATIO = 2.0
 
 
 class SafetyMode(enum.Enum):
@@ -69,6 +74,10 @@ class ClosestPair:
         link: the robot capsule name.
         separation_m: surface distance, metres.
         human_point, robot_point: (3,) metres, `cell` frame.
+        v_r_mps: the robot speed v_r in this pair's S_p, m/s: the link's directed speed towards
+            the person over the active path's horizon (ISO/TS 15066 clause 5.5.4.2.3) when
+            `v_r_directed`, else the undirected fallback (`safety.decision._ssm`).
+        v_r_directed: True when `v_r_mps` is the directed speed.
     """
 
     person: str
@@ -77,6 +86,8 @@ class ClosestPair:
     separation_m: float
     human_point: np.ndarray
     robot_point: np.ndarray
+    v_r_mps: float = 0.0
+    v_r_directed: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,7 +103,9 @@ class SafetyState:
         closest: the closest pair (None: nobody tracked).
         reason: the decision in words.
         faults: active fault causes (empty unless FAULT_STOP).
-        v_r_mps: robot speed used, m/s.
+        v_r_mps: the robot speed v_r in `s_p`, m/s (`ClosestPair.v_r_mps`: directed towards the
+            closest person where the active path is known); without people, the robot's fastest
+            capsule speed.
         v_h_mps: human approach speed used, m/s.
         reaction_time_s: T_r used this cycle (configured part + age of the camera data).
         latched: True when the fault stop needs an authorised reset.
@@ -175,8 +188,7 @@ def input_faults(now_ns: int, robot: RobotState | None, perception: PerceptionSn
                  params: SafetyParameters, prev_cycle_ns: int) -> list[str]:
     """Watchdog and plausibility checks of one cycle's inputs; returns fault causes in words."""
     faults: list[str] = []
-    period_ns = 1e9 / params.rate_hz
-    if prev_cycle_ns and now_ns - prev_cycle_ns > max(10 * period_ns, params.monitor_timeout_s * 1e9):
+    if prev_cycle_ns and now_ns - prev_cycle_ns > params.monitor_timeout_s * 1e9:
         faults.append(f"monitor cycle overrun: {_ms(now_ns - prev_cycle_ns):.0f} ms since the last cycle")
     if prev_cycle_ns and now_ns < prev_cycle_ns:
         faults.append(f"clock jump: the monotonic clock went back {_ms(prev_cycle_ns - now_ns):.1f} ms")
@@ -285,60 +297,120 @@ def _combine(a: tuple, b: tuple) -> tuple:
     return closest, binding, min(a[2], b[2]), a[3]
 
 
+def _path_window(robot: RobotState, path: ActivePath | None, horizon_s: float, command_scale: float,
+                 n_links: int) -> tuple[np.ndarray, float] | None:
+    """The window of the active path the robot can cover within `horizon_s`, and the factor k
+    that turns the path's speeds at scale 1 into the robot's now (its measured speed over its
+    path's speed at scale 1 there: below the speed scale while it accelerates, above it while it
+    still slows down to a lowered scale). None when the path does not explain the robot's motion:
+    no path, another goal, the robot off the path, a path of another robot model, or a robot
+    moving much faster than its path (the caller then uses the undirected speed)."""
+    if path is None or robot.goal_id != path.goal_id or path.link_segments.shape[1] != n_links:
+        return None
+    here = path.progress(robot.position)
+    if here is None:
+        return None
+    moving = robot.max_speed_mps
+    path_speed = float(path.speeds[max(here - 1, 0):here + 2].max())
+    if moving > STANDSTILL_MPS and (path_speed <= 1e-6 or moving / path_speed > MAX_PATH_SPEED_RATIO):
+        return None
+    k = moving / path_speed if path_speed > 1e-6 else 0.0
+    if not math.isfinite(k):
+        return None
+    # the robot covers path time at most at max(scale, k) per second: the window in path time
+    return path.window(here, horizon_s * max(1.0, k, command_scale, robot.speed_scale)), k
+
+
 def _ssm(now_ns: int, robot: RobotState, regions: list,
-         params: SafetyParameters, stopping: StoppingModel, nominal_speed_mps: float, stop_commanded_ns: int):
-    """Separation, S_p and the allowed scale over all body regions (`_body_regions`).
+         params: SafetyParameters, stopping: StoppingModel, nominal_speed_mps: float, stop_commanded_ns: int,
+         path: ActivePath | None = None, command_scale: float = 0.0):
+    """Separation, S_p and the allowed scale over all body regions (`_body_regions`) and links.
 
     Every person counts twice: the hands and arms approach at `hand_arm_speed_mps`, the rest
     of the body at `human_speed_mps` (ISO 13855 clause 6.2.3), each never below the tracked
-    speed. Returns (closest, binding, allowed scale, v_r): `closest` is the entry with the
-    smallest separation (what the twin and the report show), `binding` the one with the smallest
+    speed. Every robot link counts on its own with its own v_r, the directed speed of the link
+    towards the body region's closest point (ISO/TS 15066 clause 5.5.4.2.3, `safety.directed_speed`):
+    over the window of the active `path` the robot can cover within T_r + T_s, at scale 1 for
+    the allowed scale (v_max(d) / v_r), and times the ratio of the robot's measured speed to its
+    path's speed there for S_p at its actual speed (the rule the robot must keep now). Without
+    a path that explains the robot's motion, v_r is undirected: `nominal_speed_mps` for the
+    allowed scale and the robot's fastest capsule speed for S_p; for a link closer than
+    `DIRECTION_FLOOR_M` it is the link's fastest speed over the window (times the same ratio).
+
+    Returns (closest, binding, allowed scale, v_r): `closest` is the entry with the smallest
+    separation (what the twin and the report show), `binding` the one with the smallest
     separation - S_p (what the rule at the robot's actual speed tests); each entry is
-    (separation m, ClosestPair, S_p terms, v_h m/s, T_r s), or None without people.
+    (separation m, ClosestPair, S_p terms, v_h m/s, T_r s), or None without people; v_r is
+    the robot's fastest capsule speed (whether it moves at all).
 
     While a stop commanded `stop_commanded_ns` is under way, S_p (not the allowed speed)
     counts only what is left of the reaction and braking latency: the part of T_r and
     t_d that has already passed since the stop was commanded is behind the robot
     (ISO/TS 15066 clause 5.5.4.2.3: T_r and T_s run from the detection to standstill).
     """
-    v_r = robot.max_speed_mps
+    v_robot = robot.max_speed_mps
     elapsed_s = (now_ns - stop_commanded_ns) / 1e9 if stop_commanded_ns else 0.0
     remaining_s = max(0.0, params.reaction_time_s + stopping.latency_s - elapsed_s)
     braking = StoppingModel(0.0, stopping.deceleration_mps2)
     closest_entry = binding = None
-    allowed_mps = math.inf
-    pairs = closest_capsule_pairs([r[2] for r in regions], robot.link_segments, robot.link_radii_m)
-    for (track, floor, (_, _, names)), pair in zip(regions, pairs):
-        if pair is None:
-            continue
-        v_h, t_r, z_d = person_terms(track, now_ns, params, floor)
-        age_s = t_r - params.reaction_time_s
+    allowed_scale = math.inf
+    n_links = robot.link_segments.shape[0]
+    live = [(region, lp) for region, lp in zip(
+        regions, closest_pairs_per_link([r[2] for r in regions], robot.link_segments, robot.link_radii_m))
+        if lp is not None]
+    terms = [person_terms(track, now_ns, params, floor) for (track, floor, _), _ in live]
+    directed = None
+    if live and path is not None:
+        horizon_s = max(t for _, t, _ in terms) + stopping.stopping_time_s(max(nominal_speed_mps, v_robot))
+        found = _path_window(robot, path, horizon_s, command_scale, n_links)
+        if found is not None:
+            window, k = found
+            dirs, undirected = directed_speeds_mps(path, window, np.stack([lp.human_point for _, lp in live]))
+            if np.isfinite(dirs).all() and np.isfinite(undirected).all():
+                directed = (dirs, undirected, k)
+    for i, ((track, floor, (_, _, names)), lp) in enumerate(live):
+        v_h, t_r, z_d = terms[i]
+        if directed is None:
+            v_nominal = np.full(n_links, nominal_speed_mps)
+            v_actual = np.full(n_links, v_robot)
+            is_directed = np.zeros(n_links, dtype=bool)
+        else:
+            dirs, undirected, k = directed
+            is_directed = lp.distance_m >= DIRECTION_FLOOR_M
+            v_nominal = np.where(is_directed, dirs[i], undirected)
+            v_actual = v_nominal * k
         common = dict(v_h_mps=v_h, reaction_time_s=t_r, stopping=stopping,
                       intrusion_distance_m=params.intrusion_distance_m, z_d_m=z_d,
                       z_r_m=params.robot_uncertainty_m)
-        separation = max(pair.distance_m - params.separation_buffer_m, 0.0)
-        allowed_mps = min(allowed_mps, max_robot_speed_mps(separation_m=separation, **common))
+        v_max = max_robot_speeds_mps(np.maximum(lp.distance_m - params.separation_buffer_m, 0.0), **common)
+        moving = v_nominal > 1e-9
+        if moving.any():
+            allowed_scale = min(allowed_scale, float((v_max[moving] / v_nominal[moving]).min()))
         if stop_commanded_ns:
-            s_p = protective_separation_distance(v_r_mps=v_r, **{**common, "stopping": braking,
-                                                                 "reaction_time_s": age_s + remaining_s})
-        else:
+            common = {**common, "stopping": braking, "reaction_time_s": t_r - params.reaction_time_s + remaining_s}
+        s_p_m = protective_separation_distances_m(v_actual, **common)
+        for k_link in sorted({int(np.argmin(lp.distance_m)), int(np.argmin(lp.distance_m - s_p_m))}):
+            v_r = float(v_actual[k_link])
             s_p = protective_separation_distance(v_r_mps=v_r, **common)
-        pair_info = ClosestPair(track.track_id, names[pair.human_index], robot.link_names[pair.robot_index],
-                                pair.distance_m, pair.human_point, pair.robot_point)
-        entry = (pair.distance_m, pair_info, s_p, v_h, t_r)
-        if closest_entry is None or pair.distance_m < closest_entry[0]:
-            closest_entry = entry
-        if binding is None or pair.distance_m - s_p.total_m < binding[0] - binding[2].total_m:
-            binding = entry
-    allowed_scale = 1.0 if math.isinf(allowed_mps) else min(1.0, allowed_mps / nominal_speed_mps)
-    return closest_entry, binding, allowed_scale, v_r
+            distance = float(lp.distance_m[k_link])
+            pair_info = ClosestPair(track.track_id, names[int(lp.human_index[k_link])], robot.link_names[k_link],
+                                    distance, lp.human_point[k_link].copy(), lp.robot_point[k_link].copy(),
+                                    v_r, bool(is_directed[k_link]))
+            entry = (distance, pair_info, s_p, v_h, t_r)
+            if closest_entry is None or distance < closest_entry[0]:
+                closest_entry = entry
+            if binding is None or distance - s_p.total_m < binding[0] - binding[2].total_m:
+                binding = entry
+    allowed_scale = min(1.0, allowed_scale)
+    return closest_entry, binding, allowed_scale, v_robot
 
 
 def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot | None,
            params: SafetyParameters, stopping: StoppingModel, nominal_speed_mps: float,
            memory: Memory, zones: ZoneSet | None = None,
            extra_faults: Sequence[str] = (), occupancy_channel: bool = False,
-           occupancy: OccupancyMeasurement | None = None) -> tuple[SafetyState, Memory]:
+           occupancy: OccupancyMeasurement | None = None,
+           path: ActivePath | None = None) -> tuple[SafetyState, Memory]:
     """One monitor cycle.
 
     Args:
@@ -357,6 +429,8 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
             cross-checked against the skeleton channel (`safety.cross_check`); a missing or stale
             measurement is a fault.
         occupancy: the newest occupancy measurement (None if none arrived).
+        path: the trajectory the gate forwarded last (`CommandGate.active_path`): where the
+            robot runs it, v_r is the directed speed over it (`_ssm`); None: undirected speed.
 
     Returns:
         (state, memory for the next cycle). Never raises for bad inputs: they are faults.
@@ -378,10 +452,10 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
     if not faults:
         stop_ns = mem.stop_commanded_ns if mem.scale == 0.0 else 0
         ssm = _ssm(now_ns, robot, _body_regions(perception, capsules, params), params, stopping,
-                   nominal_speed_mps, stop_ns)
+                   nominal_speed_mps, stop_ns, path, mem.scale)
         if occupancy_channel:
             occ = _ssm(now_ns, robot, _occupancy_regions(occupancy, params), params, stopping, nominal_speed_mps,
-                       stop_ns)
+                       stop_ns, path, mem.scale)
             occupancy_m = None if occ[0] is None else occ[0][0]
             skeleton_m = None if ssm[0] is None else ssm[0][0]
             z_d = max([params.human_uncertainty_m] + [t.sigma_m for t in perception.tracks])
@@ -433,8 +507,9 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
         elif violated:
             what = "occupancy channel voxel" if binding[1].person == "occupancy" else binding[1].body_part
             reason = (f"protective stop: separation {binding[0]:.3f} m ({what}) below the "
-                      f"protective separation distance {binding[2].total_m:.3f} m at the robot's speed "
-                      f"{v_r:.2f} m/s")
+                      f"protective separation distance {binding[2].total_m:.3f} m at the robot's "
+                      f"{'directed ' if binding[1].v_r_directed else ''}speed {binding[1].v_r_mps:.2f} m/s "
+                      f"({binding[1].link})")
         else:
             reason = "protective stop: separation below the protective separation distance"
         mem = replace(mem, ssm_stop=True, clear_since_ns=0, last_lower_ns=now_ns)
@@ -476,6 +551,6 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
                            zone_violations=violations, channels=channels), mem
     separation, closest, s_p, v_h, t_r = best
     margin = binding[0] - binding[2].total_m  # type: ignore[index]
-    return (SafetyState(now_ns, mode, target, separation, s_p, closest, reason, v_r_mps=v_r, v_h_mps=v_h,
+    return (SafetyState(now_ns, mode, target, separation, s_p, closest, reason, v_r_mps=closest.v_r_mps, v_h_mps=v_h,
                         reaction_time_s=t_r, zone_violations=violations, margin_m=margin, channels=channels,
                         occupancy_separation_m=occupancy_m), mem)

@@ -211,3 +211,58 @@ def closest_capsule_pairs(
         out.append(CapsulePair(float(block[h, k]), int(h), int(k), c1[start + h, k].copy(), c2[start + h, k].copy()))
         start += n
     return out
+
+
+@dataclass(frozen=True)
+class LinkPairs:
+    """Per robot link, the closest capsule of one person (or body region).
+
+    Attributes:
+        distance_m: (K,) surface distance to each link, metres (negative: overlap).
+        human_index: (K,) index into the person's capsule list of the closest capsule.
+        human_point: (K, 3) closest point on that capsule's axis, metres, `cell` frame.
+        robot_point: (K, 3) closest point on the link's axis, metres, `cell` frame.
+    """
+
+    distance_m: np.ndarray
+    human_index: np.ndarray
+    human_point: np.ndarray
+    robot_point: np.ndarray
+
+
+def closest_pairs_per_link(
+    capsules: list[tuple[np.ndarray, np.ndarray, tuple[str, ...]]],
+    robot_segments: np.ndarray, robot_radii: np.ndarray,
+) -> list[LinkPairs | None]:
+    """For each person (or body region), the closest of its capsules to every robot link, in one
+    vectorised pass (`closest_capsule_pairs` is its minimum over the links).
+
+    Args:
+        capsules: per person, (segments (H, 2, 3), radii (H,), names) from `human_capsules`.
+        robot_segments: (K, 2, 3) metres, `cell` frame.
+        robot_radii: (K,) metres.
+
+    Returns:
+        One `LinkPairs` per person, None for a person without capsules or when the robot has none.
+    """
+    sizes = [len(c[1]) for c in capsules]
+    k_links = robot_segments.shape[0]
+    if sum(sizes) == 0 or k_links == 0:
+        return [None] * len(capsules)
+    hs = np.concatenate([c[0] for c in capsules if len(c[1])])
+    hr = np.concatenate([c[1] for c in capsules if len(c[1])])
+    c1, c2 = segment_closest_points(hs[:, None, 0, :], hs[:, None, 1, :],
+                                    robot_segments[None, :, 0, :], robot_segments[None, :, 1, :])
+    surface = np.linalg.norm(c1 - c2, axis=-1) - hr[:, None] - robot_radii[None, :]
+    links = np.arange(k_links)
+    out: list[LinkPairs | None] = []
+    start = 0
+    for n in sizes:
+        if n == 0:
+            out.append(None)
+            continue
+        block = surface[start:start + n]
+        h = np.argmin(block, axis=0)                                   # (K,)
+        out.append(LinkPairs(block[h, links], h, c1[start + h, links], c2[start + h, links]))
+        start += n
+    return out

@@ -47,6 +47,7 @@ from robot_bridge.types import (
 )
 from content.cell import SafetyParameters
 from safety.decision import SafetyMode, SafetyState
+from safety.directed_speed import ActivePath
 from safety.errors import SafetyError
 from safety.path_check import PathConflict, first_path_conflict
 from safety.path_retime import stop_before
@@ -236,6 +237,7 @@ class CommandGate:
         self._zones = zones
         self._people = people
         self._planned: PlannedPath | None = None
+        self._active: ActivePath | None = None
         self._audit = audit
         self._kinematics = kinematics
         self._backend = backend
@@ -321,7 +323,7 @@ class CommandGate:
             changes.append(outcome.change)
         forward = plan.trajectory if outcome.forward is None else outcome.forward
         # a jog shortened for a person has no rest to submit later: the next jog is the rest
-        return _Outcome(None, outcome.planned, forward, None, "; ".join(changes) or None)
+        return _Outcome(None, outcome.planned, forward, None, "; ".join(changes) or None, outcome.path)
 
     def _plan_jog(self, jog: JointJog | CartesianJog) -> tuple[JogPlan, list[str]]:
         """The jog's trajectory from the measured state, and the changes made to it (in words).
@@ -427,7 +429,8 @@ class CommandGate:
                                 f"of the path")
         conflict = self._people_conflict(segments, t, speed_scale, snapshot)
         if conflict is None:
-            return _Outcome(None, self._plan(command.goal_id, segments, t))
+            return _Outcome(None, self._plan(command.goal_id, segments, t),
+                            path=ActivePath.from_sweep(command.goal_id, q, t, segments))
         split = None
         if self._accel_limits is not None and conflict.sample > 0:
             split = stop_before(start, command, float(t[conflict.sample - 1]), self._accel_limits)
@@ -440,7 +443,8 @@ class CommandGate:
             return _Outcome(conflict.describe())
         change = (f"shortened: stops at t = {prefix.time_from_start_s[-1]:.2f} s instead of "
                   f"{command.time_from_start_s[-1]:.2f} s, because {conflict.describe()}")
-        return _Outcome(None, self._plan(prefix.goal_id, segments, t), prefix, rest, change)
+        return _Outcome(None, self._plan(prefix.goal_id, segments, t), prefix, rest, change,
+                        ActivePath.from_sweep(prefix.goal_id, q, t, segments))
 
     def _people_conflict(self, segments: np.ndarray, t: np.ndarray, speed_scale: float,
                          snapshot: PerceptionSnapshot | None) -> PathConflict | None:
@@ -456,6 +460,16 @@ class CommandGate:
     def _plan(goal_id: str, segments: np.ndarray, t: np.ndarray) -> PlannedPath:
         keep = np.unique(np.linspace(0, len(t) - 1, min(len(t), PLANNED_PATH_POINTS)).round().astype(int))
         return PlannedPath(goal_id, t[keep], segments[keep, -1, 1].copy())
+
+    def active_path(self) -> ActivePath | None:
+        """The swept path of the newest trajectory the gate forwarded, at scale 1, for the
+        monitor's directed speed v_r (`safety.directed_speed`); None: none, or no robot model.
+
+        Thread-safe (an atomic reference read). It is replaced *before* a trajectory reaches
+        the robot, so while the robot still reports the previous goal the monitor sees a goal
+        mismatch and uses the undirected speed.
+        """
+        return self._active
 
     def planned_path(self) -> PlannedPath | None:
         """The path of the newest trajectory the gate forwarded (None: none yet, or no robot model).
@@ -477,10 +491,13 @@ class CommandGate:
         why = outcome.why
         forward = command if outcome.forward is None else outcome.forward
         if why is None:
+            if isinstance(forward, JointTrajectory):
+                self._active = outcome.path
             try:
                 self._backend.execute(forward)  # type: ignore[arg-type]
             except BridgeError as exc:
                 why = f"robot: {exc}"
+                self._active = None
             else:
                 if outcome.planned is not None:
                     self._planned = outcome.planned
@@ -514,13 +531,15 @@ class _Refused(Exception):
 @dataclass(frozen=True)
 class _Outcome:
     """The gate's checks of one command: the rule that refuses it (None: passes), the path to
-    show, and for a shortened trajectory what to forward instead, the rest, and the change."""
+    show, and for a shortened trajectory what to forward instead, the rest, and the change;
+    `path` is the forwarded trajectory's swept path for the monitor (None: no robot model)."""
 
     why: str | None
     planned: PlannedPath | None = None
     forward: JointTrajectory | None = None
     rest: JointTrajectory | None = None
     change: str | None = None
+    path: ActivePath | None = None
 
 
 def sweep_samples(start: np.ndarray, positions: np.ndarray, time_from_start_s: np.ndarray

@@ -28,6 +28,7 @@ from safety.zones import CellZones
 
 if TYPE_CHECKING:
     from safety.audit import AuditLog
+    from safety.directed_speed import ActivePath
     from safety.occupancy import OccupancyMeasurement
     from safety.output import SafetyOutput
 
@@ -95,6 +96,9 @@ class SafetyMonitor:
             `safety.occupancy.OccupancyMeasurement` or None; must not block. Given, the monitor
             runs two channels and cross-checks them (`safety.cross_check`); None: the skeleton
             channel alone, and every `SafetyState` says so (`channels == ("skeleton",)`).
+        path_source: returns the trajectory the gate forwarded last (`CommandGate.active_path`)
+            or None; must not block. Where the robot runs it, v_r is its directed speed towards
+            each person (`safety.directed_speed`); None: the undirected speed throughout.
     """
 
     def __init__(self, robot_source: Callable[[], RobotState | None],
@@ -103,7 +107,8 @@ class SafetyMonitor:
                  nominal_speed_mps: float, clock_ns: Callable[[], int] = time.monotonic_ns,
                  zones: CellZones | None = None, audit: "AuditLog | None" = None,
                  output: "SafetyOutput | None" = None,
-                 occupancy_source: "Callable[[], OccupancyMeasurement | None] | None" = None) -> None:
+                 occupancy_source: "Callable[[], OccupancyMeasurement | None] | None" = None,
+                 path_source: "Callable[[], ActivePath | None] | None" = None) -> None:
         self._robot_source = robot_source
         self._perception_source = perception_source
         self._channel = channel
@@ -116,6 +121,7 @@ class SafetyMonitor:
         self._audit = audit
         self._output = output
         self._occupancy_source = occupancy_source
+        self._path_source = path_source
         self._memory = Memory()
         self._state: SafetyState | None = None
         self._seq = 0
@@ -256,7 +262,8 @@ class SafetyMonitor:
                                          None if self._zones is None else self._zones.current(),
                                          extra_faults=output_faults,
                                          occupancy_channel=self._occupancy_source is not None,
-                                         occupancy=occupancy)
+                                         occupancy=occupancy,
+                                         path=None if self._path_source is None else self._path_source())
             self._apply(state, robot, perception)
         except Exception as exc:  # noqa: BLE001 - an exception in the loop is a fault stop
             log.exception("safety cycle failed")
@@ -441,6 +448,7 @@ def _explain(state: SafetyState, robot: RobotState) -> dict:
         "terms": {k: round(v, 4) for k, v in state.s_p.as_dict().items()},
         "v_r_mps": round(state.v_r_mps, 3), "v_h_mps": round(state.v_h_mps, 3),
         "reaction_time_s": round(state.reaction_time_s, 4), "robot_applied_scale": round(robot.speed_scale, 3),
+        "v_r_directed": state.closest.v_r_directed if state.closest else False,
         "body_part": state.closest.body_part if state.closest else None,
         "link": state.closest.link if state.closest else None,
     }

@@ -184,6 +184,47 @@ def max_robot_speed_mps(
     return math.sqrt(ab * ab + 2.0 * a * d_free) - ab
 
 
+
+def max_robot_speeds_mps(
+    separations_m: np.ndarray, *, v_h_mps: float, reaction_time_s: float, stopping: StoppingModel,
+    intrusion_distance_m: float, z_d_m: float, z_r_m: float,
+) -> np.ndarray:
+    """`max_robot_speed_mps` for many separations at once (the monitor's per-link check).
+
+    Args:
+        separations_m: (N,) measured separations d, metres (a non-finite one gives 0).
+        (others as in `protective_separation_distance`)
+
+    Returns:
+        (N,) v_max, m/s, >= 0: the same closed form as `max_robot_speed_mps`.
+    """
+    d = np.asarray(separations_m, dtype=np.float64)
+    a = stopping.deceleration_mps2
+    t_total = reaction_time_s + stopping.latency_s
+    ab = a * (t_total + v_h_mps / a)
+    d_free = d - intrusion_distance_m - z_d_m - z_r_m - v_h_mps * t_total
+    ok = np.isfinite(d_free) & (d_free > 0.0)
+    return np.where(ok, np.sqrt(ab * ab + 2.0 * a * np.where(ok, d_free, 0.0)) - ab, 0.0)
+
+
+def protective_separation_distances_m(
+    v_r_mps: np.ndarray, *, v_h_mps: float, reaction_time_s: float, stopping: StoppingModel,
+    intrusion_distance_m: float, z_d_m: float, z_r_m: float,
+) -> np.ndarray:
+    """S_p (`ProtectiveSeparationDistance.total_m`) for many robot speeds at once, metres.
+
+    S_p(v) = v_h (T_r + t_d) + C + Z_d + Z_r + (v_h / a + T_r + t_d) v + v^2 / (2a), the
+    expansion of formula (1) with the stopping model of this module.
+
+    Args:
+        v_r_mps: (N,) robot speeds v_r >= 0, m/s.
+        (others as in `protective_separation_distance`)
+    """
+    v = np.asarray(v_r_mps, dtype=np.float64)
+    a, t_d = stopping.deceleration_mps2, stopping.latency_s
+    c0 = v_h_mps * (reaction_time_s + t_d) + intrusion_distance_m + z_d_m + z_r_m
+    return c0 + (v_h_mps / a + reaction_time_s + t_d) * v + v * v / (2.0 * a)
+
 #: Speeds at which `fit_stopping_envelope` checks the bound, per table (evenly spaced).
 ENVELOPE_GRID_POINTS = 400
 #: Decelerations `fit_stopping_envelope` tries, m/s^2 (log-spaced).

@@ -362,6 +362,7 @@ def build_cell(
         audit=audit,
         output=output,
         occupancy_source=None if occupancy is None else occupancy.latest,
+        path_source=gate.active_path,
     )
     holder["m"] = monitor
     runner = None

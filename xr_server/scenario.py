@@ -441,7 +441,8 @@ def run_scenario(scenario: Scenario) -> dict:
                                                                            clock)
         monitor = SafetyMonitor(backend.latest_state, tracker.snapshot, gate.safety_channel(),
                                 cell.safety, robot.stop, robot.max_tcp_speed_mps, clock_ns=clock.now_ns, zones=zones,
-                                output=output, occupancy_source=None if depth is None else depth.latest)
+                                output=output, occupancy_source=None if depth is None else depth.latest,
+                                path_source=gate.active_path)
         holder["m"] = monitor
         runner = ProgramRunner(plan_pick_and_place(robot, cell.program), gate, backend.latest_state,
                                monitor.latest, clock_s=clock.now_s)

@@ -51,6 +51,7 @@ def _safety(state: SafetyState | None) -> dict | None:
         "closest": None if closest is None else {
             "person": closest.person, "body_part": closest.body_part, "link": closest.link,
             "human_point": _r(closest.human_point), "robot_point": _r(closest.robot_point),
+            "v_r_mps": round(closest.v_r_mps, 3), "v_r_directed": closest.v_r_directed,
         },
         "reason": state.reason,
         "faults": list(state.faults),

@@ -11,7 +11,9 @@ from robot_bridge.sim.panda import (
     PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
     PANDA_JOINT_VELOCITY_LIMITS_RADPS,
     PANDA_LINK_CAPSULES,
+    PANDA_TOOL_LINK,
     LinkCapsule,
+    robot_capsules,
 )
 from robot_bridge.sim.program import plan_pick_and_place
 
@@ -21,9 +23,11 @@ __all__ = [
     "PANDA_JOINT_ACCELERATION_LIMITS_RADPS2",
     "PANDA_JOINT_VELOCITY_LIMITS_RADPS",
     "PANDA_LINK_CAPSULES",
+    "PANDA_TOOL_LINK",
     "PHYSICS_RATE_HZ",
     "PandaLinkKinematics",
     "LinkCapsule",
     "PyBulletPandaBackend",
     "plan_pick_and_place",
+    "robot_capsules",
 ]

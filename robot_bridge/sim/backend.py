@@ -32,9 +32,9 @@ from robot_bridge.sim.panda import (
     GRIPPER_MAX_OPENING_M,
     GRIPPER_SPEED_MPS,
     PANDA_HOME_POSITION,
-    PANDA_LINK_CAPSULES,
     panda_urdf_path,
     quaternion_matrix,
+    robot_capsules,
     yaw_quaternion,
 )
 from robot_bridge.types import (
@@ -224,12 +224,13 @@ class PyBulletPandaBackend:
         self.joint_lower_limits: tuple[float, ...] = tuple(lower)
         self.joint_upper_limits: tuple[float, ...] = tuple(upper)
         self._efforts = effort
-        self._capsule_links = [names[c.name] if c.name != "panda_link0" else -1 for c in PANDA_LINK_CAPSULES]
-        self._cap_a = np.array([c.a for c in PANDA_LINK_CAPSULES])
-        self._cap_b = np.array([c.b for c in PANDA_LINK_CAPSULES])
-        self._cap_radii = np.array([c.radius_m for c in PANDA_LINK_CAPSULES])
+        capsules = robot_capsules(self._robot.payload)
+        self._capsule_links = [names[c.urdf_link] if c.urdf_link != "panda_link0" else -1 for c in capsules]
+        self._cap_a = np.array([c.a for c in capsules])
+        self._cap_b = np.array([c.b for c in capsules])
+        self._cap_radii = np.array([c.radius_m for c in capsules])
         self._cap_radii.setflags(write=False)
-        self._cap_names = tuple(c.name for c in PANDA_LINK_CAPSULES)
+        self._cap_names = tuple(c.name for c in capsules)
         self._state_links = sorted({i for i in self._capsule_links if i >= 0} | {self._tcp_link})
         for j, q in zip(self._arm, PANDA_HOME_POSITION):
             p.resetJointState(self._body, j, q, physicsClientId=cid)
@@ -731,7 +732,7 @@ class PyBulletPandaBackend:
             self._body, self._state_links, computeLinkVelocity=1, computeForwardKinematics=1, physicsClientId=cid
         )
         by_index = dict(zip(self._state_links, links))
-        k = len(PANDA_LINK_CAPSULES)
+        k = len(self._cap_names)
         segments = np.empty((k, 2, 3))
         speeds = np.zeros(k)
         segments[0] = self._link0_segment

@@ -20,6 +20,7 @@ from robot_bridge.sim.panda import (
     PANDA_LINK_CAPSULES,
     panda_urdf_path,
     quaternion_matrix,
+    robot_capsules,
     yaw_quaternion,
 )
 
@@ -31,7 +32,8 @@ class PandaLinkKinematics:
     PyBullet client).
 
     Args:
-        robot: the cell's robot (its base pose).
+        robot: the cell's robot (its base pose, and its payload's capsule: `link_names` then
+            ends with `payload`).
     """
 
     link_names: tuple[str, ...] = tuple(c.name for c in PANDA_LINK_CAPSULES)
@@ -40,6 +42,9 @@ class PandaLinkKinematics:
 
     def __init__(self, robot: Robot) -> None:
         p = pybullet
+        capsules = robot_capsules(robot.payload)
+        self.link_names = tuple(c.name for c in capsules)
+        self.link_radii_m = np.array([c.radius_m for c in capsules])
         self._lock = threading.Lock()
         self._cid = p.connect(p.DIRECT)
         base_pos = np.array(robot.base.position, dtype=np.float64)
@@ -52,9 +57,9 @@ class PandaLinkKinematics:
             names[info[1].decode()] = j
             names[info[12].decode()] = j
         self._arm = [names[n] for n in ARM_JOINT_NAMES]
-        self._links = [names.get(c.name, -1) if c.name != "panda_link0" else -1 for c in PANDA_LINK_CAPSULES]
-        self._a = np.array([c.a for c in PANDA_LINK_CAPSULES])
-        self._b = np.array([c.b for c in PANDA_LINK_CAPSULES])
+        self._links = [names.get(c.urdf_link, -1) if c.urdf_link != "panda_link0" else -1 for c in capsules]
+        self._a = np.array([c.a for c in capsules])
+        self._b = np.array([c.b for c in capsules])
         rot = quaternion_matrix(base_quat)
         self._base_rot = rot
         self._link0 = np.stack([base_pos + rot @ self._a[0], base_pos + rot @ self._b[0]])

@@ -10,8 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from content.cell import Payload
 
 ARM_JOINT_NAMES: tuple[str, ...] = tuple(f"panda_joint{i}" for i in range(1, 8))
 """The 7 arm joints, in the order of every position/velocity vector."""
@@ -49,16 +53,27 @@ class LinkCapsule:
     """A capsule rigidly attached to one link.
 
     Attributes:
-        name: the link's name (`RobotState.link_names` entry).
+        name: the capsule's name (`RobotState.link_names` entry); the link's name unless `link`.
         a: (3,) capsule axis start, metres, in the link's URDF frame.
         b: (3,) capsule axis end, metres, in the link's URDF frame.
         radius_m: capsule radius, metres.
+        link: the URDF link it is attached to ("": the link called `name`).
     """
 
     name: str
     a: tuple[float, float, float]
     b: tuple[float, float, float]
     radius_m: float
+    link: str = ""
+
+    @property
+    def urdf_link(self) -> str:
+        """The URDF link the capsule moves with."""
+        return self.link or self.name
+
+
+#: The URDF link of the Panda's tool frame (the TCP), where a payload is attached.
+PANDA_TOOL_LINK = "panda_grasptarget"
 
 
 # One capsule per link. The axes are the minimax fit (smallest largest distance, with a small
@@ -79,6 +94,15 @@ PANDA_LINK_CAPSULES: tuple[LinkCapsule, ...] = (
     LinkCapsule("panda_link7", (-0.006, -0.005, 0.071), (0.036, 0.032, 0.085), 0.055),
     LinkCapsule("panda_hand", (0.004, -0.071, 0.042), (-0.011, 0.05, 0.046), 0.075),
 )
+
+
+def robot_capsules(payload: "Payload | None") -> tuple[LinkCapsule, ...]:
+    """The Panda's link capsules plus the carried part's (`robot.payload` of the cell file), as
+    the capsule `payload` attached to the tool frame `PANDA_TOOL_LINK`."""
+    if payload is None:
+        return PANDA_LINK_CAPSULES
+    c = payload.capsule
+    return PANDA_LINK_CAPSULES + (LinkCapsule("payload", c.p0, c.p1, c.radius_m, link=PANDA_TOOL_LINK),)
 
 
 def panda_urdf_path() -> Path:

@@ -123,3 +123,47 @@ def test_an_hmi_camera_is_a_camera_of_the_cell(tmp_path):
 def test_invalid_hmi_camera_is_named(tmp_path, camera, match):
     with pytest.raises(CellDescriptionError, match=match):
         load_cell(write(tmp_path, {**GOOD, "cameras": GOOD["cameras"] + [camera]}))
+
+
+def test_watchdog_bounds_are_missed_periods_of_each_input_with_floors(tmp_path):
+    from content.cell import WATCHDOG_FLOORS_S
+    data = {**GOOD, "cameras": [{**GOOD["cameras"][0], "frame_rate_hz": 10.0, "process_rate_hz": 4.0}],
+            "robot": {**GOOD["robot"], "state_rate_hz": 100.0}, "safety": {"rate_hz": 50.0}}
+    s = load_cell(write(tmp_path, data)).safety
+    assert s.stale_periods == 3
+    assert s.camera_timeout_s == pytest.approx(3 / 10.0)          # 3 frames at 10 fps
+    assert s.tracker_timeout_s == pytest.approx(3 / 4.0)          # 3 pose-estimation periods
+    assert s.robot_timeout_s == WATCHDOG_FLOORS_S["robot"]        # 30 ms < the 50 ms floor
+    assert s.monitor_timeout_s == WATCHDOG_FLOORS_S["monitor"]    # 60 ms < the 0.2 s floor
+    data["safety"] = {"rate_hz": 50.0, "stale_periods": 20}
+    s = load_cell(write(tmp_path, data)).safety
+    assert (s.camera_timeout_s, s.tracker_timeout_s, s.robot_timeout_s, s.monitor_timeout_s) == pytest.approx(
+        (2.0, 5.0, 0.2, 0.4))
+
+
+def test_an_explicit_watchdog_bound_in_seconds_wins(tmp_path):
+    data = {**GOOD, "safety": {"robot_timeout_s": 0.3, "stale_periods": 9}}
+    s = load_cell(write(tmp_path, data)).safety
+    assert s.robot_timeout_s == 0.3 and s.explicit_timeouts() == {"robot": 0.3}
+    assert s.monitor_timeout_s == 0.2 and s.camera_timeout_s == pytest.approx(9 / 30.0)
+
+
+@pytest.mark.parametrize("patch, match", [
+    ({"robot_timeout_s": 0.004}, r"cell.yaml: Value error, safety.robot_timeout_s: 0.004 s is not longer than "
+                                 r"one period of its input \(5.0 ms\)"),
+    ({"camera_timeout_s": 0.02}, r"safety.camera_timeout_s: 0.02 s is not longer than one period of its input "
+                                 r"\(33.3 ms\)"),
+    ({"stale_periods": 0}, r"cell.yaml: safety.stale_periods: Input should be greater than or equal to 1"),
+    ({"tracker_timeout_s": -1}, r"cell.yaml: safety.tracker_timeout_s: Input should be greater than 0"),
+])
+def test_bad_watchdog_bounds_name_the_field(tmp_path, patch, match):
+    with pytest.raises(CellDescriptionError, match=match):
+        load_cell(write(tmp_path, {**GOOD, "safety": patch}))
+
+
+def test_safety_parameters_alone_use_the_default_input_periods():
+    from content.cell import SafetyParameters
+    s = SafetyParameters()
+    assert (s.camera_timeout_s, s.tracker_timeout_s, s.robot_timeout_s, s.monitor_timeout_s) == pytest.approx(
+        (0.2, 0.375, 0.05, 0.2))
+    assert SafetyParameters(camera_timeout_s=0.5).camera_timeout_s == 0.5

@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 
 from safety.ssm import StoppingModel, max_robot_speed_mps, protective_separation_distance
@@ -172,3 +174,16 @@ def test_a_bad_table_is_refused_naming_the_field(stop, match):
 
     with pytest.raises(CellDescriptionError, match=match):
         cell_robot(**stop)
+
+
+def test_the_vectorised_forms_agree_with_the_scalar_ones():
+    from safety.ssm import max_robot_speeds_mps, protective_separation_distances_m
+    stopping = StoppingModel(0.05, 2.5)
+    terms = dict(v_h_mps=1.6, reaction_time_s=0.12, stopping=stopping, intrusion_distance_m=0.2, z_d_m=0.05,
+                 z_r_m=0.01)
+    separations = np.array([0.0, 0.3, 0.8, 1.5, 3.0, np.inf])
+    expected = [max_robot_speed_mps(separation_m=d, **terms) if np.isfinite(d) else 0.0 for d in separations]
+    assert max_robot_speeds_mps(separations, **terms) == pytest.approx(expected)
+    speeds = np.array([0.0, 0.25, 1.0, 2.0])
+    assert protective_separation_distances_m(speeds, **terms) == pytest.approx(
+        [protective_separation_distance(v_r_mps=v, **terms).total_m for v in speeds])

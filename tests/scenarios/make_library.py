@@ -89,6 +89,11 @@ def library() -> list[dict]:
             out.append(scenario(f"robot-{speed:.1f}mps-walk-in-{angle:03d}deg",
                                 f"The robot runs at {speed} m/s TCP while a worker walks in from {angle} deg at 1.6 m/s.",
                                 [walk(angle, 1.6)], robot_speed_mps=speed))
+    # Robot carrying a part (a 0.3 m bar across the gripper, `cell_payload.yaml`).
+    for angle in (90, 180):
+        out.append(scenario(f"payload-walk-in-{angle:03d}deg-1.6mps",
+                            f"The robot carries a 0.3 m bar (2 kg) while a worker walks in from {angle} deg at 1.6 m/s.",
+                            [walk(angle, 1.6)], cell="../cell_payload.yaml"))
     # Fast tracker, slow tracker, noisy tracker.
     for label, tracker in (("tracker-30hz", {"rate_hz": 30.0, "latency_s": 0.05}),
                            ("tracker-8hz-slow", {"rate_hz": 8.0, "latency_s": 0.15}),

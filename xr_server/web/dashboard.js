@@ -104,7 +104,8 @@ function onTwin(twin) {
   for (const term of ["s_h", "s_r", "s_s", "c", "z_d", "z_r"]) $(`term-${term}`).textContent = fmt(s?.terms?.[term], 3);
   $("reason").textContent = s ? s.reason : "–";
   const c = s?.closest;
-  $("closest").textContent = c ? `${c.person} ${c.body_part} ↔ ${c.link}` : "–";
+  const vr = c && typeof c.v_r_mps === "number" ? ` · v_r ${c.v_r_mps.toFixed(2)} m/s ${c.v_r_directed ? "towards the person" : "(undirected)"}` : "";
+  $("closest").textContent = c ? `${c.person} ${c.body_part} ↔ ${c.link}${vr}` : "–";
   const r = twin.robot;
   $("robot-mode").textContent = r ? r.mode : "no robot state";
   $("tcp-speed").textContent = fmt(r?.tcp_speed_mps, 2, "m/s");
