@@ -191,6 +191,38 @@ def test_padding_after_a_frame_released_at_its_marker_is_no_frame():
     assert feed(FrameJitterBuffer(512, is_video=True), packets) == [(0, b"60.", 3000), (2, b"62.", 6000)]
 
 
+class CounterCamera(MediaStreamTrack):
+    """A 30 fps camera whose frame n (from 1) is `picture(n)`, with pts n on the 90 kHz clock."""
+
+    kind = "video"
+
+    def __init__(self, picture) -> None:
+        super().__init__()
+        self.picture = picture
+        self.n = 0
+
+    async def recv(self) -> VideoFrame:
+        await asyncio.sleep(1 / 30)
+        self.n += 1
+        frame = VideoFrame.from_ndarray(self.picture(self.n), format="bgr24")
+        frame.pts, frame.time_base = self.n * 3000, fractions.Fraction(1, 90000)
+        return frame
+
+
+async def loopback_call(camera: MediaStreamTrack):
+    """A real aiortc call on 127.0.0.1 sending `camera`: (sender pc, receiver pc, received track)."""
+    sender = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    receiver = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    got = asyncio.get_running_loop().create_future()
+    receiver.on("track", lambda t: got.set_result(t) if not got.done() else None)
+    sender.addTrack(camera)
+    await sender.setLocalDescription(await sender.createOffer())
+    await receiver.setRemoteDescription(sender.localDescription)
+    await receiver.setLocalDescription(await receiver.createAnswer())
+    await sender.setRemoteDescription(receiver.localDescription)
+    return sender, receiver, await asyncio.wait_for(got, 10)
+
+
 def test_install_gives_peer_connections_the_xrcell_receiver_and_video_arrives_through_it():
     """The seams: aiortc builds receivers through `aiortc.rtcpeerconnection.RTCRtpReceiver`, and
     the receiver keeps its jitter buffer, decoder queue and decoder-error event in private
@@ -200,32 +232,9 @@ def test_install_gives_peer_connections_the_xrcell_receiver_and_video_arrives_th
     rtc_receiver.install()  # idempotent
     assert aiortc.rtcpeerconnection.RTCRtpReceiver is XrRtpReceiver
 
-    class Grey(MediaStreamTrack):
-        kind = "video"
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.n = 0
-
-        async def recv(self) -> VideoFrame:
-            await asyncio.sleep(1 / 30)
-            self.n += 1
-            frame = VideoFrame.from_ndarray(np.full((120, 160, 3), 40 + self.n % 100, np.uint8),
-                                            format="bgr24")
-            frame.pts, frame.time_base = self.n * 3000, fractions.Fraction(1, 90000)
-            return frame
-
     async def call():
-        sender = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        receiver = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        got = asyncio.get_running_loop().create_future()
-        receiver.on("track", lambda t: got.set_result(t) if not got.done() else None)
-        sender.addTrack(Grey())
-        await sender.setLocalDescription(await sender.createOffer())
-        await receiver.setRemoteDescription(sender.localDescription)
-        await receiver.setLocalDescription(await receiver.createAnswer())
-        await sender.setRemoteDescription(receiver.localDescription)
-        track = await asyncio.wait_for(got, 10)
+        sender, receiver, track = await loopback_call(
+            CounterCamera(lambda n: np.full((120, 160, 3), 40 + n % 100, np.uint8)))
         frames = [await asyncio.wait_for(track.recv(), 10) for _ in range(5)]
         rx = receiver.getReceivers()[0]
         parts = (type(rx), type(rx._RTCRtpReceiver__jitter_buffer), type(rx._RTCRtpReceiver__decoder_queue))
@@ -273,32 +282,9 @@ def test_a_stalled_decoder_over_a_real_call_drops_its_backlog_and_resumes_on_a_f
     recent, not the frame that waited longest."""
     rtc_receiver.install()
 
-    class Counter(MediaStreamTrack):
-        kind = "video"
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.n = 0
-
-        async def recv(self) -> VideoFrame:
-            await asyncio.sleep(1 / 30)
-            self.n += 1
-            frame = VideoFrame.from_ndarray(picture(self.n), format="bgr24")
-            frame.pts, frame.time_base = self.n * 3000, fractions.Fraction(1, 90000)
-            return frame
-
     async def call():
-        source = Counter()
-        sender = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        receiver = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        got = asyncio.get_running_loop().create_future()
-        receiver.on("track", lambda t: got.set_result(t) if not got.done() else None)
-        sender.addTrack(source)
-        await sender.setLocalDescription(await sender.createOffer())
-        await receiver.setRemoteDescription(sender.localDescription)
-        await receiver.setLocalDescription(await receiver.createAnswer())
-        await sender.setRemoteDescription(receiver.localDescription)
-        track = await asyncio.wait_for(got, 10)
+        source = CounterCamera(picture)
+        sender, receiver, track = await loopback_call(source)
         for _ in range(10):
             await asyncio.wait_for(track.recv(), 10)
         rx = receiver.getReceivers()[0]
