@@ -20,6 +20,7 @@ voxel keys with their voxel size and dilation.
 
 from __future__ import annotations
 
+import abc
 import logging
 import threading
 import time
@@ -70,8 +71,8 @@ def _listing(directory: Path, suffixes: tuple[str, ...], what: str) -> list[Path
     return paths
 
 
-class _FileSequence:
-    """Frames of a directory in name order, optionally looping."""
+class _FileSequence(abc.ABC):
+    """Frames of a directory in name order, optionally looping; subclasses read one file."""
 
     suffixes: tuple[str, ...] = ()
     what = "frames"
@@ -100,8 +101,9 @@ class _FileSequence:
         self._next += 1
         return self._load(path)
 
+    @abc.abstractmethod
     def _load(self, path: Path) -> np.ndarray:
-        raise NotImplementedError
+        """One frame read from `path` (the subclass's file format)."""
 
     def close(self) -> None:
         self._paths = []
