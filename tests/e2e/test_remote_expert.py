@@ -154,6 +154,10 @@ def test_the_expert_sees_the_workers_camera_and_the_worker_sees_the_experts_arro
     wait_until(expert, "__xrcell.call.audio && __xrcell.call.audio.received > 50", 20)
     wait_until(worker, "__xrcell.call.audio && __xrcell.call.audio.received > 50", 20)
     assert worker.evaluate("__xrcell.call.audio.sent") > 50 and expert.evaluate("__xrcell.call.audio.sent") > 50
+    # and what arrives is sound, not the silence the server's mix sends when nobody talks
+    # (inbound-rtp totalAudioEnergy stays 0 for silence; the fake microphone's beep raises it)
+    wait_until(expert, "__xrcell.call.audio.receivedEnergy > 0.01", 20)
+    wait_until(worker, "__xrcell.call.audio.receivedEnergy > 0.01", 20)
 
     # frames decoded and handed to the <video> element (not only its metadata)
     wait_until(expert, "document.getElementById('expert-video').getVideoPlaybackQuality().totalVideoFrames > 10", 20)

@@ -104,14 +104,18 @@ export function drawAnnotations(svg, annotations, width, height) {
 }
 
 // Audio packets sent and received on a peer connection so far (W3C webrtc-stats outbound-rtp /
-// inbound-rtp of kind audio): what the pages show as "talking"/"hearing" and the tests read.
+// inbound-rtp of kind audio), and the energy of what was received (inbound-rtp totalAudioEnergy,
+// the sum of squared levels in [0, 1] times each sample's duration in s: 0 for silence): what
+// the pages show as "talking"/"hearing" and the tests read.
 export async function audioPackets(pc) {
-  const out = { sent: 0, received: 0 };
+  const out = { sent: 0, received: 0, receivedEnergy: 0 };
   if (!pc) return out;
   (await pc.getStats()).forEach((report) => {
     if (report.kind !== "audio") return;
     if (report.type === "outbound-rtp") out.sent += report.packetsSent ?? 0;
-    if (report.type === "inbound-rtp") out.received += report.packetsReceived ?? 0;
+    if (report.type !== "inbound-rtp") return;
+    out.received += report.packetsReceived ?? 0;
+    out.receivedEnergy += report.totalAudioEnergy ?? 0;
   });
   return out;
 }
