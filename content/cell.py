@@ -16,6 +16,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, Validati
                       model_validator)
 
 from content.errors import CellDescriptionError
+from content.video_source import DEFAULT_CAPTURE_LATENCY_S, video_source_kind
 
 
 class _Model(BaseModel):
@@ -201,19 +202,56 @@ class Calibration(_Model):
 
 
 class Camera(_Model):
-    """A fixed cell camera: a video source and its calibration (``kind: fixed``, the default)."""
+    """A fixed cell camera: a video source and its calibration (``kind: fixed``, the default).
+
+    ``video`` is a recorded file (relative to the cell file, replayed as a live camera), a
+    network stream (``rtsp://``, ``rtsps://``, ``http://``, ``https://``) or a local device
+    (``/dev/videoN``); see `content.video_source`. Live sources stamp each frame with its
+    receipt time minus ``capture_latency_s`` (default per kind in
+    `content.video_source.DEFAULT_CAPTURE_LATENCY_S`), which the safety monitor counts in T_r.
+    """
 
     id: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     kind: Literal["fixed"] = "fixed"
-    video: Path
+    video: str = Field(..., min_length=1)
     calibration: Calibration
     playback: Literal["loop", "pingpong", "once"] = Field(
         "loop", description="video files: loop from the start, play forwards then backwards, or play once")
+    capture_latency_s: float | None = Field(None, ge=0.0, le=2.0, description=(
+        "time from exposure to the frame reaching xrcell, s (live sources; default per source kind)"))
     process_rate_hz: float = Field(8.0, gt=0.0, le=120.0)
     resize: float = Field(0.5, gt=0.0, le=1.0)
     frame_rate_hz: float = Field(30.0, gt=0.0, le=240.0, description=(
         "the camera's nominal frame rate (W3C frameRate): its watchdog bound is "
         "safety.stale_periods frames"))
+
+    @field_validator("video")
+    @classmethod
+    def _known_source(cls, video: str) -> str:
+        video_source_kind(video)        # raises ValueError naming an unsupported scheme
+        return video
+
+    @model_validator(mode="after")
+    def _playback_is_for_files(self) -> "Camera":
+        kind = video_source_kind(self.video)
+        if kind != "file" and "playback" in self.model_fields_set:
+            raise ValueError(f"playback applies to video files only, not to a {kind} ({self.video})")
+        if kind == "file" and self.capture_latency_s:
+            raise ValueError("capture_latency_s applies to live sources only: a video file's frames "
+                             "are stamped when they are replayed")
+        return self
+
+    @property
+    def source_kind(self) -> str:
+        """``"file"``, ``"stream"`` or ``"device"`` (`content.video_source.video_source_kind`)."""
+        return video_source_kind(self.video)
+
+    @property
+    def latency_s(self) -> float:
+        """The capture latency used for this camera's frames, s (declared or the kind's default)."""
+        if self.capture_latency_s is not None:
+            return self.capture_latency_s
+        return DEFAULT_CAPTURE_LATENCY_S[self.source_kind]
 
 
 #: The inputs the safety monitor watches, each with a watchdog bound `<input>_timeout_s` in
@@ -726,7 +764,7 @@ def _resolve(cell: CellDescription, base: Path) -> CellDescription:
     cams = [
         c.model_copy(
             update={
-                "video": (base / c.video).resolve(),
+                "video": str((base / c.video).resolve()) if c.source_kind == "file" else c.video,
                 "calibration": c.calibration.model_copy(
                     update={"file": (base / c.calibration.file).resolve()}
                 ),

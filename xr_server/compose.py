@@ -269,6 +269,7 @@ def _tracking(cell: CellDescription) -> Any:
                 resize=cam.resize,
                 loop=cam.playback != "once",
                 pingpong=cam.playback == "pingpong",
+                capture_latency_s=cam.latency_s,
             )
         )
     import numpy

@@ -4,6 +4,7 @@ Importing this package does not import mediapipe; `PoseEstimator` loads it when 
 """
 
 from safety.perception.cameras import ReplayClock, VideoFileCamera
+from safety.perception.stream import StreamCamera
 from safety.perception.depth import DepthCamera, points_from_depth, read_point_cloud, read_point_cloud_sequence
 from safety.perception.depth_input import (
     DepthImageSequence,
@@ -45,6 +46,7 @@ __all__ = [
     "RealSenseDepth",
     "ReplayClock",
     "Triangulation",
+    "StreamCamera",
     "VideoFileCamera",
     "View",
     "draw_skeleton",

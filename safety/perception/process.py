@@ -25,12 +25,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from content.calibration import CameraCalibration
+from content.video_source import video_source_kind
 from safety.errors import PerceptionError
 from safety.perception.types import PerceptionSnapshot
+
+if TYPE_CHECKING:
+    from safety.perception.cameras import ReplayClock, VideoFileCamera
+    from safety.perception.stream import StreamCamera
 
 _log = logging.getLogger(__name__)
 
@@ -46,18 +52,39 @@ class CameraSpec:
 
     Attributes:
         camera_id: the camera's id.
-        video: the video file replayed as the camera.
+        video: the video file replayed as the camera, or a live source (an RTSP/HTTP URL or a
+            ``/dev/videoN`` device, read by `StreamCamera`).
         calibration: calibration at the resolution of the frames after `resize`.
         resize: scale factor applied to the decoded frames.
-        loop: replay at the end; `pingpong` plays forwards then backwards.
+        loop: replay at the end; `pingpong` plays forwards then backwards (files).
+        capture_latency_s: live sources: exposure-to-receipt time subtracted from each stamp, s.
     """
 
     camera_id: str
-    video: Path
+    video: Path | str
     calibration: CameraCalibration
     resize: float = 0.5
     loop: bool = True
     pingpong: bool = False
+    capture_latency_s: float = 0.0
+
+    def source(self, replay: ReplayClock) -> VideoFileCamera | StreamCamera:
+        """The camera's frame source: a live `StreamCamera` for URLs and devices, else the file
+        replayed on `replay` (shared by the recorded cameras of a rig).
+
+        Raises:
+            PerceptionError: the file cannot be read, or the source is not valid.
+        """
+        from safety.perception.cameras import VideoFileCamera
+        from safety.perception.stream import StreamCamera
+
+        if video_source_kind(str(self.video)) != "file":
+            w, h = self.calibration.image_size
+            return StreamCamera(self.camera_id, str(self.video), resize=self.resize,
+                                capture_latency_s=self.capture_latency_s,
+                                expected_size=(round(w / self.resize), round(h / self.resize)))
+        return VideoFileCamera(self.camera_id, self.video, resize=self.resize, loop=self.loop,
+                               pingpong=self.pingpong, replay_clock=replay)
 
 
 def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int, model_complexity: int,
@@ -65,7 +92,7 @@ def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int
                 hmi_ids: Sequence[str] = ()) -> None:  # pragma: no cover - runs in the child
     import cv2
 
-    from safety.perception.cameras import ReplayClock, VideoFileCamera
+    from safety.perception.cameras import ReplayClock
     from safety.perception.hmi import HmiFrameSource
     from safety.perception.pipeline import PerceptionPipeline, draw_skeleton
 
@@ -85,9 +112,7 @@ def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int
 
     replay = ReplayClock()      # the recorded cameras of the cell show the same moment
     try:
-        cams: list = [(s.camera_id, VideoFileCamera(s.camera_id, s.video, resize=s.resize, loop=s.loop,
-                                                    pingpong=s.pingpong, replay_clock=replay), s.calibration)
-                      for s in specs]
+        cams: list = [(s.camera_id, s.source(replay), s.calibration) for s in specs]
     except Exception as exc:  # noqa: BLE001 - reported to the parent as a domain error
         send(("error", f"{type(exc).__name__}: {exc}"))
         return

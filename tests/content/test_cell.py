@@ -27,9 +27,38 @@ def write(tmp_path, data, name="cell.yaml"):
 def test_valid_cell_resolves_paths_against_its_folder(tmp_path):
     cell = load_cell(write(tmp_path, GOOD))
     assert cell.name == "lab" and cell.robot.base.yaw_deg == 90
-    assert cell.cameras[0].video == (tmp_path / "videos/cam01.mp4").resolve()
+    assert cell.cameras[0].video == str((tmp_path / "videos/cam01.mp4").resolve())
+    assert cell.cameras[0].source_kind == "file" and cell.cameras[0].latency_s == 0.0
     assert cell.cameras[0].calibration.file == (tmp_path / "calib/Calib.qca.txt").resolve()
     assert cell.safety.human_speed_mps == 1.6  # ISO 13855 default
+
+
+@pytest.mark.parametrize("video, kind, latency", [
+    ("rtsp://10.0.0.5/stream1", "stream", 0.25),
+    ("HTTP://cam05.plant.local:8080/video.mjpg", "stream", 0.25),
+    ("/dev/video2", "device", 0.1),
+])
+def test_live_camera_sources_are_kept_as_named(tmp_path, video, kind, latency):
+    camera = {**GOOD["cameras"][0], "video": video}
+    cell = load_cell(write(tmp_path, {**GOOD, "cameras": [camera]}))
+    assert cell.cameras[0].video == video                    # not resolved as a file path
+    assert cell.cameras[0].source_kind == kind and cell.cameras[0].latency_s == latency
+    cell = load_cell(write(tmp_path, {**GOOD, "cameras": [{**camera, "capture_latency_s": 0.4}]}))
+    assert cell.cameras[0].latency_s == 0.4
+
+
+@pytest.mark.parametrize("patch, match", [
+    ({"video": "ftp://10.0.0.5/x.mp4"}, r"cameras\[0\].video: Value error, stream scheme 'ftp' is not supported"),
+    ({"video": "rtsp://10.0.0.5/s", "playback": "once"},
+     r"cameras\[0\]: Value error, playback applies to video files only, not to a stream \(rtsp://10.0.0.5/s\)"),
+    ({"capture_latency_s": 0.1}, r"cameras\[0\]: Value error, capture_latency_s applies to live sources only"),
+    ({"video": "/dev/video0", "capture_latency_s": -0.1},
+     r"cameras\[0\].capture_latency_s: Input should be greater than or equal to 0"),
+])
+def test_camera_source_errors_name_the_field(tmp_path, patch, match):
+    camera = {**GOOD["cameras"][0], **patch}
+    with pytest.raises(CellDescriptionError, match=match):
+        load_cell(write(tmp_path, {**GOOD, "cameras": [camera]}))
 
 
 def test_demo_cell_is_valid():

@@ -128,6 +128,7 @@ def test_charuco_through_the_cli_recovers_focal_length_and_camera_position(tmp_p
     block = yaml.safe_load((cell_dir / "cam05_block.yaml").read_text())
     assert block[0]["calibration"] == {"format": "opencv", "file": "../calib/cam05.yaml", "camera": "cam05"}
     cell = parse_cell({"name": "lab", "cameras": block}, base_dir=cell_dir)
+    assert cell.cameras[0].video == "rtsp://10.0.0.5/stream1"       # a stream, not a file path
     from_cell = load_camera_calibration(cell.cameras[0].calibration)
     assert np.linalg.norm(from_cell.center_world - CAMERA_POSITION) < 0.01
     R_true, _ = look_at(CAMERA_POSITION, BOARD_POSITION + np.array([0.15, -0.1, 0.0]))

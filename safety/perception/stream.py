@@ -1,0 +1,246 @@
+"""Live cell cameras: network streams (RTSP, HTTP) and local video devices (V4L2).
+
+A `StreamCamera` reads its source through OpenCV (FFmpeg back-end for URLs, V4L2 for
+``/dev/video*``) in its own thread and publishes the newest frame like `VideoFileCamera`:
+there is no queue, a consumer slower than the camera skips frames and sees that from the
+sequence numbers. A source that fails to open, stops sending, or ends is reopened with a
+growing pause (0.5 s doubling to 5 s); while it is down nothing is published, so the
+monitor's camera watchdog (`safety.camera_timeout_s`) stops the robot - the camera never
+fakes liveness.
+
+Capture time: a stream does not tell when its frames were exposed, so each frame is stamped
+with the clock when OpenCV handed it over minus the camera's declared `capture_latency_s`
+(exposure, encoding, network, decoding). The safety monitor's reaction time T_r counts the
+age of the camera data from that stamp (ISO/TS 15066 5.5.4.2.3 names sensor latency as part
+of T_r), so a latency declared too small makes S_p too small: measure it (film a running
+millisecond clock next to the camera's own output and compare) and keep the larger figure.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from content.video_source import video_source_kind
+from safety.errors import PerceptionError
+
+_log = logging.getLogger(__name__)
+
+#: Pause before reopening a source that failed, seconds: first, and the cap of its doubling.
+RETRY_S = (0.5, 5.0)
+
+
+#: Largest difference per axis, pixels, between a stream's frame size and its calibration's
+#: that is still the same picture: H.264/H.265 code whole 16x16 macroblocks, and calibration
+#: tools that read the coded size report e.g. 1088 rows for a 1080-row picture (the Pose2Sim
+#: demo calibration does). Cropping the padding at the bottom/right leaves K unchanged.
+CODEC_PADDING_PX = 15
+
+
+def _same_picture_size(size: tuple[int, int], expected: tuple[int, int]) -> bool:
+    return all(0 <= e - s <= CODEC_PADDING_PX for s, e in zip(size, expected))
+
+
+class StreamCamera:
+    """A live camera (network stream or V4L2 device) published newest-frame-wins.
+
+    Threads: the reader thread (owned by this object) writes; `latest()` and the counters are
+    safe from any thread. `start()`/`stop()` are meant for one controlling thread.
+
+    Args:
+        camera_id: the camera's id in the cell description.
+        source: an ``rtsp://``, ``rtsps://``, ``http://`` or ``https://`` URL, or ``/dev/videoN``.
+        resize: scale factor of the published frames, in (0, 1].
+        capture_latency_s: time from exposure to OpenCV handing the frame over, seconds (>= 0);
+            subtracted from the receipt time to stamp the frame (see the module docstring).
+        expected_size: (width, height) of the frames as the camera's calibration expects them
+            BEFORE `resize`; frames of another size are not published (the calibration would
+            place people wrongly) and `error` says why, except frames up to `CODEC_PADDING_PX`
+            smaller (the codec's padding rows and columns). None: not checked.
+        clock: monotonic clock in ns (the capture stamps).
+        open_timeout_s, read_timeout_s: OpenCV's FFmpeg open and read timeouts for URLs.
+
+    Raises:
+        PerceptionError: `source` is neither a supported URL nor a device, `resize` is out of
+            range, or `capture_latency_s` is negative.
+    """
+
+    optional = False
+
+    def __init__(
+        self,
+        camera_id: str,
+        source: str,
+        *,
+        resize: float = 0.5,
+        capture_latency_s: float = 0.0,
+        expected_size: tuple[int, int] | None = None,
+        clock: Callable[[], int] = time.monotonic_ns,
+        open_timeout_s: float = 5.0,
+        read_timeout_s: float = 2.0,
+    ) -> None:
+        self.camera_id = camera_id
+        self.source = source
+        try:
+            self.kind = video_source_kind(source)
+        except ValueError as exc:
+            raise PerceptionError(f"camera {camera_id!r}: {exc}") from None
+        if self.kind == "file":
+            raise PerceptionError(
+                f"camera {camera_id!r}: {source!r} is not a stream URL or a /dev/videoN device"
+            )
+        if not 0.0 < resize <= 1.0:
+            raise PerceptionError(f"camera {camera_id!r}: resize must be in (0, 1], got {resize!r}")
+        if not capture_latency_s >= 0.0:
+            raise PerceptionError(
+                f"camera {camera_id!r}: capture_latency_s must be >= 0, got {capture_latency_s!r}"
+            )
+        self.resize = float(resize)
+        self.expected_size = expected_size
+        self._latency_ns = int(round(capture_latency_s * 1e9))
+        self._clock = clock
+        self._open_timeout_ms = int(open_timeout_s * 1000)
+        self._read_timeout_ms = int(read_timeout_s * 1000)
+        self._lock = threading.Lock()
+        self._latest: tuple[np.ndarray, int, int] | None = None
+        self._published = 0
+        self._opens = 0
+        self._error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def frames_published(self) -> int:
+        """Frames published since construction (over every reconnection)."""
+        with self._lock:
+            return self._published
+
+    @property
+    def connections(self) -> int:
+        """How many times the source was opened successfully (1 + reconnections)."""
+        with self._lock:
+            return self._opens
+
+    @property
+    def error(self) -> str | None:
+        """Why the camera publishes nothing right now (open failure, lost stream, wrong frame
+        size), or None while frames flow."""
+        with self._lock:
+            return self._error
+
+    @property
+    def running(self) -> bool:
+        """True while the reader thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def latest(self) -> tuple[np.ndarray, int, int] | None:
+        """The newest frame ``(frame_bgr, capture_ns, seq)``, or None before the first.
+
+        The image is read-only and shared: copy it before drawing on it.
+        """
+        with self._lock:
+            return self._latest
+
+    def start(self) -> None:
+        """Start reading (opens the source in the reader thread). Idempotent."""
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"camera-{self.camera_id}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 0.5) -> None:
+        """Stop reading and join the thread (within `timeout_s`; a read blocked in OpenCV ends
+        at its read timeout at the latest)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                _log.warning(
+                    "camera %s: reader thread did not stop within %.2f s", self.camera_id, timeout_s
+                )
+            self._thread = None
+
+    def _open(self) -> cv2.VideoCapture:
+        if self.kind == "device":
+            cap = cv2.VideoCapture(self.source, cv2.CAP_V4L2)
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver keeps one frame, not a backlog
+            return cap
+        return cv2.VideoCapture(
+            self.source,
+            cv2.CAP_FFMPEG,
+            [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                self._open_timeout_ms,
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                self._read_timeout_ms,
+            ],
+        )
+
+    def _set_error(self, error: str | None) -> None:
+        with self._lock:
+            changed, self._error = error != self._error, error
+        if changed and error is not None:
+            _log.warning("camera %s: %s", self.camera_id, error)
+        elif changed:
+            _log.info("camera %s: frames flow from %s", self.camera_id, self.source)
+
+    def _run(self) -> None:
+        retry_s = RETRY_S[0]
+        while not self._stop.is_set():
+            cap = self._open()
+            try:
+                if not cap.isOpened():
+                    self._set_error(f"cannot open {self.source}")
+                else:
+                    with self._lock:
+                        self._opens += 1
+                    if self._read(cap):
+                        retry_s = RETRY_S[0]  # it delivered: the next failure retries soon
+            finally:
+                cap.release()
+            if self._stop.wait(retry_s):
+                break
+            retry_s = min(2.0 * retry_s, RETRY_S[1])
+
+    def _read(self, cap: cv2.VideoCapture) -> bool:
+        """Publish frames until the source fails or `stop()`; True if any frame was published."""
+        delivered = False
+        while not self._stop.is_set():
+            ok, frame = cap.read()
+            received_ns = self._clock()
+            if not ok or frame is None:
+                self._set_error(
+                    f"{self.source} stopped sending frames"
+                    if delivered
+                    else f"no frame from {self.source}"
+                )
+                return delivered
+            h, w = frame.shape[:2]
+            if self.expected_size is not None and not _same_picture_size(
+                (w, h), self.expected_size
+            ):
+                ew, eh = self.expected_size
+                self._set_error(
+                    f"frames are {w}x{h} but the calibration is for {ew}x{eh}: "
+                    f"set the camera to {ew}x{eh} or calibrate it at {w}x{h}"
+                )
+                continue
+            if self.resize != 1.0:
+                frame = cv2.resize(
+                    frame, None, fx=self.resize, fy=self.resize, interpolation=cv2.INTER_AREA
+                )
+            frame.setflags(write=False)
+            with self._lock:
+                self._published += 1
+                self._latest = (frame, received_ns - self._latency_ns, self._published)
+            delivered = True
+            self._set_error(None)
+        return delivered
