@@ -240,7 +240,7 @@ class RtcOffer(_Strict):
         "server's own cap applies too. The resolution steps down while the budget is low."))
 
 
-class HmiCamera(_Strict):
+class HmiCameraPose(_Strict):
     """Client event ``hmi_camera`` (the session's worker): where the HMI's camera is, so that
     annotations get a 3D anchor in the `cell` frame and, where the cell uses the HMI as a camera,
     its frames join worker tracking. Send again whenever it moves (for tracking, with every
@@ -320,7 +320,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     LoginRequest, LoginResponse, LogoutResponse, Me, ResetAnswer, Error, SafetyEvent, SafetyEventPage,
     ComponentHealth, Health, TrajectoryPoint, JointTrajectoryRequest, CommandAnswer, TwinStateRequest,
     SocketError, SessionCreate, SessionJoin, SessionLeave, SessionRecord, Recording, RecordingList,
-    SessionListRequest, RtcOffer, HmiCamera,
+    SessionListRequest, RtcOffer, HmiCameraPose,
     AnnotationCreate, AnnotationUpdate, AnnotationDelete)
 
 _M = TypeVar("_M", bound=BaseModel)

@@ -29,7 +29,7 @@ from xr_server.api_models import (
     AnnotationDelete,
     AnnotationUpdate,
     FreezeFrame,
-    HmiCamera,
+    HmiCameraPose,
     RtcOffer,
     SessionCreate,
     SessionJoin,
@@ -360,7 +360,7 @@ class SessionEvents:
         return message
 
     # --------------------------------------------------------------------------- annotations
-    def hmi_camera(self, claims: TokenClaims, request: HmiCamera) -> dict:
+    def hmi_camera(self, claims: TokenClaims, request: HmiCameraPose) -> dict:
         participant = self.registry.participant(request.session, self._sid())
         if participant.role is not ParticipantRole.WORKER:
             raise SessionError(f"only the worker of session {request.session} reports its camera")
@@ -470,7 +470,7 @@ def register_session_events(client_event: Callable[[str, type], Callable[[Callab
     for name, model in (("session_create", SessionCreate), ("session_join", SessionJoin),
                         ("session_leave", SessionLeave), ("session_list", SessionListRequest),
                         ("session_record", SessionRecord),
-                        ("rtc_offer", RtcOffer), ("hmi_camera", HmiCamera),
+                        ("rtc_offer", RtcOffer), ("hmi_camera", HmiCameraPose),
                         ("freeze_frame", FreezeFrame),
                         ("annotation_create", AnnotationCreate),
                         ("annotation_update", AnnotationUpdate),
