@@ -7,6 +7,7 @@ design and sees that from the sequence numbers).
 
 from __future__ import annotations
 
+import abc
 import logging
 import threading
 import time
@@ -53,7 +54,71 @@ class ReplayClock:
             return self._epoch_ns
 
 
-class VideoFileCamera:
+class FramePublisher(abc.ABC):
+    """Base of the cameras that publish newest-frame-wins from a thread of their own.
+
+    A subclass implements `_run()` (the thread's body, which ends when `self._stop` is set) and
+    publishes with `_publish(frame, capture_ns)`. `latest()`, `frames_published` and `running`
+    are safe from any thread; `start()`/`stop()` are meant for one controlling thread.
+    """
+
+    camera_id: str
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latest: Frame | None = None
+        self._published = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def frames_published(self) -> int:
+        """Frames published since construction."""
+        with self._lock:
+            return self._published
+
+    @property
+    def running(self) -> bool:
+        """True while the publisher thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def latest(self) -> Frame | None:
+        """The newest frame `(frame_bgr, capture_ns, seq)`, or None before the first.
+
+        The image is read-only and shared: copy it before drawing on it. `seq` counts
+        published frames from 1, so `seq` gaps are frames the caller skipped.
+        """
+        with self._lock:
+            return self._latest
+
+    def start(self) -> None:
+        """Start publishing. Idempotent."""
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"camera-{self.camera_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 0.5) -> None:
+        """Stop publishing and join the thread (within `timeout_s`)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                _log.warning("camera %s: publisher thread did not stop within %.2f s", self.camera_id, timeout_s)
+            self._thread = None
+
+    def _publish(self, frame: np.ndarray, capture_ns: int) -> None:
+        with self._lock:
+            self._published += 1
+            self._latest = (frame, capture_ns, self._published)
+
+    @abc.abstractmethod
+    def _run(self) -> None:
+        """The publisher thread's body: publish until `self._stop` is set."""
+
+
+class VideoFileCamera(FramePublisher):
     """A video file replayed as a live camera at the clip's native frame rate.
 
     The whole clip is decoded ONCE in the constructor, resized by `resize`, and kept in
@@ -104,11 +169,7 @@ class VideoFileCamera:
         self.fps = float(fps) if fps else clip_fps
         if not self.fps > 0:
             raise PerceptionError(f"camera {camera_id!r}: frame rate must be positive, got {self.fps!r}")
-        self._lock = threading.Lock()
-        self._latest: Frame | None = None
-        self._published = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     def _decode(self, max_frames: int) -> tuple[list[np.ndarray], float]:
         cap = cv2.VideoCapture(str(self.path))
@@ -145,43 +206,6 @@ class VideoFileCamera:
         h, w = self._frames[0].shape[:2]
         return w, h
 
-    @property
-    def frames_published(self) -> int:
-        """Frames published since `start()` (all loops)."""
-        with self._lock:
-            return self._published
-
-    @property
-    def running(self) -> bool:
-        """True while the publisher thread runs."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def latest(self) -> Frame | None:
-        """The newest frame `(frame_bgr, capture_ns, seq)`, or None before the first.
-
-        The image is read-only and shared: copy it before drawing on it. `seq` counts
-        published frames from 1, so `seq` gaps are frames the caller skipped.
-        """
-        with self._lock:
-            return self._latest
-
-    def start(self) -> None:
-        """Start publishing (first frame at once). Idempotent."""
-        if self.running:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"camera-{self.camera_id}", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 0.5) -> None:
-        """Stop publishing and join the thread (within `timeout_s`)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                _log.warning("camera %s: publisher thread did not stop within %.2f s", self.camera_id, timeout_s)
-            self._thread = None
-
     def _run(self) -> None:
         replay = self._replay_clock if self._replay_clock is not None else ReplayClock(self._clock)
         epoch_ns = replay.epoch_ns()
@@ -196,9 +220,7 @@ class VideoFileCamera:
             if k != last_k:
                 last_k = k
                 now = self._clock()
-                with self._lock:
-                    self._published += 1
-                    self._latest = (self._frames[order[k % len(order)]], now, self._published)
+                self._publish(self._frames[order[k % len(order)]], now)
             next_ns = epoch_ns + int(np.ceil((k + 1) * 1e9 / self.fps))
             delay_ns = next_ns - self._clock()
             if delay_ns > 0:

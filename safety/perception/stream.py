@@ -19,15 +19,14 @@ millisecond clock next to the camera's own output and compare) and keep the larg
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
 import cv2
-import numpy as np
 
 from content.video_source import video_source_kind
 from safety.errors import PerceptionError
+from safety.perception.cameras import FramePublisher
 
 _log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ def _same_picture_size(size: tuple[int, int], expected: tuple[int, int]) -> bool
     return all(0 <= e - s <= CODEC_PADDING_PX for s, e in zip(size, expected))
 
 
-class StreamCamera:
+class StreamCamera(FramePublisher):
     """A live camera (network stream or V4L2 device) published newest-frame-wins.
 
     Threads: the reader thread (owned by this object) writes; `latest()` and the counters are
@@ -106,19 +105,9 @@ class StreamCamera:
         self._clock = clock
         self._open_timeout_ms = int(open_timeout_s * 1000)
         self._read_timeout_ms = int(read_timeout_s * 1000)
-        self._lock = threading.Lock()
-        self._latest: tuple[np.ndarray, int, int] | None = None
-        self._published = 0
         self._opens = 0
         self._error: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def frames_published(self) -> int:
-        """Frames published since construction (over every reconnection)."""
-        with self._lock:
-            return self._published
+        super().__init__()
 
     @property
     def connections(self) -> int:
@@ -132,41 +121,6 @@ class StreamCamera:
         size), or None while frames flow."""
         with self._lock:
             return self._error
-
-    @property
-    def running(self) -> bool:
-        """True while the reader thread runs."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def latest(self) -> tuple[np.ndarray, int, int] | None:
-        """The newest frame ``(frame_bgr, capture_ns, seq)``, or None before the first.
-
-        The image is read-only and shared: copy it before drawing on it.
-        """
-        with self._lock:
-            return self._latest
-
-    def start(self) -> None:
-        """Start reading (opens the source in the reader thread). Idempotent."""
-        if self.running:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, name=f"camera-{self.camera_id}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 0.5) -> None:
-        """Stop reading and join the thread (within `timeout_s`; a read blocked in OpenCV ends
-        at its read timeout at the latest)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                _log.warning(
-                    "camera %s: reader thread did not stop within %.2f s", self.camera_id, timeout_s
-                )
-            self._thread = None
 
     def _open(self) -> cv2.VideoCapture:
         if self.kind == "device":
@@ -238,9 +192,7 @@ class StreamCamera:
                     frame, None, fx=self.resize, fy=self.resize, interpolation=cv2.INTER_AREA
                 )
             frame.setflags(write=False)
-            with self._lock:
-                self._published += 1
-                self._latest = (frame, received_ns - self._latency_ns, self._published)
+            self._publish(frame, received_ns - self._latency_ns)
             delivered = True
             self._set_error(None)
         return delivered
