@@ -98,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-cell", help="validate a cell description file")
     check.add_argument("file", type=Path)
+    check.add_argument("--cameras", action="store_true",
+                       help="also open every fixed camera (file, stream or device), read one frame and "
+                            "check its size against the camera's calibration")
+    check.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                       help="with --cameras: how long to wait for each camera's first frame (default 5 s)")
 
     occupancy = sub.add_parser("occupancy", help="the occupancy (depth) channel")
     occ_sub = occupancy.add_subparsers(dest="occupancy_command", required=True)
@@ -184,6 +189,30 @@ def _audit(action: str, db_url: str | None, n: int) -> int:
         log.close()
 
 
+def _check_cameras(cell, timeout_s: float) -> int:
+    """`xrcell check-cell --cameras`: one line per fixed camera; 1 if any camera fails."""
+    from content.calibration import load_camera_calibration
+    from content.errors import CalibrationError
+    from safety.errors import PerceptionError
+    from safety.perception.stream import probe_picture_size, size_mismatch
+
+    failed = 0
+    for cam in cell.fixed_cameras():
+        try:
+            expected = load_camera_calibration(cam.calibration).image_size
+            size = probe_picture_size(cam.video, timeout_s)
+            problem = size_mismatch(size, expected)
+        except (CalibrationError, PerceptionError) as exc:
+            problem, size = str(exc), None
+        if problem is None:
+            print(f"  {cam.id}: ok: {cam.video} gives {size[0]}x{size[1]} frames ({cam.source_kind}, "
+                  f"capture latency {cam.latency_s:g} s)")
+        else:
+            failed += 1
+            print(f"  {cam.id}: FAILED: {problem}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `xrcell` console script; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -211,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             depth = cell.perception.depth
             print(f"{args.file}: ok: cell {cell.name!r}, {len(cell.cameras)} cameras, robot {cell.robot.model}, "
                   f"{'no depth camera' if depth is None else 'depth camera ' + depth.source}")
-            return 0
+            return _check_cameras(cell, args.timeout) if args.cameras else 0
         if args.command == "occupancy":
             from xr_server.occupancy_learn import run_learn
             return run_learn(args.cell, args.out, args.program, rate_hz=args.rate, min_frames=args.min_frames)

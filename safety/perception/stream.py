@@ -45,6 +45,48 @@ def _same_picture_size(size: tuple[int, int], expected: tuple[int, int]) -> bool
     return all(0 <= e - s <= CODEC_PADDING_PX for s, e in zip(size, expected))
 
 
+def probe_picture_size(source: str, timeout_s: float = 5.0) -> tuple[int, int]:
+    """Open a camera's source once and read one frame: its (width, height), pixels.
+
+    For ``xrcell check-cell --cameras``: a file path, an ``rtsp``/``http(s)`` URL or a
+    ``/dev/videoN`` device (`content.video_source.video_source_kind`).
+
+    Raises:
+        PerceptionError: the source cannot be opened or gives no frame within `timeout_s`.
+    """
+    kind = video_source_kind(source)
+    if kind == "device":
+        cap = cv2.VideoCapture(source, cv2.CAP_V4L2)
+    elif kind == "stream":
+        ms = int(timeout_s * 1000)
+        cap = cv2.VideoCapture(
+            source,
+            cv2.CAP_FFMPEG,
+            [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms],
+        )
+    else:
+        cap = cv2.VideoCapture(source)
+    try:
+        if not cap.isOpened():
+            raise PerceptionError(f"cannot open {source}")
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            raise PerceptionError(f"no frame from {source}")
+        h, w = frame.shape[:2]
+        return w, h
+    finally:
+        cap.release()
+
+
+def size_mismatch(size: tuple[int, int], expected: tuple[int, int]) -> str | None:
+    """None when frames of `size` (width, height) are the pictures a calibration of `expected`
+    describes (equal, or up to `CODEC_PADDING_PX` smaller per axis), else why not."""
+    if _same_picture_size(size, expected):
+        return None
+    (w, h), (ew, eh) = size, expected
+    return f"frames are {w}x{h} but the calibration is for {ew}x{eh}: set the camera to {ew}x{eh} or calibrate it at {w}x{h}"
+
+
 class StreamCamera(FramePublisher):
     """A live camera (network stream or V4L2 device) published newest-frame-wins.
 
@@ -178,14 +220,11 @@ class StreamCamera(FramePublisher):
                 )
                 return delivered
             h, w = frame.shape[:2]
-            if self.expected_size is not None and not _same_picture_size(
-                (w, h), self.expected_size
-            ):
-                ew, eh = self.expected_size
-                self._set_error(
-                    f"frames are {w}x{h} but the calibration is for {ew}x{eh}: "
-                    f"set the camera to {ew}x{eh} or calibrate it at {w}x{h}"
-                )
+            mismatch = (
+                None if self.expected_size is None else size_mismatch((w, h), self.expected_size)
+            )
+            if mismatch is not None:
+                self._set_error(mismatch)
                 continue
             if self.resize != 1.0:
                 frame = cv2.resize(

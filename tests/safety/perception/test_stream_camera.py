@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 from safety.errors import PerceptionError
 from safety.perception.stream import StreamCamera
@@ -215,3 +216,31 @@ def test_codec_padding_is_the_same_picture(server):
     finally:
         fits.stop()
         too_small.stop()
+
+
+def test_check_cell_cameras_opens_every_camera_and_names_the_one_that_fails(server, tmp_path, capsys):
+    """`xrcell check-cell --cameras`: a file and a stream of the calibrated size pass; a stream
+    of another size and an unreachable one fail, each named with the reason; exit code 1."""
+    from xr_server import cli
+
+    calib = {"file": str(CLIP / "calibration" / "Calib.qca.txt"), "camera": "cam01"}
+    full = MjpegCamera({"cam01": clip_frames(CLIP / "videos" / "cam01.mp4", 2)}, fps=10.0)
+    try:
+        cell = tmp_path / "cell.yaml"
+        cameras = [
+            {"id": "file01", "video": str(CLIP / "videos" / "cam01.mp4"), "calibration": calib},
+            {"id": "ip01", "video": full.url("cam01"), "calibration": calib},
+            {"id": "small", "video": server.url("cam01"), "calibration": calib},
+            {"id": "gone", "video": f"http://127.0.0.1:{server.port}/gone.mjpg", "calibration": calib},
+        ]
+        cell.write_text(yaml.safe_dump({"name": "lab", "cameras": cameras}))
+        code = cli.main(["check-cell", str(cell), "--cameras", "--timeout", "2"])
+    finally:
+        full.close()
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "file01: ok: " in out and "gives 1080x1920 frames (file, capture latency 0 s)" in out
+    assert f"ip01: ok: {full.url('cam01')} gives 1080x1920 frames (stream, capture latency 0.25 s)" in out
+    assert "small: FAILED: frames are 480x272 but the calibration is for 1088x1920" in err
+    assert f"gone: FAILED: cannot open http://127.0.0.1:{server.port}/gone.mjpg" in err
+    assert cli.main(["check-cell", str(cell)]) == 0  # without --cameras nothing is opened
