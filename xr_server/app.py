@@ -218,6 +218,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                hmi_cameras: HmiCameras | None = None,
                max_bitrate_kbps: int | None = None,
                robot_goto: GotoPlanner | None = None,
+               audit: Callable[[str, str, dict, str], object] | None = None,
                ) -> tuple[flask.Flask, flask_socketio.SocketIO]:
     """Build the server.
 
@@ -263,6 +264,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         robot_goto: plans ``robot_command`` kind ``goto`` and ``POST /api/robot/goto`` (named
             poses, joint and TCP targets) into trajectories for `robot_commands`, and lists the
             named poses at ``GET /api/robot/named_poses``; None answers 503.
+        audit: ``(kind, actor, inputs, reason)`` (`safety.audit.AuditLog.append`) for what users
+            change in XR sessions (``session_video_cap``); None: not audited.
 
     Returns:
         ``(app, socketio)``. Run with ``socketio.run(app, ...)``; ``app.xrcell_stop()`` ends the
@@ -291,7 +294,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                                 twin_source=twin_source,
                                 twin_states_dropped=twin_queues.dropped,
                                 hmi_cameras=hmi_cameras,
-                                max_bitrate_kbps=max_bitrate_kbps)
+                                max_bitrate_kbps=max_bitrate_kbps, audit=audit)
     stop_event = threading.Event()
     csp = ("default-src 'self'; script-src 'self' " + " ".join(_inline_script_hashes())
            + "; img-src 'self' data: blob:; style-src 'self'; connect-src 'self'; object-src 'none';"
