@@ -125,3 +125,37 @@ def test_a_worker_sees_the_gates_refusal_of_a_go_to(page, cell):  # noqa: F811
         "goto rejected: role: 'wim' has roles ['worker']; moving a robot needs operator or admin")
     assert backend.latest_state().goal_id == before
     assert page.problems == []
+
+
+def test_the_hmi_goes_to_a_pose_by_voice_phrase_and_by_gaze_dwell(page, cell):  # noqa: F811
+    """On /hmi the named poses are big hands-free controls: saying "go to handover" (through the
+    page's own phrase matcher) and resting the pointer on "Go to home" each send the robot there
+    through the gate, and the page shows the answer."""
+    base, backend = cell
+    sign_in(page, base, "/hmi")
+    wait_until(page, "window.__xrcell.ready === true && "
+                     "document.querySelectorAll('#goto-poses button[data-dwell]').length === 2", 20)
+    assert page.evaluate("window.__xrcell.handsFree.hear('please go to handover')") == "go to handover"
+    wait_until(page, "window.__xrcell.handsFree.robotAnswer?.verdict === 'accepted'", 10)
+    assert page.inner_text("#robot-answer") == "go to handover accepted: forwarded"
+
+    def arrived(goal_id: str, q) -> bool:
+        state = backend.latest_state()
+        return (state.goal_id == goal_id and state.goal_done and np.abs(state.velocity).max() < 0.05
+                and np.abs(state.position - np.asarray(q)).max() < 0.01)
+
+    for _ in range(200):
+        if arrived("hmi-goto-handover", HANDOVER):
+            break
+        page.wait_for_timeout(100)
+    assert arrived("hmi-goto-handover", HANDOVER), backend.latest_state()
+    page.evaluate("window.__xrcell.handsFree.robotAnswer = null")
+    page.hover("#goto-poses button[data-pose='home']")
+    wait_until(page, "window.__xrcell.handsFree.robotAnswer?.verdict === 'accepted'", 10)
+    assert page.inner_text("#robot-answer") == "go to home accepted: forwarded"
+    for _ in range(200):
+        if arrived("hmi-goto-home", PANDA_HOME_POSITION):
+            break
+        page.wait_for_timeout(100)
+    assert arrived("hmi-goto-home", PANDA_HOME_POSITION), backend.latest_state()
+    assert page.problems == []

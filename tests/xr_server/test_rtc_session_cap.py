@@ -14,6 +14,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs import get_encoder
 
 from content.storage import AnnotationStore
+from safety.audit import AuditLog
 from tests.xr_server.live import PASSWORD, USERS, start_live_server
 from tests.xr_server.test_rtc_adapt import VP8, Clip640
 from tests.xr_server.test_rtc_relay import CLIP, negotiate, until, video_track
@@ -46,12 +47,23 @@ def live(tmp_path_factory):
     store = UserStore(db, hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     for name, roles in USERS.items():
         store.add(name, PASSWORD, roles)
-    audited: list[tuple] = []
-    server = start_live_server(store, AnnotationStore(db),
-                               audit=lambda *record: audited.append(record))
-    server.audited = audited
+    audit = AuditLog(db)
+    server = start_live_server(store, AnnotationStore(db), audit=audit.append,
+                               safety_events=audit.page)
+    server.audit = audit
     yield server
     server.app.xrcell_stop()
+    audit.close()
+
+
+def audited(live) -> list[dict]:
+    """The ``video_cap`` records of the safety audit log, committed."""
+    deadline = time.monotonic() + 10
+    while True:
+        events = live.audit.page(0, 100, "video_cap")["events"]
+        if events or time.monotonic() > deadline:
+            return events
+        time.sleep(0.05)
 
 
 def test_only_an_expert_of_the_session_sets_a_valid_cap(live):
@@ -71,15 +83,21 @@ def test_only_an_expert_of_the_session_sets_a_valid_cap(live):
             error = eve.call("session_video_cap", payload)["error"]
             assert error.startswith("invalid 'session_video_cap' payload: ") and field in error, error
         assert eve.sio.connected
-        before = len(live.audited)
+        assert live.audit.page(0, 100, "video_cap")["events"] == []
         answer = eve.call("session_video_cap", cap)
         assert answer == {"session": session, "max_bitrate_kbps": 500, "previous_kbps": None, "videos": 0}
         state = wendy.wait_for("session_state", lambda s: s["max_bitrate_kbps"] == 500)
         assert state["session"] == session
-        assert live.audited[before:] == [("video_cap", "eve", answer, "session video cap 500 kbit/s")]
+        (record,) = audited(live)
+        assert (record["actor"], record["inputs"], record["reason"]) == (
+            "eve", answer, "session video cap 500 kbit/s")
         lifted = eve.call("session_video_cap", {**cap, "max_bitrate_kbps": None})
         assert lifted["previous_kbps"] == 500 and lifted["max_bitrate_kbps"] is None
-        assert live.audited[-1][3] == "session video cap lifted"
+        deadline = time.monotonic() + 10
+        while len(audited(live)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [r["reason"] for r in audited(live)] == ["session video cap 500 kbit/s",
+                                                        "session video cap lifted"]
     finally:
         for client in (wendy, walt, eve):
             client.close()
