@@ -1,8 +1,9 @@
 """Robot commands from users: the Socket.IO ``robot_command`` event and its REST equivalents.
 
-Every motion command (``jog_joint``, ``jog_cartesian``, ``trajectory``, ``gripper``) is handed to
-the command gate (`safety.gate.CommandGate.submit`), which checks the role, the mode, the limits,
-the keep-out zones and the people and answers; ``stop`` goes to the safety monitor's stop request
+Every motion command (``jog_joint``, ``jog_cartesian``, ``trajectory``, ``gripper``; ``goto``
+once `xr_server.robot_goto` planned it into a trajectory) is handed to the command gate
+(`safety.gate.CommandGate.submit`), which checks the role, the mode, the limits, the keep-out
+zones and the people and answers; ``stop`` goes to the safety monitor's stop request
 (`safety.monitor.SafetyMonitor.request_stop`, any signed-in user may stop), ``reset`` to its reset
 (`SafetyMonitor.reset`, supervisor or admin). The answer goes back to the sender only, as the
 event's acknowledgement: ``{kind, verdict, reason, goal_id}``.
@@ -455,7 +456,8 @@ def register_robot_routes(app: flask.Flask, router: RobotCommandRouter) -> None:
             '401': Unauthorized
         """
         if router.goto is None:
-            return flask.jsonify(joint_names=[], named_poses={}, tcp_targets=False, tcp_speed_mps=0.0)
+            return flask.jsonify(joint_names=[], named_poses={}, tcp_targets=False,
+                                 tcp_speed_mps=0.0)
         return flask.jsonify(router.goto.describe())
 
     @app.post("/api/robot/gripper")
