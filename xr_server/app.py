@@ -265,7 +265,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
             poses, joint and TCP targets) into trajectories for `robot_commands`, and lists the
             named poses at ``GET /api/robot/named_poses``; None answers 503.
         audit: ``(kind, actor, inputs, reason)`` (`safety.audit.AuditLog.append`) for what users
-            change in XR sessions (``session_video_cap``); None: not audited.
+            change in XR sessions (``session_video_cap``) and the go-tos refused before the gate
+            (``goto_refused``); None: not audited.
 
     Returns:
         ``(app, socketio)``. Run with ``socketio.run(app, ...)``; ``app.xrcell_stop()`` ends the
@@ -1083,7 +1084,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
 
     register_session_events(client_event, xr_sessions)
     robot_router = RobotCommandRouter(None if robot_commands is None else robot_commands.submit,
-                                      safety_stop, safety_reset, robot_goto)
+                                      safety_stop, safety_reset, robot_goto, audit)
     client_event("robot_command", RobotCommandEnvelope)(robot_router.on_event)
     register_robot_routes(app, robot_router)
 

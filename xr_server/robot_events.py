@@ -238,13 +238,18 @@ class RobotCommandRouter:
         submit: the gate's `submit` (None: motion commands are refused, "no command gate").
         goto: plans ``goto`` commands into the trajectory the gate gets (None: they are refused,
             "no go-to planner").
+        audit: ``(kind, actor, inputs, reason)`` (`safety.audit.AuditLog.append`): told of every
+            go-to the planner refuses before the gate (kind ``goto_refused``); the gate audits
+            its own answers. None: not audited.
         request_stop: the monitor's `request_stop` (None: stops are refused, "no safety monitor").
         reset: the monitor's `reset` (None: resets are refused, "no safety monitor").
     """
 
     def __init__(self, submit: Submit | None, request_stop: SafetyStop | None,
-                 reset: SafetyReset | None, goto: GotoPlanner | None = None) -> None:
+                 reset: SafetyReset | None, goto: GotoPlanner | None = None,
+                 audit: Callable[[str, str, dict, str], object] | None = None) -> None:
         self._submit = submit
+        self._audit = audit
         self.goto = goto
         self._stop = request_stop
         self._reset = reset
@@ -285,6 +290,14 @@ class RobotCommandRouter:
                 raise PayloadError(f"field 'positions': {exc}") from None
             except GotoRefused as exc:
                 log.info("goto %r from %r refused: %s", request.goal_id, actor.name, exc)
+                if self._audit is not None:
+                    try:
+                        self._audit("goto_refused", actor.name or "?", {
+                            "goal_id": request.goal_id, "roles": sorted(actor.roles),
+                            "named_pose": request.named_pose, "positions": request.positions,
+                            "tcp_position_m": request.tcp_position_m}, str(exc))
+                    except Exception:  # noqa: BLE001 - the audit counts its own losses
+                        log.exception("audit of a refused go-to failed")
                 return RobotCommandAnswer(kind=kind, verdict="rejected", reason=str(exc),
                                           goal_id=request.goal_id)
         else:

@@ -22,6 +22,7 @@ from robot_bridge.sim import (
 )
 from robot_bridge.sim.panda import ARM_JOINT_NAMES, PANDA_HOME_POSITION
 from safety.decision import SafetyMode, SafetyState
+from safety.audit import AuditLog
 from safety.gate import CommandGate
 from safety.zones import CellZones
 from tests.xr_server.doubles import SECRET, TWIN, FakeCameraViews
@@ -62,12 +63,16 @@ def cell(tmp_path_factory):
     goto = GotoPlanner(ROBOT.named_poses, backend.joint_names, PANDA_JOINT_VELOCITY_LIMITS_RADPS,
                        PANDA_JOINT_ACCELERATION_LIMITS_RADPS2, backend.latest_state, goto_kin)
     annotations = AnnotationStore(f"sqlite:///{tmp / 'annotations.sqlite'}")
+    audit = AuditLog(f"sqlite:///{tmp / 'audit.sqlite'}")
     app, sio = create_app(twin_source=lambda: TWIN, camera_views=FakeCameraViews(), user_store=store,
                           secret_key=SECRET, cell_name="lab", twin_rate_hz=5.0, robot_commands=gate,
-                          robot_goto=goto)
+                          robot_goto=goto, audit=audit.append)
     base = serve_in_thread(app, sio, name="xr-server-goto")
-    yield LiveServer(base, app, store, annotations), backend, gate_kin
+    server = LiveServer(base, app, store, annotations)
+    server.audit = audit
+    yield server, backend, gate_kin
     app.xrcell_stop()
+    audit.close()
     backend.shutdown()
     gate_kin.close()
     goto_kin.close()
@@ -167,6 +172,11 @@ def test_an_unreachable_tcp_target_is_rejected_with_the_reason_and_a_reachable_o
     assert body["verdict"] == "rejected" and body["goal_id"] == "far"
     assert body["reason"].startswith("reach: TCP target [2.0, 0.0, 0.5] m (cell frame) is out of reach "
                                      "with the TCP's orientation of now (closest ")
+    deadline = time.monotonic() + 10          # the refusal is audited (the writer commits it soon)
+    while not (records := server.audit.page(0, 10, "goto_refused")["events"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [(r["actor"], r["reason"], r["inputs"]["tcp_position_m"], r["inputs"]["goal_id"]) for r in records] == [
+        ("otto", body["reason"], [2.0, 0.0, 0.5], "far")]
     target = np.asarray(backend.latest_state().tcp_position) + [0.05, -0.1, 0.08]
     response = post(server, "otto", "/api/robot/goto",
                     {"kind": "goto", "tcp_position_m": target.tolist(), "goal_id": "near"})
