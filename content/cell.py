@@ -8,12 +8,13 @@ resolved against the folder of the cell file.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError,
+                      ValidationInfo, field_validator, model_validator)
 
 from content.errors import CellDescriptionError
 from content.video_source import DEFAULT_CAPTURE_LATENCY_S, video_source_kind
@@ -116,8 +117,43 @@ class Payload(_Model):
     capsule: CapsuleShape
 
 
+#: Joint position limits of each `Robot.model`, radians, in its joint order (the Panda: joints
+#: 1..7). Source: Franka Emika "Robot and interface specifications" (FCI documentation), joint
+#: space limits q_min / q_max; they lie inside the limits of the simulation's URDF.
+JOINT_POSITION_LIMITS_RAD: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "franka_panda": ((-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973),
+                     (2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973)),
+}
+
+#: A named pose: joint positions in radians, one per arm joint of the robot, in its joint order.
+NamedPose = Annotated[tuple[float, ...], Field(min_length=1, max_length=32)]
+
+
+def check_named_poses(model: str, poses: dict[str, tuple[float, ...]]) -> None:
+    """Check the named poses of a robot `model` (`Robot.named_poses`).
+
+    Raises:
+        ValueError: a name that is not a short identifier, a pose with the wrong number of joint
+            positions, or a position outside its joint's limits; the message names the pose.
+    """
+    lower, upper = JOINT_POSITION_LIMITS_RAD[model]
+    for name, q in poses.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name):
+            raise ValueError(f"pose name {name!r}: use 1 to 32 lower-case letters, digits or _, "
+                             "starting with a letter")
+        if len(q) != len(lower):
+            raise ValueError(f"pose {name!r}: {len(q)} joint positions, {model} has {len(lower)} "
+                             "joints")
+        for j, (v, lo, hi) in enumerate(zip(q, lower, upper)):
+            if not lo <= v <= hi:
+                raise ValueError(f"pose {name!r}: joint {j + 1} at {v:g} rad is outside its "
+                                 f"limits [{lo:g}, {hi:g}] rad")
+
+
 class Robot(_Model):
-    """The robot of the cell (`payload`: the carried part, `Payload`; None: none)."""
+    """The robot of the cell (`payload`: the carried part, `Payload`; None: none;
+    `named_poses`: joint positions a page can send the robot to by name, radians, checked by
+    `check_named_poses`)."""
 
     backend: Literal["sim", "dds", "ros2"] = "sim"
     model: Literal["franka_panda"] = "franka_panda"
@@ -126,6 +162,14 @@ class Robot(_Model):
     stop: StopData = StopData()
     state_rate_hz: float = Field(200.0, ge=100.0, le=1000.0)
     payload: Payload | None = None
+    named_poses: dict[str, NamedPose] = Field(default_factory=dict)
+
+    @field_validator("named_poses")
+    @classmethod
+    def _named_poses_within_limits(cls, poses: dict[str, tuple[float, ...]],
+                                   info: ValidationInfo) -> dict[str, tuple[float, ...]]:
+        check_named_poses(info.data.get("model", "franka_panda"), poses)
+        return poses
 
     @model_validator(mode="after")
     def _stop_data_covers_the_payload(self) -> "Robot":

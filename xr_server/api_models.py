@@ -194,6 +194,17 @@ class SessionRecord(_Strict):
     record: bool = Field(description="True starts a recording, false stops it.")
 
 
+class SessionVideoCap(_Strict):
+    """Client event ``session_video_cap``: an expert of the session (an expert, supervisor or
+    admin account joined as expert) caps every video the server sends in the session, at once and
+    until changed: the lowest of the cell's, the connection's and this cap applies."""
+
+    session: str = _SESSION_ID
+    max_bitrate_kbps: int | None = Field(ge=250, le=20000, description=(
+        "The session's cap, kbit/s, 250 to 20000 (W3C `RTCRtpEncodingParameters.maxBitrate`); "
+        "null lifts it."))
+
+
 class Recording(_Out):
     """A recording of an XR session (its ``manifest.json``, `xr_server.recording`)."""
 

@@ -126,6 +126,7 @@ from xr_server.robot_events import (
     register_robot_routes,
 )
 from xr_server.rtc_gateway import RtcGateway
+from xr_server.robot_goto import GotoPlanner
 from xr_server.session_events import SessionEvents, register_session_events
 from xr_server.sessions import EXPERT_ROLES, cell_room
 from xr_server.twin_queue import TwinSendQueues
@@ -216,6 +217,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                safety_stop: SafetyStop | None = None,
                hmi_cameras: HmiCameras | None = None,
                max_bitrate_kbps: int | None = None,
+               robot_goto: GotoPlanner | None = None,
+               audit: Callable[[str, str, dict, str], object] | None = None,
                ) -> tuple[flask.Flask, flask_socketio.SocketIO]:
     """Build the server.
 
@@ -258,6 +261,12 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         max_bitrate_kbps: the cap of every video the server sends over WebRTC (experts' relay,
             composited views), kbit/s; None: the receivers' REMB estimates alone
             (`xr_server.rtc_adapt`).
+        robot_goto: plans ``robot_command`` kind ``goto`` and ``POST /api/robot/goto`` (named
+            poses, joint and TCP targets) into trajectories for `robot_commands`, and lists the
+            named poses at ``GET /api/robot/named_poses``; None answers 503.
+        audit: ``(kind, actor, inputs, reason)`` (`safety.audit.AuditLog.append`) for what users
+            change in XR sessions (``session_video_cap``) and the go-tos refused before the gate
+            (``goto_refused``); None: not audited.
 
     Returns:
         ``(app, socketio)``. Run with ``socketio.run(app, ...)``; ``app.xrcell_stop()`` ends the
@@ -286,7 +295,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                                 twin_source=twin_source,
                                 twin_states_dropped=twin_queues.dropped,
                                 hmi_cameras=hmi_cameras,
-                                max_bitrate_kbps=max_bitrate_kbps)
+                                max_bitrate_kbps=max_bitrate_kbps, audit=audit)
     stop_event = threading.Event()
     csp = ("default-src 'self'; script-src 'self' " + " ".join(_inline_script_hashes())
            + "; img-src 'self' data: blob:; style-src 'self'; connect-src 'self'; object-src 'none';"
@@ -1075,7 +1084,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
 
     register_session_events(client_event, xr_sessions)
     robot_router = RobotCommandRouter(None if robot_commands is None else robot_commands.submit,
-                                      safety_stop, safety_reset)
+                                      safety_stop, safety_reset, robot_goto, audit)
     client_event("robot_command", RobotCommandEnvelope)(robot_router.on_event)
     register_robot_routes(app, robot_router)
 

@@ -449,6 +449,8 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
         hmi_cameras=(HmiCameras(cell.description.hmi_cameras(), cell.pipeline.push_frame)
                      if cell.description.hmi_cameras() else None),
         max_bitrate_kbps=cell.description.video.max_bitrate_kbps,
+        robot_goto=_goto_planner(cell),
+        audit=None if cell.audit is None else cell.audit.append,
     )
     serve_in_thread(app, socketio, host, port, ssl_context=ssl_context)
 
@@ -458,6 +460,22 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
             stop()
 
     return shutdown
+
+
+def _goto_planner(cell: Cell) -> Any:
+    """The go-to planner of `cell`'s robot (`xr_server.robot_goto.GotoPlanner`): its named poses,
+    the Panda's joint limits and a robot model of its own for TCP speeds and TCP targets."""
+    from robot_bridge.sim import (
+        PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
+        PANDA_JOINT_VELOCITY_LIMITS_RADPS,
+        PandaLinkKinematics,
+    )
+    from xr_server.robot_goto import GotoPlanner
+
+    robot = cell.description.robot
+    return GotoPlanner(robot.named_poses, cell.backend.joint_names,
+                       PANDA_JOINT_VELOCITY_LIMITS_RADPS, PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
+                       cell.backend.latest_state, PandaLinkKinematics(robot))
 
 
 def _recordings(cell: Cell, root: Path) -> Any:

@@ -1,8 +1,9 @@
 """Robot commands from users: the Socket.IO ``robot_command`` event and its REST equivalents.
 
-Every motion command (``jog_joint``, ``jog_cartesian``, ``trajectory``, ``gripper``) is handed to
-the command gate (`safety.gate.CommandGate.submit`), which checks the role, the mode, the limits,
-the keep-out zones and the people and answers; ``stop`` goes to the safety monitor's stop request
+Every motion command (``jog_joint``, ``jog_cartesian``, ``trajectory``, ``gripper``; ``goto``
+once `xr_server.robot_goto` planned it into a trajectory) is handed to the command gate
+(`safety.gate.CommandGate.submit`), which checks the role, the mode, the limits, the keep-out
+zones and the people and answers; ``stop`` goes to the safety monitor's stop request
 (`safety.monitor.SafetyMonitor.request_stop`, any signed-in user may stop), ``reset`` to its reset
 (`SafetyMonitor.reset`, supervisor or admin). The answer goes back to the sender only, as the
 event's acknowledgement: ``{kind, verdict, reason, goal_id}``.
@@ -27,6 +28,7 @@ from robot_bridge.types import CartesianJog, GripperCommand, JointJog, JointTraj
 from safety.gate import Actor, GateAnswer, Verdict
 from xr_server.api_models import PayloadError, TrajectoryPoint, parse
 from xr_server.errors import XrServerError
+from xr_server.robot_goto import GotoPlanner, GotoRefused
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,23 @@ class TrajectoryCommandRequest(_Strict):
     goal_id: str = _GOAL_ID
 
 
+class GotoRequest(_Strict):
+    """"Go to a pose": ``robot_command`` kind ``goto`` and the body of ``POST /api/robot/goto``.
+    Give exactly one target: `named_pose` (a name of ``GET /api/robot/named_poses``), `positions`
+    (a joint target) or `tcp_position_m` (a TCP target, the TCP's orientation kept). The server
+    plans the trajectory from the robot at rest (`xr_server.robot_goto`) and hands it to the gate.
+    """
+
+    kind: Literal["goto"]
+    named_pose: str | None = Field(None, min_length=1, max_length=32,
+                                   description="A named pose of the cell (`robot.named_poses`).")
+    positions: list[float] | None = Field(None, max_length=32, description=(
+        "Joint target, radians, one per robot joint in the order of `joint_names`."))
+    tcp_position_m: _Vector3 | None = Field(None, description=(
+        "TCP target (x, y, z), metres, `cell` frame; solved by inverse kinematics."))
+    goal_id: str = _GOAL_ID
+
+
 class GripperCommandRequest(_Strict):
     """A gripper goal (control_msgs/GripperCommand semantics): ``robot_command`` kind ``gripper``
     and the body of ``POST /api/robot/gripper``."""
@@ -129,7 +148,7 @@ class RobotCommandAnswer(BaseModel):
 ROBOT_COMMANDS: dict[str, type[_Strict]] = {
     "jog_joint": JogJointRequest, "jog_cartesian": JogCartesianRequest,
     "trajectory": TrajectoryCommandRequest, "gripper": GripperCommandRequest,
-    "stop": StopCommandRequest, "reset": ResetCommandRequest,
+    "goto": GotoRequest, "stop": StopCommandRequest, "reset": ResetCommandRequest,
 }
 #: The models of this module, for the OpenAPI components.
 ROBOT_MODELS: tuple[type[BaseModel], ...] = (*ROBOT_COMMANDS.values(), RobotCommandAnswer)
@@ -168,6 +187,12 @@ def parse_robot_command(data: object, kinds: tuple[str, ...] = tuple(ROBOT_COMMA
                                f"(one per joint name), got {len(values)}")
         if given[0] == "displacements" and request.duration_s <= 0:
             raise PayloadError("field 'duration_s' must be > 0 with 'displacements'")
+    elif isinstance(request, GotoRequest):
+        given = [n for n in ("named_pose", "positions", "tcp_position_m")
+                 if getattr(request, n) is not None]
+        if len(given) != 1:
+            raise PayloadError("give exactly one of fields 'named_pose', 'positions' or "
+                               "'tcp_position_m'")
     elif isinstance(request, TrajectoryCommandRequest):
         for i, point in enumerate(request.points):
             if len(point.positions) != len(request.joint_names):
@@ -211,13 +236,21 @@ class RobotCommandRouter:
 
     Args:
         submit: the gate's `submit` (None: motion commands are refused, "no command gate").
+        goto: plans ``goto`` commands into the trajectory the gate gets (None: they are refused,
+            "no go-to planner").
+        audit: ``(kind, actor, inputs, reason)`` (`safety.audit.AuditLog.append`): told of every
+            go-to the planner refuses before the gate (kind ``goto_refused``); the gate audits
+            its own answers. None: not audited.
         request_stop: the monitor's `request_stop` (None: stops are refused, "no safety monitor").
         reset: the monitor's `reset` (None: resets are refused, "no safety monitor").
     """
 
     def __init__(self, submit: Submit | None, request_stop: SafetyStop | None,
-                 reset: SafetyReset | None) -> None:
+                 reset: SafetyReset | None, goto: GotoPlanner | None = None,
+                 audit: Callable[[str, str, dict, str], object] | None = None) -> None:
         self._submit = submit
+        self._audit = audit
+        self.goto = goto
         self._stop = request_stop
         self._reset = reset
 
@@ -225,8 +258,9 @@ class RobotCommandRouter:
         """Carry out one validated request for `actor`.
 
         Raises:
-            XrServerError: the server has no gate (motion) or no monitor (stop, reset).
-            PayloadError: the values are not a valid command.
+            XrServerError: the server has no gate (motion), no monitor (stop, reset) or no go-to
+                planner (goto).
+            PayloadError: the values are not a valid command; an unknown named pose.
         """
         kind = str(getattr(request, "kind"))
         if isinstance(request, StopCommandRequest):
@@ -243,7 +277,31 @@ class RobotCommandRouter:
                                       reason=reason)
         if self._submit is None:
             raise XrServerError("no command gate: this server drives no robot")
-        command = to_command(request)
+        if isinstance(request, GotoRequest):
+            if self.goto is None:
+                raise XrServerError("no go-to planner: this server plans no go-to")
+            try:
+                command: object = self.goto.plan(
+                    request.goal_id, named_pose=request.named_pose, positions=request.positions,
+                    tcp_position_m=request.tcp_position_m)
+            except KeyError as exc:
+                raise PayloadError(f"field 'named_pose': {exc.args[0]}") from None
+            except ValueError as exc:
+                raise PayloadError(f"field 'positions': {exc}") from None
+            except GotoRefused as exc:
+                log.info("goto %r from %r refused: %s", request.goal_id, actor.name, exc)
+                if self._audit is not None:
+                    try:
+                        self._audit("goto_refused", actor.name or "?", {
+                            "goal_id": request.goal_id, "roles": sorted(actor.roles),
+                            "named_pose": request.named_pose, "positions": request.positions,
+                            "tcp_position_m": request.tcp_position_m}, str(exc))
+                    except Exception:  # noqa: BLE001 - the audit counts its own losses
+                        log.exception("audit of a refused go-to failed")
+                return RobotCommandAnswer(kind=kind, verdict="rejected", reason=str(exc),
+                                          goal_id=request.goal_id)
+        else:
+            command = to_command(request)
         answer = self._submit(command, actor)
         goal_id = str(getattr(command, "goal_id", ""))
         if answer.verdict is not Verdict.ACCEPTED:
@@ -273,7 +331,8 @@ def _status(answer: RobotCommandAnswer) -> int:
 
 
 def register_robot_routes(app: flask.Flask, router: RobotCommandRouter) -> None:
-    """Add ``POST /api/robot/jog``, ``/api/robot/gripper`` and ``/api/robot/stop`` to `app`
+    """Add ``POST /api/robot/jog``, ``/api/robot/goto``, ``/api/robot/gripper``, ``/api/robot/stop``
+    and ``GET /api/robot/named_poses`` to `app`
     (whose ``before_request`` puts the caller's claims in ``flask.g.claims``)."""
 
     def answer(kinds: tuple[str, ...]) -> flask.Response:
@@ -343,6 +402,76 @@ def register_robot_routes(app: flask.Flask, router: RobotCommandRouter) -> None:
                   schema: Error
         """
         return answer(("jog_joint", "jog_cartesian"))
+
+    @app.post("/api/robot/goto")
+    def robot_goto() -> flask.Response:
+        """Go to a pose.
+        ---
+        post:
+          summary: >-
+            Move the robot to a named pose, a joint target or a TCP target, through the command
+            gate (operator or admin).
+          description: >-
+            The server plans one joint trajectory from the robot's measured position (it must be
+            at rest) to the target: the straight line in joint space, a synchronised trapezoidal
+            profile at the joint velocity and acceleration limits, slowed so the TCP stays within
+            0.25 m/s. A TCP target (`cell` frame) keeps the TCP's orientation and is solved by
+            inverse kinematics; one out of reach is rejected with the rule `reach:`. The gate then
+            checks the trajectory like any other (role, mode, limits, keep-out sweep, people) and
+            answers; its path shows in the twin as the planned path.
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema: GotoRequest
+          responses:
+            '200':
+              description: Forwarded (`accepted`) or forwarded with changes (`modified`).
+              content:
+                application/json:
+                  schema: RobotCommandAnswer
+            '400': BadRequest
+            '401': Unauthorized
+            '403':
+              description: The caller's roles may not move the robot (`reason` starts with `role:`).
+              content:
+                application/json:
+                  schema: RobotCommandAnswer
+            '409':
+              description: >-
+                Refused by a rule of the gate, or not planned (`reach:` out of reach, `motion:` the
+                robot is moving, `path:` no robot state); `reason` names it.
+              content:
+                application/json:
+                  schema: RobotCommandAnswer
+            '503':
+              description: "`no command gate` or `no go-to planner`."
+              content:
+                application/json:
+                  schema: Error
+        """
+        return answer(("goto",))
+
+    @app.get("/api/robot/named_poses")
+    def robot_named_poses() -> flask.Response:
+        """The robot's named poses.
+        ---
+        get:
+          summary: The cell's named poses and what a go-to may target (any signed-in user).
+          description: >-
+            `{joint_names, named_poses: {name: [rad, ...]}, tcp_targets, tcp_speed_mps}`:
+            `named_poses` from the cell file's `robot.named_poses`, positions in radians in the
+            order of `joint_names`; `tcp_targets` tells whether TCP targets can be solved. A
+            server that plans no go-to (no robot) answers empty lists, no poses and speed 0.
+          responses:
+            '200':
+              description: The poses.
+            '401': Unauthorized
+        """
+        if router.goto is None:
+            return flask.jsonify(joint_names=[], named_poses={}, tcp_targets=False,
+                                 tcp_speed_mps=0.0)
+        return flask.jsonify(router.goto.describe())
 
     @app.post("/api/robot/gripper")
     def robot_gripper() -> flask.Response:

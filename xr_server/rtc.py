@@ -160,6 +160,8 @@ class SessionMedia:
         self._max_bitrate_kbps = max_bitrate_kbps
         self._ladder = ladder
         self._adaptations: dict[str, SenderAdaptation] = {}  # sid -> its video out; loop only
+        self._connection_caps: dict[str, int | None] = {}  # sid -> its offer's cap; loop only
+        self._session_caps: dict[str, int] = {}  # session id -> its cap, kbit/s; _status_lock
         self._on_video = on_video
         self._on_frame = on_frame
         self._overlay = overlay
@@ -185,6 +187,35 @@ class SessionMedia:
         none. Thread-safe."""
         adaptation = self._adaptations.get(sid)  # dict.get is atomic
         return None if adaptation is None else adaptation.status()
+
+    def session_cap(self, session_id: str) -> int | None:
+        """The video cap of session `session_id`, kbit/s (None: none). Thread-safe."""
+        with self._status_lock:
+            return self._session_caps.get(session_id)
+
+    def set_session_cap(self, session_id: str, max_bitrate_kbps: int | None) -> int | None:
+        """Set (None: lift) the video cap of session `session_id`, kbit/s, for every video sent
+        in it from now on; returns the previous cap. Thread-safe; the videos already being sent
+        follow once `apply_session_cap` ran on the loop."""
+        with self._status_lock:
+            previous = self._session_caps.pop(session_id, None)
+            if max_bitrate_kbps is not None:
+                self._session_caps[session_id] = max_bitrate_kbps
+        return previous
+
+    async def apply_session_cap(self, session_id: str) -> int:
+        """Apply the session's cap to every video sent in it now (the lowest of the server's, the
+        connection's and the session's caps); returns how many videos that is."""
+        cap = self.session_cap(session_id)
+        applied = 0
+        for sid, (session, _) in list(self._peers.items()):
+            adaptation = self._adaptations.get(sid)
+            if session != session_id or adaptation is None:
+                continue
+            adaptation.set_max_bitrate(effective_cap(
+                [self._max_bitrate_kbps, self._connection_caps.get(sid), cap]))
+            applied += 1
+        return applied
 
     def composited(self, sid: str) -> CompositeStatus | None:
         """The composited view sent to connection `sid`, None when it has none. Thread-safe."""
@@ -354,6 +385,7 @@ class SessionMedia:
             return
         session_id, pc = entry
         adaptation = self._adaptations.pop(sid, None)
+        self._connection_caps.pop(sid, None)
         if adaptation is not None:
             adaptation.stop()
         view = self._views.pop(sid, None)
@@ -379,9 +411,10 @@ class SessionMedia:
 
     def _adapt(self, sid: str, sender: RTCRtpSender, track: ScaledTrack,
                max_bitrate_kbps: int | None) -> None:
-        adaptation = SenderAdaptation(sender, track,
-                                      effective_cap([self._max_bitrate_kbps, max_bitrate_kbps]),
-                                      self._ladder)
+        session_id = self._peers[sid][0]
+        self._connection_caps[sid] = max_bitrate_kbps
+        adaptation = SenderAdaptation(sender, track, effective_cap(
+            [self._max_bitrate_kbps, max_bitrate_kbps, self.session_cap(session_id)]), self._ladder)
         self._adaptations[sid] = adaptation
         adaptation.start()
 

@@ -8,7 +8,10 @@ codec's range: VP8 250 to 1500 kbit/s, H.264 500 to 3000 kbit/s). `SenderAdaptat
 proxy in front of that encoder (`EncoderProxy`, the one place that touches aiortc's private
 attributes: see `_encoder_of`/`_set_encoder`), so each REMB is seen as the link's estimate and the
 encoder gets ``min(estimate, max_bitrate_kbps)``: the manual cap (W3C
-`RTCRtpEncodingParameters.maxBitrate`, in kbit/s here) wins over the estimate.
+`RTCRtpEncodingParameters.maxBitrate`, in kbit/s here) wins over the estimate. The cap of a
+sender is the lowest of the cell's (``video.max_bitrate_kbps``), its connection's
+(``rtc_offer.max_bitrate_kbps``) and its session's (``session_video_cap``, set at run time by an
+expert of the session): `SenderAdaptation.set_max_bitrate` changes it at once, encoder included.
 
 Resolution: each outgoing track is a `ScaledTrack` that resizes frames by its ``scale`` (1.0,
 0.75, 0.5 of the source; W3C ``scaleResolutionDownBy`` 1, 1.33, 2). A `ResolutionLadder` (pure)
@@ -35,7 +38,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiortc import MediaStreamTrack, RTCRtpSender
@@ -191,8 +194,16 @@ class EncoderProxy:
         object.__setattr__(self, "cap_bps", cap_bps)
         object.__setattr__(self, "estimate_bps", None)
         object.__setattr__(self, "remb_count", 0)
+        object.__setattr__(self, "initial_bps", int(encoder.target_bitrate))
         if cap_bps is not None and encoder.target_bitrate > cap_bps:
             encoder.target_bitrate = cap_bps
+
+    def set_cap(self, cap_bps: int | None) -> None:
+        """Change the cap (bit/s; None: none) and apply it now: the encoder aims at the newest
+        estimate (before the first, the encoder's own starting target) within the new cap."""
+        object.__setattr__(self, "cap_bps", cap_bps)
+        base = self.estimate_bps if self.estimate_bps is not None else self.initial_bps
+        self._encoder.target_bitrate = base if cap_bps is None else min(base, cap_bps)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._encoder, name)
@@ -275,6 +286,20 @@ class SenderAdaptation:
         if self._task is not None:
             self._task.cancel()
             self._task = None
+
+    def set_max_bitrate(self, max_bitrate_kbps: int | None) -> None:
+        """Change the manual cap (kbit/s; None: none) now: the encoder's target, the ladder's
+        budget from the next step on, and the snapshot. On the loop only."""
+        self.max_bitrate_kbps = max_bitrate_kbps
+        encoder = _encoder_of(self.sender)
+        if isinstance(encoder, EncoderProxy):
+            encoder.set_cap(None if max_bitrate_kbps is None else max_bitrate_kbps * 1000)
+        status = self._status
+        if status is not None:
+            target = None if not isinstance(encoder, EncoderProxy) else encoder.target_bitrate
+            self._status = replace(status, max_bitrate_kbps=max_bitrate_kbps,
+                                   target_bitrate_kbps=None if target is None
+                                   else round(target / 1000, 1))
 
     def status(self) -> VideoOut:
         """The newest snapshot; thread-safe (an attribute read)."""

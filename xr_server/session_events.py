@@ -36,6 +36,7 @@ from xr_server.api_models import (
     SessionLeave,
     SessionListRequest,
     SessionRecord,
+    SessionVideoCap,
 )
 from xr_server.auth import TokenClaims
 from xr_server.errors import GatewayError, SessionError
@@ -83,6 +84,8 @@ class SessionEvents:
             videos and ``hmi_camera`` poses go to worker tracking; None: no HMI is a camera.
         max_bitrate_kbps: the cap of every video the server sends, kbit/s (None: the link's
             estimate alone; `xr_server.rtc_adapt`).
+        audit: ``(kind, actor, inputs, reason)``, e.g. `safety.audit.AuditLog.append`: told of
+            every session video cap set (kind ``video_cap``); None: not audited. Must not block.
 
     Threads: the handlers run in Socket.IO handler threads, `_on_video` on the gateway's loop,
     `_overlay` in executor threads of the loop; the registry and the media are thread-safe as
@@ -96,8 +99,10 @@ class SessionEvents:
                  twin_source: Callable[[], dict | None] | None = None,
                  twin_states_dropped: Callable[[str], int | None] = lambda sid: None,
                  hmi_cameras: HmiCameras | None = None,
-                 max_bitrate_kbps: int | None = None) -> None:
+                 max_bitrate_kbps: int | None = None,
+                 audit: Callable[[str, str, dict, str], object] | None = None) -> None:
         self._socketio = socketio
+        self._audit = audit
         self._namespace = namespace
         self._cell = cell_name
         self._gateway = gateway
@@ -128,7 +133,8 @@ class SessionEvents:
     def _state(self, info: SessionInfo) -> dict:
         recorder = None if self.recordings is None else self.recordings.active(info.session_id)
         return {**info.as_dict(), "video": self.media.video(info.session_id).track_id,
-                "recording": None if recorder is None else recorder.info.recording}
+                "recording": None if recorder is None else recorder.info.recording,
+                "max_bitrate_kbps": self.media.session_cap(info.session_id)}
 
     def _record(self, session_id: str, kind: str, data: dict) -> None:
         if self.recordings is not None:
@@ -283,6 +289,7 @@ class SessionEvents:
                 self.hmi_cameras.session_ended(info.session_id)
             if self.recordings is not None and self.recordings.active(info.session_id) is not None:
                 self._stop_recording(info.session_id, "session ended")
+            self.media.set_session_cap(info.session_id, None)
             log.info("XR session %s ended", info.session_id)
         else:
             self._broadcast_state(info)
@@ -327,6 +334,33 @@ class SessionEvents:
             except GatewayError:
                 log.warning("finishing the video of session %s failed", session_id, exc_info=True)
         return self.recordings.stop(session_id, actor)
+
+    # --------------------------------------------------------------------------- video cap
+    def session_video_cap(self, claims: TokenClaims, request: SessionVideoCap) -> dict:
+        """Cap (or uncap) every video the server sends in the session, at once; audited."""
+        participant = self.registry.participant(request.session, self._sid())
+        if participant.role is not ParticipantRole.EXPERT:
+            raise SessionError(f"only an expert of session {request.session} sets its video cap")
+        info = self.registry.info(request.session)
+        previous = self.media.set_session_cap(request.session, request.max_bitrate_kbps)
+        videos = 0
+        if self._gateway.running:
+            videos = self._gateway.call(self.media.apply_session_cap, request.session,
+                                        timeout_s=SIGNALLING_TIMEOUT_S)
+        change = {"session": request.session, "max_bitrate_kbps": request.max_bitrate_kbps,
+                  "previous_kbps": previous, "videos": videos}
+        log.info("%s set the video cap of session %s: %s -> %s kbit/s (%d videos)",
+                 claims.username, request.session, previous, request.max_bitrate_kbps, videos)
+        self._record(request.session, "video_cap", {**change, "by": claims.username})
+        if self._audit is not None:
+            try:
+                self._audit("video_cap", claims.username, change,
+                            "session video cap " + ("lifted" if request.max_bitrate_kbps is None
+                                                    else f"{request.max_bitrate_kbps} kbit/s"))
+            except Exception:  # noqa: BLE001 - the audit counts its own losses; the cap stands
+                log.exception("audit of the video cap failed")
+        self._broadcast_state(info)
+        return change
 
     # ---------------------------------------------------------------------------- signalling
     def rtc_offer(self, claims: TokenClaims, request: RtcOffer) -> dict:
@@ -470,6 +504,7 @@ def register_session_events(client_event: Callable[[str, type], Callable[[Callab
     for name, model in (("session_create", SessionCreate), ("session_join", SessionJoin),
                         ("session_leave", SessionLeave), ("session_list", SessionListRequest),
                         ("session_record", SessionRecord),
+                        ("session_video_cap", SessionVideoCap),
                         ("rtc_offer", RtcOffer), ("hmi_camera", HmiCameraPose),
                         ("freeze_frame", FreezeFrame),
                         ("annotation_create", AnnotationCreate),

@@ -142,7 +142,66 @@ class PandaLinkKinematics:
         jac = np.vstack([self._base_rot @ np.asarray(lin), self._base_rot @ np.asarray(ang)])
         return jac[:, self._arm_cols]
 
+    def tool_ik(self, position: np.ndarray, orientation: np.ndarray,
+                seed: np.ndarray) -> tuple[np.ndarray, float]:
+        """Joint positions that put the TCP at a pose, near `seed` (PyBullet's
+        `calculateInverseKinematics`, damped least squares, within the URDF's joint limits).
+
+        Args:
+            position: (3,) TCP origin, metres, `cell` frame.
+            orientation: (3, 3) TCP axes as columns (as `tool_pose` gives them), `cell` frame.
+            seed: (7,) joint positions to start from, radians, `joint_names` order.
+
+        Returns:
+            ((7,) joint positions, radians, within the URDF's limits; the distance of the TCP
+            reached there from `position`, metres). A target out of reach gives the closest the
+            solver found and a large distance: the caller decides what is close enough.
+        """
+        p, cid = pybullet, self._cid
+        target = np.asarray(position, dtype=np.float64)
+        rot = np.asarray(orientation, dtype=np.float64)
+        # PyBullet solves in its world frame, which is `cell` here (the URDF is loaded at the base)
+        quat = _matrix_quaternion(rot)
+        best_q, best_err = np.asarray(seed, dtype=np.float64), math.inf
+        with self._lock:
+            lower = [p.getJointInfo(self._body, j, physicsClientId=cid)[8] for j in self._arm]
+            upper = [p.getJointInfo(self._body, j, physicsClientId=cid)[9] for j in self._arm]
+            q = best_q.copy()
+            for _ in range(10):
+                self._set(q)
+                sol = p.calculateInverseKinematics(
+                    self._body, self._tcp, target.tolist(), quat, maxNumIterations=100,
+                    residualThreshold=1e-6, physicsClientId=cid)
+                q = np.clip(np.asarray(sol[:7], dtype=np.float64), lower, upper)
+                self._set(q)
+                reached = np.array(p.getLinkState(self._body, self._tcp, computeForwardKinematics=1,
+                                                  physicsClientId=cid)[4])
+                err = float(np.linalg.norm(reached - target))
+                if err < best_err:
+                    best_q, best_err = q.copy(), err
+                if err < 2e-4:
+                    break
+        return best_q, best_err
+
     def close(self) -> None:
         """Release the PyBullet client."""
         with self._lock:
             pybullet.disconnect(self._cid)
+
+
+def _matrix_quaternion(rot: np.ndarray) -> list[float]:
+    """Unit quaternion (x, y, z, w) of a (3, 3) rotation matrix (Shepperd's method)."""
+    m = rot
+    trace = float(m[0, 0] + m[1, 1] + m[2, 2])
+    if trace > 0:
+        k = 2.0 * math.sqrt(trace + 1.0)
+        q = [(m[2, 1] - m[1, 2]) / k, (m[0, 2] - m[2, 0]) / k, (m[1, 0] - m[0, 1]) / k, k / 4]
+    else:
+        i = int(np.argmax(np.diag(m)))
+        j, k_ = (i + 1) % 3, (i + 2) % 3
+        k = 2.0 * math.sqrt(1.0 + m[i, i] - m[j, j] - m[k_, k_])
+        q = [0.0, 0.0, 0.0, (m[k_, j] - m[j, k_]) / k]
+        q[i] = k / 4
+        q[j] = (m[j, i] + m[i, j]) / k
+        q[k_] = (m[k_, i] + m[i, k_]) / k
+    return [float(v) for v in q]

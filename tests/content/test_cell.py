@@ -196,3 +196,33 @@ def test_safety_parameters_alone_use_the_default_input_periods():
     assert (s.camera_timeout_s, s.tracker_timeout_s, s.robot_timeout_s, s.monitor_timeout_s) == pytest.approx(
         (0.2, 0.375, 0.05, 0.2))
     assert SafetyParameters(camera_timeout_s=0.5).camera_timeout_s == 0.5
+
+
+@pytest.mark.parametrize("poses, match", [
+    ({"Home": [0.0, -0.8, 0.0, -2.4, 0.0, 1.6, 0.8]},
+     r"cell.yaml: robot.named_poses: Value error, pose name 'Home': use 1 to 32 lower-case letters"),
+    ({"home": [0.0, -0.8, 0.0, -2.4, 0.0, 1.6]},
+     r"cell.yaml: robot.named_poses: Value error, pose 'home': 6 joint positions, franka_panda has 7 joints"),
+    ({"up": [0.0, 0.0, 0.0, 0.0, 0.0, 1.6, 0.8]},
+     r"cell.yaml: robot.named_poses: Value error, pose 'up': joint 4 at 0 rad is outside its limits "
+     r"\[-3.0718, -0.0698\] rad"),
+    ({"home": [0.0, -0.8, 0.0, -2.4, 0.0, 1.6, "x"]}, r"cell.yaml: robot.named_poses.home\[6\]: Input should be a valid number"),
+])
+def test_a_bad_named_pose_is_named(tmp_path, poses, match):
+    data = {**GOOD, "robot": {"named_poses": poses}}
+    with pytest.raises(CellDescriptionError, match=match):
+        load_cell(write(tmp_path, data))
+
+
+def test_the_demo_cell_ships_named_poses_and_the_panda_limits_lie_inside_the_urdfs():
+    import xml.etree.ElementTree as ET
+
+    from content.cell import JOINT_POSITION_LIMITS_RAD
+    from robot_bridge.sim.panda import ARM_JOINT_NAMES, panda_urdf_path
+
+    cell = load_cell(Path(__file__).parents[2] / "launch" / "cells" / "demo.yaml")
+    assert sorted(cell.robot.named_poses) == ["handover", "home", "ready"]
+    limits = {j.get("name"): j.find("limit") for j in ET.parse(panda_urdf_path()).getroot().iter("joint")}
+    lower, upper = JOINT_POSITION_LIMITS_RAD["franka_panda"]
+    for name, lo, hi in zip(ARM_JOINT_NAMES, lower, upper):
+        assert float(limits[name].get("lower")) <= lo < hi <= float(limits[name].get("upper")), name

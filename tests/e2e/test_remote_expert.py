@@ -238,6 +238,15 @@ def test_the_expert_sees_the_workers_camera_and_the_worker_sees_the_experts_arro
     wait_until(expert, "__xrcell.call.recording === null", 10)
     assert not worker.locator("#recording").is_visible()
     assert expert.locator("#record").text_content() == "Record session"
+
+    # the expert caps the session's video: applied at once to the one video sent (the expert's
+    # own relay), and every participant's session state carries the cap; then lifts it
+    expert.select_option("#video-cap", "250")
+    wait_until(expert, "document.getElementById('video-cap-status').textContent === 'applied to 1 video'", 10)
+    wait_until(expert, "__xrcell.call.videoCap === 250", 10)
+    expert.select_option("#video-cap", "")
+    wait_until(expert, "__xrcell.call.videoCap === null", 10)
+    assert expert.inner_text("#video-cap-status") == "applied to 1 video"
     assert not worker.problems, worker.problems
     assert not expert.problems, expert.problems
     worker.context.close()

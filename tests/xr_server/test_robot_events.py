@@ -145,7 +145,7 @@ def test_a_worker_may_not_jog_and_a_stop_mode_refuses_motion(cell):
 
 @pytest.mark.parametrize("payload, reason", [
     ({**JOG, "kind": "fly"}, "field 'kind' must be one of jog_joint, jog_cartesian, trajectory, gripper, "
-                             "stop, reset; got 'fly'"),
+                             "goto, stop, reset; got 'fly'"),
     ({"linear_mps": [0, 0, 0]}, "missing field 'kind'"),
     ({**JOG, "linear_mps": [0.1, 0.0]}, "field 'linear_mps': List should have at least 3 items"),
     ({**JOG, "frame_id": "world"}, "field 'frame_id': Input should be 'cell' or 'tool'"),

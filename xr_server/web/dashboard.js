@@ -5,6 +5,7 @@ import { subscribeTwin, signOut, fmt, probe } from "./twin_socket.js";
 const $ = (id) => document.getElementById(id);
 const view = new TwinView($("twin"), { onRender: () => { probe.rendered += 1; } });
 probe.view = view; // for the end-to-end tests
+probe.planGoals = []; // the goal ids of the gate's paths the twin showed, in order
 const shownCameras = new Map(); // camera id -> caption element
 let linkStatus = "disconnected";
 let lastTwin = null;
@@ -107,6 +108,9 @@ function onTwin(twin) {
   const vr = c && typeof c.v_r_mps === "number" ? ` · v_r ${c.v_r_mps.toFixed(2)} m/s ${c.v_r_directed ? "towards the person" : "(undirected)"}` : "";
   $("closest").textContent = c ? `${c.person} ${c.body_part} ↔ ${c.link}${vr}` : "–";
   const r = twin.robot;
+  probe.robotQ = r ? r.q : null;
+  if (twin.plan && probe.planGoals.at(-1) !== twin.plan.goal_id) probe.planGoals.push(twin.plan.goal_id);
+  prefillGoto(r);
   $("robot-mode").textContent = r ? r.mode : "no robot state";
   $("tcp-speed").textContent = fmt(r?.tcp_speed_mps, 2, "m/s");
   $("robot-scale").textContent = r ? `${Math.round(r.speed_scale * 100)} %` : "–";
@@ -159,6 +163,68 @@ for (const button of document.querySelectorAll(".jog-buttons button")) {
   for (const end of ["pointerup", "pointerleave", "pointercancel"]) button.addEventListener(end, stopJog);
 }
 window.addEventListener("blur", stopJog);
+
+// Go to a pose: the server plans the motion and the gate answers (shown like every answer). The
+// controls are offered to everyone; the gate refuses roles other than operator and admin.
+let gotoSeq = 0;
+function sendGoto(target) {
+  stopJog();
+  gotoSeq += 1;
+  socket.emit("robot_command", { kind: "goto", ...target, goal_id: `dashboard-goto-${gotoSeq}` }, showAnswer);
+}
+
+function fillGoto(info) {
+  if (!info || !info.joint_names.length) return; // this server plans no go-to
+  probe.namedPoses = info.named_poses;
+  const poses = $("goto-poses");
+  poses.replaceChildren();
+  for (const name of Object.keys(info.named_poses)) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.pose = name;
+    button.textContent = `go to ${name}`;
+    button.addEventListener("click", () => sendGoto({ named_pose: name }));
+    poses.append(button);
+  }
+  const inputs = $("goto-joint-inputs");
+  inputs.replaceChildren();
+  info.joint_names.forEach((joint, i) => {
+    const input = document.createElement("input");
+    input.type = "number";
+    input.step = "any";
+    input.required = true;
+    input.dataset.joint = String(i);
+    input.setAttribute("aria-label", `${joint} (rad)`);
+    input.title = joint;
+    inputs.append(input);
+  });
+  $("goto-tcp").hidden = !info.tcp_targets;
+  $("goto").hidden = false;
+}
+fetch("/api/robot/named_poses", { credentials: "same-origin" }).then((r) => (r.ok ? r.json() : null)).then(fillGoto);
+
+$("goto-joints").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const positions = [...$("goto-joint-inputs").querySelectorAll("input")].map((input) => Number(input.value));
+  sendGoto({ positions });
+});
+$("goto-tcp").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const form = event.target;
+  sendGoto({ tcp_position_m: ["x", "y", "z"].map((axis) => Number(form.elements[axis].value)) });
+});
+
+// The joint and TCP fields start at where the robot is, so a typed target is a small edit of it.
+function prefillGoto(robot) {
+  if (!robot) return;
+  for (const input of $("goto-joint-inputs").querySelectorAll("input")) {
+    if (input.value === "") input.value = robot.q[Number(input.dataset.joint)].toFixed(3);
+  }
+  const form = $("goto-tcp");
+  if (robot.tcp && form.elements.x.value === "") {
+    ["x", "y", "z"].forEach((axis, i) => { form.elements[axis].value = robot.tcp[i].toFixed(3); });
+  }
+}
 
 $("stop-button").addEventListener("click", () => {
   stopJog();

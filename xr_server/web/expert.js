@@ -87,9 +87,28 @@ $("record").addEventListener("click", () => {
     .catch((err) => status(`recording: ${err.message}`));
 });
 
+// The session's video cap: every video the server sends in the session (to each expert, and the
+// worker's composited view) at most this, at once; the cell's and each connection's caps apply too.
+function showVideoCap(kbps) {
+  probe.call.videoCap = kbps ?? null;
+  const select = $("video-cap");
+  select.disabled = !state.session;
+  const value = kbps == null ? "" : String(kbps);
+  if (![...select.options].some((o) => o.value === value)) select.append(new Option(`${kbps} kbit/s`, value));
+  select.value = value;
+}
+$("video-cap").addEventListener("change", () => {
+  if (!state.session) return;
+  const value = $("video-cap").value;
+  request(socket, "session_video_cap", { session: state.session, max_bitrate_kbps: value === "" ? null : Number(value) })
+    .then((answer) => { $("video-cap-status").textContent = `applied to ${answer.videos} video${answer.videos === 1 ? "" : "s"}`; })
+    .catch((err) => { $("video-cap-status").textContent = `refused: ${err.message}`; });
+});
+
 function onSessionState(s) {
   if (s.session !== state.session) return;
   showRecording(s.recording);
+  showVideoCap(s.max_bitrate_kbps);
   if (!s.video) {
     status(s.worker_present ? `waiting for ${s.worker}'s camera…` : `${s.worker} is away`);
     return;

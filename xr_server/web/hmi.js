@@ -285,12 +285,34 @@ if (new URLSearchParams(window.location.search).get("view") === "composited") se
 probe.handsFree = { dwellClicks: 0, voice: "off", robotAnswer: null };
 $("stop-robot").addEventListener("click", () => {
   $("robot-answer").textContent = "stop requested…";
-  socket.emit("robot_command", { kind: "stop", reason: "HMI stop button" }, (ack) => {
-    probe.handsFree.robotAnswer = ack;
-    $("robot-answer").dataset.verdict = ack?.verdict || "error";
-    $("robot-answer").textContent = !ack ? "no answer from the server"
-      : ack.error ? `stop refused: ${ack.error}` : `stop ${ack.verdict}: ${ack.reason}`;
-  });
+  socket.emit("robot_command", { kind: "stop", reason: "HMI stop button" }, (ack) => showRobotAnswer("stop", ack));
+});
+
+// "Go to <pose>": one big control per named pose of the cell, pressed by gaze or by saying its
+// label. The server plans the motion, the command gate answers (only operators and admins may
+// move the robot: a worker sees the refusal).
+function showRobotAnswer(what, ack) {
+  probe.handsFree.robotAnswer = ack;
+  $("robot-answer").dataset.verdict = ack?.verdict || "error";
+  $("robot-answer").textContent = !ack ? "no answer from the server"
+    : ack.error ? `${what} refused: ${ack.error}` : `${what} ${ack.verdict}: ${ack.reason}`;
+}
+fetch("/api/robot/named_poses", { credentials: "same-origin" }).then((r) => (r.ok ? r.json() : null)).then((info) => {
+  for (const name of Object.keys(info?.named_poses || {})) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "hmi-call-button";
+    button.dataset.pose = name;
+    button.dataset.dwell = "";
+    button.dataset.voice = `go to ${name}`;
+    button.textContent = `Go to ${name}`;
+    button.addEventListener("click", () => {
+      $("robot-answer").textContent = `go to ${name} requested…`;
+      socket.emit("robot_command", { kind: "goto", named_pose: name, goal_id: `hmi-goto-${name}` },
+        (ack) => showRobotAnswer(`go to ${name}`, ack));
+    });
+    $("goto-poses").append(button);
+  }
 });
 
 // Gaze: resting the pointer (a head-moved cursor) on a [data-dwell] control for 1.2 s presses it.
