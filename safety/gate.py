@@ -453,7 +453,8 @@ class CommandGate:
         prefix, rest = split
         q, t = sweep_samples(start, prefix.positions, prefix.time_from_start_s)
         segments = model.segments(q)
-        if self._people_conflict(model, segments, t, speed_scale, snapshot) is not None:  # slower: re-check
+        # slower: re-check
+        if self._people_conflict(model, segments, t, speed_scale, snapshot) is not None:
             return _Outcome(conflict.describe())
         change = (f"shortened: stops at t = {prefix.time_from_start_s[-1]:.2f} s instead of "
                   f"{command.time_from_start_s[-1]:.2f} s, because {conflict.describe()}")
@@ -473,16 +474,17 @@ class CommandGate:
         return _SweptModel(lambda q: kin.link_segments(q)[:, keep], tuple(names[i] for i in keep),
                            np.asarray(kin.link_radii_m)[keep], False)
 
-    def _people_conflict(self, model: _SweptModel, segments: np.ndarray, t: np.ndarray, speed_scale: float,
-                         snapshot: PerceptionSnapshot | None) -> PathConflict | None:
+    def _people_conflict(self, model: _SweptModel, segments: np.ndarray, t: np.ndarray,
+                         speed_scale: float, snapshot: PerceptionSnapshot | None
+                         ) -> PathConflict | None:
         if self._people is None or snapshot is None or not snapshot.tracks or self._kinematics is None:
             return None
         p = self._people
         stopping = p.stopping if model.carried or p.stopping_empty is None else p.stopping_empty
         # at the scale in force the robot reaches each sample later (a speed override re-times)
         return first_path_conflict(segments, model.radii_m, model.names,
-                                   t / max(speed_scale, 1e-3), snapshot, p.clock_ns(), p.params, stopping,
-                                   p.nominal_speed_mps)
+                                   t / max(speed_scale, 1e-3), snapshot, p.clock_ns(), p.params,
+                                   stopping, p.nominal_speed_mps)
 
     @staticmethod
     def _plan(goal_id: str, segments: np.ndarray, t: np.ndarray) -> PlannedPath:

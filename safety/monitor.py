@@ -266,8 +266,10 @@ class SafetyMonitor:
             if self._output is not None and not self._output.healthy():
                 output_faults.append(f"safety output {self._output.name}: {self._output.status().reason}")
             # the stop data of the payload the robot has now (fail-safe: carried unless it says not)
-            empty = self._stopping_empty is not None and robot is not None and not robot.payload_carried
-            self._stopping = self._stopping_empty if empty else self._stopping_carried  # type: ignore[assignment]
+            empty = (self._stopping_empty is not None and robot is not None
+                     and not robot.payload_carried)
+            self._stopping = (self._stopping_empty if empty  # type: ignore[assignment]
+                              else self._stopping_carried)
             state, self._memory = decide(now, robot, perception, self._params, self._stopping,
                                          self._nominal, self._memory,
                                          None if self._zones is None else self._zones.current(),

@@ -64,7 +64,8 @@ class StoppingModel:
         """
         if not stop.table:
             return cls(stop.latency_s, stop.deceleration_mps2)
-        carried = stop.payload_kg if payload_kg is None else min(max(payload_kg, 0.0), stop.payload_kg)
+        carried = stop.payload_kg if payload_kg is None \
+            else min(max(payload_kg, 0.0), stop.payload_kg)
         payload = min(r.payload_kg for r in stop.table if r.payload_kg >= carried)
         rows = sorted((r for r in stop.table if r.payload_kg == payload), key=lambda r: r.speed_mps)
         return fit_stopping_envelope([r.speed_mps for r in rows], [r.stopping_time_s for r in rows],

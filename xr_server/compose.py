@@ -350,7 +350,8 @@ def build_cell(
             cell.safety,
             StoppingModel.from_stop_data(cell.robot.stop),
             cell.robot.max_tcp_speed_mps,
-            stopping_empty=None if empty_kg is None else StoppingModel.from_stop_data(cell.robot.stop, empty_kg),
+            stopping_empty=None if empty_kg is None
+            else StoppingModel.from_stop_data(cell.robot.stop, empty_kg),
         ),
         joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2),
     )

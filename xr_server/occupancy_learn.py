@@ -14,8 +14,8 @@ are not in it. `xrcell occupancy learn CELL --from-depth [--duration-s 60]` lear
 cell's real depth input (`perception.depth`: ply_sequence, depth_images or realsense) while the
 robot runs (`learn_from_depth`): the cell is composed as `xrcell serve` composes it (robot,
 worker tracking, gate, monitor, program), every depth frame is self-filtered with the robot's
-link capsules in the newest robot state at the frame's capture (as the monitor's occupancy
-channel does), and learning is refused as soon as the skeleton channel sees a person (a person
+link capsules in the robot state nearest to the frame's capture (as the monitor's occupancy
+channel self-filters), and learning is refused as soon as the skeleton channel sees a person (a person
 must not become background) or the robot state is stale (the self-filter would miss the robot).
 """
 
@@ -192,11 +192,13 @@ def learn_from_depth(source: DepthSource, robot_source: Callable[[], RobotState 
                      voxel_size_m: float = 0.05, self_margin_m: float = 0.05, min_frames: int = 2,
                      clock: Callable[[], int] = time.monotonic_ns,
                      sleep: Callable[[float], None] = time.sleep,
-                     progress: Callable[[float, int], None] | None = None) -> tuple[BackgroundModel, dict]:
+                     progress: Callable[[float, int], None] | None = None
+                     ) -> tuple[BackgroundModel, dict]:
     """Learn the background from a live depth source while the robot runs.
 
-    Every 1/`fps` s a frame is read (its capture time: the read), the robot's newest state is
-    taken for its self-filter, and the frame is added to a `BackgroundLearner`; before each frame
+    Every 1/`fps` s a frame is read (its capture time: the read), the robot state nearest to the
+    capture (the newest before it, or the first after it, `_state_at`) self-filters it, and it
+    is added to a `BackgroundLearner`; before each frame
     the skeleton channel's newest snapshot must show nobody. Runs `duration_s` of the clock, or
     until a file sequence without loop ends.
 
@@ -206,8 +208,8 @@ def learn_from_depth(source: DepthSource, robot_source: Callable[[], RobotState 
         people_source: the skeleton channel's newest snapshot; must not block.
         duration_s: how long to learn, seconds (> 0).
         fps: frames per second (> 0).
-        robot_timeout_s: a robot state older than this at a frame's capture (or unhealthy, or
-            none) refuses the learning, seconds.
+        robot_timeout_s: no robot state within this of a frame's capture (or an unhealthy one,
+            or none at all) refuses the learning, seconds.
         tracker_timeout_s: a snapshot older than this (or none) refuses the learning: nobody can
             say the cell is empty, seconds.
         voxel_size_m, self_margin_m, min_frames: see `BackgroundLearner`.
@@ -224,7 +226,8 @@ def learn_from_depth(source: DepthSource, robot_source: Callable[[], RobotState 
         PerceptionError: the source cannot be opened or a frame cannot be read.
     """
     if not (duration_s > 0 and fps > 0):
-        raise XrServerError(f"learning from depth: duration_s and fps must be > 0, got {duration_s}, {fps}")
+        raise XrServerError(f"learning from depth: duration_s and fps must be > 0, "
+                            f"got {duration_s}, {fps}")
     learner = BackgroundLearner(voxel_size_m, self_margin_m, min_frames=min_frames)
     period_ns, duration_ns = int(1e9 / fps), int(duration_s * 1e9)
     robot_timeout_ns, tracker_timeout_ns = int(robot_timeout_s * 1e9), int(tracker_timeout_s * 1e9)
@@ -238,22 +241,29 @@ def learn_from_depth(source: DepthSource, robot_source: Callable[[], RobotState 
             snapshot = people_source()
             now = clock()
             if snapshot is None or now - snapshot.stamp_ns > tracker_timeout_ns:
-                raise XrServerError(f"learning refused {at}: the skeleton channel is stale (no tracking "
-                                    f"snapshot within {tracker_timeout_s:g} s), so nobody can tell the cell "
-                                    f"is empty")
+                raise XrServerError(f"learning refused {at}: the skeleton channel is stale (no "
+                                    f"tracking snapshot within {tracker_timeout_s:g} s), so nobody "
+                                    f"can tell the cell is empty")
             seen = [t.track_id for t in snapshot.tracks] + list(snapshot.lost_track_ids)
             if seen:
                 raise XrServerError(f"learning refused {at}: the skeleton channel sees a person "
-                                    f"({', '.join(seen)}) in the cell; a person must not become background: "
-                                    f"clear the cell and learn again")
+                                    f"({', '.join(seen)}) in the cell; a person must not become "
+                                    f"background: clear the cell and learn again")
+            before = robot_source()
             capture_ns = clock()
             points = source.read()
             if points is None:  # a file sequence without loop ended
                 break
-            robot = robot_source()
-            if robot is None or not robot.healthy or capture_ns - robot.stamp_ns > robot_timeout_ns:
-                why = "no robot state" if robot is None else "an unhealthy robot state" if not robot.healthy \
-                    else f"a robot state {(capture_ns - robot.stamp_ns) / 1e6:.0f} ms old"
+            robot = _state_at(capture_ns, before, robot_source, robot_timeout_ns, clock, sleep)
+            if robot is None or not robot.healthy \
+                    or abs(robot.stamp_ns - capture_ns) > robot_timeout_ns:
+                if robot is None:
+                    why = "no robot state"
+                elif not robot.healthy:
+                    why = "an unhealthy robot state"
+                else:
+                    why = (f"the nearest robot state {abs(robot.stamp_ns - capture_ns) / 1e6:.0f} "
+                           f"ms away")
                 raise XrServerError(f"learning refused {at}: {why} at the frame's capture (bound "
                                     f"{robot_timeout_s:g} s): the robot could not be filtered out")
             learner.add(points, robot.link_segments, robot.link_radii_m)
@@ -274,16 +284,31 @@ def learn_from_depth(source: DepthSource, robot_source: Callable[[], RobotState 
     if learner.frames == 0:
         raise XrServerError("learning from depth: no depth frame was read")
     model = learner.model()
-    return model, {"frames": learner.frames, "duration_s": round((clock() - start) / 1e9, 2), "voxels": len(model),
-                   "robot_travel_m": round(travel, 3)}
+    return model, {"frames": learner.frames, "duration_s": round((clock() - start) / 1e9, 2),
+                   "voxels": len(model), "robot_travel_m": round(travel, 3)}
+
+
+def _state_at(capture_ns: int, before: RobotState | None,
+              robot_source: Callable[[], RobotState | None], timeout_ns: int,
+              clock: Callable[[], int], sleep: Callable[[float], None]) -> RobotState | None:
+    """The robot state nearest to a frame's capture: `before` (the newest at the capture) or the
+    first one stamped at or after it, waited for up to `timeout_ns` past the capture (a robot
+    thread that publishes late under load); None without any state."""
+    after = robot_source()
+    while (after is None or after.stamp_ns < capture_ns) and clock() - capture_ns < timeout_ns:
+        sleep(0.002)
+        after = robot_source()
+    found = [s for s in (before, after) if s is not None]
+    return min(found, key=lambda s: abs(s.stamp_ns - capture_ns)) if found else None
 
 
 #: How long `run_learn_from_depth` waits for the cell's first robot state and tracking snapshot, s.
 STARTUP_TIMEOUT_S = 60.0
 
 
-def run_learn_from_depth(cell_path: Path, out: Path, *, duration_s: float = 60.0, robot: str | None = None,
-                         min_frames: int = 2, stream: TextIO | None = None) -> int:
+def run_learn_from_depth(cell_path: Path, out: Path, *, duration_s: float = 60.0,
+                         robot: str | None = None, min_frames: int = 2,
+                         stream: TextIO | None = None) -> int:
     """`xrcell occupancy learn CELL --from-depth`: run the cell (robot and program, worker tracking,
     gate and monitor with the skeleton channel alone), learn from its depth input, write `out`.
 
@@ -299,30 +324,31 @@ def run_learn_from_depth(cell_path: Path, out: Path, *, duration_s: float = 60.0
     cell = load_cell(cell_path)
     depth = cell.perception.depth
     if depth is None:
-        raise XrServerError(f"cell {cell.name!r}: no perception.depth block: nothing to learn a background for")
+        raise XrServerError(f"cell {cell.name!r}: no perception.depth block: nothing to learn a "
+                            f"background for")
     # The monitor runs the skeleton channel alone: an occupancy channel without this background
     # would see the fixtures, disagree with the skeletons and stop the robot.
-    running = build_cell(cell.model_copy(update={"perception": cell.perception.model_copy(update={"depth": None})}),
-                         robot=robot)
+    skeleton_only = cell.perception.model_copy(update={"depth": None})
+    running = build_cell(cell.model_copy(update={"perception": skeleton_only}), robot=robot)
     if not cell.cameras:
-        print("xrcell: warning: the cell has no cameras, so no person check: keep everyone out of the cell",
-              file=stream, flush=True)
+        print("xrcell: warning: the cell has no cameras, so no person check: keep everyone out of "
+              "the cell", file=stream, flush=True)
     last = [-1]
 
     def progress(done_s: float, frames: int) -> None:
         pct = min(100, int(100 * done_s / duration_s))
         if pct // 10 != last[0] // 10:
             last[0] = pct
-            print(f"xrcell: learning the background from depth: {done_s:.1f}/{duration_s:g} s, {frames} frames "
-                  f"({pct} %)", file=stream, flush=True)
+            print(f"xrcell: learning the background from depth: {done_s:.1f}/{duration_s:g} s, "
+                  f"{frames} frames ({pct} %)", file=stream, flush=True)
 
     start_cell(running)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while running.backend.latest_state() is None or running.pipeline.snapshot() is None:
             if time.monotonic() > deadline:
-                raise XrServerError(f"cell {cell.name!r}: no robot state and tracking snapshot within "
-                                    f"{STARTUP_TIMEOUT_S:g} s of the start")
+                raise XrServerError(f"cell {cell.name!r}: no robot state and tracking snapshot "
+                                    f"within {STARTUP_TIMEOUT_S:g} s of the start")
             time.sleep(0.05)
         model, figures = learn_from_depth(
             depth_source(depth), running.backend.latest_state, running.pipeline.snapshot,
@@ -332,7 +358,7 @@ def run_learn_from_depth(cell_path: Path, out: Path, *, duration_s: float = 60.0
     finally:
         running.stop()
     save_background(model, out)
-    print(f"xrcell: background of {figures['voxels']} voxels from {figures['frames']} depth frames over "
-          f"{figures['duration_s']} s (the TCP travelled {figures['robot_travel_m']} m) written to {out}",
-          file=stream, flush=True)
+    print(f"xrcell: background of {figures['voxels']} voxels from {figures['frames']} depth "
+          f"frames over {figures['duration_s']} s (the TCP travelled "
+          f"{figures['robot_travel_m']} m) written to {out}", file=stream, flush=True)
     return 0

@@ -176,8 +176,9 @@ class Expect(_Model):
     min_margin_m: float = 0.0
     fault_stop_within_s: float | None = Field(None, gt=0.0)
     robot_moved: bool = Field(True, description="the program made progress (a command was forwarded)")
-    payload_placed: bool = Field(False, description="the gripper picked the cell's payload (it was carried) "
-                                                    "and placed it (released it) at least once")
+    payload_placed: bool = Field(False, description="the gripper picked the cell's payload (it "
+                                                    "was carried) and placed it (released it) at "
+                                                    "least once")
 
 
 class Scenario(_Model):
@@ -439,12 +440,12 @@ def run_scenario(scenario: Scenario) -> dict:
         zones = CellZones(cell.zones)
         holder: dict[str, SafetyMonitor] = {}
         empty_kg = None if robot.payload is None else robot.stop_payload_kg(False)
+        empty = None if empty_kg is None else StoppingModel.from_stop_data(robot.stop, empty_kg)
         gate = CommandGate(backend, lambda: holder["m"].latest() if "m" in holder else None,
                            np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS), zones=zones, kinematics=kinematics,
                            people=PeopleOnPath(tracker.snapshot, cell.safety, StoppingModel.from_stop_data(robot.stop),
                                                robot.max_tcp_speed_mps, clock_ns=clock.now_ns,
-                                               stopping_empty=None if empty_kg is None
-                                               else StoppingModel.from_stop_data(robot.stop, empty_kg)),
+                                               stopping_empty=empty),
                            joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2))
         depth = None if scenario.depth_camera is None else _scripted_depth(scenario.depth_camera, scenario, people,
                                                                            clock)
@@ -528,8 +529,12 @@ def _play(scenario: Scenario, clock: _Clock, tracker: ScriptedTracker, backend, 
         robot = backend.latest_state()
         if robot is not None and robot is not last_robot:
             if last_robot is not None and robot.payload_carried != last_robot.payload_carried:
-                picks, places = (picks + 1, places) if robot.payload_carried else (picks, places + 1)
-            carried_s += (1.0 / state_rate_hz) if robot.payload_carried and PAYLOAD_LINK in robot.link_names else 0.0
+                if robot.payload_carried:
+                    picks += 1
+                else:
+                    places += 1
+            if robot.payload_carried and PAYLOAD_LINK in robot.link_names:
+                carried_s += 1.0 / state_rate_hz
             last_robot = robot
         if robot is not None and robot is not last_checked and people:
             last_checked = robot

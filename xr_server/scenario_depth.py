@@ -110,8 +110,9 @@ class SimulatedDepthCamera:
 
     def render(self, capsules: Sequence[tuple[np.ndarray, np.ndarray]],
                boxes: Sequence[tuple[Sequence[float], Sequence[float]]] = ()) -> np.ndarray:
-        """A depth image of the floor, `capsules` [(segments (K, 2, 3), radii (K,))] and axis-aligned
-        `boxes` [(min (3,), max (3,))] (fixtures: tables, fences), metres, `cell` frame.
+        """A depth image of the floor, `capsules` [(segments (K, 2, 3), radii (K,))] and
+        axis-aligned `boxes` [(min (3,), max (3,))] (fixtures: tables, fences), metres, `cell`
+        frame.
 
         Returns:
             (H, W) float32 depth along the optical axis, metres; 0 where no return.
@@ -120,7 +121,8 @@ class SimulatedDepthCamera:
         scene = o3d.t.geometry.RaycastingScene()
         scene.add_triangles(o3d.core.Tensor(self._floor_v), o3d.core.Tensor(self._floor_t))
         for lo, hi in boxes:
-            box = o3d.geometry.TriangleMesh.create_box(*(np.asarray(hi, float) - np.asarray(lo, float)))
+            size = np.asarray(hi, float) - np.asarray(lo, float)
+            box = o3d.geometry.TriangleMesh.create_box(*size)
             box.translate(np.asarray(lo, float))
             scene.add_triangles(o3d.core.Tensor(np.asarray(box.vertices, np.float32)),
                                 o3d.core.Tensor(np.asarray(box.triangles, np.uint32)))

@@ -87,7 +87,8 @@ def check_joint_state(msg: object, joint_names: tuple[str, ...]) -> JointSample:
     return JointSample(stamp_ns, q, qd)
 
 
-def gripper_opening(msg: object, finger_names: tuple[str, ...]) -> tuple[float, float | None] | None:
+def gripper_opening(msg: object, finger_names: tuple[str, ...]
+                    ) -> tuple[float, float | None] | None:
     """The finger opening from a JointState that carries the gripper's joints.
 
     Args:

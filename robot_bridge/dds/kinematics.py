@@ -245,7 +245,8 @@ class UrdfKinematics:
             origin, rot = frame(self._tcp)[:2]
             ends = origin + np.stack([self._payload.a, self._payload.b]) @ rot.T
             segments = np.concatenate([segments, ends[None]])
-            speeds = np.append(speeds, max(np.linalg.norm(point_velocity(self._tcp, e)) for e in ends))
+            fastest = max(np.linalg.norm(point_velocity(self._tcp, e)) for e in ends)
+            speeds = np.append(speeds, fastest)
         return tcp, tcp_v, segments, speeds
 
     def close(self) -> None:

@@ -105,7 +105,8 @@ def robot_capsules(payload: "Payload | None") -> tuple[LinkCapsule, ...]:
     if payload is None:
         return PANDA_LINK_CAPSULES
     c = payload.capsule
-    return PANDA_LINK_CAPSULES + (LinkCapsule(PAYLOAD_LINK, c.p0, c.p1, c.radius_m, link=PANDA_TOOL_LINK),)
+    part = LinkCapsule(PAYLOAD_LINK, c.p0, c.p1, c.radius_m, link=PANDA_TOOL_LINK)
+    return PANDA_LINK_CAPSULES + (part,)
 
 
 def panda_urdf_path() -> Path:

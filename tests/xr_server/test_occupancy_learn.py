@@ -275,9 +275,9 @@ def test_learning_from_depth_is_refused_when_the_robot_state_is_stale(running_ce
     cell, backend, clock = running_cell
     source = RenderedDepth(depth_camera_of(cell), backend)
     frozen = backend.latest_state()
-    with pytest.raises(XrServerError, match=r"learning refused after 0.1 s and 1 frames: a robot state 1\d\d ms "
-                                            r"old at the frame's capture \(bound 0.1 s\): the robot could not be "
-                                            r"filtered out"):
+    with pytest.raises(XrServerError, match=r"learning refused after 0.1 s and 1 frames: the nearest robot "
+                                            r"state 1\d\d ms away at the frame's capture \(bound 0.1 s\): the "
+                                            r"robot could not be filtered out"):
         learn_from_depth(source, lambda: frozen, nobody(clock), duration_s=6.0, fps=10.0, robot_timeout_s=0.1,
                          tracker_timeout_s=0.3, clock=clock.now, sleep=clock.sleep)
     with pytest.raises(XrServerError, match=r"learning refused after 0.0 s and 0 frames: no robot state"):

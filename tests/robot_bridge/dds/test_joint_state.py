@@ -55,10 +55,11 @@ FINGERS = ("f1", "f2")
 
 
 @pytest.mark.parametrize("msg, expected", [
-    (js(["j1", "f2", "f1"], [0.0, 0.02, 0.025], [0.0, -0.01, 0.01]), (0.045, 0.02)),   # summed, any order
-    (js(["j1", "f1", "f2"], [0.0, 0.04, 0.04]), (0.08, None)),                          # no velocities
-    (js(["j1", "f1"], [0.0, 0.04]), None),                                              # a finger missing
-    (js(["j1", "f1", "f2"], [0.0, math.nan, 0.04]), None),                              # not finite
+    # summed, in any order
+    (js(["j1", "f2", "f1"], [0.0, 0.02, 0.025], [0.0, -0.01, 0.01]), (0.045, 0.02)),
+    (js(["j1", "f1", "f2"], [0.0, 0.04, 0.04]), (0.08, None)),          # no velocities
+    (js(["j1", "f1"], [0.0, 0.04]), None),                              # a finger missing
+    (js(["j1", "f1", "f2"], [0.0, math.nan, 0.04]), None),              # not finite
 ])
 def test_the_gripper_opening_sums_the_finger_joints(msg, expected):
     from robot_bridge.dds.joint_state import gripper_opening
