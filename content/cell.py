@@ -101,20 +101,40 @@ class CapsuleShape(_Model):
 
 
 class Payload(_Model):
-    """The part the robot carries, rigidly attached to the tool flange.
+    """The part the robot carries in its gripper, rigid in the tool frame while it is held.
+
+    It is carried while the gripper holds it (`robot_bridge.payload.payload_carried`): the
+    finger opening lies in [`grasp_min_width_m`, `grasp_max_width_m`] (closed on the part, not
+    on nothing, not opened), or a gripper goal is under way, or the grip state is unknown or
+    stale (fail-safe: the larger geometry and the heavier stop data). While it is carried its
+    capsule joins the link capsules as the link `payload` (separation distance, the gate's
+    keep-out and people check of the whole path, the scenario contact check) and the stop data
+    of `robot.stop.payload_kg` apply; while it is not, those of `robot.stop.payload_kg -
+    mass_kg` (`Robot.stop_payload_kg`).
 
     Attributes:
         mass_kg: its mass; the stop data must be for at least this payload
             (`robot.stop.payload_kg`, which selects the rows of `robot.stop.table`).
         capsule: its geometry in the tool frame (the TCP, `panda_grasptarget` on the Panda: z
             along the gripper's approach direction): a box is covered by the capsule along its
-            longest edge with the radius of its cross-section's half diagonal. It joins the link
-            capsules as the link `payload` for the separation distance, the gate's keep-out
-            check of the whole path and the scenario contact check.
+            longest edge with the radius of its cross-section's half diagonal.
+        grasp_min_width_m: finger opening (both fingers), metres, above which a closed gripper
+            holds the part; at or below it the gripper closed on nothing.
+        grasp_max_width_m: finger opening, metres, below which the gripper holds the part; above
+            it the gripper is open (the Panda opens to 0.08 m).
     """
 
     mass_kg: float = Field(0.0, ge=0.0, le=1000.0)
     capsule: CapsuleShape
+    grasp_min_width_m: float = Field(0.005, ge=0.0, le=1.0)
+    grasp_max_width_m: float = Field(0.075, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _grasp_widths_ordered(self) -> "Payload":
+        if self.grasp_max_width_m <= self.grasp_min_width_m:
+            raise ValueError(f"grasp_max_width_m {self.grasp_max_width_m:g} m must be above "
+                             f"grasp_min_width_m {self.grasp_min_width_m:g} m")
+        return self
 
 
 #: Joint position limits of each `Robot.model`, radians, in its joint order (the Panda: joints
@@ -170,6 +190,14 @@ class Robot(_Model):
                                    info: ValidationInfo) -> dict[str, tuple[float, ...]]:
         check_named_poses(info.data.get("model", "franka_panda"), poses)
         return poses
+
+    def stop_payload_kg(self, carried: bool) -> float:
+        """The payload, kg, whose stop data apply (`StopData.payload_kg` selects the table rows):
+        `stop.payload_kg` while the part is carried (or no `payload` is given), else
+        `stop.payload_kg - payload.mass_kg` (the empty gripper)."""
+        if carried or self.payload is None:
+            return self.stop.payload_kg
+        return max(0.0, self.stop.payload_kg - self.payload.mass_kg)
 
     @model_validator(mode="after")
     def _stop_data_covers_the_payload(self) -> "Robot":

@@ -8,6 +8,7 @@ from robot_bridge.commands import (
     sanitize_speed_scale,
 )
 from robot_bridge.errors import BackendUnavailableError, BridgeError, CommandError
+from robot_bridge.payload import PAYLOAD_LINK, payload_carried
 from robot_bridge.types import (
     JOG_FRAMES,
     CartesianJog,
@@ -31,6 +32,7 @@ __all__ = [
     "JOG_FRAMES",
     "JointJog",
     "JointTrajectory",
+    "PAYLOAD_LINK",
     "RobotBackend",
     "RobotCommand",
     "RobotState",
@@ -39,5 +41,6 @@ __all__ = [
     "check_joint_jog",
     "check_trajectory",
     "create_backend",
+    "payload_carried",
     "sanitize_speed_scale",
 ]

@@ -222,6 +222,15 @@ class RobotState:
             the backend has applied; `safety_applied_ns` is when it applied it.
         safety_applied_ns: monotonic time that command took effect.
         healthy: False when the backend lost its robot or its data is implausible.
+        extras: backend-specific figures (JSON-ready), e.g. the sim's `sim_time_s`.
+        gripper_opening_m: finger opening (both fingers), metres; None when the backend does
+            not know it (no gripper joints, or their data is stale).
+        payload_carried: the cell's payload (`robot.payload`) counts as held by the gripper
+            (`robot_bridge.payload.payload_carried`): its capsule is among the link capsules
+            (as `PAYLOAD_LINK`) and the stop data of the carried payload apply. True unless a
+            backend knows the gripper is empty (fail-safe default); False without a payload.
+        gripper_seq: how many gripper commands the backend has taken up so far; the gate
+            counts a gripper command it forwarded as in flight until this reaches it.
     """
 
     stamp_ns: int
@@ -242,6 +251,9 @@ class RobotState:
     safety_applied_ns: int = 0
     healthy: bool = True
     extras: dict = field(default_factory=dict)
+    gripper_opening_m: float | None = None
+    payload_carried: bool = True
+    gripper_seq: int = 0
 
     @property
     def max_speed_mps(self) -> float:

@@ -29,6 +29,7 @@ import numpy as np
 from robot_bridge.backend import RobotBackend
 from robot_bridge.commands import check_joint_jog
 from robot_bridge.errors import BridgeError, CommandError
+from robot_bridge.payload import PAYLOAD_LINK
 from robot_bridge.jog import (
     JOG_DEADMAN_S,
     MANUAL_REDUCED_SPEED_MPS,
@@ -43,6 +44,7 @@ from robot_bridge.types import (
     JointJog,
     JointTrajectory,
     RobotCommand,
+    RobotState,
     StopCategory,
 )
 from content.cell import SafetyParameters
@@ -113,9 +115,12 @@ class PeopleOnPath:
     Attributes:
         snapshot: returns the newest tracking snapshot (the monitor's source); must not block.
         params: the cell's safety parameters, as the monitor uses them.
-        stopping: the robot's stopping model, as the monitor uses it.
+        stopping: the robot's stopping model, as the monitor uses it (with the payload
+            carried, where the cell has one).
         nominal_speed_mps: the robot's speed at scale 1, m/s, as the monitor uses it.
         clock_ns: the monotonic clock of the snapshot's stamps.
+        stopping_empty: the stopping model while the cell's payload is not carried (the stop
+            data of `Robot.stop_payload_kg(False)`); None: `stopping` always.
     """
 
     snapshot: Callable[[], PerceptionSnapshot | None]
@@ -123,6 +128,7 @@ class PeopleOnPath:
     stopping: StoppingModel
     nominal_speed_mps: float
     clock_ns: Callable[[], int] = time.monotonic_ns
+    stopping_empty: StoppingModel | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +204,12 @@ class CommandGate:
     Thread safety: `submit()` may be called from any thread; the counters are
     guarded by a lock. `mode_source` must be cheap and thread-safe.
 
+    Carried part: where the robot model has a `PAYLOAD_LINK` capsule, a path is swept with it
+    while the payload will be carried: the robot state says so (`RobotState.payload_carried`,
+    fail-safe True when the grip is unknown), or a gripper command the gate forwarded has not
+    been taken up by the backend yet (`RobotState.gripper_seq` below the gate's count). Else
+    the capsule is left out and the people check uses `PeopleOnPath.stopping_empty`.
+
     Args:
         backend: the robot.
         mode_source: returns the newest `SafetyState` (None before the first cycle).
@@ -249,6 +261,7 @@ class CommandGate:
         self._lock = threading.Lock()
         self.accepted = 0
         self.rejected = 0
+        self._gripper_forwarded = 0
 
     def safety_channel(self) -> SafetyChannel:
         """The monitor's channel to the robot; can be taken once.
@@ -420,14 +433,15 @@ class CommandGate:
             return _Outcome("path: no robot state, the path's start is unknown")
         start = np.asarray(state.position, dtype=np.float64)
         q, t = sweep_samples(start, command.positions, command.time_from_start_s)
-        segments = self._kinematics.link_segments(q)
+        model = self._robot_model(self._kinematics, state)
+        segments = model.segments(q)
         if zones is not None and keep_out:
-            found = zones.first_path_violation(segments, self._kinematics.link_radii_m, self._kinematics.link_names)
+            found = zones.first_path_violation(segments, model.radii_m, model.names)
             if found is not None:
                 sample, v = found
                 return _Outcome(f"keep-out: {v.part} would enter keep-out zone {v.zone} at t = {t[sample]:.2f} s "
                                 f"of the path")
-        conflict = self._people_conflict(segments, t, speed_scale, snapshot)
+        conflict = self._people_conflict(model, segments, t, speed_scale, snapshot)
         if conflict is None:
             return _Outcome(None, self._plan(command.goal_id, segments, t),
                             path=ActivePath.from_sweep(command.goal_id, q, t, segments))
@@ -438,23 +452,39 @@ class CommandGate:
             return _Outcome(conflict.describe())
         prefix, rest = split
         q, t = sweep_samples(start, prefix.positions, prefix.time_from_start_s)
-        segments = self._kinematics.link_segments(q)
-        if self._people_conflict(segments, t, speed_scale, snapshot) is not None:  # slower: re-check
+        segments = model.segments(q)
+        # slower: re-check
+        if self._people_conflict(model, segments, t, speed_scale, snapshot) is not None:
             return _Outcome(conflict.describe())
         change = (f"shortened: stops at t = {prefix.time_from_start_s[-1]:.2f} s instead of "
                   f"{command.time_from_start_s[-1]:.2f} s, because {conflict.describe()}")
         return _Outcome(None, self._plan(prefix.goal_id, segments, t), prefix, rest, change,
                         ActivePath.from_sweep(prefix.goal_id, q, t, segments))
 
-    def _people_conflict(self, segments: np.ndarray, t: np.ndarray, speed_scale: float,
-                         snapshot: PerceptionSnapshot | None) -> PathConflict | None:
+    def _robot_model(self, kin: LinkKinematics, state: RobotState) -> _SweptModel:
+        """The capsules of `kin` to sweep a path with, without `PAYLOAD_LINK` unless the payload
+        will be carried (see the class docstring)."""
+        names = tuple(kin.link_names)
+        with self._lock:
+            in_flight = state.gripper_seq < self._gripper_forwarded
+        carried = bool(state.payload_carried) or in_flight
+        if carried or PAYLOAD_LINK not in names:
+            return _SweptModel(kin.link_segments, names, np.asarray(kin.link_radii_m), carried)
+        keep = np.array([i for i, n in enumerate(names) if n != PAYLOAD_LINK])
+        return _SweptModel(lambda q: kin.link_segments(q)[:, keep], tuple(names[i] for i in keep),
+                           np.asarray(kin.link_radii_m)[keep], False)
+
+    def _people_conflict(self, model: _SweptModel, segments: np.ndarray, t: np.ndarray,
+                         speed_scale: float, snapshot: PerceptionSnapshot | None
+                         ) -> PathConflict | None:
         if self._people is None or snapshot is None or not snapshot.tracks or self._kinematics is None:
             return None
         p = self._people
+        stopping = p.stopping if model.carried or p.stopping_empty is None else p.stopping_empty
         # at the scale in force the robot reaches each sample later (a speed override re-times)
-        return first_path_conflict(segments, self._kinematics.link_radii_m, self._kinematics.link_names,
-                                   t / max(speed_scale, 1e-3), snapshot, p.clock_ns(), p.params, p.stopping,
-                                   p.nominal_speed_mps)
+        return first_path_conflict(segments, model.radii_m, model.names,
+                                   t / max(speed_scale, 1e-3), snapshot, p.clock_ns(), p.params,
+                                   stopping, p.nominal_speed_mps)
 
     @staticmethod
     def _plan(goal_id: str, segments: np.ndarray, t: np.ndarray) -> PlannedPath:
@@ -501,6 +531,9 @@ class CommandGate:
             else:
                 if outcome.planned is not None:
                     self._planned = outcome.planned
+                if isinstance(forward, GripperCommand):
+                    with self._lock:
+                        self._gripper_forwarded += 1
         with self._lock:
             if why is None:
                 self.accepted += 1
@@ -522,6 +555,18 @@ class CommandGate:
             except Exception:  # noqa: BLE001 - the audit counts its own losses; the answer stands
                 log.exception("audit append failed")
         return answer
+
+
+@dataclass(frozen=True)
+class _SweptModel:
+    """The capsules the gate sweeps one path with: `segments` maps (N, n) joint positions to
+    (N, K, 2, 3) axes, metres, `cell` frame; `carried`: the payload's capsule is among them
+    (or the cell has none and the payload state does not matter)."""
+
+    segments: Callable[[np.ndarray], np.ndarray]
+    names: tuple[str, ...]
+    radii_m: np.ndarray
+    carried: bool
 
 
 class _Refused(Exception):

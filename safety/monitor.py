@@ -99,6 +99,10 @@ class SafetyMonitor:
         path_source: returns the trajectory the gate forwarded last (`CommandGate.active_path`)
             or None; must not block. Where the robot runs it, v_r is its directed speed towards
             each person (`safety.directed_speed`); None: the undirected speed throughout.
+        empty_payload_kg: where the cell has a payload, the stop data's payload while the
+            gripper is empty (`Robot.stop_payload_kg(False)`): T_s and S_s come from its rows in
+            the cycles whose robot state says the part is not carried
+            (`RobotState.payload_carried` False); None: `stop.payload_kg` always.
     """
 
     def __init__(self, robot_source: Callable[[], RobotState | None],
@@ -108,13 +112,17 @@ class SafetyMonitor:
                  zones: CellZones | None = None, audit: "AuditLog | None" = None,
                  output: "SafetyOutput | None" = None,
                  occupancy_source: "Callable[[], OccupancyMeasurement | None] | None" = None,
-                 path_source: "Callable[[], ActivePath | None] | None" = None) -> None:
+                 path_source: "Callable[[], ActivePath | None] | None" = None,
+                 empty_payload_kg: float | None = None) -> None:
         self._robot_source = robot_source
         self._perception_source = perception_source
         self._channel = channel
         self._params = params
         self._stop_category = StopCategory(stop.category)
         self._stopping = StoppingModel.from_stop_data(stop)
+        self._stopping_carried = self._stopping
+        self._stopping_empty = None if empty_payload_kg is None else \
+            StoppingModel.from_stop_data(stop, empty_payload_kg)
         self._nominal = nominal_speed_mps
         self._clock = clock_ns
         self._zones = zones
@@ -257,6 +265,11 @@ class SafetyMonitor:
                 output_faults, self._stop_requests = self._stop_requests, []
             if self._output is not None and not self._output.healthy():
                 output_faults.append(f"safety output {self._output.name}: {self._output.status().reason}")
+            # the stop data of the payload the robot has now (fail-safe: carried unless it says not)
+            empty = (self._stopping_empty is not None and robot is not None
+                     and not robot.payload_carried)
+            self._stopping = (self._stopping_empty if empty  # type: ignore[assignment]
+                              else self._stopping_carried)
             state, self._memory = decide(now, robot, perception, self._params, self._stopping,
                                          self._nominal, self._memory,
                                          None if self._zones is None else self._zones.current(),

@@ -50,14 +50,23 @@ class StoppingModel:
     deceleration_mps2: float
 
     @classmethod
-    def from_stop_data(cls, stop: "StopData") -> "StoppingModel":
+    def from_stop_data(cls, stop: "StopData", payload_kg: float | None = None) -> "StoppingModel":
         """The model of a cell description's `robot.stop`: with a measured `table`, the envelope
         of its rows for the smallest measured payload >= `payload_kg` (`fit_stopping_envelope`;
         stopping distance grows with payload, so the next heavier payload is conservative);
-        otherwise t_d = `latency_s`, a = `deceleration_mps2`."""
+        otherwise t_d = `latency_s`, a = `deceleration_mps2`.
+
+        Args:
+            stop: the stop data.
+            payload_kg: the payload carried now, kg (`Robot.stop_payload_kg`: lighter while the
+                gripper is empty); None: `stop.payload_kg`. Clamped to `stop.payload_kg` at
+                most, the payload the table was validated for.
+        """
         if not stop.table:
             return cls(stop.latency_s, stop.deceleration_mps2)
-        payload = min(r.payload_kg for r in stop.table if r.payload_kg >= stop.payload_kg)
+        carried = stop.payload_kg if payload_kg is None \
+            else min(max(payload_kg, 0.0), stop.payload_kg)
+        payload = min(r.payload_kg for r in stop.table if r.payload_kg >= carried)
         rows = sorted((r for r in stop.table if r.payload_kg == payload), key=lambda r: r.speed_mps)
         return fit_stopping_envelope([r.speed_mps for r in rows], [r.stopping_time_s for r in rows],
                                      [r.stopping_distance_m for r in rows])

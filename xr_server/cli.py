@@ -106,16 +106,28 @@ def _parser() -> argparse.ArgumentParser:
 
     occupancy = sub.add_parser("occupancy", help="the occupancy (depth) channel")
     occ_sub = occupancy.add_subparsers(dest="occupancy_command", required=True)
-    learn = occ_sub.add_parser("learn", help="learn the static background over a run of the robot's program in "
-                                             "simulation (floor and robot, from the cell's depth camera)")
+    learn = occ_sub.add_parser(
+        "learn", help="learn the static background over a run of the robot's program in "
+                      "simulation (floor and robot, from the cell's depth camera), or with "
+                      "--from-depth from the cell's real depth input while the robot runs "
+                      "(fixtures too)")
     learn.add_argument("cell", type=Path, metavar="CELL.yaml")
     learn.add_argument("--program", type=Path, default=None, metavar="FILE.yaml",
                        help="a pick-and-place program (or a cell file with one); default: the cell's program")
     learn.add_argument("--out", type=Path, required=True, metavar="background.npz",
                        help="where to write the background (the cell's perception.depth.background)")
-    learn.add_argument("--rate", type=_positive, default=10.0, help="depth frames per second of program time")
+    learn.add_argument("--rate", type=_positive, default=None,
+                       help="depth frames per second of program time (simulation; default 10)")
     learn.add_argument("--min-frames", type=int, default=2,
                        help="frames a voxel must be occupied in to count as background")
+    learn.add_argument("--from-depth", action="store_true",
+                       help="learn from the cell's perception.depth input while the robot runs; "
+                            "refused if the skeleton channel sees a person or the robot state "
+                            "goes stale")
+    learn.add_argument("--duration-s", type=_positive, default=60.0,
+                       help="--from-depth: how long to learn, seconds (default 60)")
+    learn.add_argument("--robot", choices=["sim", "dds", "ros2"], default=None,
+                       help="--from-depth: the robot backend (default: the cell's robot.backend)")
 
     models = sub.add_parser("models", help="MediaPipe pose models")
     models.add_argument("action", choices=["install"], help="install: copy lite/heavy from npm @mediapipe/pose")
@@ -242,8 +254,16 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'no depth camera' if depth is None else 'depth camera ' + depth.source}")
             return _check_cameras(cell, args.timeout) if args.cameras else 0
         if args.command == "occupancy":
-            from xr_server.occupancy_learn import run_learn
-            return run_learn(args.cell, args.out, args.program, rate_hz=args.rate, min_frames=args.min_frames)
+            from xr_server.occupancy_learn import run_learn, run_learn_from_depth
+            if args.from_depth:
+                if args.program is not None or args.rate is not None:
+                    raise XrServerError("--program and --rate apply to learning in simulation, "
+                                        "not --from-depth (the cell runs its own program at its "
+                                        "depth camera's fps)")
+                return run_learn_from_depth(args.cell, args.out, duration_s=args.duration_s,
+                                            robot=args.robot, min_frames=args.min_frames)
+            return run_learn(args.cell, args.out, args.program, rate_hz=args.rate or 10.0,
+                             min_frames=args.min_frames)
         if args.command == "models":
             from safety.perception.models import install_pose_models
             install_pose_models()

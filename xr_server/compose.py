@@ -337,6 +337,8 @@ def build_cell(
             )
         ),
     )
+    # the stop data while the gripper is empty (where the cell has a payload to carry)
+    empty_kg = None if cell.robot.payload is None else cell.robot.stop_payload_kg(False)
     gate = CommandGate(
         backend,
         lambda: holder["m"].latest() if "m" in holder else None,
@@ -349,6 +351,8 @@ def build_cell(
             cell.safety,
             StoppingModel.from_stop_data(cell.robot.stop),
             cell.robot.max_tcp_speed_mps,
+            stopping_empty=None if empty_kg is None
+            else StoppingModel.from_stop_data(cell.robot.stop, empty_kg),
         ),
         joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2),
     )
@@ -364,6 +368,7 @@ def build_cell(
         output=output,
         occupancy_source=None if occupancy is None else occupancy.latest,
         path_source=gate.active_path,
+        empty_payload_kg=empty_kg,
     )
     holder["m"] = monitor
     runner = None

@@ -16,7 +16,10 @@ Every scenario is judged on:
 - `fault_stop_after_s`: for scenarios with an injected fault, the time from the fault to the
   monitor's fault stop; must be within `expect.fault_stop_within_s`.
 It also reports `false_stop_s`: time in a protective stop while the separation exceeded S_p
-(stops that the resume delay or conservative terms kept longer than the rule needed).
+(stops that the resume delay or conservative terms kept longer than the rule needed), and, for
+a cell with a `robot.payload`, `payload`: how long the part was carried (its capsule among the
+robot's, so in the contact check) and how often the gripper picked and placed it
+(`expect.payload_placed` requires one of each).
 
 A scenario with a `depth_camera:` block also runs the second, diverse channel: a simulated depth
 camera (`xr_server.scenario_depth`) renders the people's ground-truth capsules, the robot and the
@@ -43,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from content.cell import CellDescription, load_cell
 from content.errors import ContentError
+from robot_bridge.payload import PAYLOAD_LINK
 from robot_bridge.types import RobotState
 from safety.decision import STANDSTILL_MPS, SafetyMode, SafetyState
 from safety.distance import closest_capsule_pair, human_capsules
@@ -172,6 +176,9 @@ class Expect(_Model):
     min_margin_m: float = 0.0
     fault_stop_within_s: float | None = Field(None, gt=0.0)
     robot_moved: bool = Field(True, description="the program made progress (a command was forwarded)")
+    payload_placed: bool = Field(False, description="the gripper picked the cell's payload (it "
+                                                    "was carried) and placed it (released it) at "
+                                                    "least once")
 
 
 class Scenario(_Model):
@@ -432,17 +439,20 @@ def run_scenario(scenario: Scenario) -> dict:
     try:
         zones = CellZones(cell.zones)
         holder: dict[str, SafetyMonitor] = {}
+        empty_kg = None if robot.payload is None else robot.stop_payload_kg(False)
+        empty = None if empty_kg is None else StoppingModel.from_stop_data(robot.stop, empty_kg)
         gate = CommandGate(backend, lambda: holder["m"].latest() if "m" in holder else None,
                            np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS), zones=zones, kinematics=kinematics,
                            people=PeopleOnPath(tracker.snapshot, cell.safety, StoppingModel.from_stop_data(robot.stop),
-                                               robot.max_tcp_speed_mps, clock_ns=clock.now_ns),
+                                               robot.max_tcp_speed_mps, clock_ns=clock.now_ns,
+                                               stopping_empty=empty),
                            joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2))
         depth = None if scenario.depth_camera is None else _scripted_depth(scenario.depth_camera, scenario, people,
                                                                            clock)
         monitor = SafetyMonitor(backend.latest_state, tracker.snapshot, gate.safety_channel(),
                                 cell.safety, robot.stop, robot.max_tcp_speed_mps, clock_ns=clock.now_ns, zones=zones,
                                 output=output, occupancy_source=None if depth is None else depth.latest,
-                                path_source=gate.active_path)
+                                path_source=gate.active_path, empty_payload_kg=empty_kg)
         holder["m"] = monitor
         runner = ProgramRunner(plan_pick_and_place(robot, cell.program), gate, backend.latest_state,
                                monitor.latest, clock_s=clock.now_s)
@@ -495,6 +505,9 @@ def _play(scenario: Scenario, clock: _Clock, tracker: ScriptedTracker, backend, 
     fault_stop_at: float | None = None
     last_state: SafetyState | None = None
     last_checked: RobotState | None = None
+    last_robot: RobotState | None = None
+    carried_s = 0.0
+    picks = places = 0
     for _ in range(steps):
         tracker.advance(clock.t)
         if depth is not None:
@@ -514,6 +527,15 @@ def _play(scenario: Scenario, clock: _Clock, tracker: ScriptedTracker, backend, 
         backend.step(1)
         clock.t += dt
         robot = backend.latest_state()
+        if robot is not None and robot is not last_robot:
+            if last_robot is not None and robot.payload_carried != last_robot.payload_carried:
+                if robot.payload_carried:
+                    picks += 1
+                else:
+                    places += 1
+            if robot.payload_carried and PAYLOAD_LINK in robot.link_names:
+                carried_s += 1.0 / state_rate_hz
+            last_robot = robot
         if robot is not None and robot is not last_checked and people:
             last_checked = robot
             moving = robot.max_speed_mps > STANDSTILL_MPS
@@ -552,6 +574,7 @@ def _play(scenario: Scenario, clock: _Clock, tracker: ScriptedTracker, backend, 
         "commands_accepted": gate.accepted,
         "commands_rejected": gate.rejected,
         "program_cycles": runner.cycles_completed,
+        "payload": {"carried_s": round(carried_s, 3), "picks": picks, "places": places},
         "final_mode": None if last_state is None else last_state.mode.value,
     }
     out["failures"] = _judge(scenario, out)
@@ -575,6 +598,9 @@ def _judge(scenario: Scenario, r: dict) -> list[str]:
             failures.append(f"fault stop {r['fault_stop_after_s']} s after the fault, bound {e.fault_stop_within_s} s")
     if e.robot_moved and r["commands_accepted"] == 0:
         failures.append("the program never got a command through the gate")
+    if e.payload_placed and not (r["payload"]["picks"] and r["payload"]["places"]):
+        failures.append(f"the payload was not picked and placed (picks {r['payload']['picks']}, "
+                        f"places {r['payload']['places']})")
     return failures
 
 

@@ -108,8 +108,11 @@ class SimulatedDepthCamera:
         self._floor_v = np.array([[-h, -h, 0.0], [h, -h, 0.0], [h, h, 0.0], [-h, h, 0.0]], np.float32)
         self._floor_t = np.array([[0, 1, 2], [0, 2, 3]], np.uint32)
 
-    def render(self, capsules: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """A depth image of the floor and `capsules` [(segments (K, 2, 3), radii (K,))], `cell` frame.
+    def render(self, capsules: Sequence[tuple[np.ndarray, np.ndarray]],
+               boxes: Sequence[tuple[Sequence[float], Sequence[float]]] = ()) -> np.ndarray:
+        """A depth image of the floor, `capsules` [(segments (K, 2, 3), radii (K,))] and
+        axis-aligned `boxes` [(min (3,), max (3,))] (fixtures: tables, fences), metres, `cell`
+        frame.
 
         Returns:
             (H, W) float32 depth along the optical axis, metres; 0 where no return.
@@ -117,6 +120,12 @@ class SimulatedDepthCamera:
         o3d = self._o3d
         scene = o3d.t.geometry.RaycastingScene()
         scene.add_triangles(o3d.core.Tensor(self._floor_v), o3d.core.Tensor(self._floor_t))
+        for lo, hi in boxes:
+            size = np.asarray(hi, float) - np.asarray(lo, float)
+            box = o3d.geometry.TriangleMesh.create_box(*size)
+            box.translate(np.asarray(lo, float))
+            scene.add_triangles(o3d.core.Tensor(np.asarray(box.vertices, np.float32)),
+                                o3d.core.Tensor(np.asarray(box.triangles, np.uint32)))
         if capsules:
             v, t = self._mesher.mesh(np.concatenate([np.reshape(c[0], (-1, 2, 3)) for c in capsules]),
                                      np.concatenate([np.reshape(c[1], (-1,)) for c in capsules]))

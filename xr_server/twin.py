@@ -35,6 +35,9 @@ def _robot(state: RobotState | None) -> dict | None:
         "mode": state.mode.value,
         "links": [{"name": n, "a": _r(seg[0]), "b": _r(seg[1]), "r": round(float(r), 4)}
                   for n, seg, r in zip(state.link_names, state.link_segments, state.link_radii_m)],
+        "payload_carried": bool(state.payload_carried),
+        "gripper_opening_m": None if state.gripper_opening_m is None
+        else round(float(state.gripper_opening_m), 4),
     }
 
 

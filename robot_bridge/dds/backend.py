@@ -19,6 +19,13 @@ every joint to rest (ros2_controllers' JointTrajectoryController rejects an empt
 JointTrajectory. A topic cannot cut drive power: category 0 is a hold within `STOP_0_TIME_S`,
 and the certified stop stays with the cell's safety chain.
 
+Carried part: with the cell's `robot.payload`, its capsule is the last link capsule while the
+payload is carried (`robot_bridge.payload.payload_carried`), judged from the gripper's finger
+joints in `/joint_states` (`gripper_joint_names`; joint_state_publisher merges them in a
+Franka bring-up): their summed opening, and whether they move (faster than
+`GRIPPER_MOVING_MPS`). Finger joints missing from the messages for longer than
+`state_timeout_s`, or never seen, leave the grip unknown: the part counts as carried.
+
 Speed scaling: without a speed-scaling topic the backend re-times the trajectory it sent (the
 rest of the path is re-published with times divided by the scale; below `MIN_SPEED_SCALE` a
 hold pauses it). With `speed_scaling_topic` the cell's controller scales execution, so the
@@ -49,7 +56,7 @@ from robot_bridge.dds.conventions import (
     controller_topic,
     dds_topic_name,
 )
-from robot_bridge.dds.joint_state import JointStateRejected, check_joint_state
+from robot_bridge.dds.joint_state import JointStateRejected, check_joint_state, gripper_opening
 from robot_bridge.dds.kinematics import UrdfKinematics
 from robot_bridge.dds.trajectory import (
     MIN_SPEED_SCALE,
@@ -59,7 +66,8 @@ from robot_bridge.dds.trajectory import (
     trajectory_msg,
 )
 from robot_bridge.errors import BackendUnavailableError, BridgeError, CommandError
-from robot_bridge.sim.panda import ARM_JOINT_NAMES
+from robot_bridge.payload import payload_carried
+from robot_bridge.sim.panda import ARM_JOINT_NAMES, FINGER_JOINT_NAMES, PANDA_TOOL_LINK, LinkCapsule
 from robot_bridge.types import (
     ControllerMode,
     GripperCommand,
@@ -83,6 +91,8 @@ STANDSTILL_MPS = 0.01
 """Largest capsule speed counted as standstill, m/s."""
 STANDSTILL_HOLD_S = 0.03
 """A STOPPING robot is STOPPED once every sample for this long showed standstill, seconds."""
+GRIPPER_MOVING_MPS = 0.002
+"""Finger speed (summed over the fingers) above which the gripper counts as moving, m/s."""
 _REJECT_LOG_PERIOD_S = 5.0
 
 
@@ -116,6 +126,8 @@ class DdsBackend:
         tcp_link: URDF link whose origin is the TCP; None: child link of the last joint.
         link_radius_m: radius of skeleton capsules when the URDF is not a Panda, metres.
         dds_config: Cyclone DDS XML configuration for the domain (e.g. `node.LOOPBACK_CONFIG`).
+        gripper_joint_names: the gripper's finger joints in `/joint_states` (their positions sum
+            to the opening, metres); (): no gripper feedback, a payload always counts as carried.
     """
 
     def __init__(
@@ -134,6 +146,7 @@ class DdsBackend:
         tcp_link: str | None = None,
         link_radius_m: float = 0.1,
         dds_config: str | None = None,
+        gripper_joint_names: tuple[str, ...] = FINGER_JOINT_NAMES,
     ) -> None:
         if not (isinstance(domain_id, int) and 0 <= domain_id <= 232):
             raise BridgeError(f"DdsBackend: domain_id must be an integer in 0..232, got {domain_id!r}")
@@ -156,6 +169,8 @@ class DdsBackend:
         self._tcp_link = tcp_link
         self._link_radius_m = link_radius_m
         self._dds_config = dds_config
+        self._finger_names = tuple(gripper_joint_names)
+        self._grip: tuple[int, float, bool] | None = None  # (stamp ns, opening m, moving)
         self.joint_names: tuple[str, ...] = tuple(joint_names) if joint_names else ARM_JOINT_NAMES
         self.joint_lower_limits: tuple[float, ...] = (-math.inf,) * len(self.joint_names)
         self.joint_upper_limits: tuple[float, ...] = (math.inf,) * len(self.joint_names)
@@ -221,9 +236,13 @@ class DdsBackend:
         )
         urdf = self._urdf if self._urdf is not None else self._read_description(node)
         try:
+            payload = self._robot.payload
             self._kin = UrdfKinematics(
                 urdf, self.joint_names, self._robot.base.position,
                 math.radians(self._robot.base.yaw_deg), self._tcp_link, self._link_radius_m,
+                payload_capsule=None if payload is None else LinkCapsule(
+                    "payload", payload.capsule.p0, payload.capsule.p1, payload.capsule.radius_m,
+                    link=PANDA_TOOL_LINK),
             )
         except BridgeError as exc:
             raise BackendUnavailableError(f"DdsBackend: {exc}") from None
@@ -523,6 +542,11 @@ class DdsBackend:
         if not self._healthy:
             log.info("DdsBackend: joint states %s", "resumed" if self._state is not None else "arriving")
             self._healthy = True
+        opening, moving = self._grip_state(msg, stamp_ns)
+        carried = payload_carried(self._robot.payload, opening, gripper_moving=moving)
+        names, radii = kin.link_names, kin.link_radii_m
+        if self._robot.payload is not None and not carried:  # the payload's capsule is the last
+            names, radii, segments, speeds = names[:-1], radii[:-1], segments[:-1], speeds[:-1]
         max_speed = float(max(speeds.max() if speeds.size else 0.0, np.linalg.norm(tcp_v)))
         with self._lock:
             self._update_mode(receipt_ns, sample.position, max_speed)
@@ -536,9 +560,9 @@ class DdsBackend:
                 velocity=qd,
                 tcp_position=tcp,
                 tcp_velocity_mps=tcp_v,
-                link_names=kin.link_names,
+                link_names=names,
                 link_segments=segments,
-                link_radii_m=kin.link_radii_m,
+                link_radii_m=radii,
                 link_speeds_mps=speeds,
                 speed_scale=0.0 if self._latched else self._scale,
                 mode=self._mode,
@@ -553,10 +577,28 @@ class DdsBackend:
                     "rejected_messages": self.rejected_messages,
                     "last_reject_reason": self.last_reject_reason,
                 },
+                gripper_opening_m=opening,
+                payload_carried=carried,
             )
             self._state = state
             subscribers = self._subscribers
         self._emit(state, subscribers)
+
+    def _grip_state(self, msg: msgs.JointState, stamp_ns: int) -> tuple[float | None, bool]:
+        """(finger opening m or None when unknown or stale, moving) from this message's finger
+        joints, or from the newest earlier one within `state_timeout_s` (reader thread only)."""
+        found = gripper_opening(msg, self._finger_names)
+        if found is not None:
+            opening, speed = found
+            if speed is None:  # no velocities: the change since the previous finger sample
+                prev = self._grip
+                speed = 0.0 if prev is None or stamp_ns <= prev[0] else \
+                    abs(opening - prev[1]) / ((stamp_ns - prev[0]) / 1e9)
+            self._grip = (stamp_ns, opening, speed > GRIPPER_MOVING_MPS)
+        grip = self._grip
+        if grip is None or stamp_ns - grip[0] > self._state_timeout_ns:
+            return None, False
+        return grip[1], grip[2]
 
     def _update_mode(self, now_ns: int, q: np.ndarray, max_speed_mps: float) -> None:
         """Goal completion and stop progress from a fresh sample (caller holds the lock)."""

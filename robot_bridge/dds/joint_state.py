@@ -85,3 +85,32 @@ def check_joint_state(msg: object, joint_names: tuple[str, ...]) -> JointSample:
     if not math.isfinite(stamp_ns) or stamp.nanosec >= 1_000_000_000:
         raise JointStateRejected(f"JointState: header.stamp.nanosec {stamp.nanosec} is not below 1e9")
     return JointSample(stamp_ns, q, qd)
+
+
+def gripper_opening(msg: object, finger_names: tuple[str, ...]
+                    ) -> tuple[float, float | None] | None:
+    """The finger opening from a JointState that carries the gripper's joints.
+
+    Args:
+        msg: a `robot_bridge.dds.msgs.JointState` (already accepted by `check_joint_state`).
+        finger_names: the gripper's prismatic finger joints; the opening is the sum of their
+            positions (Panda: `panda_finger_joint1` + `panda_finger_joint2`, 0 .. 0.08 m).
+
+    Returns:
+        (opening, metres; finger speed, m/s: the sum of the fingers' absolute velocities, or None
+        when the message has no velocities), or None when a finger joint is missing or a value
+        is not finite (the grip is then unknown for this sample).
+    """
+    names = list(msg.name)  # type: ignore[attr-defined]
+    position = list(msg.position)  # type: ignore[attr-defined]
+    velocity = list(msg.velocity)  # type: ignore[attr-defined]
+    if not finger_names or any(f not in names for f in finger_names):
+        return None
+    idx = [names.index(f) for f in finger_names]
+    opening = float(sum(position[i] for i in idx))
+    if not math.isfinite(opening):
+        return None
+    if not velocity:
+        return opening, None
+    speed = float(sum(abs(velocity[i]) for i in idx))
+    return (opening, speed) if math.isfinite(speed) else (opening, None)

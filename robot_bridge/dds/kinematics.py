@@ -9,7 +9,10 @@ Link capsules: when every link of the fitted Franka Panda capsules
 (`robot_bridge.sim.panda.PANDA_LINK_CAPSULES`, fitted to the Panda meshes) exists in the URDF,
 those are used. Otherwise each URDF joint whose child link lies on the kinematic tree gives a
 "skeleton" capsule from the parent link's origin to the child link's origin, with a configured
-radius: a coarse envelope, because URDF mesh collision geometry is not available here.
+radius: a coarse envelope, because URDF mesh collision geometry is not available here. A
+carried part (`payload_capsule`, the cell's `robot.payload`) is one more capsule, last, named
+`PAYLOAD_LINK`, rigid in the TCP link's frame; the backend leaves it out while the gripper is
+empty.
 
 Frames: positions in the `cell` frame (REP 103); the URDF root link is placed at the robot's
 base pose. Thread ownership: one thread (the backend's reader thread) owns an instance.
@@ -27,6 +30,7 @@ import numpy as np
 import pybullet
 
 from robot_bridge.errors import BridgeError
+from robot_bridge.payload import PAYLOAD_LINK
 from robot_bridge.sim.panda import PANDA_LINK_CAPSULES, LinkCapsule, quaternion_matrix, yaw_quaternion
 
 
@@ -94,6 +98,8 @@ class UrdfKinematics:
         base_yaw_rad: rotation of the root link about z, radians.
         tcp_link: link whose origin is the TCP; None: the child link of the last of `joint_names`.
         link_radius_m: radius of skeleton capsules, metres.
+        payload_capsule: the carried part's capsule in the TCP link's frame (its `a`, `b`,
+            `radius_m`; name and link are ignored), appended as `PAYLOAD_LINK`; None: none.
 
     Raises:
         BridgeError: the URDF is invalid, lacks one of `joint_names` or `tcp_link`, or PyBullet
@@ -108,6 +114,7 @@ class UrdfKinematics:
         base_yaw_rad: float = 0.0,
         tcp_link: str | None = None,
         link_radius_m: float = 0.1,
+        payload_capsule: LinkCapsule | None = None,
     ) -> None:
         root, joints = parse_urdf(urdf)
         for n in joint_names:
@@ -173,6 +180,10 @@ class UrdfKinematics:
             self._skeleton = pairs
             self.link_radii_m = np.full(len(pairs), float(link_radius_m))
             self.capsule_model = "skeleton"
+        self._payload = payload_capsule
+        if payload_capsule is not None:
+            self.link_names = (*self.link_names, PAYLOAD_LINK)
+            self.link_radii_m = np.append(self.link_radii_m, payload_capsule.radius_m)
         self.link_radii_m.setflags(write=False)
         self._tcp = link_index(tcp)
         self.tcp_link = tcp
@@ -189,7 +200,8 @@ class UrdfKinematics:
 
         Returns:
             tcp_position (3,) m, tcp_velocity (3,) m/s, link_segments (K, 2, 3) m,
-            link_speeds (K,) m/s (larger end-point speed of each capsule); `cell` frame.
+            link_speeds (K,) m/s (larger end-point speed of each capsule); `cell` frame. With a
+            payload capsule, it is the last of the K.
         """
         cid, body = self._cid, self._body
         for j, qi, vi in zip(self._joints, q, qd):
@@ -229,6 +241,12 @@ class UrdfKinematics:
                 speeds[c] = max(np.linalg.norm(point_velocity(i, e)) for e in ends)
         tcp = frame(self._tcp)[0].copy()
         tcp_v = point_velocity(self._tcp, tcp)
+        if self._payload is not None:
+            origin, rot = frame(self._tcp)[:2]
+            ends = origin + np.stack([self._payload.a, self._payload.b]) @ rot.T
+            segments = np.concatenate([segments, ends[None]])
+            fastest = max(np.linalg.norm(point_velocity(self._tcp, e)) for e in ends)
+            speeds = np.append(speeds, fastest)
         return tcp, tcp_v, segments, speeds
 
     def close(self) -> None:

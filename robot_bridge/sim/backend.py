@@ -20,6 +20,7 @@ import pybullet
 from content.cell import PickAndPlace, Robot
 from robot_bridge.commands import check_trajectory, sanitize_speed_scale
 from robot_bridge.errors import BridgeError, CommandError
+from robot_bridge.payload import payload_carried
 from robot_bridge.sim.control import (
     SCALE_RAISE_RATE_PER_S,
     lowering_rate_per_s,
@@ -101,6 +102,12 @@ class PyBulletPandaBackend:
     touches no part of the robot, and the TCP is at least 0.3 m from both the cube and the pick
     position (in the planned program: when the next cycle starts from the home pose).
 
+    Carried part (`robot.payload`): every state reports the finger opening and the attach rule
+    (`robot_bridge.payload.payload_carried`): the part is carried while a gripper goal is under
+    way or the opening is within the payload's grasp widths; its capsule is then the last link
+    capsule, and left out while the gripper is empty. `gripper_seq` counts gripper commands
+    taken up by the control step.
+
     Args:
         robot: the cell's robot (base pose, speed limit, stop data, state rate).
         program: the pick-and-place program whose workpiece is simulated, or None.
@@ -176,6 +183,7 @@ class PyBulletPandaBackend:
         self._gripper_effort = 40.0
         self._gripper_goal: str | None = None
         self._gripper_stall_s = 0.0
+        self._gripper_seq = 0
         self._standstill_s = 0.0
         self._safety_seq = 0
         self._safety_applied_ns = 0
@@ -231,6 +239,10 @@ class PyBulletPandaBackend:
         self._cap_radii = np.array([c.radius_m for c in capsules])
         self._cap_radii.setflags(write=False)
         self._cap_names = tuple(c.name for c in capsules)
+        # the carried part's capsule is the last one; while the gripper is empty it is left out
+        self._payload_capsule = self._robot.payload is not None
+        self._cap_radii_empty = self._cap_radii[:-1] if self._payload_capsule else self._cap_radii
+        self._cap_names_empty = self._cap_names[:-1] if self._payload_capsule else self._cap_names
         self._state_links = sorted({i for i in self._capsule_links if i >= 0} | {self._tcp_link})
         for j, q in zip(self._arm, PANDA_HOME_POSITION):
             p.resetJointState(self._body, j, q, physicsClientId=cid)
@@ -556,6 +568,7 @@ class PyBulletPandaBackend:
                 self._gripper_target, self._gripper_effort = target, effort
                 self._gripper_cmd = self._finger_position()  # ramp from where the fingers are
                 self._gripper_goal, self._gripper_stall_s = goal_id, 0.0
+                self._gripper_seq += 1
                 self._goal_id, self._goal_done = goal_id, False
                 if self._stop_category is None:
                     self._set_mode(ControllerMode.EXECUTING)
@@ -743,6 +756,13 @@ class PyBulletPandaBackend:
             ends = origin + np.stack([self._cap_a[c], self._cap_b[c]]) @ rot.T
             segments[c] = ends
             speeds[c] = max(np.linalg.norm(v + np.cross(w, e - com)) for e in ends)
+        opening = 2.0 * self._finger_position()
+        carried = payload_carried(self._robot.payload, opening,
+                                  gripper_moving=self._gripper_goal is not None)
+        names, radii = self._cap_names, self._cap_radii
+        if self._payload_capsule and not carried:
+            names, radii = self._cap_names_empty, self._cap_radii_empty
+            segments, speeds = segments[:-1], speeds[:-1]
         tl = by_index[self._tcp_link]
         tcp = np.array(tl[4])
         tcp_v = np.array(tl[6]) + np.cross(np.array(tl[7]), tcp - np.array(tl[0]))
@@ -764,9 +784,9 @@ class PyBulletPandaBackend:
             velocity=qd,
             tcp_position=tcp,
             tcp_velocity_mps=tcp_v,
-            link_names=self._cap_names,
+            link_names=names,
             link_segments=segments,
-            link_radii_m=self._cap_radii,
+            link_radii_m=radii,
             link_speeds_mps=speeds,
             speed_scale=self._applied_scale,
             mode=self._mode,
@@ -776,6 +796,9 @@ class PyBulletPandaBackend:
             safety_applied_ns=self._safety_applied_ns,
             healthy=self._healthy,
             extras=extras,
+            gripper_opening_m=opening,
+            payload_carried=carried,
+            gripper_seq=self._gripper_seq,
         )
         self._state = state
         for callback in self._subscribers:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from robot_bridge.payload import PAYLOAD_LINK
+
 if TYPE_CHECKING:
     from content.cell import Payload
 
@@ -98,11 +100,13 @@ PANDA_LINK_CAPSULES: tuple[LinkCapsule, ...] = (
 
 def robot_capsules(payload: "Payload | None") -> tuple[LinkCapsule, ...]:
     """The Panda's link capsules plus the carried part's (`robot.payload` of the cell file), as
-    the capsule `payload` attached to the tool frame `PANDA_TOOL_LINK`."""
+    the last capsule, `PAYLOAD_LINK`, attached to the tool frame `PANDA_TOOL_LINK` (it counts
+    only while the part is carried: `robot_bridge.payload.payload_carried`)."""
     if payload is None:
         return PANDA_LINK_CAPSULES
     c = payload.capsule
-    return PANDA_LINK_CAPSULES + (LinkCapsule("payload", c.p0, c.p1, c.radius_m, link=PANDA_TOOL_LINK),)
+    part = LinkCapsule(PAYLOAD_LINK, c.p0, c.p1, c.radius_m, link=PANDA_TOOL_LINK)
+    return PANDA_LINK_CAPSULES + (part,)
 
 
 def panda_urdf_path() -> Path:

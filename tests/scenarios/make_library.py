@@ -94,6 +94,15 @@ def library() -> list[dict]:
         out.append(scenario(f"payload-walk-in-{angle:03d}deg-1.6mps",
                             f"The robot carries a 0.3 m bar (2 kg) while a worker walks in from {angle} deg at 1.6 m/s.",
                             [walk(angle, 1.6)], cell="../cell_payload.yaml"))
+    # Pick (close on the part: it is carried), carry, place (open: it is not) next to a worker
+    # standing by the place position, 1.5 m from the working area.
+    out.append(scenario("payload-pick-carry-place-standing-by-place",
+                        "The robot picks the 0.3 m bar (2 kg), carries it and places it while a "
+                        "worker stands 1.5 m from the working area by the place position; the bar "
+                        "counts only while the gripper holds it.",
+                        [{"id": "p1", "waypoints": [[0.0, *point(150, 1.5)]], "face": list(C)}],
+                        cell="../cell_payload.yaml", duration_s=14.0,
+                        expect={"payload_placed": True}))
     # Fast tracker, slow tracker, noisy tracker.
     for label, tracker in (("tracker-30hz", {"rate_hz": 30.0, "latency_s": 0.05}),
                            ("tracker-8hz-slow", {"rate_hz": 8.0, "latency_s": 0.15}),

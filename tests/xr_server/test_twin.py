@@ -79,3 +79,15 @@ def test_the_twin_says_which_distance_channels_are_in_force(safety):
     jsonschema.validate(twin, SCHEMA)
     assert twin["safety"]["channels"] == ["skeleton", "occupancy"]
     assert twin["safety"]["occupancy_separation_m"] == 1.2346
+
+
+@pytest.mark.parametrize("carried, opening", [(True, 0.0502), (False, 0.08), (True, None)])
+def test_the_twin_says_whether_the_payload_is_carried(safety, carried, opening):
+    robot = dataclasses.replace(robot_state(NOW), payload_carried=carried,
+                                gripper_opening_m=opening)
+    twin = build_twin_state("lab", robot, safety, None, None)
+    jsonschema.validate(twin, SCHEMA)
+    assert twin["robot"]["payload_carried"] is carried
+    assert twin["robot"]["gripper_opening_m"] == opening
+    with pytest.raises(jsonschema.ValidationError, match="'yes' is not of type 'boolean'"):
+        jsonschema.validate({**twin, "robot": {**twin["robot"], "payload_carried": "yes"}}, SCHEMA)

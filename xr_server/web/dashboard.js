@@ -114,6 +114,9 @@ function onTwin(twin) {
   $("robot-mode").textContent = r ? r.mode : "no robot state";
   $("tcp-speed").textContent = fmt(r?.tcp_speed_mps, 2, "m/s");
   $("robot-scale").textContent = r ? `${Math.round(r.speed_scale * 100)} %` : "–";
+  const opening = typeof r?.gripper_opening_m === "number" ? `opening ${(r.gripper_opening_m * 1000).toFixed(0)} mm` : "opening unknown";
+  $("gripper").textContent = !r || typeof r.payload_carried !== "boolean" ? "–"
+    : `${r.payload_carried ? "payload carried" : "no payload carried"} · ${opening}`;
   $("people").textContent = String((twin.people || []).length);
   const ch = s?.channels || [];
   $("channels").textContent = !ch.length ? "–" : ch.length > 1 ? `${ch.join(" + ")}, cross-checked` : `${ch.join("")} only (no depth data)`;

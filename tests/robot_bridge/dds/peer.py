@@ -10,7 +10,10 @@ Reports on stdout, one JSON object per line: `{"event": "ready"}`, `{"event": "m
 "user_data": ...}` (the USER_DATA the trajectory publisher announces), `{"event":
 "trajectory", ...}` (every trajectory received, field by field), `{"event": "speed_scaling",
 "data": f}`. Reads commands on stdin, one per line: `bad_lengths`, `nan`, `missing_joint`,
-`pause`, `resume`, `quit`.
+`pause`, `resume`, `quit`; with `--fingers OPENING` it also publishes the Franka Hand's finger
+joints (`panda_finger_joint1/2`, each half the opening) and takes `fingers:W` (move to opening
+W metres at 0.05 m/s per finger, like the Franka Hand; it stops early at `--part-width` when
+closing on a part that wide, 0: no part) and `no_fingers` (stop publishing the finger joints).
 
 QoS is written out here with cyclonedds' own policies (not the backend's helper), so the test
 checks compatibility with an independent choice: joint states RELIABLE/VOLATILE/KEEP_LAST 10
@@ -55,6 +58,8 @@ def main() -> None:
     ap.add_argument("--scaling-topic", default="")
     ap.add_argument("--no-velocity", action="store_true")
     ap.add_argument("--urdf", default="")
+    ap.add_argument("--fingers", type=float, default=-1.0)
+    ap.add_argument("--part-width", type=float, default=0.0)
     args = ap.parse_args()
 
     if args.urdf:
@@ -101,6 +106,8 @@ def main() -> None:
     threading.Thread(target=read_stdin, daemon=True).start()
 
     names = list(PANDA_ARM)
+    fingers = args.fingers >= 0.0
+    opening = opening_target = max(args.fingers, 0.0)
     q = np.array(PANDA_HOME)
     qd = np.zeros(len(names))
     plan: list[tuple[float, np.ndarray]] = []  # (monotonic time, positions) knots, first = start
@@ -120,6 +127,13 @@ def main() -> None:
                 publishing = False
             elif cmd == "resume":
                 publishing = True
+            elif cmd.startswith("fingers:"):
+                opening_target = float(cmd.split(":", 1)[1])
+                if args.part_width > 0 and opening >= args.part_width > opening_target:
+                    opening_target = args.part_width  # the fingers stop on the part
+                say(event="fingers", target=opening_target)
+            elif cmd == "no_fingers":
+                fingers = False
             elif cmd:
                 one_shot = cmd
         if not matched and traj_r.get_matched_publications():
@@ -159,11 +173,20 @@ def main() -> None:
                 (t0, a), (t1, b) = plan[i], plan[i + 1]
                 q = a + (b - a) * (now - t0) / (t1 - t0)
         qd = (q - q_prev) / period
+        step = 2 * 0.05 * period
+        opening_prev = opening
+        opening += max(-step, min(step, opening_target - opening))
+        finger_v = (opening - opening_prev) / 2 / period
         if publishing:
             stamp_ns = time.time_ns()
             header = msgs.Header(stamp=msgs.Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="")
             msg = msgs.JointState(header=header, name=list(names), position=[float(x) for x in q],
                                   velocity=[] if args.no_velocity else [float(x) for x in qd], effort=[])
+            if fingers:
+                msg.name = [*msg.name, "panda_finger_joint1", "panda_finger_joint2"]
+                msg.position = [*msg.position, opening / 2, opening / 2]
+                if msg.velocity:
+                    msg.velocity = [*msg.velocity, finger_v, finger_v]
             if one_shot == "bad_lengths":
                 msg.position = msg.position[:-1]
             elif one_shot == "nan":

@@ -226,3 +226,50 @@ def test_robot_bridge_imports_without_cyclonedds():
            "assert BACKENDS['dds'] == 'robot_bridge.dds:DdsBackend'; " \
            "assert 'cyclonedds' not in sys.modules and 'pybullet' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_payload_follows_the_finger_joints_of_the_joint_states(cell):
+    from content.cell import Robot
+    from robot_bridge.payload import PAYLOAD_LINK
+    from robot_bridge.sim import PandaLinkKinematics
+
+    robot = Robot.model_validate({"payload": {
+        "mass_kg": 0.5, "capsule": {"p0": (0.0, 0.0, 0.0), "p1": (0.35, 0.0, 0.0), "radius_m": 0.04}},
+        "stop": {"payload_kg": 0.5}})
+    peer, backend = cell("--fingers", "0.08", "--part-width", "0.05", robot=robot)
+    open_ = state_where(backend, lambda s: s.gripper_opening_m is not None, "the finger joints")
+    assert open_.gripper_opening_m == pytest.approx(0.08) and not open_.payload_carried
+    assert PAYLOAD_LINK not in open_.link_names and open_.link_segments.shape == (9, 2, 3)
+    peer.send("fingers:0.0")   # close: the fingers stop on the 5 cm part
+    moving = state_where(backend, lambda s: 0.05 < s.gripper_opening_m < 0.079, "the fingers closing")
+    assert moving.payload_carried                      # a gripper motion: carried
+    held = state_where(backend, lambda s: s.gripper_opening_m == pytest.approx(0.05) and s.payload_carried,
+                       "the grasp")
+    assert held.link_names[-1] == PAYLOAD_LINK and held.link_segments.shape == (10, 2, 3)
+    kin = PandaLinkKinematics(robot)   # the gate's robot model: the same capsule, same place
+    try:
+        np.testing.assert_allclose(held.link_segments[-1], kin.link_segments(held.position[None])[0, -1], atol=1e-6)
+    finally:
+        kin.close()
+    peer.send("fingers:0.08")  # release
+    released = state_where(backend, lambda s: s.gripper_opening_m == pytest.approx(0.08) and not s.payload_carried,
+                           "the release")
+    assert PAYLOAD_LINK not in released.link_names
+    peer.send("no_fingers")    # the finger joints vanish from /joint_states: the grip is unknown
+    unknown = state_where(backend, lambda s: s.gripper_opening_m is None, "the grip going stale")
+    assert unknown.payload_carried and unknown.link_names[-1] == PAYLOAD_LINK and unknown.healthy
+
+
+def test_a_gripper_closed_on_nothing_carries_nothing_over_dds(cell):
+    from content.cell import Robot
+
+    robot = Robot.model_validate({"payload": {
+        "mass_kg": 0.5, "capsule": {"p0": (0.0, 0.0, 0.0), "p1": (0.0, 0.0, 0.2), "radius_m": 0.03}},
+        "stop": {"payload_kg": 0.5}})
+    peer, backend = cell("--fingers", "0.08", "--no-velocity", robot=robot)
+    state_where(backend, lambda s: s.gripper_opening_m is not None, "the finger joints")
+    peer.send("fingers:0.0")
+    state_where(backend, lambda s: 0.0 < s.gripper_opening_m < 0.07 and s.payload_carried,
+                "the fingers closing (finite differences: moving)")
+    empty = state_where(backend, lambda s: s.gripper_opening_m == 0.0 and not s.payload_carried, "closed on nothing")
+    assert len(empty.link_names) == 9

@@ -49,3 +49,21 @@ def test_malformed_messages_are_rejected_with_a_reason(msg, reason):
 def test_result_is_float64():
     s = check_joint_state(js(JOINTS, [1.0, 2.0, 3.0], [0.0, 0.0, 0.0]), JOINTS)
     assert s.position.dtype == np.float64 and s.velocity.dtype == np.float64
+
+
+FINGERS = ("f1", "f2")
+
+
+@pytest.mark.parametrize("msg, expected", [
+    # summed, in any order
+    (js(["j1", "f2", "f1"], [0.0, 0.02, 0.025], [0.0, -0.01, 0.01]), (0.045, 0.02)),
+    (js(["j1", "f1", "f2"], [0.0, 0.04, 0.04]), (0.08, None)),          # no velocities
+    (js(["j1", "f1"], [0.0, 0.04]), None),                              # a finger missing
+    (js(["j1", "f1", "f2"], [0.0, math.nan, 0.04]), None),              # not finite
+])
+def test_the_gripper_opening_sums_the_finger_joints(msg, expected):
+    from robot_bridge.dds.joint_state import gripper_opening
+
+    found = gripper_opening(msg, FINGERS)
+    assert found == (None if expected is None else pytest.approx(expected))
+    assert gripper_opening(msg, ()) is None
