@@ -287,7 +287,7 @@ class MarkerPose(_Model):
     left edge, z = x × y into the marker (out of its back). Give the orientation as a quaternion
     (x, y, z, w) or as roll, pitch, yaw in radians about the fixed `cell` axes (REP 103).
     Examples: a marker lying face up on the floor with its top edge along cell +x is
-    rpy (pi, 0, 0); one on a wall facing cell -x, upright, is rpy (-pi/2, 0, pi/2).
+    rpy (pi, 0, 0); one on a wall facing cell -x, upright, is rpy (-pi/2, 0, -pi/2).
 
     Attributes:
         position: the marker's centre, metres, `cell` frame.
