@@ -448,6 +448,8 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
         hmi_cameras=(HmiCameras(cell.description.hmi_cameras(), cell.pipeline.push_frame)
                      if cell.description.hmi_cameras() else None),
         max_bitrate_kbps=cell.description.video.max_bitrate_kbps,
+        markers=cell.description.markers,
+        audit=None if cell.audit is None else cell.audit.append,
     )
     serve_in_thread(app, socketio, host, port, ssl_context=ssl_context)
 
