@@ -197,8 +197,20 @@ function showAlignment() {
     [form.x.value, form.y.value, form.z.value] = look.position_m;
     form.yaw_deg.value = look.yaw_deg; form.pitch_deg.value = look.pitch_deg; form.hfov_deg.value = look.hfov_deg;
   }
+  const marker = ar?.marker;
+  $("align-marker").disabled = Boolean(marker?.running);
+  $("align-marker-status").textContent = !marker ? ""
+    : marker.running ? "Measuring the marker: look at it and hold still…"
+      : marker.error ? `Not aligned with the marker: ${marker.error}`
+        : marker.answer ? markerResidual(marker.answer) : "";
   Object.assign(probe.xr, { presenting: inAr, step: ar ? ar.step : "none",
-    alignment: alignment.record, error: ar?.error || "" });
+    alignment: alignment.record, error: ar?.error || "", marker: marker ?? null });
+}
+
+/** The residual of a marker registration, in words. */
+function markerResidual(a) {
+  return `Aligned with marker ${a.marker}: spread ${a.spread_mm.toFixed(1)} mm, ${a.spread_deg.toFixed(2)}° `
+    + `over ${a.frames_used} frames, reprojection ${a.reprojection_px.toFixed(2)} px, tilt ${a.tilt_deg.toFixed(1)}°`;
 }
 
 cellName.then(async (cell) => {
@@ -237,6 +249,18 @@ $("align").addEventListener("click", () => { $("align-panel").hidden = !$("align
 $("align-close").addEventListener("click", () => { $("align-panel").hidden = true; });
 $("align-mark").addEventListener("click", () => ar?.mark());
 $("align-redo").addEventListener("click", () => ar?.redo());
+// The server measures the marker in the call's video: start the call first if need be.
+$("align-marker").addEventListener("click", async () => {
+  if (!ar?.session) return;
+  if (!call.session || !call.pc) await startCall();
+  if (!call.session) return;
+  // the server measures frames that arrive from now on: wait (up to 10 s) for the video to flow
+  for (let i = 0; i < 100 && probe.call.rtc !== "connected"; i += 1) await new Promise((r) => setTimeout(r, 100));
+  const session = call.session;
+  await ar.registerWithMarker(
+    (pose) => { if (socket.connected) socket.emit("xr_viewer_pose", { session, ...pose }); },
+    () => request(socket, "marker_align", { session }));
+});
 for (const button of document.querySelectorAll("[data-nudge]")) {
   button.addEventListener("click", () => ar?.nudge(button.dataset.nudge));
 }
