@@ -389,7 +389,7 @@ class MarkerAligner:
     def _collect(self, session_id: str, request: _Request, window_s: float,
                  frames_wanted: int) -> MarkerAlignment:
         deadline = time.monotonic() + window_s
-        seen = no_pose = bad_pose = 0
+        seen = unseen = no_pose = bad_pose = 0
         small: list[float] = []
         bad_fit: list[float] = []
         estimates: dict[int, list[FrameEstimate]] = {}
@@ -403,6 +403,7 @@ class MarkerAligner:
             seen += 1
             detections = detect_markers(gray, self.markers)
             if not detections:
+                unseen += 1
                 continue
             with self._lock:
                 history = self._poses.get(session_id)
@@ -430,6 +431,11 @@ class MarkerAligner:
             raise MarkerAlignmentError(_no_estimate_reason(self.markers, seen, no_pose, bad_pose,
                                                            small, bad_fit))
         best = max(estimates.values(), key=len)
+        if len(best) < MIN_FRAMES:
+            raise MarkerAlignmentError(
+                f"the marker was measured in {len(best)} of {seen} frames, {MIN_FRAMES} needed (not "
+                f"found in {unseen}, no viewer pose for {no_pose}, too small in {len(small)}, a poor "
+                f"fit in {len(bad_fit)}): hold it in view, closer")
         return combine(best, seen)
 
 

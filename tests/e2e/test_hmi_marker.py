@@ -2,7 +2,8 @@
 a .y4m of marker 7 rendered from a known camera pose (tests/xr_server/marker_rig.py), the fake
 `navigator.xr` of test_hmi_xr reports that camera's WebXR view pose; "Align with marker" starts
 the call, the real server measures the marker in the WebRTC video and answers; the page applies
-the alignment as a manual one and shows its residual; the change is audited."""
+the alignment as a manual one and shows its residual; the change is audited. The control is
+pressed by voice (the page's `hear` seam), as the worker would with hands busy."""
 
 from __future__ import annotations
 
@@ -92,15 +93,26 @@ def test_align_with_marker_applies_the_servers_alignment_and_shows_its_residual(
     wait_until(page, "__xrcell.ready", 10)
     position, orientation = view_pose_xr(CAMERA_POSITION, CAMERA_ROTATION)
     page.evaluate(f"__fakeXR.viewer = {json.dumps({'position': position, 'orientation': orientation})}; undefined")
-    page.click("#enter-ar")
+    # a DOM click, not the mouse: a pointer left resting on "Exit AR" would press it by gaze dwell
+    page.evaluate("document.getElementById('enter-ar').click()")
     wait_until(page, "__xrcell.xr.presenting && __fakeXR.frames > 3", 10)
     assert page.evaluate("__xrcell.xr.step") == "origin"        # not aligned yet
     assert page.locator("#align-marker").is_visible()
     assert page.locator("#align-marker").get_attribute("data-voice") == "align with marker"
 
-    page.click("#align-marker")   # starts the call, then asks the server to measure the marker
-    marker = wait_until(page, "__xrcell.xr.marker && !__xrcell.xr.marker.running && "
-                              "(__xrcell.xr.marker.answer || __xrcell.xr.marker.error) && __xrcell.xr.marker", 60)
+    # said hands-free (the recogniser's seam): starts the call, then asks the server to measure
+    assert page.evaluate("__xrcell.handsFree.hear('please align with marker')") == "align with marker"
+    done = ("__xrcell.xr.marker && !__xrcell.xr.marker.running && "
+            "(__xrcell.xr.marker.answer || __xrcell.xr.marker.error) && __xrcell.xr.marker")
+    marker = wait_until(page, done, 60)
+    if marker["error"].startswith("the marker was measured in "):
+        # too few frames decoded within the 2 s window: a machine loaded by other test runs
+        # (load 10 and more) slows Chromium's encoder and the server's decoder; the worker asks
+        # again, as the page lets them
+        print(f"first registration refused under load: {marker['error']}")
+        page.evaluate("document.getElementById('align-marker').click()")
+        wait_until(page, "__xrcell.xr.marker.running", 10)
+        marker = wait_until(page, done, 60)
     assert marker["error"] == "", marker
     answer = marker["answer"]
     print(f"marker registration from Chromium: {answer}")
@@ -111,6 +123,7 @@ def test_align_with_marker_applies_the_servers_alignment_and_shows_its_residual(
     assert stored["origin"] == answer["origin"] and stored["yaw_rad"] == answer["yaw_rad"]
     # applied as a manual alignment: placed, the twin shown at the answer's pose
     assert page.evaluate("__xrcell.xr.step") == "placed" and page.evaluate("__xrcell.view.cell.visible")
+    assert page.evaluate("__xrcell.xr.presenting") and page.evaluate("__xrcell.xr.viewerPosesSent") > 0
     cell_matrix = np.array(page.evaluate("__xrcell.view.cell.matrix.elements")).reshape(4, 4).T
     assert np.allclose(cell_matrix[:3, 3], answer["origin"], atol=1e-6)
     status = page.inner_text("#align-marker-status")

@@ -204,7 +204,8 @@ function showAlignment() {
       : marker.error ? `Not aligned with the marker: ${marker.error}`
         : marker.answer ? markerResidual(marker.answer) : "";
   Object.assign(probe.xr, { presenting: inAr, step: ar ? ar.step : "none",
-    alignment: alignment.record, error: ar?.error || "", marker: marker ?? null });
+    alignment: alignment.record, error: ar?.error || "", marker: marker ?? null,
+    viewerPosesSent: ar?.viewerPosesSent ?? 0 });
 }
 
 /** The residual of a marker registration, in words. */

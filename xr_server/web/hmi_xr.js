@@ -114,6 +114,7 @@ export class ArMode {
     this.marker = { running: false, answer: null, error: "" };
     this.sendViewerPose = null;  // while a registration runs: sends `xr_viewer_pose`
     this.viewerPoseAt = -Infinity;
+    this.viewerPosesSent = 0;  // for the tests' probe
     this.reticle = new THREE.Mesh(new THREE.RingGeometry(0.05, 0.07, 32).rotateX(-Math.PI / 2),
       new THREE.MeshBasicMaterial({ color: 0xffffff }));
     this.reticle.visible = false;
@@ -162,6 +163,7 @@ export class ArMode {
     const now = performance.now();
     if (this.sendViewerPose && now - this.viewerPoseAt >= VIEWER_POSE_INTERVAL_MS) {
       this.viewerPoseAt = now;
+      this.viewerPosesSent += 1;
       const view = pose.views[0];  // the camera the HMI films with, as for `hmi_camera`
       const t = view.transform;
       this.sendViewerPose({ position: [t.position.x, t.position.y, t.position.z],
