@@ -64,8 +64,9 @@ FRAMES_WANTED = 10
 WINDOW_S = 2.0
 #: Fewest frames with an estimate that a registration accepts.
 MIN_FRAMES = 5
-#: Smallest side of the marker in the image, pixels: below it the pose is too uncertain.
-MIN_MARKER_SIDE_PX = 24.0
+#: Smallest side of the marker in the image, pixels: below it the pose is too uncertain (bench/
+#: marker_alignment.py: the cell origin 1 cm off at 46 px, 2 to 3 cm at 31 px, up to 10 cm at 24 px).
+MIN_MARKER_SIDE_PX = 40.0
 #: Largest RMS reprojection error of one frame's marker pose, pixels.
 MAX_REPROJECTION_PX = 2.0
 #: Largest spread (RMS about the mean) of the kept per-frame estimates: position of the cell

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import math
+import re
 import threading
 import time
 
@@ -190,6 +191,23 @@ def test_over_webrtc_a_marker_out_of_view_is_refused_with_the_reason(live):
     assert answer["event"] == "marker_align"
     assert answer["error"].startswith("marker not seen in ") and "looking for 7 (DICT_4X4_50)" in answer["error"]
     assert len(live["audited"]) == audited
+
+
+def test_over_webrtc_a_marker_too_far_away_is_refused_with_the_reason(live):
+    align(live)
+    far = (-1.0, 0.2, 1.6)                      # 1.8 m from the marker, oblique: under 20 px
+    rotation = camera_looking_at(MARKER.pose.position, far)
+    live["track"].image = render(far, rotation, W, H, HFOV_DEG)
+    live["poses"].pose = lambda: view_pose_xr(far, rotation)
+    try:
+        time.sleep(0.3)
+        answer = live["wendy"].call("marker_align", {"session": live["session"]}, timeout=30)
+    finally:
+        live["track"].image = render(CAMERA_POSITION, CAMERA_ROTATION, W, H, HFOV_DEG)
+        live["poses"].pose = lambda: live["still"]
+    found = re.fullmatch(r"the marker is too small in the image \((\d+) px across, at least 40 px\): come closer",
+                         answer["error"])
+    assert found and 10 < int(found[1]) < 40, answer
 
 
 def test_over_webrtc_a_moving_viewer_pose_with_a_still_image_is_refused(live):
