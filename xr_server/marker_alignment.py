@@ -166,18 +166,12 @@ class MarkerAlignment:
 
 
 # ------------------------------------------------------------------------------ the pure core
-_DETECTORS: dict[str, Any] = {}
-_DETECTORS_LOCK = threading.Lock()
-
-
 def _detector(dictionary: str) -> Any:
-    with _DETECTORS_LOCK:
-        if dictionary not in _DETECTORS:
-            params = cv2.aruco.DetectorParameters()
-            params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
-            _DETECTORS[dictionary] = cv2.aruco.ArucoDetector(
-                cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, dictionary)), params)
-        return _DETECTORS[dictionary]
+    """A new `cv2.aruco.ArucoDetector` (one per call: registrations of several sessions may run
+    at once, in their own threads), sub-pixel corner refinement."""
+    params = cv2.aruco.DetectorParameters()
+    params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
+    return cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, dictionary)), params)
 
 
 def detect_markers(gray: np.ndarray, markers: Sequence[FiducialMarker]) -> list[Detection]:
@@ -327,6 +321,7 @@ class MarkerAligner:
                     hfov_deg: float, aspect: float, principal_point: Sequence[float] = (0.5, 0.5)) -> None:
         """Keep a WebXR view pose of the session's HMI, stamped now: `position` (3,) metres and
         `orientation` (x, y, z, w) of the XRView in local-floor (looking along its -z)."""
+        # kept as an `HmiPose` of the optical frame, here in local-floor rather than `cell`
         q = Rotation.from_quat(np.asarray(orientation, np.float64))
         optical = (q * Rotation.from_matrix(_FLIP_YZ)).as_quat()
         pose = HmiPose(self._clock(), (float(position[0]), float(position[1]), float(position[2])),

@@ -167,7 +167,8 @@ function reportManualCamera(force = false) {
 
 const STEP_TEXT = {
   none: "Not aligned: the twin is hidden in AR until you align it.",
-  origin: "Step 1 of 2: aim at the floor where the cell origin is, then tap (or “Mark this point”).",
+  origin: "Step 1 of 2: aim at the floor where the cell origin is, then tap (or “Mark this point”); "
+    + "or look at the cell's marker and press “Align with marker”.",
   axis: "Step 2 of 2: aim at a point on the floor along the cell's x axis (at least 10 cm away), then tap.",
   placed: "Aligned. Nudge the twin until it sits on the real cell, or redo the alignment.",
 };
