@@ -252,16 +252,18 @@ $("align-close").addEventListener("click", () => { $("align-panel").hidden = tru
 $("align-mark").addEventListener("click", () => ar?.mark());
 $("align-redo").addEventListener("click", () => ar?.redo());
 // The server measures the marker in the call's video: start the call first if need be.
-$("align-marker").addEventListener("click", async () => {
+$("align-marker").addEventListener("click", () => {
   if (!ar?.session) return;
-  if (!call.session || !call.pc) await startCall();
-  if (!call.session) return;
-  // the server measures frames that arrive from now on: wait (up to 10 s) for the video to flow
-  for (let i = 0; i < 100 && probe.call.rtc !== "connected"; i += 1) await new Promise((r) => setTimeout(r, 100));
-  const session = call.session;
-  await ar.registerWithMarker(
-    (pose) => { if (socket.connected) socket.emit("xr_viewer_pose", { session, ...pose }); },
-    () => request(socket, "marker_align", { session }));
+  ar.registerWithMarker(
+    (pose) => { if (call.session && socket.connected) socket.emit("xr_viewer_pose", { session: call.session, ...pose }); },
+    async () => {
+      if (!call.session || !call.pc) await startCall();
+      if (!call.session) throw new Error(`the call did not start (${$("call-status").textContent})`);
+      // the server measures frames that arrive from now on: wait (up to 10 s) for the video to flow
+      for (let i = 0; i < 100 && probe.call.rtc !== "connected"; i += 1) await new Promise((r) => setTimeout(r, 100));
+      if (probe.call.rtc !== "connected") throw new Error(`the video did not connect (${probe.call.rtc})`);
+      return request(socket, "marker_align", { session: call.session });
+    });
 });
 for (const button of document.querySelectorAll("[data-nudge]")) {
   button.addEventListener("click", () => ar?.nudge(button.dataset.nudge));
