@@ -277,10 +277,11 @@ class XrViewerPose(_Strict):
         "The view's position in local-floor, metres (XRRigidTransform.position)."))
     orientation: list[float] = Field(min_length=4, max_length=4, description=(
         "Unit quaternion (x, y, z, w) of the view in local-floor (it looks along its -z, y up)."))
-    hfov_deg: float = Field(gt=0, lt=180, description="Horizontal field of view of the view, degrees.")
+    hfov_deg: float = Field(gt=0, lt=180, description="Horizontal field of view, degrees.")
     aspect: float = Field(gt=0, description="Image width / height.")
-    principal_point: list[float] = Field(default=[0.5, 0.5], min_length=2, max_length=2, description=(
-        "Principal point (u, v) as fractions of the image width and height."))
+    principal_point: list[float] = Field(
+        default=[0.5, 0.5], min_length=2, max_length=2,
+        description="Principal point (u, v) as fractions of the image width and height.")
 
     @field_validator("orientation")
     @classmethod

@@ -64,8 +64,9 @@ FRAMES_WANTED = 10
 WINDOW_S = 2.0
 #: Fewest frames with an estimate that a registration accepts.
 MIN_FRAMES = 5
-#: Smallest side of the marker in the image, pixels: below it the pose is too uncertain (bench/
-#: marker_alignment.py: the cell origin 1 cm off at 46 px, 2 to 3 cm at 31 px, up to 10 cm at 24 px).
+#: Smallest side of the marker in the image, pixels: below it the pose is too uncertain
+#: (bench/marker_alignment.py: the cell origin 1 cm off at 46 px, 2 to 3 cm at 31 px, up to
+#: 10 cm at 24 px).
 MIN_MARKER_SIDE_PX = 40.0
 #: Largest RMS reprojection error of one frame's marker pose, pixels.
 MAX_REPROJECTION_PX = 2.0
@@ -171,7 +172,8 @@ def _detector(dictionary: str) -> Any:
     at once, in their own threads), sub-pixel corner refinement."""
     params = cv2.aruco.DetectorParameters()
     params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
-    return cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, dictionary)), params)
+    vocabulary = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, dictionary))
+    return cv2.aruco.ArucoDetector(vocabulary, params)
 
 
 def detect_markers(gray: np.ndarray, markers: Sequence[FiducialMarker]) -> list[Detection]:
@@ -215,12 +217,14 @@ def frame_estimate(detection: Detection, K: np.ndarray, R_opt_lf: np.ndarray,
     s = detection.marker.size_m / 2.0
     object_points = np.array([[-s, s, 0.0], [s, s, 0.0], [s, -s, 0.0], [-s, -s, 0.0]])
     image_points = detection.corners_px.reshape(4, 1, 2)
-    ok, rvec, tvec = cv2.solvePnP(object_points, image_points, K, None, flags=cv2.SOLVEPNP_IPPE_SQUARE)
+    ok, rvec, tvec = cv2.solvePnP(object_points, image_points, K, None,
+                                  flags=cv2.SOLVEPNP_IPPE_SQUARE)
     if not ok:
         raise MarkerAlignmentError(f"marker {detection.marker.id}: no pose fits its corners")
     rvec, tvec = cv2.solvePnPRefineLM(object_points, image_points, K, None, rvec, tvec)
     projected, _ = cv2.projectPoints(object_points, rvec, tvec, K, None)
-    residual = float(np.sqrt(np.mean(np.sum((projected.reshape(4, 2) - detection.corners_px) ** 2, axis=1))))
+    errors = projected.reshape(4, 2) - detection.corners_px
+    residual = float(np.sqrt(np.mean(np.sum(errors ** 2, axis=1))))
     R_opt_cv = cv2.Rodrigues(rvec)[0]
     R_opt_marker, p_opt_marker = R_opt_cv @ _FLIP_YZ, tvec.reshape(3)
     R_cell_marker, p_cell_marker = marker_in_cell(detection.marker)
@@ -318,7 +322,8 @@ class MarkerAligner:
         self._requests: dict[str, _Request] = {}
 
     def viewer_pose(self, session_id: str, position: Sequence[float], orientation: Sequence[float],
-                    hfov_deg: float, aspect: float, principal_point: Sequence[float] = (0.5, 0.5)) -> None:
+                    hfov_deg: float, aspect: float,
+                    principal_point: Sequence[float] = (0.5, 0.5)) -> None:
         """Keep a WebXR view pose of the session's HMI, stamped now: `position` (3,) metres and
         `orientation` (x, y, z, w) of the XRView in local-floor (looking along its -z)."""
         # kept as an `HmiPose` of the optical frame, here in local-floor rather than `cell`
@@ -326,7 +331,8 @@ class MarkerAligner:
         optical = (q * Rotation.from_matrix(_FLIP_YZ)).as_quat()
         pose = HmiPose(self._clock(), (float(position[0]), float(position[1]), float(position[2])),
                        (float(optical[0]), float(optical[1]), float(optical[2]), float(optical[3])),
-                       float(hfov_deg), float(aspect), (float(principal_point[0]), float(principal_point[1])))
+                       float(hfov_deg), float(aspect),
+                       (float(principal_point[0]), float(principal_point[1])))
         with self._lock:
             self._poses.setdefault(session_id, PoseHistory()).add(pose)
 
@@ -335,7 +341,8 @@ class MarkerAligner:
         receipt_ns = self._clock()
         with self._lock:
             clock = self._clocks.setdefault(session_id, CaptureClock())
-            capture_ns = receipt_ns if frame.time is None else clock.capture_ns(frame.time, receipt_ns)
+            capture_ns = (receipt_ns if frame.time is None
+                          else clock.capture_ns(frame.time, receipt_ns))
             request = self._requests.get(session_id)
         if request is None:
             return
@@ -369,7 +376,8 @@ class MarkerAligner:
                 viewer pose, or the estimates disagree (see `combine`); the message says why.
         """
         if not self.markers:
-            raise MarkerAlignmentError("the cell file declares no markers (markers: in the cell file)")
+            raise MarkerAlignmentError("the cell file declares no markers (markers: in the cell "
+                                       "file)")
         request = _Request()
         with self._lock:
             if session_id in self._requests:
@@ -389,7 +397,10 @@ class MarkerAligner:
         small: list[float] = []
         bad_fit: list[float] = []
         estimates: dict[int, list[FrameEstimate]] = {}
-        while time.monotonic() < deadline and max(map(len, estimates.values()), default=0) < frames_wanted:
+        def most() -> int:
+            return max(map(len, estimates.values()), default=0)
+
+        while time.monotonic() < deadline and most() < frames_wanted:
             with request.ready:
                 if not request.frames:
                     request.ready.wait(max(0.0, deadline - time.monotonic()))
@@ -403,7 +414,8 @@ class MarkerAligner:
                 continue
             with self._lock:
                 history = self._poses.get(session_id)
-                pose = None if history is None else history.at(capture_ns, int(MAX_POSE_GAP_S * 1e9))
+                pose = (None if history is None
+                        else history.at(capture_ns, int(MAX_POSE_GAP_S * 1e9)))
             if pose is None:
                 no_pose += 1
                 continue
@@ -424,22 +436,23 @@ class MarkerAligner:
                     continue
                 estimates.setdefault(estimate.marker_id, []).append(estimate)
         if not estimates:
-            raise MarkerAlignmentError(_no_estimate_reason(self.markers, seen, no_pose, bad_pose,
-                                                           small, bad_fit))
+            raise MarkerAlignmentError(_no_estimate_reason(self.markers, window_s, seen, no_pose,
+                                                           bad_pose, small, bad_fit))
         best = max(estimates.values(), key=len)
         if len(best) < MIN_FRAMES:
             raise MarkerAlignmentError(
-                f"the marker was measured in {len(best)} of {seen} frames, {MIN_FRAMES} needed (not "
-                f"found in {unseen}, no viewer pose for {no_pose}, too small in {len(small)}, a poor "
-                f"fit in {len(bad_fit)}): hold it in view, closer")
+                f"the marker was measured in {len(best)} of {seen} frames, {MIN_FRAMES} needed "
+                f"(not found in {unseen}, no viewer pose for {no_pose}, too small in "
+                f"{len(small)}, a poor fit in {len(bad_fit)}): hold it in view, closer")
         return combine(best, seen)
 
 
-def _no_estimate_reason(markers: Sequence[FiducialMarker], seen: int, no_pose: int, bad_pose: int,
-                        small: list[float], bad_fit: list[float]) -> str:
+def _no_estimate_reason(markers: Sequence[FiducialMarker], window_s: float, seen: int,
+                        no_pose: int, bad_pose: int, small: list[float],
+                        bad_fit: list[float]) -> str:
     names = ", ".join(f"{m.id} ({m.dictionary})" for m in markers)
     if seen == 0:
-        return f"no video frame came within {WINDOW_S:g} s: is the camera sending?"
+        return f"no video frame came within {window_s:g} s: is the camera sending?"
     if no_pose:
         return (f"the marker was seen in {no_pose} of {seen} frames but no WebXR viewer pose was "
                 f"within {MAX_POSE_GAP_S:g} s of them: send xr_viewer_pose while the marker is "

@@ -24,7 +24,7 @@ from safety.perception.hmi import HmiPose, calibration_from_pose
 from tests.xr_server.live import start_live_server_with_accounts
 from tests.xr_server.marker_rig import (CAMERA_POSITION, CAMERA_ROTATION, MARKER, ORIGIN_XR, YAW_RAD,
                                         camera_looking_at, render, view_pose_xr)
-from xr_server.marker_alignment import (MarkerAlignmentError, combine, detect_markers,
+from xr_server.marker_alignment import (MarkerAligner, MarkerAlignmentError, combine, detect_markers,
                                         frame_estimate)
 
 W, H, HFOV_DEG = 640, 480, 70.0
@@ -241,3 +241,13 @@ def test_only_the_worker_registers_and_bad_poses_are_refused_naming_the_field(li
     bad = live["wendy"].call("xr_viewer_pose", {"session": session, "position": [0, 1.6, 0],
                                                 "orientation": [0, 0, 0, 2], "hfov_deg": 70, "aspect": 1.33})
     assert "field 'orientation': Value error, must be a unit quaternion (x, y, z, w), got norm 2.0000" in bad["error"]
+
+
+def test_an_aligner_without_markers_refuses():
+    with pytest.raises(MarkerAlignmentError, match=r"^the cell file declares no markers \(markers: in the cell file\)$"):
+        MarkerAligner([]).align("0123456789abcdef")
+
+
+def test_without_video_the_registration_is_refused_after_the_window():
+    with pytest.raises(MarkerAlignmentError, match=r"^no video frame came within 0.2 s: is the camera sending\?$"):
+        MarkerAligner([MARKER]).align("0123456789abcdef", window_s=0.2)
