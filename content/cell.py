@@ -380,6 +380,71 @@ class HmiCamera(_Model):
         return self
 
 
+#: The ArUco dictionaries a marker may come from (OpenCV's `cv2.aruco` names) and how many
+#: markers each holds (a marker's `id` is below that).
+ARUCO_DICTIONARIES = {
+    **{f"DICT_{b}X{b}_{n}": n for b in (4, 5, 6, 7) for n in (50, 100, 250, 1000)},
+    "DICT_ARUCO_ORIGINAL": 1024, "DICT_APRILTAG_16h5": 30, "DICT_APRILTAG_25h9": 35,
+    "DICT_APRILTAG_36h10": 2320, "DICT_APRILTAG_36h11": 587, "DICT_ARUCO_MIP_36h12": 250,
+}
+
+
+class MarkerPose(_Model):
+    """Pose of a fiducial marker's frame in the `cell` frame.
+
+    The marker frame (as `xr_server.calibrate`'s board frame): origin at the marker's centre,
+    x along its top edge (left to right as `cv2.aruco.generateImageMarker` draws it), y down its
+    left edge, z = x × y into the marker (out of its back). Give the orientation as a quaternion
+    (x, y, z, w) or as roll, pitch, yaw in radians about the fixed `cell` axes (REP 103).
+    Examples: a marker lying face up on the floor with its top edge along cell +x is
+    rpy (pi, 0, 0); one on a wall facing cell -x, upright, is rpy (-pi/2, 0, -pi/2).
+
+    Attributes:
+        position: the marker's centre, metres, `cell` frame.
+        quaternion: orientation (x, y, z, w) of the marker frame in `cell`.
+        rpy: orientation as roll, pitch, yaw, radians.
+    """
+
+    position: tuple[float, float, float]
+    quaternion: tuple[float, float, float, float] | None = None
+    rpy: tuple[float, float, float] | None = None
+
+    @model_validator(mode="after")
+    def _one_orientation(self) -> "MarkerPose":
+        if (self.quaternion is None) == (self.rpy is None):
+            raise ValueError("give exactly one of quaternion (x, y, z, w) or rpy (radians)")
+        if self.quaternion is not None and sum(q * q for q in self.quaternion) < 1e-12:
+            raise ValueError("quaternion must not be zero")
+        return self
+
+
+class FiducialMarker(_Model):
+    """A square ArUco/AprilTag marker fixed at a known pose in the cell, for registering an HMI
+    (`xr_server.marker_alignment`: the WebXR room of glasses in the `cell` frame).
+
+    Attributes:
+        id: the marker's id in its dictionary.
+        dictionary: the `cv2.aruco` predefined dictionary (`ARUCO_DICTIONARIES`).
+        size_m: side of the marker's black outer square, metres (as printed; measure it).
+        pose: where it is in the cell (`MarkerPose`).
+    """
+
+    id: int = Field(..., ge=0)
+    dictionary: str = "DICT_4X4_50"
+    size_m: float = Field(..., gt=0.0, le=2.0)
+    pose: MarkerPose
+
+    @model_validator(mode="after")
+    def _known_id(self) -> "FiducialMarker":
+        size = ARUCO_DICTIONARIES.get(self.dictionary)
+        if size is None:
+            raise ValueError(f"dictionary: unknown ArUco dictionary {self.dictionary!r} "
+                             f"(known: {', '.join(ARUCO_DICTIONARIES)})")
+        if self.id >= size:
+            raise ValueError(f"id: {self.dictionary} holds ids 0 to {size - 1}, got {self.id}")
+        return self
+
+
 def _camera_kind(value: object) -> str:
     kind = value.get("kind", "fixed") if isinstance(value, dict) else getattr(value, "kind", "fixed")
     return kind if isinstance(kind, str) else repr(kind)
@@ -743,6 +808,7 @@ class CellDescription(_Model):
     safety_output: SafetyOutputConfig = SafetyOutputConfig()
     recordings: RecordingsConfig = RecordingsConfig()
     video: VideoConfig = VideoConfig()
+    markers: list[FiducialMarker] = Field(default_factory=list)
     source_path: Path | None = None
 
     @field_validator("zones")
@@ -767,6 +833,12 @@ class CellDescription(_Model):
         lo = tuple(min(c[0][i] for c in corners) for i in range(3))
         hi = tuple(max(c[1][i] for c in corners) for i in range(3))
         return ZoneBox(min=lo, max=hi)
+
+    @field_validator("markers")
+    @classmethod
+    def _unique_markers(cls, markers: list[FiducialMarker]) -> list[FiducialMarker]:
+        _require_unique([f"{m.dictionary} id {m.id}" for m in markers], "markers")
+        return markers
 
     @field_validator("cameras")
     @classmethod

@@ -276,6 +276,51 @@ class HmiCameraPose(_Strict):
         return value
 
 
+class XrViewerPose(_Strict):
+    """Client event ``xr_viewer_pose`` (the session's worker, in WebXR ``immersive-ar``): the pose
+    of the first XRView of the viewer in the ``local-floor`` reference space, as WebXR gives it
+    (XRRigidTransform), for a marker registration (``marker_align``). Send it with every XR
+    frame (at least every 100 ms) while a registration runs: a video frame is used with the pose
+    received within 0.1 s of its capture."""
+
+    session: str = _SESSION_ID
+    position: list[float] = Field(min_length=3, max_length=3, description=(
+        "The view's position in local-floor, metres (XRRigidTransform.position)."))
+    orientation: list[float] = Field(min_length=4, max_length=4, description=(
+        "Unit quaternion (x, y, z, w) of the view in local-floor (it looks along its -z, y up)."))
+    hfov_deg: float = Field(gt=0, lt=180, description="Horizontal field of view, degrees.")
+    aspect: float = Field(gt=0, description="Image width / height.")
+    principal_point: list[float] = Field(
+        default=[0.5, 0.5], min_length=2, max_length=2,
+        description="Principal point (u, v) as fractions of the image width and height.")
+
+    @field_validator("orientation")
+    @classmethod
+    def _unit(cls, value: list[float]) -> list[float]:
+        norm = sum(q * q for q in value) ** 0.5
+        if not abs(norm - 1.0) < 1e-3:
+            raise ValueError(f"must be a unit quaternion (x, y, z, w), got norm {norm:.4f}")
+        return value
+
+    @field_validator("principal_point")
+    @classmethod
+    def _inside_image(cls, value: list[float]) -> list[float]:
+        if not all(0.0 < c < 1.0 for c in value):
+            raise ValueError(f"must be inside the image (each from 0 to 1), got {value}")
+        return value
+
+
+class MarkerAlign(_Strict):
+    """Client event ``marker_align`` (the session's worker, while its video and ``xr_viewer_pose``
+    reach the server): register the cell in the HMI's WebXR local-floor space from a marker of
+    the cell file seen in the video (`xr_server.marker_alignment`). Answers, after up to about
+    2 s, ``{session, origin, yaw_rad, marker, frames_used, frames_seen, reprojection_px,
+    spread_mm, spread_deg, tilt_deg}`` (the alignment as the manual step stores it, and its
+    residuals) or an error saying why it was refused."""
+
+    session: str = _SESSION_ID
+
+
 class AnnotationCreate(_Strict):
     """Client event ``annotation_create`` (experts of the session): a mark on the worker's view,
     in normalised image coordinates (u right, v down, each 0 to 1)."""

@@ -57,7 +57,8 @@ expired, was revoked or whose user was removed. Client events are registered wit
 ``{event, error}`` (`xr_server.api_models.SocketError`), never an exception in the server:
 
     twin_state_request {cell}         -> twin_state now (to this client only)
-    session_create/_join/_leave/_list, rtc_offer, hmi_camera, freeze_frame,
+    session_create/_join/_leave/_list, rtc_offer, hmi_camera, xr_viewer_pose, marker_align,
+    freeze_frame,
     annotation_create/_update/_delete
                                       -> XR sessions, WebRTC signalling through the `RtcGateway`,
                                          annotations (`xr_server.session_events`)
@@ -88,6 +89,7 @@ import socketio.exceptions as socketio_exceptions
 from aiortc import RTCIceServer
 from pydantic import BaseModel
 
+from content.cell import FiducialMarker
 from content.errors import ContentError
 from content.storage import AnnotationStore
 from content.twin_asset import TwinAsset
@@ -115,6 +117,7 @@ from xr_server.auth import (
 )
 from xr_server.errors import SessionError, XrServerError
 from xr_server.hmi_cameras import HmiCameras
+from xr_server.marker_alignment import MarkerAligner
 from xr_server.health import DEFAULT_STALE_AFTER_S, health_report
 from xr_server.metrics import CellCollector, GateCounts, MonitorFigures, make_registry
 from xr_server.openapi import build_openapi
@@ -127,7 +130,7 @@ from xr_server.robot_events import (
 )
 from xr_server.rtc_gateway import RtcGateway
 from xr_server.robot_goto import GotoPlanner
-from xr_server.session_events import SessionEvents, register_session_events
+from xr_server.session_events import AuditAppend, SessionEvents, register_session_events
 from xr_server.sessions import EXPERT_ROLES, cell_room
 from xr_server.twin_queue import TwinSendQueues
 
@@ -218,7 +221,8 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                hmi_cameras: HmiCameras | None = None,
                max_bitrate_kbps: int | None = None,
                robot_goto: GotoPlanner | None = None,
-               audit: Callable[[str, str, dict, str], object] | None = None,
+               markers: Sequence[FiducialMarker] = (),
+               audit: AuditAppend | None = None,
                ) -> tuple[flask.Flask, flask_socketio.SocketIO]:
     """Build the server.
 
@@ -264,9 +268,12 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
         robot_goto: plans ``robot_command`` kind ``goto`` and ``POST /api/robot/goto`` (named
             poses, joint and TCP targets) into trajectories for `robot_commands`, and lists the
             named poses at ``GET /api/robot/named_poses``; None answers 503.
+        markers: the cell file's fiducial markers, for the ``marker_align`` registration of
+            HMIs (`xr_server.marker_alignment`); none: ``marker_align`` is refused.
         audit: ``(kind, actor, inputs, reason)`` (`safety.audit.AuditLog.append`) for what users
-            change in XR sessions (``session_video_cap``) and the go-tos refused before the gate
-            (``goto_refused``); None: not audited.
+            change in XR sessions (``session_video_cap``, accepted marker registrations as
+            ``alignment_change``) and the go-tos refused before the gate (``goto_refused``);
+            None: not audited.
 
     Returns:
         ``(app, socketio)``. Run with ``socketio.run(app, ...)``; ``app.xrcell_stop()`` ends the
@@ -295,7 +302,9 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                                 twin_source=twin_source,
                                 twin_states_dropped=twin_queues.dropped,
                                 hmi_cameras=hmi_cameras,
-                                max_bitrate_kbps=max_bitrate_kbps, audit=audit)
+                                max_bitrate_kbps=max_bitrate_kbps,
+                                marker_aligner=MarkerAligner(markers) if markers else None,
+                                audit=audit)
     stop_event = threading.Event()
     csp = ("default-src 'self'; script-src 'self' " + " ".join(_inline_script_hashes())
            + "; img-src 'self' data: blob:; style-src 'self'; connect-src 'self'; object-src 'none';"

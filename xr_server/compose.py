@@ -455,6 +455,7 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
                      if cell.description.hmi_cameras() else None),
         max_bitrate_kbps=cell.description.video.max_bitrate_kbps,
         robot_goto=_goto_planner(cell),
+        markers=cell.description.markers,
         audit=None if cell.audit is None else cell.audit.append,
     )
     serve_in_thread(app, socketio, host, port, ssl_context=ssl_context)

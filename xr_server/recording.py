@@ -12,7 +12,9 @@ holding plain files any tool reads:
     events.jsonl    one event per line, ``{"t": UNIX s, "kind": ..., ...}``: ``recording_started``,
                     ``participant`` (who joined or left), ``annotation`` (created / updated /
                     deleted, as broadcast), ``safety_mode`` (each change of the monitor's mode
-                    seen in the twin, with its reason), ``video_segment``, ``recording_stopped``
+                    seen in the twin, with its reason), ``alignment`` (a marker registration
+                    of the HMI, the ``marker_align`` answer), ``video_segment``,
+                    ``recording_stopped``
     video-NNN.mp4   the worker's camera (H.264, aiortc's `MediaRecorder`), one file per video
                     stream the worker published while recording (a reconnect starts the next)
 

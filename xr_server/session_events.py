@@ -30,6 +30,7 @@ from xr_server.api_models import (
     AnnotationUpdate,
     FreezeFrame,
     HmiCameraPose,
+    MarkerAlign,
     RtcOffer,
     SessionCreate,
     SessionJoin,
@@ -37,10 +38,12 @@ from xr_server.api_models import (
     SessionListRequest,
     SessionRecord,
     SessionVideoCap,
+    XrViewerPose,
 )
 from xr_server.auth import TokenClaims
 from xr_server.errors import GatewayError, SessionError
 from xr_server.hmi_cameras import HmiCameras
+from xr_server.marker_alignment import MarkerAligner
 from xr_server.overlay import OverlayInputs
 from xr_server.rtc import SessionMedia, check_sdp
 from xr_server.recording import Recordings
@@ -58,6 +61,10 @@ log = logging.getLogger(__name__)
 
 #: Longest a signalling call may take on the gateway, seconds.
 SIGNALLING_TIMEOUT_S = 10.0
+#: ``audit(kind, actor, inputs, reason)``: appends a record to the safety audit log
+#: (`safety.audit.AuditLog.append`); must not block.
+AuditAppend = Callable[[str, str, dict, str], object]
+
 #: Freeze-frames kept per session (`freeze_frame`); older ones are forgotten.
 MAX_FREEZES = 32
 
@@ -84,8 +91,11 @@ class SessionEvents:
             videos and ``hmi_camera`` poses go to worker tracking; None: no HMI is a camera.
         max_bitrate_kbps: the cap of every video the server sends, kbit/s (None: the link's
             estimate alone; `xr_server.rtc_adapt`).
+        marker_aligner: registers HMIs from the cell file's markers (``marker_align``,
+            ``xr_viewer_pose``); None refuses them.
         audit: ``(kind, actor, inputs, reason)``, e.g. `safety.audit.AuditLog.append`: told of
-            every session video cap set (kind ``video_cap``); None: not audited. Must not block.
+            every session video cap set (kind ``video_cap``) and accepted marker registration
+            (kind ``alignment_change``); None: not audited. Must not block.
 
     Threads: the handlers run in Socket.IO handler threads, `_on_video` on the gateway's loop,
     `_overlay` in executor threads of the loop; the registry and the media are thread-safe as
@@ -100,9 +110,9 @@ class SessionEvents:
                  twin_states_dropped: Callable[[str], int | None] = lambda sid: None,
                  hmi_cameras: HmiCameras | None = None,
                  max_bitrate_kbps: int | None = None,
-                 audit: Callable[[str, str, dict, str], object] | None = None) -> None:
+                 marker_aligner: MarkerAligner | None = None,
+                 audit: AuditAppend | None = None) -> None:
         self._socketio = socketio
-        self._audit = audit
         self._namespace = namespace
         self._cell = cell_name
         self._gateway = gateway
@@ -113,11 +123,14 @@ class SessionEvents:
         self.registry = SessionRegistry([cell_name])
         self._twin_source = twin_source
         self.hmi_cameras = hmi_cameras
+        self.marker_aligner = marker_aligner
+        self._audit = audit
         self._devices: dict[str, str | None] = {}   # session id -> device of its worker's offer
         self.twin_channels = TwinChannels(gateway, self._refuse_twin_channel)
         self.media = SessionMedia(gateway, self._on_video,
                                   None if twin_source is None else self._overlay,
-                                  None if hmi_cameras is None else hmi_cameras.frame,
+                                  (None if hmi_cameras is None and marker_aligner is None
+                                   else self._on_frame),
                                   on_data_channel=self.twin_channels.attach,
                                   max_bitrate_kbps=max_bitrate_kbps)
         self._lock = threading.Lock()
@@ -163,7 +176,17 @@ class SessionEvents:
         self._socketio.emit("error", {"event": "twin_channel", "error": reason}, to=sid,
                             namespace=self._namespace)
 
+    def _on_frame(self, session_id: str, frame: Any) -> None:
+        """Every decoded frame of a worker video (the gateway's loop): to worker tracking and to
+        a running marker registration."""
+        if self.hmi_cameras is not None:
+            self.hmi_cameras.frame(session_id, frame)
+        if self.marker_aligner is not None:
+            self.marker_aligner.frame(session_id, frame)
+
     def _on_video(self, session_id: str, track_id: str | None) -> None:
+        if self.marker_aligner is not None:
+            self.marker_aligner.video_ended(session_id)
         if self.hmi_cameras is not None and track_id is None:
             self.hmi_cameras.video_ended(session_id)
         try:
@@ -287,6 +310,8 @@ class SessionEvents:
                 self._devices.pop(info.session_id, None)
             if self.hmi_cameras is not None:
                 self.hmi_cameras.session_ended(info.session_id)
+            if self.marker_aligner is not None:
+                self.marker_aligner.session_ended(info.session_id)
             if self.recordings is not None and self.recordings.active(info.session_id) is not None:
                 self._stop_recording(info.session_id, "session ended")
             self.media.set_session_cap(info.session_id, None)
@@ -408,6 +433,40 @@ class SessionEvents:
                                   request.hfov_deg, request.aspect, request.principal_point)
         return {"session": request.session}
 
+    def _aligner(self, claims: TokenClaims, session_id: str, what: str) -> MarkerAligner:
+        participant = self.registry.participant(session_id, self._sid())
+        if participant.role is not ParticipantRole.WORKER:
+            raise SessionError(f"only the worker of session {session_id} {what}")
+        if self.marker_aligner is None:
+            raise SessionError("marker registration needs markers in the cell file (markers:): "
+                               "this cell declares none")
+        return self.marker_aligner
+
+    def xr_viewer_pose(self, claims: TokenClaims, request: XrViewerPose) -> dict:
+        self._aligner(claims, request.session, "reports its WebXR viewer pose").viewer_pose(
+            request.session, request.position, request.orientation, request.hfov_deg,
+            request.aspect, request.principal_point)
+        return {"session": request.session}
+
+    def marker_align(self, claims: TokenClaims, request: MarkerAlign) -> dict:
+        """Register the worker's HMI from a marker (blocks this handler thread up to about 2 s)."""
+        aligner = self._aligner(claims, request.session, "registers its HMI with a marker")
+        alignment = aligner.align(request.session)
+        answer = {"session": request.session, **alignment.as_dict()}
+        log.info("%s registered the cell with marker %d in session %s: %s", claims.username,
+                 alignment.marker_id, request.session, answer)
+        self._record(request.session, "alignment", answer)
+        if self._audit is not None:
+            try:
+                self._audit("alignment_change", claims.username, answer,
+                            f"HMI registered with marker {alignment.marker_id}: spread "
+                            f"{alignment.spread_mm:.1f} mm, {alignment.spread_deg:.2f} deg, "
+                            f"reprojection {alignment.reprojection_px:.2f} px over "
+                            f"{alignment.frames_used} frames")
+            except Exception:  # noqa: BLE001 - the audit log's problem must not refuse the answer
+                log.exception("audit of the marker registration failed")
+        return answer
+
     def freeze_frame(self, claims: TokenClaims, request: FreezeFrame) -> dict:
         """Pin the worker's camera pose of now for annotations drawn on a frozen frame."""
         participant = self.registry.participant(request.session, self._sid())
@@ -506,6 +565,7 @@ def register_session_events(client_event: Callable[[str, type], Callable[[Callab
                         ("session_record", SessionRecord),
                         ("session_video_cap", SessionVideoCap),
                         ("rtc_offer", RtcOffer), ("hmi_camera", HmiCameraPose),
+                        ("xr_viewer_pose", XrViewerPose), ("marker_align", MarkerAlign),
                         ("freeze_frame", FreezeFrame),
                         ("annotation_create", AnnotationCreate),
                         ("annotation_update", AnnotationUpdate),

@@ -167,7 +167,8 @@ function reportManualCamera(force = false) {
 
 const STEP_TEXT = {
   none: "Not aligned: the twin is hidden in AR until you align it.",
-  origin: "Step 1 of 2: aim at the floor where the cell origin is, then tap (or “Mark this point”).",
+  origin: "Step 1 of 2: aim at the floor where the cell origin is, then tap (or “Mark this point”); "
+    + "or look at the cell's marker and press “Align with marker”.",
   axis: "Step 2 of 2: aim at a point on the floor along the cell's x axis (at least 10 cm away), then tap.",
   placed: "Aligned. Nudge the twin until it sits on the real cell, or redo the alignment.",
 };
@@ -197,8 +198,21 @@ function showAlignment() {
     [form.x.value, form.y.value, form.z.value] = look.position_m;
     form.yaw_deg.value = look.yaw_deg; form.pitch_deg.value = look.pitch_deg; form.hfov_deg.value = look.hfov_deg;
   }
+  const marker = ar?.marker;
+  $("align-marker").disabled = Boolean(marker?.running);
+  $("align-marker-status").textContent = !marker ? ""
+    : marker.running ? "Measuring the marker: look at it and hold still…"
+      : marker.error ? `Not aligned with the marker: ${marker.error}`
+        : marker.answer ? markerResidual(marker.answer) : "";
   Object.assign(probe.xr, { presenting: inAr, step: ar ? ar.step : "none",
-    alignment: alignment.record, error: ar?.error || "" });
+    alignment: alignment.record, error: ar?.error || "", marker: marker ?? null,
+    viewerPosesSent: ar?.viewerPosesSent ?? 0 });
+}
+
+/** The residual of a marker registration, in words. */
+function markerResidual(a) {
+  return `Aligned with marker ${a.marker}: spread ${a.spread_mm.toFixed(1)} mm, ${a.spread_deg.toFixed(2)}° `
+    + `over ${a.frames_used} frames, reprojection ${a.reprojection_px.toFixed(2)} px, tilt ${a.tilt_deg.toFixed(1)}°`;
 }
 
 cellName.then(async (cell) => {
@@ -237,6 +251,20 @@ $("align").addEventListener("click", () => { $("align-panel").hidden = !$("align
 $("align-close").addEventListener("click", () => { $("align-panel").hidden = true; });
 $("align-mark").addEventListener("click", () => ar?.mark());
 $("align-redo").addEventListener("click", () => ar?.redo());
+// The server measures the marker in the call's video: start the call first if need be.
+$("align-marker").addEventListener("click", () => {
+  if (!ar?.session) return;
+  ar.registerWithMarker(
+    (pose) => { if (call.session && socket.connected) socket.emit("xr_viewer_pose", { session: call.session, ...pose }); },
+    async () => {
+      if (!call.session || !call.pc) await startCall();
+      if (!call.session) throw new Error(`the call did not start (${$("call-status").textContent})`);
+      // the server measures frames that arrive from now on: wait (up to 10 s) for the video to flow
+      for (let i = 0; i < 100 && probe.call.rtc !== "connected"; i += 1) await new Promise((r) => setTimeout(r, 100));
+      if (probe.call.rtc !== "connected") throw new Error(`the video did not connect (${probe.call.rtc})`);
+      return request(socket, "marker_align", { session: call.session });
+    });
+});
 for (const button of document.querySelectorAll("[data-nudge]")) {
   button.addEventListener("click", () => ar?.nudge(button.dataset.nudge));
 }

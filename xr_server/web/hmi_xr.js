@@ -9,6 +9,8 @@ import {
 
 /** Smallest interval between two `hmi_camera` reports, ms (10 Hz). */
 export const CAMERA_REPORT_INTERVAL_MS = 100;
+/** Smallest interval between two `xr_viewer_pose` reports during a marker registration, ms. */
+export const VIEWER_POSE_INTERVAL_MS = 25;
 /** One nudge of the alignment: metres along a cell axis, or degrees about the cell's z. */
 export const NUDGE_M = 0.02;
 export const NUDGE_DEG = 1.0;
@@ -107,6 +109,12 @@ export class ArMode {
     this.hit = null;      // the floor point under the reticle, local-floor, or null
     this.viewer = null;   // the viewer's position, local-floor
     this.error = "";
+    // The marker registration (`registerWithMarker`): running, its answer (with the residuals),
+    // or why it was refused.
+    this.marker = { running: false, answer: null, error: "" };
+    this.sendViewerPose = null;  // while a registration runs: sends `xr_viewer_pose`
+    this.viewerPoseAt = -Infinity;
+    this.viewerPosesSent = 0;  // for the tests' probe
     this.reticle = new THREE.Mesh(new THREE.RingGeometry(0.05, 0.07, 32).rotateX(-Math.PI / 2),
       new THREE.MeshBasicMaterial({ color: 0xffffff }));
     this.reticle.visible = false;
@@ -152,6 +160,16 @@ export class ArMode {
     this.hit = at ? [at.x, at.y, at.z] : null;
     this.reticle.visible = Boolean(this.hit) && (this.step === "origin" || this.step === "axis");
     if (this.hit) this.reticle.position.set(...this.hit);
+    const now = performance.now();
+    if (this.sendViewerPose && now - this.viewerPoseAt >= VIEWER_POSE_INTERVAL_MS) {
+      this.viewerPoseAt = now;
+      this.viewerPosesSent += 1;
+      const view = pose.views[0];  // the camera the HMI films with, as for `hmi_camera`
+      const t = view.transform;
+      this.sendViewerPose({ position: [t.position.x, t.position.y, t.position.z],
+        orientation: [t.orientation.x, t.orientation.y, t.orientation.z, t.orientation.w],
+        ...fovFromProjection(view.projectionMatrix) });
+    }
     const alignment = this.alignment.xr;
     if (alignment && this.step === "placed") {
       const view = pose.views[0];  // the camera the HMI films with: its first (or only) view
@@ -187,6 +205,34 @@ export class ArMode {
       }
     }
     this.onChange(this);
+  }
+
+  /**
+   * Register the cell from a marker of the cell file that the camera sees: the server detects it
+   * in the call's video and answers the alignment (xr_server/marker_alignment.py). While
+   * `request()` (the `marker_align` call, resolving to its answer or throwing the refusal) runs,
+   * the viewer pose goes to `sendViewerPose({position, orientation, hfov_deg, aspect})` each frame;
+   * the answer is stored and applied as a manual alignment is.
+   */
+  async registerWithMarker(sendViewerPose, request) {
+    if (this.marker.running) return;
+    this.marker = { running: true, answer: null, error: "" };
+    this.sendViewerPose = sendViewerPose;
+    this.onChange(this);
+    try {
+      const answer = await request();
+      this.alignment.update({ origin: answer.origin, yaw_rad: answer.yaw_rad });
+      this.step = "placed";
+      this.points = [];
+      this.error = "";
+      this.placeCell();
+      this.marker = { running: false, answer, error: "" };
+    } catch (err) {
+      this.marker = { running: false, answer: null, error: err.message };
+    } finally {
+      this.sendViewerPose = null;
+      this.onChange(this);
+    }
   }
 
   /** Start the alignment again (the stored one stays in force until a new one is marked). */
