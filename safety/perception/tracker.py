@@ -46,6 +46,18 @@ person measured again within the gate of where it ended. Without a sigma limit
 (`coast_sigma_limit_m=None`) nothing coasts and a track ends `track_timeout_s` after its
 last measurement.
 
+Single view: a person found in one view only (no match in another view of the update) is
+placed on the floor of the cell (`safety.perception.floor.place_on_floor`; `placement` "floor"
+instead of "triangulated" in the `HumanTrack`). A new person seen by one view gets a track; a
+triangulated track that drops to one view continues with floor placements (same id) instead of
+coasting, once it has had no triangulated measurement for `coast_after_s` (before that the other
+views of the same round are on their way, and the floor placement is not used); when two views
+see it again it returns to triangulation. A change of placement restarts the filter (the two
+disagree by the floor placement's bias; blending them would publish neither). The published
+sigma of a floor-placed keypoint never falls below the placement's own error (a bias the next
+frame repeats, which the filter must not average down), so Z_d grows and the monitor only gets
+stricter. The assignment gate widens by twice the standing-position sigma of floor placements.
+
 Pure logic: the caller passes the clock. Not thread-safe: one owner (the pipeline's worker).
 """
 
@@ -62,6 +74,7 @@ from scipy.optimize import linear_sum_assignment
 from content.calibration import CameraCalibration
 from safety.errors import PerceptionError
 from safety.perception.association import fundamental_matrix, group_detections
+from safety.perception.floor import Placement, place_on_floor
 from safety.perception.kalman import KeypointFilterState, KeypointKalmanFilter
 from safety.perception.plausibility import implausible_keypoints, resolve_left_right_swaps
 from safety.perception.pose import Pose2D
@@ -120,7 +133,11 @@ class Measurement:
         views: contributing camera ids.
         frames: (camera_id, capture_ns) of the contributing frames.
         keypoints_px: (camera_id, (33, 3) u, v, visibility) per contributing view.
-        reprojection_error_px: median RMS reprojection error.
+        reprojection_error_px: median RMS reprojection error (NaN for a floor placement).
+        placement: TRIANGULATED, or FLOOR for a person seen by one view (`place_on_floor`).
+        sigma_floor_m: (33,) float64, metres, for a FLOOR placement: the placement's own error
+            per keypoint, below which the published sigma never falls (a bias that persists
+            from frame to frame, which the filter must not average down); None when triangulated.
     """
 
     keypoints_cell: np.ndarray
@@ -133,6 +150,8 @@ class Measurement:
     frames: frozenset[tuple[str, int]]
     keypoints_px: tuple[tuple[str, np.ndarray], ...]
     reprojection_error_px: float
+    placement: Placement = Placement.TRIANGULATED
+    sigma_floor_m: np.ndarray | None = None
 
 
 @dataclass
@@ -158,6 +177,12 @@ class _Track:
     # (33,) consecutive updates whose measurement of the keypoint the filter's gate rejected; before the last update.
     rejected: np.ndarray = field(default_factory=lambda: np.zeros(33, np.int64))
     prior_rejected: np.ndarray = field(default_factory=lambda: np.zeros(33, np.int64))
+    # placement of the last update and before it; stamp (ns) of the last triangulated measurement
+    placement: Placement = Placement.TRIANGULATED
+    prior_placement: Placement = Placement.TRIANGULATED
+    triangulated_ns: int | None = None
+    # standing-position sigma of the last floor measurement (widens the gate), metres
+    floor_sigma_m: float = 0.0
 
 
 def coast_sigma_m(sigma_0_m: float | np.ndarray, speed_mps: float, elapsed_s: float,
@@ -178,6 +203,15 @@ def coast_hold_s(sigma_0_m: float, speed_mps: float, sigma_limit_m: float, accel
     if accel_mps2 <= 0:
         return float("inf") if v == 0 else room / v
     return (-v + float(np.sqrt(v * v + 2.0 * accel_mps2 * room))) / accel_mps2
+
+
+def _centre_sigma(sigma_m: np.ndarray) -> float:
+    """1-sigma error of the body centre of a floor placement, metres: its hips' (else its
+    smallest finite keypoint sigma)."""
+    hips = sigma_m[[_LEFT_HIP, _RIGHT_HIP]]
+    if np.isfinite(hips).any():
+        return float(np.nanmean(hips))
+    return float(np.nanmin(sigma_m)) if np.isfinite(sigma_m).any() else 0.0
 
 
 def _centre(points: np.ndarray) -> np.ndarray:
@@ -212,6 +246,9 @@ class MultiPersonTracker:
         coast_sigma_limit_m: a coasting track whose sigma exceeds this ends (lost inside the
             cell bounds), metres; None: no coasting, `track_timeout_s` ends tracks.
         coast_accel_mps2: a_c, the change of velocity a coasting person may make, m/s^2.
+        floor_z_m: height of the cell's floor in `cell`, metres: a person seen by one view only
+            is placed on it (`safety.perception.floor`, module docstring "Single view"); None:
+            one view places nobody (such a track coasts).
 
     Raises:
         PerceptionError: `world_to_cell` is not a (4, 4) homogeneous transform.
@@ -222,7 +259,8 @@ class MultiPersonTracker:
                  lost_hold_s: float = 5.0, max_reprojection_error_px: float = 5.0, min_confidence: float = 0.3,
                  max_epipolar_px: float | None = None, gate_m: float = 0.3, max_speed_mps: float = 3.0,
                  max_gate_m: float = 1.5, accel_sigma_mps2: float = 6.0, coast_after_s: float = 0.15,
-                 coast_sigma_limit_m: float | None = 1.0, coast_accel_mps2: float = 2.0) -> None:
+                 coast_sigma_limit_m: float | None = 1.0, coast_accel_mps2: float = 2.0,
+                 floor_z_m: float | None = 0.0) -> None:
         T = np.eye(4) if world_to_cell is None else np.asarray(world_to_cell, dtype=np.float64)
         if T.shape != (4, 4) or not np.allclose(T[3], [0, 0, 0, 1]):
             raise PerceptionError(f"world_to_cell must be a (4, 4) homogeneous transform, got shape {T.shape}")
@@ -247,6 +285,7 @@ class MultiPersonTracker:
         self._coast_after_ns = int(coast_after_s * 1e9)
         self._coast_limit_m = coast_sigma_limit_m
         self._coast_accel = coast_accel_mps2
+        self._floor_z_m = floor_z_m
         self._tracks: list[_Track] = []
         # per camera pair: (calibration a, calibration b, F)
         self._fundamental: dict[tuple[str, str], tuple[CameraCalibration, CameraCalibration, np.ndarray]] = {}
@@ -255,6 +294,7 @@ class MultiPersonTracker:
         self._next_id = 1
         # figures for `PerceptionPipeline.report`
         self.triangulations = 0
+        self.floor_placements = 0
         self.implausible = 0
         self.mirrored_views = 0
         self.tracks_started = 0
@@ -287,10 +327,11 @@ class MultiPersonTracker:
         return meas
 
     def measure(self, views: Sequence[View]) -> list[Measurement]:
-        """Group the 2D people of `views` across views and triangulate each group."""
+        """Group the 2D people of `views` across views and triangulate each group; place a
+        person found in one view only on the floor (unless `floor_z_m` is None)."""
         views = [v for v in views if v.people]
         if len(views) < 2:
-            return []
+            return [m for v in views for p in v.people if (m := self._place(v, p)) is not None]
         cals = [v.calibration for v in views]
         und = [np.stack([undistort_points(v.calibration, p.keypoints_px) for p in v.people]) for v in views]
         conf = [np.stack([p.visibility for p in v.people]) for v in views]
@@ -311,13 +352,39 @@ class MultiPersonTracker:
                         self._fundamental[key] = cached
                     F[(a, b)] = cached[2]
         out = []
+        singles = []
         for group in group_detections(cals, und, conf, max_cost_px=gate, min_confidence=self._min_conf, fundamental=F):
             if len(group) < 2:
+                singles.extend(group)
                 continue
             m = self._triangulate([views[v] for v, _ in group], [views[v].people[i] for v, i in group])
             if m is not None:
                 out.append(m)
+        for v, i in singles:
+            m = self._place(views[v], views[v].people[i])
+            if m is not None:
+                out.append(m)
         return out
+
+    def _place(self, view: View, person: Pose2D) -> Measurement | None:
+        """A person seen by `view` alone, placed on the floor (None: no placement possible,
+        or fewer than `MIN_BODY_POINTS` body keypoints placed)."""
+        if self._floor_z_m is None:
+            return None
+        fp = place_on_floor(view.calibration, person.keypoints_px, person.visibility, world_to_cell=self._T,
+                            floor_z_m=self._floor_z_m, min_confidence=self._min_conf)
+        if fp is None or np.isfinite(fp.keypoints_cell[list(BODY_POINTS)]).all(axis=1).sum() < MIN_BODY_POINTS:
+            return None
+        self.floor_placements += 1
+        placed = np.isfinite(fp.keypoints_cell).all(axis=1)
+        conf = np.where(placed, np.clip(person.visibility, 0.0, 1.0), 0.0)
+        sigma = np.where(placed, fp.sigma_m, np.nan)
+        px = ((view.camera_id, np.column_stack([person.keypoints_px, person.visibility])),)
+        return Measurement(keypoints_cell=fp.keypoints_cell, confidence=conf,
+                           variance_m2=np.nan_to_num(sigma, nan=1.0) ** 2, stamp_ns=view.capture_ns,
+                           capture_ns=view.capture_ns, newest_capture_ns=view.capture_ns, views=(view.camera_id,),
+                           frames=frozenset({(view.camera_id, view.capture_ns)}), keypoints_px=px,
+                           reprojection_error_px=float("nan"), placement=Placement.FLOOR, sigma_floor_m=sigma)
 
     def _triangulate(self, views: list[View], people: list[Pose2D]) -> Measurement | None:
         cals = [v.calibration for v in views]
@@ -385,7 +452,23 @@ class MultiPersonTracker:
         """How far a person can move between the track's last measurement and `m`, metres."""
         _, seen_stamp_ns = self._last_seen(track, m)
         dt = max(m.stamp_ns - seen_stamp_ns, 0) * 1e-9
-        return min(self._gate_m + self._max_speed * dt, self._max_gate_m)
+        return min(self._gate_m + self._max_speed * dt, self._max_gate_m) + self._placement_slack(track, m)
+
+    def _placement_slack(self, track: _Track | None, m: Measurement) -> float:
+        """How far a floor placement may be off, metres: twice the standing-position sigma of the
+        measurement and of the track's last floor placement (0 when both are triangulated)."""
+        slack = 0.0
+        if m.placement is Placement.FLOOR and m.sigma_floor_m is not None:
+            slack += 2.0 * _centre_sigma(m.sigma_floor_m)
+        if track is not None and track.placement is Placement.FLOOR:
+            slack += 2.0 * track.floor_sigma_m
+        return slack
+
+    def _triangulated_lately(self, track: _Track, m: Measurement) -> bool:
+        """Whether `track` had a triangulated measurement within `coast_after_s` before `m`: a
+        floor placement then does not replace it (the other views of this round are on their way)."""
+        return (track.triangulated_ns is not None and track.placement is Placement.TRIANGULATED
+                and m.stamp_ns - track.triangulated_ns <= self._coast_after_ns)
 
     def _assign(self, meas: list[Measurement], now_ns: int) -> None:
         # Ended tracks stay candidates for `lost_hold_s`: a person seen again within reach of
@@ -409,6 +492,8 @@ class MultiPersonTracker:
                     taken_m.add(free_m[c])
             free_m = [j for j in free_m if j not in taken_m]
         for track, m in done:
+            if m.placement is Placement.FLOOR and self._triangulated_lately(track, m):
+                continue                        # the track is triangulated; one view ran ahead
             if track.track_id in self._lost or track.track_id in self._ended:
                 _log.info("track %s re-acquired", track.track_id)
                 self._lost.pop(track.track_id, None)
@@ -419,8 +504,13 @@ class MultiPersonTracker:
         for j in free_m:
             m = meas[j]
             c = _centre(m.keypoints_cell)
-            # A second group of one person (an association that split) is not a new person.
-            if any(np.linalg.norm(t.centre_cell - c) < self._gate_m for t in updated):
+            # A second group of one person (an association that split) is not a new person; nor is
+            # a floor placement near a track being triangulated.
+            if any(np.linalg.norm(t.centre_cell - c) < self._gate_m + self._placement_slack(t, m) for t in updated):
+                continue
+            if m.placement is Placement.FLOOR and any(
+                    self._triangulated_lately(t, m) and np.linalg.norm(t.centre_cell - c)
+                    < self._gate(t, m) for t in self._tracks):
                 continue
             track = self._new_track()
             if candidates:
@@ -452,6 +542,16 @@ class MultiPersonTracker:
             track.prior_measured_ns = track.measured_ns.copy()
             track.prior_rejected = track.rejected.copy()
             track.prior_seen_centre, track.prior_seen_stamp_ns = track.seen_centre, track.seen_stamp_ns
+            track.prior_placement = track.placement
+        if track.prior_placement is not m.placement:
+            # triangulated <-> floor: the two disagree by the placement's bias; start the filter
+            # at the new kind of measurement instead of blending them
+            restart = True
+        track.placement = m.placement
+        if m.placement is Placement.TRIANGULATED:
+            track.triangulated_ns = m.stamp_ns
+        elif m.sigma_floor_m is not None:
+            track.floor_sigma_m = _centre_sigma(m.sigma_floor_m)
         track.seen_centre, track.seen_stamp_ns = _centre(m.keypoints_cell), m.stamp_ns
         if m.frames & track.frames and track.centre_history:
             track.centre_history.pop()                                 # a refinement replaces its update
@@ -494,6 +594,9 @@ class MultiPersonTracker:
         pts = np.where(fresh[:, None], state.position_m, np.nan)
         conf = np.where(fresh, track.confidence, 0.0)
         sig = state.position_sigma_m
+        if m.sigma_floor_m is not None:
+            # a floor placement's error is a bias, the same in the next frame: never below it
+            sig = np.fmax(sig, m.sigma_floor_m)
         body = [i for i in BODY_POINTS if fresh[i]]
         sigma_m = max(_MIN_SIGMA_M, float(sig[body].max()) if body else _MIN_SIGMA_M)
         vel_rows = [i for i in (_LEFT_HIP, _RIGHT_HIP) if fresh[i]] or body
@@ -507,7 +610,8 @@ class MultiPersonTracker:
                                  track_id=track.track_id, keypoints_cell=pts, confidence=conf, velocity_mps=velocity,
                                  sigma_m=sigma_m, capture_ns=m.capture_ns, newest_capture_ns=m.newest_capture_ns,
                                  views=m.views, keypoint_capture_ns=keypoint_ns,
-                                 keypoint_sigma_m=np.where(fresh, sig, np.nan), keypoints_px=m.keypoints_px)
+                                 keypoint_sigma_m=np.where(fresh, sig, np.nan), keypoints_px=m.keypoints_px,
+                                 placement=m.placement.value)
 
     def _inside(self, c: np.ndarray) -> bool:
         return (self._bounds is not None and bool(np.isfinite(c).all())
@@ -535,7 +639,7 @@ class MultiPersonTracker:
                           confidence=last.confidence, velocity_mps=last.velocity_mps, sigma_m=sigma,
                           capture_ns=last.capture_ns, newest_capture_ns=last.newest_capture_ns, views=last.views,
                           keypoint_capture_ns=last.keypoint_capture_ns, keypoint_sigma_m=keypoint_sigma,
-                          keypoints_px=(), coast_s=elapsed_s)
+                          keypoints_px=(), coast_s=elapsed_s, placement=last.placement)
 
     @staticmethod
     def _coast_velocity(track: _Track) -> np.ndarray:
