@@ -214,14 +214,21 @@ def place_on_floor(calibration: CameraCalibration, keypoints_px: np.ndarray, vis
             continue                                       # within one sigma of the horizon: no depth
         candidates.append((i, p, float(np.sqrt(sum(float(j @ j) for j in jac)))))
     feet = None
-    if candidates:
-        weights = np.array([1.0 / s ** 2 for _, _, s in candidates])
+    # A standing body's centre of mass is above the midfoot, a few cm ahead of the ankles
+    # (quiet stance): the standing position is the inverse-variance mean of the usable foot
+    # points (ankle, heel, toe of each foot).
+    standing = candidates
+    if standing:
+        weights = np.array([1.0 / s ** 2 for _, _, s in standing])
         weights /= weights.sum()
-        g = sum(wk * np.array([p[0], p[1], floor_z_m]) for wk, (_, p, _) in zip(weights, candidates))
-        noise = float(sum(wk * s for wk, (_, _, s) in zip(weights, candidates)))
-        # foot points that disagree beyond their noise (a lifted foot, a stride along the ray):
-        # their spread about g counts too
-        spread2 = float(sum(wk * float(np.sum((p[:2] - g[:2]) ** 2)) for wk, (_, p, _) in zip(weights, candidates)))
+        g = sum(wk * np.array([p[0], p[1], floor_z_m]) for wk, (_, p, _) in zip(weights, standing))
+        noise = float(sum(wk * s for wk, (_, _, s) in zip(weights, standing)))
+        # foot points that disagree in depth (a lifted foot lands farther along its ray, or a
+        # stride along the view): their spread about g along the viewing direction counts too
+        # (not across it: the feet stand apart sideways)
+        view = g[:2] - centre[:2]
+        view /= max(float(np.linalg.norm(view)), 1e-9)
+        spread2 = float(sum(wk * float((p[:2] - g[:2]) @ view) ** 2 for wk, (_, p, _) in zip(weights, standing)))
         feet = (g, float(np.sqrt(noise ** 2 + spread2)))
 
     # --- torso prior: a vertical hip-to-shoulder segment of TORSO_LENGTH_M
