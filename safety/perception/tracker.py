@@ -477,30 +477,38 @@ class MultiPersonTracker:
                       + [t for _, t in self._ended.values()])
         free_m = list(range(len(meas)))
         done: list[tuple[_Track, Measurement]] = []
-        if candidates and free_m:
+        # Triangulated people first, then floor placements for the tracks left: a one-view
+        # placement never takes a track from a triangulation of the same update.
+        for kind in (Placement.TRIANGULATED, Placement.FLOOR):
+            free_t = [t for t in candidates if all(t is not d for d, _ in done)]
+            kind_m = [j for j in free_m if meas[j].placement is kind]
+            if not free_t or not kind_m:
+                continue
             # One gate, what a person can move: a whole body that jumped farther (a looped clip,
             # another person) is NOT the track's person. It starts a new track; the old one,
             # measured no more, ends by time-out and, inside the cell, is reported lost.
-            cost = np.array([[self._distance(t, meas[j]) for j in free_m] for t in candidates])
-            gate = np.array([[self._gate(t, meas[j]) for j in free_m] for t in candidates])
+            cost = np.array([[self._distance(t, meas[j]) for j in kind_m] for t in free_t])
+            gate = np.array([[self._gate(t, meas[j]) for j in kind_m] for t in free_t])
             big = 1e6
             rows, cols = linear_sum_assignment(np.where(np.isfinite(cost) & (cost <= gate), cost, big))
             taken_m = set()
             for r, c in zip(rows, cols):
                 if np.isfinite(cost[r, c]) and cost[r, c] <= gate[r, c]:
-                    done.append((candidates[r], meas[free_m[c]]))
-                    taken_m.add(free_m[c])
+                    done.append((free_t[r], meas[kind_m[c]]))
+                    taken_m.add(kind_m[c])
             free_m = [j for j in free_m if j not in taken_m]
+        applied = []
         for track, m in done:
             if m.placement is Placement.FLOOR and self._triangulated_lately(track, m):
                 continue                        # the track is triangulated; one view ran ahead
+            applied.append(track)
             if track.track_id in self._lost or track.track_id in self._ended:
                 _log.info("track %s re-acquired", track.track_id)
                 self._lost.pop(track.track_id, None)
                 self._ended.pop(track.track_id, None)
                 self._tracks.append(track)
             self._apply(track, m, now_ns, restart=False)
-        updated = [t for t, _ in done]
+        updated = applied
         for j in free_m:
             m = meas[j]
             c = _centre(m.keypoints_cell)
