@@ -79,3 +79,17 @@ def test_the_twin_says_which_distance_channels_are_in_force(safety):
     jsonschema.validate(twin, SCHEMA)
     assert twin["safety"]["channels"] == ["skeleton", "occupancy"]
     assert twin["safety"]["occupancy_separation_m"] == 1.2346
+
+
+def test_a_person_says_how_he_was_placed_and_how_uncertain_he_is(safety):
+    snap = snapshot(NOW, [standing_person(1.5)], sigma_m=0.02)
+    one_view = dataclasses.replace(snap, tracks=(dataclasses.replace(snap.tracks[0], track_id="p2", placement="floor",
+                                                                     sigma_m=0.4567, views=("glasses",)),))
+    for s, placement, sigma in ((snap, "triangulated", 0.02), (one_view, "floor", 0.4567)):
+        twin = build_twin_state("lab", None, safety, s, None)
+        jsonschema.validate(twin, SCHEMA)
+        (person,) = twin["people"]
+        assert person["placement"] == placement and person["sigma_m"] == sigma
+    twin["people"][0]["placement"] = "guessed"
+    with pytest.raises(jsonschema.ValidationError, match="'guessed' is not one of"):
+        jsonschema.validate(twin, SCHEMA)
