@@ -50,9 +50,10 @@ Single view: a person found in one view only (no match in another view of the up
 placed on the floor of the cell (`safety.perception.floor.place_on_floor`; `placement` "floor"
 instead of "triangulated" in the `HumanTrack`). A new person seen by one view gets a track; a
 triangulated track that drops to one view continues with floor placements (same id) instead of
-coasting, once it has had no triangulated measurement for `coast_after_s` (before that the other
-views of the same round are on their way, and the floor placement is not used); when two views
-see it again it returns to triangulation. A change of placement restarts the filter (the two
+coasting, as soon as coasting would be less certain than the floor placement (the coasting sigma
+has grown past the placement's; and never within `coast_after_s` of its last triangulation, while
+the other views of the same round are on their way); when two views see it again it returns to
+triangulation. A change of placement restarts the filter (the two
 disagree by the floor placement's bias; blending them would publish neither). The published
 sigma of a floor-placed keypoint never falls below the placement's own error (a bias the next
 frame repeats, which the filter must not average down), so Z_d grows and the monitor only gets
@@ -465,10 +466,23 @@ class MultiPersonTracker:
         return slack
 
     def _triangulated_lately(self, track: _Track, m: Measurement) -> bool:
-        """Whether `track` had a triangulated measurement within `coast_after_s` before `m`: a
-        floor placement then does not replace it (the other views of this round are on their way)."""
-        return (track.triangulated_ns is not None and track.placement is Placement.TRIANGULATED
-                and m.stamp_ns - track.triangulated_ns <= self._coast_after_ns)
+        """Whether a floor placement `m` must not replace the triangulation of `track`: its last
+        measurement was triangulated, and either within `coast_after_s` before `m` (the other
+        views of the round are on their way) or coasting from it would still be more certain
+        than the floor placement (coasting sigma at `m` below the placement's body sigma)."""
+        if track.triangulated_ns is None or track.placement is not Placement.TRIANGULATED:
+            return False
+        if m.stamp_ns - track.triangulated_ns <= self._coast_after_ns:
+            return True
+        last = track.measured
+        if last is None or self._coast_limit_m is None or m.sigma_floor_m is None:
+            return False
+        elapsed_s = max(m.stamp_ns - track.seen_stamp_ns, 0) * 1e-9
+        speed = float(np.linalg.norm(self._coast_velocity(track)))
+        coasting = float(coast_sigma_m(last.sigma_m, speed, elapsed_s, self._coast_accel))
+        body = m.sigma_floor_m[list(BODY_POINTS)]
+        floor = float(np.nanmax(body)) if np.isfinite(body).any() else float("inf")
+        return coasting < floor
 
     def _assign(self, meas: list[Measurement], now_ns: int) -> None:
         # Ended tracks stay candidates for `lost_hold_s`: a person seen again within reach of
