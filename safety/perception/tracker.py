@@ -48,7 +48,9 @@ last measurement.
 
 Single view: a person found in one view only (no match in another view of the update) is
 placed on the floor of the cell (`safety.perception.floor.place_on_floor`; `placement` "floor"
-instead of "triangulated" in the `HumanTrack`). A new person seen by one view gets a track; a
+instead of "triangulated" in the `HumanTrack`). A new person seen by one view gets a track, tentative (not published, never reported lost) until
+`CONFIRM_FLOOR_UPDATES` updates measured it or a triangulation did, so that a detector's ghost in
+one view does not become a lost person (a fault) when it vanishes; a
 triangulated track that drops to one view continues with floor placements (same id) instead of
 coasting, as soon as coasting would be less certain than the floor placement (the coasting sigma
 has grown past the placement's; and never within `coast_after_s` of its last triangulation, while
@@ -94,6 +96,10 @@ _LEFT_HIP, _RIGHT_HIP = 23, 24
 MAX_HOLD_NS = 300_000_000
 #: Consecutive gate rejections of a keypoint's measurement after which its filter restarts.
 REJECT_RESTART = 2
+#: A track born from a floor placement (one view) is tentative until this many updates measured
+#: it (or a triangulation did): a detector's ghost in one view must not become a track whose end
+#: inside the cell is a fault. Tentative tracks are not published and never reported lost.
+CONFIRM_FLOOR_UPDATES = 3
 #: Smallest measurement noise of a triangulated keypoint, metres (1 sigma).
 _MIN_MEASUREMENT_SIGMA_M = 0.015
 #: Smallest published position uncertainty, metres.
@@ -184,6 +190,9 @@ class _Track:
     triangulated_ns: int | None = None
     # standing-position sigma of the last floor measurement (widens the gate), metres
     floor_sigma_m: float = 0.0
+    # updates so far while tentative (born from a floor placement); confirmed: published
+    updates: int = 0
+    confirmed: bool = True
 
 
 def coast_sigma_m(sigma_0_m: float | np.ndarray, speed_mps: float, elapsed_s: float,
@@ -304,7 +313,7 @@ class MultiPersonTracker:
     # ------------------------------------------------------------------ queries
     def tracks(self) -> tuple[HumanTrack, ...]:
         """The current tracks, ordered by id number."""
-        out = [t.human for t in self._tracks if t.human is not None]
+        out = [t.human for t in self._tracks if t.human is not None and t.confirmed]
         return tuple(sorted(out, key=lambda h: int(h.track_id[1:])))
 
     def lost_ids(self) -> tuple[str, ...]:
@@ -535,6 +544,7 @@ class MultiPersonTracker:
                     < self._gate(t, m) for t in self._tracks):
                 continue
             track = self._new_track()
+            track.confirmed = m.placement is Placement.TRIANGULATED
             if candidates:
                 near = min(candidates, key=lambda t: self._distance(t, m))
                 _log.info("track %s started at %s, %s views; nearest track %s at %.2f m (gate %.2f m)",
@@ -570,6 +580,10 @@ class MultiPersonTracker:
             # at the new kind of measurement instead of blending them
             restart = True
         track.placement = m.placement
+        if not (m.frames & track.frames):
+            track.updates += 1
+        if m.placement is Placement.TRIANGULATED or track.updates >= CONFIRM_FLOOR_UPDATES:
+            track.confirmed = True
         if m.placement is Placement.TRIANGULATED:
             track.triangulated_ns = m.stamp_ns
         elif m.sigma_floor_m is not None:
@@ -701,7 +715,10 @@ class MultiPersonTracker:
             c = track.centre_cell
             predicted = None if track.human is None else _centre(track.human.keypoints_cell)
             inside = self._inside(c) or (predicted is not None and self._inside(predicted))
-            if inside:
+            if not track.confirmed:
+                _log.info("tentative track %s ended (one view, %d updates)", track.track_id, track.updates)
+                self._ended[track.track_id] = (now_ns, track)
+            elif inside:
                 self._lost[track.track_id] = (now_ns, track)
                 _log.warning("track %s lost inside the cell bounds at %s", track.track_id, np.round(c, 2))
             else:

@@ -196,22 +196,36 @@ def test_a_track_continues_on_one_view_with_floor_placement_and_returns_to_trian
     assert tracker.tracks_started == 1
 
 
-def test_a_person_seen_by_one_view_only_gets_a_floor_track():
-    tracker = MultiPersonTracker()
-    tracker.update(views(standing(4.0, 0.0), 0, (CAM, CAM_B)) + [], 0)
-    (first,) = tracker.tracks()
+def test_a_person_seen_by_one_view_only_gets_a_floor_track_once_seen_three_times():
+    tracker = MultiPersonTracker(cell_bounds=(np.array([-10.0, -10.0, -1.0]), np.array([10.0, 10.0, 3.0])))
+    tracker.update(views(standing(4.0, 0.0), 0, (CAM, CAM_B)), 0)
     far = standing(6.0, -2.0)                               # a second person, only camera "c" sees him
-    people = (Pose2D(*observe(CAM, standing(4.0, 0.0))), Pose2D(*observe(CAM, far)))
-    t = 125_000_000
-    tracker.update([View("c", CAM, t, people), View("b", CAM_B, t, (Pose2D(*observe(CAM_B, standing(4.0, 0.0))),))], t)
-    tracks = {h.track_id: h for h in tracker.tracks()}
-    assert set(tracks) == {"p1", "p2"}
+    for k in (1, 2, 3):
+        t = k * 125_000_000
+        people = (Pose2D(*observe(CAM, standing(4.0, 0.0))), Pose2D(*observe(CAM, far)))
+        tracker.update([View("c", CAM, t, people),
+                        View("b", CAM_B, t, (Pose2D(*observe(CAM_B, standing(4.0, 0.0))),))], t)
+        tracks = {h.track_id: h for h in tracker.tracks()}
+        # tentative for its first two updates: not published
+        assert set(tracks) == ({"p1", "p2"} if k == 3 else {"p1"})
     assert tracks["p1"].placement == "triangulated" and tracks["p2"].placement == "floor"
+    assert tracks["p2"].views == ("c",)
     assert np.linalg.norm(hips(tracks["p2"].keypoints_cell)[:2] - hips(far)[:2]) < 0.05
+
+
+def test_a_ghost_in_one_view_is_never_published_nor_lost():
+    tracker = MultiPersonTracker(cell_bounds=(np.array([-10.0, -10.0, -1.0]), np.array([10.0, 10.0, 3.0])))
+    for k in (0, 1):                                         # a detector's ghost for two frames
+        tracker.update(views(standing(5.0, 1.0), k * 125_000_000, (CAM,)), k * 125_000_000)
+        assert tracker.tracks() == ()
+    for k in range(2, 30):                                   # then nothing, for 3.5 s
+        tracker.update([], k * 125_000_000)
+    assert tracker.tracks() == () and tracker.lost_ids() == ()
 
 
 def test_without_a_floor_one_view_places_nobody():
     tracker = MultiPersonTracker(floor_z_m=None)
-    tracker.update(views(standing(4.0, 0.0), 0, (CAM,)), 0)
-    assert tracker.tracks() == ()
+    for k in range(4):
+        tracker.update(views(standing(4.0, 0.0), k * 125_000_000, (CAM,)), k * 125_000_000)
+    assert tracker.tracks() == () and tracker.tracks_started == 0
     assert Placement.FLOOR.value == "floor"
