@@ -93,7 +93,7 @@ TORSO_LENGTH_SIGMA_M = 0.047
 #: Demo_SinglePerson (bench/floor_placement.py) the subject bends up to 43 degrees towards cam02,
 #: which places him up to 1.2 m too near that camera; the anthropometric spread and pixel noise
 #: alone covered the torso placement's error in only 54-78 % of frames. With this term its sigma
-#: is about 1 m at 4 m and covers 70-100 % of frames per camera: the torso prior is a last
+#: is about 1 m at 4 m and covers 69-100 % of frames per camera: the torso prior is a last
 #: resort that keeps a person in the picture, with a sigma that makes the monitor cautious.
 TORSO_KEYPOINT_SIGMA = 0.30
 #: 1-sigma distance of a keypoint from the vertical body plane, metres, by landmark: trunk and

@@ -14,11 +14,11 @@ here the floor height is measured the same way from the reference (median over f
 lowest heel or toe minus its landmark height: 0.062 m) and given to the tracker as `floor_z_m`.
 
 Measured (bench/floor_placement.py, the same procedure), per camera, the tracked hip midpoint's
-error median / p95: cam01 0.06 / 0.11 m, cam02 0.18 / 0.42 m, cam03 0.17 / 0.27 m, cam04 0.06 /
+error median / p95: cam01 0.06 / 0.11 m, cam02 0.20 / 0.42 m, cam03 0.17 / 0.28 m, cam04 0.06 /
 0.23 m (ankles: median 0.15-0.27 m, p95 0.29-0.53 m: a lifted foot is placed on the floor); the
-track's sigma_m (median 0.48-0.54 m) covers the hip error in every frame. With the calibration's
-z = 0 as the floor the hip errors grow to median 0.14-0.34 m, p95 0.22-0.58 m (sigma still
-covers 96-100 %). The bounds below leave room for MediaPipe's variation between runs and
+track's sigma_m (median 0.48-0.54 m) covers the hip error in every frame (48 of 50 frame times:
+the track is published from its third update). With the calibration's z = 0 as the floor the
+hip errors grow to median 0.14-0.36 m, p95 0.22-0.58 m (sigma still covers 96-100 %). The bounds below leave room for MediaPipe's variation between runs and
 machines: median < 0.25 m, p95 < 0.6 m, coverage >= 90 %.
 """
 
