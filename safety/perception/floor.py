@@ -11,7 +11,10 @@ A camera ray gives a direction, not a depth. A person standing on the floor give
    point H on the hip midpoint's ray such that H + L z lies on the shoulder midpoint's ray
    (least squares) gives the depth, G = H projected on the floor.
 
-When both are possible the one with the smaller standing-position sigma is used.
+The feet are used when they are usable, the torso prior otherwise. Either placement must put the
+hips at a standing person's height above the floor (`HIP_HEIGHT_RANGE_M`): a placement that
+does not (misdetected or lifted feet, a crouching or seated person) is rejected, and the next
+basis is tried; with none left the person is not placed (his track coasts, and is lost in time).
 
 **The rest of the skeleton** lies where its rays meet the vertical plane through G facing the
 camera (normal: the horizontal direction from the camera to G). Why not the body's depth along
@@ -104,6 +107,12 @@ OFF_PLANE_SIGMA_M = np.array(
     + [0.40] * 8                    # wrists and hands
     + [0.15, 0.15, 0.25, 0.25]      # hips, knees
     + [0.25] * 6)                   # ankles, heels, toes (used when their floor point is not)
+#: Height above the floor of the hip keypoints' midpoint that a standing adult's placement must
+#: give, metres: trochanter height is about 0.78 m (5th percentile female) to 1.0 m (95th
+#: percentile male) in DIN 33402-2 / NASA-STD-3000 tables, plus shoes, with a margin for a bent
+#: knee or a walking stride. A placement outside it is rejected (the feet misdetected or lifted,
+#: the person crouching or seated): the torso prior is tried, else the person is not placed.
+HIP_HEIGHT_RANGE_M = (0.55, 1.25)
 #: Default 2D noise of a keypoint, as a fraction of the image diagonal (MediaPipe's landmarks of
 #: one person disagree between views by about 1 % of the image height, docs/perception.md).
 PIXEL_SIGMA_FRACTION = 0.01
@@ -256,20 +265,33 @@ def place_on_floor(calibration: CameraCalibration, keypoints_px: np.ndarray, vis
                 sig = float(np.sqrt(sum(float(j[:2] @ j[:2]) for j in jac)))
                 torso = (np.array([H[0], H[1], floor_z_m]), sig)
 
-    if feet is not None:
-        basis, (g, g_sigma) = PlacementBasis.FEET, feet
-    elif torso is not None:
-        basis, (g, g_sigma) = PlacementBasis.TORSO, torso
-    else:
-        return None
-
-    # --- the skeleton: every keypoint on its ray at the vertical plane through g facing the camera
-    n = np.array([g[0] - centre[0], g[1] - centre[1], 0.0])
-    if np.linalg.norm(n) < 1e-6:
-        return None                                        # camera straight above: no body plane
-    n /= np.linalg.norm(n)
     d = _rays(calibration, T, np.where(ok[:, None], und, 0.0))
     focal = float(np.sqrt(calibration.K[0, 0] * calibration.K[1, 1]))
+    options = [(b, o) for b, o in ((PlacementBasis.FEET, feet), (PlacementBasis.TORSO, torso)) if o is not None]
+    for basis, (g, g_sigma) in options:
+        placed = _skeleton(centre, d, ok, g, g_sigma, sigma_px, focal,
+                           candidates if basis is PlacementBasis.FEET else [])
+        if placed is None:
+            continue
+        pts, sig = placed
+        hip_height = float(np.mean(pts[list(_HIPS), 2])) - floor_z_m
+        # The placement assumes a person standing on the floor: the hips it gives must be at a
+        # standing person's height, else the feet were misdetected, lifted or the person crouches.
+        if np.isfinite(hip_height) and HIP_HEIGHT_RANGE_M[0] <= hip_height <= HIP_HEIGHT_RANGE_M[1]:
+            return FloorPlacement(keypoints_cell=pts, sigma_m=sig, ground_cell=g, ground_sigma_m=g_sigma,
+                                  basis=basis)
+    return None
+
+
+def _skeleton(centre: np.ndarray, d: np.ndarray, ok: np.ndarray, g: np.ndarray, g_sigma: float, sigma_px: float,
+              focal: float, feet: list) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every keypoint on its ray at the vertical plane through g facing the camera: (33, 3)
+    points and (33,) sigmas, metres; the feet (index, point, sigma) keep their own floor points.
+    None when the camera is straight above g (no body plane)."""
+    n = np.array([g[0] - centre[0], g[1] - centre[1], 0.0])
+    if np.linalg.norm(n) < 1e-6:
+        return None
+    n /= np.linalg.norm(n)
     pts = np.full((33, 3), np.nan)
     sig = np.full(33, np.nan)
     for i in np.flatnonzero(ok):
@@ -280,8 +302,7 @@ def place_on_floor(calibration: CameraCalibration, keypoints_px: np.ndarray, vis
         pts[i] = centre + s * d[i]
         # moving the plane by dn moves the point by dn / cos along the ray
         sig[i] = np.sqrt(((g_sigma ** 2 + OFF_PLANE_SIGMA_M[i] ** 2) / cos ** 2) + (sigma_px * s / focal) ** 2)
-    if basis is PlacementBasis.FEET:
-        for i, p, s_i in candidates:
-            pts[i] = p                                     # the feet keep their own floor points
-            sig[i] = s_i
-    return FloorPlacement(keypoints_cell=pts, sigma_m=sig, ground_cell=g, ground_sigma_m=g_sigma, basis=basis)
+    for i, p, s_i in feet:
+        pts[i] = p
+        sig[i] = s_i
+    return pts, sig

@@ -229,3 +229,17 @@ def test_without_a_floor_one_view_places_nobody():
         tracker.update(views(standing(4.0, 0.0), k * 125_000_000, (CAM,)), k * 125_000_000)
     assert tracker.tracks() == () and tracker.tracks_started == 0
     assert Placement.FLOOR.value == "floor"
+
+
+def test_feet_that_put_the_hips_where_no_standing_person_has_them_are_not_trusted():
+    body = standing(4.0, 0.5, facing=(-1.0, 0.0))
+    kp, vis = observe(CAM, body)
+    kp[27:, 1] -= 120                                        # "feet" detected on the shins
+    fp = place_on_floor(CAM, kp, vis)
+    assert fp is not None and fp.basis is PlacementBasis.TORSO
+    assert np.linalg.norm(fp.ground_cell[:2] - [4.0, 0.5]) < 0.05
+    crouching = body.copy()
+    crouching[:27, 2] -= 0.5                                 # hips at 0.4 m, feet on the floor
+    kp, vis = observe(CAM, crouching)
+    vis[11:13] = 0.0                                         # shoulders hidden: no torso prior
+    assert place_on_floor(CAM, kp, vis) is None
