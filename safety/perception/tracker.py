@@ -55,8 +55,10 @@ triangulated track that drops to one view continues with floor placements (same 
 coasting, as soon as coasting would be less certain than the floor placement (the coasting sigma
 has grown past the placement's; and never within `coast_after_s` of its last triangulation, while
 the other views of the same round are on their way); when two views see it again it returns to
-triangulation. A change of placement restarts the filter (the two
-disagree by the floor placement's bias; blending them would publish neither). The published
+triangulation. Triangulated and floor measurements are never blended in one filter (they
+disagree by the floor placement's bias): a floor episode starts a filter of its own, and the
+return to triangulation resumes the filter of the last triangulated update (its velocity kept
+for keypoints measured within `MAX_HOLD_NS`). The published
 sigma of a floor-placed keypoint never falls below the placement's own error (a bias the next
 frame repeats, which the filter must not average down), so Z_d grows and the monitor only gets
 stricter. The assignment gate widens by twice the standing-position sigma of floor placements.
@@ -190,6 +192,9 @@ class _Track:
     triangulated_ns: int | None = None
     # standing-position sigma of the last floor measurement (widens the gate), metres
     floor_sigma_m: float = 0.0
+    # the filter after the last triangulated update (resumed when triangulation returns)
+    tri_state: KeypointFilterState | None = None
+    tri_measured_ns: np.ndarray | None = None
     # updates so far while tentative (born from a floor placement); confirmed: published
     updates: int = 0
     confirmed: bool = True
@@ -575,10 +580,18 @@ class MultiPersonTracker:
             track.prior_rejected = track.rejected.copy()
             track.prior_seen_centre, track.prior_seen_stamp_ns = track.seen_centre, track.seen_stamp_ns
             track.prior_placement = track.placement
+            if track.placement is Placement.TRIANGULATED:
+                track.tri_state, track.tri_measured_ns = track.kf.state.copy(), track.measured_ns.copy()
         if track.prior_placement is not m.placement:
-            # triangulated <-> floor: the two disagree by the placement's bias; start the filter
-            # at the new kind of measurement instead of blending them
-            restart = True
+            # triangulated <-> floor: the two disagree by the placement's bias, so they are not
+            # blended: the floor starts a filter of its own; triangulation resumes the filter of
+            # the last triangulated update (keypoints older than MAX_HOLD_NS restart below)
+            if m.placement is Placement.TRIANGULATED and track.tri_state is not None and not restart:
+                track.kf.state = track.tri_state.copy()
+                track.measured_ns = track.tri_measured_ns.copy()
+                track.rejected = np.zeros(33, np.int64)
+            else:
+                restart = True
         track.placement = m.placement
         if not (m.frames & track.frames):
             track.updates += 1
