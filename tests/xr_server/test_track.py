@@ -68,10 +68,12 @@ def test_track_one_calibrated_video_places_the_person_on_the_floor(tmp_path, cap
     out = tmp_path / "t.jsonl"
     # the floor of the Pose2Sim calibration is about 6 cm above its z = 0 (test_floor_real.py)
     assert main(["track", str(VIDEOS[0]), "--calib", str(CALIB), "--floor-z", "0.06", "--out", str(out),
-                 "--duration", "0.5", "--rate", "10"]) == 0, capsys.readouterr().err
+                 "--duration", "0.8", "--rate", "10"]) == 0, capsys.readouterr().err
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(lines) == 5
-    for d in lines:
+    assert len(lines) == 8
+    # a track born on the floor (one view) is published from its third update
+    assert [d["people"] for d in lines[:2]] == [[], []]
+    for d in lines[2:]:
         (p,) = d["people"]
         assert p["id"] == "p1" and p["placement"] == "floor" and list(p["keypoints_2d"]) == ["cam01"]
         hips = [p["keypoints_cell"][i] for i in (23, 24)]
