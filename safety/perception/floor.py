@@ -191,7 +191,8 @@ def place_on_floor(calibration: CameraCalibration, keypoints_px: np.ndarray, vis
             image diagonal.
 
     Returns:
-        The placement, or None when neither the feet nor the torso give a depth.
+        The placement, or None when neither the feet nor the torso give a depth that puts the
+        hips at a standing person's height (`HIP_HEIGHT_RANGE_M`).
     """
     T = np.eye(4) if world_to_cell is None else np.asarray(world_to_cell, dtype=np.float64)
     kp = np.asarray(keypoints_px, dtype=np.float64).reshape(33, 2)

@@ -46,22 +46,22 @@ person measured again within the gate of where it ended. Without a sigma limit
 (`coast_sigma_limit_m=None`) nothing coasts and a track ends `track_timeout_s` after its
 last measurement.
 
-Single view: a person found in one view only (no match in another view of the update) is
-placed on the floor of the cell (`safety.perception.floor.place_on_floor`; `placement` "floor"
-instead of "triangulated" in the `HumanTrack`). A new person seen by one view gets a track, tentative (not published, never reported lost) until
-`CONFIRM_FLOOR_UPDATES` updates measured it or a triangulation did, so that a detector's ghost in
-one view does not become a lost person (a fault) when it vanishes; a
-triangulated track that drops to one view continues with floor placements (same id) instead of
-coasting, as soon as coasting would be less certain than the floor placement (the coasting sigma
-has grown past the placement's; and never within `coast_after_s` of its last triangulation, while
-the other views of the same round are on their way); when two views see it again it returns to
-triangulation. Triangulated and floor measurements are never blended in one filter (they
-disagree by the floor placement's bias): a floor episode starts a filter of its own, and the
-return to triangulation resumes the filter of the last triangulated update (its velocity kept
-for keypoints measured within `MAX_HOLD_NS`). The published
-sigma of a floor-placed keypoint never falls below the placement's own error (a bias the next
-frame repeats, which the filter must not average down), so Z_d grows and the monitor only gets
-stricter. The assignment gate widens by twice the standing-position sigma of floor placements.
+Single view: a person found in one view only (no match in another view of the update) is placed on
+the floor of the cell (`safety.perception.floor.place_on_floor`; `placement` "floor" instead of
+"triangulated" in the `HumanTrack`). A new person seen by one view gets a track, tentative (not
+published, never reported lost) until `CONFIRM_FLOOR_UPDATES` updates measured it or a
+triangulation did, so that a detector's ghost in one view does not become a lost person (a fault)
+when it vanishes; a triangulated track that drops to one view continues with floor placements
+(same id) instead of coasting, as soon as coasting would be less certain than the floor placement
+(the coasting sigma has grown past the placement's; and never within `coast_after_s` of its last
+triangulation, while the other views of the same round are on their way); when two views see it
+again it returns to triangulation. Triangulated and floor measurements are never blended in one
+filter (they disagree by the floor placement's bias): a floor episode starts a filter of its own,
+and the return to triangulation resumes the filter of the last triangulated update (its velocity
+kept for keypoints measured within `MAX_HOLD_NS`). The published sigma of a floor-placed keypoint
+never falls below the placement's own error (a bias the next frame repeats, which the filter must
+not average down), so Z_d grows and the monitor only gets stricter. The assignment gate widens by
+twice the standing-position sigma of floor placements.
 
 Pure logic: the caller passes the clock. Not thread-safe: one owner (the pipeline's worker).
 """

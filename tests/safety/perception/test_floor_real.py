@@ -17,9 +17,10 @@ Measured (bench/floor_placement.py, the same procedure), per camera, the tracked
 error median / p95: cam01 0.06 / 0.11 m, cam02 0.20 / 0.42 m, cam03 0.17 / 0.28 m, cam04 0.06 /
 0.23 m (ankles: median 0.15-0.27 m, p95 0.29-0.53 m: a lifted foot is placed on the floor); the
 track's sigma_m (median 0.48-0.54 m) covers the hip error in every frame (48 of 50 frame times:
-the track is published from its third update). With the calibration's z = 0 as the floor the
-hip errors grow to median 0.14-0.36 m, p95 0.22-0.58 m (sigma still covers 96-100 %). The bounds below leave room for MediaPipe's variation between runs and
-machines: median < 0.25 m, p95 < 0.6 m, coverage >= 90 %.
+the track is published from its third update). With the calibration's z = 0 as the floor the hip
+errors grow to median 0.14-0.36 m, p95 0.22-0.58 m (sigma still covers 96-100 %). The bounds below
+leave room for MediaPipe's variation between runs and machines: median < 0.25 m, p95 < 0.6 m,
+coverage >= 90 %.
 """
 
 from __future__ import annotations
