@@ -664,10 +664,13 @@ class PerceptionParameters(_Model):
             people leave the cell across its edges. None: the bounding box of the cell's
             collaborative zones (`CellDescription.lost_track_bounds`).
         depth: the cell's depth camera (`DepthInput`); None: the skeleton channel alone.
+        floor_z_m: height of the floor in the `cell` frame (z up), metres: a person seen by
+            one camera only is placed on it (docs/perception.md, "One view: the floor").
     """
 
     model_complexity: Literal[0, 1, 2] = 1
     cell_bounds: ZoneBox | None = None
+    floor_z_m: float = Field(0.0, ge=-10.0, le=10.0)
     depth: DepthInput | None = None
 
 

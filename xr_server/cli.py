@@ -135,7 +135,8 @@ def _parser() -> argparse.ArgumentParser:
     track = sub.add_parser(
         "track", help="track workers offline in recorded videos; write one JSON line per frame time",
         description="Track the people in recorded videos. With --calib and one video per camera they are tracked "
-                    "in 3D (cell frame = the calibration's world frame); one video without --calib is tracked in 2D. "
+                    "in 3D (cell frame = the calibration's world frame): triangulated where two or more cameras see a person, "
+                    "placed on the floor (--floor-z) where one does; one video without --calib is tracked in 2D. "
                     "Each video is matched to the calibration camera named like its file-name stem "
                     "(videos/cam01.mp4 -> camera 'cam01'), or as --cam-map STEM=CAMERA says. Progress goes to stderr.")
     track.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="video file, one per camera")
@@ -150,6 +151,9 @@ def _parser() -> argparse.ArgumentParser:
     track.add_argument("--duration", type=_positive, default=None, metavar="S", help="only the first S seconds")
     track.add_argument("--resize", type=_positive, default=0.5, help="scale of the frames for pose estimation")
     track.add_argument("--model-complexity", type=int, default=1, choices=[0, 1, 2])
+    track.add_argument("--floor-z", type=float, default=0.0, metavar="M",
+                       help="height of the floor in the calibration's frame, z up, metres (default: %(default)s); "
+                            "a person one camera alone sees is placed on it")
 
     samples = sub.add_parser("samples", help="sample data")
     samples.add_argument("action", choices=["fetch"], help="fetch: download the Pose2Sim demo footage")
@@ -283,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 run_track(args.inputs, calib=args.calib, calib_format=args.calib_format,
                           cam_map=parse_cam_map(args.cam_map), out=out, show=args.show, rate_hz=args.rate,
-                          duration_s=args.duration, resize=args.resize, model_complexity=args.model_complexity)
+                          duration_s=args.duration, resize=args.resize, model_complexity=args.model_complexity,
+                          floor_z_m=args.floor_z)
             finally:
                 if out is not sys.stdout:
                     out.close()

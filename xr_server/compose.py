@@ -282,6 +282,7 @@ def _tracking(cell: CellDescription) -> Any:
         model_complexity=cell.perception.model_complexity,
         cell_bounds=None if bounds is None else (numpy.array(bounds.min), numpy.array(bounds.max)),
         hmi_cameras=[c.id for c in cell.hmi_cameras()],
+        floor_z_m=cell.perception.floor_z_m,
     )
 
 

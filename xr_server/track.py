@@ -1,12 +1,15 @@
 """`xrcell track`: worker tracking offline on recorded videos, one JSON line per frame time.
 
 With a calibration and one video per camera the people are tracked in 3D (the `cell`
-frame is the calibration's world frame); with one video and no calibration they are
-tracked in 2D only. Each output line is
+frame is the calibration's world frame): triangulated where two or more cameras see a person,
+placed on the floor (`--floor-z`, z up) where only one does, and a single calibrated video is
+tracked on the floor alone; with one video and no calibration they are tracked in 2D only. Each
+output line is
 
     {"t": s, "people": [{"id": "p1", "keypoints_cell": [[x, y, z, conf] x 33] | null,
                          "keypoints_2d": {"cam01": [[u, v, conf] x 33], ...},
-                         "velocity_mps": [vx, vy, vz] | null, "sigma_m": f | null}, ...]}
+                         "velocity_mps": [vx, vy, vz] | null, "sigma_m": f | null,
+                         "placement": "triangulated" | "floor" | null}, ...]}
 
 with `t` the frame time in seconds from the start of the videos, keypoints in MediaPipe
 Pose order (`safety.perception.POSE_LANDMARKS`), metres in `cell`, pixels of the ORIGINAL
@@ -80,7 +83,7 @@ def _json_points(points: np.ndarray) -> list[list[float | None]]:
 def run_track(inputs: list[Path], *, calib: Path | None = None, calib_format: str = "qca",
               cam_map: dict[str, str] | None = None, out: TextIO | None = None, show: Path | None = None,
               rate_hz: float = 15.0, duration_s: float | None = None, resize: float = 0.5,
-              model_complexity: int = 1, max_people: int = 4,
+              model_complexity: int = 1, max_people: int = 4, floor_z_m: float = 0.0,
               progress: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict:
     """Track the people in the videos; write JSON lines to `out`.
 
@@ -96,6 +99,8 @@ def run_track(inputs: list[Path], *, calib: Path | None = None, calib_format: st
         resize: scale of the frames given to pose estimation, (0, 1].
         model_complexity: MediaPipe model 0, 1 or 2.
         max_people: most people followed per camera.
+        floor_z_m: height of the floor in the calibration's world frame (z up), metres: a person
+            only one camera sees is placed on it (`safety.perception.floor`).
         progress: receives a line at the start (how many frame times), one about once a
             second, and a summary at the end.
 
@@ -138,8 +143,6 @@ def run_track(inputs: list[Path], *, calib: Path | None = None, calib_format: st
                                       f"{cal.image_size[1]} pixels but {v.path} is {v.size[0]}x{v.size[1]}")
             calibrations[v.camera_id] = cal.scaled(resize)
     three_d = calib is not None
-    if three_d and len(videos) < 2:
-        raise PerceptionError("3D tracking needs at least 2 calibrated videos; give one video without --calib for 2D")
     fps = min(v.fps for v in videos)
     stride = max(1, int(round(fps / min(rate_hz, fps))))
     n_frames = min(v.frames for v in videos)
@@ -147,7 +150,7 @@ def run_track(inputs: list[Path], *, calib: Path | None = None, calib_format: st
         n_frames = min(n_frames, int(round(duration_s * fps)))
     estimators = {v.camera_id: MultiPersonEstimator(lambda: PoseEstimator(model_complexity), PersonDetector(),
                                                     max_people=max_people) for v in videos}
-    tracker = MultiPersonTracker() if three_d else None
+    tracker = MultiPersonTracker(floor_z_m=floor_z_m) if three_d else None
     writer = None
     prev_2d: list[tuple[str, np.ndarray]] = []
     next_2d_id = 1
@@ -191,7 +194,7 @@ def run_track(inputs: list[Path], *, calib: Path | None = None, calib_format: st
                     people.append({"id": h.track_id,
                                    "keypoints_cell": _json_points(np.column_stack([h.keypoints_cell, h.confidence])),
                                    "keypoints_2d": kp2d, "velocity_mps": [round(float(x), 4) for x in h.velocity_mps],
-                                   "sigma_m": round(float(h.sigma_m), 4)})
+                                   "sigma_m": round(float(h.sigma_m), 4), "placement": h.placement})
             else:
                 cam = ids[0]
                 current = [p.keypoints_px / resize for p in people2d[cam]]
@@ -200,7 +203,7 @@ def run_track(inputs: list[Path], *, calib: Path | None = None, calib_format: st
                 for pid, kp, p in zip(assigned, current, people2d[cam]):
                     people.append({"id": pid, "keypoints_cell": None,
                                    "keypoints_2d": {cam: _json_points(np.column_stack([kp, p.visibility]))},
-                                   "velocity_mps": None, "sigma_m": None})
+                                   "velocity_mps": None, "sigma_m": None, "placement": None})
                     drawn.append((pid, cam, kp))
             seen_ids.update(p["id"] for p in people)
             counts.append(len(people))

@@ -74,7 +74,8 @@ def _people(snapshot: PerceptionSnapshot | None) -> list[dict]:
         kps = []
         for p, c in zip(track.keypoints_cell, track.confidence):
             kps.append(None if not np.isfinite(p).all() or c <= 0 else _r(np.append(p, c)))
-        people.append({"id": track.track_id, "keypoints": kps, "velocity_mps": _r(track.velocity_mps, 3)})
+        people.append({"id": track.track_id, "keypoints": kps, "velocity_mps": _r(track.velocity_mps, 3),
+                       "placement": track.placement, "sigma_m": round(float(track.sigma_m), 4)})
     return people
 
 

@@ -1,4 +1,4 @@
-"""Worker tracking: camera sources, 2D pose estimation, multi-view triangulation.
+"""Worker tracking: camera sources, 2D pose estimation, multi-view triangulation, one view on the floor.
 
 Importing this package does not import mediapipe; `PoseEstimator` loads it when created.
 """
@@ -15,6 +15,7 @@ from safety.perception.depth_input import (
     load_background,
     save_background,
 )
+from safety.perception.floor import FloorPlacement, Placement, PlacementBasis, place_on_floor
 from safety.perception.pipeline import FrameSource, PerceptionPipeline, draw_skeleton
 from safety.perception.kalman import KeypointKalmanFilter
 from safety.perception.multipose import MultiPersonEstimator
@@ -30,6 +31,7 @@ __all__ = [
     "DepthCamera",
     "DepthImageSequence",
     "DepthSource",
+    "FloorPlacement",
     "FrameSource",
     "HumanTrack",
     "KeypointKalmanFilter",
@@ -38,6 +40,8 @@ __all__ = [
     "OccupancyInput",
     "PerceptionPipeline",
     "PerceptionSnapshot",
+    "Placement",
+    "PlacementBasis",
     "PersonBox",
     "PersonDetector",
     "PointCloudSequence",
@@ -51,6 +55,7 @@ __all__ = [
     "View",
     "draw_skeleton",
     "load_background",
+    "place_on_floor",
     "points_from_depth",
     "project_points",
     "read_point_cloud",

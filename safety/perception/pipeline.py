@@ -114,8 +114,9 @@ class PerceptionPipeline:
             track its measurement: 0.5 s, the track time-out.
         max_view_skew_s: views whose capture times differ by more than this are not
             triangulated together (a moving person would be misplaced).
-        track_timeout_s: unused while the tracker coasts (its default): a track not seen by at
-            least 2 views coasts until its sigma passes 1 m (`safety.perception.tracker`).
+        track_timeout_s: unused while the tracker coasts (its default): a track measured by no
+            view (triangulated or placed on the floor) coasts until its sigma passes 1 m
+            (`safety.perception.tracker`).
         cell_bounds: ((3,) min, (3,) max) corners of a box in the `cell` frame, metres; a track
             that ends inside it is reported in `lost_track_ids` for `lost_hold_s`, one that
             ends outside is not reported; either keeps its id for `lost_hold_s` for a person
@@ -141,6 +142,8 @@ class PerceptionPipeline:
             and run its models before tracking starts (see `MultiPersonEstimator.warm_up`).
         clock: monotonic clock in ns; must be the clock the sources stamp frames with.
         on_publish: called on the worker thread with every new snapshot; must not block.
+        floor_z_m: height of the floor in `cell`, metres: a person seen by one camera only is
+            placed on it (`MultiPersonTracker`, `safety.perception.floor`); None: not placed.
 
     Raises:
         PerceptionError: no camera, duplicate camera ids, or invalid parameters.
@@ -154,7 +157,7 @@ class PerceptionPipeline:
                  estimator_factory: Callable[[], Estimator] | None = None, model_complexity: int = 1,
                  detector_factory: Callable[[], Detector] | None = None, max_people_per_view: int = 4,
                  detect_period_s: float = 1.0, warm_up_timeout_s: float = 5.0,
-                 clock: Callable[[], int] = time.monotonic_ns,
+                 clock: Callable[[], int] = time.monotonic_ns, floor_z_m: float | None = 0.0,
                  on_publish: Callable[[PerceptionSnapshot], None] | None = None) -> None:
         if not cameras:
             raise PerceptionError("PerceptionPipeline needs at least one camera")
@@ -172,7 +175,7 @@ class PerceptionPipeline:
         self._tracker = MultiPersonTracker(world_to_cell=world_to_cell, cell_bounds=cell_bounds,
                                            track_timeout_s=track_timeout_s, lost_hold_s=lost_hold_s,
                                            max_reprojection_error_px=max_reprojection_error_px,
-                                           min_confidence=min_confidence)
+                                           min_confidence=min_confidence, floor_z_m=floor_z_m)
         self._cams = [_CameraState(cid, src, cal, optional=bool(getattr(src, "optional", False)))
                       for cid, src, cal in cameras]
         self._period_ns = int(1e9 / process_rate_hz)

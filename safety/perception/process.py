@@ -89,7 +89,7 @@ class CameraSpec:
 
 def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int, model_complexity: int,
                 cell_bounds: tuple[np.ndarray, np.ndarray] | None = None,
-                hmi_ids: Sequence[str] = ()) -> None:  # pragma: no cover - runs in the child
+                hmi_ids: Sequence[str] = (), floor_z_m: float = 0.0) -> None:  # pragma: no cover - child
     import cv2
 
     from safety.perception.cameras import ReplayClock
@@ -128,7 +128,7 @@ def _child_main(conn, specs: list[CameraSpec], process_rate_hz: float, nice: int
             send(("snap", snapshot))
 
     pipeline = PerceptionPipeline(cams, process_rate_hz=process_rate_hz, on_publish=on_publish,
-                                  model_complexity=model_complexity, cell_bounds=cell_bounds)
+                                  model_complexity=model_complexity, cell_bounds=cell_bounds, floor_z_m=floor_z_m)
     views = False
     next_views = 0.0
     pipeline.start()
@@ -184,6 +184,8 @@ class PerceptionProcess:
             inside it is reported in `PerceptionSnapshot.lost_track_ids` (a fault for safety).
             None: no track is ever reported lost.
         hmi_cameras: ids of the HMI cameras, whose frames come through `push_frame`.
+        floor_z_m: height of the floor in `cell`, metres: a person one camera alone sees is
+            placed on it (`safety.perception.floor`).
 
     Raises:
         PerceptionError: no camera at all, or a model is missing.
@@ -192,7 +194,7 @@ class PerceptionProcess:
     def __init__(self, cameras: list[CameraSpec], *, process_rate_hz: float = 8.0, nice: int = 5,
                  model_complexity: int = 1,
                  cell_bounds: tuple[np.ndarray, np.ndarray] | None = None,
-                 hmi_cameras: Sequence[str] = ()) -> None:
+                 hmi_cameras: Sequence[str] = (), floor_z_m: float = 0.0) -> None:
         if not cameras and not hmi_cameras:
             raise PerceptionError("PerceptionProcess needs at least one camera")
         from safety.perception.models import require_model
@@ -200,6 +202,7 @@ class PerceptionProcess:
         require_model(model_complexity)     # fail here, with the fix in the message, not in the child
         self._model_complexity = model_complexity
         self._cell_bounds = cell_bounds
+        self._floor_z_m = floor_z_m
         self._specs = list(cameras)
         self._rate = process_rate_hz
         self._nice = nice
@@ -295,7 +298,7 @@ class PerceptionProcess:
         self._conn, child_conn = ctx.Pipe()
         self._proc = ctx.Process(target=_child_main, args=(child_conn, self._specs, self._rate, self._nice,
                                                              self._model_complexity, self._cell_bounds,
-                                                             self._hmi_ids),
+                                                             self._hmi_ids, self._floor_z_m),
                                  name="xrcell-perception", daemon=True)
         self._proc.start()
         child_conn.close()

@@ -46,6 +46,23 @@ person measured again within the gate of where it ended. Without a sigma limit
 (`coast_sigma_limit_m=None`) nothing coasts and a track ends `track_timeout_s` after its
 last measurement.
 
+Single view: a person found in one view only (no match in another view of the update) is placed on
+the floor of the cell (`safety.perception.floor.place_on_floor`; `placement` "floor" instead of
+"triangulated" in the `HumanTrack`). A new person seen by one view gets a track, tentative (not
+published, never reported lost) until `CONFIRM_FLOOR_UPDATES` updates measured it or a
+triangulation did, so that a detector's ghost in one view does not become a lost person (a fault)
+when it vanishes; a triangulated track that drops to one view continues with floor placements
+(same id) instead of coasting, as soon as coasting would be less certain than the floor placement
+(the coasting sigma has grown past the placement's; and never within `coast_after_s` of its last
+triangulation, while the other views of the same round are on their way); when two views see it
+again it returns to triangulation. Triangulated and floor measurements are never blended in one
+filter (they disagree by the floor placement's bias): a floor episode starts a filter of its own,
+and the return to triangulation resumes the filter of the last triangulated update (its velocity
+kept for keypoints measured within `MAX_HOLD_NS`). The published sigma of a floor-placed keypoint
+never falls below the placement's own error (a bias the next frame repeats, which the filter must
+not average down), so Z_d grows and the monitor only gets stricter. The assignment gate widens by
+twice the standing-position sigma of floor placements.
+
 Pure logic: the caller passes the clock. Not thread-safe: one owner (the pipeline's worker).
 """
 
@@ -62,6 +79,7 @@ from scipy.optimize import linear_sum_assignment
 from content.calibration import CameraCalibration
 from safety.errors import PerceptionError
 from safety.perception.association import fundamental_matrix, group_detections
+from safety.perception.floor import Placement, place_on_floor
 from safety.perception.kalman import KeypointFilterState, KeypointKalmanFilter
 from safety.perception.plausibility import implausible_keypoints, resolve_left_right_swaps
 from safety.perception.pose import Pose2D
@@ -80,6 +98,10 @@ _LEFT_HIP, _RIGHT_HIP = 23, 24
 MAX_HOLD_NS = 300_000_000
 #: Consecutive gate rejections of a keypoint's measurement after which its filter restarts.
 REJECT_RESTART = 2
+#: A track born from a floor placement (one view) is tentative until this many updates measured
+#: it (or a triangulation did): a detector's ghost in one view must not become a track whose end
+#: inside the cell is a fault. Tentative tracks are not published and never reported lost.
+CONFIRM_FLOOR_UPDATES = 3
 #: Smallest measurement noise of a triangulated keypoint, metres (1 sigma).
 _MIN_MEASUREMENT_SIGMA_M = 0.015
 #: Smallest published position uncertainty, metres.
@@ -120,7 +142,11 @@ class Measurement:
         views: contributing camera ids.
         frames: (camera_id, capture_ns) of the contributing frames.
         keypoints_px: (camera_id, (33, 3) u, v, visibility) per contributing view.
-        reprojection_error_px: median RMS reprojection error.
+        reprojection_error_px: median RMS reprojection error (NaN for a floor placement).
+        placement: TRIANGULATED, or FLOOR for a person seen by one view (`place_on_floor`).
+        sigma_floor_m: (33,) float64, metres, for a FLOOR placement: the placement's own error
+            per keypoint, below which the published sigma never falls (a bias that persists
+            from frame to frame, which the filter must not average down); None when triangulated.
     """
 
     keypoints_cell: np.ndarray
@@ -133,6 +159,8 @@ class Measurement:
     frames: frozenset[tuple[str, int]]
     keypoints_px: tuple[tuple[str, np.ndarray], ...]
     reprojection_error_px: float
+    placement: Placement = Placement.TRIANGULATED
+    sigma_floor_m: np.ndarray | None = None
 
 
 @dataclass
@@ -158,6 +186,18 @@ class _Track:
     # (33,) consecutive updates whose measurement of the keypoint the filter's gate rejected; before the last update.
     rejected: np.ndarray = field(default_factory=lambda: np.zeros(33, np.int64))
     prior_rejected: np.ndarray = field(default_factory=lambda: np.zeros(33, np.int64))
+    # placement of the last update and before it; stamp (ns) of the last triangulated measurement
+    placement: Placement = Placement.TRIANGULATED
+    prior_placement: Placement = Placement.TRIANGULATED
+    triangulated_ns: int | None = None
+    # standing-position sigma of the last floor measurement (widens the gate), metres
+    floor_sigma_m: float = 0.0
+    # the filter after the last triangulated update (resumed when triangulation returns)
+    tri_state: KeypointFilterState | None = None
+    tri_measured_ns: np.ndarray | None = None
+    # updates so far while tentative (born from a floor placement); confirmed: published
+    updates: int = 0
+    confirmed: bool = True
 
 
 def coast_sigma_m(sigma_0_m: float | np.ndarray, speed_mps: float, elapsed_s: float,
@@ -178,6 +218,15 @@ def coast_hold_s(sigma_0_m: float, speed_mps: float, sigma_limit_m: float, accel
     if accel_mps2 <= 0:
         return float("inf") if v == 0 else room / v
     return (-v + float(np.sqrt(v * v + 2.0 * accel_mps2 * room))) / accel_mps2
+
+
+def _centre_sigma(sigma_m: np.ndarray) -> float:
+    """1-sigma error of the body centre of a floor placement, metres: its hips' (else its
+    smallest finite keypoint sigma)."""
+    hips = sigma_m[[_LEFT_HIP, _RIGHT_HIP]]
+    if np.isfinite(hips).any():
+        return float(np.nanmean(hips))
+    return float(np.nanmin(sigma_m)) if np.isfinite(sigma_m).any() else 0.0
 
 
 def _centre(points: np.ndarray) -> np.ndarray:
@@ -212,6 +261,9 @@ class MultiPersonTracker:
         coast_sigma_limit_m: a coasting track whose sigma exceeds this ends (lost inside the
             cell bounds), metres; None: no coasting, `track_timeout_s` ends tracks.
         coast_accel_mps2: a_c, the change of velocity a coasting person may make, m/s^2.
+        floor_z_m: height of the cell's floor in `cell`, metres: a person seen by one view only
+            is placed on it (`safety.perception.floor`, module docstring "Single view"); None:
+            one view places nobody (such a track coasts).
 
     Raises:
         PerceptionError: `world_to_cell` is not a (4, 4) homogeneous transform.
@@ -222,7 +274,8 @@ class MultiPersonTracker:
                  lost_hold_s: float = 5.0, max_reprojection_error_px: float = 5.0, min_confidence: float = 0.3,
                  max_epipolar_px: float | None = None, gate_m: float = 0.3, max_speed_mps: float = 3.0,
                  max_gate_m: float = 1.5, accel_sigma_mps2: float = 6.0, coast_after_s: float = 0.15,
-                 coast_sigma_limit_m: float | None = 1.0, coast_accel_mps2: float = 2.0) -> None:
+                 coast_sigma_limit_m: float | None = 1.0, coast_accel_mps2: float = 2.0,
+                 floor_z_m: float | None = 0.0) -> None:
         T = np.eye(4) if world_to_cell is None else np.asarray(world_to_cell, dtype=np.float64)
         if T.shape != (4, 4) or not np.allclose(T[3], [0, 0, 0, 1]):
             raise PerceptionError(f"world_to_cell must be a (4, 4) homogeneous transform, got shape {T.shape}")
@@ -247,6 +300,7 @@ class MultiPersonTracker:
         self._coast_after_ns = int(coast_after_s * 1e9)
         self._coast_limit_m = coast_sigma_limit_m
         self._coast_accel = coast_accel_mps2
+        self._floor_z_m = floor_z_m
         self._tracks: list[_Track] = []
         # per camera pair: (calibration a, calibration b, F)
         self._fundamental: dict[tuple[str, str], tuple[CameraCalibration, CameraCalibration, np.ndarray]] = {}
@@ -255,6 +309,7 @@ class MultiPersonTracker:
         self._next_id = 1
         # figures for `PerceptionPipeline.report`
         self.triangulations = 0
+        self.floor_placements = 0
         self.implausible = 0
         self.mirrored_views = 0
         self.tracks_started = 0
@@ -263,7 +318,7 @@ class MultiPersonTracker:
     # ------------------------------------------------------------------ queries
     def tracks(self) -> tuple[HumanTrack, ...]:
         """The current tracks, ordered by id number."""
-        out = [t.human for t in self._tracks if t.human is not None]
+        out = [t.human for t in self._tracks if t.human is not None and t.confirmed]
         return tuple(sorted(out, key=lambda h: int(h.track_id[1:])))
 
     def lost_ids(self) -> tuple[str, ...]:
@@ -287,10 +342,11 @@ class MultiPersonTracker:
         return meas
 
     def measure(self, views: Sequence[View]) -> list[Measurement]:
-        """Group the 2D people of `views` across views and triangulate each group."""
+        """Group the 2D people of `views` across views and triangulate each group; place a
+        person found in one view only on the floor (unless `floor_z_m` is None)."""
         views = [v for v in views if v.people]
         if len(views) < 2:
-            return []
+            return [m for v in views for p in v.people if (m := self._place(v, p)) is not None]
         cals = [v.calibration for v in views]
         und = [np.stack([undistort_points(v.calibration, p.keypoints_px) for p in v.people]) for v in views]
         conf = [np.stack([p.visibility for p in v.people]) for v in views]
@@ -311,13 +367,39 @@ class MultiPersonTracker:
                         self._fundamental[key] = cached
                     F[(a, b)] = cached[2]
         out = []
+        singles = []
         for group in group_detections(cals, und, conf, max_cost_px=gate, min_confidence=self._min_conf, fundamental=F):
             if len(group) < 2:
+                singles.extend(group)
                 continue
             m = self._triangulate([views[v] for v, _ in group], [views[v].people[i] for v, i in group])
             if m is not None:
                 out.append(m)
+        for v, i in singles:
+            m = self._place(views[v], views[v].people[i])
+            if m is not None:
+                out.append(m)
         return out
+
+    def _place(self, view: View, person: Pose2D) -> Measurement | None:
+        """A person seen by `view` alone, placed on the floor (None: no placement possible,
+        or fewer than `MIN_BODY_POINTS` body keypoints placed)."""
+        if self._floor_z_m is None:
+            return None
+        fp = place_on_floor(view.calibration, person.keypoints_px, person.visibility, world_to_cell=self._T,
+                            floor_z_m=self._floor_z_m, min_confidence=self._min_conf)
+        if fp is None or np.isfinite(fp.keypoints_cell[list(BODY_POINTS)]).all(axis=1).sum() < MIN_BODY_POINTS:
+            return None
+        self.floor_placements += 1
+        placed = np.isfinite(fp.keypoints_cell).all(axis=1)
+        conf = np.where(placed, np.clip(person.visibility, 0.0, 1.0), 0.0)
+        sigma = np.where(placed, fp.sigma_m, np.nan)
+        px = ((view.camera_id, np.column_stack([person.keypoints_px, person.visibility])),)
+        return Measurement(keypoints_cell=fp.keypoints_cell, confidence=conf,
+                           variance_m2=np.nan_to_num(sigma, nan=1.0) ** 2, stamp_ns=view.capture_ns,
+                           capture_ns=view.capture_ns, newest_capture_ns=view.capture_ns, views=(view.camera_id,),
+                           frames=frozenset({(view.camera_id, view.capture_ns)}), keypoints_px=px,
+                           reprojection_error_px=float("nan"), placement=Placement.FLOOR, sigma_floor_m=sigma)
 
     def _triangulate(self, views: list[View], people: list[Pose2D]) -> Measurement | None:
         cals = [v.calibration for v in views]
@@ -385,7 +467,36 @@ class MultiPersonTracker:
         """How far a person can move between the track's last measurement and `m`, metres."""
         _, seen_stamp_ns = self._last_seen(track, m)
         dt = max(m.stamp_ns - seen_stamp_ns, 0) * 1e-9
-        return min(self._gate_m + self._max_speed * dt, self._max_gate_m)
+        return min(self._gate_m + self._max_speed * dt, self._max_gate_m) + self._placement_slack(track, m)
+
+    def _placement_slack(self, track: _Track | None, m: Measurement) -> float:
+        """How far a floor placement may be off, metres: twice the standing-position sigma of the
+        measurement and of the track's last floor placement (0 when both are triangulated)."""
+        slack = 0.0
+        if m.placement is Placement.FLOOR and m.sigma_floor_m is not None:
+            slack += 2.0 * _centre_sigma(m.sigma_floor_m)
+        if track is not None and track.placement is Placement.FLOOR:
+            slack += 2.0 * track.floor_sigma_m
+        return slack
+
+    def _triangulated_lately(self, track: _Track, m: Measurement) -> bool:
+        """Whether a floor placement `m` must not replace the triangulation of `track`: its last
+        measurement was triangulated, and either within `coast_after_s` before `m` (the other
+        views of the round are on their way) or coasting from it would still be more certain
+        than the floor placement (coasting sigma at `m` below the placement's body sigma)."""
+        if track.triangulated_ns is None or track.placement is not Placement.TRIANGULATED:
+            return False
+        if m.stamp_ns - track.triangulated_ns <= self._coast_after_ns:
+            return True
+        last = track.measured
+        if last is None or self._coast_limit_m is None or m.sigma_floor_m is None:
+            return False
+        elapsed_s = max(m.stamp_ns - track.seen_stamp_ns, 0) * 1e-9
+        speed = float(np.linalg.norm(self._coast_velocity(track)))
+        coasting = float(coast_sigma_m(last.sigma_m, speed, elapsed_s, self._coast_accel))
+        body = m.sigma_floor_m[list(BODY_POINTS)]
+        floor = float(np.nanmax(body)) if np.isfinite(body).any() else float("inf")
+        return coasting < floor
 
     def _assign(self, meas: list[Measurement], now_ns: int) -> None:
         # Ended tracks stay candidates for `lost_hold_s`: a person seen again within reach of
@@ -394,35 +505,51 @@ class MultiPersonTracker:
                       + [t for _, t in self._ended.values()])
         free_m = list(range(len(meas)))
         done: list[tuple[_Track, Measurement]] = []
-        if candidates and free_m:
+        # Triangulated people first, then floor placements for the tracks left: a one-view
+        # placement never takes a track from a triangulation of the same update.
+        for kind in (Placement.TRIANGULATED, Placement.FLOOR):
+            free_t = [t for t in candidates if all(t is not d for d, _ in done)]
+            kind_m = [j for j in free_m if meas[j].placement is kind]
+            if not free_t or not kind_m:
+                continue
             # One gate, what a person can move: a whole body that jumped farther (a looped clip,
             # another person) is NOT the track's person. It starts a new track; the old one,
             # measured no more, ends by time-out and, inside the cell, is reported lost.
-            cost = np.array([[self._distance(t, meas[j]) for j in free_m] for t in candidates])
-            gate = np.array([[self._gate(t, meas[j]) for j in free_m] for t in candidates])
+            cost = np.array([[self._distance(t, meas[j]) for j in kind_m] for t in free_t])
+            gate = np.array([[self._gate(t, meas[j]) for j in kind_m] for t in free_t])
             big = 1e6
             rows, cols = linear_sum_assignment(np.where(np.isfinite(cost) & (cost <= gate), cost, big))
             taken_m = set()
             for r, c in zip(rows, cols):
                 if np.isfinite(cost[r, c]) and cost[r, c] <= gate[r, c]:
-                    done.append((candidates[r], meas[free_m[c]]))
-                    taken_m.add(free_m[c])
+                    done.append((free_t[r], meas[kind_m[c]]))
+                    taken_m.add(kind_m[c])
             free_m = [j for j in free_m if j not in taken_m]
+        applied = []
         for track, m in done:
+            if m.placement is Placement.FLOOR and self._triangulated_lately(track, m):
+                continue                        # the track is triangulated; one view ran ahead
+            applied.append(track)
             if track.track_id in self._lost or track.track_id in self._ended:
                 _log.info("track %s re-acquired", track.track_id)
                 self._lost.pop(track.track_id, None)
                 self._ended.pop(track.track_id, None)
                 self._tracks.append(track)
             self._apply(track, m, now_ns, restart=False)
-        updated = [t for t, _ in done]
+        updated = applied
         for j in free_m:
             m = meas[j]
             c = _centre(m.keypoints_cell)
-            # A second group of one person (an association that split) is not a new person.
-            if any(np.linalg.norm(t.centre_cell - c) < self._gate_m for t in updated):
+            # A second group of one person (an association that split) is not a new person; nor is
+            # a floor placement near a track being triangulated.
+            if any(np.linalg.norm(t.centre_cell - c) < self._gate_m + self._placement_slack(t, m) for t in updated):
+                continue
+            if m.placement is Placement.FLOOR and any(
+                    self._triangulated_lately(t, m) and np.linalg.norm(t.centre_cell - c)
+                    < self._gate(t, m) for t in self._tracks):
                 continue
             track = self._new_track()
+            track.confirmed = m.placement is Placement.TRIANGULATED
             if candidates:
                 near = min(candidates, key=lambda t: self._distance(t, m))
                 _log.info("track %s started at %s, %s views; nearest track %s at %.2f m (gate %.2f m)",
@@ -452,6 +579,28 @@ class MultiPersonTracker:
             track.prior_measured_ns = track.measured_ns.copy()
             track.prior_rejected = track.rejected.copy()
             track.prior_seen_centre, track.prior_seen_stamp_ns = track.seen_centre, track.seen_stamp_ns
+            track.prior_placement = track.placement
+            if track.placement is Placement.TRIANGULATED:
+                track.tri_state, track.tri_measured_ns = track.kf.state.copy(), track.measured_ns.copy()
+        if track.prior_placement is not m.placement:
+            # triangulated <-> floor: the two disagree by the placement's bias, so they are not
+            # blended: the floor starts a filter of its own; triangulation resumes the filter of
+            # the last triangulated update (keypoints older than MAX_HOLD_NS restart below)
+            if m.placement is Placement.TRIANGULATED and track.tri_state is not None and not restart:
+                track.kf.state = track.tri_state.copy()
+                track.measured_ns = track.tri_measured_ns.copy()
+                track.rejected = np.zeros(33, np.int64)
+            else:
+                restart = True
+        track.placement = m.placement
+        if not (m.frames & track.frames):
+            track.updates += 1
+        if m.placement is Placement.TRIANGULATED or track.updates >= CONFIRM_FLOOR_UPDATES:
+            track.confirmed = True
+        if m.placement is Placement.TRIANGULATED:
+            track.triangulated_ns = m.stamp_ns
+        elif m.sigma_floor_m is not None:
+            track.floor_sigma_m = _centre_sigma(m.sigma_floor_m)
         track.seen_centre, track.seen_stamp_ns = _centre(m.keypoints_cell), m.stamp_ns
         if m.frames & track.frames and track.centre_history:
             track.centre_history.pop()                                 # a refinement replaces its update
@@ -494,6 +643,9 @@ class MultiPersonTracker:
         pts = np.where(fresh[:, None], state.position_m, np.nan)
         conf = np.where(fresh, track.confidence, 0.0)
         sig = state.position_sigma_m
+        if m.sigma_floor_m is not None:
+            # a floor placement's error is a bias, the same in the next frame: never below it
+            sig = np.fmax(sig, m.sigma_floor_m)
         body = [i for i in BODY_POINTS if fresh[i]]
         sigma_m = max(_MIN_SIGMA_M, float(sig[body].max()) if body else _MIN_SIGMA_M)
         vel_rows = [i for i in (_LEFT_HIP, _RIGHT_HIP) if fresh[i]] or body
@@ -507,7 +659,8 @@ class MultiPersonTracker:
                                  track_id=track.track_id, keypoints_cell=pts, confidence=conf, velocity_mps=velocity,
                                  sigma_m=sigma_m, capture_ns=m.capture_ns, newest_capture_ns=m.newest_capture_ns,
                                  views=m.views, keypoint_capture_ns=keypoint_ns,
-                                 keypoint_sigma_m=np.where(fresh, sig, np.nan), keypoints_px=m.keypoints_px)
+                                 keypoint_sigma_m=np.where(fresh, sig, np.nan), keypoints_px=m.keypoints_px,
+                                 placement=m.placement.value)
 
     def _inside(self, c: np.ndarray) -> bool:
         return (self._bounds is not None and bool(np.isfinite(c).all())
@@ -535,7 +688,7 @@ class MultiPersonTracker:
                           confidence=last.confidence, velocity_mps=last.velocity_mps, sigma_m=sigma,
                           capture_ns=last.capture_ns, newest_capture_ns=last.newest_capture_ns, views=last.views,
                           keypoint_capture_ns=last.keypoint_capture_ns, keypoint_sigma_m=keypoint_sigma,
-                          keypoints_px=(), coast_s=elapsed_s)
+                          keypoints_px=(), coast_s=elapsed_s, placement=last.placement)
 
     @staticmethod
     def _coast_velocity(track: _Track) -> np.ndarray:
@@ -575,7 +728,10 @@ class MultiPersonTracker:
             c = track.centre_cell
             predicted = None if track.human is None else _centre(track.human.keypoints_cell)
             inside = self._inside(c) or (predicted is not None and self._inside(predicted))
-            if inside:
+            if not track.confirmed:
+                _log.info("tentative track %s ended (one view, %d updates)", track.track_id, track.updates)
+                self._ended[track.track_id] = (now_ns, track)
+            elif inside:
                 self._lost[track.track_id] = (now_ns, track)
                 _log.warning("track %s lost inside the cell bounds at %s", track.track_id, np.round(c, 2))
             else:

@@ -54,6 +54,9 @@ class HumanTrack:
             from its Kalman filter; NaN where not published. None when not computed.
         keypoints_px: per contributing camera, (camera_id, (33, 3) float64 u, v pixels of the
             processed frame and visibility in [0, 1]): the 2D detections the track came from.
+        placement: "triangulated" (two or more views) or "floor" (one view, placed on the
+            cell's floor, `safety.perception.floor`: sigma_m is then the placement's depth error,
+            typically 0.3-0.5 m at 4 m); a coasting track keeps its last measurement's.
         coast_s: 0 for a measured track; for a coasting one (no view measured it lately), the
             seconds since its last measurement: its keypoints are then a constant-velocity
             prediction and `sigma_m` has grown with that time (`safety.perception.tracker`).
@@ -71,6 +74,7 @@ class HumanTrack:
     keypoint_sigma_m: np.ndarray | None = None
     keypoints_px: tuple[tuple[str, np.ndarray], ...] = ()
     coast_s: float = 0.0
+    placement: str = "triangulated"
 
 
 @dataclass(frozen=True)

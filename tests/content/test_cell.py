@@ -118,6 +118,14 @@ def test_cell_bounds_override_and_absence(tmp_path):
         load_cell(write(tmp_path, {**GOOD, "perception": {"cell_bounds": {"min": [0, 0, 3], "max": [1, 1, 1]}}}))
 
 
+def test_the_floor_height_is_zero_by_default_and_bounded(tmp_path):
+    assert load_cell(write(tmp_path, GOOD)).perception.floor_z_m == 0.0
+    assert load_cell(write(tmp_path, {**GOOD, "perception": {"floor_z_m": 0.06}})).perception.floor_z_m == 0.06
+    with pytest.raises(CellDescriptionError, match=r"cell.yaml: perception.floor_z_m: Input should be less than or "
+                                                   r"equal to 10"):
+        load_cell(write(tmp_path, {**GOOD, "perception": {"floor_z_m": 60}}))
+
+
 def test_demo_cell_reports_people_lost_in_its_collaborative_workspace():
     from xr_server.compose import _tracking
 

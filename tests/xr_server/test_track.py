@@ -34,7 +34,8 @@ def test_track_writes_one_json_line_per_frame_time(tmp_path, capsys):
     for d in lines:
         assert set(d) == {"t", "people"} and len(d["people"]) == 1
         for p in d["people"]:
-            assert set(p) == {"id", "keypoints_cell", "keypoints_2d", "velocity_mps", "sigma_m"}
+            assert set(p) == {"id", "keypoints_cell", "keypoints_2d", "velocity_mps", "sigma_m", "placement"}
+            assert p["placement"] == "triangulated"
             ids.add(p["id"])
             assert len(p["keypoints_cell"]) == 33 and all(len(k) == 4 for k in p["keypoints_cell"])
             hips_z = [p["keypoints_cell"][i][2] for i in (23, 24)]
@@ -59,7 +60,27 @@ def test_track_one_video_without_calibration_is_2d(tmp_path):
     for d in lines:
         (p,) = d["people"]
         assert p["id"] == "p1" and p["keypoints_cell"] is None and p["velocity_mps"] is None and p["sigma_m"] is None
+        assert p["placement"] is None
         assert list(p["keypoints_2d"]) == ["cam01"] and len(p["keypoints_2d"]["cam01"]) == 33
+
+
+def test_track_one_calibrated_video_places_the_person_on_the_floor(tmp_path, capsys):
+    out = tmp_path / "t.jsonl"
+    # the floor of the Pose2Sim calibration is about 6 cm above its z = 0 (test_floor_real.py)
+    assert main(["track", str(VIDEOS[0]), "--calib", str(CALIB), "--floor-z", "0.06", "--out", str(out),
+                 "--duration", "0.8", "--rate", "10"]) == 0, capsys.readouterr().err
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 8
+    # a track born on the floor (one view) is published from its third update
+    assert [d["people"] for d in lines[:2]] == [[], []]
+    for d in lines[2:]:
+        (p,) = d["people"]
+        assert p["id"] == "p1" and p["placement"] == "floor" and list(p["keypoints_2d"]) == ["cam01"]
+        hips = [p["keypoints_cell"][i] for i in (23, 24)]
+        assert all(0.6 < k[2] < 1.2 for k in hips)
+        # the person walks from about (-1.43, 0.0) (demo.yaml): placed within half a metre of it
+        assert all(-2.0 < k[0] < -0.9 and -0.5 < k[1] < 0.5 for k in hips)
+        assert 0.2 < p["sigma_m"] < 1.5
 
 
 def test_track_errors(tmp_path, capsys):

@@ -91,3 +91,17 @@ def test_the_twin_says_whether_the_payload_is_carried(safety, carried, opening):
     assert twin["robot"]["gripper_opening_m"] == opening
     with pytest.raises(jsonschema.ValidationError, match="'yes' is not of type 'boolean'"):
         jsonschema.validate({**twin, "robot": {**twin["robot"], "payload_carried": "yes"}}, SCHEMA)
+
+
+def test_a_person_says_how_he_was_placed_and_how_uncertain_he_is(safety):
+    snap = snapshot(NOW, [standing_person(1.5)], sigma_m=0.02)
+    one_view = dataclasses.replace(snap, tracks=(dataclasses.replace(snap.tracks[0], track_id="p2", placement="floor",
+                                                                     sigma_m=0.4567, views=("glasses",)),))
+    for s, placement, sigma in ((snap, "triangulated", 0.02), (one_view, "floor", 0.4567)):
+        twin = build_twin_state("lab", None, safety, s, None)
+        jsonschema.validate(twin, SCHEMA)
+        (person,) = twin["people"]
+        assert person["placement"] == placement and person["sigma_m"] == sigma
+    twin["people"][0]["placement"] = "guessed"
+    with pytest.raises(jsonschema.ValidationError, match="'guessed' is not one of"):
+        jsonschema.validate(twin, SCHEMA)

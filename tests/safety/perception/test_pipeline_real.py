@@ -84,8 +84,12 @@ def test_triangulated_person_is_plausible(run):
     hip_z = np.nanmedian(0.5 * (kp[:, 23, 2] + kp[:, 24, 2]))
     assert 0.7 < hip_z < 1.1                                  # upright on the z = 0 floor
     assert abs(np.nanmedian(np.nanmin(kp[:, 27:33, 2], axis=1))) < 0.15
+    # A round whose other views lag (a loaded machine) coasts the track while coasting is more
+    # certain than a floor placement, then places it on the floor from the one fresh view: same
+    # id, one view (measured: 0 of 155 samples on the floor on a quiet machine; under load 15 %).
     for t in tracks:
-        assert t.track_id == "p1" and len(t.views) >= 2
+        assert t.track_id == "p1"
+        assert len(t.views) >= 2 if t.placement == "triangulated" else len(t.views) == 1
         assert t.capture_ns <= t.newest_capture_ns and t.sigma_m >= 0.02
     # The person walks at about 0.45 m/s (0.74 m in the 1.67 s clip), forwards and backwards.
     speeds = np.array([np.linalg.norm(t.velocity_mps[:2]) for t in tracks])
