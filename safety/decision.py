@@ -8,6 +8,7 @@ the robot connection live in `safety.monitor`.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import dataclass, replace
 from typing import Sequence
@@ -263,15 +264,29 @@ def person_terms(track: HumanTrack, now_ns: int, params: SafetyParameters,
     return v_h, params.reaction_time_s + age_s, max(params.human_uncertainty_m, track.sigma_m)
 
 
+@functools.lru_cache(maxsize=128)
+def _arm_split(names: tuple[str, ...]) -> tuple[tuple[np.ndarray, tuple[str, ...], bool], ...]:
+    """A person's capsule names split into hands/arms and the rest: ((indices, names, is_arm), ...),
+    the hands and arms first, a part left out when empty. Cached: the names repeat from cycle to
+    cycle (they change only when a limb's tracking comes or goes)."""
+    arm = np.fromiter((n in ARM_CAPSULE_NAMES for n in names), dtype=bool, count=len(names))
+    out = []
+    for mask, is_arm in ((arm, True), (~arm, False)):
+        if mask.any():
+            index = np.flatnonzero(mask)
+            index.setflags(write=False)
+            out.append((index, tuple(n for n, m in zip(names, mask) if m), is_arm))
+    return tuple(out)
+
+
 def _body_regions(perception: PerceptionSnapshot, capsules: list, params: SafetyParameters) -> list:
     """Each person's capsules split into hands/arms and the rest, each with its v_h floor:
     [(track, v_h floor m/s, (segments, radii, names))] (ISO 13855 clause 6.2.3)."""
     out = []
     for track, (segs, radii, names) in zip(perception.tracks, capsules):
-        arm = np.fromiter((n in ARM_CAPSULE_NAMES for n in names), dtype=bool, count=len(names))
-        for mask, floor in ((arm, params.hand_arm_speed_mps), (~arm, params.human_speed_mps)):
-            if mask.any():
-                out.append((track, floor, (segs[mask], radii[mask], tuple(n for n, m in zip(names, mask) if m))))
+        for index, part_names, is_arm in _arm_split(names):
+            floor = params.hand_arm_speed_mps if is_arm else params.human_speed_mps
+            out.append((track, floor, (segs[index], radii[index], part_names)))
     return out
 
 
@@ -341,67 +356,92 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
     separation (what the twin and the report show), `binding` the one with the smallest
     separation - S_p (what the rule at the robot's actual speed tests); each entry is
     (separation m, ClosestPair, S_p terms, v_h m/s, T_r s), or None without people; v_r is
-    the robot's fastest capsule speed (whether it moves at all).
+    the robot's fastest capsule speed (whether it moves at all). Per region, the candidates are
+    the link at the smallest separation and the link at the smallest separation - S_p; among
+    all candidates (regions in order, links ascending) the first smallest wins both choices.
 
     While a stop commanded `stop_commanded_ns` is under way, S_p (not the allowed speed)
     counts only what is left of the reaction and braking latency: the part of T_r and
     t_d that has already passed since the stop was commanded is behind the robot
     (ISO/TS 15066 clause 5.5.4.2.3: T_r and T_s run from the detection to standstill).
+
+    Vectorised over regions x links (R x K): one distance pass, one directed-speed pass, and
+    the S_p arithmetic on (R, K) arrays with the same operations, in the same order, as the
+    scalar formulas of `safety.ssm`, so the result is the one a per-region loop gives bit for bit.
     """
     v_robot = robot.max_speed_mps
-    elapsed_s = (now_ns - stop_commanded_ns) / 1e9 if stop_commanded_ns else 0.0
-    remaining_s = max(0.0, params.reaction_time_s + stopping.latency_s - elapsed_s)
-    braking = StoppingModel(0.0, stopping.deceleration_mps2)
-    closest_entry = binding = None
-    allowed_scale = math.inf
+    regions = [r for r in regions if len(r[2][1])]
     n_links = robot.link_segments.shape[0]
-    live = [(region, lp) for region, lp in zip(
-        regions, closest_pairs_per_link([r[2] for r in regions], robot.link_segments, robot.link_radii_m))
-        if lp is not None]
-    terms = [person_terms(track, now_ns, params, floor) for (track, floor, _), _ in live]
+    if not regions or n_links == 0:
+        return None, None, 1.0, v_robot
+    pairs = closest_pairs_per_link([r[2] for r in regions], robot.link_segments, robot.link_radii_m)
+    terms = [person_terms(track, now_ns, params, floor) for track, floor, _ in regions]
+    v_h, t_r, z_d = (np.array(column)[:, None] for column in zip(*terms))          # (R, 1) each
+    distance = pairs.distance_m                                                       # (R, K)
     directed = None
-    if live and path is not None:
-        horizon_s = max(t for _, t, _ in terms) + stopping.stopping_time_s(max(nominal_speed_mps, v_robot))
+    if path is not None:
+        horizon_s = float(t_r.max()) + stopping.stopping_time_s(max(nominal_speed_mps, v_robot))
         found = _path_window(robot, path, horizon_s, command_scale, n_links)
         if found is not None:
             window, k = found
-            dirs, undirected = directed_speeds_mps(path, window, np.stack([lp.human_point for _, lp in live]))
+            dirs, undirected = directed_speeds_mps(path, window, pairs.human_point)
             if np.isfinite(dirs).all() and np.isfinite(undirected).all():
                 directed = (dirs, undirected, k)
-    for i, ((track, floor, (_, _, names)), lp) in enumerate(live):
-        v_h, t_r, z_d = terms[i]
-        if directed is None:
-            v_nominal = np.full(n_links, nominal_speed_mps)
-            v_actual = np.full(n_links, v_robot)
-            is_directed = np.zeros(n_links, dtype=bool)
-        else:
-            dirs, undirected, k = directed
-            is_directed = lp.distance_m >= DIRECTION_FLOOR_M
-            v_nominal = np.where(is_directed, dirs[i], undirected)
-            v_actual = v_nominal * k
-        common = dict(v_h_mps=v_h, reaction_time_s=t_r, stopping=stopping,
-                      intrusion_distance_m=params.intrusion_distance_m, z_d_m=z_d,
-                      z_r_m=params.robot_uncertainty_m)
-        v_max = max_robot_speeds_mps(np.maximum(lp.distance_m - params.separation_buffer_m, 0.0), **common)
-        moving = v_nominal > 1e-9
-        if moving.any():
-            allowed_scale = min(allowed_scale, float((v_max[moving] / v_nominal[moving]).min()))
-        if stop_commanded_ns:
-            common = {**common, "stopping": braking, "reaction_time_s": t_r - params.reaction_time_s + remaining_s}
-        s_p_m = protective_separation_distances_m(v_actual, **common)
-        for k_link in sorted({int(np.argmin(lp.distance_m)), int(np.argmin(lp.distance_m - s_p_m))}):
-            v_r = float(v_actual[k_link])
-            s_p = protective_separation_distance(v_r_mps=v_r, **common)
-            distance = float(lp.distance_m[k_link])
-            pair_info = ClosestPair(track.track_id, names[int(lp.human_index[k_link])], robot.link_names[k_link],
-                                    distance, lp.human_point[k_link].copy(), lp.robot_point[k_link].copy(),
-                                    v_r, bool(is_directed[k_link]))
-            entry = (distance, pair_info, s_p, v_h, t_r)
-            if closest_entry is None or distance < closest_entry[0]:
-                closest_entry = entry
-            if binding is None or distance - s_p.total_m < binding[0] - binding[2].total_m:
-                binding = entry
-    allowed_scale = min(1.0, allowed_scale)
+    if directed is None:
+        v_nominal = np.full(distance.shape, nominal_speed_mps)
+        v_actual = np.full(distance.shape, v_robot)
+        is_directed = np.zeros(distance.shape, dtype=bool)
+    else:
+        dirs, undirected, k = directed
+        is_directed = distance >= DIRECTION_FLOOR_M
+        v_nominal = np.where(is_directed, dirs, undirected[None, :])
+        v_actual = v_nominal * k
+    c, z_r = params.intrusion_distance_m, params.robot_uncertainty_m
+    v_max = max_robot_speeds_mps(np.maximum(distance - params.separation_buffer_m, 0.0), v_h_mps=v_h,
+                                 reaction_time_s=t_r, stopping=stopping, intrusion_distance_m=c, z_d_m=z_d,
+                                 z_r_m=z_r)
+    moving = v_nominal > 1e-9
+    allowed_scale = float((v_max[moving] / v_nominal[moving]).min()) if moving.any() else 1.0
+    allowed_scale = 0.0 if math.isnan(allowed_scale) else min(1.0, allowed_scale)   # NaN: stop
+    s_p_stopping, s_p_t_r = stopping, t_r
+    if stop_commanded_ns:
+        elapsed_s = (now_ns - stop_commanded_ns) / 1e9
+        remaining_s = max(0.0, params.reaction_time_s + stopping.latency_s - elapsed_s)
+        s_p_stopping, s_p_t_r = StoppingModel(0.0, stopping.deceleration_mps2), t_r - params.reaction_time_s + remaining_s
+    s_p_m = protective_separation_distances_m(v_actual, v_h_mps=v_h, reaction_time_s=s_p_t_r, stopping=s_p_stopping,
+                                              intrusion_distance_m=c, z_d_m=z_d, z_r_m=z_r)
+    rows = np.arange(len(regions))[:, None]
+    links = np.sort(np.stack((np.argmin(distance, axis=1), np.argmin(distance - s_p_m, axis=1)), axis=1), axis=1)
+    # S_p of the (R, 2) candidates as `ProtectiveSeparationDistance.total_m` sums its terms (its rounding)
+    v_c = v_actual[rows, links]
+    t_s = s_p_stopping.latency_s + v_c / s_p_stopping.deceleration_mps2
+    s_s = v_c * s_p_stopping.latency_s + v_c * v_c / (2.0 * s_p_stopping.deceleration_mps2)
+    total = v_h * (s_p_t_r + t_s) + v_c * s_p_t_r + s_s + c + z_d + z_r
+    checked = (v_c, v_h, s_p_t_r, z_d)
+    if not all(np.isfinite(a).all() and (a >= 0.0).all() for a in checked):
+        for r, k_link in zip(rows.ravel().repeat(2), links.ravel()):   # the first bad one raises its ValueError
+            protective_separation_distance(v_r_mps=float(v_actual[r, k_link]), v_h_mps=float(v_h[r, 0]),
+                                           reaction_time_s=float(s_p_t_r[r, 0]), stopping=s_p_stopping,
+                                           intrusion_distance_m=c, z_d_m=float(z_d[r, 0]), z_r_m=z_r)
+    candidate_m = distance[rows, links]
+
+    def entry(flat: int) -> tuple:
+        r, k_link = divmod(flat, 2)
+        k_link = int(links[r, k_link])
+        (track, _, (_, _, names)), v_r = regions[r], float(v_actual[r, k_link])
+        s_p = protective_separation_distance(v_r_mps=v_r, v_h_mps=terms[r][0], reaction_time_s=float(s_p_t_r[r, 0]),
+                                             stopping=s_p_stopping, intrusion_distance_m=c, z_d_m=terms[r][2],
+                                             z_r_m=z_r)
+        sep = float(distance[r, k_link])
+        pair_info = ClosestPair(track.track_id, names[int(pairs.human_index[r, k_link])], robot.link_names[k_link],
+                                sep, pairs.human_point[r, k_link].copy(), pairs.robot_point[r, k_link].copy(),
+                                v_r, bool(is_directed[r, k_link]))
+        return sep, pair_info, s_p, terms[r][0], terms[r][1]
+
+    closest_at = int(np.argmin(candidate_m))
+    binding_at = int(np.argmin(candidate_m - total))
+    closest_entry = entry(closest_at)
+    binding = closest_entry if binding_at == closest_at else entry(binding_at)
     return closest_entry, binding, allowed_scale, v_robot
 
 
