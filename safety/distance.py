@@ -272,5 +272,5 @@ def closest_pairs_per_link(
     padded = np.concatenate((surface, np.full((1, k_links), np.inf)))[rows]
     h = np.argmin(padded, axis=1)                                     # (R, K)
     links = np.arange(k_links)[None, :]
-    picked = np.take_along_axis(rows, h, axis=1)                      # (R, K) rows of `surface`
+    picked = rows[np.arange(len(sizes))[:, None], h]                  # (R, K) rows of `surface`
     return LinkPairs(surface[picked, links], h, c1[picked, links], c2[picked, links])

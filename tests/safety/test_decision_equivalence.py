@@ -187,3 +187,20 @@ def test_the_random_cells_reach_every_mode(monkeypatch: pytest.MonkeyPatch) -> N
                 directed.add(state.closest.v_r_directed)
     assert seen == {"full_speed", "reduced_speed", "protective_stop", "fault_stop"}
     assert directed == {True, False}
+
+
+def test_zone_pretests_answer_as_shapely_alone() -> None:
+    """`ZoneSet.capsules_inside` with its numpy pre-tests against the shapely-only reference, on
+    capsules around and across convex and concave footprints (edges grazed within 1 mm)."""
+    zones = ZoneSet(list(ZONES.zones) + [
+        Zone(name="ell", kind="restricted", footprint=[(0, 0), (2, 0), (2, 1), (1, 1), (1, 2), (0, 2)])])
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        a = rng.uniform(-3.0, 3.0, (60, 3))
+        b = np.where(rng.random((60, 1)) < 0.2, a, a + rng.normal(0.0, 0.5, (60, 3)))
+        segs = np.stack((a, b), axis=1)
+        segs[:10, :, 0] = np.round(segs[:10, :, 0] * 2) / 2 + rng.uniform(-1e-3, 1e-3, (10, 2))   # near edges
+        radii = rng.uniform(0.0, 0.3, 60)
+        segs[rng.random(60) < 0.02] = np.nan
+        for i in range(len(zones)):
+            assert (zones.capsules_inside(i, segs, radii) == reference_ssm.capsules_inside(zones, i, segs, radii)).all()
