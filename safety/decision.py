@@ -19,7 +19,7 @@ from content.cell import SafetyParameters
 from robot_bridge.types import RobotState
 from safety.cross_check import compare, disagreement_bound_m, disagreement_fault, occupancy_faults
 from safety.directed_speed import DIRECTION_FLOOR_M, ActivePath, directed_speeds_mps
-from safety.distance import ARM_CAPSULE_NAMES, ARM_KEYPOINTS, closest_pairs_per_link, human_capsules
+from safety.distance import ARM_CAPSULE_NAMES, ARM_KEYPOINTS, closest_pairs_per_link, people_capsules
 from safety.occupancy import OccupancyMeasurement
 from safety.perception.types import HumanTrack, PerceptionSnapshot
 from safety.zones import ZoneSet, ZoneViolation
@@ -237,15 +237,20 @@ def body_capsules(perception: PerceptionSnapshot, params: SafetyParameters) -> l
     (segments (H, 2, 3) metres `cell` frame, radii (H,) metres, names)); keypoints older than the
     track's frames are grown by v_h times their extra age (the distance the person may have moved
     since; the hand/arm speed for the keypoints of the upper limbs)."""
-    out = []
-    for track in perception.tracks:
-        extra = None
-        if track.keypoint_capture_ns is not None:
-            measured = float(np.linalg.norm(track.velocity_mps))
-            v_h = np.where(_ARM_MASK, max(params.hand_arm_speed_mps, measured), max(params.human_speed_mps, measured))
-            extra = v_h * np.maximum(track.capture_ns - track.keypoint_capture_ns, 0) / 1e9
-        out.append(human_capsules(track.keypoints_cell, track.confidence, extra_radius_m=extra))
-    return out
+    tracks = perception.tracks
+    if not tracks:
+        return []
+    extra = None
+    if any(t.keypoint_capture_ns is not None for t in tracks):
+        extra = np.zeros((len(tracks), 33))      # + 0.0 leaves a radius exactly as it is
+        for row, track in zip(extra, tracks):
+            if track.keypoint_capture_ns is not None:
+                measured = float(np.linalg.norm(track.velocity_mps))
+                v_h = np.where(_ARM_MASK, max(params.hand_arm_speed_mps, measured),
+                               max(params.human_speed_mps, measured))
+                row[:] = v_h * np.maximum(track.capture_ns - track.keypoint_capture_ns, 0) / 1e9
+    return people_capsules(np.stack([t.keypoints_cell for t in tracks]), np.stack([t.confidence for t in tracks]),
+                           extra_radius_m=extra)
 
 
 def person_terms(track: HumanTrack, now_ns: int, params: SafetyParameters,

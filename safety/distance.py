@@ -11,6 +11,7 @@ Detection* (2005), section 5.1.9, vectorised over all capsule pairs.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,23 +133,53 @@ def human_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confide
     Returns:
         (segments (H, 2, 3), radii (H,), names (H,)), names like "left_elbow-left_wrist".
     """
-    ok = np.isfinite(keypoints).all(axis=1) & (confidence > min_confidence)
-    ok_i, ok_j = ok[_LIMB_I], ok[_LIMB_J]
-    keep = ok_i | ok_j
-    if not keep.any():
-        return np.empty((0, 2, 3)), np.empty((0,)), ()
+    extra = None if extra_radius_m is None else np.asarray(extra_radius_m)[None]
+    return people_capsules(np.asarray(keypoints)[None], np.asarray(confidence)[None],
+                           min_confidence=min_confidence, extra_radius_m=extra)[0]
+
+
+def people_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confidence: float = 0.0,
+                    extra_radius_m: np.ndarray | None = None
+                    ) -> list[tuple[np.ndarray, np.ndarray, tuple[str, ...]]]:
+    """`human_capsules` of P people in one vectorised pass.
+
+    Args:
+        keypoints: (P, 33, 3) float64, metres, `cell` frame; NaN where untracked.
+        confidence: (P, 33) float64 in [0, 1].
+        min_confidence: as in `human_capsules`.
+        extra_radius_m: (P, 33) metres (0 where nothing is added), or None.
+
+    Returns:
+        Per person, (segments (H, 2, 3), radii (H,), names (H,)) as `human_capsules` gives them.
+    """
     kp = np.asarray(keypoints, dtype=np.float64)
+    ok = np.isfinite(kp).all(axis=2) & (confidence > min_confidence)
+    ok_i, ok_j = ok[:, _LIMB_I], ok[:, _LIMB_J]                       # (P, L)
+    keep = ok_i | ok_j
     radius = LIMB_RADII_M
     if extra_radius_m is not None:
-        e_i, e_j = extra_radius_m[_LIMB_I], extra_radius_m[_LIMB_J]
+        e_i, e_j = extra_radius_m[:, _LIMB_I], extra_radius_m[:, _LIMB_J]
         radius = radius + np.where(e_j > e_i, e_j, e_i)      # max(e_i, e_j) as Python's max
     radius = np.where(ok_i & ok_j, radius, radius + UNTRACKED_REACH_M)
     # both ends tracked: the limb; one end: a sphere at that end (a = b)
-    a = np.where(ok_i[:, None], kp[_LIMB_I], kp[_LIMB_J])
-    b = np.where(ok_j[:, None], kp[_LIMB_J], kp[_LIMB_I])
-    segs = np.stack((a[keep], b[keep]), axis=1)
-    names = _LIMB_NAMES if keep.all() else tuple(n for n, k in zip(_LIMB_NAMES, keep) if k)
-    return segs, radius[keep], names
+    a = np.where(ok_i[:, :, None], kp[:, _LIMB_I], kp[:, _LIMB_J])
+    b = np.where(ok_j[:, :, None], kp[:, _LIMB_J], kp[:, _LIMB_I])
+    segs = np.stack((a, b), axis=2)                                   # (P, L, 2, 3)
+    out = []
+    for person, mask in enumerate(keep):
+        if mask.all():
+            out.append((segs[person], radius[person], _LIMB_NAMES))
+        elif not mask.any():
+            out.append((np.empty((0, 2, 3)), np.empty((0,)), ()))
+        else:
+            out.append((segs[person][mask], radius[person][mask], _limb_names(mask.tobytes())))
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _limb_names(mask: bytes) -> tuple[str, ...]:
+    """Names of the limbs kept by a (L,) bool mask given as bytes (cached: masks repeat)."""
+    return tuple(n for n, k in zip(_LIMB_NAMES, mask) if k)
 
 
 def closest_capsule_pair(

@@ -194,10 +194,10 @@ class ZoneSet:
         names = [n for c in capsules for n in c[2]]
         out: list[ZoneViolation] = []
         for i in kinds:
-            hit = self.capsules_inside(i, segs, radii)
-            for k in np.unique(owner[hit]):
-                first = int(np.flatnonzero(hit & (owner == k))[0])
-                out.append(ZoneViolation(self.zones[i].name, self.zones[i].kind, tracks[k].track_id, names[first]))
+            hit = np.flatnonzero(self.capsules_inside(i, segs, radii))
+            people, first = np.unique(owner[hit], return_index=True)     # each person's first capsule
+            for k, j in zip(people.tolist(), hit[first].tolist()):
+                out.append(ZoneViolation(self.zones[i].name, self.zones[i].kind, tracks[k].track_id, names[j]))
         return tuple(out)
 
     def robot_violations(self, segments: np.ndarray, radii: np.ndarray,
