@@ -36,7 +36,8 @@ PEOPLE_KINDS = ("warning", "collaborative", "restricted")
 ROBOT_KINDS = ("robot_keep_out",)
 #: Margin of the exact numpy pre-tests in `ZoneSet.capsules_inside`, metres: a capsule farther
 #: than its radius plus this from the footprint's bounding box is outside, a clipped segment
-#: this far inside every edge of a convex footprint is inside; shapely decides the rest.
+#: with an end this far inside every edge of a convex footprint is inside; shapely decides the
+#: rest.
 _PRETEST_MARGIN_M = 1e-9
 
 
@@ -143,8 +144,8 @@ class ZoneSet:
             d = b[idx] - a[idx]
             p = a[idx] + d * t_lo[idx, None]
             q = a[idx] + d * t_hi[idx, None]
-            # exact pre-tests (the distance to the polygon is at least the gap between bounding
-            # boxes; a segment with both ends inside a convex polygon is at distance 0)
+            # exact pre-tests: the distance to the polygon is at least the gap between the
+            # bounding boxes; a segment with an end inside the (convex) polygon is at distance 0
             x0, y0, x1, y1 = self._bounds[index]
             box_lo, box_hi = np.minimum(p[:, :2], q[:, :2]), np.maximum(p[:, :2], q[:, :2])
             gap = np.maximum(np.maximum(x0 - box_hi[:, 0], box_lo[:, 0] - x1),
@@ -152,7 +153,7 @@ class ZoneSet:
             decided = gap > r[idx] + _PRETEST_MARGIN_M
             if self._edges[index] is not None:
                 normal, offset = self._edges[index]
-                depth = np.minimum((p[:, :2] @ normal.T - offset).min(axis=1),
+                depth = np.maximum((p[:, :2] @ normal.T - offset).min(axis=1),
                                    (q[:, :2] @ normal.T - offset).min(axis=1))
                 within = depth > _PRETEST_MARGIN_M
                 inside[idx[within]] = ~(0.0 > r[idx[within]])
