@@ -341,6 +341,44 @@ def _path_window(robot: RobotState, path: ActivePath | None, horizon_s: float, c
     return path.window(here, horizon_s * max(1.0, k, command_scale, robot.speed_scale)), k
 
 
+def _direction_needed(distance_m: np.ndarray, v_max_mps: np.ndarray, undirected_mps: np.ndarray, k: float,
+                      s_p_at) -> np.ndarray:
+    """(R,) bool: the body regions whose directed speeds `_ssm` must compute; for the others it
+    may use the undirected speed instead and decide exactly as with the directed one.
+
+    Args:
+        distance_m: (R, K) separations, metres. v_max_mps: (R, K) the speed limits there, m/s.
+        undirected_mps: (K,) each link's fastest speed over the window at scale 1, m/s.
+        k: the ratio of the robot's speed to its path's (`_path_window`).
+        s_p_at: (R, K) speeds at the robot's actual speed -> (R, K) S_p, metres (increasing in v).
+
+    Proof. A directed speed lies in [0, undirected] (v . u <= |v| for a unit u; the margin
+    1e-9 covers rounding), and a link closer than `DIRECTION_FLOOR_M` uses the undirected speed
+    anyway. A region r may skip the directed speeds when all three hold:
+      1. v_max[r, k] >= undirected[k] (1 + 1e-9) for every link: each ratio v_max / v_r it adds
+         to the allowed scale is >= 1, whichever v_r in that range, and the scale is capped at 1;
+      2. its smallest separation is above the smallest of all: it holds no candidate for the
+         closest pair (a tie keeps it, since the first region of a tie wins);
+      3. a lower bound of its margins, separation - S_p(undirected k (1 + 1e-9)), exceeds an
+         upper bound of the smallest margin of all, min over every region and link of
+         separation - S_p(v_low) with v_low = 0 for directed links and the undirected speed
+         (times k) for the others, by more than 1e-9: it cannot hold the binding pair.
+    With the undirected speed, such a region's candidates keep margins above that lower bound,
+    so the closest pair, the binding pair, the allowed scale and everything reported from them
+    are unchanged.
+    """
+    upper = undirected_mps * (1.0 + 1e-9)
+    shape = distance_m.shape
+    need = ~(v_max_mps >= upper).all(axis=1)
+    nearest = distance_m.min(axis=1)
+    need |= nearest <= nearest.min()
+    v_low = np.where(distance_m >= DIRECTION_FLOOR_M, 0.0, undirected_mps * k)
+    smallest_margin_at_most = float((distance_m - s_p_at(v_low)).min())
+    margin_at_least = (distance_m - s_p_at(np.broadcast_to(upper * k, shape))).min(axis=1)
+    need |= margin_at_least <= smallest_margin_at_most + 1e-9
+    return need
+
+
 def _ssm(now_ns: int, robot: RobotState, regions: list,
          params: SafetyParameters, stopping: StoppingModel, nominal_speed_mps: float, stop_commanded_ns: int,
          path: ActivePath | None = None, command_scale: float = 0.0):
@@ -383,15 +421,38 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
     terms = [person_terms(track, now_ns, params, floor) for track, floor, _ in regions]
     v_h, t_r, z_d = (np.array(column)[:, None] for column in zip(*terms))          # (R, 1) each
     distance = pairs.distance_m                                                       # (R, K)
+    c, z_r = params.intrusion_distance_m, params.robot_uncertainty_m
+    v_max = max_robot_speeds_mps(np.maximum(distance - params.separation_buffer_m, 0.0), v_h_mps=v_h,
+                                 reaction_time_s=t_r, stopping=stopping, intrusion_distance_m=c, z_d_m=z_d,
+                                 z_r_m=z_r)
+    s_p_stopping, s_p_t_r = stopping, t_r
+    if stop_commanded_ns:
+        elapsed_s = (now_ns - stop_commanded_ns) / 1e9
+        remaining_s = max(0.0, params.reaction_time_s + stopping.latency_s - elapsed_s)
+        s_p_stopping, s_p_t_r = StoppingModel(0.0, stopping.deceleration_mps2), t_r - params.reaction_time_s + remaining_s
+
+    def s_p_at(v_r_mps: np.ndarray) -> np.ndarray:
+        """(R, K) S_p at the robot's actual speed `v_r_mps`, metres."""
+        return protective_separation_distances_m(v_r_mps, v_h_mps=v_h, reaction_time_s=s_p_t_r,
+                                                 stopping=s_p_stopping, intrusion_distance_m=c, z_d_m=z_d,
+                                                 z_r_m=z_r)
+
     directed = None
     if path is not None:
         horizon_s = float(t_r.max()) + stopping.stopping_time_s(max(nominal_speed_mps, v_robot))
         found = _path_window(robot, path, horizon_s, command_scale, n_links)
-        if found is not None:
+        # the path is finite (`ActivePath.from_sweep`), so the directed speeds are finite exactly
+        # when the human points are
+        if found is not None and np.isfinite(pairs.human_point).all():
             window, k = found
-            dirs, undirected = directed_speeds_mps(path, window, pairs.human_point)
-            if np.isfinite(dirs).all() and np.isfinite(undirected).all():
-                directed = (dirs, undirected, k)
+            undirected = path.speeds[window].max(axis=0)
+            need = _direction_needed(distance, v_max, undirected, k, s_p_at)
+            dirs = undirected[None, :].repeat(len(regions), axis=0)
+            if need.all():
+                dirs = directed_speeds_mps(path, window, pairs.human_point)[0]
+            else:
+                dirs[need] = directed_speeds_mps(path, window, pairs.human_point[need])[0]
+            directed = (dirs, undirected, k)
     if directed is None:
         v_nominal = np.full(distance.shape, nominal_speed_mps)
         v_actual = np.full(distance.shape, v_robot)
@@ -401,20 +462,10 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
         is_directed = distance >= DIRECTION_FLOOR_M
         v_nominal = np.where(is_directed, dirs, undirected[None, :])
         v_actual = v_nominal * k
-    c, z_r = params.intrusion_distance_m, params.robot_uncertainty_m
-    v_max = max_robot_speeds_mps(np.maximum(distance - params.separation_buffer_m, 0.0), v_h_mps=v_h,
-                                 reaction_time_s=t_r, stopping=stopping, intrusion_distance_m=c, z_d_m=z_d,
-                                 z_r_m=z_r)
     moving = v_nominal > 1e-9
     allowed_scale = float((v_max[moving] / v_nominal[moving]).min()) if moving.any() else 1.0
     allowed_scale = 0.0 if math.isnan(allowed_scale) else min(1.0, allowed_scale)   # NaN: stop
-    s_p_stopping, s_p_t_r = stopping, t_r
-    if stop_commanded_ns:
-        elapsed_s = (now_ns - stop_commanded_ns) / 1e9
-        remaining_s = max(0.0, params.reaction_time_s + stopping.latency_s - elapsed_s)
-        s_p_stopping, s_p_t_r = StoppingModel(0.0, stopping.deceleration_mps2), t_r - params.reaction_time_s + remaining_s
-    s_p_m = protective_separation_distances_m(v_actual, v_h_mps=v_h, reaction_time_s=s_p_t_r, stopping=s_p_stopping,
-                                              intrusion_distance_m=c, z_d_m=z_d, z_r_m=z_r)
+    s_p_m = s_p_at(v_actual)
     rows = np.arange(len(regions))[:, None]
     links = np.sort(np.stack((np.argmin(distance, axis=1), np.argmin(distance - s_p_m, axis=1)), axis=1), axis=1)
     # S_p of the (R, 2) candidates as `ProtectiveSeparationDistance.total_m` sums its terms (its rounding)
