@@ -473,8 +473,8 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
     t_s = s_p_stopping.latency_s + v_c / s_p_stopping.deceleration_mps2
     s_s = v_c * s_p_stopping.latency_s + v_c * v_c / (2.0 * s_p_stopping.deceleration_mps2)
     total = v_h * (s_p_t_r + t_s) + v_c * s_p_t_r + s_s + c + z_d + z_r
-    checked = (v_c, v_h, s_p_t_r, z_d)
-    if not all(np.isfinite(a).all() and (a >= 0.0).all() for a in checked):
+    checked = np.concatenate((v_c.ravel(), v_h.ravel(), s_p_t_r.ravel(), z_d.ravel()))
+    if not (np.isfinite(checked).all() and checked.min() >= 0.0):
         for r, k_link in zip(rows.ravel().repeat(2), links.ravel()):   # the first bad one raises its ValueError
             protective_separation_distance(v_r_mps=float(v_actual[r, k_link]), v_h_mps=float(v_h[r, 0]),
                                            reaction_time_s=float(s_p_t_r[r, 0]), stopping=s_p_stopping,
