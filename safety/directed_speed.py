@@ -147,10 +147,13 @@ def directed_speeds_mps(path: ActivePath, window: np.ndarray, human_points: np.n
         points of v . (h - x) / |h - x|, clamped at 0 (the full speed |v| where h and x
         coincide); undirected is the largest axis-point speed of each link over the window.
     """
-    x = path.points_xyz[:, :, window]                           # (3, K, W, P)
-    v = path.velocities_xyz[:, :, window]
-    h = np.moveaxis(np.asarray(human_points, dtype=np.float64), -1, 0)[:, :, :, None, None]   # (3, R, K, 1, 1)
-    dx, dy, dz = h - x[:, None]                                 # (R, K, W, P) each
+    n_links = path.points_xyz.shape[1]
+    # (3, K, W * P): each link's window samples and axis points side by side, so that every
+    # operation below runs over a contiguous last axis
+    x = path.points_xyz[:, :, window].reshape(3, n_links, -1)
+    v = path.velocities_xyz[:, :, window].reshape(3, n_links, -1)
+    h = np.asarray(human_points, dtype=np.float64)[:, :, :, None]       # (R, K, 3, 1)
+    dx, dy, dz = h[:, :, 0] - x[0], h[:, :, 1] - x[1], h[:, :, 2] - x[2]   # (R, K, W * P) each
     dist = dx * dx
     dist += dy * dy
     dist += dz * dz
@@ -159,5 +162,5 @@ def directed_speeds_mps(path: ActivePath, window: np.ndarray, human_points: np.n
     along += dy * v[1]
     along += dz * v[2]
     along /= np.maximum(dist, 1e-6)
-    directed = np.where(dist > 1e-6, along, path.point_speeds[:, window])
-    return np.maximum(directed.max(axis=(2, 3)), 0.0), path.speeds[window].max(axis=0)
+    directed = np.where(dist > 1e-6, along, path.point_speeds[:, window].reshape(n_links, -1))
+    return np.maximum(directed.max(axis=2), 0.0), path.speeds[window].max(axis=0)
