@@ -127,6 +127,15 @@ class ZoneSet:
         if n == 0:
             return np.zeros(0, dtype=bool)
         finite = np.isfinite(segs).all(axis=(1, 2)) & np.isfinite(r)
+        if finite.all():
+            # exact early exit: every capsule is at least the gap between the set's bounding
+            # box and the prism's from the prism (in the plane, or in height: the slab test)
+            x0, y0, x1, y1 = self._bounds[index]
+            z0, z1 = self._z[index]
+            low, high = segs.min(axis=(0, 1)), segs.max(axis=(0, 1))
+            gap = max(x0 - high[0], low[0] - x1, y0 - high[1], low[1] - y1, z0 - high[2], low[2] - z1)
+            if gap > r.max() + _PRETEST_MARGIN_M:
+                return np.zeros(n, dtype=bool)
         a, b = segs[:, 0], segs[:, 1]
         lo = self._z[index, 0] - r
         hi = self._z[index, 1] + r
