@@ -128,7 +128,8 @@ class ActivePath:
         hi = min(max(hi, start + 1), len(self.times_s))
         idx = np.arange(lo, hi)
         if len(idx) > WINDOW_SAMPLES:
-            idx = idx[np.unique(np.linspace(0, len(idx) - 1, WINDOW_SAMPLES).round().astype(int))]
+            # the step (len - 1) / (WINDOW_SAMPLES - 1) exceeds 1, so the rounded picks are distinct
+            idx = idx[np.linspace(0, len(idx) - 1, WINDOW_SAMPLES).round().astype(int)]
         return idx
 
 
