@@ -429,7 +429,8 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
     if stop_commanded_ns:
         elapsed_s = (now_ns - stop_commanded_ns) / 1e9
         remaining_s = max(0.0, params.reaction_time_s + stopping.latency_s - elapsed_s)
-        s_p_stopping, s_p_t_r = StoppingModel(0.0, stopping.deceleration_mps2), t_r - params.reaction_time_s + remaining_s
+        s_p_stopping = StoppingModel(0.0, stopping.deceleration_mps2)
+        s_p_t_r = t_r - params.reaction_time_s + remaining_s
 
     def s_p_at(v_r_mps: np.ndarray) -> np.ndarray:
         """(R, K) S_p at the robot's actual speed `v_r_mps`, metres."""
