@@ -16,13 +16,21 @@ positions, scene rebuilt per cycle (the robot moves every cycle). `reference_rat
 reference p50 / ours p50. `conservative` checks that our capsule distance never exceeds the
 mesh distance (capsules enclose the meshes).
 
+`--before`: also time, on the same inputs and interleaved with ours (so both see the same
+machine load), the per-region loop the cycle had before it was vectorised
+(`tests/safety/reference_ssm.py`, patched into `decide()` as `test_decision_equivalence` does):
+`before_p50_ms`, `before_p99_ms` per size. `load_average` is `os.getloadavg()` at the start and
+the end of the run (other processes on the machine move p99 more than anything here).
+
 Prints one JSON object on its last line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -137,10 +145,28 @@ def mesh_reference(frames, meshes_dir: Path):
     return distance
 
 
+@contextlib.contextmanager
+def before_vectorisation():
+    """`decide()` with the frozen per-region loop of `tests/safety/reference_ssm.py` patched in."""
+    from safety import decision
+    from tests.safety import reference_ssm
+
+    saved = (decision.body_capsules, decision._body_regions, decision._ssm, ZoneSet.capsules_inside)
+    decision.body_capsules, decision._body_regions = reference_ssm.body_capsules, reference_ssm._body_regions
+    decision._ssm, ZoneSet.capsules_inside = reference_ssm._ssm, reference_ssm.capsules_inside
+    try:
+        yield
+    finally:
+        decision.body_capsules, decision._body_regions, decision._ssm, ZoneSet.capsules_inside = saved
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cycles", type=int, default=2000)
+    ap.add_argument("--before", action="store_true",
+                    help="also time the cycle as it was before vectorisation, interleaved with ours")
     args = ap.parse_args()
+    load_start = os.getloadavg()
     import pybullet_data
 
     cell = load_cell(DEFAULT_CELL)
@@ -157,7 +183,7 @@ def main() -> None:
     path_rows = np.linspace(0, len(path.times_s) - 2, 40).astype(int)
     for n in (1, 3, 6):
         snaps = people_snapshots(n, 200, now, rng)
-        times = []
+        times, before_times = [], []
         mem = Memory(started=True, scale=1.0, prev_cycle_ns=now - 10_000_000)
         for i in range(args.cycles):
             r = path_rows[i % len(path_rows)]
@@ -169,6 +195,11 @@ def main() -> None:
             t0 = time.perf_counter()
             decide(now, robot, snap, params, stopping, cell.robot.max_tcp_speed_mps, mem, zones, path=path)
             times.append(time.perf_counter() - t0)
+            if args.before:
+                with before_vectorisation():
+                    t0 = time.perf_counter()
+                    decide(now, robot, snap, params, stopping, cell.robot.max_tcp_speed_mps, mem, zones, path=path)
+                    before_times.append(time.perf_counter() - t0)
         no_path_times = []
         for i in range(args.cycles):
             c = i % len(segs)
@@ -203,10 +234,16 @@ def main() -> None:
                                     "no_path_p50_ms": round(float(np.percentile(no_path, 50)), 4),
                                     "no_path_p99_ms": round(float(np.percentile(no_path, 99)), 4),
                                     "reference_p50_ms": round(float(np.percentile(ref, 50)), 3)}
+        if before_times:
+            before = np.array(before_times) * 1e3
+            result["people"][str(n)]["before_p50_ms"] = round(float(np.percentile(before, 50)), 4)
+            result["people"][str(n)]["before_p99_ms"] = round(float(np.percentile(before, 99)), 4)
         ratios.append(float(np.percentile(ref, 50) / np.percentile(ours, 50)))
     result["reference_ratio"] = round(min(ratios), 2)
     result["conservative"] = bool(worst_excess <= 1e-6)
     result["capsule_minus_mesh_distance_max_m"] = round(float(worst_excess), 4)
+    result["load_average"] = {"start": [round(x, 2) for x in load_start],
+                              "end": [round(x, 2) for x in os.getloadavg()]}
     print(json.dumps(result))
 
 

@@ -8,6 +8,7 @@ the robot connection live in `safety.monitor`.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import dataclass, replace
 from typing import Sequence
@@ -18,7 +19,7 @@ from content.cell import SafetyParameters
 from robot_bridge.types import RobotState
 from safety.cross_check import compare, disagreement_bound_m, disagreement_fault, occupancy_faults
 from safety.directed_speed import DIRECTION_FLOOR_M, ActivePath, directed_speeds_mps
-from safety.distance import ARM_CAPSULE_NAMES, ARM_KEYPOINTS, closest_pairs_per_link, human_capsules
+from safety.distance import ARM_CAPSULE_NAMES, ARM_KEYPOINTS, closest_pairs_per_link, people_capsules
 from safety.occupancy import OccupancyMeasurement
 from safety.perception.types import HumanTrack, PerceptionSnapshot
 from safety.zones import ZoneSet, ZoneViolation
@@ -236,15 +237,20 @@ def body_capsules(perception: PerceptionSnapshot, params: SafetyParameters) -> l
     (segments (H, 2, 3) metres `cell` frame, radii (H,) metres, names)); keypoints older than the
     track's frames are grown by v_h times their extra age (the distance the person may have moved
     since; the hand/arm speed for the keypoints of the upper limbs)."""
-    out = []
-    for track in perception.tracks:
-        extra = None
-        if track.keypoint_capture_ns is not None:
-            measured = float(np.linalg.norm(track.velocity_mps))
-            v_h = np.where(_ARM_MASK, max(params.hand_arm_speed_mps, measured), max(params.human_speed_mps, measured))
-            extra = v_h * np.maximum(track.capture_ns - track.keypoint_capture_ns, 0) / 1e9
-        out.append(human_capsules(track.keypoints_cell, track.confidence, extra_radius_m=extra))
-    return out
+    tracks = perception.tracks
+    if not tracks:
+        return []
+    extra = None
+    if any(t.keypoint_capture_ns is not None for t in tracks):
+        extra = np.zeros((len(tracks), 33))      # + 0.0 leaves a radius exactly as it is
+        for row, track in zip(extra, tracks):
+            if track.keypoint_capture_ns is not None:
+                measured = float(np.linalg.norm(track.velocity_mps))
+                v_h = np.where(_ARM_MASK, max(params.hand_arm_speed_mps, measured),
+                               max(params.human_speed_mps, measured))
+                row[:] = v_h * np.maximum(track.capture_ns - track.keypoint_capture_ns, 0) / 1e9
+    return people_capsules(np.stack([t.keypoints_cell for t in tracks]), np.stack([t.confidence for t in tracks]),
+                           extra_radius_m=extra)
 
 
 def person_terms(track: HumanTrack, now_ns: int, params: SafetyParameters,
@@ -263,15 +269,29 @@ def person_terms(track: HumanTrack, now_ns: int, params: SafetyParameters,
     return v_h, params.reaction_time_s + age_s, max(params.human_uncertainty_m, track.sigma_m)
 
 
+@functools.lru_cache(maxsize=128)
+def _arm_split(names: tuple[str, ...]) -> tuple[tuple[np.ndarray, tuple[str, ...], bool], ...]:
+    """A person's capsule names split into hands/arms and the rest: ((indices, names, is_arm), ...),
+    the hands and arms first, a part left out when empty. Cached: the names repeat from cycle to
+    cycle (they change only when a limb's tracking comes or goes)."""
+    arm = np.fromiter((n in ARM_CAPSULE_NAMES for n in names), dtype=bool, count=len(names))
+    out = []
+    for mask, is_arm in ((arm, True), (~arm, False)):
+        if mask.any():
+            index = np.flatnonzero(mask)
+            index.setflags(write=False)
+            out.append((index, tuple(n for n, m in zip(names, mask) if m), is_arm))
+    return tuple(out)
+
+
 def _body_regions(perception: PerceptionSnapshot, capsules: list, params: SafetyParameters) -> list:
     """Each person's capsules split into hands/arms and the rest, each with its v_h floor:
     [(track, v_h floor m/s, (segments, radii, names))] (ISO 13855 clause 6.2.3)."""
     out = []
     for track, (segs, radii, names) in zip(perception.tracks, capsules):
-        arm = np.fromiter((n in ARM_CAPSULE_NAMES for n in names), dtype=bool, count=len(names))
-        for mask, floor in ((arm, params.hand_arm_speed_mps), (~arm, params.human_speed_mps)):
-            if mask.any():
-                out.append((track, floor, (segs[mask], radii[mask], tuple(n for n, m in zip(names, mask) if m))))
+        for index, part_names, is_arm in _arm_split(names):
+            floor = params.hand_arm_speed_mps if is_arm else params.human_speed_mps
+            out.append((track, floor, (segs[index], radii[index], part_names)))
     return out
 
 
@@ -321,6 +341,44 @@ def _path_window(robot: RobotState, path: ActivePath | None, horizon_s: float, c
     return path.window(here, horizon_s * max(1.0, k, command_scale, robot.speed_scale)), k
 
 
+def _direction_needed(distance_m: np.ndarray, v_max_mps: np.ndarray, undirected_mps: np.ndarray, k: float,
+                      s_p_at) -> np.ndarray:
+    """(R,) bool: the body regions whose directed speeds `_ssm` must compute; for the others it
+    may use the undirected speed instead and decide exactly as with the directed one.
+
+    Args:
+        distance_m: (R, K) separations, metres. v_max_mps: (R, K) the speed limits there, m/s.
+        undirected_mps: (K,) each link's fastest speed over the window at scale 1, m/s.
+        k: the ratio of the robot's speed to its path's (`_path_window`).
+        s_p_at: (R, K) speeds at the robot's actual speed -> (R, K) S_p, metres (increasing in v).
+
+    Proof. A directed speed lies in [0, undirected] (v . u <= |v| for a unit u; the margin
+    1e-9 covers rounding), and a link closer than `DIRECTION_FLOOR_M` uses the undirected speed
+    anyway. A region r may skip the directed speeds when all three hold:
+      1. v_max[r, k] >= undirected[k] (1 + 1e-9) for every link: each ratio v_max / v_r it adds
+         to the allowed scale is >= 1, whichever v_r in that range, and the scale is capped at 1;
+      2. its smallest separation is above the smallest of all: it holds no candidate for the
+         closest pair (a tie keeps it, since the first region of a tie wins);
+      3. a lower bound of its margins, separation - S_p(undirected k (1 + 1e-9)), exceeds an
+         upper bound of the smallest margin of all, min over every region and link of
+         separation - S_p(v_low) with v_low = 0 for directed links and the undirected speed
+         (times k) for the others, by more than 1e-9: it cannot hold the binding pair.
+    With the undirected speed, such a region's candidates keep margins above that lower bound,
+    so the closest pair, the binding pair, the allowed scale and everything reported from them
+    are unchanged.
+    """
+    upper = undirected_mps * (1.0 + 1e-9)
+    shape = distance_m.shape
+    need = ~(v_max_mps >= upper).all(axis=1)
+    nearest = distance_m.min(axis=1)
+    need |= nearest <= nearest.min()
+    v_low = np.where(distance_m >= DIRECTION_FLOOR_M, 0.0, undirected_mps * k)
+    smallest_margin_at_most = float((distance_m - s_p_at(v_low)).min())
+    margin_at_least = (distance_m - s_p_at(np.broadcast_to(upper * k, shape))).min(axis=1)
+    need |= margin_at_least <= smallest_margin_at_most + 1e-9
+    return need
+
+
 def _ssm(now_ns: int, robot: RobotState, regions: list,
          params: SafetyParameters, stopping: StoppingModel, nominal_speed_mps: float, stop_commanded_ns: int,
          path: ActivePath | None = None, command_scale: float = 0.0):
@@ -341,67 +399,106 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
     separation (what the twin and the report show), `binding` the one with the smallest
     separation - S_p (what the rule at the robot's actual speed tests); each entry is
     (separation m, ClosestPair, S_p terms, v_h m/s, T_r s), or None without people; v_r is
-    the robot's fastest capsule speed (whether it moves at all).
+    the robot's fastest capsule speed (whether it moves at all). Per region, the candidates are
+    the link at the smallest separation and the link at the smallest separation - S_p; among
+    all candidates (regions in order, links ascending) the first smallest wins both choices.
 
     While a stop commanded `stop_commanded_ns` is under way, S_p (not the allowed speed)
     counts only what is left of the reaction and braking latency: the part of T_r and
     t_d that has already passed since the stop was commanded is behind the robot
     (ISO/TS 15066 clause 5.5.4.2.3: T_r and T_s run from the detection to standstill).
+
+    Vectorised over regions x links (R x K): one distance pass, one directed-speed pass, and
+    the S_p arithmetic on (R, K) arrays with the same operations, in the same order, as the
+    scalar formulas of `safety.ssm`, so the result is the one a per-region loop gives bit for bit.
     """
     v_robot = robot.max_speed_mps
-    elapsed_s = (now_ns - stop_commanded_ns) / 1e9 if stop_commanded_ns else 0.0
-    remaining_s = max(0.0, params.reaction_time_s + stopping.latency_s - elapsed_s)
-    braking = StoppingModel(0.0, stopping.deceleration_mps2)
-    closest_entry = binding = None
-    allowed_scale = math.inf
+    regions = [r for r in regions if len(r[2][1])]
     n_links = robot.link_segments.shape[0]
-    live = [(region, lp) for region, lp in zip(
-        regions, closest_pairs_per_link([r[2] for r in regions], robot.link_segments, robot.link_radii_m))
-        if lp is not None]
-    terms = [person_terms(track, now_ns, params, floor) for (track, floor, _), _ in live]
+    if not regions or n_links == 0:
+        return None, None, 1.0, v_robot
+    pairs = closest_pairs_per_link([r[2] for r in regions], robot.link_segments, robot.link_radii_m)
+    terms = [person_terms(track, now_ns, params, floor) for track, floor, _ in regions]
+    v_h, t_r, z_d = (np.array(column)[:, None] for column in zip(*terms))          # (R, 1) each
+    distance = pairs.distance_m                                                       # (R, K)
+    c, z_r = params.intrusion_distance_m, params.robot_uncertainty_m
+    v_max = max_robot_speeds_mps(np.maximum(distance - params.separation_buffer_m, 0.0), v_h_mps=v_h,
+                                 reaction_time_s=t_r, stopping=stopping, intrusion_distance_m=c, z_d_m=z_d,
+                                 z_r_m=z_r)
+    s_p_stopping, s_p_t_r = stopping, t_r
+    if stop_commanded_ns:
+        elapsed_s = (now_ns - stop_commanded_ns) / 1e9
+        remaining_s = max(0.0, params.reaction_time_s + stopping.latency_s - elapsed_s)
+        s_p_stopping = StoppingModel(0.0, stopping.deceleration_mps2)
+        s_p_t_r = t_r - params.reaction_time_s + remaining_s
+
+    def s_p_at(v_r_mps: np.ndarray) -> np.ndarray:
+        """(R, K) S_p at the robot's actual speed `v_r_mps`, metres."""
+        return protective_separation_distances_m(v_r_mps, v_h_mps=v_h, reaction_time_s=s_p_t_r,
+                                                 stopping=s_p_stopping, intrusion_distance_m=c, z_d_m=z_d,
+                                                 z_r_m=z_r)
+
     directed = None
-    if live and path is not None:
-        horizon_s = max(t for _, t, _ in terms) + stopping.stopping_time_s(max(nominal_speed_mps, v_robot))
+    if path is not None:
+        horizon_s = float(t_r.max()) + stopping.stopping_time_s(max(nominal_speed_mps, v_robot))
         found = _path_window(robot, path, horizon_s, command_scale, n_links)
-        if found is not None:
+        # the path is finite (`ActivePath.from_sweep`), so the directed speeds are finite exactly
+        # when the human points are
+        if found is not None and np.isfinite(pairs.human_point).all():
             window, k = found
-            dirs, undirected = directed_speeds_mps(path, window, np.stack([lp.human_point for _, lp in live]))
-            if np.isfinite(dirs).all() and np.isfinite(undirected).all():
-                directed = (dirs, undirected, k)
-    for i, ((track, floor, (_, _, names)), lp) in enumerate(live):
-        v_h, t_r, z_d = terms[i]
-        if directed is None:
-            v_nominal = np.full(n_links, nominal_speed_mps)
-            v_actual = np.full(n_links, v_robot)
-            is_directed = np.zeros(n_links, dtype=bool)
-        else:
-            dirs, undirected, k = directed
-            is_directed = lp.distance_m >= DIRECTION_FLOOR_M
-            v_nominal = np.where(is_directed, dirs[i], undirected)
-            v_actual = v_nominal * k
-        common = dict(v_h_mps=v_h, reaction_time_s=t_r, stopping=stopping,
-                      intrusion_distance_m=params.intrusion_distance_m, z_d_m=z_d,
-                      z_r_m=params.robot_uncertainty_m)
-        v_max = max_robot_speeds_mps(np.maximum(lp.distance_m - params.separation_buffer_m, 0.0), **common)
-        moving = v_nominal > 1e-9
-        if moving.any():
-            allowed_scale = min(allowed_scale, float((v_max[moving] / v_nominal[moving]).min()))
-        if stop_commanded_ns:
-            common = {**common, "stopping": braking, "reaction_time_s": t_r - params.reaction_time_s + remaining_s}
-        s_p_m = protective_separation_distances_m(v_actual, **common)
-        for k_link in sorted({int(np.argmin(lp.distance_m)), int(np.argmin(lp.distance_m - s_p_m))}):
-            v_r = float(v_actual[k_link])
-            s_p = protective_separation_distance(v_r_mps=v_r, **common)
-            distance = float(lp.distance_m[k_link])
-            pair_info = ClosestPair(track.track_id, names[int(lp.human_index[k_link])], robot.link_names[k_link],
-                                    distance, lp.human_point[k_link].copy(), lp.robot_point[k_link].copy(),
-                                    v_r, bool(is_directed[k_link]))
-            entry = (distance, pair_info, s_p, v_h, t_r)
-            if closest_entry is None or distance < closest_entry[0]:
-                closest_entry = entry
-            if binding is None or distance - s_p.total_m < binding[0] - binding[2].total_m:
-                binding = entry
-    allowed_scale = min(1.0, allowed_scale)
+            undirected = path.speeds[window].max(axis=0)
+            need = _direction_needed(distance, v_max, undirected, k, s_p_at)
+            dirs = undirected[None, :].repeat(len(regions), axis=0)
+            if need.all():
+                dirs = directed_speeds_mps(path, window, pairs.human_point)[0]
+            else:
+                dirs[need] = directed_speeds_mps(path, window, pairs.human_point[need])[0]
+            directed = (dirs, undirected, k)
+    if directed is None:
+        v_nominal = np.full(distance.shape, nominal_speed_mps)
+        v_actual = np.full(distance.shape, v_robot)
+        is_directed = np.zeros(distance.shape, dtype=bool)
+    else:
+        dirs, undirected, k = directed
+        is_directed = distance >= DIRECTION_FLOOR_M
+        v_nominal = np.where(is_directed, dirs, undirected[None, :])
+        v_actual = v_nominal * k
+    moving = v_nominal > 1e-9
+    allowed_scale = float((v_max[moving] / v_nominal[moving]).min()) if moving.any() else 1.0
+    allowed_scale = 0.0 if math.isnan(allowed_scale) else min(1.0, allowed_scale)   # NaN: stop
+    s_p_m = s_p_at(v_actual)
+    rows = np.arange(len(regions))[:, None]
+    links = np.sort(np.stack((np.argmin(distance, axis=1), np.argmin(distance - s_p_m, axis=1)), axis=1), axis=1)
+    # S_p of the (R, 2) candidates as `ProtectiveSeparationDistance.total_m` sums its terms (its rounding)
+    v_c = v_actual[rows, links]
+    t_s = s_p_stopping.latency_s + v_c / s_p_stopping.deceleration_mps2
+    s_s = v_c * s_p_stopping.latency_s + v_c * v_c / (2.0 * s_p_stopping.deceleration_mps2)
+    total = v_h * (s_p_t_r + t_s) + v_c * s_p_t_r + s_s + c + z_d + z_r
+    checked = np.concatenate((v_c.ravel(), v_h.ravel(), s_p_t_r.ravel(), z_d.ravel()))
+    if not (np.isfinite(checked).all() and checked.min() >= 0.0):
+        for r, k_link in zip(rows.ravel().repeat(2), links.ravel()):   # the first bad one raises its ValueError
+            protective_separation_distance(v_r_mps=float(v_actual[r, k_link]), v_h_mps=float(v_h[r, 0]),
+                                           reaction_time_s=float(s_p_t_r[r, 0]), stopping=s_p_stopping,
+                                           intrusion_distance_m=c, z_d_m=float(z_d[r, 0]), z_r_m=z_r)
+    candidate_m = distance[rows, links]
+
+    def entry(flat: int) -> tuple:
+        r, k_link = divmod(flat, 2)
+        k_link = int(links[r, k_link])
+        (track, _, (_, _, names)), v_r = regions[r], float(v_actual[r, k_link])
+        s_p = protective_separation_distance(v_r_mps=v_r, v_h_mps=terms[r][0], reaction_time_s=float(s_p_t_r[r, 0]),
+                                             stopping=s_p_stopping, intrusion_distance_m=c, z_d_m=terms[r][2],
+                                             z_r_m=z_r)
+        sep = float(distance[r, k_link])
+        pair_info = ClosestPair(track.track_id, names[int(pairs.human_index[r, k_link])], robot.link_names[k_link],
+                                sep, pairs.human_point[r, k_link].copy(), pairs.robot_point[r, k_link].copy(),
+                                v_r, bool(is_directed[r, k_link]))
+        return sep, pair_info, s_p, terms[r][0], terms[r][1]
+
+    closest_at = int(np.argmin(candidate_m))
+    binding_at = int(np.argmin(candidate_m - total))
+    closest_entry = entry(closest_at)
+    binding = closest_entry if binding_at == closest_at else entry(binding_at)
     return closest_entry, binding, allowed_scale, v_robot
 
 

@@ -61,6 +61,10 @@ class ActivePath:
         velocities: (S, K, P, 3) their velocity from sample s to s + 1 at scale 1, m/s; zero
             at the last sample (the robot holds at the end of its path).
         speeds: (S, K) largest axis-point speed of each link at each sample, m/s.
+        points_xyz, velocities_xyz: (3, K, S, P) `points` and `velocities` by coordinate and
+            link, and point_speeds: (K, S, P) |velocities|: the layouts `directed_speeds_mps`
+            reads (its reductions over samples and axis points run over contiguous memory),
+            built once per path instead of once per monitor cycle.
 
     Raises:
         ValueError: shapes disagree or values are not finite (from `from_sweep`).
@@ -73,6 +77,9 @@ class ActivePath:
     points: np.ndarray = field(repr=False)
     velocities: np.ndarray = field(repr=False)
     speeds: np.ndarray = field(repr=False)
+    points_xyz: np.ndarray = field(repr=False)
+    velocities_xyz: np.ndarray = field(repr=False)
+    point_speeds: np.ndarray = field(repr=False)
 
     @classmethod
     def from_sweep(cls, goal_id: str, positions: np.ndarray, times_s: np.ndarray,
@@ -93,10 +100,15 @@ class ActivePath:
         if len(t) > 1:
             dt = np.maximum(np.diff(t), _MIN_DT_S)
             velocities[:-1] = np.diff(points, axis=0) / dt[:, None, None, None]
-        speeds = np.linalg.norm(velocities, axis=-1).max(axis=-1)                      # (S, K)
-        for a in (q, t, segs, points, velocities, speeds):
+        point_speeds = np.linalg.norm(velocities, axis=-1)                             # (S, K, P)
+        speeds = point_speeds.max(axis=-1)                                             # (S, K)
+        point_speeds = np.ascontiguousarray(point_speeds.transpose(1, 0, 2))           # (K, S, P)
+        points_xyz = np.ascontiguousarray(points.transpose(3, 1, 0, 2))                # (3, K, S, P)
+        velocities_xyz = np.ascontiguousarray(velocities.transpose(3, 1, 0, 2))
+        arrays = (q, t, segs, points, velocities, speeds, points_xyz, velocities_xyz, point_speeds)
+        for a in arrays:
             a.setflags(write=False)
-        return cls(goal_id, q, t, segs, points, velocities, speeds)
+        return cls(goal_id, *arrays)
 
     def progress(self, position: np.ndarray) -> int | None:
         """Index of the swept sample nearest to the joint `position` (n,) radians; None when
@@ -116,7 +128,8 @@ class ActivePath:
         hi = min(max(hi, start + 1), len(self.times_s))
         idx = np.arange(lo, hi)
         if len(idx) > WINDOW_SAMPLES:
-            idx = idx[np.unique(np.linspace(0, len(idx) - 1, WINDOW_SAMPLES).round().astype(int))]
+            # the step (len - 1) / (WINDOW_SAMPLES - 1) exceeds 1, so the rounded picks are distinct
+            idx = idx[np.linspace(0, len(idx) - 1, WINDOW_SAMPLES).round().astype(int)]
         return idx
 
 
@@ -135,12 +148,20 @@ def directed_speeds_mps(path: ActivePath, window: np.ndarray, human_points: np.n
         points of v . (h - x) / |h - x|, clamped at 0 (the full speed |v| where h and x
         coincide); undirected is the largest axis-point speed of each link over the window.
     """
-    x = path.points[window]                                     # (W, K, P, 3)
-    v = path.velocities[window]                                 # (W, K, P, 3)
-    h = np.asarray(human_points, dtype=np.float64)[:, None, :, None, :]   # (R, 1, K, 1, 3)
-    to_h = h - x[None]                                          # (R, W, K, P, 3)
-    dist = np.linalg.norm(to_h, axis=-1)
-    along = np.einsum("rwkpi,wkpi->rwkp", to_h, v)
-    speed = np.linalg.norm(v, axis=-1)[None]
-    directed = np.where(dist > 1e-6, along / np.maximum(dist, 1e-6), speed)
-    return np.maximum(directed.max(axis=(1, 3)), 0.0), path.speeds[window].max(axis=0)
+    n_links = path.points_xyz.shape[1]
+    # (3, K, W * P): each link's window samples and axis points side by side, so that every
+    # operation below runs over a contiguous last axis
+    x = path.points_xyz[:, :, window].reshape(3, n_links, -1)
+    v = path.velocities_xyz[:, :, window].reshape(3, n_links, -1)
+    h = np.asarray(human_points, dtype=np.float64)[:, :, :, None]       # (R, K, 3, 1)
+    dx, dy, dz = h[:, :, 0] - x[0], h[:, :, 1] - x[1], h[:, :, 2] - x[2]   # (R, K, W * P) each
+    dist = dx * dx
+    dist += dy * dy
+    dist += dz * dz
+    np.sqrt(dist, out=dist)
+    along = dx * v[0]
+    along += dy * v[1]
+    along += dz * v[2]
+    along /= np.maximum(dist, 1e-6)
+    directed = np.where(dist > 1e-6, along, path.point_speeds[:, window].reshape(n_links, -1))
+    return np.maximum(directed.max(axis=2), 0.0), path.speeds[window].max(axis=0)

@@ -11,6 +11,7 @@ Detection* (2005), section 5.1.9, vectorised over all capsule pairs.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,10 @@ ARM_CAPSULE_NAMES: frozenset[str] = frozenset(
 UNTRACKED_REACH_M = 0.5
 
 _EPS = 1e-12
+#: End keypoints and names of the limbs of `POSE_LIMBS`, for the vectorised `human_capsules`.
+_LIMB_I = np.array([i for i, _ in POSE_LIMBS], dtype=np.intp)
+_LIMB_J = np.array([j for _, j in POSE_LIMBS], dtype=np.intp)
+_LIMB_NAMES: tuple[str, ...] = tuple(f"{POSE_LANDMARKS[i]}-{POSE_LANDMARKS[j]}" for i, j in POSE_LIMBS)
 
 
 @dataclass(frozen=True)
@@ -128,25 +133,53 @@ def human_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confide
     Returns:
         (segments (H, 2, 3), radii (H,), names (H,)), names like "left_elbow-left_wrist".
     """
-    ok = np.isfinite(keypoints).all(axis=1) & (confidence > min_confidence)
-    segs, radii, names = [], [], []
-    for (i, j), radius in zip(POSE_LIMBS, LIMB_RADII_M):
-        name = f"{POSE_LANDMARKS[i]}-{POSE_LANDMARKS[j]}"
-        if extra_radius_m is not None:
-            radius = radius + max(extra_radius_m[i], extra_radius_m[j])
-        if ok[i] and ok[j]:
-            segs.append((keypoints[i], keypoints[j]))
-            radii.append(radius)
-        elif ok[i] or ok[j]:
-            k = i if ok[i] else j
-            segs.append((keypoints[k], keypoints[k]))
-            radii.append(radius + UNTRACKED_REACH_M)
+    extra = None if extra_radius_m is None else np.asarray(extra_radius_m)[None]
+    return people_capsules(np.asarray(keypoints)[None], np.asarray(confidence)[None],
+                           min_confidence=min_confidence, extra_radius_m=extra)[0]
+
+
+def people_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confidence: float = 0.0,
+                    extra_radius_m: np.ndarray | None = None
+                    ) -> list[tuple[np.ndarray, np.ndarray, tuple[str, ...]]]:
+    """`human_capsules` of P people in one vectorised pass.
+
+    Args:
+        keypoints: (P, 33, 3) float64, metres, `cell` frame; NaN where untracked.
+        confidence: (P, 33) float64 in [0, 1].
+        min_confidence: as in `human_capsules`.
+        extra_radius_m: (P, 33) metres (0 where nothing is added), or None.
+
+    Returns:
+        Per person, (segments (H, 2, 3), radii (H,), names (H,)) as `human_capsules` gives them.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    ok = np.isfinite(kp).all(axis=2) & (confidence > min_confidence)
+    ok_i, ok_j = ok[:, _LIMB_I], ok[:, _LIMB_J]                       # (P, L)
+    keep = ok_i | ok_j
+    radius = LIMB_RADII_M
+    if extra_radius_m is not None:
+        e_i, e_j = extra_radius_m[:, _LIMB_I], extra_radius_m[:, _LIMB_J]
+        radius = radius + np.where(e_j > e_i, e_j, e_i)      # max(e_i, e_j) as Python's max
+    radius = np.where(ok_i & ok_j, radius, radius + UNTRACKED_REACH_M)
+    # both ends tracked: the limb; one end: a sphere at that end (a = b)
+    a = np.where(ok_i[:, :, None], kp[:, _LIMB_I], kp[:, _LIMB_J])
+    b = np.where(ok_j[:, :, None], kp[:, _LIMB_J], kp[:, _LIMB_I])
+    segs = np.stack((a, b), axis=2)                                   # (P, L, 2, 3)
+    out = []
+    for person, mask in enumerate(keep):
+        if mask.all():
+            out.append((segs[person], radius[person], _LIMB_NAMES))
+        elif not mask.any():
+            out.append((np.empty((0, 2, 3)), np.empty((0,)), ()))
         else:
-            continue
-        names.append(name)
-    if not segs:
-        return np.empty((0, 2, 3)), np.empty((0,)), ()
-    return np.asarray(segs, dtype=np.float64), np.asarray(radii, dtype=np.float64), tuple(names)
+            out.append((segs[person][mask], radius[person][mask], _limb_names(mask.tobytes())))
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _limb_names(mask: bytes) -> tuple[str, ...]:
+    """Names of the limbs kept by a (L,) bool mask given as bytes (cached: masks repeat)."""
+    return tuple(n for n, k in zip(_LIMB_NAMES, mask) if k)
 
 
 def closest_capsule_pair(
@@ -215,13 +248,13 @@ def closest_capsule_pairs(
 
 @dataclass(frozen=True)
 class LinkPairs:
-    """Per robot link, the closest capsule of one person (or body region).
+    """Per body region (a person, or a part of one) and robot link, the region's closest capsule.
 
     Attributes:
-        distance_m: (K,) surface distance to each link, metres (negative: overlap).
-        human_index: (K,) index into the person's capsule list of the closest capsule.
-        human_point: (K, 3) closest point on that capsule's axis, metres, `cell` frame.
-        robot_point: (K, 3) closest point on the link's axis, metres, `cell` frame.
+        distance_m: (R, K) surface distance of region r to link k, metres (negative: overlap).
+        human_index: (R, K) index into region r's capsule list of its capsule closest to link k.
+        human_point: (R, K, 3) closest point on that capsule's axis, metres, `cell` frame.
+        robot_point: (R, K, 3) closest point on link k's axis, metres, `cell` frame.
     """
 
     distance_m: np.ndarray
@@ -233,36 +266,42 @@ class LinkPairs:
 def closest_pairs_per_link(
     capsules: list[tuple[np.ndarray, np.ndarray, tuple[str, ...]]],
     robot_segments: np.ndarray, robot_radii: np.ndarray,
-) -> list[LinkPairs | None]:
-    """For each person (or body region), the closest of its capsules to every robot link, in one
-    vectorised pass (`closest_capsule_pairs` is its minimum over the links).
+) -> LinkPairs:
+    """For each body region, the closest of its capsules to every robot link, in one vectorised
+    pass over all regions x capsules x links (`closest_capsule_pairs` is its minimum over the
+    links). Ties go to the region's first capsule, as `np.argmin` breaks them.
 
     Args:
-        capsules: per person, (segments (H, 2, 3), radii (H,), names) from `human_capsules`.
-        robot_segments: (K, 2, 3) metres, `cell` frame.
+        capsules: R >= 1 regions, each (segments (H, 2, 3), radii (H,), names) with H >= 1, from
+            `human_capsules` or a part of its result.
+        robot_segments: (K, 2, 3) metres, `cell` frame, K >= 1.
         robot_radii: (K,) metres.
 
     Returns:
-        One `LinkPairs` per person, None for a person without capsules or when the robot has none.
+        The `LinkPairs` of the R regions, in order.
+
+    Raises:
+        ValueError: no region, a region without capsules, or a robot without links.
     """
-    sizes = [len(c[1]) for c in capsules]
+    sizes = np.fromiter((len(c[1]) for c in capsules), dtype=np.intp, count=len(capsules))
     k_links = robot_segments.shape[0]
-    if sum(sizes) == 0 or k_links == 0:
-        return [None] * len(capsules)
-    hs = np.concatenate([c[0] for c in capsules if len(c[1])])
-    hr = np.concatenate([c[1] for c in capsules if len(c[1])])
+    if sizes.size == 0 or sizes.min() == 0 or k_links == 0:
+        raise ValueError("closest_pairs_per_link: every region and the robot need at least one capsule")
+    hs = np.concatenate([c[0] for c in capsules]) if len(capsules) > 1 else capsules[0][0]
+    hr = np.concatenate([c[1] for c in capsules]) if len(capsules) > 1 else capsules[0][1]
     c1, c2 = segment_closest_points(hs[:, None, 0, :], hs[:, None, 1, :],
                                     robot_segments[None, :, 0, :], robot_segments[None, :, 1, :])
-    surface = np.linalg.norm(c1 - c2, axis=-1) - hr[:, None] - robot_radii[None, :]
-    links = np.arange(k_links)
-    out: list[LinkPairs | None] = []
-    start = 0
-    for n in sizes:
-        if n == 0:
-            out.append(None)
-            continue
-        block = surface[start:start + n]
-        h = np.argmin(block, axis=0)                                   # (K,)
-        out.append(LinkPairs(block[h, links], h, c1[start + h, links], c2[start + h, links]))
-        start += n
-    return out
+    gap = c1 - c2
+    # np.linalg.norm(gap, axis=-1) without its overhead (the same sum, the same rounding)
+    surface = np.sqrt(np.add.reduce(gap * gap, axis=-1)) - hr[:, None] - robot_radii[None, :]
+    # regions side by side, padded with +inf rows: (R, H_max, K)
+    n = surface.shape[0]
+    h_max = int(sizes.max())
+    col = np.arange(h_max)
+    rows = np.cumsum(sizes) - sizes
+    rows = np.where(col[None, :] < sizes[:, None], rows[:, None] + col[None, :], n)
+    padded = np.concatenate((surface, np.full((1, k_links), np.inf)))[rows]
+    h = np.argmin(padded, axis=1)                                     # (R, K)
+    links = np.arange(k_links)[None, :]
+    picked = rows[np.arange(len(sizes))[:, None], h]                  # (R, K) rows of `surface`
+    return LinkPairs(surface[picked, links], h, c1[picked, links], c2[picked, links])

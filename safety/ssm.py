@@ -195,17 +195,20 @@ def max_robot_speed_mps(
 
 
 def max_robot_speeds_mps(
-    separations_m: np.ndarray, *, v_h_mps: float, reaction_time_s: float, stopping: StoppingModel,
-    intrusion_distance_m: float, z_d_m: float, z_r_m: float,
+    separations_m: np.ndarray, *, v_h_mps: float | np.ndarray, reaction_time_s: float | np.ndarray,
+    stopping: StoppingModel, intrusion_distance_m: float, z_d_m: float | np.ndarray, z_r_m: float,
 ) -> np.ndarray:
     """`max_robot_speed_mps` for many separations at once (the monitor's per-link check).
 
     Args:
-        separations_m: (N,) measured separations d, metres (a non-finite one gives 0).
+        separations_m: (...) measured separations d, metres (a non-finite one gives 0).
+        v_h_mps, reaction_time_s, z_d_m: floats, or arrays that broadcast against
+            `separations_m` (per body region: (R, 1) against (R, K)).
         (others as in `protective_separation_distance`)
 
     Returns:
-        (N,) v_max, m/s, >= 0: the same closed form as `max_robot_speed_mps`.
+        (...) v_max, m/s, >= 0: the same closed form, and the same rounding, as
+        `max_robot_speed_mps` element by element.
     """
     d = np.asarray(separations_m, dtype=np.float64)
     a = stopping.deceleration_mps2
@@ -217,8 +220,8 @@ def max_robot_speeds_mps(
 
 
 def protective_separation_distances_m(
-    v_r_mps: np.ndarray, *, v_h_mps: float, reaction_time_s: float, stopping: StoppingModel,
-    intrusion_distance_m: float, z_d_m: float, z_r_m: float,
+    v_r_mps: np.ndarray, *, v_h_mps: float | np.ndarray, reaction_time_s: float | np.ndarray,
+    stopping: StoppingModel, intrusion_distance_m: float, z_d_m: float | np.ndarray, z_r_m: float,
 ) -> np.ndarray:
     """S_p (`ProtectiveSeparationDistance.total_m`) for many robot speeds at once, metres.
 
@@ -226,7 +229,8 @@ def protective_separation_distances_m(
     expansion of formula (1) with the stopping model of this module.
 
     Args:
-        v_r_mps: (N,) robot speeds v_r >= 0, m/s.
+        v_r_mps: (...) robot speeds v_r >= 0, m/s.
+        v_h_mps, reaction_time_s, z_d_m: floats, or arrays that broadcast against `v_r_mps`.
         (others as in `protective_separation_distance`)
     """
     v = np.asarray(v_r_mps, dtype=np.float64)
