@@ -29,6 +29,7 @@ from content.twin_asset import TwinAsset, TwinAssetCache
 from robot_bridge.backend import create_backend
 from robot_bridge.errors import BridgeError
 from robot_bridge.sim.panda import panda_urdf_path
+from safety.blas import single_threaded_blas
 from safety.gate import CommandGate, PeopleOnPath
 from safety.monitor import SafetyMonitor
 from safety.output import SimSafetyOutput
@@ -386,8 +387,11 @@ def build_cell(
 def start_cell(cell: Cell) -> None:
     """Start tracking (decodes the clips first, a few seconds), the robot, the monitor, the program.
 
-    If a later part fails to start, the parts already started are stopped again.
+    If a later part fails to start, the parts already started are stopped again. BLAS is limited
+    to one thread in this process first (`safety.blas`: its idle workers spin a core away from the
+    monitor).
     """
+    single_threaded_blas()
     cell.pipeline.start()
     try:
         cell.backend.start()

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from content.calibration import CameraCalibration
+from safety.blas import single_threaded_blas
 from safety.errors import PerceptionError
 from safety.perception.multipose import Detector, Estimator, MultiPersonEstimator
 from safety.perception.pose import PersonDetector, Pose2D, PoseEstimator
@@ -161,6 +162,7 @@ class PerceptionPipeline:
                  on_publish: Callable[[PerceptionSnapshot], None] | None = None) -> None:
         if not cameras:
             raise PerceptionError("PerceptionPipeline needs at least one camera")
+        single_threaded_blas()      # tiny matrices: OpenBLAS's spinning workers cost a core
         ids = [c[0] for c in cameras]
         if len(set(ids)) != len(ids):
             raise PerceptionError(f"PerceptionPipeline: duplicate camera ids in {ids}")
