@@ -145,10 +145,15 @@ class FloorPlacement:
     basis: PlacementBasis
 
 
-def _rays(cal: CameraCalibration, T: np.ndarray, und_px: np.ndarray) -> np.ndarray:
-    """(N, 3) unit ray directions in `cell` of undistorted pixels (N, 2)."""
-    h = np.column_stack([und_px, np.ones(len(und_px))])
-    d = (T[:3, :3] @ cal.R.T @ np.linalg.solve(cal.K, h.T)).T
+def _ray_matrix(cal: CameraCalibration, T: np.ndarray) -> np.ndarray:
+    """(3, 3) matrix taking homogeneous undistorted pixels (u, v, 1) to ray directions in `cell`
+    (R^T K^-1 rotated by `T`); computed once per placement instead of a solve per ray."""
+    return T[:3, :3] @ cal.R.T @ np.linalg.inv(cal.K)
+
+
+def _rays(M: np.ndarray, und_px: np.ndarray) -> np.ndarray:
+    """(N, 3) unit ray directions in `cell` of undistorted pixels (N, 2), `M` from `_ray_matrix`."""
+    d = und_px @ M[:, :2].T + M[:, 2]
     return d / np.linalg.norm(d, axis=1, keepdims=True)
 
 
@@ -203,8 +208,11 @@ def place_on_floor(calibration: CameraCalibration, keypoints_px: np.ndarray, vis
     ok = np.isfinite(und).all(axis=1) & (vis >= min_confidence)
     centre = T[:3, :3] @ calibration.center_world + T[:3, 3]
 
+    M = _ray_matrix(calibration, T)
+
     def ray(px: np.ndarray) -> np.ndarray:
-        return _rays(calibration, T, px.reshape(1, 2))[0]
+        d = M[:, 0] * px[0] + M[:, 1] * px[1] + M[:, 2]
+        return d / np.sqrt(d @ d)
 
     # --- feet: each usable foot keypoint on the plane at its height
     margin = BORDER_FRACTION * np.array([w, h])
@@ -266,7 +274,7 @@ def place_on_floor(calibration: CameraCalibration, keypoints_px: np.ndarray, vis
                 sig = float(np.sqrt(sum(float(j[:2] @ j[:2]) for j in jac)))
                 torso = (np.array([H[0], H[1], floor_z_m]), sig)
 
-    d = _rays(calibration, T, np.where(ok[:, None], und, 0.0))
+    d = _rays(M, np.where(ok[:, None], und, 0.0))
     focal = float(np.sqrt(calibration.K[0, 0] * calibration.K[1, 1]))
     options = [(b, o) for b, o in ((PlacementBasis.FEET, feet), (PlacementBasis.TORSO, torso)) if o is not None]
     for basis, (g, g_sigma) in options:
