@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:1] = [str(ROOT)]        # the repository, not bench/ (bench/robot_bridge.py would shadow the package)
+sys.path[:1] = [str(ROOT)]        # the repository first, not bench/
 
 from content.calibration import read_qca  # noqa: E402
 from safety.perception import MultiPersonTracker, Pose2D, View, triangulate  # noqa: E402

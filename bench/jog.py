@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the packages, not bench/robot_bridge.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the packages first
 
 from content.cell import Pose, Robot, Zone  # noqa: E402
 from robot_bridge.jog import JOG_DEADMAN_S  # noqa: E402

@@ -9,24 +9,28 @@ Prints one JSON object on its last line: ``{"results": [{"distance_m", "side_px"
 "refused", "origin_error_mm": {"median", "max"}, "yaw_error_deg": {"median", "max"},
 "spread_mm": median, "detect_ms": median}]}``.
 
-Run: ``PYTHONPATH=$PWD .venv/bin/python -P bench/marker_alignment.py`` (``-P``: bench/robot_bridge.py
-must not shadow the package)
+Run: ``.venv/bin/python bench/marker_alignment.py``
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from safety.perception.hmi import HmiPose, calibration_from_pose
-from tests.xr_server.marker_rig import MARKER, ORIGIN_XR, YAW_RAD, camera_looking_at, render, view_pose_xr
-from xr_server.marker_alignment import (MIN_MARKER_SIDE_PX, MarkerAlignmentError, combine, detect_markers,
-                                        frame_estimate)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's packages and tests
+
+from safety.perception.hmi import HmiPose, calibration_from_pose  # noqa: E402
+from tests.xr_server.marker_rig import (MARKER, ORIGIN_XR, YAW_RAD, camera_looking_at,  # noqa: E402
+                                        render, view_pose_xr)
+from xr_server.marker_alignment import (MIN_MARKER_SIDE_PX, MarkerAlignmentError, combine,  # noqa: E402
+                                        detect_markers, frame_estimate)
 
 W, H, HFOV_DEG = 640, 480, 70.0
 DISTANCES_M = (0.5, 0.7, 1.0, 1.5, 2.0)

@@ -20,7 +20,7 @@ bare Cyclone DDS pair, and the `dds` state latency and rate over loopback DDS.
 
 Prints one JSON object on its last line.
 
-Usage: .venv/bin/python bench/robot_bridge.py [--trials 60] [--round-trips 300] [--rate-hz 500]
+Usage: .venv/bin/python bench/dds_bridge.py [--trials 60] [--round-trips 300] [--rate-hz 500]
        [--state-duration-s 5]
 """
 
