@@ -7,7 +7,9 @@ machine, one ``np.linalg.solve`` of a 3x3 system kept the second core busy for 0
 floor placement's solves raised the tracking pipeline's CPU time per camera frame from 27.7 to
 50.8 ms (`bench/perception.py`), taking the core MediaPipe and the safety monitor need.
 `single_threaded_blas` limits every BLAS library loaded in the process to one thread through
-threadpoolctl (the limit is process-wide and stays in force).
+threadpoolctl (the limit is process-wide and stays in force). Every `xrcell` command calls it
+first (`xr_server.cli.main`); `start_cell` and `PerceptionPipeline` call it too, for code that
+embeds them without the CLI.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from content.errors import ContentError
 from robot_bridge.errors import BridgeError
+from safety.blas import single_threaded_blas
 from safety.errors import SafetyError
 from xr_server.errors import XrServerError
 
@@ -235,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("GLOG_minloglevel", "2")  # quiet MediaPipe's C++ logging
+    single_threaded_blas()      # every command's linear algebra is on tiny matrices (safety.blas)
     try:
         if args.command == "demo":
             from xr_server.demo import run_demo
