@@ -84,8 +84,12 @@ FOOT_HEIGHTS_M: dict[int, float] = {27: 0.08, 28: 0.08, 29: 0.03, 30: 0.03, 31: 
 #: a foot lifted while walking is the one-sided tail: a step lifts the heel 10-15 cm).
 FOOT_HEIGHT_SIGMA_M = 0.04
 #: Torso length of a standing adult, hip joint centre to shoulder joint centre, vertical, metres:
-#: shoulder (acromion) height minus hip (trochanter) height, about 0.44 m (5th percentile female)
-#: to 0.56 m (95th percentile male) in DIN 33402-2 and NASA-STD-3000 Vol. I tables.
+#: shoulder (acromion) height minus hip (trochanter) height. Means from ANSUR II (Gordon et al.
+#: 2014, NATICK/TR-15/007, over the survey's public data files as a public summary quotes them,
+#: not recomputed here): acromial height 1335 / 1441 mm,
+#: trochanterion height 845 / 901 mm (women / men), so 0.49 / 0.54 m. The percentile ends, about
+#: 0.44 m (5th percentile female) to 0.56 m (95th percentile male) after DIN 33402-2 and
+#: NASA-STD-3000 Vol. I, are not checked against the printed tables.
 TORSO_LENGTH_M = 0.50
 #: 1-sigma spread of the effective vertical torso length, metres: the percentile spread above
 #: (+-0.06 m at 1.645 sigma: 0.036 m) and a forward lean of up to 30 degrees while working
@@ -108,8 +112,9 @@ OFF_PLANE_SIGMA_M = np.array(
     + [0.15, 0.15, 0.25, 0.25]      # hips, knees
     + [0.25] * 6)                   # ankles, heels, toes (used when their floor point is not)
 #: Height above the floor of the hip keypoints' midpoint that a standing adult's placement must
-#: give, metres: trochanter height is about 0.78 m (5th percentile female) to 1.0 m (95th
-#: percentile male) in DIN 33402-2 / NASA-STD-3000 tables, plus shoes, with a margin for a bent
+#: give, metres: trochanterion height means 0.845 m (women) and 0.901 m (men) in ANSUR II (Gordon
+#: et al. 2014), about 0.78 m (5th percentile female) to 1.0 m (95th percentile male) after
+#: DIN 33402-2 / NASA-STD-3000 tables (ends not checked), plus shoes, with a margin for a bent
 #: knee or a walking stride. A placement outside it is rejected (the feet misdetected or lifted,
 #: the person crouching or seated): the torso prior is tried, else the person is not placed.
 HIP_HEIGHT_RANGE_M = (0.55, 1.25)
