@@ -58,6 +58,11 @@ class MonitorStats:
     late_ns: int = 0  # schedule time lost to overruns (the loop skips it, never bursts)
     cycle_ms: deque = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
     time_in_mode_s: dict[str, float] = field(default_factory=lambda: {m.value: 0.0 for m in SafetyMode})
+    first_cycle_ns: int | None = None
+    #: Seconds from the first cycle to the first with every input live (start-up's fault stop).
+    startup_s: float | None = None
+    #: Seconds in fault stop after start-up (a watchdog, a fault, a latch awaiting reset).
+    fault_stop_after_startup_s: float = 0.0
     min_separation_m: float | None = None
     min_margin_m: float | None = None
     worst_margin: dict | None = None
@@ -340,14 +345,20 @@ class SafetyMonitor:
         st = self._stats
         st.cycles += 1
         st.cycle_ms.append(cycle_ms)
+        if st.first_cycle_ns is None:
+            st.first_cycle_ns = state.stamp_ns
         if prev is not None:
             st.time_in_mode_s[prev.mode.value] += (state.stamp_ns - prev.stamp_ns) / 1e9
+            if prev.mode is SafetyMode.FAULT_STOP and st.startup_s is not None:
+                st.fault_stop_after_startup_s += (state.stamp_ns - prev.stamp_ns) / 1e9
             if state.mode is not prev.mode:
                 log.info("safety mode %s -> %s: %s", prev.mode.value, state.mode.value, state.reason)
                 self._audit_mode_change(prev, state)
                 if state.mode in (SafetyMode.PROTECTIVE_STOP, SafetyMode.FAULT_STOP) and self._memory.started \
                         and not (prev.mode is SafetyMode.FAULT_STOP and not prev.latched):
                     st.stops += 1
+        if st.startup_s is None and self._memory.started:
+            st.startup_s = (state.stamp_ns - st.first_cycle_ns) / 1e9
         moving = robot is not None and robot.max_speed_mps > STANDSTILL_MPS
         self._record_stopping(state, prev, robot, moving)
         if state.separation_m is not None:
@@ -431,6 +442,8 @@ class SafetyMonitor:
             "missed_periods": round(st.late_ns * self._params.rate_hz / 1e9),
             "cycle_time_ms": _percentiles(st.cycle_ms),
             "time_in_mode_s": {k: round(v, 3) for k, v in st.time_in_mode_s.items()},
+            "startup_s": None if st.startup_s is None else round(st.startup_s, 3),
+            "fault_stop_after_startup_s": round(st.fault_stop_after_startup_s, 3),
             "min_separation_m": None if st.min_separation_m is None else round(st.min_separation_m, 4),
             "min_margin_m": None if st.min_margin_m is None else round(st.min_margin_m, 4),
             "worst_margin": st.worst_margin,

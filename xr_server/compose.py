@@ -578,6 +578,8 @@ def headless_report(cell: Cell, duration_s: float) -> dict:
                 "missed_periods",
                 "cycle_time_ms",
                 "time_in_mode_s",
+                "startup_s",
+                "fault_stop_after_startup_s",
                 "min_separation_m",
                 "min_margin_m",
                 "worst_margin",

@@ -32,7 +32,8 @@ def report(tmp_path_factory):
 
 def test_report_has_the_documented_fields(report):
     assert set(report) >= {"duration_s", "cameras", "safety", "reaction_ms", "robot"}
-    assert set(report["safety"]) >= {"cycles", "cycle_time_ms", "time_in_mode_s", "min_separation_m",
+    assert set(report["safety"]) >= {"cycles", "cycle_time_ms", "time_in_mode_s", "startup_s",
+                                     "fault_stop_after_startup_s", "min_separation_m",
                                      "min_margin_m", "stops", "stopping"}
     assert report["duration_s"] >= 20
 
@@ -52,8 +53,13 @@ def test_the_person_slows_the_robot_and_the_margin_holds(report):
     assert safety["time_in_mode_s"]["reduced_speed"] + safety["time_in_mode_s"]["protective_stop"] > 0.5
     # The robot worked (moved at a reduced speed) between the stops.
     assert safety["time_in_mode_s"]["reduced_speed"] > 0.5
-    # Fault stop only during start-up (decoding the clips, first tracking round), not later.
-    assert safety["time_in_mode_s"]["fault_stop"] < 6.0
+    # Fault stop at start-up (until every input is live) and when the clips end (the cameras go
+    # stale); a watchdog tripping in between (a starved tracker on a loaded machine) is counted
+    # after start-up. Together they are the run's fault-stop time, and it stays short.
+    assert safety["startup_s"] is not None
+    assert safety["startup_s"] + safety["fault_stop_after_startup_s"] == pytest.approx(
+        safety["time_in_mode_s"]["fault_stop"], abs=0.05)
+    assert safety["time_in_mode_s"]["fault_stop"] < 6.0, safety
     assert safety["min_margin_m"] is not None and safety["min_margin_m"] >= 0.0
     # Every stop reached standstill within T_r + T_s(v) of the cell's stop data (the physics
     # of the simulated robot against the figures the monitor relies on).

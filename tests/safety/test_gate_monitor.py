@@ -126,6 +126,27 @@ def test_monitor_reset_needs_supervisor_and_clears_the_latch():
     assert state.mode is SafetyMode.PROTECTIVE_STOP and backend.calls[-1] == ("reset",)
 
 
+def test_report_separates_the_start_up_fault_stop_from_later_ones():
+    mon, backend, clock, feeds = make_monitor()
+    mon.step()                                  # no input yet: start-up
+    clock.now += 30 * MS
+    mon.step()
+    assert mon.report()["startup_s"] is None    # not started yet
+    tick(mon, clock, feeds)                     # every input live: started, 40 ms after the first cycle
+    report = mon.report()
+    assert report["startup_s"] == pytest.approx(0.040)
+    assert report["fault_stop_after_startup_s"] == 0.0
+    clock.now += 10 * MS
+    feeds["robot"] = robot_state(clock.now - 100 * MS)   # stale robot state: a watchdog trips
+    assert mon.step().mode is SafetyMode.FAULT_STOP
+    for _ in range(3):
+        tick(mon, clock, feeds)                 # latched until a reset: 30 ms more in fault stop
+    report = mon.report()
+    assert report["startup_s"] == pytest.approx(0.040)
+    assert report["fault_stop_after_startup_s"] == pytest.approx(0.030)
+    assert report["time_in_mode_s"]["fault_stop"] == pytest.approx(0.070)
+
+
 def test_monitor_measures_reaction_from_capture_to_applied():
     mon, backend, clock, feeds = make_monitor()
     tick(mon, clock, feeds)
