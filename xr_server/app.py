@@ -57,6 +57,9 @@ expired, was revoked or whose user was removed. Client events are registered wit
 ``{event, error}`` (`xr_server.api_models.SocketError`), never an exception in the server:
 
     twin_state_request {cell}         -> twin_state now (to this client only)
+    robot_command {kind, ...}          -> the command gate / the monitor's stop and reset
+                                         (`xr_server.robot_events`)
+    program_control {action}          -> pause / resume the robot program (`xr_server.program_events`)
     session_create/_join/_leave/_list, rtc_offer, hmi_camera, xr_viewer_pose, marker_align,
     freeze_frame,
     annotation_create/_update/_delete
@@ -128,6 +131,7 @@ from xr_server.robot_events import (
     SafetyStop,
     register_robot_routes,
 )
+from xr_server.program_events import Program, ProgramControl, register_program_events
 from xr_server.rtc_gateway import RtcGateway
 from xr_server.robot_goto import GotoPlanner
 from xr_server.session_events import AuditAppend, SessionEvents, register_session_events
@@ -223,6 +227,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                robot_goto: GotoPlanner | None = None,
                markers: Sequence[FiducialMarker] = (),
                audit: AuditAppend | None = None,
+               program: Program | None = None,
                ) -> tuple[flask.Flask, flask_socketio.SocketIO]:
     """Build the server.
 
@@ -272,8 +277,11 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
             HMIs (`xr_server.marker_alignment`); none: ``marker_align`` is refused.
         audit: ``(kind, actor, inputs, reason)`` (`safety.audit.AuditLog.append`) for what users
             change in XR sessions (``session_video_cap``, accepted marker registrations as
-            ``alignment_change``) and the go-tos refused before the gate (``goto_refused``);
-            None: not audited.
+            ``alignment_change``), the go-tos refused before the gate (``goto_refused``) and
+            program pauses and resumes (``program_pause``, ``program_resume``); None: not audited.
+        program: the cell's robot program (`xr_server.program.ProgramRunner`) for the
+            ``program_control`` event and ``/api/program`` (`xr_server.program_events`); None
+            answers 503 (``no program``).
 
     Returns:
         ``(app, socketio)``. Run with ``socketio.run(app, ...)``; ``app.xrcell_stop()`` ends the
@@ -1096,6 +1104,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                                       safety_stop, safety_reset, robot_goto, audit)
     client_event("robot_command", RobotCommandEnvelope)(robot_router.on_event)
     register_robot_routes(app, robot_router)
+    register_program_events(client_event, app, ProgramControl(program, audit))
 
     def twin_clients() -> int:
         with sessions_lock:

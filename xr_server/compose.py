@@ -439,6 +439,9 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
 
     cell.pipeline.enable_views(True)
     twin_asset = _twin_asset(cell.description)
+    goto = _goto_planner(cell)
+    if cell.runner is not None:     # a resume goes back to where the program paused by a go-to
+        cell.runner.return_planner = lambda goal_id, q: goto.plan(goal_id, positions=q)
     app, socketio = create_app(
         twin_source=cell.twin_state,
         camera_views=_CameraViews(cell.pipeline),
@@ -459,9 +462,10 @@ def start_server(cell: Cell, host: str, port: int, store: Any, annotations: Any 
         hmi_cameras=(HmiCameras(cell.description.hmi_cameras(), cell.pipeline.push_frame)
                      if cell.description.hmi_cameras() else None),
         max_bitrate_kbps=cell.description.video.max_bitrate_kbps,
-        robot_goto=_goto_planner(cell),
+        robot_goto=goto,
         markers=cell.description.markers,
         audit=None if cell.audit is None else cell.audit.append,
+        program=cell.runner,
     )
     serve_in_thread(app, socketio, host, port, ssl_context=ssl_context)
 

@@ -23,6 +23,7 @@ from apispec_webframeworks.flask import FlaskPlugin
 from pydantic import BaseModel
 
 from xr_server.api_models import MODELS
+from xr_server.program_events import PROGRAM_MODELS
 from xr_server.robot_events import ROBOT_MODELS
 
 OPENAPI_VERSION = "3.1.0"
@@ -107,7 +108,7 @@ def build_openapi(app: flask.Flask, *, cookie_name: str) -> dict:
         security=[{"bearerAuth": []}, {"cookieAuth": []}],
     )
     components: dict[str, dict] = {}
-    for model in (*MODELS, *ROBOT_MODELS):
+    for model in (*MODELS, *ROBOT_MODELS, *PROGRAM_MODELS):
         components.update(model_components(model))
     components.update(hoist_defs("TwinState", json.loads(TWIN_SCHEMA_PATH.read_text())))
     for name, schema in components.items():

@@ -229,6 +229,54 @@ function prefillGoto(robot) {
   }
 }
 
+// The robot program: its state every second from GET /api/program (status null: this server runs
+// none, and the controls stay hidden); pause and resume as program_control events, the answer
+// shown like a command's.
+const PROGRAM_POLL_MS = 1000;
+let programTimer = null;
+function describeProgram(status) {
+  const step = `step ${status.step + 1} of ${status.steps} (${status.goal_id})`;
+  if (status.state === "running") return `running: ${step}, ${status.cycles_completed} cycles done`;
+  if (status.state === "pausing") return `pausing: finishing ${step}`;
+  if (status.state === "paused") return `paused before ${step}: the robot is free for a go-to or a jog`;
+  return `returning to where it paused${status.reason ? ` (waiting: ${status.reason})` : ""}`;
+}
+function showProgram(status) {
+  probe.program = status;
+  const el = $("program-state");
+  el.dataset.state = status.state;
+  el.textContent = describeProgram(status);
+  $("program").hidden = false;
+}
+async function refreshProgram() {
+  try {
+    const response = await fetch("/api/program", { credentials: "same-origin" });
+    if (!response.ok) return;
+    const { status } = await response.json();
+    if (status) showProgram(status);
+    else if (programTimer !== null) {
+      clearInterval(programTimer);
+      programTimer = null;
+    }
+  } catch (err) {
+    // the link status shows a lost server; the next poll tries again
+  }
+}
+refreshProgram();
+programTimer = setInterval(refreshProgram, PROGRAM_POLL_MS);
+function sendProgram(action) {
+  socket.emit("program_control", { action }, (ack) => {
+    probe.lastProgramAnswer = ack;
+    const el = $("command-answer");
+    el.hidden = false;
+    el.dataset.verdict = ack.accepted ? "accepted" : "rejected";
+    el.textContent = ack.error ? `refused: ${ack.error}` : `program ${action} ${ack.accepted ? "accepted" : "refused"}: ${ack.reason}`;
+    if (ack.status) showProgram(ack.status);
+  });
+}
+$("program-pause").addEventListener("click", () => sendProgram("pause"));
+$("program-resume").addEventListener("click", () => sendProgram("resume"));
+
 $("stop-button").addEventListener("click", () => {
   stopJog();
   socket.emit("robot_command", { kind: "stop", reason: "dashboard stop button" }, showAnswer);

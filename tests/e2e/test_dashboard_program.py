@@ -1,0 +1,110 @@
+"""Pause the robot program from the dashboard in a real browser, send the robot elsewhere, resume:
+real sockets, the real program runner playing the demo cell's pick-and-place on the real simulated
+Panda (PyBullet, real time), every motion through the real command gate. The page shows where the
+program is; a resume brings the robot back to where it paused before the next step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import argon2
+import numpy as np
+import pytest
+
+from content.cell import Pose, load_cell
+from content.storage import UserStore
+from content.twin_asset import TwinAssetCache
+from robot_bridge.sim import (
+    PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
+    PANDA_JOINT_VELOCITY_LIMITS_RADPS,
+    PandaLinkKinematics,
+    PyBulletPandaBackend,
+    plan_pick_and_place,
+)
+from robot_bridge.sim.panda import panda_urdf_path
+from safety.decision import SafetyMode, SafetyState
+from safety.gate import CommandGate
+from tests.e2e.test_dashboard import browser, page, sign_in, wait_until  # noqa: F401 - fixtures
+from tests.e2e.test_dashboard_goto import robot_at
+from tests.xr_server.doubles import FakeCameraViews
+from xr_server.app import create_app
+from xr_server.program import RETURN_GOAL_ID, ProgramRunner
+from xr_server.robot_goto import GotoPlanner
+from xr_server.serving import serve_in_thread
+from xr_server.twin import build_twin_state
+
+pytestmark = pytest.mark.e2e
+DEMO = load_cell(Path(__file__).resolve().parents[2] / "launch" / "cells" / "demo.yaml")
+SAFE = SafetyState(0, SafetyMode.FULL_SPEED, 1.0, None, None, None, "e2e")
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory):
+    store = UserStore(f"sqlite:///{tmp_path_factory.mktemp('db') / 'users.sqlite'}",
+                      hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    store.add("ana", "s3cret-pw", ["operator"])
+    robot = DEMO.robot
+    # the sim's own watchdog is not under test: 2 s rides out thread stalls on a loaded machine
+    backend = PyBulletPandaBackend(robot, DEMO.program, state_timeout_s=2.0)
+    backend.start()
+    backend.set_speed_scale(1.0, 1)
+    backend.reset()
+    gate_kin, goto_kin = PandaLinkKinematics(robot), PandaLinkKinematics(robot)
+    gate = CommandGate(backend, lambda: SAFE, np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS),
+                       kinematics=gate_kin,
+                       joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2))
+    goto = GotoPlanner(robot.named_poses, backend.joint_names, PANDA_JOINT_VELOCITY_LIMITS_RADPS,
+                       PANDA_JOINT_ACCELERATION_LIMITS_RADPS2, backend.latest_state, goto_kin)
+    runner = ProgramRunner(plan_pick_and_place(robot, DEMO.program), gate, backend.latest_state,
+                           lambda: SAFE, return_planner=lambda goal_id, q: goto.plan(goal_id, positions=q))
+    twins = TwinAssetCache()
+
+    def twin():
+        return build_twin_state("e2e", backend.latest_state(), SAFE, None, gate.planned_path())
+
+    app, socketio = create_app(twin_source=twin, camera_views=FakeCameraViews(),
+                               user_store=store, secret_key="e2e-secret-0123456789abcdef", cell_name="e2e",
+                               robot_commands=gate, robot_goto=goto, program=runner,
+                               twin_asset=lambda: twins.get(panda_urdf_path(), Pose(), []))
+    base = serve_in_thread(app, socketio, name="xr-server-e2e-program")
+    runner.start()
+    yield base, backend, runner
+    runner.stop()
+    app.xrcell_stop()
+    backend.shutdown()
+    gate_kin.close()
+    goto_kin.close()
+
+
+def test_pause_go_to_a_pose_and_resume_from_the_dashboard(page, cell):  # noqa: F811
+    base, backend, runner = cell
+    sign_in(page, base)
+    wait_until(page, "!document.getElementById('program').hidden "
+                     "&& document.getElementById('link-status').dataset.status === 'connected'", 10)
+    assert page.inner_text("#program-state").startswith("running: step ")
+    page.click("#program-pause")
+    wait_until(page, "window.__xrcell.lastProgramAnswer", 10)
+    assert page.inner_text("#command-answer").startswith("program pause accepted: program: pausing")
+    wait_until(page, "document.getElementById('program-state').dataset.state === 'paused'", 30)
+    paused = page.evaluate("window.__xrcell.program")
+    assert page.inner_text("#program-state").startswith(f"paused before step {paused['step'] + 1} of ")
+    # the robot is free: "go to handover" through the gate, the twin follows
+    handover = DEMO.robot.named_poses["handover"]
+    wait_until(page, "document.querySelector(\"#goto-poses button[data-pose='handover']\")", 10)
+    page.click("#goto-poses button[data-pose='handover']")
+    wait_until(page, "window.__xrcell.lastCommandAnswer?.kind === 'goto'", 10)
+    assert page.evaluate("window.__xrcell.lastCommandAnswer")["verdict"] == "accepted"
+    wait_until(page, robot_at(handover), 30)
+    # resume: back to where it paused (the twin shows it), then the next step
+    page.evaluate("window.__xrcell.lastProgramAnswer = null")
+    page.click("#program-resume")
+    wait_until(page, "window.__xrcell.lastProgramAnswer", 10)
+    assert page.inner_text("#command-answer") == (
+        "program resume accepted: program: returning to where it paused, then running")
+    wait_until(page, robot_at(paused["paused_at"]), 30)
+    wait_until(page, f"window.__xrcell.planGoals.includes({RETURN_GOAL_ID!r})", 5)
+    wait_until(page, "document.getElementById('program-state').dataset.state === 'running'", 30)
+    wait_until(page, f"window.__xrcell.planGoals.includes({paused['goal_id']!r}) "
+                     f"|| window.__xrcell.program.step !== {paused['step']}", 30)
+    assert runner.status()["state"] == "running"
+    assert page.problems == []
