@@ -38,6 +38,10 @@ by `xr_server.openapi`; docs/xr_server.md is the reader's guide):
                                       {verdict, reason[, rest]}: 200 forwarded (modified: the
                                       rest to submit later), 400 malformed, 403 role
                                       refused, 409 refused by another rule, 503 without a gate
+    POST /api/robot/jog|goto|gripper|stop, GET /api/robot/named_poses
+                                      (`xr_server.robot_events`)
+    POST /api/program/pause|resume, GET /api/program
+                                      the robot program (`xr_server.program_events`)
     GET  /, /hmi, /expert             dashboard, HMI and remote-expert pages (redirect to /login
                                       without a token)
     GET  /static/<file>               the pages' JS and CSS, no auth
