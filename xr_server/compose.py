@@ -111,6 +111,7 @@ class Cell:
             self.pipeline.snapshot(),
             self.gate.planned_path(),
             self.zones.current(),
+            None if self.runner is None else self.runner.status(),
         )
 
     def stop(self) -> None:

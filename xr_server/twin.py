@@ -7,6 +7,8 @@ radians rounded to 1 mrad; `t` is UNIX seconds.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -102,11 +104,12 @@ def _zones(zones: ZoneSet | None) -> list[dict]:
 
 def build_twin_state(cell: str, robot: RobotState | None, safety: SafetyState | None,
                      snapshot: PerceptionSnapshot | None, plan: PlannedPath | None = None,
-                     zones: ZoneSet | None = None) -> dict:
+                     zones: ZoneSet | None = None, program: Mapping[str, Any] | None = None) -> dict:
     """One `twin_state` message from the newest robot, safety and tracking records, the path
-    the gate forwarded last (`CommandGate.planned_path`, shown while the robot executes it) and
-    the zones in force (`CellZones.current()`)."""
-    return {
+    the gate forwarded last (`CommandGate.planned_path`, shown while the robot executes it), the
+    zones in force (`CellZones.current()`) and the program's state (`ProgramRunner.status()`;
+    None: no program, the field is left out)."""
+    state = {
         "v": TWIN_SCHEMA_VERSION,
         "t": round(time.time(), 3),
         "cell": cell,
@@ -117,3 +120,7 @@ def build_twin_state(cell: str, robot: RobotState | None, safety: SafetyState | 
         "plan": _plan(plan, robot),
         "zones": _zones(zones),
     }
+    if program is not None:
+        state["program"] = {"state": str(program["state"]), "step": int(program["step"]),
+                            "steps": int(program["steps"]), "goal_id": str(program["goal_id"])}
+    return state

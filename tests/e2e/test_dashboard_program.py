@@ -60,7 +60,8 @@ def cell(tmp_path_factory):
     twins = TwinAssetCache()
 
     def twin():
-        return build_twin_state("e2e", backend.latest_state(), SAFE, None, gate.planned_path())
+        return build_twin_state("e2e", backend.latest_state(), SAFE, None, gate.planned_path(),
+                                program=runner.status())
 
     app, socketio = create_app(twin_source=twin, camera_views=FakeCameraViews(),
                                user_store=store, secret_key="e2e-secret-0123456789abcdef", cell_name="e2e",
@@ -88,6 +89,13 @@ def test_pause_go_to_a_pose_and_resume_from_the_dashboard(page, cell):  # noqa: 
     wait_until(page, "document.getElementById('program-state').dataset.state === 'paused'", 30)
     paused = page.evaluate("window.__xrcell.program")
     assert page.inner_text("#program-state").startswith(f"paused before step {paused['step'] + 1} of ")
+    # the HMI (from the twin) tells the worker the program is paused
+    page.goto(f"{base}/hmi")
+    wait_until(page, "document.getElementById('hmi-program').dataset.state === 'paused'", 10)
+    assert page.inner_text("#hmi-program") == "Program paused: the robot moves only on an operator's command"
+    page.goto(f"{base}/")
+    wait_until(page, "!document.getElementById('program').hidden "
+                     "&& document.getElementById('link-status').dataset.status === 'connected'", 10)
     # the robot is free: "go to handover" through the gate, the twin follows
     handover = DEMO.robot.named_poses["handover"]
     wait_until(page, "document.querySelector(\"#goto-poses button[data-pose='handover']\")", 10)

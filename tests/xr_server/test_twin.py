@@ -105,3 +105,15 @@ def test_a_person_says_how_he_was_placed_and_how_uncertain_he_is(safety):
     twin["people"][0]["placement"] = "guessed"
     with pytest.raises(jsonschema.ValidationError, match="'guessed' is not one of"):
         jsonschema.validate(twin, SCHEMA)
+
+
+def test_the_programs_state_is_in_the_twin_when_there_is_a_program(safety):
+    status = {"state": "paused", "step": 3, "steps": 9, "goal_id": "pick_and_place/4-up",
+              "cycles_completed": 2, "paused_at": [0.0] * 7, "reason": ""}
+    twin = build_twin_state("lab", None, safety, None, program=status)
+    jsonschema.validate(twin, SCHEMA)
+    assert twin["program"] == {"state": "paused", "step": 3, "steps": 9, "goal_id": "pick_and_place/4-up"}
+    assert "program" not in build_twin_state("lab", None, safety, None)
+    with pytest.raises(jsonschema.ValidationError, match="'halted' is not one of"):
+        jsonschema.validate(build_twin_state("lab", None, safety, None, program={**status, "state": "halted"}),
+                            SCHEMA)

@@ -21,7 +21,25 @@ probe.view = view; // for the end-to-end tests
 let linkStatus = "disconnected";
 let lastTwin = null;
 
+// The robot program's state from the twin, so a worker knows when the program is paused and the
+// robot moves only on a person's command (absent: the server runs no program).
+const PROGRAM_LABELS = {
+  running: "Program running",
+  pausing: "Program pausing at the end of this step",
+  paused: "Program paused: the robot moves only on an operator's command",
+  returning: "Program resuming: the robot returns to where it paused",
+};
+
+function showProgram(program) {
+  const el = $("hmi-program");
+  el.hidden = !program;
+  if (!program) return;
+  el.dataset.state = program.state;
+  el.textContent = PROGRAM_LABELS[program.state] || program.state;
+}
+
 function show() {
+  showProgram(linkStatus === "connected" ? lastTwin?.program : null);
   const badge = $("hmi-badge");
   const s = lastTwin?.safety;
   if (linkStatus !== "connected" || !s) {
