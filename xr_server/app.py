@@ -103,7 +103,7 @@ from content.twin_asset import TwinAsset
 from robot_bridge.errors import CommandError
 from robot_bridge.types import JointTrajectory, RobotState
 from safety.errors import SafetyError
-from safety.gate import Actor, GateAnswer, Verdict
+from safety.gate import MOTION_ROLES, Actor, GateAnswer, Verdict
 from safety.perception.types import PerceptionSnapshot
 from xr_server import rtc_receiver
 from xr_server.anchors import SceneCapsule, scene_capsules
@@ -294,6 +294,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
     """
     if twin_rate_hz <= 0:
         raise ValueError(f"twin_rate_hz must be positive, got {twin_rate_hz}")
+    program_control = ProgramControl(program, audit)
     signer = TokenSigner(secret_key, token_lifetime_s)
     guard = SessionGuard(user_store, session_refresh_s)
     sessions: dict[str, TokenClaims] = {}  # Socket.IO sid -> claims; guarded by sessions_lock
@@ -884,6 +885,12 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
             return _json_error(400, str(exc))
         except (CommandError, ValueError) as exc:  # ragged rows, non-finite values, bad times
             return _json_error(400, f"body: {exc}")
+        refusal = (program_control.manual_motion_refusal(body.goal_id)
+                   if set(claims.roles) & MOTION_ROLES else None)   # others: the gate's role rule
+        if refusal is not None:
+            response = flask.jsonify({"verdict": "rejected", "reason": refusal})
+            response.status_code = 409
+            return response
         answer = robot_commands.submit(command, Actor(claims.username, frozenset(claims.roles)))
         log.info("trajectory %r from %r: %s, %s", body.goal_id, claims.username,
                  answer.verdict.value, answer.reason)
@@ -1105,10 +1112,11 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
 
     register_session_events(client_event, xr_sessions)
     robot_router = RobotCommandRouter(None if robot_commands is None else robot_commands.submit,
-                                      safety_stop, safety_reset, robot_goto, audit)
+                                      safety_stop, safety_reset, robot_goto, audit,
+                                      program_control.manual_motion_refusal)
     client_event("robot_command", RobotCommandEnvelope)(robot_router.on_event)
     register_robot_routes(app, robot_router)
-    register_program_events(client_event, app, ProgramControl(program, audit))
+    register_program_events(client_event, app, program_control)
 
     def twin_clients() -> int:
         with sessions_lock:

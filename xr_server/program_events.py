@@ -8,8 +8,14 @@ is a safety function: the STOP button (``robot_command`` kind ``stop``) stops th
 whatever the program does.
 
 Roles: pausing needs operator, supervisor or admin (it only withholds motion); resuming needs
-operator or admin, the roles that may move the robot (`safety.gate.MOTION_ROLES`). Every accepted
-or refused request is audited (``program_pause``, ``program_resume``).
+operator or admin, the roles that may move the robot (`safety.gate.MOTION_ROLES`). On a server
+with a program every pause and resume, accepted or refused, is audited (``program_pause``,
+``program_resume``); the return move itself is audited by the gate (actor ``program``).
+
+While the program is not paused the robot is the program's: a person's jog, go-to, gripper or
+trajectory command is refused (``program:``, `ProgramControl.manual_motion_refusal`, checked by
+`xr_server.robot_events.RobotCommandRouter` and ``POST /api/robot/trajectory``), and so is any
+command that uses one of the program's goal ids.
 
 Threads: `ProgramControl.handle` runs in Socket.IO handler and request threads; the runner is
 thread-safe.
@@ -25,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from safety.gate import MOTION_ROLES
 from xr_server.errors import XrServerError
+from xr_server.program import ProgramStatus
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +49,8 @@ class Program(Protocol):
 
     def pause(self) -> tuple[bool, str]: ...
     def resume(self) -> tuple[bool, str]: ...
-    def status(self) -> dict[str, Any]: ...
+    def status(self) -> ProgramStatus: ...
+    def reserves(self, goal_id: str) -> bool: ...
 
 
 class ProgramControlRequest(BaseModel):
@@ -51,24 +59,6 @@ class ProgramControlRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     action: Literal["pause", "resume", "status"]
-
-
-class ProgramStatus(BaseModel):
-    """Where the cell's program is."""
-
-    model_config = ConfigDict(frozen=True)
-
-    state: Literal["running", "pausing", "paused", "returning"] = Field(
-        description="`pausing`: the step in flight finishes first; `returning`: resumed, moving "
-                    "back to where it paused before the next step.")
-    step: int = Field(description="Index of the current or next step.")
-    steps: int = Field(description="Steps in one cycle of the program.")
-    goal_id: str = Field(description="Goal id of the current or next step.")
-    cycles_completed: int
-    paused_at: list[float] | None = Field(
-        description="Joint positions where the program paused, radians; null when not known.")
-    reason: str = Field(description="Why the move back waits (a gate rule, `motion:` ...); "
-                                    "empty when it does not.")
 
 
 class ProgramControlAnswer(BaseModel):
@@ -109,7 +99,7 @@ class ProgramControl:
         """
         if self._program is None:
             if action == "status":
-                return ProgramControlAnswer(accepted=True, reason=NO_PROGRAM, status=None)
+                return self._answer(True, NO_PROGRAM)
             raise XrServerError(NO_PROGRAM)
         if action == "status":
             return self._answer(True, "")
@@ -133,9 +123,22 @@ class ProgramControl:
         return answer
 
     def _answer(self, accepted: bool, reason: str) -> ProgramControlAnswer:
-        assert self._program is not None
         return ProgramControlAnswer(accepted=accepted, reason=reason,
-                                    status=ProgramStatus(**self._program.status()))
+                                    status=None if self._program is None else self._program.status())
+
+    def manual_motion_refusal(self, goal_id: str) -> str | None:
+        """Why a person's motion command (jog, go-to, gripper, trajectory) must be refused now, or
+        None: while the program runs (or pauses, or returns) the robot is the program's; and a
+        goal id of the program's would be taken for the program's goal."""
+        if self._program is None:
+            return None
+        if self._program.reserves(goal_id):
+            return f"program: goal id {goal_id!r} is reserved for the robot program; use another"
+        state = self._program.status().state
+        if state != "paused":
+            return (f"program: the robot program is {state}; pause it first (\"Pause program\" on "
+                    "the dashboard, POST /api/program/pause)")
+        return None
 
 
 def register_program_events(client_event: Callable[[str, type], Callable[[Callable], Any]],

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from robot_bridge.errors import CommandError
 from robot_bridge.types import CartesianJog, GripperCommand, JointJog, JointTrajectory
-from safety.gate import Actor, GateAnswer, Verdict
+from safety.gate import MOTION_ROLES, Actor, GateAnswer, Verdict
 from xr_server.api_models import PayloadError, TrajectoryPoint, parse
 from xr_server.errors import XrServerError
 from xr_server.robot_goto import GotoPlanner, GotoRefused
@@ -239,15 +239,23 @@ class RobotCommandRouter:
         goto: plans ``goto`` commands into the trajectory the gate gets (None: they are refused,
             "no go-to planner").
         audit: ``(kind, actor, inputs, reason)`` (`safety.audit.AuditLog.append`): told of every
-            go-to the planner refuses before the gate (kind ``goto_refused``); the gate audits
-            its own answers. None: not audited.
+            go-to the planner refuses before the gate (kind ``goto_refused``) and every command
+            refused for the program (``program_refused``); the gate audits its own answers. None:
+            not audited.
         request_stop: the monitor's `request_stop` (None: stops are refused, "no safety monitor").
         reset: the monitor's `reset` (None: resets are refused, "no safety monitor").
+        program_refusal: ``goal_id -> reason | None``: why a person's motion command must be
+            refused because of the robot program (`xr_server.program_events.ProgramControl.
+            manual_motion_refusal`: the program is not paused, or the goal id is the program's);
+            asked for senders with a motion role only (others get the gate's ``role:``). None: no
+            program.
     """
 
     def __init__(self, submit: Submit | None, request_stop: SafetyStop | None,
                  reset: SafetyReset | None, goto: GotoPlanner | None = None,
-                 audit: Callable[[str, str, dict, str], object] | None = None) -> None:
+                 audit: Callable[[str, str, dict, str], object] | None = None,
+                 program_refusal: Callable[[str], str | None] | None = None) -> None:
+        self._program_refusal = program_refusal
         self._submit = submit
         self._audit = audit
         self.goto = goto
@@ -277,6 +285,19 @@ class RobotCommandRouter:
                                       reason=reason)
         if self._submit is None:
             raise XrServerError("no command gate: this server drives no robot")
+        if self._program_refusal is not None and actor.roles & MOTION_ROLES:
+            goal_id = str(getattr(request, "goal_id", ""))
+            refusal = self._program_refusal(goal_id)
+            if refusal is not None:
+                log.info("%s %r from %r refused: %s", kind, goal_id, actor.name, refusal)
+                if self._audit is not None:
+                    try:
+                        self._audit("program_refused", actor.name or "?", {
+                            "kind": kind, "goal_id": goal_id, "roles": sorted(actor.roles)}, refusal)
+                    except Exception:  # noqa: BLE001 - the audit counts its own losses
+                        log.exception("audit of a command refused for the program failed")
+                return RobotCommandAnswer(kind=kind, verdict="rejected", reason=refusal,
+                                          goal_id=goal_id)
         if isinstance(request, GotoRequest):
             if self.goto is None:
                 raise XrServerError("no go-to planner: this server plans no go-to")

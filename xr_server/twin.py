@@ -7,8 +7,7 @@ radians rounded to 1 mrad; `t` is UNIX seconds.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +16,9 @@ from safety.decision import SafetyState
 from safety.gate import PlannedPath
 from safety.perception.types import PerceptionSnapshot
 from safety.zones import ZoneSet
+
+if TYPE_CHECKING:
+    from xr_server.program import ProgramStatus
 
 TWIN_SCHEMA_VERSION = 1
 
@@ -104,7 +106,7 @@ def _zones(zones: ZoneSet | None) -> list[dict]:
 
 def build_twin_state(cell: str, robot: RobotState | None, safety: SafetyState | None,
                      snapshot: PerceptionSnapshot | None, plan: PlannedPath | None = None,
-                     zones: ZoneSet | None = None, program: Mapping[str, Any] | None = None) -> dict:
+                     zones: ZoneSet | None = None, program: ProgramStatus | None = None) -> dict:
     """One `twin_state` message from the newest robot, safety and tracking records, the path
     the gate forwarded last (`CommandGate.planned_path`, shown while the robot executes it), the
     zones in force (`CellZones.current()`) and the program's state (`ProgramRunner.status()`;
@@ -121,6 +123,6 @@ def build_twin_state(cell: str, robot: RobotState | None, safety: SafetyState | 
         "zones": _zones(zones),
     }
     if program is not None:
-        state["program"] = {"state": str(program["state"]), "step": int(program["step"]),
-                            "steps": int(program["steps"]), "goal_id": str(program["goal_id"])}
+        state["program"] = {"state": program.state, "step": program.step, "steps": program.steps,
+                            "goal_id": program.goal_id, "reason": program.reason}
     return state

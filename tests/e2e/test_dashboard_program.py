@@ -28,7 +28,7 @@ from tests.e2e.test_dashboard import browser, page, sign_in, wait_until  # noqa:
 from tests.e2e.test_dashboard_goto import robot_at
 from tests.xr_server.doubles import FakeCameraViews
 from xr_server.app import create_app
-from xr_server.program import RETURN_GOAL_ID, ProgramRunner
+from xr_server.program import ProgramRunner
 from xr_server.robot_goto import GotoPlanner
 from xr_server.serving import serve_in_thread
 from xr_server.twin import build_twin_state
@@ -87,8 +87,9 @@ def test_pause_go_to_a_pose_and_resume_from_the_dashboard(page, cell):  # noqa: 
     wait_until(page, "window.__xrcell.lastProgramAnswer", 10)
     assert page.inner_text("#command-answer").startswith("program pause accepted: program: pausing")
     wait_until(page, "document.getElementById('program-state').dataset.state === 'paused'", 30)
-    paused = page.evaluate("window.__xrcell.program")
-    assert page.inner_text("#program-state").startswith(f"paused before step {paused['step'] + 1} of ")
+    paused = runner.status()
+    assert page.evaluate("window.__xrcell.program.step") == paused.step
+    assert page.inner_text("#program-state").startswith(f"paused before step {paused.step + 1} of ")
     # the HMI (from the twin) tells the worker the program is paused
     page.goto(f"{base}/hmi")
     wait_until(page, "document.getElementById('hmi-program').dataset.state === 'paused'", 10)
@@ -108,11 +109,11 @@ def test_pause_go_to_a_pose_and_resume_from_the_dashboard(page, cell):  # noqa: 
     page.click("#program-resume")
     wait_until(page, "window.__xrcell.lastProgramAnswer", 10)
     assert page.inner_text("#command-answer") == (
-        "program resume accepted: program: returning to where it paused, then running")
-    wait_until(page, robot_at(paused["paused_at"]), 30)
-    wait_until(page, f"window.__xrcell.planGoals.includes({RETURN_GOAL_ID!r})", 5)
+        "program resume accepted: program: returning to where the next step starts, then running")
+    wait_until(page, robot_at(paused.resume_at), 30)
+    wait_until(page, "window.__xrcell.planGoals.includes('program/return/1')", 5)
     wait_until(page, "document.getElementById('program-state').dataset.state === 'running'", 30)
-    wait_until(page, f"window.__xrcell.planGoals.includes({paused['goal_id']!r}) "
-                     f"|| window.__xrcell.program.step !== {paused['step']}", 30)
-    assert runner.status()["state"] == "running"
+    wait_until(page, f"window.__xrcell.planGoals.includes({paused.goal_id!r}) "
+                     f"|| window.__xrcell.program.step !== {paused.step}", 30)
+    assert runner.status().state == "running"
     assert page.problems == []

@@ -27,7 +27,7 @@ from tests.xr_server.doubles import SECRET, TWIN, FakeCameraViews
 from tests.xr_server.live import PASSWORD, USERS, LiveServer
 from xr_server.app import create_app
 from xr_server.errors import XrServerError
-from xr_server.program import RETURN_GOAL_ID, ProgramRunner
+from xr_server.program import ProgramRunner
 from xr_server.program_events import ProgramControl
 from xr_server.robot_goto import GotoPlanner
 from xr_server.serving import serve_in_thread
@@ -98,6 +98,11 @@ def test_pause_go_elsewhere_and_resume_back_where_it_paused(cell):
     server, backend, runner = cell
     wendy, sam, otto = server.client("wendy"), server.client("sam"), server.client("otto")
     try:
+        # while the program runs, the robot is the program's: an operator's go-to is refused, and
+        # a command with one of the program's goal ids too
+        ack = otto.call("robot_command", {"kind": "goto", "named_pose": "handover", "goal_id": "early"})
+        assert ack["verdict"] == "rejected" and ack["reason"].startswith(
+            "program: the robot program is running; pause it first"), ack
         # a worker may neither pause nor resume; the program keeps running
         ack = wendy.call("program_control", {"action": "pause"})
         assert ack["accepted"] is False and ack["reason"].startswith("role: 'wendy'")
@@ -111,7 +116,8 @@ def test_pause_go_elsewhere_and_resume_back_where_it_paused(cell):
         time.sleep(0.5)
         state = backend.latest_state()
         assert state.goal_done and np.abs(state.velocity).max() < 0.05      # resting
-        np.testing.assert_allclose(state.position, paused["paused_at"], atol=0.01)
+        np.testing.assert_allclose(state.position, paused["resume_at"], atol=0.01)
+        # while the program ran, a go-to was refused for the program; now the robot is free
         # while paused, an operator sends the robot elsewhere through the gate
         ack = otto.call("robot_command", {"kind": "goto", "named_pose": "handover", "goal_id": "aside"})
         assert ack["verdict"] == "accepted", ack
@@ -128,12 +134,18 @@ def test_pause_go_elsewhere_and_resume_back_where_it_paused(cell):
         ack = otto.call("program_control", {"action": "resume"})
         assert ack["accepted"] is True and ack["status"]["state"] == "returning", ack
         deadline = time.monotonic() + 30
-        seen = set()
-        while time.monotonic() < deadline and next_goal not in seen:
-            seen.add(backend.latest_state().goal_id)
-            time.sleep(0.02)
-        assert RETURN_GOAL_ID in seen and next_goal in seen, seen
-        assert runner.status()["state"] == "running"
+        seen = []                       # (goal id, position) when each goal first shows
+        while time.monotonic() < deadline and next_goal not in [g for g, _ in seen]:
+            state = backend.latest_state()
+            if not seen or seen[-1][0] != state.goal_id:
+                seen.append((state.goal_id, np.array(state.position)))
+            time.sleep(0.005)
+        goals = [g for g, _ in seen]
+        assert "program/return/1" in goals and next_goal in goals, goals
+        assert goals.index("program/return/1") < goals.index(next_goal)
+        # the next step began where it was planned to start, not where the go-to left the robot
+        np.testing.assert_allclose(seen[goals.index(next_goal)][1], paused["resume_at"], atol=0.02)
+        assert runner.status().state == "running"
     finally:
         for client in (wendy, sam, otto):
             client.close()
@@ -141,6 +153,20 @@ def test_pause_go_elsewhere_and_resume_back_where_it_paused(cell):
              if r["kind"].startswith("program_")]
     assert ("program_pause", "wendy") in kinds and ("program_pause", "sam") in kinds
     assert ("program_resume", "sam") in kinds and ("program_resume", "otto") in kinds
+    assert ("program_refused", "otto") in kinds
+
+
+def test_a_users_command_may_not_use_the_programs_goal_ids(cell):
+    server, backend, runner = cell
+    goal = runner.status().goal_id
+    response = requests.post(f"{server.base}/api/robot/trajectory", timeout=20,
+                             headers={"Authorization": f"Bearer {server.token('otto')}"},
+                             json={"joint_names": list(backend.joint_names), "goal_id": goal,
+                                   "points": [{"positions": list(backend.latest_state().position),
+                                               "time_from_start_s": 1.0}]})
+    assert response.status_code == 409
+    assert response.json()["reason"] == (f"program: goal id {goal!r} is reserved for the robot program; "
+                                         "use another")
 
 
 def test_a_malformed_request_is_refused_with_the_field(cell):

@@ -93,6 +93,7 @@ function onTwin(twin) {
   lastTwin = twin;
   view.update(twin);
   $("cell-name").textContent = `cell ${twin.cell}`;
+  showProgram(twin.program);
   const s = twin.safety;
   showMode(s);
   const scale = s ? s.speed_scale : null;
@@ -229,41 +230,26 @@ function prefillGoto(robot) {
   }
 }
 
-// The robot program: its state every second from GET /api/program (status null: this server runs
-// none, and the controls stay hidden); pause and resume as program_control events, the answer
-// shown like a command's.
-const PROGRAM_POLL_MS = 1000;
-let programTimer = null;
+// The robot program: its state comes with every twin_state (absent: this server runs none, the
+// controls stay hidden); pause and resume are program_control events, the answer shown like a
+// command's.
 function describeProgram(status) {
   const step = `step ${status.step + 1} of ${status.steps} (${status.goal_id})`;
-  if (status.state === "running") return `running: ${step}, ${status.cycles_completed} cycles done`;
+  if (status.state === "running") return `running: ${step}`;
   if (status.state === "pausing") return `pausing: finishing ${step}`;
-  if (status.state === "paused") return `paused before ${step}: the robot is free for a go-to or a jog`;
-  return `returning to where it paused${status.reason ? ` (waiting: ${status.reason})` : ""}`;
+  if (status.state === "paused") {
+    return `paused before ${step}: ${status.reason || "the robot is free for a go-to or a jog"}`;
+  }
+  return `returning to where ${step} starts${status.reason ? ` (${status.reason})` : ""}`;
 }
 function showProgram(status) {
-  probe.program = status;
+  probe.program = status || null;
+  $("program").hidden = !status;
+  if (!status) return;
   const el = $("program-state");
   el.dataset.state = status.state;
   el.textContent = describeProgram(status);
-  $("program").hidden = false;
 }
-async function refreshProgram() {
-  try {
-    const response = await fetch("/api/program", { credentials: "same-origin" });
-    if (!response.ok) return;
-    const { status } = await response.json();
-    if (status) showProgram(status);
-    else if (programTimer !== null) {
-      clearInterval(programTimer);
-      programTimer = null;
-    }
-  } catch (err) {
-    // the link status shows a lost server; the next poll tries again
-  }
-}
-refreshProgram();
-programTimer = setInterval(refreshProgram, PROGRAM_POLL_MS);
 function sendProgram(action) {
   socket.emit("program_control", { action }, (ack) => {
     probe.lastProgramAnswer = ack;
@@ -271,7 +257,6 @@ function sendProgram(action) {
     el.hidden = false;
     el.dataset.verdict = ack.accepted ? "accepted" : "rejected";
     el.textContent = ack.error ? `refused: ${ack.error}` : `program ${action} ${ack.accepted ? "accepted" : "refused"}: ${ack.reason}`;
-    if (ack.status) showProgram(ack.status);
   });
 }
 $("program-pause").addEventListener("click", () => sendProgram("pause"));

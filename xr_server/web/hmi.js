@@ -27,7 +27,7 @@ const PROGRAM_LABELS = {
   running: "Program running",
   pausing: "Program pausing at the end of this step",
   paused: "Program paused: the robot moves only on an operator's command",
-  returning: "Program resuming: the robot returns to where it paused",
+  returning: "Program resuming: the robot returns to where the next step starts",
 };
 
 function showProgram(program) {
