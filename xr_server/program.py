@@ -246,6 +246,9 @@ class ProgramRunner:
             return
         not_ready = self._ready(robot)
         if not_ready:
+            if _settling(not_ready):      # still moving (settling, someone's motion): wait
+                self._next_try_s = now + self._retry_s
+                return
             self._set_state(ProgramState.PAUSED, f"{not_ready}; resume to go on")
             return
         command = self._pending if self._pending is not None else self._commands[self._index]
@@ -345,16 +348,17 @@ class ProgramRunner:
             self._expected_at = np.array(nxt.positions[0], dtype=np.float64)
 
     def _ready(self, robot: RobotState | None) -> str:
-        """"" when the next step may be sent now, else why not (the robot elsewhere or moving)."""
+        """"" when the next step may be sent now, else why not: `_MOVING` reasons (no state yet,
+        the robot executing a goal or still moving: wait) or the robot resting elsewhere."""
         if self._expected_at is None:          # a program whose first step starts wherever it is
             return ""
         if robot is None:
-            return "no robot state"
+            return f"{_MOVING}no robot state"
         if not robot.goal_done:
-            return f"the robot is executing goal {robot.goal_id!r}"
+            return f"{_MOVING}the robot is executing goal {robot.goal_id!r}"
         speed = float(np.max(np.abs(np.asarray(robot.velocity, dtype=np.float64)), initial=0.0))
         if speed > GOTO_AT_REST_RADPS:
-            return f"the robot is moving ({speed:.2f} rad/s at a joint)"
+            return f"{_MOVING}the robot is moving ({speed:.2f} rad/s at a joint)"
         q = np.asarray(robot.position, dtype=np.float64)
         off = float(np.max(np.abs(q - self._expected_at), initial=0.0)) if q.shape == self._expected_at.shape \
             else math.inf
@@ -378,3 +382,11 @@ class ProgramRunner:
             cycles_completed=self.cycles_completed,
             resume_at=None if self._expected_at is None else tuple(float(v) for v in self._expected_at),
             reason=self._reason)
+
+
+#: Prefix of `ProgramRunner._ready` reasons that pass by themselves (wait, do not pause).
+_MOVING = "not at rest: "
+
+
+def _settling(reason: str) -> bool:
+    return reason.startswith(_MOVING)

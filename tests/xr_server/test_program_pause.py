@@ -221,3 +221,16 @@ def test_the_program_reserves_its_goal_ids():
     cell = Cell()
     assert cell.runner.reserves("pick") and cell.runner.reserves("pick/shortened")
     assert cell.runner.reserves("program/return/7") and not cell.runner.reserves("my-jog")
+
+
+def test_a_robot_still_settling_after_a_step_delays_the_next_step_without_pausing():
+    cell = Cell()
+    cell.poll()
+    cell.at(0.5, goal="pick", done=False)
+    cell.poll()
+    cell.at(0.497, goal="pick", done=True, v=0.4)     # goal done, the joint still settling
+    cell.poll(3)
+    assert cell.sent() == ["pick"] and cell.state() == "running"
+    cell.at(0.5, goal="pick", done=True)
+    cell.poll(30)
+    assert cell.sent() == ["pick", "place"] and cell.state() == "running"
