@@ -507,11 +507,13 @@ class DdsBackend:
                 g.sent(now_ns, sp)
             return
         remaining = g.remaining_s(now_ns)
-        if math.isinf(remaining):
-            writer.write(finger_trajectory_msg(ctl.joints, g.setpoint_m(now_ns), MIN_STOP_TIME_S))
+        if math.isinf(remaining):  # paused: hold where the ramp is
+            sp = g.setpoint_m(now_ns)
+            writer.write(finger_trajectory_msg(ctl.joints, sp, MIN_STOP_TIME_S))
+            g.sent(now_ns, sp)
         else:
             writer.write(finger_trajectory_msg(ctl.joints, g.target_m, remaining))
-        g.sent(now_ns, g.target_m)
+            g.sent(now_ns, g.target_m)
 
     def _send_fingers(self, opening_m: float, time_s: float = MIN_STOP_TIME_S) -> None:
         """Command the fingers to `opening_m` (the forward set-point, or a trajectory due at
