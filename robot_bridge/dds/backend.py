@@ -212,11 +212,11 @@ class DdsBackend:
             topic = self._gripper_ctl.topic
             dds_topic_name(topic)  # validates the name
             if topic in (self._trajectory_topic, speed_scaling_topic):
-                raise BridgeError(f"DdsBackend: robot.dds.gripper_controller.topic {topic!r} is the "
-                                  "arm's trajectory or speed-scaling topic")
+                raise BridgeError(f"DdsBackend: robot.dds.gripper_controller.topic {topic!r} is "
+                                  "the arm's trajectory or speed-scaling topic")
             if not self._finger_names:
-                raise BridgeError("DdsBackend: robot.dds.gripper_controller needs the finger joints "
-                                  "in /joint_states (gripper_joint_names is empty)")
+                raise BridgeError("DdsBackend: robot.dds.gripper_controller needs the finger "
+                                  "joints in /joint_states (gripper_joint_names is empty)")
         self.joint_names: tuple[str, ...] = tuple(joint_names) if joint_names else ARM_JOINT_NAMES
         self.joint_lower_limits: tuple[float, ...] = (-math.inf,) * len(self.joint_names)
         self.joint_upper_limits: tuple[float, ...] = (math.inf,) * len(self.joint_names)
@@ -370,7 +370,7 @@ class DdsBackend:
         return unsubscribe
 
     def execute(self, command: RobotCommand) -> None:
-        """Publish a trajectory to the controller, replacing the active one; or start a gripper goal.
+        """Publish a trajectory (replacing the active one), or start a gripper goal.
 
         A `JointTrajectory` must name exactly the robot's joints (any order; published in the
         robot's order), stay within the URDF limits and, when its first point is at time 0,
@@ -462,18 +462,20 @@ class DdsBackend:
         ctl = self._gripper_ctl
         if ctl is None:
             raise CommandError(
-                "DdsBackend.execute: gripper commands need robot.dds.gripper_controller in the cell file "
-                "(a forward_position or joint_trajectory controller on the finger joints; the "
-                "control_msgs/GripperCommand action is out of scope over raw DDS); refused"
+                "DdsBackend.execute: gripper commands need robot.dds.gripper_controller in the "
+                "cell file (a forward_position or joint_trajectory controller on the finger "
+                "joints; the control_msgs/GripperCommand action is out of scope over raw DDS); "
+                "refused"
             )
         if not (math.isfinite(cmd.position_m) and 0.0 <= cmd.position_m <= GRIPPER_MAX_OPENING_M):
             raise CommandError(
-                f"GripperCommand {cmd.goal_id!r}: position_m must be in [0, {GRIPPER_MAX_OPENING_M}] m, "
-                f"got {cmd.position_m}"
+                f"GripperCommand {cmd.goal_id!r}: position_m must be in "
+                f"[0, {GRIPPER_MAX_OPENING_M}] m, got {cmd.position_m}"
             )
         if not (math.isfinite(cmd.max_effort_n) and 0.0 < cmd.max_effort_n <= 140.0):
             raise CommandError(
-                f"GripperCommand {cmd.goal_id!r}: max_effort_n must be in (0, 140] N, got {cmd.max_effort_n}"
+                f"GripperCommand {cmd.goal_id!r}: max_effort_n must be in (0, 140] N, "
+                f"got {cmd.max_effort_n}"
             )
         with self._lock:
             self._check_accepting(cmd.goal_id)
@@ -482,10 +484,12 @@ class DdsBackend:
             if grip is None or now - grip[0] > self._state_timeout_ns:
                 raise CommandError(
                     f"DdsBackend.execute: refused, the finger opening is unknown (no fresh "
-                    f"{', '.join(self._finger_names)} in {JOINT_STATES_TOPIC}) (goal {cmd.goal_id!r})"
+                    f"{', '.join(self._finger_names)} in {JOINT_STATES_TOPIC}) "
+                    f"(goal {cmd.goal_id!r})"
                 )
             if self._gripper is not None:
-                log.info("DdsBackend: gripper goal %r replaced by %r", self._gripper.goal_id, cmd.goal_id)
+                log.info("DdsBackend: gripper goal %r replaced by %r",
+                         self._gripper.goal_id, cmd.goal_id)
             self._gripper = GripperMotion(cmd.goal_id, grip[1], cmd.position_m, now, self._scale,
                                           streamed=self._gripper_ctl.kind == "forward_position")
             self._gripper_seq += 1
@@ -538,10 +542,11 @@ class DdsBackend:
         if outcome is None:
             self._publish_gripper_plan(now)
             return True
-        if outcome is not GripperOutcome.TIMEOUT and g.last_sent_m != g.target_m and not self._latched:
+        timeout = outcome is GripperOutcome.TIMEOUT
+        if not timeout and g.last_sent_m != g.target_m and not self._latched:
             self._send_fingers(g.target_m)  # the forward set-point ends at the commanded opening
-        self._end_gripper(f"{outcome.value} at {opening_m if opening_m is not None else float('nan'):.4f} m "
-                          f"(target {g.target_m:.4f} m)", warn=outcome is GripperOutcome.TIMEOUT)
+        at = "unknown" if opening_m is None else f"{opening_m:.4f} m"
+        self._end_gripper(f"{outcome.value} at {at} (target {g.target_m:.4f} m)", warn=timeout)
         return False
 
     def _stop_gripper(self, category: StopCategory) -> None:
@@ -553,9 +558,10 @@ class DdsBackend:
             return
         grip = self._grip
         hold = grip[1] if grip is not None else g.setpoint_m(time.monotonic_ns())
-        self._send_fingers(hold, STOP_0_TIME_S if category is StopCategory.STOP_0 else MIN_STOP_TIME_S)
-        self._end_gripper(f"aborted by a protective stop {category.name}; fingers held at {hold:.4f} m",
-                          warn=True)
+        stop_time_s = STOP_0_TIME_S if category is StopCategory.STOP_0 else MIN_STOP_TIME_S
+        self._send_fingers(hold, stop_time_s)
+        self._end_gripper(f"aborted by a protective stop {category.name}; fingers held at "
+                          f"{hold:.4f} m", warn=True)
 
     def _end_gripper(self, why: str, *, warn: bool = False) -> None:
         g = self._gripper
@@ -563,7 +569,8 @@ class DdsBackend:
             return
         self._gripper = None
         self._finish_goal(g.goal_id)
-        log.log(logging.WARNING if warn else logging.INFO, "DdsBackend: gripper goal %r %s", g.goal_id, why)
+        log.log(logging.WARNING if warn else logging.INFO, "DdsBackend: gripper goal %r %s",
+                g.goal_id, why)
 
     def _check_accepting(self, goal_id: str) -> None:
         if self._closed or not self._started:
@@ -716,7 +723,8 @@ class DdsBackend:
         max_speed = float(max(speeds.max() if speeds.size else 0.0, np.linalg.norm(tcp_v)))
         with self._lock:
             in_flight = self._drive_gripper(stamp_ns, opening, moving)
-            carried = payload_carried(self._robot.payload, opening, gripper_moving=moving or in_flight)
+            carried = payload_carried(self._robot.payload, opening,
+                                      gripper_moving=moving or in_flight)
             names, radii = kin.link_names, kin.link_radii_m
             if self._robot.payload is not None and not carried:  # the payload's capsule is the last
                 names, radii, segments, speeds = names[:-1], radii[:-1], segments[:-1], speeds[:-1]
@@ -786,7 +794,8 @@ class DdsBackend:
                 late = now_ns - self._end_ns > GOAL_SETTLE_TIMEOUT_S * 1e9
                 if err < GOAL_TOLERANCE_RAD or late:
                     if err >= GOAL_TOLERANCE_RAD:
-                        log.warning("DdsBackend: trajectory %r ended %.4f rad off its last point", goal_id, err)
+                        log.warning("DdsBackend: trajectory %r ended %.4f rad off its last point",
+                                    goal_id, err)
                     self._finish_goal(goal_id)
                     self._traj = None
         if self._mode is ControllerMode.EXECUTING and self._traj is None and self._gripper is None:

@@ -191,6 +191,7 @@ class GripperMotion:
                     return GripperOutcome.STALLED
             else:
                 self._still_since_ns = None
-        if self._ramp_end_ns is not None and now_ns - self._ramp_end_ns >= GRIPPER_SETTLE_TIMEOUT_S * 1e9:
+        settle_ns = GRIPPER_SETTLE_TIMEOUT_S * 1e9
+        if self._ramp_end_ns is not None and now_ns - self._ramp_end_ns >= settle_ns:
             return GripperOutcome.TIMEOUT
         return None

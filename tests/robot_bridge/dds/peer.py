@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--urdf", default="")
     ap.add_argument("--fingers", type=float, default=-1.0)
     ap.add_argument("--part-width", type=float, default=0.0)
-    ap.add_argument("--gripper-kind", choices=["forward_position", "joint_trajectory"], default=None)
+    ap.add_argument("--gripper-kind", choices=["forward_position", "joint_trajectory"])
     ap.add_argument("--gripper-topic", default="")
     ap.add_argument("--gripper-joints", default="panda_finger_joint1,panda_finger_joint2")
     args = ap.parse_args()
@@ -106,7 +106,8 @@ def main() -> None:
     if args.gripper_kind is not None:
         grip_r = DataReader(
             dp, Topic(dp, "rt" + args.gripper_topic,
-                      msgs.Float64MultiArray if args.gripper_kind == "forward_position" else msgs.JointTrajectory),
+                      msgs.Float64MultiArray if args.gripper_kind == "forward_position"
+                      else msgs.JointTrajectory),
             qos=Qos(reliable, Policy.Durability.Volatile, Policy.History.KeepLast(10), xcdr1),
         )
     grip_joints = args.gripper_joints.split(",")

@@ -75,7 +75,8 @@ def test_fingers_stopped_on_a_part_stall_the_goal_only_after_they_moved():
 def test_without_feedback_a_goal_ends_by_timeout_after_its_ramp():
     g = GripperMotion("g", 0.08, 0.0, 0, 1.0)
     assert g.judge(S, None, moving=False) is None              # the ramp ended at 0.8 s
-    assert g.judge(S + int(GRIPPER_SETTLE_TIMEOUT_S * S), None, moving=False) is GripperOutcome.TIMEOUT
+    late = S + int(GRIPPER_SETTLE_TIMEOUT_S * S)
+    assert g.judge(late, None, moving=False) is GripperOutcome.TIMEOUT
 
 
 def test_the_messages_carry_half_the_opening_per_finger_joint():
@@ -84,7 +85,8 @@ def test_the_messages_carry_half_the_opening_per_finger_joint():
     msg = finger_trajectory_msg(("panda_finger_joint1", "panda_finger_joint2"), 0.04, 0.01)
     (point,) = msg.points
     assert point.positions == [0.02, 0.02] and point.velocities == [0.0, 0.0]
-    assert (point.time_from_start.sec, point.time_from_start.nanosec) == (0, 50_000_000)  # at least 0.05 s
+    # due at 0.05 s at the earliest
+    assert (point.time_from_start.sec, point.time_from_start.nanosec) == (0, 50_000_000)
 
 
 # ------------------------------------------------------------------ the cell file
@@ -140,7 +142,7 @@ def gripper_robot(kind: str, payload: dict | None = None, joints: list[str] | No
 
 
 def gripper_cell(cell, kind: str, *peer_args: str, fingers: bool = True, **robot_args):
-    """(peer, backend) with the gripper controller of `kind`, the fingers open, the stop released."""
+    """(peer, backend) with a gripper controller of `kind`, fingers open, stop released."""
     args = ("--fingers", "0.08") if fingers else ()
     peer, backend = cell(*args, "--gripper-kind", kind, "--gripper-topic", TOPICS[kind], *peer_args,
                          robot=gripper_robot(kind, **robot_args))
@@ -164,7 +166,8 @@ def commands_until(peer, predicate, what: str) -> list[dict]:
 
 
 def ended(backend, goal_id: str):
-    return state_where(backend, lambda s: s.goal_id == goal_id and s.goal_done, f"goal {goal_id!r} to end")
+    return state_where(backend, lambda s: s.goal_id == goal_id and s.goal_done,
+                       f"goal {goal_id!r} to end")
 
 
 def settled(backend, what: str):
