@@ -20,6 +20,7 @@ from robot_bridge.dds.conventions import (
     type_hash,
     type_hash_user_data,
 )
+from robot_bridge.dds.gripper import GripperMotion, GripperOutcome
 from robot_bridge.dds.joint_state import JointSample, JointStateRejected, check_joint_state
 from robot_bridge.dds.node import LOOPBACK_CONFIG, RosDdsNode
 
@@ -31,6 +32,8 @@ __all__ = [
     "QOS_PROFILE_SENSOR_DATA",
     "TOPIC_PREFIX",
     "DdsBackend",
+    "GripperMotion",
+    "GripperOutcome",
     "JointSample",
     "JointStateRejected",
     "QosProfile",

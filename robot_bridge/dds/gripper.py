@@ -4,7 +4,7 @@ Pure logic, no I/O: the `DdsBackend` holds one `GripperMotion` per gripper goal 
 publishes the messages built here, and feeds the finger opening it reads from `/joint_states`
 back into `GripperMotion.judge`.
 
-How a goal moves (both controller kinds, the same semantics as the `sim` backend's gripper):
+How a goal moves (both controller kinds; the ramp and speed of the `sim` backend's gripper):
 the set-point opening ramps from the measured opening to the commanded one at
 `GRIPPER_OPENING_SPEED_MPS` times the speed scale in force (both fingers together: each finger
 at `robot_bridge.sim.panda.GRIPPER_SPEED_MPS`, the Franka Hand's 0.05 m/s). The
