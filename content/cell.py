@@ -170,10 +170,69 @@ def check_named_poses(model: str, poses: dict[str, tuple[float, ...]]) -> None:
                                  f"limits [{lo:g}, {hi:g}] rad")
 
 
+#: The gripper's finger joints of each `Robot.model`, as its URDF names them. The Franka Hand
+#: (franka_description `hand.xacro`): two prismatic joints of 0 .. 0.04 m each (their sum is the
+#: opening, 0 .. 0.08 m); `panda_finger_joint2` mimics `panda_finger_joint1`.
+FINGER_JOINTS: dict[str, tuple[str, ...]] = {
+    "franka_panda": ("panda_finger_joint1", "panda_finger_joint2"),
+}
+
+#: The ROS 2 topic each `GripperController.kind` subscribes, relative to its controller node
+#: (ros2_controllers: forward_command_controller `~/commands`, joint_trajectory_controller
+#: `~/joint_trajectory`).
+GRIPPER_CONTROLLER_TOPICS: dict[str, str] = {
+    "forward_position": "commands",
+    "joint_trajectory": "joint_trajectory",
+}
+
+_ROS_TOPIC = r"^(/[A-Za-z_][A-Za-z0-9_]*)+$"
+
+
+class GripperController(_Model):
+    """The ros2_control controller a `dds` robot drives its gripper with, over a topic.
+
+    `forward_position`: a forward_command_controller on the finger joints (e.g.
+    position_controllers/JointGroupPositionController), std_msgs/Float64MultiArray on
+    `/<controller>/commands`, one position per entry of `joints` (metres: half the opening each).
+    `joint_trajectory`: a JointTrajectoryController on the finger joints,
+    trajectory_msgs/JointTrajectory on `/<controller>/joint_trajectory`. See
+    `robot_bridge.dds.gripper` for how the commands are timed and stopped.
+
+    Attributes:
+        kind: `forward_position` or `joint_trajectory`.
+        topic: absolute ROS 2 topic of the controller (`/<controller>/commands` or
+            `/<controller>/joint_trajectory`).
+        joints: the finger joints the controller commands, in its order: both fingers (default),
+            or only `panda_finger_joint1` where the hardware moves the mimic finger itself.
+    """
+
+    kind: Literal["forward_position", "joint_trajectory"]
+    topic: str = Field(..., pattern=_ROS_TOPIC)
+    joints: tuple[str, ...] = Field(FINGER_JOINTS["franka_panda"], min_length=1, max_length=2)
+
+    @model_validator(mode="after")
+    def _topic_fits_the_kind(self) -> "GripperController":
+        suffix = GRIPPER_CONTROLLER_TOPICS[self.kind]
+        if not self.topic.endswith("/" + suffix) or self.topic.count("/") < 2:
+            raise ValueError(f"topic {self.topic!r}: a {self.kind} controller subscribes "
+                             f"/<controller>/{suffix}")
+        if len(set(self.joints)) != len(self.joints):
+            raise ValueError(f"joints: repeated joint in {list(self.joints)}")
+        return self
+
+
+class DdsRobot(_Model):
+    """Options of a robot driven by the `dds` backend (`robot_bridge.dds`); other backends ignore
+    them. `gripper_controller`: the controller gripper commands go to; None: gripper commands
+    are refused (the GripperCommand action is out of scope over raw DDS)."""
+
+    gripper_controller: GripperController | None = None
+
+
 class Robot(_Model):
     """The robot of the cell (`payload`: the carried part, `Payload`; None: none;
     `named_poses`: joint positions a page can send the robot to by name, radians, checked by
-    `check_named_poses`)."""
+    `check_named_poses`; `dds`: options of the `dds` backend, `DdsRobot`)."""
 
     backend: Literal["sim", "dds", "ros2"] = "sim"
     model: Literal["franka_panda"] = "franka_panda"
@@ -183,6 +242,7 @@ class Robot(_Model):
     state_rate_hz: float = Field(200.0, ge=100.0, le=1000.0)
     payload: Payload | None = None
     named_poses: dict[str, NamedPose] = Field(default_factory=dict)
+    dds: DdsRobot = DdsRobot()
 
     @field_validator("named_poses")
     @classmethod
@@ -198,6 +258,15 @@ class Robot(_Model):
         if carried or self.payload is None:
             return self.stop.payload_kg
         return max(0.0, self.stop.payload_kg - self.payload.mass_kg)
+
+    @model_validator(mode="after")
+    def _gripper_joints_of_the_model(self) -> "Robot":
+        gripper = self.dds.gripper_controller
+        fingers = FINGER_JOINTS[self.model]
+        if gripper is not None and any(j not in fingers for j in gripper.joints):
+            raise ValueError(f"robot.dds.gripper_controller.joints: {list(gripper.joints)} are not "
+                             f"all finger joints of {self.model} ({', '.join(fingers)})")
+        return self
 
     @model_validator(mode="after")
     def _stop_data_covers_the_payload(self) -> "Robot":

@@ -1,7 +1,8 @@
 """The `dds` robot backend: ROS 2 on the wire through Cyclone DDS, no ROS installation needed.
 
 Topics only (`/joint_states`, `/robot_description`, `/<controller>/joint_trajectory`, an
-optional speed-scaling topic); services and actions over raw DDS are RMW-specific and out of
+optional speed-scaling topic, and the gripper controller's topic of `robot.dds.gripper_controller`,
+`robot_bridge.dds.gripper`); services and actions over raw DDS are RMW-specific and out of
 scope (see `robot_bridge.dds.backend`). Importing this package imports `cyclonedds` and
 PyBullet (for forward kinematics); `robot_bridge` itself never does.
 """
@@ -19,6 +20,7 @@ from robot_bridge.dds.conventions import (
     type_hash,
     type_hash_user_data,
 )
+from robot_bridge.dds.gripper import GripperMotion, GripperOutcome
 from robot_bridge.dds.joint_state import JointSample, JointStateRejected, check_joint_state
 from robot_bridge.dds.node import LOOPBACK_CONFIG, RosDdsNode
 
@@ -30,6 +32,8 @@ __all__ = [
     "QOS_PROFILE_SENSOR_DATA",
     "TOPIC_PREFIX",
     "DdsBackend",
+    "GripperMotion",
+    "GripperOutcome",
     "JointSample",
     "JointStateRejected",
     "QosProfile",

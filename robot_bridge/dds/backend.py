@@ -9,9 +9,28 @@ type names, QoS and type hashes follow ROS 2 (see `robot_bridge.dds.conventions`
 Out of scope: services and actions. Over raw DDS they are RMW-specific (request/reply topics
 `rq/...Request`/`rr/...Reply` with RMW-private sample identities), so there is no
 `FollowJointTrajectory` action (no goal result, no tolerances checked by the controller), no
-`controller_manager/switch_controller` and no gripper action; gripper commands are refused.
-The `ros2` backend (rclpy) covers those where ROS 2 is installed. The backend does not publish
+`controller_manager/switch_controller` and no `control_msgs/GripperCommand` action. The `ros2`
+backend (rclpy) covers those where ROS 2 is installed. The backend does not publish
 `ros_discovery_info`, so `ros2 node list` does not show it (`ros2 topic info` does).
+
+Gripper: over a topic, the way ros2_control cells drive a gripper without an action, to the
+controller of the cell file's `robot.dds.gripper_controller` (`content.cell.GripperController`):
+`forward_position`, std_msgs/Float64MultiArray set-points (half the opening per finger joint)
+on `/<controller>/commands` of a forward_command_controller / JointGroupPositionController,
+streamed as a ramp at the Franka Hand's finger speed times the speed scale; or
+`joint_trajectory`, a one-point trajectory_msgs/JointTrajectory of the finger joints on
+`/<controller>/joint_trajectory`, due when that ramp ends (`robot_bridge.dds.gripper`). Without
+the option gripper commands are refused with a message naming it. Commands are checked like the
+`sim` backend's (opening in [0, 0.08] m, effort in (0, 140] N; the effort cannot travel in a
+position command) and need a fresh finger opening in `/joint_states`. `gripper_seq` counts the
+gripper commands published; a gripper goal is in flight (the payload counts as carried, the
+mode is EXECUTING) until the fingers reach the target, stall on a part, or a timeout, then the
+attach rule judges carried/empty from the opening. A protective stop of any category ends a
+gripper goal in flight: the fingers are held at their measured opening (a closing gripper
+squeezes no further; a finished grip is left as it is, so a held part is not dropped), and
+`reset()` does not resume it: a new command must pass the gate. Pinch forces (ISO/TS 15066
+annex A pressure and force limits for quasi-static contact) are out of scope: xrcell does not
+know the finger force; the gripper's own force limit applies.
 
 Stops: a protective stop publishes, by default, a one-point "hold" trajectory that brings
 every joint to rest (ros2_controllers' JointTrajectoryController rejects an empty trajectory);
@@ -56,6 +75,12 @@ from robot_bridge.dds.conventions import (
     controller_topic,
     dds_topic_name,
 )
+from robot_bridge.dds.gripper import (
+    GripperMotion,
+    GripperOutcome,
+    finger_trajectory_msg,
+    forward_command_msg,
+)
 from robot_bridge.dds.joint_state import JointStateRejected, check_joint_state, gripper_opening
 from robot_bridge.dds.kinematics import UrdfKinematics
 from robot_bridge.dds.trajectory import (
@@ -67,7 +92,13 @@ from robot_bridge.dds.trajectory import (
 )
 from robot_bridge.errors import BackendUnavailableError, BridgeError, CommandError
 from robot_bridge.payload import payload_carried
-from robot_bridge.sim.panda import ARM_JOINT_NAMES, FINGER_JOINT_NAMES, PANDA_TOOL_LINK, LinkCapsule
+from robot_bridge.sim.panda import (
+    ARM_JOINT_NAMES,
+    FINGER_JOINT_NAMES,
+    GRIPPER_MAX_OPENING_M,
+    PANDA_TOOL_LINK,
+    LinkCapsule,
+)
 from robot_bridge.types import (
     ControllerMode,
     GripperCommand,
@@ -113,7 +144,8 @@ class DdsBackend:
     swapped by reference. `subscribe` callbacks run on the reader thread and must be quick.
 
     Args:
-        robot: the cell's robot (base pose, stop data); None: defaults.
+        robot: the cell's robot (base pose, stop data, payload, `dds.gripper_controller`);
+            None: defaults.
         program: accepted for `create_backend` symmetry with `sim`; a DDS cell runs its own program.
         domain_id: DDS domain (ROS_DOMAIN_ID), 0..232.
         controller: name of the JointTrajectoryController (`/<controller>/joint_trajectory`).
@@ -127,7 +159,11 @@ class DdsBackend:
         link_radius_m: radius of skeleton capsules when the URDF is not a Panda, metres.
         dds_config: Cyclone DDS XML configuration for the domain (e.g. `node.LOOPBACK_CONFIG`).
         gripper_joint_names: the gripper's finger joints in `/joint_states` (their positions sum
-            to the opening, metres); (): no gripper feedback, a payload always counts as carried.
+            to the opening, metres); (): no gripper feedback, a payload always counts as carried
+            (and `robot.dds.gripper_controller` is refused).
+
+    Raises:
+        BridgeError: a bad option, naming it.
     """
 
     def __init__(
@@ -171,6 +207,16 @@ class DdsBackend:
         self._dds_config = dds_config
         self._finger_names = tuple(gripper_joint_names)
         self._grip: tuple[int, float, bool] | None = None  # (stamp ns, opening m, moving)
+        self._gripper_ctl = self._robot.dds.gripper_controller
+        if self._gripper_ctl is not None:
+            topic = self._gripper_ctl.topic
+            dds_topic_name(topic)  # validates the name
+            if topic in (self._trajectory_topic, speed_scaling_topic):
+                raise BridgeError(f"DdsBackend: robot.dds.gripper_controller.topic {topic!r} is "
+                                  "the arm's trajectory or speed-scaling topic")
+            if not self._finger_names:
+                raise BridgeError("DdsBackend: robot.dds.gripper_controller needs the finger "
+                                  "joints in /joint_states (gripper_joint_names is empty)")
         self.joint_names: tuple[str, ...] = tuple(joint_names) if joint_names else ARM_JOINT_NAMES
         self.joint_lower_limits: tuple[float, ...] = (-math.inf,) * len(self.joint_names)
         self.joint_upper_limits: tuple[float, ...] = (math.inf,) * len(self.joint_names)
@@ -198,6 +244,8 @@ class DdsBackend:
         self._end_ns = 0
         self._goal_id = ""
         self._goal_done = True
+        self._gripper: GripperMotion | None = None  # the gripper goal in flight
+        self._gripper_seq = 0
         # reader-thread state
         self._healthy = False
         self._last_receipt_ns = 0
@@ -233,6 +281,12 @@ class DdsBackend:
         self._traj_writer = node.writer(self._trajectory_topic, msgs.JointTrajectory, QOS_PROFILE_DEFAULT)
         self._scale_writer = (
             node.writer(self._scaling_topic, msgs.Float64, QOS_PROFILE_DEFAULT) if self._scaling_topic else None
+        )
+        ctl = self._gripper_ctl
+        self._gripper_writer = None if ctl is None else node.writer(
+            ctl.topic,
+            msgs.Float64MultiArray if ctl.kind == "forward_position" else msgs.JointTrajectory,
+            QOS_PROFILE_DEFAULT,
         )
         urdf = self._urdf if self._urdf is not None else self._read_description(node)
         try:
@@ -316,20 +370,23 @@ class DdsBackend:
         return unsubscribe
 
     def execute(self, command: RobotCommand) -> None:
-        """Publish a trajectory to the controller, replacing the active one.
+        """Publish a trajectory (replacing the active one), or start a gripper goal.
 
         A `JointTrajectory` must name exactly the robot's joints (any order; published in the
         robot's order), stay within the URDF limits and, when its first point is at time 0,
         start within `robot_bridge.commands.START_TOLERANCE_RAD` of the measured position.
 
+        A `GripperCommand` goes to `robot.dds.gripper_controller` (`robot_bridge.dds.gripper`),
+        replacing a gripper goal in flight; it needs a fresh finger opening in `/joint_states`.
+
         Raises:
-            CommandError: a gripper command, a malformed trajectory, a held stop, no fresh state.
+            CommandError: a gripper command without `robot.dds.gripper_controller`, with a
+                position outside [0, 0.08] m or an effort outside (0, 140] N, or while the
+                finger opening is unknown; a malformed trajectory; a held stop; no fresh state.
         """
         if isinstance(command, GripperCommand):
-            raise CommandError(
-                "DdsBackend.execute: gripper commands need the control_msgs/GripperCommand action, "
-                "which the dds backend does not speak (topics only); refused"
-            )
+            self._execute_gripper(command)
+            return
         if not isinstance(command, JointTrajectory):
             raise CommandError(
                 f"DdsBackend.execute: unsupported command type {type(command).__name__}"
@@ -357,10 +414,13 @@ class DdsBackend:
             self._scale = value
             if self._scale_writer is not None:
                 self._scale_writer.write(msgs.Float64(data=value))
-            if self._traj is not None and not self._goal_done and not self._latched:
+            if self._traj is not None and not self._latched:
                 self._s0 = self._publish_remaining(now, path_time_s=s)
             else:
                 self._s0, self._t0_ns = s, now
+            if self._gripper is not None:
+                self._gripper.rescale(now, value)
+                self._publish_gripper_plan(now)
             self._ack(seq, now)
 
     def protective_stop(self, category: StopCategory, seq: int) -> None:
@@ -386,7 +446,9 @@ class DdsBackend:
                 return
             self._latched = False
             now = time.monotonic_ns()
-            if self._traj is not None and not self._goal_done:
+            if self._gripper is not None:  # a stop ended it unless a stale-state fault came alone
+                self._end_gripper("aborted: the protective stop was reset; not resumed")
+            if self._traj is not None:
                 self._mode = ControllerMode.EXECUTING
                 self._t0_ns = now
                 self._s0 = self._publish_remaining(now, path_time_s=self._s0)
@@ -395,6 +457,120 @@ class DdsBackend:
         log.info("DdsBackend: protective stop released")
 
     # ------------------------------------------------------------- commands
+
+    def _execute_gripper(self, cmd: GripperCommand) -> None:
+        ctl = self._gripper_ctl
+        if ctl is None:
+            raise CommandError(
+                "DdsBackend.execute: gripper commands need robot.dds.gripper_controller in the "
+                "cell file (a forward_position or joint_trajectory controller on the finger "
+                "joints; the control_msgs/GripperCommand action is out of scope over raw DDS); "
+                "refused"
+            )
+        if not (math.isfinite(cmd.position_m) and 0.0 <= cmd.position_m <= GRIPPER_MAX_OPENING_M):
+            raise CommandError(
+                f"GripperCommand {cmd.goal_id!r}: position_m must be in "
+                f"[0, {GRIPPER_MAX_OPENING_M}] m, got {cmd.position_m}"
+            )
+        if not (math.isfinite(cmd.max_effort_n) and 0.0 < cmd.max_effort_n <= 140.0):
+            raise CommandError(
+                f"GripperCommand {cmd.goal_id!r}: max_effort_n must be in (0, 140] N, "
+                f"got {cmd.max_effort_n}"
+            )
+        with self._lock:
+            self._check_accepting(cmd.goal_id)
+            now = time.monotonic_ns()
+            grip = self._grip
+            if grip is None or now - grip[0] > self._state_timeout_ns:
+                raise CommandError(
+                    f"DdsBackend.execute: refused, the finger opening is unknown (no fresh "
+                    f"{', '.join(self._finger_names)} in {JOINT_STATES_TOPIC}) "
+                    f"(goal {cmd.goal_id!r})"
+                )
+            if self._gripper is not None:
+                log.info("DdsBackend: gripper goal %r replaced by %r",
+                         self._gripper.goal_id, cmd.goal_id)
+            self._gripper = GripperMotion(cmd.goal_id, grip[1], cmd.position_m, now, self._scale,
+                                          streamed=self._gripper_ctl.kind == "forward_position")
+            self._gripper_seq += 1
+            self._goal_id, self._goal_done = cmd.goal_id, False
+            self._mode = ControllerMode.EXECUTING
+            self._publish_gripper_plan(now)
+
+    def _publish_gripper_plan(self, now_ns: int) -> None:
+        """Publish the gripper goal's command at the scale in force (caller holds the lock):
+        the next streamed set-point, or the trajectory to the target (a hold of the set-point
+        while the scale pauses it)."""
+        g, ctl, writer = self._gripper, self._gripper_ctl, self._gripper_writer
+        if g is None or ctl is None or writer is None or self._latched:
+            return
+        if ctl.kind == "forward_position":
+            if g.due_to_send(now_ns):
+                sp = g.setpoint_m(now_ns)
+                self._send_fingers(sp)
+                g.sent(now_ns, sp)
+            return
+        remaining = g.remaining_s(now_ns)
+        if math.isinf(remaining):  # paused: hold where the ramp is
+            sp = g.setpoint_m(now_ns)
+            writer.write(finger_trajectory_msg(ctl.joints, sp, MIN_STOP_TIME_S))
+            g.sent(now_ns, sp)
+        else:
+            writer.write(finger_trajectory_msg(ctl.joints, g.target_m, remaining))
+            g.sent(now_ns, g.target_m)
+
+    def _send_fingers(self, opening_m: float, time_s: float = MIN_STOP_TIME_S) -> None:
+        """Command the fingers to `opening_m` (the forward set-point, or a trajectory due at
+        `time_s`); caller holds the lock."""
+        ctl, writer = self._gripper_ctl, self._gripper_writer
+        if ctl is None or writer is None:
+            return
+        if ctl.kind == "forward_position":
+            writer.write(forward_command_msg(opening_m, len(ctl.joints)))
+        else:
+            writer.write(finger_trajectory_msg(ctl.joints, opening_m, time_s))
+
+    def _drive_gripper(self, stamp_ns: int, opening_m: float | None, moving: bool) -> bool:
+        """Judge the gripper goal from a fresh finger sample taken at `stamp_ns` and stream its
+        set-point (reader thread, caller holds the lock). Returns whether a gripper goal is
+        still in flight."""
+        g = self._gripper
+        if g is None:
+            return False
+        now = time.monotonic_ns()
+        outcome = g.judge(min(stamp_ns, now), opening_m, moving)
+        if outcome is None:
+            self._publish_gripper_plan(now)
+            return True
+        timeout = outcome is GripperOutcome.TIMEOUT
+        if not timeout and g.last_sent_m != g.target_m and not self._latched:
+            self._send_fingers(g.target_m)  # the forward set-point ends at the commanded opening
+        at = "unknown" if opening_m is None else f"{opening_m:.4f} m"
+        self._end_gripper(f"{outcome.value} at {at} (target {g.target_m:.4f} m)", warn=timeout)
+        return False
+
+    def _stop_gripper(self, category: StopCategory) -> None:
+        """A protective stop ends a gripper goal in flight: the fingers are held where they are
+        measured (the newest opening, even stale; else the set-point) and the goal is not
+        resumed by `reset()` (caller holds the lock)."""
+        g = self._gripper
+        if g is None:
+            return
+        grip = self._grip
+        hold = grip[1] if grip is not None else g.setpoint_m(time.monotonic_ns())
+        stop_time_s = STOP_0_TIME_S if category is StopCategory.STOP_0 else MIN_STOP_TIME_S
+        self._send_fingers(hold, stop_time_s)
+        self._end_gripper(f"aborted by a protective stop {category.name}; fingers held at "
+                          f"{hold:.4f} m", warn=True)
+
+    def _end_gripper(self, why: str, *, warn: bool = False) -> None:
+        g = self._gripper
+        if g is None:
+            return
+        self._gripper = None
+        self._finish_goal(g.goal_id)
+        log.log(logging.WARNING if warn else logging.INFO, "DdsBackend: gripper goal %r %s",
+                g.goal_id, why)
 
     def _check_accepting(self, goal_id: str) -> None:
         if self._closed or not self._started:
@@ -415,7 +591,7 @@ class DdsBackend:
 
     def _path_time(self, now_ns: int) -> float:
         """Seconds of path time reached at `now_ns` (caller holds the lock)."""
-        if self._traj is None or self._goal_done or self._latched or self._scale < MIN_SPEED_SCALE:
+        if self._traj is None or self._latched or self._scale < MIN_SPEED_SCALE:
             return max(self._s0, 0.0)
         return max(self._s0, 0.0) + self._scale * (now_ns - self._t0_ns) / 1e9
 
@@ -464,6 +640,7 @@ class DdsBackend:
                     stop_time = max(state.max_speed_mps / self._robot.stop.deceleration_mps2, MIN_STOP_TIME_S)
                 msg = hold_trajectory(self.joint_names, state.position, state.velocity, stop_time)
             self._traj_writer.write(msg)
+            self._stop_gripper(category)
             if self._mode is ControllerMode.FAULT:
                 pass  # stays FAULT until reset()
             elif category is StopCategory.STOP_0:
@@ -543,12 +720,14 @@ class DdsBackend:
             log.info("DdsBackend: joint states %s", "resumed" if self._state is not None else "arriving")
             self._healthy = True
         opening, moving = self._grip_state(msg, stamp_ns)
-        carried = payload_carried(self._robot.payload, opening, gripper_moving=moving)
-        names, radii = kin.link_names, kin.link_radii_m
-        if self._robot.payload is not None and not carried:  # the payload's capsule is the last
-            names, radii, segments, speeds = names[:-1], radii[:-1], segments[:-1], speeds[:-1]
         max_speed = float(max(speeds.max() if speeds.size else 0.0, np.linalg.norm(tcp_v)))
         with self._lock:
+            in_flight = self._drive_gripper(stamp_ns, opening, moving)
+            carried = payload_carried(self._robot.payload, opening,
+                                      gripper_moving=moving or in_flight)
+            names, radii = kin.link_names, kin.link_radii_m
+            if self._robot.payload is not None and not carried:  # the payload's capsule is the last
+                names, radii, segments, speeds = names[:-1], radii[:-1], segments[:-1], speeds[:-1]
             self._update_mode(receipt_ns, sample.position, max_speed)
             arrays = (sample.position, qd, tcp, tcp_v, segments, speeds)
             for a in arrays:
@@ -579,6 +758,7 @@ class DdsBackend:
                 },
                 gripper_opening_m=opening,
                 payload_carried=carried,
+                gripper_seq=self._gripper_seq,
             )
             self._state = state
             subscribers = self._subscribers
@@ -607,20 +787,24 @@ class DdsBackend:
                 self._standstill_since_ns = now_ns
             if now_ns - self._standstill_since_ns >= STANDSTILL_HOLD_S * 1e9 or now_ns >= self._stop_deadline_ns:
                 self._mode = ControllerMode.STOPPED
-        if self._traj is None or self._goal_done or self._latched:
-            return
-        pos, times, goal_id = self._traj
-        if self._path_time(now_ns) < times[-1]:
-            return
-        err = float(np.abs(q - pos[-1]).max())
-        late = now_ns - self._end_ns > GOAL_SETTLE_TIMEOUT_S * 1e9
-        if err < GOAL_TOLERANCE_RAD or late:
-            if err >= GOAL_TOLERANCE_RAD:
-                log.warning("DdsBackend: trajectory %r ended %.4f rad off its last point", goal_id, err)
+        if self._traj is not None and not self._latched:
+            pos, times, goal_id = self._traj
+            if self._path_time(now_ns) >= times[-1]:
+                err = float(np.abs(q - pos[-1]).max())
+                late = now_ns - self._end_ns > GOAL_SETTLE_TIMEOUT_S * 1e9
+                if err < GOAL_TOLERANCE_RAD or late:
+                    if err >= GOAL_TOLERANCE_RAD:
+                        log.warning("DdsBackend: trajectory %r ended %.4f rad off its last point",
+                                    goal_id, err)
+                    self._finish_goal(goal_id)
+                    self._traj = None
+        if self._mode is ControllerMode.EXECUTING and self._traj is None and self._gripper is None:
+            self._mode = ControllerMode.IDLE
+
+    def _finish_goal(self, goal_id: str) -> None:
+        """Mark `goal_id` done if it is the goal the state reports (caller holds the lock)."""
+        if goal_id == self._goal_id:
             self._goal_done = True
-            self._traj = None
-            if self._mode is ControllerMode.EXECUTING:
-                self._mode = ControllerMode.IDLE
 
     def _watchdog(self) -> None:
         now = time.monotonic_ns()

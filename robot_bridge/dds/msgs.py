@@ -59,6 +59,34 @@ class Float64(IdlStruct, typename="std_msgs.msg.dds_.Float64_"):
 
 
 @dataclass
+class MultiArrayDimension(IdlStruct, typename="std_msgs.msg.dds_.MultiArrayDimension_"):
+    """std_msgs/msg/MultiArrayDimension: one dimension of a multi-array layout."""
+
+    label: str = ""
+    size: t.uint32 = 0
+    stride: t.uint32 = 0
+
+
+@dataclass
+class MultiArrayLayout(IdlStruct, typename="std_msgs.msg.dds_.MultiArrayLayout_"):
+    """std_msgs/msg/MultiArrayLayout: `dim` may be empty (a plain vector, as
+    forward_command_controller reads it: it looks at `data` only)."""
+
+    dim: t.sequence[MultiArrayDimension] = field(default_factory=list)
+    data_offset: t.uint32 = 0
+
+
+@dataclass
+class Float64MultiArray(IdlStruct, typename="std_msgs.msg.dds_.Float64MultiArray_"):
+    """std_msgs/msg/Float64MultiArray: the `~/commands` of a ros2_controllers
+    forward_command_controller (e.g. position_controllers/JointGroupPositionController): one
+    value per controlled joint, in the controller's joint order (metres for prismatic joints)."""
+
+    layout: MultiArrayLayout = field(default_factory=MultiArrayLayout)
+    data: t.sequence[t.float64] = field(default_factory=list)
+
+
+@dataclass
 class JointState(IdlStruct, typename="sensor_msgs.msg.dds_.JointState_"):
     """sensor_msgs/msg/JointState: radians, rad/s, N·m (or metres, m/s, N for prismatic joints).
 
@@ -100,6 +128,9 @@ ROS_TYPE_NAMES: dict[type, str] = {
     Header: "std_msgs/msg/Header",
     String: "std_msgs/msg/String",
     Float64: "std_msgs/msg/Float64",
+    MultiArrayDimension: "std_msgs/msg/MultiArrayDimension",
+    MultiArrayLayout: "std_msgs/msg/MultiArrayLayout",
+    Float64MultiArray: "std_msgs/msg/Float64MultiArray",
     JointState: "sensor_msgs/msg/JointState",
     JointTrajectoryPoint: "trajectory_msgs/msg/JointTrajectoryPoint",
     JointTrajectory: "trajectory_msgs/msg/JointTrajectory",

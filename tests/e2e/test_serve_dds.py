@@ -27,16 +27,20 @@ from xr_server.serving import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CELL = REPO / "launch" / "cells" / "panda_dds.yaml"
+GRIPPER = "{kind: forward_position, topic: /gripper_controller/commands}"
 
 
 def _cell(tmp_path: Path) -> Path:
     """`panda_dds.yaml` with the robot and monitor watchdogs at 0.3 s and 0.5 s: on a loaded 2-core
     machine three Python processes (peer, server, test) miss 100 ms now and then, and each miss
-    is a (correct) fault stop; the test is about the path through the gate, not those bounds."""
+    is a (correct) fault stop; the test is about the path through the gate, not those bounds.
+    Its commented gripper controller is switched on (the peer plays it)."""
     text = CELL.read_text()
     for old, new in (
         ("robot_timeout_s: 0.1", "robot_timeout_s: 0.3"),
         ("monitor_timeout_s: 0.2", "monitor_timeout_s: 0.5"),
+        (f"  # dds:\n  #   gripper_controller: {GRIPPER}",
+         f"  dds:\n    gripper_controller: {GRIPPER}"),
     ):
         assert old in text
         text = text.replace(old, new)
@@ -87,7 +91,8 @@ def served(tmp_path):
             stdin=f"pw-{name}-1234\n",
         )
         assert done.returncode == 0, done.stderr
-    peer = Peer(domain)
+    peer = Peer(domain, "--fingers", "0.08", "--gripper-kind", "forward_position",
+                "--gripper-topic", "/gripper_controller/commands")
     port = free_port()
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "CYCLONEDDS_URI": LOOPBACK_CONFIG}
     log = (tmp_path / "serve.log").open("w")
@@ -254,13 +259,34 @@ def test_serve_dds_moves_the_peer_through_the_gate_after_a_supervisor_reset(serv
         def at_goal() -> bool:
             for sample in reader.take(N=64):
                 if isinstance(sample, msgs.JointState):
-                    seen.append(np.array(sample.position))
+                    seen.append(np.array(sample.position)[:7])  # the arm (the fingers follow)
             return bool(seen) and float(np.abs(seen[-1] - goal).max()) < 1e-3
 
         wait_for(at_goal, "the peer's /joint_states to reach the goal")
         # the robot went there along the path, not in one jump
         between = [q for q in seen if 0.05 < q[0] - q0[0] < 0.25]
         assert between, "intermediate joint states on the way to the goal"
+
+        # the gripper closes through the gate on the cell's forward_position controller
+        grip = requests.post(
+            f"{base}/api/robot/gripper",
+            json={"kind": "gripper", "position_m": 0.02, "goal_id": "grip"},
+            headers=operator,
+            timeout=5,
+        )
+        assert grip.status_code == 200, grip.text
+        assert grip.json()["verdict"] == "accepted"
+        fingers: list[float] = []
+
+        def closed() -> bool:
+            for sample in reader.take(N=64):
+                if isinstance(sample, msgs.JointState) and "panda_finger_joint1" in sample.name:
+                    i = list(sample.name).index("panda_finger_joint1")
+                    fingers.append(sample.position[i] + sample.position[i + 1])
+            return bool(fingers) and abs(fingers[-1] - 0.02) < 1e-3
+
+        wait_for(closed, "the peer's fingers to close to 0.02 m")
+        assert any(0.03 < w < 0.07 for w in fingers), "finger openings on the way"
     finally:
         node.close()
     np.testing.assert_allclose(_twin(base, operator)["robot"]["q"], goal, atol=2e-3)

@@ -25,7 +25,15 @@ import pytest
 from content.cell import Robot
 from robot_bridge.backend import BACKENDS, create_backend
 from robot_bridge.errors import CommandError
-from robot_bridge.types import CartesianJog, ControllerMode, JointJog, JointTrajectory, RobotState, StopCategory
+from robot_bridge.types import (
+    CartesianJog,
+    ControllerMode,
+    GripperCommand,
+    JointJog,
+    JointTrajectory,
+    RobotState,
+    StopCategory,
+)
 from tests.robot_bridge.dds.peer_client import Peer, next_domain, wait_for
 
 STATE_TIMEOUT_S = 0.5
@@ -75,9 +83,15 @@ def _dds_cell() -> Cell:
     from robot_bridge.dds import LOOPBACK_CONFIG
 
     domain = next_domain()
-    peer = Peer(domain, "--rate-hz", str(RATE_HZ))
+    # the Franka Hand's finger joints and a JointTrajectoryController on them, as a cell file's
+    # robot.dds.gripper_controller names it
+    topic = "/gripper_controller/joint_trajectory"
+    peer = Peer(domain, "--rate-hz", str(RATE_HZ), "--fingers", "0.08",
+                "--gripper-kind", "joint_trajectory", "--gripper-topic", topic)
+    robot = Robot.model_validate({"dds": {"gripper_controller": {"kind": "joint_trajectory", "topic": topic}}})
     backend = create_backend(
         "dds",
+        robot=robot,
         domain_id=domain,
         dds_config=LOOPBACK_CONFIG,
         tcp_link="panda_grasptarget",
@@ -403,3 +417,21 @@ def test_jogs_through_the_gate_move_the_robot_and_it_stops_by_itself(cell):
         time.sleep(0.05)
     lifted = at_rest("at rest after the Cartesian jogs").tcp_position - tcp0
     assert lifted[2] > 0.02 and np.abs(lifted[:2]).max() < 0.01
+
+
+def test_a_gripper_goal_is_in_flight_until_the_fingers_get_there(cell):
+    backend = cell.backend
+    start = released(cell)
+    assert start.gripper_opening_m == pytest.approx(0.08, abs=2e-3)
+    seq = start.gripper_seq
+    backend.execute(GripperCommand(0.0, goal_id="close"))
+    flight = state_where(backend, lambda s: s.gripper_seq == seq + 1 and not s.goal_done, "the close in flight")
+    assert flight.goal_id == "close" and flight.mode is ControllerMode.EXECUTING
+    closed = state_where(backend, lambda s: s.goal_id == "close" and s.goal_done, "the close to end")
+    assert closed.gripper_opening_m == pytest.approx(0.0, abs=2e-3)
+    state_where(backend, lambda s: s.mode is ControllerMode.IDLE, "IDLE after the close")
+    backend.execute(GripperCommand(0.08, goal_id="open"))
+    opened = state_where(backend, lambda s: s.goal_id == "open" and s.goal_done, "the open to end")
+    assert opened.gripper_opening_m == pytest.approx(0.08, abs=2e-3) and opened.gripper_seq == seq + 2
+    with pytest.raises(CommandError, match=r"GripperCommand 'wide': position_m must be in \[0, 0.08\] m, got 0.1"):
+        backend.execute(GripperCommand(0.1, goal_id="wide"))

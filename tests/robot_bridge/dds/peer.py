@@ -14,6 +14,14 @@ Reports on stdout, one JSON object per line: `{"event": "ready"}`, `{"event": "m
 joints (`panda_finger_joint1/2`, each half the opening) and takes `fingers:W` (move to opening
 W metres at 0.05 m/s per finger, like the Franka Hand; it stops early at `--part-width` when
 closing on a part that wide, 0: no part) and `no_fingers` (stop publishing the finger joints).
+With `--gripper-kind forward_position|joint_trajectory --gripper-topic TOPIC` it also plays the
+gripper's ros2_control controller: a forward_command_controller taking std_msgs/Float64MultiArray
+(one position per finger joint: `--gripper-joints`, default both) or a JointTrajectoryController
+on the finger joints; each command moves the fingers towards its opening (the sum of the finger
+positions; twice the one position of a mimicked joint) at 0.05 m/s per finger at most (a
+trajectory's last point no faster than its time_from_start asks), stopping on the part as above;
+every command is reported as `{"event": "gripper", "opening": W, "values": [...],
+"time_from_start": s or null}`.
 
 QoS is written out here with cyclonedds' own policies (not the backend's helper), so the test
 checks compatibility with an independent choice: joint states RELIABLE/VOLATILE/KEEP_LAST 10
@@ -60,6 +68,9 @@ def main() -> None:
     ap.add_argument("--urdf", default="")
     ap.add_argument("--fingers", type=float, default=-1.0)
     ap.add_argument("--part-width", type=float, default=0.0)
+    ap.add_argument("--gripper-kind", choices=["forward_position", "joint_trajectory"])
+    ap.add_argument("--gripper-topic", default="")
+    ap.add_argument("--gripper-joints", default="panda_finger_joint1,panda_finger_joint2")
     args = ap.parse_args()
 
     if args.urdf:
@@ -91,6 +102,15 @@ def main() -> None:
             dp, Topic(dp, "rt" + args.scaling_topic, msgs.Float64),
             qos=Qos(reliable, Policy.Durability.Volatile, Policy.History.KeepLast(10), xcdr1),
         )
+    grip_r = None
+    if args.gripper_kind is not None:
+        grip_r = DataReader(
+            dp, Topic(dp, "rt" + args.gripper_topic,
+                      msgs.Float64MultiArray if args.gripper_kind == "forward_position"
+                      else msgs.JointTrajectory),
+            qos=Qos(reliable, Policy.Durability.Volatile, Policy.History.KeepLast(10), xcdr1),
+        )
+    grip_joints = args.gripper_joints.split(",")
     desc_w.write(msgs.String(data=urdf))
 
     commands: list[str] = []
@@ -108,6 +128,7 @@ def main() -> None:
     names = list(PANDA_ARM)
     fingers = args.fingers >= 0.0
     opening = opening_target = max(args.fingers, 0.0)
+    finger_speed = 0.05  # m/s per finger: the Franka Hand's
     q = np.array(PANDA_HOME)
     qd = np.zeros(len(names))
     plan: list[tuple[float, np.ndarray]] = []  # (monotonic time, positions) knots, first = start
@@ -129,6 +150,7 @@ def main() -> None:
                 publishing = True
             elif cmd.startswith("fingers:"):
                 opening_target = float(cmd.split(":", 1)[1])
+                finger_speed = 0.05
                 if args.part_width > 0 and opening >= args.part_width > opening_target:
                     opening_target = args.part_width  # the fingers stop on the part
                 say(event="fingers", target=opening_target)
@@ -158,6 +180,25 @@ def main() -> None:
                 if t <= plan[-1][0]:
                     t = plan[-1][0] + 1e-6
                 plan.append((t, np.array(p.positions)[order]))
+        for sample in grip_r.take(N=16) if grip_r is not None else []:
+            due = None
+            if isinstance(sample, msgs.Float64MultiArray):
+                values = list(sample.data)
+            elif isinstance(sample, msgs.JointTrajectory) and sample.points:
+                last = sample.points[-1]
+                values = [last.positions[list(sample.joint_names).index(j)] for j in grip_joints]
+                due = last.time_from_start.sec + last.time_from_start.nanosec / 1e9
+            else:
+                continue
+            if len(values) != len(grip_joints):
+                say(event="gripper_rejected", values=values)
+                continue
+            wanted = sum(values) if len(values) == 2 else 2 * values[0]
+            say(event="gripper", opening=wanted, values=values, time_from_start=due)
+            opening_target = wanted
+            finger_speed = 0.05 if not due else min(0.05, abs(wanted - opening) / 2 / due)
+            if args.part_width > 0 and opening >= args.part_width > opening_target:
+                opening_target = args.part_width  # the fingers stop on the part
         if scale_r is not None:
             for sample in scale_r.take(N=16):
                 if isinstance(sample, msgs.Float64):
@@ -173,7 +214,7 @@ def main() -> None:
                 (t0, a), (t1, b) = plan[i], plan[i + 1]
                 q = a + (b - a) * (now - t0) / (t1 - t0)
         qd = (q - q_prev) / period
-        step = 2 * 0.05 * period
+        step = 2 * finger_speed * period
         opening_prev = opening
         opening += max(-step, min(step, opening_target - opening))
         finger_v = (opening - opening_prev) / 2 / period

@@ -68,3 +68,20 @@ def wait_for(predicate, what: str):
             return value
         time.sleep(0.01)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def state_where(backend, predicate, what: str):
+    """The first state of `backend` that satisfies `predicate`."""
+    return wait_for(lambda: (lambda s: s if predicate(s) else None)(backend.latest_state()), what)
+
+
+def drain(peer: Peer, kind: str) -> list[dict]:
+    """The events of `kind` the peer has reported so far and nobody has taken yet."""
+    out = []
+    while True:
+        try:
+            event = peer.events.get_nowait()
+        except queue.Empty:
+            return out
+        if event["event"] == kind:
+            out.append(event)

@@ -11,42 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from robot_bridge.backend import create_backend
 from robot_bridge.dds import LOOPBACK_CONFIG, DdsBackend, type_hash
 from robot_bridge.errors import BackendUnavailableError, BridgeError, CommandError
 from robot_bridge.types import ControllerMode, GripperCommand, JointTrajectory, StopCategory
-from tests.robot_bridge.dds.peer_client import Peer, next_domain, wait_for
-
-
-def state_where(backend, predicate, what: str):
-    """The first state that satisfies `predicate`."""
-    return wait_for(lambda: (lambda s: s if predicate(s) else None)(backend.latest_state()), what)
-
-
-@pytest.fixture
-def cell():
-    """(peer, backend) on a fresh domain; the backend is started and its stop released."""
-    made = []
-
-    def make(*peer_args: str, **backend_args):
-        domain = next_domain()
-        peer = Peer(domain, *peer_args)
-        made.append(peer)
-        backend_args.setdefault("state_timeout_s", 0.5)
-        backend = create_backend("dds", domain_id=domain, dds_config=LOOPBACK_CONFIG,
-                                 tcp_link="panda_grasptarget", **backend_args)
-        made.append(backend)
-        backend.start()
-        wait_for(lambda: backend.latest_state() is not None, "the first state")
-        return peer, backend
-
-    yield make
-    for item in reversed(made):
-        if isinstance(item, Peer):
-            item.close()
-        else:
-            item.shutdown()
-
+from tests.robot_bridge.dds.peer_client import next_domain, state_where, wait_for
 
 HOME = [0.0, -np.pi / 4, 0.0, -3 * np.pi / 4, 0.0, np.pi / 2, np.pi / 4]
 
@@ -182,10 +150,11 @@ def test_joint_states_without_velocities_get_finite_differences(cell):
     assert state.velocity[0] == pytest.approx(0.1, rel=0.5)  # 0.5 rad over 5 s
 
 
-def test_gripper_commands_are_refused(cell):
-    peer, backend = cell()
+def test_gripper_commands_are_refused_without_a_gripper_controller(cell):
+    peer, backend = cell("--fingers", "0.08")
     backend.reset()
-    with pytest.raises(CommandError, match=r"gripper commands need the control_msgs/GripperCommand action"):
+    with pytest.raises(CommandError, match=r"gripper commands need robot.dds.gripper_controller in the cell "
+                                           r"file \(a forward_position or joint_trajectory controller"):
         backend.execute(GripperCommand(0.04))
 
 

@@ -40,6 +40,13 @@ def test_type_hashes_match_published_jazzy_values():
     assert c.type_hash("std_msgs/msg/String") == (
         "RIHS01_df668c740482bbd48fb39d76a70dfd4bd59db1288021743503259e948f6b1a18"
     )
+    # the forward_command_controller's ~/commands (the dds gripper's forward_position kind)
+    assert c.type_hash("std_msgs/msg/Float64MultiArray") == (
+        "RIHS01_1025ddc6b9552d191f89ef1a8d2f60f3d373e28b283d8891ddcc974e8c55397f"
+    )
+    assert c.type_hash("trajectory_msgs/msg/JointTrajectory") == (
+        "RIHS01_179b33eba59d676f6d967ac71fe35e7ca2f64b2f3928f4a018cec115e213796e"
+    )
     for name in msgs.ROS_TYPE_NAMES.values():
         assert re.fullmatch(r"RIHS01_[0-9a-f]{64}", c.type_hash(name))
 
