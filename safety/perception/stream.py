@@ -14,11 +14,22 @@ with the clock when OpenCV handed it over minus the camera's declared `capture_l
 age of the camera data from that stamp (ISO/TS 15066 5.5.4.2.3 names sensor latency as part
 of T_r), so a latency declared too small makes S_p too small: measure it (film a running
 millisecond clock next to the camera's own output and compare) and keep the larger figure.
+
+RTSP frames queue: FFmpeg buffers what arrives while it opens the stream (up to a GOP, often
+1-2 s on IP cameras), and a reader that stalls finds a backlog. Stamped at receipt, such frames
+would look fresh. An RTSP frame is therefore stamped from its RTP presentation time (the
+camera's capture clock), mapped onto the monotonic clock by the smallest receipt-minus-
+presentation offset seen since the stream opened (`StreamTimeline`): a frame that waited in a
+queue keeps its true, older time. After each open the backlog is dropped, not published: frames
+that arrive faster than the stream's own pace are the queue draining. RTSP captures also decode
+in one thread (FFmpeg's frame threads hold a frame each) with FFmpeg's low-delay flags.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 
@@ -41,31 +52,124 @@ RETRY_S = (0.5, 5.0)
 CODEC_PADDING_PX = 15
 
 
-def _same_picture_size(size: tuple[int, int], expected: tuple[int, int]) -> bool:
-    return all(0 <= e - s <= CODEC_PADDING_PX for s, e in zip(size, expected))
+#: RTP lower transports an RTSP camera may be read over (RFC 7826 ``Transport``): ``tcp``
+#: interleaves RTP in the RTSP connection (crosses firewalls and NAT, no loss, a lost segment
+#: delays every later frame), ``udp`` sends RTP datagrams (a lost packet spoils a frame only).
+RTSP_TRANSPORTS = ("tcp", "udp")
+#: OpenCV reads its FFmpeg options from this variable at every open, for the whole process.
+_FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+_ffmpeg_options_lock = threading.Lock()
 
 
-def probe_picture_size(source: str, timeout_s: float = 5.0) -> tuple[int, int]:
-    """Open a camera's source once and read one frame: its (width, height), pixels.
+def _is_rtsp(source: str) -> bool:
+    return source.lower().startswith(("rtsp://", "rtsps://"))
 
-    For ``xrcell check-cell --cameras``: a file path, an ``rtsp``/``http(s)`` URL or a
-    ``/dev/videoN`` device (`content.video_source.video_source_kind`).
 
-    Raises:
-        PerceptionError: the source cannot be opened or gives no frame within `timeout_s`.
+def rtsp_options(rtsp_transport: str | None) -> str:
+    """The FFmpeg options of an RTSP capture in OpenCV's ``key;value|key;value`` form.
+
+    `rtsp_transport` None keeps OpenCV's own default (``rtsp_flags;prefer_tcp``: TCP when the
+    camera offers it, else UDP); ``tcp``/``udp`` force one (`RTSP_TRANSPORTS`). Always added:
+    ``fflags;nobuffer`` and ``flags;low_delay`` (no packet buffering at open, no decoder delay).
+    """
+    transport = "rtsp_flags;prefer_tcp" if rtsp_transport is None else f"rtsp_transport;{rtsp_transport}"
+    return f"{transport}|fflags;nobuffer|flags;low_delay"
+
+
+def open_capture(
+    source: str,
+    open_timeout_s: float = 5.0,
+    read_timeout_s: float = 5.0,
+    rtsp_transport: str | None = None,
+) -> cv2.VideoCapture:
+    """A `cv2.VideoCapture` of a camera's source (not checked for `isOpened()`).
+
+    ``/dev/videoN``: V4L2 with a driver buffer of one frame. URLs: FFmpeg with the timeouts;
+    RTSP URLs also with `rtsp_options(rtsp_transport)` and a one-thread decoder. OpenCV takes
+    FFmpeg options only from the process-wide ``OPENCV_FFMPEG_CAPTURE_OPTIONS``; it is set for
+    the open alone, under a lock, so cameras of one process can use different transports
+    (a value the user set is restored afterwards and still applies to HTTP sources). Files:
+    OpenCV's default back-end.
     """
     kind = video_source_kind(source)
     if kind == "device":
         cap = cv2.VideoCapture(source, cv2.CAP_V4L2)
-    elif kind == "stream":
-        ms = int(timeout_s * 1000)
-        cap = cv2.VideoCapture(
-            source,
-            cv2.CAP_FFMPEG,
-            [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms],
-        )
-    else:
-        cap = cv2.VideoCapture(source)
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver keeps one frame, not a backlog
+        return cap
+    if kind == "file":
+        return cv2.VideoCapture(source)
+    params = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        int(open_timeout_s * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        int(read_timeout_s * 1000),
+    ]
+    if not _is_rtsp(source):
+        return cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
+    params += [cv2.CAP_PROP_N_THREADS, 1]
+    with _ffmpeg_options_lock:
+        previous = os.environ.get(_FFMPEG_OPTIONS_ENV)
+        os.environ[_FFMPEG_OPTIONS_ENV] = rtsp_options(rtsp_transport)
+        try:
+            return cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
+        finally:
+            if previous is None:
+                del os.environ[_FFMPEG_OPTIONS_ENV]
+            else:
+                os.environ[_FFMPEG_OPTIONS_ENV] = previous
+
+
+class StreamTimeline:
+    """When the frames of one opened RTSP stream arrived without queueing, monotonic ns.
+
+    Pure and single-threaded (the camera's reader thread). Each frame gives its presentation
+    time (`pts_ns`, the stream's clock, from RTP timestamps) and its receipt time. The smallest
+    receipt-minus-presentation offset seen is the stream's unqueued path; `arrival_ns` maps a
+    frame's presentation time through it, so a frame that waited in a queue (FFmpeg's buffer
+    from the open, a reader that stalled) keeps its older time. The estimate is never later than
+    the receipt time. A presentation time that does not increase (no timestamps, or the
+    camera's clock jumped) starts the estimate over from that frame.
+
+    Backlog: until one frame arrives at least half its presentation interval after the one
+    before, frames are a queue draining faster than the stream's pace and `arrival_ns` returns
+    None for them (`live` is False); the first frame after an open is always such a frame.
+    """
+
+    def __init__(self) -> None:
+        self.live = False
+        self._offset_ns: int | None = None
+        self._last: tuple[int, int] | None = None
+
+    def arrival_ns(self, pts_ns: int, received_ns: int) -> int | None:
+        """The frame's unqueued arrival time, ns, or None while the backlog drains."""
+        last, self._last = self._last, (pts_ns, received_ns)
+        if last is None or pts_ns <= last[0]:
+            self._offset_ns = received_ns - pts_ns
+            return received_ns if self.live else None
+        offset_ns = received_ns - pts_ns
+        self._offset_ns = offset_ns if self._offset_ns is None else min(self._offset_ns, offset_ns)
+        if not self.live and 2 * (received_ns - last[1]) >= pts_ns - last[0]:
+            self.live = True
+        return pts_ns + self._offset_ns if self.live else None
+
+
+def _same_picture_size(size: tuple[int, int], expected: tuple[int, int]) -> bool:
+    return all(0 <= e - s <= CODEC_PADDING_PX for s, e in zip(size, expected))
+
+
+def probe_picture_size(
+    source: str, timeout_s: float = 5.0, rtsp_transport: str | None = None
+) -> tuple[int, int]:
+    """Open a camera's source once and read one frame: its (width, height), pixels.
+
+    For ``xrcell check-cell --cameras``: a file path, an ``rtsp``/``http(s)`` URL or a
+    ``/dev/videoN`` device (`content.video_source.video_source_kind`), opened as a
+    `StreamCamera` opens it (`open_capture`).
+
+    Raises:
+        PerceptionError: the source cannot be opened or gives no frame within `timeout_s`.
+    """
+    cap = open_capture(source, timeout_s, timeout_s, rtsp_transport)
     try:
         if not cap.isOpened():
             raise PerceptionError(f"cannot open {source}")
@@ -105,10 +209,13 @@ class StreamCamera(FramePublisher):
             smaller (the codec's padding rows and columns). None: not checked.
         clock: monotonic clock in ns (the capture stamps).
         open_timeout_s, read_timeout_s: OpenCV's FFmpeg open and read timeouts for URLs.
+        rtsp_transport: ``tcp`` or ``udp`` for RTSP URLs (`RTSP_TRANSPORTS`); None: TCP when
+            the camera offers it, else UDP (OpenCV's default).
 
     Raises:
         PerceptionError: `source` is neither a supported URL nor a device, `resize` is out of
-            range, or `capture_latency_s` is negative.
+            range, `capture_latency_s` is negative, or `rtsp_transport` is given for a source
+            that is not RTSP or is not one of `RTSP_TRANSPORTS`.
     """
 
     optional = False
@@ -124,6 +231,7 @@ class StreamCamera(FramePublisher):
         clock: Callable[[], int] = time.monotonic_ns,
         open_timeout_s: float = 5.0,
         read_timeout_s: float = 2.0,
+        rtsp_transport: str | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.source = source
@@ -141,13 +249,24 @@ class StreamCamera(FramePublisher):
             raise PerceptionError(
                 f"camera {camera_id!r}: capture_latency_s must be >= 0, got {capture_latency_s!r}"
             )
+        if rtsp_transport is not None and not _is_rtsp(source):
+            raise PerceptionError(
+                f"camera {camera_id!r}: rtsp_transport applies to rtsp:// sources only, not {source!r}"
+            )
+        if rtsp_transport is not None and rtsp_transport not in RTSP_TRANSPORTS:
+            raise PerceptionError(
+                f"camera {camera_id!r}: rtsp_transport must be one of "
+                f"{', '.join(RTSP_TRANSPORTS)}, got {rtsp_transport!r}"
+            )
+        self.rtsp_transport = rtsp_transport
         self.resize = float(resize)
         self.expected_size = expected_size
         self._latency_ns = int(round(capture_latency_s * 1e9))
         self._clock = clock
-        self._open_timeout_ms = int(open_timeout_s * 1000)
-        self._read_timeout_ms = int(read_timeout_s * 1000)
+        self._open_timeout_s = open_timeout_s
+        self._read_timeout_s = read_timeout_s
         self._opens = 0
+        self._dropped = 0
         self._error: str | None = None
         super().__init__()
 
@@ -158,6 +277,12 @@ class StreamCamera(FramePublisher):
             return self._opens
 
     @property
+    def frames_dropped(self) -> int:
+        """RTSP frames not published because they had queued (the backlog after each open)."""
+        with self._lock:
+            return self._dropped
+
+    @property
     def error(self) -> str | None:
         """Why the camera publishes nothing right now (open failure, lost stream, wrong frame
         size), or None while frames flow."""
@@ -165,19 +290,8 @@ class StreamCamera(FramePublisher):
             return self._error
 
     def _open(self) -> cv2.VideoCapture:
-        if self.kind == "device":
-            cap = cv2.VideoCapture(self.source, cv2.CAP_V4L2)
-            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver keeps one frame, not a backlog
-            return cap
-        return cv2.VideoCapture(
-            self.source,
-            cv2.CAP_FFMPEG,
-            [
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-                self._open_timeout_ms,
-                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-                self._read_timeout_ms,
-            ],
+        return open_capture(
+            self.source, self._open_timeout_s, self._read_timeout_s, self.rtsp_transport
         )
 
     def _set_error(self, error: str | None) -> None:
@@ -209,9 +323,18 @@ class StreamCamera(FramePublisher):
     def _read(self, cap: cv2.VideoCapture) -> bool:
         """Publish frames until the source fails or `stop()`; True if any frame was published."""
         delivered = False
+        timeline = StreamTimeline() if _is_rtsp(self.source) else None
         while not self._stop.is_set():
             ok, frame = cap.read()
             received_ns = self._clock()
+            if ok and frame is not None and timeline is not None:
+                pts_ns = int(cap.get(cv2.CAP_PROP_POS_MSEC) * 1e6)
+                arrival_ns = timeline.arrival_ns(pts_ns, received_ns)
+                if arrival_ns is None:
+                    with self._lock:
+                        self._dropped += 1
+                    continue
+                received_ns = arrival_ns
             if not ok or frame is None:
                 self._set_error(
                     f"{self.source} stopped sending frames"
