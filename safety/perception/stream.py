@@ -22,14 +22,12 @@ camera's capture clock), mapped onto the monotonic clock by the smallest receipt
 presentation offset seen since the stream opened (`StreamTimeline`): a frame that waited in a
 queue keeps its true, older time. After each open the backlog is dropped, not published: frames
 that arrive faster than the stream's own pace are the queue draining. RTSP captures also decode
-in one thread (FFmpeg's frame threads hold a frame each) with FFmpeg's low-delay flags.
+in one thread (FFmpeg's frame threads hold a frame each).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable
 
@@ -52,44 +50,26 @@ RETRY_S = (0.5, 5.0)
 CODEC_PADDING_PX = 15
 
 
-#: RTP lower transports an RTSP camera may be read over (RFC 7826 ``Transport``): ``tcp``
-#: interleaves RTP in the RTSP connection (crosses firewalls and NAT, no loss, a lost segment
-#: delays every later frame), ``udp`` sends RTP datagrams (a lost packet spoils a frame only).
-RTSP_TRANSPORTS = ("tcp", "udp")
-#: OpenCV reads its FFmpeg options from this variable at every open, for the whole process.
-_FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
-_ffmpeg_options_lock = threading.Lock()
-
-
 def _is_rtsp(source: str) -> bool:
     return source.lower().startswith(("rtsp://", "rtsps://"))
 
 
-def rtsp_options(rtsp_transport: str | None) -> str:
-    """The FFmpeg options of an RTSP capture in OpenCV's ``key;value|key;value`` form.
-
-    `rtsp_transport` None keeps OpenCV's own default (``rtsp_flags;prefer_tcp``: TCP when the
-    camera offers it, else UDP); ``tcp``/``udp`` force one (`RTSP_TRANSPORTS`). Always added:
-    ``fflags;nobuffer`` and ``flags;low_delay`` (no packet buffering at open, no decoder delay).
-    """
-    transport = "rtsp_flags;prefer_tcp" if rtsp_transport is None else f"rtsp_transport;{rtsp_transport}"
-    return f"{transport}|fflags;nobuffer|flags;low_delay"
-
-
 def open_capture(
-    source: str,
-    open_timeout_s: float = 5.0,
-    read_timeout_s: float = 5.0,
-    rtsp_transport: str | None = None,
+    source: str, open_timeout_s: float = 5.0, read_timeout_s: float = 5.0
 ) -> cv2.VideoCapture:
     """A `cv2.VideoCapture` of a camera's source (not checked for `isOpened()`).
 
     ``/dev/videoN``: V4L2 with a driver buffer of one frame. URLs: FFmpeg with the timeouts;
-    RTSP URLs also with `rtsp_options(rtsp_transport)` and a one-thread decoder. OpenCV takes
-    FFmpeg options only from the process-wide ``OPENCV_FFMPEG_CAPTURE_OPTIONS``; it is set for
-    the open alone, under a lock, so cameras of one process can use different transports
-    (a value the user set is restored afterwards and still applies to HTTP sources). Files:
-    OpenCV's default back-end.
+    RTSP URLs also with a one-thread decoder (FFmpeg's frame threads each hold a frame: on
+    loopback the newest frame's age fell from about 71 to 38 ms, `bench/rtsp_camera.py`).
+    RTP transport (checked with gst-rtsp-server, tests/safety/perception/test_rtsp_camera.py):
+    OpenCV 4.11 (the pinned wheel) leaves FFmpeg's default, RTP over UDP (TCP only if UDP
+    fails), while ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` is unset, and sets up RTP over TCP
+    (interleaved in the RTSP connection) whenever that variable is set, whatever its value
+    (``rtsp_transport;udp`` too). The variable is read at every open but is process-wide, so
+    the transport is chosen for all cameras of a process: set
+    ``OPENCV_FFMPEG_CAPTURE_OPTIONS=rtsp_transport;tcp`` where UDP is blocked or lossy.
+    Files: OpenCV's default back-end.
     """
     kind = video_source_kind(source)
     if kind == "device":
@@ -104,19 +84,9 @@ def open_capture(
         cv2.CAP_PROP_READ_TIMEOUT_MSEC,
         int(read_timeout_s * 1000),
     ]
-    if not _is_rtsp(source):
-        return cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
-    params += [cv2.CAP_PROP_N_THREADS, 1]
-    with _ffmpeg_options_lock:
-        previous = os.environ.get(_FFMPEG_OPTIONS_ENV)
-        os.environ[_FFMPEG_OPTIONS_ENV] = rtsp_options(rtsp_transport)
-        try:
-            return cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
-        finally:
-            if previous is None:
-                del os.environ[_FFMPEG_OPTIONS_ENV]
-            else:
-                os.environ[_FFMPEG_OPTIONS_ENV] = previous
+    if _is_rtsp(source):
+        params += [cv2.CAP_PROP_N_THREADS, 1]
+    return cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
 
 
 class StreamTimeline:
@@ -157,9 +127,7 @@ def _same_picture_size(size: tuple[int, int], expected: tuple[int, int]) -> bool
     return all(0 <= e - s <= CODEC_PADDING_PX for s, e in zip(size, expected))
 
 
-def probe_picture_size(
-    source: str, timeout_s: float = 5.0, rtsp_transport: str | None = None
-) -> tuple[int, int]:
+def probe_picture_size(source: str, timeout_s: float = 5.0) -> tuple[int, int]:
     """Open a camera's source once and read one frame: its (width, height), pixels.
 
     For ``xrcell check-cell --cameras``: a file path, an ``rtsp``/``http(s)`` URL or a
@@ -169,7 +137,7 @@ def probe_picture_size(
     Raises:
         PerceptionError: the source cannot be opened or gives no frame within `timeout_s`.
     """
-    cap = open_capture(source, timeout_s, timeout_s, rtsp_transport)
+    cap = open_capture(source, timeout_s, timeout_s)
     try:
         if not cap.isOpened():
             raise PerceptionError(f"cannot open {source}")
@@ -209,13 +177,10 @@ class StreamCamera(FramePublisher):
             smaller (the codec's padding rows and columns). None: not checked.
         clock: monotonic clock in ns (the capture stamps).
         open_timeout_s, read_timeout_s: OpenCV's FFmpeg open and read timeouts for URLs.
-        rtsp_transport: ``tcp`` or ``udp`` for RTSP URLs (`RTSP_TRANSPORTS`); None: TCP when
-            the camera offers it, else UDP (OpenCV's default).
 
     Raises:
         PerceptionError: `source` is neither a supported URL nor a device, `resize` is out of
-            range, `capture_latency_s` is negative, or `rtsp_transport` is given for a source
-            that is not RTSP or is not one of `RTSP_TRANSPORTS`.
+            range, or `capture_latency_s` is negative.
     """
 
     optional = False
@@ -231,7 +196,6 @@ class StreamCamera(FramePublisher):
         clock: Callable[[], int] = time.monotonic_ns,
         open_timeout_s: float = 5.0,
         read_timeout_s: float = 2.0,
-        rtsp_transport: str | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.source = source
@@ -249,16 +213,6 @@ class StreamCamera(FramePublisher):
             raise PerceptionError(
                 f"camera {camera_id!r}: capture_latency_s must be >= 0, got {capture_latency_s!r}"
             )
-        if rtsp_transport is not None and not _is_rtsp(source):
-            raise PerceptionError(
-                f"camera {camera_id!r}: rtsp_transport applies to rtsp:// sources only, not {source!r}"
-            )
-        if rtsp_transport is not None and rtsp_transport not in RTSP_TRANSPORTS:
-            raise PerceptionError(
-                f"camera {camera_id!r}: rtsp_transport must be one of "
-                f"{', '.join(RTSP_TRANSPORTS)}, got {rtsp_transport!r}"
-            )
-        self.rtsp_transport = rtsp_transport
         self.resize = float(resize)
         self.expected_size = expected_size
         self._latency_ns = int(round(capture_latency_s * 1e9))
@@ -290,9 +244,7 @@ class StreamCamera(FramePublisher):
             return self._error
 
     def _open(self) -> cv2.VideoCapture:
-        return open_capture(
-            self.source, self._open_timeout_s, self._read_timeout_s, self.rtsp_transport
-        )
+        return open_capture(self.source, self._open_timeout_s, self._read_timeout_s)
 
     def _set_error(self, error: str | None) -> None:
         with self._lock:

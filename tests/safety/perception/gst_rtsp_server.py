@@ -20,8 +20,9 @@ import threading
 import gi
 
 gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 PIPELINE = (
     "( appsrc name=src is-live=true do-timestamp=true format=time "
@@ -47,6 +48,12 @@ def main() -> None:
         media.connect("unprepared", lambda _m: appsrc.clear())
 
     factory.connect("media-configure", configure)
+
+    def setup(_client, context) -> None:
+        _res, transport = context.request.get_header(GstRtsp.RTSPHeaderField.TRANSPORT, 0)
+        print(f"setup {transport}", flush=True)
+
+    server.connect("client-connected", lambda _s, client: client.connect("setup-request", setup))
     server.get_mount_points().add_factory(mount, factory)
     if server.attach(None) == 0:
         sys.exit(f"cannot listen on 127.0.0.1:{port}")

@@ -82,6 +82,7 @@ class RtspCamera:
             "x264-params": f"keyint={keyframe_interval}:min-keyint={keyframe_interval}:bframes=0:threads=1",
         }
         self._sent_ns: dict[int, int] = {}
+        self._setups: list[str] = []
         self._lock = threading.Lock()
         self._server: subprocess.Popen | None = None
         self._keyframe = threading.Event()
@@ -116,7 +117,23 @@ class RtspCamera:
         self.port = int(line.split()[1])
         with self._lock:
             self._server = server
+        threading.Thread(target=self._read_setups, args=(server,), daemon=True).start()
         self._keyframe.set()  # new clients start decoding at once
+
+    def _read_setups(self, server: subprocess.Popen) -> None:
+        assert server.stdout is not None
+        for raw in server.stdout:
+            line = raw.decode().strip()
+            if line.startswith("setup "):
+                with self._lock:
+                    self._setups.append(line.removeprefix("setup "))
+
+    @property
+    def setups(self) -> list[str]:
+        """The ``Transport`` header of every client SETUP so far (e.g. ``RTP/AVP/TCP;unicast;
+        interleaved=0-1`` or ``RTP/AVP;unicast;client_port=50000-50001``)."""
+        with self._lock:
+            return list(self._setups)
 
     def stop_server(self) -> None:
         """Kill the server (SIGKILL: no RTSP TEARDOWN, sockets just close)."""
@@ -125,7 +142,7 @@ class RtspCamera:
         if server is not None:
             server.kill()
             server.wait()
-            for pipe in (server.stdin, server.stdout):
+            for pipe in (server.stdin,):
                 if pipe is not None:
                     try:
                         pipe.close()
