@@ -24,7 +24,7 @@ import numpy as np
 SERVER = Path(__file__).with_name("gst_rtsp_server.py")
 #: Debian's interpreter, which has PyGObject and GStreamer's typelibs (the venv has neither).
 SYSTEM_PYTHON = "/usr/bin/python3"
-#: Bits of the frame number drawn into each frame (wraps after 2**20 frames, 9.7 h at 30 fps).
+#: Bits of the frame number drawn into each frame.
 FRAME_CODE_BITS = 20
 
 
@@ -51,13 +51,15 @@ def read_frame_code(image: np.ndarray) -> int:
 
 
 class RtspCamera:
-    """Serves `frames` (BGR, all one size, looped) as H.264 at ``rtsp://127.0.0.1:PORT/MOUNT``.
+    """Serves `frames` (BGR, all one size) as H.264 at ``rtsp://127.0.0.1:PORT/MOUNT``.
 
-    A publisher thread numbers each frame (`draw_frame_code`), encodes it with x264 (ultrafast,
-    zerolatency, no B-frames, an IDR every `keyframe_interval` frames, as IP cameras set for
-    live view) and writes it to the server at `fps`. `stop_server()` kills the server (a camera
-    that drops off the network: sockets close, nothing answers) while the publisher goes on;
-    `start_server()` starts it again on the same port.
+    `loop_frames` frames (the footage looped, each numbered with `draw_frame_code`) are encoded
+    up front with x264 (ultrafast, zerolatency, one slice, no B-frames, an IDR every
+    `keyframe_interval` frames, as IP cameras set for live view); a publisher thread writes
+    them to the server at `fps`, over and over, and records when each number went out
+    (`sent_ns`), so encoding costs nothing while a reader is measured. `stop_server()` kills
+    the server (a camera that drops off the network: sockets close, nothing answers) while the
+    publisher goes on; `start_server()` starts it again on the same port.
     """
 
     def __init__(
@@ -66,26 +68,36 @@ class RtspCamera:
         fps: float = 30.0,
         mount: str = "cam01",
         keyframe_interval: int = 15,
+        loop_frames: int = 120,
     ) -> None:
-        self._frames = frames
         self._period_s = 1.0 / fps
         self.mount = mount
         self.port = 0
         h, w = frames[0].shape[:2]
-        self._encoder = av.CodecContext.create("libx264", "w")
-        self._encoder.width, self._encoder.height = w, h
-        self._encoder.pix_fmt = "yuv420p"
-        self._encoder.time_base = Fraction(1, int(round(fps)))
-        self._encoder.options = {
+        encoder = av.CodecContext.create("libx264", "w")
+        encoder.width, encoder.height = w, h
+        encoder.pix_fmt = "yuv420p"
+        encoder.time_base = Fraction(1, int(round(fps)))
+        encoder.options = {
             "preset": "ultrafast",
             "tune": "zerolatency",
-            "x264-params": f"keyint={keyframe_interval}:min-keyint={keyframe_interval}:bframes=0:threads=1",
+            # one slice per frame: multi-slice access units reach clients split into frames
+            # through appsrc ! h264parse (seen here), which single-slice cameras never show
+            "x264-params": f"keyint={keyframe_interval}:min-keyint={keyframe_interval}"
+            ":bframes=0:threads=1",
         }
+        loop_frames = -(-loop_frames // keyframe_interval) * keyframe_interval  # whole GOPs
+        self._units: list[bytes] = []
+        for number in range(loop_frames):
+            image = draw_frame_code(frames[number % len(frames)], number)
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
+            frame.pts = number
+            packets = encoder.encode(frame)
+            self._units.append(b"".join(bytes(p) for p in packets))
         self._sent_ns: dict[int, int] = {}
         self._setups: list[str] = []
         self._lock = threading.Lock()
         self._server: subprocess.Popen | None = None
-        self._keyframe = threading.Event()
         self._closed = threading.Event()
         self.frames_sent = 0
         self.start_server()
@@ -118,7 +130,6 @@ class RtspCamera:
         with self._lock:
             self._server = server
         threading.Thread(target=self._read_setups, args=(server,), daemon=True).start()
-        self._keyframe.set()  # new clients start decoding at once
 
     def _read_setups(self, server: subprocess.Popen) -> None:
         assert server.stdout is not None
@@ -155,30 +166,21 @@ class RtspCamera:
         self.stop_server()
 
     def _publish(self) -> None:
-        number = 0
+        count = 0
         next_s = time.monotonic()
         while not self._closed.is_set():
-            image = draw_frame_code(self._frames[number % len(self._frames)], number)
-            frame = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
-            frame.pts = number
-            if self._keyframe.is_set():
-                self._keyframe.clear()
-                frame.pict_type = av.video.frame.PictureType.I
-            sent_ns = time.monotonic_ns()
-            packets = self._encoder.encode(frame)
+            number = count % len(self._units)
+            data = self._units[number]
             with self._lock:
-                self._sent_ns[number] = sent_ns
-                self._sent_ns.pop(number - 10_000, None)
                 server = self._server
+                self._sent_ns[number] = time.monotonic_ns()
             if server is not None and server.stdin is not None:
                 try:
-                    for packet in packets:
-                        data = bytes(packet)
-                        server.stdin.write(struct.pack(">I", len(data)) + data)
+                    server.stdin.write(struct.pack(">I", len(data)) + data)
                     server.stdin.flush()
                 except (BrokenPipeError, ValueError, OSError):
                     pass  # the server was killed between the lookup and the write
-            number += 1
-            self.frames_sent = number
+            count += 1
+            self.frames_sent = count
             next_s = max(next_s + self._period_s, time.monotonic())  # late: skip, never burst
             self._closed.wait(max(0.0, next_s - time.monotonic()))

@@ -153,7 +153,9 @@ def test_check_cell_cameras_opens_rtsp_cameras(tmp_path, capsys):
     from xr_server import cli
 
     calib = {"file": str(CLIP / "calibration" / "Calib.qca.txt"), "camera": "cam01"}
-    full = RtspCamera(clip_frames(CLIP / "videos" / "cam01.mp4", 2), fps=5.0, keyframe_interval=2)
+    full = RtspCamera(
+        clip_frames(CLIP / "videos" / "cam01.mp4", 2), fps=5.0, keyframe_interval=2, loop_frames=10
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed_port = s.getsockname()[1]  # nothing listens there once the socket is closed
