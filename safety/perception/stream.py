@@ -89,6 +89,11 @@ def open_capture(
     return cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
 
 
+#: Consecutive frames at the stream's own pace that end a backlog (`StreamTimeline`): one is not
+#: enough, a reader thread that the scheduler held for a moment paces one frame by chance.
+PACED_FRAMES_TO_LIVE = 3
+
+
 class StreamTimeline:
     """When the frames of one opened RTSP stream arrived without queueing, monotonic ns.
 
@@ -97,29 +102,33 @@ class StreamTimeline:
     receipt-minus-presentation offset seen is the stream's unqueued path; `arrival_ns` maps a
     frame's presentation time through it, so a frame that waited in a queue (FFmpeg's buffer
     from the open, a reader that stalled) keeps its older time. The estimate is never later than
-    the receipt time. A presentation time that does not increase (no timestamps, or the
-    camera's clock jumped) starts the estimate over from that frame.
+    the receipt time.
 
-    Backlog: until one frame arrives at least half its presentation interval after the one
-    before, frames are a queue draining faster than the stream's pace and `arrival_ns` returns
-    None for them (`live` is False); the first frame after an open is always such a frame.
+    Backlog: a frame that arrives less than half its presentation interval after the one before
+    is a queue draining faster than the stream's pace. Until `PACED_FRAMES_TO_LIVE` frames in a
+    row arrive at the stream's pace, `arrival_ns` returns None (`live` is False): after an open,
+    and again after a presentation time that does not increase (no timestamps, or the camera's
+    clock jumped back), which also starts the offset over.
     """
 
     def __init__(self) -> None:
         self.live = False
+        self._paced = 0
         self._offset_ns: int | None = None
         self._last: tuple[int, int] | None = None
 
     def arrival_ns(self, pts_ns: int, received_ns: int) -> int | None:
-        """The frame's unqueued arrival time, ns, or None while the backlog drains."""
+        """The frame's unqueued arrival time, ns, or None while a backlog may be draining."""
         last, self._last = self._last, (pts_ns, received_ns)
-        if last is None or pts_ns <= last[0]:
-            self._offset_ns = received_ns - pts_ns
-            return received_ns if self.live else None
         offset_ns = received_ns - pts_ns
+        if last is None or pts_ns <= last[0]:
+            self.live, self._paced, self._offset_ns = False, 0, offset_ns
+            return None
         self._offset_ns = offset_ns if self._offset_ns is None else min(self._offset_ns, offset_ns)
-        if not self.live and 2 * (received_ns - last[1]) >= pts_ns - last[0]:
-            self.live = True
+        if not self.live:
+            paced = 2 * (received_ns - last[1]) >= pts_ns - last[0]
+            self._paced = self._paced + 1 if paced else 0
+            self.live = self._paced >= PACED_FRAMES_TO_LIVE
         return pts_ns + self._offset_ns if self.live else None
 
 

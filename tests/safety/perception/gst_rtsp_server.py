@@ -16,6 +16,7 @@ a free port) and exits when stdin closes.
 import struct
 import sys
 import threading
+import time
 
 import gi
 
@@ -61,7 +62,9 @@ def main() -> None:
 
     def feed() -> None:
         stdin = sys.stdin.buffer
+        k = -1
         while True:
+            k += 1
             head = stdin.read(4)
             if len(head) < 4:
                 break
@@ -71,6 +74,7 @@ def main() -> None:
                 buffer = Gst.Buffer.new_allocate(None, len(data), None)
                 buffer.fill(0, data)  # a copy: new_wrapped() does not keep `data` alive
                 src.emit("push-buffer", buffer)
+                print(f"au {k} {time.monotonic_ns()}", flush=True)
         GLib.idle_add(loop.quit)
 
     threading.Thread(target=feed, daemon=True).start()

@@ -57,7 +57,8 @@ class RtspCamera:
     up front with x264 (ultrafast, zerolatency, one slice, no B-frames, an IDR every
     `keyframe_interval` frames, as IP cameras set for live view); a publisher thread writes
     them to the server at `fps`, over and over, and records when each number went out
-    (`sent_ns`), so encoding costs nothing while a reader is measured. `stop_server()` kills
+    (`sent_ns`) and when the server pushed it into its RTP stream (`pushed_ns`), so encoding
+    costs nothing while a reader is measured. `stop_server()` kills
     the server (a camera that drops off the network: sockets close, nothing answers) while the
     publisher goes on; `start_server()` starts it again on the same port.
     """
@@ -95,6 +96,8 @@ class RtspCamera:
             packets = encoder.encode(frame)
             self._units.append(b"".join(bytes(p) for p in packets))
         self._sent_ns: dict[int, int] = {}
+        self._pushed_ns: dict[int, int] = {}
+        self._written: list[int] = []  # numbers written to the current server, in order
         self._setups: list[str] = []
         self._lock = threading.Lock()
         self._server: subprocess.Popen | None = None
@@ -129,7 +132,14 @@ class RtspCamera:
         self.port = int(line.split()[1])
         with self._lock:
             self._server = server
+            self._written = []
         threading.Thread(target=self._read_setups, args=(server,), daemon=True).start()
+
+    def pushed_ns(self, number: int) -> int | None:
+        """When the server last pushed frame `number` into its RTP stream, monotonic ns (the
+        RTP timestamp's moment), or None."""
+        with self._lock:
+            return self._pushed_ns.get(number)
 
     def _read_setups(self, server: subprocess.Popen) -> None:
         assert server.stdout is not None
@@ -138,6 +148,11 @@ class RtspCamera:
             if line.startswith("setup "):
                 with self._lock:
                     self._setups.append(line.removeprefix("setup "))
+            elif line.startswith("au "):
+                _, k, ns = line.split()
+                with self._lock:
+                    if self._server is server and int(k) < len(self._written):
+                        self._pushed_ns[self._written[int(k)]] = int(ns)
 
     @property
     def setups(self) -> list[str]:
@@ -174,6 +189,8 @@ class RtspCamera:
             with self._lock:
                 server = self._server
                 self._sent_ns[number] = time.monotonic_ns()
+                if server is not None:
+                    self._written.append(number)
             if server is not None and server.stdin is not None:
                 try:
                     server.stdin.write(struct.pack(">I", len(data)) + data)
