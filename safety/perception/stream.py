@@ -92,6 +92,11 @@ def open_capture(
 #: Consecutive frames at the stream's own pace that end a backlog (`StreamTimeline`): one is not
 #: enough, a reader thread that the scheduler held for a moment paces one frame by chance.
 PACED_FRAMES_TO_LIVE = 3
+#: How fast the unqueued offset of `StreamTimeline` may grow, s per s: the camera's clock and
+#: ours drift apart (crystals of +-50 ppm each; 200 ppm leaves a margin). Without it a camera
+#: clock 100 ppm slow would make its frames look 0.36 s older per hour until the watchdog
+#: stopped the robot; queues grow far faster (a 100 ms stall within a second is 0.1 s per s).
+CLOCK_DRIFT_ALLOWANCE = 2e-4
 
 
 class StreamTimeline:
@@ -102,7 +107,8 @@ class StreamTimeline:
     receipt-minus-presentation offset seen is the stream's unqueued path; `arrival_ns` maps a
     frame's presentation time through it, so a frame that waited in a queue (FFmpeg's buffer
     from the open, a reader that stalled) keeps its older time. The estimate is never later than
-    the receipt time.
+    the receipt time. The offset may grow by `CLOCK_DRIFT_ALLOWANCE` of the time elapsed (the
+    two clocks drift apart); a queue that builds up more slowly than that is taken for drift.
 
     Backlog: a frame that arrives less than half its presentation interval after the one before
     is a queue draining faster than the stream's pace. Until `PACED_FRAMES_TO_LIVE` frames in a
@@ -114,7 +120,8 @@ class StreamTimeline:
     def __init__(self) -> None:
         self.live = False
         self._paced = 0
-        self._offset_ns: int | None = None
+        self._offset_ns = 0
+        self._offset_at_ns = 0  # receipt time when `_offset_ns` was last updated
         self._last: tuple[int, int] | None = None
 
     def arrival_ns(self, pts_ns: int, received_ns: int) -> int | None:
@@ -122,9 +129,12 @@ class StreamTimeline:
         last, self._last = self._last, (pts_ns, received_ns)
         offset_ns = received_ns - pts_ns
         if last is None or pts_ns <= last[0]:
-            self.live, self._paced, self._offset_ns = False, 0, offset_ns
+            self.live, self._paced = False, 0
+            self._offset_ns, self._offset_at_ns = offset_ns, received_ns
             return None
-        self._offset_ns = offset_ns if self._offset_ns is None else min(self._offset_ns, offset_ns)
+        drift_ns = int((received_ns - self._offset_at_ns) * CLOCK_DRIFT_ALLOWANCE)
+        self._offset_ns = min(self._offset_ns + drift_ns, offset_ns)
+        self._offset_at_ns = received_ns
         if not self.live:
             paced = 2 * (received_ns - last[1]) >= pts_ns - last[0]
             self._paced = self._paced + 1 if paced else 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from safety.perception.stream import StreamCamera, StreamTimeline
+from safety.perception.stream import CLOCK_DRIFT_ALLOWANCE, StreamCamera, StreamTimeline
 from tests.safety.perception.mjpeg_server import clip_frames
 from tests.safety.perception.rtsp_server import RtspCamera, read_frame_code
 
@@ -150,13 +150,29 @@ def test_stream_timeline_drops_the_backlog_and_keeps_queued_frames_old():
     assert timeline.arrival_ns(165 * MS, 1050 * MS) is None
     assert timeline.arrival_ns(198 * MS, 1080 * MS) is None
     assert timeline.arrival_ns(231 * MS, 1110 * MS) == 231 * MS + 879 * MS and timeline.live
-    # a frame that waited 200 ms in a queue keeps its unqueued time, not its receipt
-    assert timeline.arrival_ns(264 * MS, 1343 * MS) == 264 * MS + 879 * MS
+    # a frame that waited 200 ms in a queue keeps its unqueued time, not its receipt (plus the
+    # clock drift allowed over the 233 ms since the last frame: 47 us)
+    drift_ns = int(233 * MS * CLOCK_DRIFT_ALLOWANCE)
+    assert timeline.arrival_ns(264 * MS, 1343 * MS) == 264 * MS + 879 * MS + drift_ns
     # presentation time going back (the camera restarted its clock): a backlog again
     assert timeline.arrival_ns(0, 1360 * MS) is None and not timeline.live
     assert [timeline.arrival_ns(k * 33 * MS, (1360 + 33 * k) * MS) for k in (1, 2, 3)] == [
         None, None, 99 * MS + 1360 * MS
     ]
+
+
+def test_stream_timeline_follows_a_camera_clock_that_runs_slow():
+    """A camera clock 100 ppm slow for an hour (one frame a second here): frames stay stamped
+    at their receipt instead of 0.36 s older; a frame queued 200 ms still keeps its older
+    time, less the drift allowance of one frame interval."""
+    timeline = StreamTimeline()
+    for k in range(3601):
+        received_ns = 5_000 * MS + k * 1_000 * MS
+        arrival_ns = timeline.arrival_ns(int(k * 1_000 * MS * (1 - 1e-4)), received_ns)
+    assert arrival_ns is not None and received_ns - arrival_ns < 1 * MS
+    pts_ns, received_ns = int(3601 * 1_000 * MS * (1 - 1e-4)), 5_000 * MS + 3601 * 1_000 * MS
+    arrival_ns = timeline.arrival_ns(pts_ns, received_ns + 200 * MS)
+    assert received_ns + 200 * MS - arrival_ns >= 200 * MS - CLOCK_DRIFT_ALLOWANCE * 1_200 * MS
 
 
 def test_check_cell_cameras_opens_rtsp_cameras(tmp_path, capsys):
