@@ -189,7 +189,9 @@ class StreamCamera(FramePublisher):
         source: an ``rtsp://``, ``rtsps://``, ``http://`` or ``https://`` URL, or ``/dev/videoN``.
         resize: scale factor of the published frames, in (0, 1].
         capture_latency_s: time from exposure to OpenCV handing the frame over, seconds (>= 0);
-            subtracted from the receipt time to stamp the frame (see the module docstring).
+            subtracted from the receipt time to stamp the frame; for RTSP from the unqueued
+            arrival time (`StreamTimeline`), so it covers the path without queues only (see
+            the module docstring).
         expected_size: (width, height) of the frames as the camera's calibration expects them
             BEFORE `resize`; frames of another size are not published (the calibration would
             place people wrongly) and `error` says why, except frames up to `CODEC_PADDING_PX`
