@@ -97,6 +97,9 @@ PACED_FRAMES_TO_LIVE = 3
 #: clock 100 ppm slow would make its frames look 0.36 s older per hour until the watchdog
 #: stopped the robot; queues grow far faster (a 100 ms stall within a second is 0.1 s per s).
 CLOCK_DRIFT_ALLOWANCE = 2e-4
+#: A backlog that drains for longer than this, seconds, is a reader that does not keep up with
+#: the stream (a CPU too busy, a stream too large): `StreamCamera.error` says so.
+BACKLOG_ERROR_S = 3.0
 
 
 class StreamTimeline:
@@ -297,6 +300,7 @@ class StreamCamera(FramePublisher):
         """Publish frames until the source fails or `stop()`; True if any frame was published."""
         delivered = False
         timeline = StreamTimeline() if _is_rtsp(self.source) else None
+        draining_since_ns: int | None = None
         while not self._stop.is_set():
             ok, frame = cap.read()
             received_ns = self._clock()
@@ -306,7 +310,15 @@ class StreamCamera(FramePublisher):
                 if arrival_ns is None:
                     with self._lock:
                         self._dropped += 1
+                    if draining_since_ns is None:
+                        draining_since_ns = received_ns
+                    elif received_ns - draining_since_ns > BACKLOG_ERROR_S * 1e9:
+                        self._set_error(
+                            f"{self.source}: frames queue for more than {BACKLOG_ERROR_S:g} s "
+                            "(the reader does not keep up with the stream); dropped, not published"
+                        )
                     continue
+                draining_since_ns = None
                 received_ns = arrival_ns
             if not ok or frame is None:
                 self._set_error(

@@ -8,6 +8,8 @@ import socket
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import yaml
 
@@ -173,6 +175,44 @@ def test_stream_timeline_follows_a_camera_clock_that_runs_slow():
     pts_ns, received_ns = int(3601 * 1_000 * MS * (1 - 1e-4)), 5_000 * MS + 3601 * 1_000 * MS
     arrival_ns = timeline.arrival_ns(pts_ns, received_ns + 200 * MS)
     assert received_ns + 200 * MS - arrival_ns >= 200 * MS - CLOCK_DRIFT_ALLOWANCE * 1_200 * MS
+
+
+class ScriptedCapture:
+    """A `cv2.VideoCapture` seam: `count` frames whose presentation times advance 33 ms each,
+    read every `read_ms` of the fake clock (faster than 33 ms: a backlog that keeps draining);
+    `stop` is set with the last one."""
+
+    def __init__(self, clock: list[int], read_ms: int, count: int, stop) -> None:
+        self.clock, self.read_ms, self.left, self.pts_ms = clock, read_ms, count, -33.0
+        self.stop = stop
+
+    def read(self):
+        self.left -= 1
+        if self.left == 0:
+            self.stop.set()
+        self.clock[0] += self.read_ms * MS
+        self.pts_ms += 33.0
+        return True, np.zeros((4, 4, 3), np.uint8)
+
+    def get(self, prop: int) -> float:
+        assert prop == cv2.CAP_PROP_POS_MSEC
+        return self.pts_ms
+
+
+def test_a_reader_that_never_catches_up_publishes_nothing_and_says_why():
+    clock = [0]
+    url = "rtsp://127.0.0.1:1/cam01"
+    camera = StreamCamera("cam01", url, resize=1.0, clock=lambda: clock[0])
+    assert camera._read(ScriptedCapture(clock, 5, 1000, camera._stop)) is False  # 5 s
+    assert camera.frames_published == 0 and camera.frames_dropped == 1000
+    assert camera.error == (
+        f"{url}: frames queue for more than 3 s (the reader does not keep up with the stream); "
+        "dropped, not published"
+    )
+    # at the stream's pace (a new connection), frames flow after three paced reads
+    camera._stop.clear()
+    assert camera._read(ScriptedCapture(clock, 33, 10, camera._stop)) is True
+    assert camera.frames_published == 10 - 3 and camera.error is None
 
 
 def test_check_cell_cameras_opens_rtsp_cameras(tmp_path, capsys):
