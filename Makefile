@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 SYSTEM_PACKAGES := libusb-1.0-0 libgl1 libglib2.0-0
-TEST_SYSTEM_PACKAGES := chromium fonts-dejavu-core
+TEST_SYSTEM_PACKAGES := chromium fonts-dejavu-core python3-gi gir1.2-gst-rtsp-server-1.0
 
 .PHONY: demo test setup setup-test clean
 
@@ -21,7 +21,7 @@ $(VENV)/.system: scripts/system-deps.sh
 	scripts/system-deps.sh $(SYSTEM_PACKAGES)
 	@mkdir -p $(VENV) && touch $@
 
-$(VENV)/.system-test: scripts/system-deps.sh
+$(VENV)/.system-test: scripts/system-deps.sh Makefile
 	scripts/system-deps.sh $(TEST_SYSTEM_PACKAGES)
 	@mkdir -p $(VENV) && touch $@
 
