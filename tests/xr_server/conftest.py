@@ -1,5 +1,7 @@
 """Fixtures of the XR server tests."""
 
+import threading
+
 import argon2
 import pytest
 
@@ -18,3 +20,19 @@ def make_store(tmp_path):
             store.add(name, password, roles)
         return store
     return make
+
+
+@pytest.fixture
+def clients(live):
+    """``clients(username)``: a signed-in `XrClient` of the module's ``live`` server; every client
+    opened closes after the test, in the background (Werkzeug never sends the close frame a client
+    waits 3 s for, and the next test uses sessions of its own)."""
+    opened = []
+
+    def open_client(username):
+        client = live.client(username)
+        opened.append(client)
+        return client
+    yield open_client
+    for client in opened:
+        threading.Thread(target=client.close, daemon=True).start()

@@ -41,19 +41,6 @@ def live(tmp_path_factory):
     server.app.xrcell_stop()
 
 
-@pytest.fixture
-def clients(live):
-    opened = []
-
-    def open_client(username):
-        client = live.client(username)
-        opened.append(client)
-        return client
-    yield open_client
-    for client in opened:  # Werkzeug never sends the close frame a client waits 3 s for
-        threading.Thread(target=client.close, daemon=True).start()
-
-
 class GreyCamera(VideoStreamTrack):
     """A mid-grey 640x480 camera at 30 fps."""
 
