@@ -6,6 +6,7 @@ import argon2
 import pytest
 
 from content.storage import UserStore
+from tests.xr_server.live import start_live_server_with_accounts
 
 
 @pytest.fixture
@@ -20,6 +21,15 @@ def make_store(tmp_path):
             store.add(name, password, roles)
         return store
     return make
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """A live server with the `USERS` accounts (`start_live_server_with_accounts`), one per test
+    module; a module whose server needs other inputs defines its own ``live``."""
+    server = start_live_server_with_accounts(tmp_path_factory.mktemp("live"))
+    yield server
+    server.app.xrcell_stop()
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
-"""Real aiortc peers for the XR server's WebRTC tests (on 127.0.0.1, against `tests.xr_server.live`):
-a camera that plays the real Pose2Sim clip, the offer/answer over the peer's Socket.IO client,
-the remote tracks, and waiting on the asyncio loop."""
+"""Real aiortc peers for the XR server's WebRTC tests (on 127.0.0.1, against
+`tests.xr_server.live`): a camera that plays the real Pose2Sim clip, the offer/answer over the
+peer's Socket.IO client, the remote tracks, and waiting on the asyncio loop."""
 
 from __future__ import annotations
 
@@ -11,23 +11,22 @@ from typing import Callable
 
 import cv2
 import pytest
-from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from av import VideoFrame
 
-CLIP = Path(__file__).resolve().parents[2] / "data" / "pose2sim" / "Demo_SinglePerson" / "videos" / "cam01.mp4"
-
-
-def require_clip() -> None:
-    """Fail (not skip) the test when the Pose2Sim sample footage is missing."""
-    if not CLIP.is_file():
-        pytest.fail(f"{CLIP} missing: the Pose2Sim sample data is set up by `make`")
+REPO = Path(__file__).resolve().parents[2]
+CLIP = REPO / "data" / "pose2sim" / "Demo_SinglePerson" / "videos" / "cam01.mp4"
 
 
 class ClipTrack(VideoStreamTrack):
-    """The first `count` frames of a real clip, resized to `size` (width, height), looped, at 30 fps."""
+    """The first `count` frames of a real clip, resized to `size` (width, height), looped, at
+    30 fps."""
 
-    def __init__(self, path: Path = CLIP, count: int = 60, size: tuple[int, int] = (320, 240)) -> None:
+    def __init__(self, path: Path = CLIP, count: int = 60,
+                 size: tuple[int, int] = (320, 240)) -> None:
         super().__init__()
+        if path == CLIP and not CLIP.is_file():
+            pytest.fail(f"{CLIP} missing: the Pose2Sim sample data is set up by `make`")
         capture = cv2.VideoCapture(str(path))
         self.frames = []
         while len(self.frames) < count:
@@ -49,7 +48,8 @@ class ClipTrack(VideoStreamTrack):
 
 
 async def until(condition: Callable[[], object], timeout_s: float = 10.0) -> None:
-    """Poll `condition` every 50 ms on the running loop; `asyncio.TimeoutError` after `timeout_s`."""
+    """Poll `condition` every 50 ms on the running loop; `asyncio.TimeoutError` after
+    `timeout_s`."""
     async def poll():
         while not condition():
             await asyncio.sleep(0.05)
@@ -80,8 +80,8 @@ async def video_track(pc: RTCPeerConnection) -> asyncio.Future:
     return track
 
 
-async def receive_video(client, pc: RTCPeerConnection, session: str, *, max_bitrate_kbps: int | None = None,
-                        remb: bool = True):
+async def receive_video(client, pc: RTCPeerConnection, session: str, *,
+                        max_bitrate_kbps: int | None = None, remb: bool = True):
     """Offer to receive the video of `session` on `pc` (through `client`), capped at
     `max_bitrate_kbps` when given; the remote video track.
 
@@ -102,10 +102,31 @@ async def receive_video(client, pc: RTCPeerConnection, session: str, *, max_bitr
 
 
 async def keep_frame_sizes(remote, sizes: dict, name: str) -> None:
-    """Read `remote` until cancelled, keeping the (width, height) of its newest frame in sizes[name]."""
+    """Read `remote` until cancelled, keeping the (width, height) of its newest frame in
+    sizes[name]."""
     while True:
         frame = await remote.recv()
         sizes[name] = (frame.width, frame.height)
+
+
+async def receive_videos(session: str, offers: list[tuple[str, object, int | None, bool]]
+                         ) -> tuple[dict[str, RTCPeerConnection], dict[str, tuple[int, int]], list]:
+    """For each (name, client, max_bitrate_kbps, remb) of `offers`, in turn, a peer connection
+    that receives the video of `session` (`receive_video`), its frames read in the background.
+
+    Returns:
+        name -> peer connection; name -> (width, height) of its newest frame, kept up to date;
+        the reader tasks (cancel them before closing the connections).
+    """
+    peers: dict[str, RTCPeerConnection] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    readers = []
+    for name, client, cap, remb in offers:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        remote = await receive_video(client, pc, session, max_bitrate_kbps=cap, remb=remb)
+        peers[name] = pc
+        readers.append(asyncio.ensure_future(keep_frame_sizes(remote, sizes, name)))
+    return peers, sizes, readers
 
 
 async def bytes_received(pc: RTCPeerConnection) -> int:

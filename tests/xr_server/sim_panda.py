@@ -3,7 +3,7 @@ robot tests and the dashboard's e2e tests drive it."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -11,16 +11,17 @@ from content.cell import Robot
 from robot_bridge.sim import (
     PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
     PANDA_JOINT_VELOCITY_LIMITS_RADPS,
+    PandaLinkKinematics,
     PyBulletPandaBackend,
 )
 from safety.decision import SafetyState
 from safety.gate import CommandGate
 
 
-def started_panda(robot: Robot, **options: object) -> PyBulletPandaBackend:
+def started_panda(robot: Robot, **options: Any) -> PyBulletPandaBackend:
     """A started `PyBulletPandaBackend` of `robot` (no program) at full speed, reset to its home
     position; `options` go to the backend (e.g. ``state_timeout_s``). Shut it down after use."""
-    backend = PyBulletPandaBackend(robot, None, **options)  # type: ignore[arg-type]
+    backend = PyBulletPandaBackend(robot, None, **options)
     backend.start()
     backend.set_speed_scale(1.0, 1)
     backend.reset()
@@ -28,10 +29,10 @@ def started_panda(robot: Robot, **options: object) -> PyBulletPandaBackend:
 
 
 def panda_gate(backend: PyBulletPandaBackend, mode_source: Callable[[], SafetyState | None],
-               kinematics: object, **options: object) -> CommandGate:
+               kinematics: PandaLinkKinematics, **options: Any) -> CommandGate:
     """The command gate in front of `backend` with the Panda's joint velocity and acceleration
-    limits and `kinematics` (a `PandaLinkKinematics`); `options` go to `CommandGate` (e.g. ``zones``)."""
+    limits and `kinematics`; `options` go to `CommandGate` (e.g. ``zones``)."""
+    accelerations = np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2)
     return CommandGate(backend, mode_source, np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS),
-                       kinematics=kinematics,  # type: ignore[arg-type]
-                       joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2),
-                       **options)  # type: ignore[arg-type]
+                       kinematics=kinematics, joint_acceleration_limits_radps2=accelerations,
+                       **options)

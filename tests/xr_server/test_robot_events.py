@@ -47,8 +47,9 @@ def cell(tmp_path_factory):
     mode = {"m": SafetyMode.FULL_SPEED}
     gate = panda_gate(backend, lambda: SafetyState(0, mode["m"], 1.0, None, None, None, "test"), kin)
     seam = MonitorSeam()
-    server = start_live_server_with_accounts(tmp_path_factory.mktemp("robot-events"), robot_commands=gate,
-                                             safety_stop=seam.request_stop, safety_reset=seam.reset)
+    server = start_live_server_with_accounts(tmp_path_factory.mktemp("robot-events"),
+                                             robot_commands=gate, safety_stop=seam.request_stop,
+                                             safety_reset=seam.reset)
     yield server, backend, seam, mode
     server.app.xrcell_stop()
     backend.shutdown()

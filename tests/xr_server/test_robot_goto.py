@@ -42,12 +42,13 @@ def cell(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("robot-goto")
     backend = started_panda(ROBOT)
     gate_kin, goto_kin = PandaLinkKinematics(ROBOT), PandaLinkKinematics(ROBOT)
-    gate = panda_gate(backend, lambda: SafetyState(0, SafetyMode.FULL_SPEED, 1.0, None, None, None, "test"),
-                      gate_kin, zones=CellZones(ZONES))
+    full_speed = SafetyState(0, SafetyMode.FULL_SPEED, 1.0, None, None, None, "test")
+    gate = panda_gate(backend, lambda: full_speed, gate_kin, zones=CellZones(ZONES))
     goto = GotoPlanner(ROBOT.named_poses, backend.joint_names, PANDA_JOINT_VELOCITY_LIMITS_RADPS,
                        PANDA_JOINT_ACCELERATION_LIMITS_RADPS2, backend.latest_state, goto_kin)
     audit = AuditLog(f"sqlite:///{tmp / 'audit.sqlite'}")
-    server = start_live_server_with_accounts(tmp, robot_commands=gate, robot_goto=goto, audit=audit.append)
+    server = start_live_server_with_accounts(tmp, robot_commands=gate, robot_goto=goto,
+                                             audit=audit.append)
     server.audit = audit
     yield server, backend, gate_kin
     server.app.xrcell_stop()

@@ -16,9 +16,8 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from av import VideoFrame
 
-from tests.xr_server.live import start_live_server_with_accounts
-from tests.xr_server.rtc_peers import (ClipTrack, keep_frame_sizes, negotiate, receive_rates_kbps,
-                                       receive_video, require_clip, until)
+from tests.xr_server.rtc_peers import (ClipTrack, negotiate, receive_rates_kbps, receive_videos,
+                                       until)
 from xr_server.rtc_adapt import (EncoderProxy, LadderPolicy, ResolutionLadder, ScaledTrack,
                                  _encoder_of, effective_cap, link_budget_kbps)
 
@@ -146,14 +145,6 @@ def test_a_slow_consumer_gets_the_newest_frames_never_a_queue():
 
 
 # ---------------------------------------------------------------------- over real peers
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    require_clip()
-    server = start_live_server_with_accounts(tmp_path_factory.mktemp("adapt"))
-    yield server
-    server.app.xrcell_stop()
-
-
 def test_a_low_cap_lowers_the_received_bitrate_and_resolution(live):
     wendy, eve, emil = live.client("wendy"), live.client("eve"), live.client("emil")
     session = wendy.call("session_create", {"cell": "lab"})["session"]
@@ -170,14 +161,10 @@ def test_a_low_cap_lowers_the_received_bitrate_and_resolution(live):
         worker.addTrack(ClipTrack(size=(640, 480), count=90))
         await negotiate(wendy, worker, session)
         await until(lambda: media.video(session).frames_received >= 5)
-        peers, sizes, readers = {}, {}, []
         # eve: no cap, and no REMB (her offer leaves out abs-send-time, which aiortc's receiver
         # estimates from), so the encoder keeps its default target; emil: a 250 kbit/s cap
-        for name, client, cap in (("eve", eve, None), ("emil", emil, 250)):
-            pc = RTCPeerConnection(rtc)
-            remote = await receive_video(client, pc, session, max_bitrate_kbps=cap, remb=cap is not None)
-            peers[name] = pc
-            readers.append(asyncio.ensure_future(keep_frame_sizes(remote, sizes, name)))
+        peers, sizes, readers = await receive_videos(
+            session, [("eve", eve, None, False), ("emil", emil, 250, True)])
         # the capped expert's video steps down to half size (two steps of 2 s each)
         await until(lambda: sizes.get("emil") == (320, 240), 30)
         kbps = await receive_rates_kbps(peers, 4.0)

@@ -14,7 +14,6 @@ import pytest
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection
 from av import AudioFrame
 
-from tests.xr_server.live import start_live_server_with_accounts
 from tests.xr_server.rtc_peers import ClipTrack, negotiate, remote_track, until
 from xr_server.rtc_audio import FRAME_SAMPLES, MAX_BUFFER_S, SAMPLE_RATE, AudioConference
 
@@ -88,13 +87,6 @@ def test_each_listener_hears_every_voice_but_its_own_and_delay_is_bounded():
         conference.close()
         assert conference.voices == 0
     asyncio.run(scenario())
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    server = start_live_server_with_accounts(tmp_path_factory.mktemp("audio"))
-    yield server
-    server.app.xrcell_stop()
 
 
 def test_the_worker_and_two_experts_each_hear_the_other_two_never_themselves(live):

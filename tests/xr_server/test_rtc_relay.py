@@ -7,21 +7,12 @@ import re
 import threading
 
 import numpy as np
-import pytest
 import requests
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from content.storage import AnnotationStore
-from tests.xr_server.live import accounts_store, start_live_server, start_live_server_with_accounts
-from tests.xr_server.rtc_peers import CLIP, ClipTrack, negotiate, require_clip, until, video_track
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    require_clip()
-    server = start_live_server_with_accounts(tmp_path_factory.mktemp("rtc"))
-    yield server
-    server.app.xrcell_stop()
+from tests.xr_server.live import accounts_store, start_live_server
+from tests.xr_server.rtc_peers import CLIP, ClipTrack, negotiate, until, video_track
 
 
 def test_the_workers_video_reaches_every_expert_of_the_session(live):

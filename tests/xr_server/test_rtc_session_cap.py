@@ -15,8 +15,8 @@ from aiortc.codecs import get_encoder
 
 from safety.audit import AuditLog
 from tests.xr_server.live import start_live_server_with_accounts
-from tests.xr_server.rtc_peers import (ClipTrack, keep_frame_sizes, negotiate, receive_rates_kbps,
-                                       receive_video, require_clip, until)
+from tests.xr_server.rtc_peers import (ClipTrack, negotiate, receive_rates_kbps, receive_videos,
+                                       until)
 from tests.xr_server.test_rtc_adapt import VP8
 from xr_server.rtc_adapt import EncoderProxy
 
@@ -37,10 +37,10 @@ def test_the_encoder_proxy_takes_a_new_cap_at_once():
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    require_clip()
     directory = tmp_path_factory.mktemp("session-cap")
     audit = AuditLog(f"sqlite:///{directory / 'xrcell.sqlite'}")
-    server = start_live_server_with_accounts(directory, audit=audit.append, safety_events=audit.page)
+    server = start_live_server_with_accounts(directory, audit=audit.append,
+                                             safety_events=audit.page)
     server.audit = audit
     yield server
     server.app.xrcell_stop()
@@ -112,14 +112,10 @@ def test_a_session_cap_lowers_every_video_of_the_session_at_once(live):
         worker.addTrack(ClipTrack(size=(640, 480), count=90))
         await negotiate(wendy, worker, session)
         await until(lambda: media.video(session).frames_received >= 5)
-        peers, sizes, readers = {}, {}, []
         # no REMB on either (abs-send-time left out), so each encoder holds its target; sam's
         # offer caps his connection at 1000 kbit/s
-        for name, client, cap in (("eve", eve, None), ("sam", sam, 1000)):
-            pc = RTCPeerConnection(rtc)
-            remote = await receive_video(client, pc, session, max_bitrate_kbps=cap, remb=False)
-            peers[name] = pc
-            readers.append(asyncio.ensure_future(keep_frame_sizes(remote, sizes, name)))
+        peers, sizes, readers = await receive_videos(
+            session, [("eve", eve, None, False), ("sam", sam, 1000, False)])
         await until(lambda: sizes.get("eve") == (640, 480) and sizes.get("sam") == (640, 480), 15)
         await until(lambda: [o["video_out"]["target_bitrate_kbps"] for o in listed()["participants"]
                              if o["video_out"] is not None] == [500, 500], 15)
