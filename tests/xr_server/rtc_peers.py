@@ -56,11 +56,20 @@ async def until(condition: Callable[[], object], timeout_s: float = 10.0) -> Non
     await asyncio.wait_for(poll(), timeout_s)
 
 
-async def negotiate(client, pc: RTCPeerConnection, session: str) -> dict:
-    """Send `pc`'s offer as ``rtc_offer`` of `session` through `client` and apply the answer."""
+async def negotiate(client, pc: RTCPeerConnection, session: str, *, remb: bool = True,
+                    **fields: object) -> dict:
+    """Send `pc`'s offer as ``rtc_offer`` of `session` through `client`, with `fields` (e.g.
+    ``composited``, ``max_bitrate_kbps``), and apply the answer; the answer.
+
+    `remb=False` leaves abs-send-time out of the offer, which aiortc's receiver estimates the
+    bandwidth from: no REMB comes back, so the server's encoder keeps its start target.
+    """
     await pc.setLocalDescription(await pc.createOffer())  # aiortc gathers every candidate here
+    sdp = pc.localDescription.sdp
+    if not remb:
+        sdp = "".join(line for line in sdp.splitlines(keepends=True) if "abs-send-time" not in line)
     answer = await asyncio.to_thread(client.call, "rtc_offer", {
-        "session": session, "type": "offer", "sdp": pc.localDescription.sdp})
+        "session": session, "type": "offer", "sdp": sdp, **fields})
     assert "error" not in answer, answer
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
     return answer
@@ -83,21 +92,11 @@ async def video_track(pc: RTCPeerConnection) -> asyncio.Future:
 async def receive_video(client, pc: RTCPeerConnection, session: str, *,
                         max_bitrate_kbps: int | None = None, remb: bool = True):
     """Offer to receive the video of `session` on `pc` (through `client`), capped at
-    `max_bitrate_kbps` when given; the remote video track.
-
-    `remb=False` leaves abs-send-time out of the offer, which aiortc's receiver estimates the
-    bandwidth from: no REMB comes back, so the server's encoder keeps its start target.
-    """
+    `max_bitrate_kbps` when given, without REMB when not `remb` (`negotiate`); the remote video
+    track."""
     track = await video_track(pc)
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    if not remb:
-        sdp = "".join(line for line in sdp.splitlines(keepends=True) if "abs-send-time" not in line)
-    answer = await asyncio.to_thread(client.call, "rtc_offer", {
-        "session": session, "type": "offer", "sdp": sdp,
-        **({} if max_bitrate_kbps is None else {"max_bitrate_kbps": max_bitrate_kbps})})
-    assert "error" not in answer, answer
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+    await negotiate(client, pc, session, remb=remb,
+                    **({} if max_bitrate_kbps is None else {"max_bitrate_kbps": max_bitrate_kbps}))
     return await asyncio.wait_for(track, 10)
 
 
