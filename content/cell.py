@@ -287,7 +287,24 @@ class Robot(_Model):
         return self
 
 
-class CameraPose(_Model):
+class _OrientedPose(_Model):
+    """A position and exactly one orientation (quaternion or roll, pitch, yaw) in the `cell`
+    frame; `CameraPose` and `MarkerPose` say which frame it places."""
+
+    position: tuple[float, float, float]
+    quaternion: tuple[float, float, float, float] | None = None
+    rpy: tuple[float, float, float] | None = None
+
+    @model_validator(mode="after")
+    def _one_orientation(self) -> "_OrientedPose":
+        if (self.quaternion is None) == (self.rpy is None):
+            raise ValueError("give exactly one of quaternion (x, y, z, w) or rpy (radians)")
+        if self.quaternion is not None and sum(q * q for q in self.quaternion) < 1e-12:
+            raise ValueError("quaternion must not be zero")
+        return self
+
+
+class CameraPose(_OrientedPose):
     """Pose of a camera's optical frame in the `cell` frame, for calibration files without
     extrinsics (ROS camera_info; OpenCV files without rvec/tvec or R/T).
 
@@ -302,18 +319,6 @@ class CameraPose(_Model):
         quaternion: orientation (x, y, z, w) of the optical frame in `cell`.
         rpy: orientation as roll, pitch, yaw, radians.
     """
-
-    position: tuple[float, float, float]
-    quaternion: tuple[float, float, float, float] | None = None
-    rpy: tuple[float, float, float] | None = None
-
-    @model_validator(mode="after")
-    def _one_orientation(self) -> CameraPose:
-        if (self.quaternion is None) == (self.rpy is None):
-            raise ValueError("give exactly one of quaternion (x, y, z, w) or rpy (radians)")
-        if self.quaternion is not None and sum(q * q for q in self.quaternion) < 1e-12:
-            raise ValueError("quaternion must not be zero")
-        return self
 
 
 #: Calibration formats without extrinsics (the cell file's `pose` gives them) and with them.
@@ -458,7 +463,7 @@ ARUCO_DICTIONARIES = {
 }
 
 
-class MarkerPose(_Model):
+class MarkerPose(_OrientedPose):
     """Pose of a fiducial marker's frame in the `cell` frame.
 
     The marker frame (as `xr_server.calibrate`'s board frame): origin at the marker's centre,
@@ -473,18 +478,6 @@ class MarkerPose(_Model):
         quaternion: orientation (x, y, z, w) of the marker frame in `cell`.
         rpy: orientation as roll, pitch, yaw, radians.
     """
-
-    position: tuple[float, float, float]
-    quaternion: tuple[float, float, float, float] | None = None
-    rpy: tuple[float, float, float] | None = None
-
-    @model_validator(mode="after")
-    def _one_orientation(self) -> "MarkerPose":
-        if (self.quaternion is None) == (self.rpy is None):
-            raise ValueError("give exactly one of quaternion (x, y, z, w) or rpy (radians)")
-        if self.quaternion is not None and sum(q * q for q in self.quaternion) < 1e-12:
-            raise ValueError("quaternion must not be zero")
-        return self
 
 
 class FiducialMarker(_Model):

@@ -9,10 +9,10 @@ Client payloads are strict: a string must be a JSON string, unknown fields are r
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 
 class PayloadError(ValueError):
@@ -251,6 +251,17 @@ class RtcOffer(_Strict):
         "server's own cap applies too. The resolution steps down while the budget is low."))
 
 
+def _inside_image(value: list[float]) -> list[float]:
+    if not all(0.0 < c < 1.0 for c in value):
+        raise ValueError(f"must be inside the image (each from 0 to 1), got {value}")
+    return value
+
+
+#: A principal point (u, v), fractions of the image width and height, strictly inside the image.
+_PrincipalPoint = Annotated[list[float], Field(min_length=2, max_length=2),
+                           AfterValidator(_inside_image)]
+
+
 class HmiCameraPose(_Strict):
     """Client event ``hmi_camera`` (the session's worker): where the HMI's camera is, so that
     annotations get a 3D anchor in the `cell` frame and, where the cell uses the HMI as a camera,
@@ -264,16 +275,9 @@ class HmiCameraPose(_Strict):
         "Unit quaternion (x, y, z, w) of the optical frame (x right, y down, z forward) in the `cell` frame."))
     hfov_deg: float = Field(description="Horizontal field of view, degrees.")
     aspect: float = Field(description="Image width / height.")
-    principal_point: list[float] = Field(default=[0.5, 0.5], min_length=2, max_length=2, description=(
+    principal_point: _PrincipalPoint = Field(default=[0.5, 0.5], description=(
         "Principal point (u, v) as fractions of the image width and height (WebXR's projection "
         "matrix gives it); the image centre by default."))
-
-    @field_validator("principal_point")
-    @classmethod
-    def _inside_image(cls, value: list[float]) -> list[float]:
-        if not all(0.0 < c < 1.0 for c in value):
-            raise ValueError(f"must be inside the image (each from 0 to 1), got {value}")
-        return value
 
 
 class XrViewerPose(_Strict):
@@ -290,8 +294,8 @@ class XrViewerPose(_Strict):
         "Unit quaternion (x, y, z, w) of the view in local-floor (it looks along its -z, y up)."))
     hfov_deg: float = Field(gt=0, lt=180, description="Horizontal field of view, degrees.")
     aspect: float = Field(gt=0, description="Image width / height.")
-    principal_point: list[float] = Field(
-        default=[0.5, 0.5], min_length=2, max_length=2,
+    principal_point: _PrincipalPoint = Field(
+        default=[0.5, 0.5],
         description="Principal point (u, v) as fractions of the image width and height.")
 
     @field_validator("orientation")
@@ -300,13 +304,6 @@ class XrViewerPose(_Strict):
         norm = sum(q * q for q in value) ** 0.5
         if not abs(norm - 1.0) < 1e-3:
             raise ValueError(f"must be a unit quaternion (x, y, z, w), got norm {norm:.4f}")
-        return value
-
-    @field_validator("principal_point")
-    @classmethod
-    def _inside_image(cls, value: list[float]) -> list[float]:
-        if not all(0.0 < c < 1.0 for c in value):
-            raise ValueError(f"must be inside the image (each from 0 to 1), got {value}")
         return value
 
 

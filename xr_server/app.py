@@ -133,6 +133,7 @@ from xr_server.robot_events import (
     RobotCommandEnvelope,
     RobotCommandRouter,
     SafetyStop,
+    refusal_status,
     register_robot_routes,
 )
 from xr_server.program_events import Program, ProgramControl, register_program_events
@@ -150,8 +151,6 @@ NAMESPACE = "/xr"
 MJPEG_MAX_FPS = 5.0
 WEB_DIR = Path(__file__).resolve().parent / "web"
 _BOUNDARY = "xrcell-frame"
-#: A `SafetyReset` reason with this prefix means the caller's roles were refused (answered 403).
-ROLE_REFUSAL_PREFIX = "role:"
 #: Seconds between two checks of every Socket.IO session's token by the broadcast task.
 SESSION_CHECK_PERIOD_S = 0.25
 _PUBLIC_PATHS = frozenset({"/healthz", "/metrics", "/login", "/api/login", "/api/logout", "/api/openapi.json",
@@ -720,7 +719,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
                     "accepted" if accepted else "refused", reason)
         response = flask.jsonify(accepted=bool(accepted), reason=reason)
         if not accepted:
-            response.status_code = 403 if reason.startswith(ROLE_REFUSAL_PREFIX) else 409
+            response.status_code = refusal_status(reason)
         return response
 
     @app.get("/api/safety/events")
@@ -905,7 +904,7 @@ def create_app(*, twin_source: Callable[[], dict | None], camera_views: CameraVi
             }
         response = flask.jsonify(reply)
         if answer.verdict is Verdict.REJECTED:
-            response.status_code = 403 if answer.reason.startswith("role:") else 409
+            response.status_code = refusal_status(answer.reason)
         return response
 
     # ------------------------------------------------------------------------------------ pages

@@ -345,10 +345,18 @@ class RobotCommandRouter:
         return answer.model_dump()
 
 
+#: A refusal whose reason starts with this was the role rule's (the gate's or the safety monitor's).
+ROLE_REFUSAL_PREFIX = "role:"
+
+
+def refusal_status(reason: str) -> int:
+    """The HTTP status of a refused robot command or fault-stop reset: 403 when the caller's
+    roles were refused (`reason` starts with `ROLE_REFUSAL_PREFIX`), else 409 (another rule)."""
+    return 403 if reason.startswith(ROLE_REFUSAL_PREFIX) else 409
+
+
 def _status(answer: RobotCommandAnswer) -> int:
-    if answer.verdict != "rejected":
-        return 200
-    return 403 if answer.reason.startswith("role:") else 409
+    return 200 if answer.verdict != "rejected" else refusal_status(answer.reason)
 
 
 def register_robot_routes(app: flask.Flask, router: RobotCommandRouter) -> None:

@@ -30,6 +30,7 @@ from content.calibration.model import (
     complete,
     distortion,
     image_size,
+    load_file,
     where,
 )
 from content.errors import CalibrationError
@@ -68,14 +69,8 @@ def read_camera_info(path: str | Path, *,
             distortion model is not plumb_bob or rational_polynomial, or `extrinsics` is None.
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CalibrationError(f"{path}: calibration file not found") from None
-    except OSError as exc:
-        raise CalibrationError(f"{path}: cannot read calibration file: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise CalibrationError(f"{path}: not a camera_info YAML (YAML error: {exc})") from None
+    data = load_file(path, lambda p: yaml.safe_load(p.read_text(encoding="utf-8")), yaml.YAMLError,
+                     "camera_info YAML", "YAML")
     if not isinstance(data, dict):
         raise CalibrationError(f"{path}: not a camera_info YAML: expected a mapping, got {type(data).__name__}")
     name = data.get("camera_name") or path.name.removesuffix(".yaml").removesuffix(".yml")

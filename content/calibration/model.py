@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 
 from content.errors import CalibrationError
+
+T = TypeVar("T")
 
 #: Lengths of an OpenCV distortion vector (k1, k2, p1, p2[, k3[, k4, k5, k6[, s1..s4[, tx, ty]]]]).
 DISTORTION_LENGTHS = (4, 5, 8, 12, 14)
@@ -102,6 +105,31 @@ def pose_from_extrinsics(R: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 # -- checks shared by the readers; `where` is "<file>: camera '<name>'" -----------------------------
+
+def load_file(path: Path, load: Callable[[Path], T], syntax_error: type[Exception], what: str,
+              syntax: str) -> T:
+    """`load(path)`, every failure of it a `CalibrationError` that names the file.
+
+    Args:
+        path: the calibration file.
+        load: reads and parses it.
+        syntax_error: what `load` raises on a malformed file (e.g. `yaml.YAMLError`).
+        what: the format, as in "not a `what`" (e.g. "Pose2Sim calibration").
+        syntax: the file syntax, as in "(`syntax` error: ...)" (e.g. "TOML").
+
+    Raises:
+        CalibrationError: ``calibration file not found``, ``cannot read calibration file: <reason>``
+            or ``not a <what> (<syntax> error: <parser message>)``.
+    """
+    try:
+        return load(path)
+    except FileNotFoundError:
+        raise CalibrationError(f"{path}: calibration file not found") from None
+    except OSError as exc:
+        raise CalibrationError(f"{path}: cannot read calibration file: {exc.strerror}") from None
+    except syntax_error as exc:
+        raise CalibrationError(f"{path}: not a {what} ({syntax} error: {exc})") from None
+
 
 def where(path: Path, camera: str) -> str:
     return f"{path}: camera {camera!r}"

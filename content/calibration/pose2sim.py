@@ -30,6 +30,7 @@ from content.calibration.model import (
     complete,
     distortion,
     image_size,
+    load_file,
     rodrigues,
     where,
 )
@@ -57,15 +58,8 @@ def read_pose2sim_toml(path: str | Path, *,
             names the file, the camera and the field.
     """
     path = Path(path)
-    try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise CalibrationError(f"{path}: calibration file not found") from None
-    except OSError as exc:
-        raise CalibrationError(f"{path}: cannot read calibration file: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CalibrationError(f"{path}: not a Pose2Sim calibration (TOML error: {exc})") from None
+    data = load_file(path, lambda p: tomllib.loads(p.read_bytes().decode()),
+                     tomllib.TOMLDecodeError, "Pose2Sim calibration", "TOML")
     tables = [(k, v) for k, v in data.items() if isinstance(v, dict) and k not in POSE2SIM_NON_CAMERA_TABLES]
     if not tables:
         raise CalibrationError(f"{path}: no camera table (a [name] table with size, matrix, distortions, ...)")

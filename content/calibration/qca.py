@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from content.calibration.model import CameraCalibration
+from content.calibration.model import CameraCalibration, load_file
 from content.errors import CalibrationError
 
 #: Qualisys stores intrinsics in sub-pixel units: 64 units per pixel.
@@ -66,14 +66,8 @@ def read_qca(path: str | Path) -> dict[str, CameraCalibration]:
             attribute.
     """
     path = Path(path)
-    try:
-        root = ET.parse(path).getroot()
-    except FileNotFoundError:
-        raise CalibrationError(f"{path}: calibration file not found") from None
-    except OSError as exc:
-        raise CalibrationError(f"{path}: cannot read calibration file: {exc}") from None
-    except ET.ParseError as exc:
-        raise CalibrationError(f"{path}: not a Qualisys calibration (XML error: {exc})") from None
+    root = load_file(path, lambda p: ET.parse(p).getroot(), ET.ParseError, "Qualisys calibration",
+                     "XML")
     cameras = root.findall("cameras/camera")
     if not cameras:
         raise CalibrationError(f"{path}: no <cameras>/<camera> element")

@@ -16,25 +16,15 @@ import threading
 import time
 from pathlib import Path
 
-import argon2
 import cv2
 import numpy as np
 import pytest
 
-from content.cell import Pose
-from content.storage import UserStore
-from content.twin_asset import TwinAssetCache
-from robot_bridge.sim.panda import panda_urdf_path
-from xr_server.app import create_app, node_modules_dir
-from xr_server.serving import serve_in_thread
+from tests.e2e.harness import chromium, require_chromium, start_e2e_server, wait_until
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--use-gl=swiftshader",
-                 "--enable-unsafe-swiftshader"]
 MODE_LABELS = {"full_speed": "FULL SPEED", "reduced_speed": "REDUCED SPEED",
                "protective_stop": "PROTECTIVE STOP", "fault_stop": "FAULT STOP"}
 
@@ -187,31 +177,19 @@ class ScriptedCell:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if not (node_modules_dir() / "three" / "build" / "three.module.js").is_file():
-        pytest.fail(f"npm packages missing in {node_modules_dir()}: run `make test` (it runs `npm ci`)")
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} missing: run `make test` (it installs Debian's chromium)")
-    store = UserStore(f"sqlite:///{tmp_path_factory.mktemp('db') / 'users.sqlite'}",
-                      hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    store.add("ana", "s3cret-pw", ["operator"])
+    require_chromium()
     cell = ScriptedCell()
-    twins = TwinAssetCache()  # the static twin: the real Panda URDF and meshes, base at the origin
-    app, socketio = create_app(twin_source=cell.twin_state, camera_views=cell, user_store=store,
-                               secret_key="e2e-secret-0123456789abcdef", cell_name="e2e",
-                               twin_asset=lambda: twins.get(panda_urdf_path(), Pose(), []))
-    base = serve_in_thread(app, socketio, name="xr-server-e2e")
-    yield base
-    app.xrcell_stop()
+    server = start_e2e_server(tmp_path_factory.mktemp("db"), {"ana": ["operator"]},
+                              name="xr-server-e2e", password="s3cret-pw",
+                              twin_source=cell.twin_state, camera_views=cell, cell_name="e2e")
+    yield server.base
+    server.stop()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
@@ -232,16 +210,6 @@ def sign_in(page, base: str, path: str = "/") -> None:
     page.fill("#password", "s3cret-pw")
     page.click("#login-button")
     page.wait_for_url(f"{base}{path}")
-
-
-def wait_until(page, expression: str, timeout_s: float) -> None:
-    """Poll `expression` with page.evaluate (page.wait_for_function needs eval, which the pages'
-    Content-Security-Policy forbids, as it should)."""
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for: {expression}")
-        page.wait_for_timeout(100)
 
 
 def canvas_png(page, selector: str) -> np.ndarray:

@@ -5,27 +5,22 @@ gate's answer shows on the page, and a worker sees the gate's refusal."""
 
 from __future__ import annotations
 
-import argon2
 import numpy as np
 import pytest
 
 from content.cell import Pose, Robot
-from content.storage import UserStore
-from content.twin_asset import TwinAssetCache
 from robot_bridge.sim import (
     PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
     PANDA_JOINT_VELOCITY_LIMITS_RADPS,
     PandaLinkKinematics,
-    PyBulletPandaBackend,
 )
-from robot_bridge.sim.panda import PANDA_HOME_POSITION, panda_urdf_path
+from robot_bridge.sim.panda import PANDA_HOME_POSITION
 from safety.decision import SafetyMode, SafetyState
-from safety.gate import CommandGate
-from tests.e2e.test_dashboard import browser, page, sign_in, wait_until  # noqa: F401 - fixtures
+from tests.e2e.harness import start_e2e_server, wait_until
+from tests.e2e.test_dashboard import browser, page, sign_in  # noqa: F401 - fixtures
 from tests.xr_server.doubles import FakeCameraViews
-from xr_server.app import create_app
+from tests.xr_server.sim_panda import panda_gate, started_panda
 from xr_server.robot_goto import GotoPlanner
-from xr_server.serving import serve_in_thread
 from xr_server.twin import build_twin_state
 
 pytestmark = pytest.mark.e2e
@@ -37,34 +32,23 @@ SAFE = SafetyState(0, SafetyMode.FULL_SPEED, 1.0, None, None, None, "e2e")
 
 @pytest.fixture(scope="module")
 def cell(tmp_path_factory):
-    store = UserStore(f"sqlite:///{tmp_path_factory.mktemp('db') / 'users.sqlite'}",
-                      hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    store.add("ana", "s3cret-pw", ["operator"])
-    store.add("wim", "s3cret-pw", ["worker"])
     # the sim's own watchdog is not under test here: 2 s instead of 0.5 s rides out the stalls of
     # its thread on a loaded 2-core machine (a stall latches a FAULT that refuses every goal)
-    backend = PyBulletPandaBackend(ROBOT, None, state_timeout_s=2.0)
-    backend.start()
-    backend.set_speed_scale(1.0, 1)
-    backend.reset()
+    backend = started_panda(ROBOT, state_timeout_s=2.0)
     kin = PandaLinkKinematics(ROBOT)
-    gate = CommandGate(backend, lambda: SAFE,
-                       np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS), kinematics=kin,
-                       joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2))
-    twins = TwinAssetCache()            # the pages load the static twin; without it they log a 503
+    gate = panda_gate(backend, lambda: SAFE, kin)
     goto = GotoPlanner(ROBOT.named_poses, backend.joint_names, PANDA_JOINT_VELOCITY_LIMITS_RADPS,
                        PANDA_JOINT_ACCELERATION_LIMITS_RADPS2, backend.latest_state, kin)
 
     def twin():  # the twin of the real robot, with the gate's path while it is executed
         return build_twin_state("e2e", backend.latest_state(), SAFE, None, gate.planned_path())
 
-    app, socketio = create_app(twin_source=twin, camera_views=FakeCameraViews(),
-                               user_store=store, secret_key="e2e-secret-0123456789abcdef", cell_name="e2e",
-                               robot_commands=gate, robot_goto=goto,
-                               twin_asset=lambda: twins.get(panda_urdf_path(), Pose(), []))
-    base = serve_in_thread(app, socketio, name="xr-server-e2e-goto")
-    yield base, backend
-    app.xrcell_stop()
+    accounts = {"ana": ["operator"], "wim": ["worker"]}
+    server = start_e2e_server(tmp_path_factory.mktemp("db"), accounts, name="xr-server-e2e-goto", password="s3cret-pw", twin_source=twin,
+                              camera_views=FakeCameraViews(), cell_name="e2e", robot_commands=gate,
+                              robot_goto=goto)
+    yield server.base, backend
+    server.stop()
     backend.shutdown()
     kin.close()
 

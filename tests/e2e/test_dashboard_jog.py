@@ -6,26 +6,16 @@ from __future__ import annotations
 
 import time
 
-import argon2
 import numpy as np
 import pytest
 
 from content.cell import Pose, Robot
-from content.storage import UserStore
-from content.twin_asset import TwinAssetCache
-from robot_bridge.sim import (
-    PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
-    PANDA_JOINT_VELOCITY_LIMITS_RADPS,
-    PandaLinkKinematics,
-    PyBulletPandaBackend,
-)
-from robot_bridge.sim.panda import panda_urdf_path
+from robot_bridge.sim import PandaLinkKinematics
 from safety.decision import SafetyMode, SafetyState
-from safety.gate import CommandGate
-from tests.e2e.test_dashboard import browser, page, sign_in, wait_until  # noqa: F401 - fixtures
+from tests.e2e.harness import start_e2e_server, wait_until
+from tests.e2e.test_dashboard import browser, page, sign_in  # noqa: F401 - fixtures
 from tests.xr_server.doubles import TWIN, FakeCameraViews
-from xr_server.app import create_app
-from xr_server.serving import serve_in_thread
+from tests.xr_server.sim_panda import panda_gate, started_panda
 
 pytestmark = pytest.mark.e2e
 ROBOT = Robot(base=Pose(position=(0.0, 0.0, 0.0)))
@@ -33,31 +23,22 @@ ROBOT = Robot(base=Pose(position=(0.0, 0.0, 0.0)))
 
 @pytest.fixture(scope="module")
 def cell(tmp_path_factory):
-    store = UserStore(f"sqlite:///{tmp_path_factory.mktemp('db') / 'users.sqlite'}",
-                      hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    store.add("ana", "s3cret-pw", ["operator"])
-    backend = PyBulletPandaBackend(ROBOT, None)
-    backend.start()
-    backend.set_speed_scale(1.0, 1)
-    backend.reset()
+    backend = started_panda(ROBOT)
     kin = PandaLinkKinematics(ROBOT)
-    gate = CommandGate(backend, lambda: SafetyState(0, SafetyMode.FULL_SPEED, 1.0, None, None, None, "e2e"),
-                       np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS), kinematics=kin,
-                       joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2))
+    full_speed = SafetyState(0, SafetyMode.FULL_SPEED, 1.0, None, None, None, "e2e")
+    gate = panda_gate(backend, lambda: full_speed, kin)
     stops: list[tuple[str, str]] = []
 
     def request_stop(actor, roles, reason):
         stops.append((actor, reason))
         return True, "protective stop requested"
 
-    twins = TwinAssetCache()            # the pages load the static twin; without it they log a 503
-    app, socketio = create_app(twin_source=lambda: {**TWIN, "cell": "e2e"}, camera_views=FakeCameraViews(),
-                               user_store=store, secret_key="e2e-secret-0123456789abcdef", cell_name="e2e",
-                               robot_commands=gate, safety_stop=request_stop,
-                               twin_asset=lambda: twins.get(panda_urdf_path(), Pose(), []))
-    base = serve_in_thread(app, socketio, name="xr-server-e2e-jog")
-    yield base, backend, stops
-    app.xrcell_stop()
+    server = start_e2e_server(tmp_path_factory.mktemp("db"), {"ana": ["operator"]},
+                              name="xr-server-e2e-jog", password="s3cret-pw", twin_source=lambda: {**TWIN, "cell": "e2e"},
+                              camera_views=FakeCameraViews(), cell_name="e2e", robot_commands=gate,
+                              safety_stop=request_stop)
+    yield server.base, backend, stops
+    server.stop()
     backend.shutdown()
     kin.close()
 

@@ -11,21 +11,14 @@ import json
 import math
 from pathlib import Path
 
-import argon2
 import cv2
 import numpy as np
 import pytest
 
-from content.cell import Pose
-from content.storage import AnnotationStore, UserStore
-from content.twin_asset import TwinAssetCache
-from robot_bridge.sim.panda import panda_urdf_path
-from tests.e2e.test_hmi_xr import FAKE_XR, TWIN, open_page_in, wait_until
-from tests.e2e.test_remote_expert import CHROMIUM
+from tests.e2e.harness import chromium, require_chromium, start_e2e_server, wait_until
+from tests.e2e.test_hmi_xr import FAKE_XR, TWIN, open_page_in
 from tests.xr_server.doubles import FakeCameraViews
 from tests.xr_server.marker_rig import CAMERA_POSITION, CAMERA_ROTATION, MARKER, ORIGIN_XR, YAW_RAD, render, view_pose_xr
-from xr_server.app import create_app, node_modules_dir
-from xr_server.serving import serve_in_thread
 
 pytestmark = pytest.mark.e2e
 
@@ -49,40 +42,21 @@ def write_marker_y4m(target: Path, frames: int = 30) -> Path:
 
 @pytest.fixture(scope="module")
 def marker_browser(tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} missing: run `make test` (it installs Debian's chromium)")
+    require_chromium()
     clip = write_marker_y4m(tmp_path_factory.mktemp("camera") / "marker.y4m")
-    args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--use-gl=swiftshader",
-            "--enable-unsafe-swiftshader", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={clip}"]
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+    with chromium(fake_camera=clip) as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
 def marker_server(tmp_path_factory):
-    if not (node_modules_dir() / "three" / "build" / "three.module.js").is_file():
-        pytest.fail(f"npm packages missing in {node_modules_dir()}: run `make test` (it runs `npm ci`)")
-    from tests.e2e.test_remote_expert import PASSWORD
-
-    db = f"sqlite:///{tmp_path_factory.mktemp('db') / 'xrcell.sqlite'}"
-    store = UserStore(db, hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    store.add("wendy", PASSWORD, ["worker"])
     audited: list[tuple] = []
-    twins = TwinAssetCache()
-    app, socketio = create_app(twin_source=lambda: TWIN, camera_views=FakeCameraViews(), user_store=store,
-                               secret_key="e2e-secret-0123456789abcdef", cell_name="lab",
-                               annotation_store=AnnotationStore(db), markers=[MARKER],
-                               audit=lambda *record: audited.append(record),
-                               twin_asset=lambda: twins.get(panda_urdf_path(), Pose(), []))
-    base = serve_in_thread(app, socketio, name="xr-server-e2e-marker")
-    yield base, audited
-    app.xrcell_stop()
+    server = start_e2e_server(tmp_path_factory.mktemp("db"), {"wendy": ["worker"]},
+                              name="xr-server-e2e-marker", annotations=True, twin_source=lambda: TWIN,
+                              camera_views=FakeCameraViews(), cell_name="lab", markers=[MARKER],
+                              audit=lambda *record: audited.append(record))
+    yield server.base, audited
+    server.stop()
 
 
 def test_align_with_marker_applies_the_servers_alignment_and_shows_its_residual(marker_browser, marker_server):

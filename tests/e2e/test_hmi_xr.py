@@ -14,22 +14,16 @@ import json
 import math
 import threading
 
-import argon2
 import cv2
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from content.cell import Pose
-from content.storage import AnnotationStore, UserStore
-from content.twin_asset import TwinAssetCache
-from robot_bridge.sim.panda import panda_urdf_path
-from tests.e2e.test_remote_expert import PASSWORD, browser, open_page, wait_until  # noqa: F401 - fixture
+from tests.e2e.harness import PASSWORD, signed_in_page, start_e2e_server, wait_until
+from tests.e2e.test_remote_expert import browser, open_page  # noqa: F401 - fixture
 from tests.xr_server.doubles import FakeCameraViews
 from tests.xr_server.live import XrClient
-from xr_server.app import create_app, node_modules_dir
 from xr_server.overlay import BANNER
-from xr_server.serving import serve_in_thread
 
 pytestmark = pytest.mark.e2e
 
@@ -43,20 +37,11 @@ TWIN = {"v": 1, "t": 0.0, "cell": "lab", "people": [], "cameras": [],
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if not (node_modules_dir() / "three" / "build" / "three.module.js").is_file():
-        pytest.fail(f"npm packages missing in {node_modules_dir()}: run `make test` (it runs `npm ci`)")
-    db = f"sqlite:///{tmp_path_factory.mktemp('db') / 'xrcell.sqlite'}"
-    store = UserStore(db, hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    store.add("wendy", PASSWORD, ["worker"])
-    store.add("eve", PASSWORD, ["expert"])
-    twins = TwinAssetCache()
-    app, socketio = create_app(twin_source=lambda: TWIN, camera_views=FakeCameraViews(), user_store=store,
-                               secret_key="e2e-secret-0123456789abcdef", cell_name="lab",
-                               annotation_store=AnnotationStore(db),
-                               twin_asset=lambda: twins.get(panda_urdf_path(), Pose(), []))
-    base = serve_in_thread(app, socketio, name="xr-server-e2e-hmi")
-    yield base
-    app.xrcell_stop()
+    accounts = {"wendy": ["worker"], "eve": ["expert"]}
+    server = start_e2e_server(tmp_path_factory.mktemp("db"), accounts, name="xr-server-e2e-hmi", annotations=True, twin_source=lambda: TWIN,
+                              camera_views=FakeCameraViews(), cell_name="lab")
+    yield server.base
+    server.stop()
 
 
 @pytest.fixture
@@ -335,18 +320,8 @@ def test_in_ar_without_a_dom_overlay_the_safety_banner_is_in_the_scene(browser, 
 
 
 def open_page_in(context, base: str, path: str):
-    """`open_page` of test_remote_expert in a given context (with its init scripts)."""
-    page = context.new_page()
-    page.problems = []
-    page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: page.problems.append(str(e)))
-    page.on("response", lambda r: page.problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    page.goto(f"{base}{path}")
-    page.fill("#username", "wendy")
-    page.fill("#password", PASSWORD)
-    page.click("#login-button")
-    page.wait_for_url(f"{base}{path}")
-    return page
+    """`open_page` of test_remote_expert in a given context (with its init scripts), as wendy."""
+    return signed_in_page(context, base, path, "wendy")
 
 
 #: The <video> of the composited view, read back at its size (BGR rows).

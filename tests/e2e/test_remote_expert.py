@@ -6,30 +6,22 @@ page drawn on the worker's."""
 from __future__ import annotations
 
 import math
-
 import time
 from pathlib import Path
 
-import argon2
 import cv2
 import numpy as np
 import pytest
 
-from content.cell import Pose
-from content.storage import AnnotationStore, UserStore
-from content.twin_asset import TwinAssetCache
-from robot_bridge.sim.panda import panda_urdf_path
+from tests.e2e.harness import (chromium, require_chromium, signed_in_page, start_e2e_server,
+                               wait_until)
 from tests.e2e.test_dashboard import ScriptedCell
-from xr_server.app import create_app, node_modules_dir
 from xr_server.recording import Recordings
-from xr_server.serving import serve_in_thread
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 CLIP = REPO / "data" / "pose2sim" / "Demo_SinglePerson" / "videos" / "cam01.mp4"
-CHROMIUM = "/usr/bin/chromium"
-PASSWORD = "e2e-pw-0123456789"
 #: Three seconds of the clip; Chromium loops the file.
 CLIP_FRAMES = 90
 
@@ -56,66 +48,29 @@ def write_y4m(source: Path, target: Path, frames: int, width: int = 640, height:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if not (node_modules_dir() / "three" / "build" / "three.module.js").is_file():
-        pytest.fail(f"npm packages missing in {node_modules_dir()}: run `make test` (it runs `npm ci`)")
-    db = f"sqlite:///{tmp_path_factory.mktemp('db') / 'xrcell.sqlite'}"
-    store = UserStore(db, hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    store.add("wendy", PASSWORD, ["worker"])
-    store.add("eve", PASSWORD, ["expert"])
-    annotations = AnnotationStore(db)
     cell = ScriptedCell()  # the dashboard test's moving arm and walking worker
     recordings = Recordings(tmp_path_factory.mktemp("recordings"), cell.twin_state)
-    twins = TwinAssetCache()
-    app, socketio = create_app(twin_source=cell.twin_state, camera_views=cell, user_store=store,
-                               secret_key="e2e-secret-0123456789abcdef", cell_name="e2e",
-                               annotation_store=annotations, recordings=recordings,
-                               twin_asset=lambda: twins.get(panda_urdf_path(), Pose(), []))
-    base = serve_in_thread(app, socketio, name="xr-server-e2e-expert")
-    yield base, annotations
-    app.xrcell_stop()
+    accounts = {"wendy": ["worker"], "eve": ["expert"]}
+    server = start_e2e_server(tmp_path_factory.mktemp("db"), accounts, name="xr-server-e2e-expert",
+                              annotations=True, twin_source=cell.twin_state, camera_views=cell,
+                              cell_name="e2e", recordings=recordings)
+    yield server.base, server.annotations
+    server.stop()
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} missing: run `make test` (it installs Debian's chromium)")
+    require_chromium()
     if not CLIP.is_file():
         pytest.fail(f"{CLIP} missing: the Pose2Sim sample data is set up by `make`")
     clip = write_y4m(CLIP, tmp_path_factory.mktemp("camera") / "worker.y4m", CLIP_FRAMES)
-    args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--use-gl=swiftshader",
-            "--enable-unsafe-swiftshader", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={clip}"]
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+    with chromium(fake_camera=clip) as b:
         yield b
-        b.close()
 
 
 def open_page(browser, base: str, user: str, path: str):
     context = browser.new_context(viewport={"width": 1200, "height": 700})  # two software-rendered twins
-    page = context.new_page()
-    page.problems = []
-    page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: page.problems.append(str(e)))
-    page.on("response", lambda r: page.problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    page.goto(f"{base}{path}")
-    page.fill("#username", user)
-    page.fill("#password", PASSWORD)
-    page.click("#login-button")
-    page.wait_for_url(f"{base}{path}")
-    return page
-
-
-def wait_until(page, expression: str, timeout_s: float):
-    deadline = time.monotonic() + timeout_s
-    while not (value := page.evaluate(expression)):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for: {expression}")
-        page.wait_for_timeout(100)
-    return value
+    return signed_in_page(context, base, path, user)
 
 
 #: The expert's <video> drawn into a canvas and read back: mean brightness and a 160x120 grey copy.

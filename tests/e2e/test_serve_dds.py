@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from robot_bridge.dds import LOOPBACK_CONFIG, QOS_PROFILE_SENSOR_DATA, RosDdsNode, msgs
+from tests import polling
 from tests.robot_bridge.dds.peer_client import Peer, next_domain
 from xr_server.serving import free_port
 
@@ -49,14 +50,8 @@ def _cell(tmp_path: Path) -> Path:
     return path
 
 
-def wait_for(predicate, what: str, deadline_s: float = 30.0):
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_for(predicate, what: str):
+    return polling.wait_for(predicate, what, timeout_s=30.0, interval_s=0.1)
 
 
 def _cli(

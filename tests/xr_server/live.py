@@ -48,19 +48,25 @@ def start_live_server(store, annotations: AnnotationStore, cell: str = "lab", tw
     return LiveServer(base, app, store, annotations)
 
 
-def start_live_server_with_accounts(directory, cell: str = "lab", twin_source=lambda: TWIN,
-                                    **sources) -> LiveServer:
-    """`start_live_server` on a store in `directory`/xrcell.sqlite holding the `USERS` accounts
-    (password `PASSWORD`; argon2 at its cheapest, this is a test)."""
+def accounts_store(db: str, users: dict[str, list[str]] | None = None):
+    """A `UserStore` at `db` (an SQLAlchemy URL) holding `users` (username -> roles; the `USERS`
+    accounts by default), each with password `PASSWORD`; argon2 at its cheapest, this is a test."""
     import argon2
 
     from content.storage import UserStore
 
-    db = f"sqlite:///{directory / 'xrcell.sqlite'}"
     store = UserStore(db, hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    for name, roles in USERS.items():
+    for name, roles in (USERS if users is None else users).items():
         store.add(name, PASSWORD, roles)
-    return start_live_server(store, AnnotationStore(db), cell, twin_source, **sources)
+    return store
+
+
+def start_live_server_with_accounts(directory, cell: str = "lab", twin_source=lambda: TWIN,
+                                    **sources) -> LiveServer:
+    """`start_live_server` on a store in `directory`/xrcell.sqlite holding the `USERS` accounts
+    (`accounts_store`), annotations in the same database."""
+    db = f"sqlite:///{directory / 'xrcell.sqlite'}"
+    return start_live_server(accounts_store(db), AnnotationStore(db), cell, twin_source, **sources)
 
 
 @dataclass

@@ -10,12 +10,13 @@ import threading
 import cv2
 import numpy as np
 import pytest
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, VideoStreamTrack
 from aiortc.contrib.media import MediaRelay
 from av import VideoFrame
 from scipy.spatial.transform import Rotation
 
 from tests.xr_server.live import start_live_server_with_accounts
+from tests.xr_server.rtc_peers import negotiate, remote_track
 from xr_server.composited_view import CompositedTrack
 from xr_server.frame_stamp import read_stamp, write_stamp
 from xr_server.overlay import BANNER, OverlayInputs
@@ -39,19 +40,6 @@ def live(tmp_path_factory):
     server = start_live_server_with_accounts(tmp_path_factory.mktemp("composited"), twin_source=lambda: TWIN)
     yield server
     server.app.xrcell_stop()
-
-
-@pytest.fixture
-def clients(live):
-    opened = []
-
-    def open_client(username):
-        client = live.client(username)
-        opened.append(client)
-        return client
-    yield open_client
-    for client in opened:  # Werkzeug never sends the close frame a client waits 3 s for
-        threading.Thread(target=client.close, daemon=True).start()
 
 
 class GreyCamera(VideoStreamTrack):
@@ -90,14 +78,9 @@ def test_the_worker_gets_its_camera_back_with_the_twin_where_cv2_projects_it(cli
 
     async def scenario():
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        remote = asyncio.get_running_loop().create_future()
-        pc.on("track", lambda t: remote.set_result(t) if t.kind == "video" and not remote.done() else None)
+        remote = remote_track(pc, "video")
         pc.addTransceiver(GreyCamera(), direction="sendrecv")
-        await pc.setLocalDescription(await pc.createOffer())
-        answer = await asyncio.to_thread(wendy.call, "rtc_offer", {
-            "session": session, "type": "offer", "sdp": pc.localDescription.sdp, "composited": True})
-        assert "error" not in answer, answer
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+        await negotiate(wendy, pc, session, composited=True)
         track = await asyncio.wait_for(remote, 10)
         frames = [await asyncio.wait_for(track.recv(), 10) for _ in range(20)]
         await pc.close()

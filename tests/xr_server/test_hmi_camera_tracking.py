@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc import RTCConfiguration, RTCPeerConnection, VideoStreamTrack
 from av import VideoFrame
 
 from content.calibration import read_qca
@@ -35,6 +35,7 @@ from safety.perception.tracker import BODY_POINTS
 from safety.perception.triangulation import project_points, triangulate
 from tests.safety.fakes import FakeBackend, robot_state
 from tests.xr_server.live import PASSWORD, USERS, start_live_server
+from tests.xr_server.rtc_peers import negotiate
 from xr_server.hmi_cameras import HmiCameras
 
 CLIP = Path(__file__).resolve().parents[2] / "data" / "pose2sim" / "Demo_SinglePerson"
@@ -216,11 +217,7 @@ def run(tmp_path_factory):
     async def scenario() -> None:
         worker = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         worker.addTrack(glasses_track)
-        await worker.setLocalDescription(await worker.createOffer())
-        answer = await asyncio.to_thread(wendy.call, "rtc_offer", {
-            "session": session, "type": "offer", "sdp": worker.localDescription.sdp})
-        assert "error" not in answer, answer
-        await worker.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+        await negotiate(wendy, worker, session)
         # 1. video, no pose yet: every frame is rejected
         deadline = time.monotonic() + 20
         while hmi.status()[0].frames_received < 20 and time.monotonic() < deadline:

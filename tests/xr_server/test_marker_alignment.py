@@ -16,7 +16,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc import RTCConfiguration, RTCPeerConnection, VideoStreamTrack
 from av import VideoFrame
 from scipy.spatial.transform import Rotation
 
@@ -24,6 +24,7 @@ from safety.perception.hmi import HmiPose, calibration_from_pose
 from tests.xr_server.live import start_live_server_with_accounts
 from tests.xr_server.marker_rig import (CAMERA_POSITION, CAMERA_ROTATION, MARKER, ORIGIN_XR, YAW_RAD,
                                         camera_looking_at, render, view_pose_xr)
+from tests.xr_server.rtc_peers import negotiate
 from xr_server.marker_alignment import (MarkerAligner, MarkerAlignmentError, combine, detect_markers,
                                         frame_estimate)
 
@@ -137,11 +138,7 @@ def live(tmp_path_factory):
     async def connect() -> RTCPeerConnection:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         pc.addTrack(track)
-        await pc.setLocalDescription(await pc.createOffer())
-        answer = await asyncio.to_thread(wendy.call, "rtc_offer", {
-            "session": session, "type": "offer", "sdp": pc.localDescription.sdp})
-        assert "error" not in answer, answer
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+        await negotiate(wendy, pc, session)
         return pc
 
     pc = asyncio.run_coroutine_threadsafe(connect(), loop).result(30)

@@ -15,7 +15,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 
 from tests.xr_server.live import start_live_server_with_accounts
 from tests.xr_server.test_rtc_audio import ToneTrack, dominant_hz
-from tests.xr_server.test_rtc_relay import CLIP, ClipTrack, negotiate, until
+from tests.xr_server.rtc_peers import CLIP, ClipTrack, negotiate, until
 from xr_server.errors import SessionError
 from xr_server.recording import DeletedRecording, Recordings, RetentionPolicy
 

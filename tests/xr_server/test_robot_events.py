@@ -9,24 +9,14 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 import requests
 
 from content.cell import Pose, Robot
-from content.storage import AnnotationStore
-from robot_bridge.sim import (
-    PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
-    PANDA_JOINT_VELOCITY_LIMITS_RADPS,
-    PandaLinkKinematics,
-    PyBulletPandaBackend,
-)
+from robot_bridge.sim import PandaLinkKinematics
 from safety.decision import SafetyMode, SafetyState
-from safety.gate import CommandGate
-from tests.xr_server.doubles import SECRET, TWIN, FakeCameraViews
-from tests.xr_server.live import PASSWORD, USERS, LiveServer, XrClient
-from xr_server.app import create_app
-from xr_server.serving import serve_in_thread
+from tests.xr_server.live import start_live_server_with_accounts
+from tests.xr_server.sim_panda import panda_gate, started_panda
 
 ROBOT = Robot(base=Pose(position=(0.0, 0.0, 0.0)))
 JOG = {"kind": "jog_cartesian", "frame_id": "cell", "linear_mps": [0.05, 0.0, 0.0],
@@ -52,33 +42,16 @@ class MonitorSeam:
 
 @pytest.fixture(scope="module")
 def cell(tmp_path_factory):
-    import argon2
-
-    from content.storage import UserStore
-
-    tmp = tmp_path_factory.mktemp("robot-events")
-    store = UserStore(f"sqlite:///{tmp / 'users.sqlite'}",
-                      hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    for name, roles in USERS.items():
-        store.add(name, PASSWORD, roles)
-    backend = PyBulletPandaBackend(ROBOT, None)
-    backend.start()
-    backend.set_speed_scale(1.0, 1)
-    backend.reset()
+    backend = started_panda(ROBOT)
     kin = PandaLinkKinematics(ROBOT)
     mode = {"m": SafetyMode.FULL_SPEED}
-    gate = CommandGate(backend, lambda: SafetyState(0, mode["m"], 1.0, None, None, None, "test"),
-                       np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS), kinematics=kin,
-                       joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2))
+    gate = panda_gate(backend, lambda: SafetyState(0, mode["m"], 1.0, None, None, None, "test"), kin)
     seam = MonitorSeam()
-    annotations = AnnotationStore(f"sqlite:///{tmp / 'annotations.sqlite'}")
-    app, sio = create_app(twin_source=lambda: TWIN, camera_views=FakeCameraViews(), user_store=store,
-                          secret_key=SECRET, cell_name="lab", twin_rate_hz=5.0, robot_commands=gate,
-                          safety_stop=seam.request_stop, safety_reset=seam.reset)
-    base = serve_in_thread(app, sio, name="xr-server-robot")
-    server = LiveServer(base, app, store, annotations)
+    server = start_live_server_with_accounts(tmp_path_factory.mktemp("robot-events"),
+                                             robot_commands=gate, safety_stop=seam.request_stop,
+                                             safety_reset=seam.reset)
     yield server, backend, seam, mode
-    app.xrcell_stop()
+    server.app.xrcell_stop()
     backend.shutdown()
     kin.close()
 

@@ -13,23 +13,20 @@ import pytest
 import requests
 
 from content.cell import Pose, Robot, Zone, ZoneBox
-from content.storage import AnnotationStore
 from robot_bridge.sim import (
     PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
     PANDA_JOINT_VELOCITY_LIMITS_RADPS,
     PandaLinkKinematics,
-    PyBulletPandaBackend,
 )
 from robot_bridge.sim.panda import ARM_JOINT_NAMES, PANDA_HOME_POSITION
-from safety.decision import SafetyMode, SafetyState
 from safety.audit import AuditLog
-from safety.gate import CommandGate
+from safety.decision import SafetyMode, SafetyState
 from safety.zones import CellZones
 from tests.xr_server.doubles import SECRET, TWIN, FakeCameraViews
-from tests.xr_server.live import PASSWORD, USERS, LiveServer
+from tests.xr_server.live import USERS, start_live_server_with_accounts
+from tests.xr_server.sim_panda import panda_gate, started_panda
 from xr_server.app import create_app
 from xr_server.robot_goto import GotoPlanner
-from xr_server.serving import serve_in_thread
 
 HANDOVER = (0.0, 0.1, 0.0, -1.3, 0.0, 1.4, 0.7854)
 #: Turned round (joint 1 at 2.6 rad) towards the cabinet behind and left of the robot.
@@ -42,36 +39,19 @@ ZONES = [Zone(name="cabinet", kind="robot_keep_out",
 
 @pytest.fixture(scope="module")
 def cell(tmp_path_factory):
-    import argon2
-
-    from content.storage import UserStore
-
     tmp = tmp_path_factory.mktemp("robot-goto")
-    store = UserStore(f"sqlite:///{tmp / 'users.sqlite'}",
-                      hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    for name, roles in USERS.items():
-        store.add(name, PASSWORD, roles)
-    backend = PyBulletPandaBackend(ROBOT, None)
-    backend.start()
-    backend.set_speed_scale(1.0, 1)
-    backend.reset()
+    backend = started_panda(ROBOT)
     gate_kin, goto_kin = PandaLinkKinematics(ROBOT), PandaLinkKinematics(ROBOT)
-    gate = CommandGate(backend, lambda: SafetyState(0, SafetyMode.FULL_SPEED, 1.0, None, None, None, "test"),
-                       np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS), zones=CellZones(ZONES),
-                       kinematics=gate_kin,
-                       joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2))
+    full_speed = SafetyState(0, SafetyMode.FULL_SPEED, 1.0, None, None, None, "test")
+    gate = panda_gate(backend, lambda: full_speed, gate_kin, zones=CellZones(ZONES))
     goto = GotoPlanner(ROBOT.named_poses, backend.joint_names, PANDA_JOINT_VELOCITY_LIMITS_RADPS,
                        PANDA_JOINT_ACCELERATION_LIMITS_RADPS2, backend.latest_state, goto_kin)
-    annotations = AnnotationStore(f"sqlite:///{tmp / 'annotations.sqlite'}")
     audit = AuditLog(f"sqlite:///{tmp / 'audit.sqlite'}")
-    app, sio = create_app(twin_source=lambda: TWIN, camera_views=FakeCameraViews(), user_store=store,
-                          secret_key=SECRET, cell_name="lab", twin_rate_hz=5.0, robot_commands=gate,
-                          robot_goto=goto, audit=audit.append)
-    base = serve_in_thread(app, sio, name="xr-server-goto")
-    server = LiveServer(base, app, store, annotations)
+    server = start_live_server_with_accounts(tmp, robot_commands=gate, robot_goto=goto,
+                                             audit=audit.append)
     server.audit = audit
     yield server, backend, gate_kin
-    app.xrcell_stop()
+    server.app.xrcell_stop()
     audit.close()
     backend.shutdown()
     gate_kin.close()

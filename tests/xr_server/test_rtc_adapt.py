@@ -7,21 +7,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-import time
 
-import cv2
 import numpy as np
 import pytest
-from aiortc import (RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription,
-                    VideoStreamTrack)
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, VideoStreamTrack
 from aiortc.codecs import get_encoder
 from aiortc.contrib.media import MediaRelay
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from av import VideoFrame
 
-from content.storage import AnnotationStore
-from tests.xr_server.live import PASSWORD, USERS, start_live_server
-from tests.xr_server.test_rtc_relay import CLIP, negotiate, until, video_track
+from tests.xr_server.rtc_peers import (ClipTrack, negotiate, receive_rates_kbps, receive_videos,
+                                       until)
 from xr_server.rtc_adapt import (EncoderProxy, LadderPolicy, ResolutionLadder, ScaledTrack,
                                  _encoder_of, effective_cap, link_budget_kbps)
 
@@ -149,46 +145,6 @@ def test_a_slow_consumer_gets_the_newest_frames_never_a_queue():
 
 
 # ---------------------------------------------------------------------- over real peers
-class Clip640(VideoStreamTrack):
-    """The first frames of the real clip at 640x480, looped, at 30 fps."""
-
-    def __init__(self, count: int = 90) -> None:
-        super().__init__()
-        capture = cv2.VideoCapture(str(CLIP))
-        self.frames = []
-        while len(self.frames) < count:
-            ok, image = capture.read()
-            if not ok:
-                break
-            self.frames.append(cv2.resize(image, (640, 480)))
-        capture.release()
-        self.index = 0
-
-    async def recv(self) -> VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        frame = VideoFrame.from_ndarray(self.frames[self.index % len(self.frames)], format="bgr24")
-        self.index += 1
-        frame.pts, frame.time_base = pts, time_base
-        return frame
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    import argon2
-
-    from content.storage import UserStore
-
-    if not CLIP.is_file():
-        pytest.fail(f"{CLIP} missing: the Pose2Sim sample data is set up by `make`")
-    db = f"sqlite:///{tmp_path_factory.mktemp('adapt') / 'xrcell.sqlite'}"
-    store = UserStore(db, hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    for name, roles in USERS.items():
-        store.add(name, PASSWORD, roles)
-    server = start_live_server(store, AnnotationStore(db))
-    yield server
-    server.app.xrcell_stop()
-
-
 def test_a_low_cap_lowers_the_received_bitrate_and_resolution(live):
     wendy, eve, emil = live.client("wendy"), live.client("eve"), live.client("emil")
     session = wendy.call("session_create", {"cell": "lab"})["session"]
@@ -200,45 +156,18 @@ def test_a_low_cap_lowers_the_received_bitrate_and_resolution(live):
     media = live.app.extensions["xrcell_sessions"].media
     rtc = RTCConfiguration(iceServers=[])
 
-    async def bytes_received(pc: RTCPeerConnection) -> int:
-        report = await pc.getStats()
-        return sum(s.bytesReceived for s in report.values() if s.type == "transport")
-
     async def scenario():
         worker = RTCPeerConnection(rtc)
-        worker.addTrack(Clip640())
+        worker.addTrack(ClipTrack(size=(640, 480), count=90))
         await negotiate(wendy, worker, session)
         await until(lambda: media.video(session).frames_received >= 5)
-        peers, sizes, readers = {}, {}, []
         # eve: no cap, and no REMB (her offer leaves out abs-send-time, which aiortc's receiver
         # estimates from), so the encoder keeps its default target; emil: a 250 kbit/s cap
-        for name, client, cap in (("eve", eve, None), ("emil", emil, 250)):
-            pc = RTCPeerConnection(rtc)
-            track = await video_track(pc)
-            await pc.setLocalDescription(await pc.createOffer())
-            sdp = pc.localDescription.sdp
-            if cap is None:
-                sdp = "".join(line for line in sdp.splitlines(keepends=True) if "abs-send-time" not in line)
-            answer = await asyncio.to_thread(client.call, "rtc_offer", {
-                "session": session, "type": "offer", "sdp": sdp,
-                **({} if cap is None else {"max_bitrate_kbps": cap})})
-            assert "error" not in answer, answer
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
-            remote = await asyncio.wait_for(track, 10)
-            peers[name] = pc
-
-            async def read(remote=remote, name=name):
-                while True:
-                    frame = await remote.recv()
-                    sizes[name] = (frame.width, frame.height)
-            readers.append(asyncio.ensure_future(read()))
+        peers, sizes, readers = await receive_videos(
+            session, [("eve", eve, None, False), ("emil", emil, 250, True)])
         # the capped expert's video steps down to half size (two steps of 2 s each)
         await until(lambda: sizes.get("emil") == (320, 240), 30)
-        start = {name: await bytes_received(pc) for name, pc in peers.items()}
-        t0 = time.monotonic()
-        await asyncio.sleep(4.0)
-        kbps = {name: (await bytes_received(pc) - start[name]) * 8 / 1000 / (time.monotonic() - t0)
-                for name, pc in peers.items()}
+        kbps = await receive_rates_kbps(peers, 4.0)
         listed = await asyncio.to_thread(eve.call, "session_list", {"cell": "lab"})
         for reader in readers:
             reader.cancel()

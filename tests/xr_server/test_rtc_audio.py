@@ -14,8 +14,7 @@ import pytest
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection
 from av import AudioFrame
 
-from tests.xr_server.live import start_live_server_with_accounts
-from tests.xr_server.test_rtc_relay import CLIP, ClipTrack, negotiate, until
+from tests.xr_server.rtc_peers import ClipTrack, negotiate, remote_track, until
 from xr_server.rtc_audio import FRAME_SAMPLES, MAX_BUFFER_S, SAMPLE_RATE, AudioConference
 
 
@@ -90,13 +89,6 @@ def test_each_listener_hears_every_voice_but_its_own_and_delay_is_bounded():
     asyncio.run(scenario())
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    server = start_live_server_with_accounts(tmp_path_factory.mktemp("audio"))
-    yield server
-    server.app.xrcell_stop()
-
-
 def test_the_worker_and_two_experts_each_hear_the_other_two_never_themselves(live):
     wendy, eve, emil = live.client("wendy"), live.client("eve"), live.client("emil")
     session = wendy.call("session_create", {"cell": "lab"})["session"]
@@ -112,22 +104,17 @@ def test_the_worker_and_two_experts_each_hear_the_other_two_never_themselves(liv
             frames.append(await asyncio.wait_for(track.recv(), 10))
         return frames
 
-    def audio_in(pc: RTCPeerConnection) -> asyncio.Future:
-        heard = asyncio.get_running_loop().create_future()
-        pc.on("track", lambda t: heard.set_result(t) if t.kind == "audio" and not heard.done() else None)
-        return heard
-
     async def scenario():
         worker = RTCPeerConnection(rtc)
-        worker_hears = audio_in(worker)
-        worker.addTrack(ClipTrack(CLIP))
+        worker_hears = remote_track(worker, "audio")
+        worker.addTrack(ClipTrack())
         worker.addTrack(ToneTrack(tones["wendy"]))           # the worker's microphone
         await negotiate(wendy, worker, session)
         await until(lambda: media.video(session).frames_received >= 5)
         experts, hears = [], {"wendy": worker_hears}
         for name, client in (("eve", eve), ("emil", emil)):
             pc = RTCPeerConnection(rtc)
-            hears[name] = audio_in(pc)
+            hears[name] = remote_track(pc, "audio")
             pc.addTransceiver("video", direction="recvonly")
             pc.addTrack(ToneTrack(tones[name]))               # the expert's microphone
             await negotiate(client, pc, session)

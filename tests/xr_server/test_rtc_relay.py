@@ -5,85 +5,14 @@ one relay; the worker's departure ends the video for the session."""
 import asyncio
 import re
 import threading
-from pathlib import Path
 
-import cv2
 import numpy as np
-import pytest
 import requests
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
-from av import VideoFrame
+from aiortc import RTCConfiguration, RTCPeerConnection
 
 from content.storage import AnnotationStore
-from tests.xr_server.live import PASSWORD, USERS, start_live_server
-
-CLIP = Path(__file__).resolve().parents[2] / "data" / "pose2sim" / "Demo_SinglePerson" / "videos" / "cam01.mp4"
-
-
-class ClipTrack(VideoStreamTrack):
-    """The first frames of a real clip, 320x240, looped, at 30 fps."""
-
-    def __init__(self, path: Path, count: int = 60) -> None:
-        super().__init__()
-        capture = cv2.VideoCapture(str(path))
-        self.frames = []
-        while len(self.frames) < count:
-            ok, image = capture.read()
-            if not ok:
-                break
-            self.frames.append(cv2.resize(image, (320, 240)))
-        capture.release()
-        if not self.frames:
-            raise RuntimeError(f"cannot read {path}")
-        self.index = 0
-
-    async def recv(self) -> VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        frame = VideoFrame.from_ndarray(self.frames[self.index % len(self.frames)], format="bgr24")
-        self.index += 1
-        frame.pts, frame.time_base = pts, time_base
-        return frame
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    import argon2
-
-    from content.storage import UserStore
-
-    if not CLIP.is_file():
-        pytest.fail(f"{CLIP} missing: the Pose2Sim sample data is set up by `make`")
-    db = f"sqlite:///{tmp_path_factory.mktemp('rtc') / 'xrcell.sqlite'}"
-    store = UserStore(db, hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    for name, roles in USERS.items():
-        store.add(name, PASSWORD, roles)
-    server = start_live_server(store, AnnotationStore(db))
-    yield server
-    server.app.xrcell_stop()
-
-
-async def until(condition, timeout_s: float = 10.0) -> None:
-    async def poll():
-        while not condition():
-            await asyncio.sleep(0.05)
-    await asyncio.wait_for(poll(), timeout_s)
-
-
-async def negotiate(client, pc: RTCPeerConnection, session: str) -> dict:
-    await pc.setLocalDescription(await pc.createOffer())  # aiortc gathers every candidate here
-    answer = await asyncio.to_thread(client.call, "rtc_offer", {
-        "session": session, "type": "offer", "sdp": pc.localDescription.sdp})
-    assert "error" not in answer, answer
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
-    return answer
-
-
-async def video_track(pc: RTCPeerConnection) -> asyncio.Future:
-    """Ask `pc` to receive video; the future is the remote video track once it arrives."""
-    track = asyncio.get_running_loop().create_future()
-    pc.on("track", lambda t: track.set_result(t) if t.kind == "video" and not track.done() else None)
-    pc.addTransceiver("video", direction="recvonly")
-    return track
+from tests.xr_server.live import accounts_store, start_live_server
+from tests.xr_server.rtc_peers import CLIP, ClipTrack, negotiate, until, video_track
 
 
 def test_the_workers_video_reaches_every_expert_of_the_session(live):
@@ -138,13 +67,8 @@ def test_the_workers_video_reaches_every_expert_of_the_session(live):
 
 
 def test_stopping_the_server_closes_every_peer_connection(tmp_path):
-    import argon2
-
-    from content.storage import UserStore
-
     db = f"sqlite:///{tmp_path / 'xrcell.sqlite'}"
-    store = UserStore(db, hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    store.add("wendy", PASSWORD, ["worker"])
+    store = accounts_store(db, {"wendy": ["worker"]})
     server = start_live_server(store, AnnotationStore(db))
     wendy = server.client("wendy")
     session = wendy.call("session_create", {"cell": "lab"})["session"]

@@ -10,14 +10,14 @@ import threading
 import time
 
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.codecs import get_encoder
 
-from content.storage import AnnotationStore
 from safety.audit import AuditLog
-from tests.xr_server.live import PASSWORD, USERS, start_live_server
-from tests.xr_server.test_rtc_adapt import VP8, Clip640
-from tests.xr_server.test_rtc_relay import CLIP, negotiate, until, video_track
+from tests.xr_server.live import start_live_server_with_accounts
+from tests.xr_server.rtc_peers import (ClipTrack, negotiate, receive_rates_kbps, receive_videos,
+                                       until)
+from tests.xr_server.test_rtc_adapt import VP8
 from xr_server.rtc_adapt import EncoderProxy
 
 
@@ -37,19 +37,10 @@ def test_the_encoder_proxy_takes_a_new_cap_at_once():
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    import argon2
-
-    from content.storage import UserStore
-
-    if not CLIP.is_file():
-        pytest.fail(f"{CLIP} missing: the Pose2Sim sample data is set up by `make`")
-    db = f"sqlite:///{tmp_path_factory.mktemp('session-cap') / 'xrcell.sqlite'}"
-    store = UserStore(db, hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    for name, roles in USERS.items():
-        store.add(name, PASSWORD, roles)
-    audit = AuditLog(db)
-    server = start_live_server(store, AnnotationStore(db), audit=audit.append,
-                               safety_events=audit.page)
+    directory = tmp_path_factory.mktemp("session-cap")
+    audit = AuditLog(f"sqlite:///{directory / 'xrcell.sqlite'}")
+    server = start_live_server_with_accounts(directory, audit=audit.append,
+                                             safety_events=audit.page)
     server.audit = audit
     yield server
     server.app.xrcell_stop()
@@ -111,17 +102,6 @@ def test_a_session_cap_lowers_every_video_of_the_session_at_once(live):
     media = live.app.extensions["xrcell_sessions"].media
     rtc = RTCConfiguration(iceServers=[])
 
-    async def bytes_received(pc: RTCPeerConnection) -> int:
-        report = await pc.getStats()
-        return sum(s.bytesReceived for s in report.values() if s.type == "transport")
-
-    async def rates(peers: dict, seconds: float) -> dict:
-        start = {name: await bytes_received(pc) for name, pc in peers.items()}
-        t0 = time.monotonic()
-        await asyncio.sleep(seconds)
-        return {name: (await bytes_received(pc) - start[name]) * 8 / 1000 / (time.monotonic() - t0)
-                for name, pc in peers.items()}
-
     def listed() -> dict:
         answer = eve.call("session_list", {"cell": "lab"})
         (entry,) = [s for s in answer["sessions"] if s["session"] == session]
@@ -129,41 +109,23 @@ def test_a_session_cap_lowers_every_video_of_the_session_at_once(live):
 
     async def scenario():
         worker = RTCPeerConnection(rtc)
-        worker.addTrack(Clip640())
+        worker.addTrack(ClipTrack(size=(640, 480), count=90))
         await negotiate(wendy, worker, session)
         await until(lambda: media.video(session).frames_received >= 5)
-        peers, sizes, readers = {}, {}, []
         # no REMB on either (abs-send-time left out), so each encoder holds its target; sam's
         # offer caps his connection at 1000 kbit/s
-        for name, client, cap in (("eve", eve, None), ("sam", sam, 1000)):
-            pc = RTCPeerConnection(rtc)
-            track = await video_track(pc)
-            await pc.setLocalDescription(await pc.createOffer())
-            sdp = "".join(line for line in pc.localDescription.sdp.splitlines(keepends=True)
-                          if "abs-send-time" not in line)
-            answer = await asyncio.to_thread(client.call, "rtc_offer", {
-                "session": session, "type": "offer", "sdp": sdp,
-                **({} if cap is None else {"max_bitrate_kbps": cap})})
-            assert "error" not in answer, answer
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
-            remote = await asyncio.wait_for(track, 10)
-            peers[name] = pc
-
-            async def read(remote=remote, name=name):
-                while True:
-                    frame = await remote.recv()
-                    sizes[name] = (frame.width, frame.height)
-            readers.append(asyncio.ensure_future(read()))
+        peers, sizes, readers = await receive_videos(
+            session, [("eve", eve, None, False), ("sam", sam, 1000, False)])
         await until(lambda: sizes.get("eve") == (640, 480) and sizes.get("sam") == (640, 480), 15)
         await until(lambda: [o["video_out"]["target_bitrate_kbps"] for o in listed()["participants"]
                              if o["video_out"] is not None] == [500, 500], 15)
-        before = await rates(peers, 3.0)
+        before = await receive_rates_kbps(peers, 3.0)
         # sam (a supervisor, joined as expert) caps the session: both experts' videos follow
         capped = await asyncio.to_thread(sam.call, "session_video_cap",
                                          {"session": session, "max_bitrate_kbps": 250})
         at_once = await asyncio.to_thread(listed)
         await until(lambda: sizes.get("eve") == (320, 240) and sizes.get("sam") == (320, 240), 30)
-        after = await rates(peers, 4.0)
+        after = await receive_rates_kbps(peers, 4.0)
         lifted = await asyncio.to_thread(eve.call, "session_video_cap",
                                          {"session": session, "max_bitrate_kbps": None})
         uncapped = await asyncio.to_thread(listed)

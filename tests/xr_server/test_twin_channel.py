@@ -12,11 +12,12 @@ import time
 
 import numpy as np
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc import RTCConfiguration, RTCPeerConnection, VideoStreamTrack
 from av import VideoFrame
 
 from tests.xr_server.doubles import TWIN
 from tests.xr_server.live import start_live_server_with_accounts
+from tests.xr_server.rtc_peers import negotiate
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +52,7 @@ async def offer_with_channel(client, session: str, **init) -> tuple[RTCPeerConne
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     channel = pc.createDataChannel("twin", **init)
     pc.addTransceiver(Grey(), direction="sendonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    answer = await asyncio.to_thread(client.call, "rtc_offer", {
-        "session": session, "type": "offer", "sdp": pc.localDescription.sdp})
-    assert "error" not in answer, answer
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+    await negotiate(client, pc, session)
     return pc, channel
 
 

@@ -18,6 +18,7 @@ from engineio import packet as eio_packet
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Ping, Request, TextMessage
 
+from tests import polling
 from tests.xr_server.doubles import SECRET, FakeCameraViews
 from tests.xr_server.live import PASSWORD
 from xr_server.app import create_app
@@ -190,12 +191,8 @@ def fast_client(base: str, username: str, seqs: list) -> socketio.Client:
     return client
 
 
-def wait_for(condition, timeout_s: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout_s} s")
-        time.sleep(0.05)
+def wait_for(condition, what: str) -> None:
+    polling.wait_for(condition, what, timeout_s=30.0, interval_s=0.05)
 
 
 def test_a_stalled_client_drops_stale_twin_states_keeps_its_events_and_slows_nobody(live):

@@ -27,20 +27,6 @@ def live(tmp_path_factory):
     server.app.xrcell_stop()
 
 
-@pytest.fixture
-def clients(live):
-    opened = []
-
-    def open_client(username):
-        client = live.client(username)
-        opened.append(client)
-        return client
-    yield open_client
-    # The next test uses sessions of its own, so the clients close in the background.
-    for client in opened:
-        threading.Thread(target=client.close, daemon=True).start()
-
-
 def create(client):
     answer = client.call("session_create", {"cell": "lab"})
     assert "error" not in answer, answer
