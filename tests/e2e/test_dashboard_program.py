@@ -7,30 +7,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import argon2
-import numpy as np
 import pytest
 
-from content.cell import Pose, load_cell
-from content.storage import UserStore
-from content.twin_asset import TwinAssetCache
+from content.cell import load_cell
 from robot_bridge.sim import (
     PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
     PANDA_JOINT_VELOCITY_LIMITS_RADPS,
     PandaLinkKinematics,
-    PyBulletPandaBackend,
     plan_pick_and_place,
 )
-from robot_bridge.sim.panda import panda_urdf_path
 from safety.decision import SafetyMode, SafetyState
-from safety.gate import CommandGate
-from tests.e2e.test_dashboard import browser, page, sign_in, wait_until  # noqa: F401 - fixtures
+from tests.e2e.harness import start_e2e_server, wait_until
+from tests.e2e.test_dashboard import browser, page, sign_in  # noqa: F401 - fixtures
 from tests.e2e.test_dashboard_goto import robot_at
 from tests.xr_server.doubles import FakeCameraViews
-from xr_server.app import create_app
+from tests.xr_server.sim_panda import panda_gate, started_panda
 from xr_server.program import ProgramRunner
 from xr_server.robot_goto import GotoPlanner
-from xr_server.serving import serve_in_thread
 from xr_server.twin import build_twin_state
 
 pytestmark = pytest.mark.e2e
@@ -40,38 +33,28 @@ SAFE = SafetyState(0, SafetyMode.FULL_SPEED, 1.0, None, None, None, "e2e")
 
 @pytest.fixture(scope="module")
 def cell(tmp_path_factory):
-    store = UserStore(f"sqlite:///{tmp_path_factory.mktemp('db') / 'users.sqlite'}",
-                      hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    store.add("ana", "s3cret-pw", ["operator"])
     robot = DEMO.robot
     # the sim's own watchdog is not under test: 2 s rides out thread stalls on a loaded machine
-    backend = PyBulletPandaBackend(robot, DEMO.program, state_timeout_s=2.0)
-    backend.start()
-    backend.set_speed_scale(1.0, 1)
-    backend.reset()
+    backend = started_panda(robot, DEMO.program, state_timeout_s=2.0)
     gate_kin, goto_kin = PandaLinkKinematics(robot), PandaLinkKinematics(robot)
-    gate = CommandGate(backend, lambda: SAFE, np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS),
-                       kinematics=gate_kin,
-                       joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2))
+    gate = panda_gate(backend, lambda: SAFE, gate_kin)
     goto = GotoPlanner(robot.named_poses, backend.joint_names, PANDA_JOINT_VELOCITY_LIMITS_RADPS,
                        PANDA_JOINT_ACCELERATION_LIMITS_RADPS2, backend.latest_state, goto_kin)
     runner = ProgramRunner(plan_pick_and_place(robot, DEMO.program), gate, backend.latest_state,
                            lambda: SAFE, return_planner=lambda goal_id, q: goto.plan(goal_id, positions=q))
-    twins = TwinAssetCache()
 
     def twin():
         return build_twin_state("e2e", backend.latest_state(), SAFE, None, gate.planned_path(),
                                 program=runner.status())
 
-    app, socketio = create_app(twin_source=twin, camera_views=FakeCameraViews(),
-                               user_store=store, secret_key="e2e-secret-0123456789abcdef", cell_name="e2e",
-                               robot_commands=gate, robot_goto=goto, program=runner,
-                               twin_asset=lambda: twins.get(panda_urdf_path(), Pose(), []))
-    base = serve_in_thread(app, socketio, name="xr-server-e2e-program")
+    server = start_e2e_server(tmp_path_factory.mktemp("db"), {"ana": ["operator"]}, password="s3cret-pw",
+                              name="xr-server-e2e-program", twin_source=twin,
+                              camera_views=FakeCameraViews(), cell_name="e2e", robot_commands=gate,
+                              robot_goto=goto, program=runner)
     runner.start()
-    yield base, backend, runner
+    yield server.base, backend, runner
     runner.stop()
-    app.xrcell_stop()
+    server.stop()
     backend.shutdown()
     gate_kin.close()
     goto_kin.close()

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from content.cell import Robot
+from content.cell import PickAndPlace, Robot
 from robot_bridge.sim import (
     PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
     PANDA_JOINT_VELOCITY_LIMITS_RADPS,
@@ -18,10 +18,12 @@ from safety.decision import SafetyState
 from safety.gate import CommandGate
 
 
-def started_panda(robot: Robot, **options: Any) -> PyBulletPandaBackend:
-    """A started `PyBulletPandaBackend` of `robot` (no program) at full speed, reset to its home
-    position; `options` go to the backend (e.g. ``state_timeout_s``). Shut it down after use."""
-    backend = PyBulletPandaBackend(robot, None, **options)
+def started_panda(robot: Robot, program: PickAndPlace | None = None,
+                  **options: Any) -> PyBulletPandaBackend:
+    """A started `PyBulletPandaBackend` of `robot` (with the scene of `program`, if any: its cube)
+    at full speed, reset to its home position; `options` go to the backend (e.g.
+    ``state_timeout_s``). Shut it down after use."""
+    backend = PyBulletPandaBackend(robot, program, **options)
     backend.start()
     backend.set_speed_scale(1.0, 1)
     backend.reset()

@@ -17,61 +17,41 @@ from robot_bridge.sim import (
     PANDA_JOINT_ACCELERATION_LIMITS_RADPS2,
     PANDA_JOINT_VELOCITY_LIMITS_RADPS,
     PandaLinkKinematics,
-    PyBulletPandaBackend,
     plan_pick_and_place,
 )
 from safety.audit import AuditLog
 from safety.decision import SafetyMode, SafetyState
-from safety.gate import CommandGate
-from tests.xr_server.doubles import SECRET, TWIN, FakeCameraViews
-from tests.xr_server.live import PASSWORD, USERS, LiveServer
-from xr_server.app import create_app
+from tests.xr_server.live import start_live_server_with_accounts
+from tests.xr_server.sim_panda import panda_gate, started_panda
 from xr_server.errors import XrServerError
 from xr_server.program import ProgramRunner
 from xr_server.program_events import ProgramControl
 from xr_server.robot_goto import GotoPlanner
-from xr_server.serving import serve_in_thread
 
 DEMO = load_cell(Path(__file__).resolve().parents[2] / "launch" / "cells" / "demo.yaml")
+FULL_SPEED = SafetyState(0, SafetyMode.FULL_SPEED, 1.0, None, None, None, "test")
 
 
 @pytest.fixture(scope="module")
 def cell(tmp_path_factory):
-    import argon2
-
-    from content.storage import AnnotationStore, UserStore
-
     tmp = tmp_path_factory.mktemp("program-events")
-    store = UserStore(f"sqlite:///{tmp / 'users.sqlite'}",
-                      hasher=argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    for name, roles in USERS.items():
-        store.add(name, PASSWORD, roles)
     robot = DEMO.robot
-    backend = PyBulletPandaBackend(robot, DEMO.program)
-    backend.start()
-    backend.set_speed_scale(1.0, 1)
-    backend.reset()
+    backend = started_panda(robot, DEMO.program)
     gate_kin, goto_kin = PandaLinkKinematics(robot), PandaLinkKinematics(robot)
-    full_speed = SafetyState(0, SafetyMode.FULL_SPEED, 1.0, None, None, None, "test")
-    gate = CommandGate(backend, lambda: full_speed, np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS),
-                       kinematics=gate_kin,
-                       joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2))
+    gate = panda_gate(backend, lambda: FULL_SPEED, gate_kin)
     goto = GotoPlanner(robot.named_poses, backend.joint_names, PANDA_JOINT_VELOCITY_LIMITS_RADPS,
                        PANDA_JOINT_ACCELERATION_LIMITS_RADPS2, backend.latest_state, goto_kin)
     runner = ProgramRunner(plan_pick_and_place(robot, DEMO.program), gate, backend.latest_state,
-                           lambda: full_speed,
+                           lambda: FULL_SPEED,
                            return_planner=lambda goal_id, q: goto.plan(goal_id, positions=q))
     audit = AuditLog(f"sqlite:///{tmp / 'audit.sqlite'}")
-    app, sio = create_app(twin_source=lambda: TWIN, camera_views=FakeCameraViews(), user_store=store,
-                          secret_key=SECRET, cell_name="lab", twin_rate_hz=5.0, robot_commands=gate,
-                          robot_goto=goto, audit=audit.append, program=runner)
-    base = serve_in_thread(app, sio, name="xr-server-program")
-    server = LiveServer(base, app, store, AnnotationStore(f"sqlite:///{tmp / 'annotations.sqlite'}"))
+    server = start_live_server_with_accounts(tmp, robot_commands=gate, robot_goto=goto,
+                                             audit=audit.append, program=runner)
     server.audit = audit
     runner.start()
     yield server, backend, runner
     runner.stop()
-    app.xrcell_stop()
+    server.app.xrcell_stop()
     audit.close()
     backend.shutdown()
     gate_kin.close()
