@@ -32,6 +32,17 @@ PIPELINE = (
 )
 
 
+_out_lock = threading.Lock()
+
+
+def say(line: str) -> None:
+    """One whole line to stdout: the GLib loop and the feeding thread both report, and print()
+    writes the text and its newline separately, so two threads' lines could interleave."""
+    with _out_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
 def main() -> None:
     port, mount = int(sys.argv[1]), "/" + sys.argv[2].strip("/")
     Gst.init(None)
@@ -52,13 +63,13 @@ def main() -> None:
 
     def setup(_client, context) -> None:
         _res, transport = context.request.get_header(GstRtsp.RTSPHeaderField.TRANSPORT, 0)
-        print(f"setup {transport}", flush=True)
+        say(f"setup {transport}")
 
     server.connect("client-connected", lambda _s, client: client.connect("setup-request", setup))
     server.get_mount_points().add_factory(mount, factory)
     if server.attach(None) == 0:
         sys.exit(f"cannot listen on 127.0.0.1:{port}")
-    print(f"ready {server.get_bound_port()}", flush=True)
+    say(f"ready {server.get_bound_port()}")
 
     def feed() -> None:
         stdin = sys.stdin.buffer
@@ -74,7 +85,7 @@ def main() -> None:
                 buffer = Gst.Buffer.new_allocate(None, len(data), None)
                 buffer.fill(0, data)  # a copy: new_wrapped() does not keep `data` alive
                 src.emit("push-buffer", buffer)
-                print(f"au {k} {time.monotonic_ns()}", flush=True)
+                say(f"au {k} {time.monotonic_ns()}")
         GLib.idle_add(loop.quit)
 
     threading.Thread(target=feed, daemon=True).start()

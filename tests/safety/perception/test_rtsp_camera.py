@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from safety.perception.stream import CLOCK_DRIFT_ALLOWANCE, StreamCamera, StreamTimeline
+from tests.polling import wait_for as poll
 from tests.safety.perception.mjpeg_server import clip_frames
 from tests.safety.perception.rtsp_server import RtspCamera, read_frame_code
 
@@ -35,13 +36,7 @@ def server(frames):
 
 
 def wait_for(predicate, timeout_s: float = 15.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout_s} s")
+    return poll(predicate, "the camera", timeout_s, interval_s=0.01)
 
 
 def sample(camera: StreamCamera, count: int) -> list[tuple]:

@@ -12,6 +12,7 @@ import yaml
 
 from safety.errors import PerceptionError
 from safety.perception.stream import StreamCamera
+from tests.polling import wait_for as poll
 from tests.safety.perception.mjpeg_server import MjpegCamera, clip_frames
 
 CLIP = Path(__file__).resolve().parents[3] / "data" / "pose2sim" / "Demo_SinglePerson"
@@ -31,13 +32,7 @@ def server(frames):
 
 
 def wait_for(predicate, timeout_s: float = 10.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s")
+    return poll(predicate, "the camera", timeout_s, interval_s=0.01)
 
 
 def psnr_to_nearest(image: np.ndarray, candidates: list[np.ndarray]) -> float:
