@@ -189,10 +189,11 @@ def _dot(products: np.ndarray) -> np.ndarray:
 
 
 def points_at(segments: np.ndarray, fraction: np.ndarray) -> np.ndarray:
-    """Points at `fraction` (...,) along `segments` (..., 2, 3), with point segments (direction
-    |b - a|^2 <= eps) at their first end, as `closest_points_all_pairs` places them; (..., 3)."""
-    d = _point_safe_directions(segments[..., 1, :] - segments[..., 0, :])[0]
-    return segments[..., 0, :] + d * fraction[..., None]
+    """Points a + fraction (b - a), (..., 3), at `fraction` (...,) along `segments` (..., 2, 3).
+    (The parameters of `closest_points_all_pairs` are exactly 0 on point segments, so these are
+    the points it measured, zeroed directions or not.)"""
+    a = segments[..., 0, :]
+    return a + (segments[..., 1, :] - a) * fraction[..., None]
 
 
 def human_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confidence: float = 0.0,
@@ -364,9 +365,9 @@ def closest_pairs_per_link(
     Raises:
         ValueError: no region, a region without capsules, or a robot without links.
     """
-    sizes = np.fromiter((len(c[1]) for c in capsules), dtype=np.intp, count=len(capsules))
+    sizes = tuple(len(c[1]) for c in capsules)
     k_links = robot_segments.shape[0]
-    if sizes.size == 0 or sizes.min() == 0 or k_links == 0:
+    if not sizes or min(sizes) == 0 or k_links == 0:
         raise ValueError("closest_pairs_per_link: every region and the robot need at least one capsule")
     hs = np.concatenate([c[0] for c in capsules]) if len(capsules) > 1 else capsules[0][0]
     hr = np.concatenate([c[1] for c in capsules]) if len(capsules) > 1 else capsules[0][1]
@@ -374,14 +375,25 @@ def closest_pairs_per_link(
     surface = axis - hr[:, None]
     surface -= robot_radii[None, :]
     # regions side by side, padded with +inf rows: (R, H_max, K)
-    n = surface.shape[0]
-    h_max = int(sizes.max())
-    col = np.arange(h_max)
-    rows = np.cumsum(sizes) - sizes
-    rows = np.where(col[None, :] < sizes[:, None], rows[:, None] + col[None, :], n)
+    rows, regions = _region_rows(sizes)
     padded = np.concatenate((surface, np.full((1, k_links), np.inf)))[rows]
     h = np.argmin(padded, axis=1)                                     # (R, K)
     links = np.arange(k_links)[None, :]
-    picked = rows[np.arange(len(sizes))[:, None], h]                  # (R, K) rows of `surface`
+    picked = rows[regions, h]                                         # (R, K) rows of `surface`
     return LinkPairs(surface[picked, links], h, points_at(hs[picked], s[picked, links]),
                      points_at(robot_segments[None], t[picked, links]))
+
+
+@functools.lru_cache(maxsize=64)
+def _region_rows(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """For regions of `sizes` capsules stacked in order: (rows (R, H_max), the rows of each region
+    padded with the index sum(sizes) (the +inf row), and (R, 1) region indices), read-only;
+    cached: the sizes repeat from cycle to cycle."""
+    size = np.array(sizes, dtype=np.intp)
+    col = np.arange(size.max())
+    start = np.cumsum(size) - size
+    rows = np.where(col[None, :] < size[:, None], start[:, None] + col[None, :], size.sum())
+    regions = np.arange(len(sizes))[:, None]
+    rows.setflags(write=False)
+    regions.setflags(write=False)
+    return rows, regions
