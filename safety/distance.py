@@ -322,7 +322,8 @@ def closest_capsule_pairs(
             continue
         block = surface[start:start + n]
         h, k = np.unravel_index(int(np.argmin(block)), block.shape)
-        out.append(CapsulePair(float(block[h, k]), int(h), int(k), points_at(hs[start + h], s[start + h, k]),
+        out.append(CapsulePair(float(block[h, k]), int(h), int(k),
+                               points_at(hs[start + h], s[start + h, k]),
                                points_at(robot_segments[k], t[start + h, k])))
         start += n
     return out

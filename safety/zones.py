@@ -87,7 +87,8 @@ class ZoneSet:
             ring = np.asarray(polygon.exterior.coords, dtype=np.float64)[:, :2]
             along = np.diff(ring, axis=0)
             length2 = np.einsum("ei,ei->e", along, along)
-            scaled = along / np.where(length2 > 0.0, length2, np.inf)[:, None]   # 0 for a 0-length edge
+            # along / |along|^2, 0 for an edge of length 0
+            scaled = along / np.where(length2 > 0.0, length2, np.inf)[:, None]
             self._edge_vectors.append((ring[:-1], along, scaled))
 
     @staticmethod
@@ -229,7 +230,8 @@ class ZoneSet:
             ends = np.concatenate((p[rest, :2], q[rest, :2]))[:, None, :] - start  # (2M, E, 2)
             t = np.einsum("mei,ei->me", ends, scaled)           # each end's projection on each edge
             ends -= np.clip(t, 0.0, 1.0)[:, :, None] * along
-            squared = np.einsum("mei,mei->me", ends, ends).min(axis=1).reshape(2, rest.size).min(axis=0)
+            squared = np.einsum("mei,mei->me", ends, ends).min(axis=1)
+            squared = squared.reshape(2, rest.size).min(axis=0)            # the nearer end
             near = np.sqrt(squared) < r[rest] - _PRETEST_MARGIN_M
             inside[idx[rest[near]]] = True
             decided[rest[near]] = True
@@ -264,10 +266,11 @@ class ZoneSet:
             if hit.size == 0:
                 continue
             person = owner[hit]                                           # non-decreasing
-            first = np.flatnonzero(np.diff(person, prepend=-1))           # each person's first capsule
+            first = np.flatnonzero(np.diff(person, prepend=-1))   # each person's first capsule
             zone = self.zones[i]
             for k, j in zip(person[first].tolist(), hit[first].tolist()):
-                out.append(ZoneViolation(zone.name, zone.kind, tracks[k].track_id, capsules[k][2][j - starts[k]]))
+                name = capsules[k][2][j - starts[k]]
+                out.append(ZoneViolation(zone.name, zone.kind, tracks[k].track_id, name))
         return tuple(out)
 
     def robot_violations(self, segments: np.ndarray, radii: np.ndarray,

@@ -215,9 +215,9 @@ def test_zone_decisions_on_edges_corners_and_non_finite_capsules() -> None:
     boundary: capsules exactly on a footprint's edges and vertices (radius 0 and not), just
     outside an edge by less and by more than their radius, off a corner diagonally, across a
     footprint, along an edge, and non-finite ones (inside, fail-safe)."""
-    zones = ZoneSet(list(ZONES.zones) + [
-        Zone(name="ell", kind="restricted", footprint=[(0, 0), (2, 0), (2, 1), (1, 1), (1, 2), (0, 2)])])
-    work = 0                                                  # the square (-1.5, -1.5) .. (1.5, 1.5)
+    ell = [(0, 0), (2, 0), (2, 1), (1, 1), (1, 2), (0, 2)]
+    zones = ZoneSet(list(ZONES.zones) + [Zone(name="ell", kind="restricted", footprint=ell)])
+    work = 0                                        # the square (-1.5, -1.5) .. (1.5, 1.5)
     z = 1.0
     cases = [  # (a, b, radius, inside?)
         ((1.5, 0.2, z), (1.5, -0.4, z), 0.0, True),           # on an edge, radius 0

@@ -42,15 +42,17 @@ def edge_case_segments(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
     robot[0, 1] = robot[0, 0]                          # a point (sphere) link
     robot[4, 1] = robot[4, 0] + 1e-7                   # shorter than the degenerate threshold
     body[:6, 1] = body[:6, 0]                          # spheres (untracked limbs)
-    body[6:10, 1] = body[6:10, 0] + (robot[1, 1] - robot[1, 0]) * rng.uniform(-2, 2, (4, 1))  # parallel
+    # parallel to a link
+    body[6:10, 1] = body[6:10, 0] + (robot[1, 1] - robot[1, 0]) * rng.uniform(-2, 2, (4, 1))
     body[10] = robot[2]                                # the same segment
     body[11] = robot[2, ::-1]                          # the same, reversed
     side = np.cross(robot[1, 1] - robot[1, 0], [0.0, 0.0, 1.0])
-    body[12] = robot[1] + 0.15 * side / np.linalg.norm(side)   # parallel, 0.15 m apart, side by side
+    body[12] = robot[1] + 0.15 * side / np.linalg.norm(side)   # parallel, 0.15 m apart
     body[13, 0] = robot[3, 1]                          # touching at an end
     body[14, 1] = body[14, 0] + 1e-7
     body[15] = robot[5, 1] + rng.normal(0.0, 0.1, (2, 3))   # around the shared joint, < 0.2 m
-    body[16] = (robot[7, 0] + robot[7, 1]) / 2 + np.array([[0.0, -0.3, 0.05], [0.0, 0.3, 0.05]])  # crossing
+    # crossing a link's middle 0.05 m above it
+    body[16] = (robot[7, 0] + robot[7, 1]) / 2 + np.array([[0.0, -0.3, 0.05], [0.0, 0.3, 0.05]])
     body[17] = robot[8, 0] + rng.normal(0.0, 0.05, (2, 3))  # at < 0.2 m from a link's end
     return body, robot
 
@@ -64,7 +66,8 @@ def test_all_pairs_equal_the_frozen_routine_bit_for_bit():
                                                       robot[None, :, 0], robot[None, :, 1])
         assert (axis == np.linalg.norm(c1 - c2, axis=-1)).all()
         assert (points_at(body[:, None], s) == c1).all() and (points_at(robot[None], t) == c2).all()
-        g1, g2 = segment_closest_points(body[:, None, 0], body[:, None, 1], robot[None, :, 0], robot[None, :, 1])
+        g1, g2 = segment_closest_points(body[:, None, 0], body[:, None, 1],
+                                        robot[None, :, 0], robot[None, :, 1])
         assert (g1 == c1).all() and (g2 == c2).all()
         # the geometry, not only the agreement
         assert axis[10, 2] == 0.0 and axis[11, 2] == 0.0 and axis[13, 3] == 0.0

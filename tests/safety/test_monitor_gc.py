@@ -25,8 +25,8 @@ def test_a_cycle_runs_with_the_collector_paused_and_leaves_it_enabled():
         return t[0]
 
     gate = CommandGate(FakeBackend(), lambda: None, np.array([1.0]))
-    mon = SafetyMonitor(robot_source, lambda: snapshot(clock()), gate.safety_channel(), SafetyParameters(),
-                        StopData(category=1), 1.0, clock_ns=clock)
+    mon = SafetyMonitor(robot_source, lambda: snapshot(clock()), gate.safety_channel(),
+                        SafetyParameters(), StopData(category=1), 1.0, clock_ns=clock)
     assert gc.isenabled()
     mon.step()
     mon.step()
