@@ -264,7 +264,8 @@ def person_terms(track: HumanTrack, now_ns: int, params: SafetyParameters,
     configured floor (ISO/TS 15066 clause 5.5.4.2.3).
     """
     floor = params.human_speed_mps if v_h_floor_mps is None else v_h_floor_mps
-    v_h = max(floor, float(np.linalg.norm(track.velocity_mps)))
+    velocity = np.asarray(track.velocity_mps, dtype=np.float64)
+    v_h = max(floor, math.sqrt(float(velocity.dot(velocity))))     # np.linalg.norm's value
     age_s = max(0.0, (now_ns - track.capture_ns) / 1e9) + 1.0 / params.rate_hz
     return v_h, params.reaction_time_s + age_s, max(params.human_uncertainty_m, track.sigma_m)
 

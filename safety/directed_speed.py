@@ -26,6 +26,7 @@ Pure numpy; no clock, no I/O.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -126,11 +127,19 @@ class ActivePath:
         lo = max(start - 1, 0)
         hi = int(np.searchsorted(self.times_s, self.times_s[start] + horizon_s, side="right"))
         hi = min(max(hi, start + 1), len(self.times_s))
-        idx = np.arange(lo, hi)
-        if len(idx) > WINDOW_SAMPLES:
-            # the step (len - 1) / (WINDOW_SAMPLES - 1) exceeds 1, so the rounded picks are distinct
-            idx = idx[np.linspace(0, len(idx) - 1, WINDOW_SAMPLES).round().astype(int)]
-        return idx
+        if hi - lo > WINDOW_SAMPLES:
+            return lo + _window_picks(hi - lo)
+        return np.arange(lo, hi)
+
+
+@functools.lru_cache(maxsize=1024)
+def _window_picks(n: int) -> np.ndarray:
+    """`WINDOW_SAMPLES` evenly spaced offsets into a window of n > `WINDOW_SAMPLES` samples, both
+    ends kept (read-only; cached: the window lengths repeat from cycle to cycle). The step
+    (n - 1) / (WINDOW_SAMPLES - 1) exceeds 1, so the rounded picks are distinct."""
+    picks = np.linspace(0, n - 1, WINDOW_SAMPLES).round().astype(int)
+    picks.setflags(write=False)
+    return picks
 
 
 def directed_speeds_mps(path: ActivePath, window: np.ndarray, human_points: np.ndarray

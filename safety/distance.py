@@ -66,6 +66,58 @@ class CapsulePair:
     robot_point: np.ndarray
 
 
+def _clamped_parameters(a: np.ndarray, e: np.ndarray, b: np.ndarray, c: np.ndarray, f: np.ndarray,
+                        second_point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Parameters (s, t) in [0, 1] of the closest points p1 + s d1 and p2 + t d2 of two segments,
+    from their dot products: a = d1.d1, e = d2.d2, b = d1.d2, c = d1.r, f = d2.r with
+    r = p1 - p2 (arrays that broadcast to one shape, the result's).
+
+    The clamped formulation of Ericson, *Real-Time Collision Detection* (2005), 5.1.9
+    (`ClosestPtSegmentSegment`), its branches as masks: s for the closest points of the two lines
+    (0 where they are parallel, ae - b^2 <= eps), t = (b s + f) / e for that s, and where t
+    leaves [0, 1] it is clamped and s recomputed for it, (b t - c) / a clamped. The caller zeroes
+    the direction of a segment that is a point (a or e <= eps): a first point then gets s = 0
+    and t = f / e clamped, as Ericson's first branch; a second point (`second_point` True, e = 0)
+    gets t = -1, clamped to 0, so that s = -c / a clamped, as his second.
+    """
+    general = a * e
+    general -= b * b                                    # the denominator ae - b^2
+    parallel = general <= _EPS
+    general[parallel] = 1.0
+    s = b * f
+    s -= c * e
+    s /= general
+    np.maximum(s, 0.0, out=s)
+    np.minimum(s, 1.0, out=s)
+    s[parallel] = 0.0
+    t = b * s
+    t += f
+    t /= np.where(second_point, 1.0, e)
+    t -= second_point                                   # b = f = 0 there: t = -1
+    clamped = np.maximum(t, 0.0)
+    np.minimum(clamped, 1.0, out=clamped)
+    again = clamped != t
+    if again.any():
+        s_again = b * clamped
+        s_again -= c
+        s_again /= np.where(a <= _EPS, 1.0, a)
+        np.maximum(s_again, 0.0, out=s_again)
+        np.minimum(s_again, 1.0, out=s_again)
+        s[again] = s_again[again]
+    return s, clamped
+
+
+def _point_safe_directions(d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Segment directions d (..., 3) with those of point segments (|d|^2 <= eps) set to exactly 0:
+    (directions, |d|^2 (...,) with 0 for the point segments, the (...,) point mask)."""
+    squared = np.einsum("...i,...i->...", d, d)
+    point = squared <= _EPS
+    if point.any():
+        d = np.where(point[..., None], 0.0, d)
+        squared = np.where(point, 0.0, squared)
+    return d, squared, point
+
+
 def segment_closest_points(
     p1: np.ndarray, q1: np.ndarray, p2: np.ndarray, q2: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -78,36 +130,70 @@ def segment_closest_points(
     Returns:
         (c1, c2): (..., 3) closest points on the first and on the second segments.
     """
-    d1 = q1 - p1
-    d2 = q2 - p2
+    d1, a, _ = _point_safe_directions(q1 - p1)
+    d2, e, second_point = _point_safe_directions(q2 - p2)
     r = p1 - p2
-    a = np.einsum("...i,...i->...", d1, d1)
-    e = np.einsum("...i,...i->...", d2, d2)
-    f = np.einsum("...i,...i->...", d2, r)
-    c = np.einsum("...i,...i->...", d1, r)
     b = np.einsum("...i,...i->...", d1, d2)
-    denom = a * e - b * b
-    a_safe = np.where(a > _EPS, a, 1.0)
-    e_safe = np.where(e > _EPS, e, 1.0)
-    # s on the first segment; parallel or degenerate segments start from s = 0.
-    s = np.where(denom > _EPS, np.clip((b * f - c * e) / np.where(denom > _EPS, denom, 1.0), 0.0, 1.0), 0.0)
-    t = (b * s + f) / e_safe
-    # Clamp t and recompute s where t left [0, 1].
-    t_lo = t < 0.0
-    t_hi = t > 1.0
-    s = np.where(t_lo, np.clip(-c / a_safe, 0.0, 1.0), s)
-    s = np.where(t_hi, np.clip((b - c) / a_safe, 0.0, 1.0), s)
-    t = np.clip(t, 0.0, 1.0)
-    # Degenerate cases: a point (a ~ 0) and/or a point (e ~ 0).
-    first_point = a <= _EPS
-    second_point = e <= _EPS
-    s = np.where(first_point, 0.0, s)
-    t = np.where(first_point & ~second_point, np.clip(f / e_safe, 0.0, 1.0), t)
-    s = np.where(second_point & ~first_point, np.clip(-c / a_safe, 0.0, 1.0), s)
-    t = np.where(second_point, 0.0, t)
-    c1 = p1 + d1 * s[..., None]
-    c2 = p2 + d2 * t[..., None]
-    return c1, c2
+    c = np.einsum("...i,...i->...", d1, r)
+    f = np.einsum("...i,...i->...", d2, r)
+    s, t = _clamped_parameters(a, e, b, c, f, second_point)
+    return p1 + d1 * s[..., None], p2 + d2 * t[..., None]
+
+
+def closest_points_all_pairs(first: np.ndarray, second: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Closest points between every segment of `first` and every segment of `second`.
+
+    `segment_closest_points` for all N x M pairs, on (M, N) arrays coordinate by coordinate
+    ((3, M, N), N along memory: numpy's per-row overhead is paid M times, not N times), so the
+    pass costs a fixed, small number of numpy operations whatever N and M (the monitor cycle:
+    6 people x 18 body capsules against 9 links). Every value is computed with the same
+    operations in the same order as `segment_closest_points` on broadcast (N, 1) x (1, M)
+    inputs, dot products summed as its `einsum` sums them, (x + z) + y, so the distances are
+    the same to the last bit and exact ties (a body point closest to the joint two links share)
+    go the same way.
+
+    Args:
+        first: (N, 2, 3) segments (end points), metres.
+        second: (M, 2, 3) segments, metres.
+
+    Returns:
+        (axis distance, s, t), each (N, M) (transposed views of (M, N) arrays): the closest
+        points of first[n] and second[m] are `points_at(first[n], s[n, m])` and
+        `points_at(second[m], t[n, m])`, their distance |c1 - c2| metres.
+    """
+    p1 = first[:, 0]
+    d1, a, _ = _point_safe_directions(first[:, 1] - p1)
+    p2 = second[:, 0]
+    d2, e, second_point = _point_safe_directions(second[:, 1] - p2)
+    # coordinate-major: (3, 1, N) for the first segments, (3, M, 1) for the second
+    p1_t, d1_t = np.ascontiguousarray(p1.T)[:, None, :], np.ascontiguousarray(d1.T)[:, None, :]
+    p2_t, d2_t = np.ascontiguousarray(p2.T)[:, :, None], np.ascontiguousarray(d2.T)[:, :, None]
+    r = p1_t - p2_t                                                               # (3, M, N)
+    b, c, f = _dot(d1_t * d2_t), _dot(d1_t * r), _dot(d2_t * r)
+    s, t = _clamped_parameters(a[None, :], e[:, None], b, c, f, second_point[:, None])
+    gap = p1_t + d1_t * s
+    gap -= p2_t + d2_t * t
+    gap *= gap
+    axis = gap[0] + gap[1]
+    axis += gap[2]
+    return np.sqrt(axis, out=axis).T, s.T, t.T
+
+
+def _dot(products: np.ndarray) -> np.ndarray:
+    """The dot products from their (3, ...) coordinate products, summed (x + z) + y as numpy's
+    `einsum` sums three terms (`segment_closest_points`)."""
+    out = products[0] + products[2]
+    out += products[1]
+    return out
+
+
+def points_at(segments: np.ndarray, fraction: np.ndarray) -> np.ndarray:
+    """Points a + fraction (b - a), (..., 3), at `fraction` (...,) along `segments` (..., 2, 3).
+    (The parameters of `closest_points_all_pairs` are exactly 0 on point segments, so these are
+    the points it measured, zeroed directions or not.)"""
+    a = segments[..., 0, :]
+    return a + (segments[..., 1, :] - a) * fraction[..., None]
 
 
 def human_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confidence: float = 0.0,
@@ -199,15 +285,11 @@ def closest_capsule_pair(
     """
     if human_segments.shape[0] == 0 or robot_segments.shape[0] == 0:
         return None
-    hp = human_segments[:, None, 0, :]
-    hq = human_segments[:, None, 1, :]
-    rp = robot_segments[None, :, 0, :]
-    rq = robot_segments[None, :, 1, :]
-    c1, c2 = segment_closest_points(hp, hq, rp, rq)
-    axis = np.linalg.norm(c1 - c2, axis=-1)
+    axis, s, t = closest_points_all_pairs(human_segments, robot_segments)
     surface = axis - human_radii[:, None] - robot_radii[None, :]
     h, k = np.unravel_index(int(np.argmin(surface)), surface.shape)
-    return CapsulePair(float(surface[h, k]), int(h), int(k), c1[h, k].copy(), c2[h, k].copy())
+    return CapsulePair(float(surface[h, k]), int(h), int(k), points_at(human_segments[h], s[h, k]),
+                       points_at(robot_segments[k], t[h, k]))
 
 
 def closest_capsule_pairs(
@@ -230,9 +312,8 @@ def closest_capsule_pairs(
         return [None] * len(capsules)
     hs = np.concatenate([c[0] for c in capsules if len(c[1])])
     hr = np.concatenate([c[1] for c in capsules if len(c[1])])
-    c1, c2 = segment_closest_points(hs[:, None, 0, :], hs[:, None, 1, :],
-                                    robot_segments[None, :, 0, :], robot_segments[None, :, 1, :])
-    surface = np.linalg.norm(c1 - c2, axis=-1) - hr[:, None] - robot_radii[None, :]
+    axis, s, t = closest_points_all_pairs(hs, robot_segments)
+    surface = axis - hr[:, None] - robot_radii[None, :]
     out: list[CapsulePair | None] = []
     start = 0
     for n in sizes:
@@ -241,7 +322,9 @@ def closest_capsule_pairs(
             continue
         block = surface[start:start + n]
         h, k = np.unravel_index(int(np.argmin(block)), block.shape)
-        out.append(CapsulePair(float(block[h, k]), int(h), int(k), c1[start + h, k].copy(), c2[start + h, k].copy()))
+        out.append(CapsulePair(float(block[h, k]), int(h), int(k),
+                               points_at(hs[start + h], s[start + h, k]),
+                               points_at(robot_segments[k], t[start + h, k])))
         start += n
     return out
 
@@ -283,25 +366,35 @@ def closest_pairs_per_link(
     Raises:
         ValueError: no region, a region without capsules, or a robot without links.
     """
-    sizes = np.fromiter((len(c[1]) for c in capsules), dtype=np.intp, count=len(capsules))
+    sizes = tuple(len(c[1]) for c in capsules)
     k_links = robot_segments.shape[0]
-    if sizes.size == 0 or sizes.min() == 0 or k_links == 0:
+    if not sizes or min(sizes) == 0 or k_links == 0:
         raise ValueError("closest_pairs_per_link: every region and the robot need at least one capsule")
     hs = np.concatenate([c[0] for c in capsules]) if len(capsules) > 1 else capsules[0][0]
     hr = np.concatenate([c[1] for c in capsules]) if len(capsules) > 1 else capsules[0][1]
-    c1, c2 = segment_closest_points(hs[:, None, 0, :], hs[:, None, 1, :],
-                                    robot_segments[None, :, 0, :], robot_segments[None, :, 1, :])
-    gap = c1 - c2
-    # np.linalg.norm(gap, axis=-1) without its overhead (the same sum, the same rounding)
-    surface = np.sqrt(np.add.reduce(gap * gap, axis=-1)) - hr[:, None] - robot_radii[None, :]
+    axis, s, t = closest_points_all_pairs(hs, robot_segments)
+    surface = axis - hr[:, None]
+    surface -= robot_radii[None, :]
     # regions side by side, padded with +inf rows: (R, H_max, K)
-    n = surface.shape[0]
-    h_max = int(sizes.max())
-    col = np.arange(h_max)
-    rows = np.cumsum(sizes) - sizes
-    rows = np.where(col[None, :] < sizes[:, None], rows[:, None] + col[None, :], n)
+    rows, regions = _region_rows(sizes)
     padded = np.concatenate((surface, np.full((1, k_links), np.inf)))[rows]
     h = np.argmin(padded, axis=1)                                     # (R, K)
     links = np.arange(k_links)[None, :]
-    picked = rows[np.arange(len(sizes))[:, None], h]                  # (R, K) rows of `surface`
-    return LinkPairs(surface[picked, links], h, c1[picked, links], c2[picked, links])
+    picked = rows[regions, h]                                         # (R, K) rows of `surface`
+    return LinkPairs(surface[picked, links], h, points_at(hs[picked], s[picked, links]),
+                     points_at(robot_segments[None], t[picked, links]))
+
+
+@functools.lru_cache(maxsize=64)
+def _region_rows(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """For regions of `sizes` capsules stacked in order: (rows (R, H_max), the rows of each region
+    padded with the index sum(sizes) (the +inf row), and (R, 1) region indices), read-only;
+    cached: the sizes repeat from cycle to cycle."""
+    size = np.array(sizes, dtype=np.intp)
+    col = np.arange(size.max())
+    start = np.cumsum(size) - size
+    rows = np.where(col[None, :] < size[:, None], start[:, None] + col[None, :], size.sum())
+    regions = np.arange(len(sizes))[:, None]
+    rows.setflags(write=False)
+    regions.setflags(write=False)
+    return rows, regions

@@ -9,6 +9,7 @@ reaction time from the camera frame to the robot applying the slower speed.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -38,6 +39,43 @@ log = logging.getLogger(__name__)
 RESET_ROLES = frozenset({"supervisor", "admin"})
 #: Samples kept for percentiles (about 30 min of cycles at 100 Hz).
 SAMPLE_WINDOW = 200_000
+
+
+class _CollectionPause:
+    """Python's cyclic garbage collector paused while any monitor cycle runs.
+
+    A collection stops every thread of the process while it walks the tracked objects; one
+    that falls inside a cycle adds its whole length to the cycle (a full collection of a
+    server process takes milliseconds). The pause is process-wide and counted, so that several
+    monitors (one per cell) overlap safely: the collector is disabled when the first cycle
+    begins and enabled again when the last one ends, and then collects as soon as an
+    allocation crosses its threshold, in the monitor's idle time or on another thread. It is
+    never enabled here if something else had disabled it. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._paused = False
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._running == 0:
+                self._paused = gc.isenabled()
+                if self._paused:
+                    gc.disable()
+            self._running += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._running -= 1
+            if self._running == 0 and self._paused:
+                self._paused = False
+                gc.enable()
+
+
+#: The one pause shared by every monitor of the process.
+COLLECTION_PAUSE = _CollectionPause()
 
 
 def _percentiles(values) -> dict[str, float | None]:
@@ -219,7 +257,14 @@ class SafetyMonitor:
         return True, "reset requested"
 
     def start(self) -> None:
-        """Start the safety output (if any) and the monitor thread."""
+        """Start the safety output (if any) and the monitor thread.
+
+        Everything allocated until now (modules, the cell, the models: the long-lived part of
+        the process) is moved out of the garbage collector's generations (`gc.freeze`), so that
+        a full collection, which stops every thread, no longer walks it; cycles pause the
+        collector while they run (`COLLECTION_PAUSE`).
+        """
+        gc.freeze()
         if self._output is not None:
             self._output.start()
         self._thread = threading.Thread(target=self._run, name="safety-monitor", daemon=True)
@@ -254,6 +299,10 @@ class SafetyMonitor:
 
     def step(self) -> SafetyState:
         """Run one cycle now: decide, drive the robot, update the figures. Never raises."""
+        with COLLECTION_PAUSE:
+            return self._step()
+
+    def _step(self) -> SafetyState:
         t0 = time.perf_counter()
         now = self._clock()  # (the cycle's time if an input raises)
         try:

@@ -34,10 +34,9 @@ ZONE_EDIT_ROLES = frozenset({"supervisor", "admin"})
 #: Zone kinds checked against people and against the robot.
 PEOPLE_KINDS = ("warning", "collaborative", "restricted")
 ROBOT_KINDS = ("robot_keep_out",)
-#: Margin of the exact numpy pre-tests in `ZoneSet.capsules_inside`, metres: a capsule farther
-#: than its radius plus this from the footprint's bounding box is outside, a clipped segment
-#: with an end this far inside every edge of a convex footprint is inside; shapely decides the
-#: rest.
+#: Margin of the exact numpy tests in `ZoneSet.capsules_inside`, metres: they decide only where
+#: their distance is farther than this from the capsule's radius (their rounding and shapely's
+#: are about 1e-15 m at cell scale, so they answer as shapely would); shapely decides the rest.
 _PRETEST_MARGIN_M = 1e-9
 
 
@@ -81,6 +80,16 @@ class ZoneSet:
             self._polygons.append(polygon)
         self._bounds = np.array([p.bounds for p in self._polygons]).reshape(len(self.zones), 4)
         self._edges = [self._inward_edges(p) for p in self._polygons]
+        #: per zone, its footprint's edges as (start (E, 2), start-to-end (E, 2), the same over its
+        #: squared length (E, 2)), metres and 1/metres, `cell` frame
+        self._edge_vectors = []
+        for polygon in self._polygons:
+            ring = np.asarray(polygon.exterior.coords, dtype=np.float64)[:, :2]
+            along = np.diff(ring, axis=0)
+            length2 = np.einsum("ei,ei->e", along, along)
+            # along / |along|^2, 0 for an edge of length 0
+            scaled = along / np.where(length2 > 0.0, length2, np.inf)[:, None]
+            self._edge_vectors.append((ring[:-1], along, scaled))
 
     @staticmethod
     def _inward_edges(polygon: shapely.Polygon) -> tuple[np.ndarray, np.ndarray] | None:
@@ -113,6 +122,8 @@ class ZoneSet:
     def capsules_inside(self, index: int, segments: np.ndarray, radii: np.ndarray) -> np.ndarray:
         """Which capsules are inside zone `index` (see the module docstring for the test).
 
+        Exact numpy tests decide what they can (`_plane_decided`), shapely's distance the rest.
+
         Args:
             index: zone index in `zones`.
             segments: (N, 2, 3) capsule axes, metres, `cell` frame.
@@ -126,59 +137,105 @@ class ZoneSet:
         n = segs.shape[0]
         if n == 0:
             return np.zeros(0, dtype=bool)
-        finite = np.isfinite(segs).all(axis=(1, 2)) & np.isfinite(r)
-        if finite.all():
+        z0, z1 = self._z[index]
+        if np.isfinite(segs).all() and np.isfinite(r).all():
+            finite = None
             # exact early exit: every capsule is at least the gap between the set's bounding
             # box and the prism's from the prism (in the plane, or in height: the slab test)
             x0, y0, x1, y1 = self._bounds[index]
-            z0, z1 = self._z[index]
-            low, high = segs.min(axis=(0, 1)), segs.max(axis=(0, 1))
+            corners = segs.reshape(2 * n, 3)
+            low, high = corners.min(axis=0), corners.max(axis=0)
             gap = max(x0 - high[0], low[0] - x1, y0 - high[1], low[1] - y1, z0 - high[2], low[2] - z1)
             if gap > r.max() + _PRETEST_MARGIN_M:
                 return np.zeros(n, dtype=bool)
+        else:       # rare: the non-finite ones are inside; zeros keep the arithmetic quiet
+            finite = np.isfinite(segs).all(axis=(1, 2)) & np.isfinite(r)
+            segs = np.where(finite[:, None, None], segs, 0.0)
+            r = np.where(finite, r, 0.0)
+        # the part of each axis within the zone's height range grown by the radius: [t_lo, t_hi]
         a, b = segs[:, 0], segs[:, 1]
-        lo = self._z[index, 0] - r
-        hi = self._z[index, 1] + r
-        dz = b[:, 2] - a[:, 2]
+        a_z = a[:, 2]
+        lo = z0 - r
+        hi = z1 + r
+        dz = b[:, 2] - a_z
         flat = np.abs(dz) < 1e-12
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t1 = np.where(flat, 0.0, (lo - a[:, 2]) / np.where(flat, 1.0, dz))
-            t2 = np.where(flat, 1.0, (hi - a[:, 2]) / np.where(flat, 1.0, dz))
+        sloped = ~flat
+        t1 = np.divide(lo - a_z, dz, out=np.zeros(n), where=sloped)
+        t2 = np.divide(hi - a_z, dz, out=np.ones(n), where=sloped)
         t_lo = np.maximum(np.minimum(t1, t2), 0.0)
         t_hi = np.minimum(np.maximum(t1, t2), 1.0)
-        in_slab = np.where(flat, (a[:, 2] >= lo) & (a[:, 2] <= hi), t_lo <= t_hi) & finite
-        inside = ~finite
-        if in_slab.any():
-            idx = np.flatnonzero(in_slab)
-            d = b[idx] - a[idx]
-            p = a[idx] + d * t_lo[idx, None]
-            q = a[idx] + d * t_hi[idx, None]
-            # exact pre-tests: the distance to the polygon is at least the gap between the
-            # bounding boxes; a segment with an end inside the (convex) polygon is at distance 0
+        in_slab = np.where(flat, (a_z >= lo) & (a_z <= hi), t_lo <= t_hi)
+        if finite is not None:
+            in_slab &= finite
+            inside = ~finite
+        else:
+            inside = np.zeros(n, dtype=bool)
+        if not in_slab.any():
+            return inside
+        idx = np.flatnonzero(in_slab)
+        if len(idx) < n:
+            a, b, t_lo, t_hi, r = a[idx], b[idx], t_lo[idx], t_hi[idx], r[idx]
+        d = b - a
+        p = a + d * t_lo[:, None]
+        q = a + d * t_hi[:, None]
+        decided = self._plane_decided(index, p, q, r, inside, idx)
+        if decided.all():
+            return inside
+        idx, p, q, r = idx[~decided], p[~decided], q[~decided], r[~decided]
+        point = np.linalg.norm(q[:, :2] - p[:, :2], axis=1) < 1e-9
+        geoms = np.empty(len(idx), dtype=object)
+        if point.any():
+            geoms[point] = shapely.points(p[point, :2])
+        if (~point).any():
+            geoms[~point] = shapely.linestrings(np.stack([p[~point, :2], q[~point, :2]], axis=1))
+        dist = shapely.distance(self._polygons[index], geoms)
+        inside[idx] = ~(dist > r)  # NaN counts as inside (fail-safe)
+        return inside
+
+    def _plane_decided(self, index: int, p: np.ndarray, q: np.ndarray, r: np.ndarray,
+                       inside: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Exact numpy decisions in the plane for the clipped axes [p, q] (N, 3) of capsules of
+        radii r (N,) against the footprint of zone `index`: sets `inside[idx]` where decided
+        inside and returns the (N,) decided mask; shapely decides the rest (near a convex
+        footprint's corners or across its edges; anything near a concave one). It costs about
+        15 us for a few segments, less than an exact numpy segment-to-edges pass would.
+
+        A concave footprint: bounding boxes farther apart than r + `_PRETEST_MARGIN_M`: outside.
+        A convex one, with its edges as half-planes:
+          - an end deeper than the margin inside every edge: distance 0, inside;
+          - both ends beyond one edge's line by more than r + margin: outside (the polygon lies
+            on the other side of that line; this covers the bounding-box test);
+          - an end closer than r - margin to an edge (as a segment): inside (the common case of
+            a body part just outside a zone's edge).
+        """
+        edges = self._edges[index]
+        if edges is None:
             x0, y0, x1, y1 = self._bounds[index]
             box_lo, box_hi = np.minimum(p[:, :2], q[:, :2]), np.maximum(p[:, :2], q[:, :2])
             gap = np.maximum(np.maximum(x0 - box_hi[:, 0], box_lo[:, 0] - x1),
                              np.maximum(y0 - box_hi[:, 1], box_lo[:, 1] - y1))
-            decided = gap > r[idx] + _PRETEST_MARGIN_M
-            if self._edges[index] is not None:
-                normal, offset = self._edges[index]
-                depth = np.maximum((p[:, :2] @ normal.T - offset).min(axis=1),
-                                   (q[:, :2] @ normal.T - offset).min(axis=1))
-                within = depth > _PRETEST_MARGIN_M
-                inside[idx[within]] = ~(0.0 > r[idx[within]])
-                decided |= within
-            if decided.all():
-                return inside
-            idx, p, q = idx[~decided], p[~decided], q[~decided]
-            point = np.linalg.norm(q[:, :2] - p[:, :2], axis=1) < 1e-9
-            geoms = np.empty(len(idx), dtype=object)
-            if point.any():
-                geoms[point] = shapely.points(p[point, :2])
-            if (~point).any():
-                geoms[~point] = shapely.linestrings(np.stack([p[~point, :2], q[~point, :2]], axis=1))
-            dist = shapely.distance(self._polygons[index], geoms)
-            inside[idx] = ~(dist > r[idx])  # NaN counts as inside (fail-safe)
-        return inside
+            return gap > r + _PRETEST_MARGIN_M
+        normal, offset = edges
+        depth_p = p[:, :2] @ normal.T
+        depth_p -= offset                                                       # (N, E)
+        depth_q = q[:, :2] @ normal.T
+        depth_q -= offset
+        within = np.maximum(depth_p.min(axis=1), depth_q.min(axis=1)) > _PRETEST_MARGIN_M
+        beyond = (np.maximum(depth_p, depth_q) < -(r + _PRETEST_MARGIN_M)[:, None]).any(axis=1)
+        inside[idx[within]] = ~(0.0 > r[within])          # as shapely's distance 0 > r decides
+        decided = within | beyond
+        rest = np.flatnonzero(~decided)
+        if rest.size:
+            start, along, scaled = self._edge_vectors[index]                    # (E, 2) each
+            ends = np.concatenate((p[rest, :2], q[rest, :2]))[:, None, :] - start  # (2M, E, 2)
+            t = np.einsum("mei,ei->me", ends, scaled)           # each end's projection on each edge
+            ends -= np.clip(t, 0.0, 1.0)[:, :, None] * along
+            squared = np.einsum("mei,mei->me", ends, ends).min(axis=1)
+            squared = squared.reshape(2, rest.size).min(axis=0)            # the nearer end
+            near = np.sqrt(squared) < r[rest] - _PRETEST_MARGIN_M
+            inside[idx[rest[near]]] = True
+            decided[rest[near]] = True
+        return decided
 
     def people_violations(self, tracks: Sequence[HumanTrack],
                           capsules: Sequence[tuple[np.ndarray, np.ndarray, tuple[str, ...]]] | None = None
@@ -196,18 +253,24 @@ class ZoneSet:
             return ()
         if capsules is None:
             capsules = [human_capsules(t.keypoints_cell, t.confidence) for t in tracks]
-        owner = np.concatenate([np.full(len(c[1]), k) for k, c in enumerate(capsules)]).astype(int)
-        if owner.size == 0:
+        sizes = [len(c[1]) for c in capsules]
+        if not any(sizes):
             return ()
-        segs = np.concatenate([c[0] for c in capsules if len(c[1])])
-        radii = np.concatenate([c[1] for c in capsules if len(c[1])])
-        names = [n for c in capsules for n in c[2]]
+        segs = np.concatenate([c[0] for c in capsules])
+        radii = np.concatenate([c[1] for c in capsules])
+        owner = np.repeat(np.arange(len(sizes)), sizes)                   # capsule -> person
+        starts = np.cumsum(sizes) - sizes
         out: list[ZoneViolation] = []
         for i in kinds:
             hit = np.flatnonzero(self.capsules_inside(i, segs, radii))
-            people, first = np.unique(owner[hit], return_index=True)     # each person's first capsule
-            for k, j in zip(people.tolist(), hit[first].tolist()):
-                out.append(ZoneViolation(self.zones[i].name, self.zones[i].kind, tracks[k].track_id, names[j]))
+            if hit.size == 0:
+                continue
+            person = owner[hit]                                           # non-decreasing
+            first = np.flatnonzero(np.diff(person, prepend=-1))   # each person's first capsule
+            zone = self.zones[i]
+            for k, j in zip(person[first].tolist(), hit[first].tolist()):
+                name = capsules[k][2][j - starts[k]]
+                out.append(ZoneViolation(zone.name, zone.kind, tracks[k].track_id, name))
         return tuple(out)
 
     def robot_violations(self, segments: np.ndarray, radii: np.ndarray,

@@ -1,10 +1,11 @@
 """Frozen reference: the monitor's SSM decision as it was before the vectorised cycle (commit
 8b13988), kept only for `test_decision_equivalence.py`. Do not use it outside the tests.
 
-Copied verbatim: `human_capsules`, `closest_pairs_per_link` (with its `LinkPairs`),
-`directed_speeds_mps`, `max_robot_speeds_mps`, `protective_separation_distances_m`,
-`body_capsules`, `_body_regions`, `_path_window`, `_ssm`, and `ZoneSet.capsules_inside` as the
-function `capsules_inside(self, index, segments, radii)` (patched onto `ZoneSet` by the test).
+Copied verbatim: `segment_closest_points` (with its `_EPS`), `human_capsules`,
+`closest_pairs_per_link` (with its `LinkPairs`), `directed_speeds_mps`, `max_robot_speeds_mps`,
+`protective_separation_distances_m`, `body_capsules`, `_body_regions`, `_path_window`, `_ssm`, and
+`ZoneSet.capsules_inside` as the function `capsules_inside(self, index, segments, radii)` (patched
+onto `ZoneSet` by the test).
 """
 
 from __future__ import annotations
@@ -19,9 +20,56 @@ from content.cell import SafetyParameters
 from robot_bridge.types import RobotState
 from safety.decision import _ARM_MASK, MAX_PATH_SPEED_RATIO, STANDSTILL_MPS, ClosestPair, person_terms
 from safety.directed_speed import DIRECTION_FLOOR_M, ActivePath
-from safety.distance import ARM_CAPSULE_NAMES, LIMB_RADII_M, UNTRACKED_REACH_M, segment_closest_points
+from safety.distance import ARM_CAPSULE_NAMES, LIMB_RADII_M, UNTRACKED_REACH_M
 from safety.perception.types import POSE_LANDMARKS, POSE_LIMBS, PerceptionSnapshot
 from safety.ssm import StoppingModel, protective_separation_distance
+
+
+_EPS = 1e-12
+
+
+def segment_closest_points(
+    p1: np.ndarray, q1: np.ndarray, p2: np.ndarray, q2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Closest points between segments [p1, q1] and [p2, q2], broadcast over leading axes.
+
+    Args:
+        p1, q1: (..., 3) end points of the first segments.
+        p2, q2: (..., 3) end points of the second segments.
+
+    Returns:
+        (c1, c2): (..., 3) closest points on the first and on the second segments.
+    """
+    d1 = q1 - p1
+    d2 = q2 - p2
+    r = p1 - p2
+    a = np.einsum("...i,...i->...", d1, d1)
+    e = np.einsum("...i,...i->...", d2, d2)
+    f = np.einsum("...i,...i->...", d2, r)
+    c = np.einsum("...i,...i->...", d1, r)
+    b = np.einsum("...i,...i->...", d1, d2)
+    denom = a * e - b * b
+    a_safe = np.where(a > _EPS, a, 1.0)
+    e_safe = np.where(e > _EPS, e, 1.0)
+    # s on the first segment; parallel or degenerate segments start from s = 0.
+    s = np.where(denom > _EPS, np.clip((b * f - c * e) / np.where(denom > _EPS, denom, 1.0), 0.0, 1.0), 0.0)
+    t = (b * s + f) / e_safe
+    # Clamp t and recompute s where t left [0, 1].
+    t_lo = t < 0.0
+    t_hi = t > 1.0
+    s = np.where(t_lo, np.clip(-c / a_safe, 0.0, 1.0), s)
+    s = np.where(t_hi, np.clip((b - c) / a_safe, 0.0, 1.0), s)
+    t = np.clip(t, 0.0, 1.0)
+    # Degenerate cases: a point (a ~ 0) and/or a point (e ~ 0).
+    first_point = a <= _EPS
+    second_point = e <= _EPS
+    s = np.where(first_point, 0.0, s)
+    t = np.where(first_point & ~second_point, np.clip(f / e_safe, 0.0, 1.0), t)
+    s = np.where(second_point & ~first_point, np.clip(-c / a_safe, 0.0, 1.0), s)
+    t = np.where(second_point, 0.0, t)
+    c1 = p1 + d1 * s[..., None]
+    c2 = p2 + d2 * t[..., None]
+    return c1, c2
 
 
 @dataclass(frozen=True)

@@ -210,6 +210,46 @@ def test_zone_pretests_answer_as_shapely_alone() -> None:
             assert (zones.capsules_inside(i, segs, radii) == reference_ssm.capsules_inside(zones, i, segs, radii)).all()
 
 
+def test_zone_decisions_on_edges_corners_and_non_finite_capsules() -> None:
+    """The numpy decisions of `ZoneSet.capsules_inside` where they are closest to shapely's
+    boundary: capsules exactly on a footprint's edges and vertices (radius 0 and not), just
+    outside an edge by less and by more than their radius, off a corner diagonally, across a
+    footprint, along an edge, and non-finite ones (inside, fail-safe)."""
+    ell = [(0, 0), (2, 0), (2, 1), (1, 1), (1, 2), (0, 2)]
+    zones = ZoneSet(list(ZONES.zones) + [Zone(name="ell", kind="restricted", footprint=ell)])
+    work = 0                                        # the square (-1.5, -1.5) .. (1.5, 1.5)
+    z = 1.0
+    cases = [  # (a, b, radius, inside?)
+        ((1.5, 0.2, z), (1.5, -0.4, z), 0.0, True),           # on an edge, radius 0
+        ((1.5, 1.5, z), (1.5, 1.5, z), 0.0, True),            # on a vertex, radius 0
+        ((1.6, 0.0, z), (1.6, 0.5, z), 0.1 + 1e-6, True),     # 0.1 m outside, radius just above
+        ((1.6, 0.0, z), (1.6, 0.5, z), 0.1 - 1e-6, False),    # ... and just below
+        ((1.6, 1.6, z), (1.6, 1.6, z), 0.15, True),           # off the corner by 0.141 m
+        ((1.6, 1.6, z), (1.6, 1.6, z), 0.14, False),
+        ((1.7, 1.3, z), (1.3, 1.7, z), 0.0, True),            # cutting the corner
+        ((1.8, 1.4, z), (1.4, 1.8, z), 0.14, False),          # passing the corner 0.1414 m off
+        ((1.8, 1.4, z), (1.4, 1.8, z), 0.15, True),
+        ((-3.0, 0.0, z), (3.0, 0.0, z), 0.0, True),           # across, both ends outside
+        ((-1.5, -2.0, z), (-1.5, 2.0, z), 0.0, True),         # along an edge
+        ((1.5 + 1e-12, -1.0, z), (1.5 + 1e-12, 1.0, z), 0.0, False),   # 1e-12 m outside, radius 0
+        ((0.0, 0.0, 2.3), (0.0, 0.0, 2.5), 0.05, False),      # above the prism
+        ((0.0, 0.0, 2.3), (0.0, 0.0, 2.5), 0.1 + 1e-6, True),  # above, within its radius
+        ((np.nan, 0.0, z), (0.0, 0.0, z), 0.1, True),         # non-finite: inside
+        ((5.0, 5.0, z), (np.inf, 5.0, z), 0.1, True),
+        ((5.0, 5.0, z), (5.0, 5.0, z), np.nan, True),
+    ]
+    segs = np.array([(a, b) for a, b, _, _ in cases], dtype=np.float64)
+    radii = np.array([r for _, _, r, _ in cases])
+    with np.errstate(invalid="ignore"):
+        reference = reference_ssm.capsules_inside(zones, work, segs, radii)
+    assert zones.capsules_inside(work, segs, radii).tolist() == [c[3] for c in cases]
+    assert zones.capsules_inside(work, segs, radii).tolist() == reference.tolist()
+    for i in range(len(zones)):   # every other footprint (convex, concave, boxes) agrees too
+        with np.errstate(invalid="ignore"):
+            expected = reference_ssm.capsules_inside(zones, i, segs, radii)
+        assert (zones.capsules_inside(i, segs, radii) == expected).all(), zones.zones[i].name
+
+
 def test_far_regions_skip_the_directed_speed_and_near_ones_do_not() -> None:
     """`decision._direction_needed`: a body region far beyond S_p at any speed of the window needs
     no directed speed; the nearest region, and one that may lower the scale, do."""
