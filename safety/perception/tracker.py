@@ -72,6 +72,7 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -81,7 +82,7 @@ from safety.errors import PerceptionError
 from safety.perception.association import fundamental_matrix, group_detections
 from safety.perception.floor import Placement, place_on_floor
 from safety.perception.kalman import KeypointFilterState, KeypointKalmanFilter
-from safety.perception.plausibility import implausible_keypoints, resolve_left_right_swaps
+from safety.perception.plausibility import MIRROR, implausible_keypoints, resolve_left_right_swaps
 from safety.perception.pose import Pose2D
 from safety.perception.triangulation import triangulate, undistort_points
 from safety.perception.types import HumanTrack
@@ -304,6 +305,9 @@ class MultiPersonTracker:
         self._tracks: list[_Track] = []
         # per camera pair: (calibration a, calibration b, F)
         self._fundamental: dict[tuple[str, str], tuple[CameraCalibration, CameraCalibration, np.ndarray]] = {}
+        # id(person) -> (person, calibration, (33, 2) undistorted px): a camera's people of one
+        # frame take part in several updates (one per camera frame of the round); undistorted once
+        self._undistorted: dict[int, tuple[Pose2D, CameraCalibration, np.ndarray]] = {}
         self._lost: dict[str, tuple[int, _Track]] = {}      # id -> (clock time lost, last state)
         self._ended: dict[str, tuple[int, _Track]] = {}     # ended outside the bounds (not a fault)
         self._next_id = 1
@@ -348,7 +352,9 @@ class MultiPersonTracker:
         if len(views) < 2:
             return [m for v in views for p in v.people if (m := self._place(v, p)) is not None]
         cals = [v.calibration for v in views]
-        und = [np.stack([undistort_points(v.calibration, p.keypoints_px) for p in v.people]) for v in views]
+        und = [np.stack([self._undistort(v.calibration, p) for p in v.people]) for v in views]
+        self._undistorted = {id(p): (p, v.calibration, und[k][i])
+                             for k, v in enumerate(views) for i, p in enumerate(v.people)}
         conf = [np.stack([p.visibility for p in v.people]) for v in views]
         gate = self._max_epi_px
         if gate is None:
@@ -372,7 +378,8 @@ class MultiPersonTracker:
             if len(group) < 2:
                 singles.extend(group)
                 continue
-            m = self._triangulate([views[v] for v, _ in group], [views[v].people[i] for v, i in group])
+            m = self._triangulate([views[v] for v, _ in group], [views[v].people[i] for v, i in group],
+                                  np.stack([und[v][i] for v, i in group]))
             if m is not None:
                 out.append(m)
         for v, i in singles:
@@ -380,6 +387,13 @@ class MultiPersonTracker:
             if m is not None:
                 out.append(m)
         return out
+
+    def _undistort(self, calibration: CameraCalibration, person: Pose2D) -> np.ndarray:
+        """(33, 2) undistorted pixels of `person`, from the last update when it took part in it."""
+        hit = self._undistorted.get(id(person))
+        if hit is not None and hit[0] is person and hit[1] is calibration:
+            return hit[2]
+        return undistort_points(calibration, person.keypoints_px)
 
     def _place(self, view: View, person: Pose2D) -> Measurement | None:
         """A person seen by `view` alone, placed on the floor (None: no placement possible,
@@ -401,13 +415,20 @@ class MultiPersonTracker:
                            frames=frozenset({(view.camera_id, view.capture_ns)}), keypoints_px=px,
                            reprojection_error_px=float("nan"), placement=Placement.FLOOR, sigma_floor_m=sigma)
 
-    def _triangulate(self, views: list[View], people: list[Pose2D]) -> Measurement | None:
+    def _triangulate(self, views: list[View], people: list[Pose2D], und: np.ndarray) -> Measurement | None:
+        """One person from his detections `people` in `views` (`und`: (V, 33, 2) their
+        undistorted pixels). The swap search and the final triangulation share its solve
+        without view rejection (`SwapResolution.unrejected`)."""
         cals = [v.calibration for v in views]
         kp = np.stack([p.keypoints_px for p in people])
-        vis = np.stack([p.visibility for p in people])
-        kp, vis, mirrored = resolve_left_right_swaps(cals, kp, vis, triangulate)
-        self.mirrored_views += len(mirrored)
-        tri = triangulate(cals, kp, vis, min_confidence=self._min_conf, max_reprojection_error_px=self._max_err_px)
+        swaps = resolve_left_right_swaps(cals, und, np.stack([p.visibility for p in people]),
+                                         partial(triangulate, undistorted=True, min_confidence=self._min_conf))
+        vis = swaps.visibility
+        for k in swaps.mirrored:
+            kp[k] = kp[k][MIRROR]
+        self.mirrored_views += len(swaps.mirrored)
+        tri = triangulate(cals, swaps.keypoints_px, vis, undistorted=True, min_confidence=self._min_conf,
+                          max_reprojection_error_px=self._max_err_px, first_pass=swaps.unrejected)
         if np.isfinite(tri.points[list(BODY_POINTS)]).all(axis=1).sum() < MIN_BODY_POINTS:
             return None
         self.triangulations += 1

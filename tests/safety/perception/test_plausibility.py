@@ -47,7 +47,7 @@ def test_mirrored_views_are_found_and_undone(swapped):
     seen = obs.copy()
     for view in swapped:
         seen[view] = obs[view][MIRROR]
-    kp, _, mirrored = resolve_left_right_swaps(CAMS, seen, vis, triangulate)
+    kp, _, mirrored, _ = resolve_left_right_swaps(CAMS, seen, vis, triangulate)
     assert mirrored == swapped
     np.testing.assert_allclose(kp, obs)
 
@@ -66,5 +66,9 @@ def test_the_batched_search_decides_as_one_triangulation_per_hypothesis():
         assert batched[2] == reference[2], trial
         np.testing.assert_array_equal(batched[0], reference[0])
         np.testing.assert_array_equal(batched[1], reference[1])
+        # the search's triangulation without view rejection is that of the keypoints it returns
+        alone = triangulate(CAMS, reference[0], reference[1], max_reprojection_error_px=np.inf)
+        np.testing.assert_array_equal(batched.unrejected.points, alone.points)
+        np.testing.assert_array_equal(batched.unrejected.views_used, alone.views_used)
         decided.append(len(reference[2]))
     assert decided.count(0) >= 5 and decided.count(1) >= 5 and max(decided) >= 2     # every path taken
