@@ -107,6 +107,9 @@ CONFIRM_FLOOR_UPDATES = 3
 _MIN_MEASUREMENT_SIGMA_M = 0.015
 #: Smallest published position uncertainty, metres.
 _MIN_SIGMA_M = 0.02
+#: A one-view detection whose keypoints lie within this fraction of the region of a freshly
+#: triangulated track's detection in the same camera (median distance) is that track's person.
+_SAME_DETECTION_FRACTION = 0.1
 #: A coasting track moves on with the slope of its measured body centres over this window...
 COAST_VELOCITY_WINDOW_NS = 500_000_000
 #: ...when they span at least this long (else it holds its posture).
@@ -395,10 +398,34 @@ class MultiPersonTracker:
             return hit[2]
         return undistort_points(calibration, person.keypoints_px)
 
+    def _covered(self, view: View, person: Pose2D) -> bool:
+        """Whether `person`, seen by `view` alone, is the person of a track triangulated within
+        `coast_after_s` before the view and detected in the same camera then (median keypoint
+        distance below `_SAME_DETECTION_FRACTION` of his region there): `_assign` would not use
+        his floor placement (`_triangulated_lately`: the other views of the round are on their
+        way), so it is not computed (2 ms). Any doubt (another camera, a person who moved more)
+        leaves the decision to `_assign`."""
+        kp = person.keypoints_px
+        for track in self._tracks:
+            last = track.measured
+            if (last is None or track.placement is not Placement.TRIANGULATED or track.triangulated_ns is None
+                    or view.capture_ns - track.triangulated_ns > self._coast_after_ns):
+                continue
+            seen = next((px[:, :2] for cam, px in last.keypoints_px if cam == view.camera_id), None)
+            if seen is None:
+                continue
+            both = np.isfinite(seen).all(axis=1) & np.isfinite(kp).all(axis=1)
+            if both.sum() < MIN_BODY_POINTS:
+                continue
+            size = float(np.max(seen[both].max(axis=0) - seen[both].min(axis=0)))
+            if float(np.median(np.linalg.norm(seen[both] - kp[both], axis=1))) < _SAME_DETECTION_FRACTION * size:
+                return True
+        return False
+
     def _place(self, view: View, person: Pose2D) -> Measurement | None:
         """A person seen by `view` alone, placed on the floor (None: no placement possible,
         or fewer than `MIN_BODY_POINTS` body keypoints placed)."""
-        if self._floor_z_m is None:
+        if self._floor_z_m is None or self._covered(view, person):
             return None
         fp = place_on_floor(view.calibration, person.keypoints_px, person.visibility, world_to_cell=self._T,
                             floor_z_m=self._floor_z_m, min_confidence=self._min_conf)
