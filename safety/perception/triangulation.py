@@ -130,7 +130,7 @@ def _solve_dlt(P: np.ndarray, uv: np.ndarray, w: np.ndarray) -> np.ndarray:
     # Equalise the equations' scale (each row's norm grows with depth and focal length).
     rows = rows / np.maximum(np.linalg.norm(rows, axis=2, keepdims=True), 1e-12)
     ww = np.concatenate([w, w], axis=0)[..., None]
-    A = np.nan_to_num(rows * ww).transpose(1, 0, 2)                # (N, 2V, 4)
+    A = np.where(ww > 0, rows * ww, 0.0).transpose(1, 0, 2)        # (N, 2V, 4); unused views: 0 (NaN px)
     # The right singular vector of A's smallest singular value is the eigenvector of A^T A's
     # smallest eigenvalue (eigh sorts them ascending); 4 x 4 eigh costs half an 8 x 4 SVD.
     _, vecs = np.linalg.eigh(A.transpose(0, 2, 1) @ A)
@@ -197,13 +197,12 @@ def triangulate(calibrations: Sequence[CameraCalibration], keypoints_px: np.ndar
         else:
             w = np.where(used[:, idx], np.clip(conf[:, idx], 0.0, 1.0), 0.0)
             X = _solve_dlt(P, und[:, idx], w)
-            Xh = np.concatenate([X, np.ones((len(idx), 1))], axis=1)
-            proj = np.einsum("vij,nj->vni", P, Xh)
+            proj = P[:, :, :3] @ X.T + P[:, :, 3:]                                          # (V, 3, n)
             with np.errstate(divide="ignore", invalid="ignore"):
-                e = np.linalg.norm(proj[..., :2] / proj[..., 2:3] - und[:, idx], axis=2)     # (V, n)
-                behind = proj[..., 2] <= 0
-            e = np.where(behind, np.inf, e)
-            e = np.where(used[:, idx], e, np.nan)
+                uv = proj[:, :2] / proj[:, 2:3] - und[:, idx].transpose(0, 2, 1)
+                e = np.hypot(uv[:, 0], uv[:, 1])                                             # (V, n)
+            e[proj[:, 2] <= 0] = np.inf                                                      # behind the camera
+            e[~used[:, idx]] = np.nan
         points[idx] = X
         err[:, idx] = e
         worst = np.nanargmax(np.where(np.isnan(e), -1.0, e), axis=0)
