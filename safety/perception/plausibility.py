@@ -125,7 +125,10 @@ def resolve_left_right_swaps(calibrations: Sequence[CameraCalibration], keypoint
         tri = triangulate_fn(calibrations, np.concatenate(k_all, axis=1), np.concatenate(v_all, axis=1),
                              max_reprojection_error_px=np.inf)
         err = tri.reprojection_error_px.reshape(len(k_all), n)
-        return [float(np.nanmedian(e)) if np.isfinite(e).any() else np.inf for e in err], tri
+        seen = np.isfinite(err).any(axis=1)
+        median = np.full(len(err), np.inf)
+        median[seen] = np.nanmedian(err[seen], axis=1)
+        return median.tolist(), tri
 
     # Views are decided in order, each against the best so far; a mirrored view changes the
     # hypotheses of the later ones, which are then scored again from there.

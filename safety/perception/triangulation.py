@@ -54,8 +54,10 @@ class Triangulation:
     def take(self, start: int, stop: int) -> Triangulation:
         """The triangulation of points `start` to `stop` - 1 alone (points are solved one by one,
         so a batch of several keypoint sets solved together splits exactly)."""
-        return Triangulation(points=self.points[start:stop], reprojection_error_px=self.reprojection_error_px[start:stop],
-                             views_used=self.views_used[start:stop], view_error_px=self.view_error_px[:, start:stop])
+        return Triangulation(points=self.points[start:stop],
+                             reprojection_error_px=self.reprojection_error_px[start:stop],
+                             views_used=self.views_used[start:stop],
+                             view_error_px=self.view_error_px[:, start:stop])
 
 
 def undistort_points(calibration: CameraCalibration, keypoints_px: np.ndarray) -> np.ndarray:
@@ -205,7 +207,7 @@ def triangulate(calibrations: Sequence[CameraCalibration], keypoints_px: np.ndar
             e[~used[:, idx]] = np.nan
         points[idx] = X
         err[:, idx] = e
-        worst = np.nanargmax(np.where(np.isnan(e), -1.0, e), axis=0)
+        worst = np.argmax(np.where(np.isnan(e), -1.0, e), axis=0)
         worst_err = e[worst, np.arange(len(idx))]
         retry = (worst_err > max_reprojection_error_px) & (used[:, idx].sum(axis=0) > min_views)
         used[worst[retry], idx[retry]] = False
