@@ -125,10 +125,12 @@ def resolve_left_right_swaps(calibrations: Sequence[CameraCalibration], keypoint
         tri = triangulate_fn(calibrations, np.concatenate(k_all, axis=1), np.concatenate(v_all, axis=1),
                              max_reprojection_error_px=np.inf)
         err = tri.reprojection_error_px.reshape(len(k_all), n)
-        seen = np.isfinite(err).any(axis=1)
-        median = np.full(len(err), np.inf)
-        median[seen] = np.nanmedian(err[seen], axis=1)
-        return median.tolist(), tri
+        # nanmedian of each row (np.nanmedian over an axis goes through masked arrays: 0.7 ms)
+        count = np.isfinite(err).sum(axis=1)
+        ranked = np.sort(err, axis=1)                                   # NaN last
+        rows = np.arange(len(err))
+        median = 0.5 * (ranked[rows, np.maximum(count - 1, 0) // 2] + ranked[rows, count // 2 - (count == 0)])
+        return np.where(count > 0, median, np.inf).tolist(), tri
 
     # Views are decided in order, each against the best so far; a mirrored view changes the
     # hypotheses of the later ones, which are then scored again from there.
