@@ -28,6 +28,9 @@ SEGMENT_LIMITS_M: tuple[tuple[int, int, float], ...] = (
     (23, 25, 0.60), (25, 27, 0.60), (27, 29, 0.15), (27, 31, 0.30),                    # left leg
     (24, 26, 0.60), (26, 28, 0.60), (28, 30, 0.15), (28, 32, 0.30),                    # right leg
 )
+_PARENTS = np.array([p for p, _, _ in SEGMENT_LIMITS_M])
+_CHILDREN = np.array([c for _, c, _ in SEGMENT_LIMITS_M])
+_LIMITS = np.array([m for _, _, m in SEGMENT_LIMITS_M])
 #: No keypoint is farther than this from the hip centre (hands raised overhead: about 1.3 m).
 MAX_REACH_FROM_HIPS_M = 1.4
 _HIPS = (23, 24)
@@ -51,11 +54,13 @@ def implausible_keypoints(points: np.ndarray) -> np.ndarray:
         centre = points[list(_HIPS)].mean(axis=0)
         reach = np.linalg.norm(np.where(finite[:, None], points, centre) - centre, axis=1)
         bad |= finite & (reach > MAX_REACH_FROM_HIPS_M)
-    for parent, child, limit in SEGMENT_LIMITS_M:
-        if finite[parent] and finite[child] and not bad[parent]:
-            if np.linalg.norm(points[child] - points[parent]) > limit:
-                bad[child] = True
-    return bad
+    too_long = (np.linalg.norm(points[_CHILDREN] - points[_PARENTS], axis=1) > _LIMITS).tolist()
+    ok = finite.tolist()
+    rejected = bad.tolist()
+    for k, (parent, child, _) in enumerate(SEGMENT_LIMITS_M):     # parents first: a rejected one stops the chain
+        if ok[parent] and ok[child] and not rejected[parent] and too_long[k]:
+            rejected[child] = True
+    return np.array(rejected)
 
 
 #: MediaPipe Pose landmark index of each landmark's left/right mirror (itself for the nose).
