@@ -216,7 +216,7 @@ def triangulate(calibrations: Sequence[CameraCalibration], keypoints_px: np.ndar
     finite = np.isfinite(points).all(axis=1) & active & np.isfinite(np.where(used, err, 0.0)).all(axis=0)
     points[~finite] = np.nan
     used[:, ~finite] = False
-    sq = np.where(used, np.nan_to_num(err, nan=0.0, posinf=0.0), 0.0) ** 2
+    sq = np.where(used, err, 0.0) ** 2                 # finite wherever used (else not `finite` above)
     count = used.sum(axis=0)
     rms = np.full(N, np.nan)
     rms[finite] = np.sqrt(sq[:, finite].sum(axis=0) / count[finite])
