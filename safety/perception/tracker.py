@@ -48,7 +48,8 @@ last measurement.
 
 Single view: a person found in one view only (no match in another view of the update) is placed on
 the floor of the cell (`safety.perception.floor.place_on_floor`; `placement` "floor" instead of
-"triangulated" in the `HumanTrack`). A new person seen by one view gets a track, tentative (not
+"triangulated" in the `HumanTrack`), unless it is, in the same camera, the person of a track
+triangulated within `coast_after_s` (the placement would be discarded, see below: not computed). A new person seen by one view gets a track, tentative (not
 published, never reported lost) until `CONFIRM_FLOOR_UPDATES` updates measured it or a
 triangulation did, so that a detector's ghost in one view does not become a lost person (a fault)
 when it vanishes; a triangulated track that drops to one view continues with floor placements
