@@ -103,7 +103,7 @@ def group_detections(calibrations: Sequence[CameraCalibration], keypoints_px: Se
             for i in range(n):
                 c = [epipolar_cost(F[(w, v)], keypoints_px[w][j], confidence[w][j], keypoints_px[v][i],
                                    confidence[v][i], min_confidence) for w, j in members]
-                cost[g, i] = float(np.mean(c))
+                cost[g, i] = sum(c) / len(c)
         big = 1e6
         rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, big))
         matched = set()

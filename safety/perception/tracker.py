@@ -237,7 +237,7 @@ def _centre_sigma(sigma_m: np.ndarray) -> float:
 def _centre(points: np.ndarray) -> np.ndarray:
     hips = points[[_LEFT_HIP, _RIGHT_HIP]]
     if np.isfinite(hips).all():
-        return hips.mean(axis=0)
+        return 0.5 * (hips[0] + hips[1])
     body = points[list(BODY_POINTS)]
     body = body[np.isfinite(body).all(axis=1)]
     return body.mean(axis=0) if len(body) else np.full(3, np.nan)
@@ -476,8 +476,8 @@ class MultiPersonTracker:
         self.reprojection_px.append(med_err)
         # Pixel error -> metres at the person's depth, shrinking with the number of views.
         centre_w = _centre(tri.points)
-        depth = np.mean([np.linalg.norm(cal.R @ centre_w + cal.t) for cal in cals])
-        focal = np.mean([cal.K[0, 0] for cal in cals])
+        depth = sum(float(np.linalg.norm(cal.R @ centre_w + cal.t)) for cal in cals) / len(cals)
+        focal = sum(float(cal.K[0, 0]) for cal in cals) / len(cals)
         nv = np.maximum(tri.num_views, 1)
         sigma = np.maximum(np.nan_to_num(err, nan=med_err) * depth / focal, _MIN_MEASUREMENT_SIGMA_M) / np.sqrt(nv)
         contributing = [v for k, v in enumerate(views) if used[:, k].any()]
