@@ -54,13 +54,15 @@ def epipolar_cost(F: np.ndarray, kp_a: np.ndarray, conf_a: np.ndarray, kp_b: np.
         & np.isfinite(kp_b).all(axis=1)
     if ok.sum() < MIN_COMMON_KEYPOINTS:
         return float("inf")
-    xa = np.column_stack([kp_a[ok], np.ones(ok.sum())])
-    xb = np.column_stack([kp_b[ok], np.ones(ok.sum())])
-    # einsum, not @: BLAS threads spin for longer than these tiny products take.
-    lb = np.einsum("ij,nj->ni", F, xa)   # lines in b
-    la = np.einsum("ji,nj->ni", F, xb)   # lines in a
-    db = np.abs((lb * xb).sum(axis=1)) / np.maximum(np.linalg.norm(lb[:, :2], axis=1), 1e-12)
-    da = np.abs((la * xa).sum(axis=1)) / np.maximum(np.linalg.norm(la[:, :2], axis=1), 1e-12)
+    xa, xb = kp_a[ok], kp_b[ok]
+    # Lines l_b = F x_a in b and l_a = F^T x_b in a, x homogeneous (u, v, 1); no BLAS for
+    # these tiny products (its threads spin for longer than they take).
+    lb = xa[:, 0:1] * F[:, 0] + xa[:, 1:2] * F[:, 1] + F[:, 2]
+    la = xb[:, 0:1] * F[0] + xb[:, 1:2] * F[1] + F[2]
+    db = np.abs(lb[:, 0] * xb[:, 0] + lb[:, 1] * xb[:, 1] + lb[:, 2])
+    db /= np.maximum(np.hypot(lb[:, 0], lb[:, 1]), 1e-12)
+    da = np.abs(la[:, 0] * xa[:, 0] + la[:, 1] * xa[:, 1] + la[:, 2])
+    da /= np.maximum(np.hypot(la[:, 0], la[:, 1]), 1e-12)
     return float(np.mean(0.5 * (da + db)))
 
 
@@ -101,7 +103,7 @@ def group_detections(calibrations: Sequence[CameraCalibration], keypoints_px: Se
             for i in range(n):
                 c = [epipolar_cost(F[(w, v)], keypoints_px[w][j], confidence[w][j], keypoints_px[v][i],
                                    confidence[v][i], min_confidence) for w, j in members]
-                cost[g, i] = float(np.mean(c))
+                cost[g, i] = sum(c) / len(c)
         big = 1e6
         rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, big))
         matched = set()

@@ -308,14 +308,12 @@ def _skeleton(centre: np.ndarray, d: np.ndarray, ok: np.ndarray, g: np.ndarray, 
     n /= np.linalg.norm(n)
     pts = np.full((33, 3), np.nan)
     sig = np.full(33, np.nan)
-    for i in np.flatnonzero(ok):
-        cos = float(n @ d[i])
-        if cos < 0.2:
-            continue                                       # ray nearly parallel to the body plane
-        s = float(n @ (g - centre)) / cos
-        pts[i] = centre + s * d[i]
-        # moving the plane by dn moves the point by dn / cos along the ray
-        sig[i] = np.sqrt(((g_sigma ** 2 + OFF_PLANE_SIGMA_M[i] ** 2) / cos ** 2) + (sigma_px * s / focal) ** 2)
+    cos = d @ n
+    on = ok & (cos >= 0.2)                                  # else the ray is nearly parallel to the body plane
+    s = float(n @ (g - centre)) / cos[on]
+    pts[on] = centre + s[:, None] * d[on]
+    # moving the plane by dn moves the point by dn / cos along the ray
+    sig[on] = np.sqrt(((g_sigma ** 2 + OFF_PLANE_SIGMA_M[on] ** 2) / cos[on] ** 2) + (sigma_px * s / focal) ** 2)
     for i, p, s_i in feet:
         pts[i] = p
         sig[i] = s_i

@@ -48,7 +48,8 @@ last measurement.
 
 Single view: a person found in one view only (no match in another view of the update) is placed on
 the floor of the cell (`safety.perception.floor.place_on_floor`; `placement` "floor" instead of
-"triangulated" in the `HumanTrack`). A new person seen by one view gets a track, tentative (not
+"triangulated" in the `HumanTrack`), unless it is, in the same camera, the person of a track
+triangulated within `coast_after_s` (the placement would be discarded, see below: not computed). A new person seen by one view gets a track, tentative (not
 published, never reported lost) until `CONFIRM_FLOOR_UPDATES` updates measured it or a
 triangulation did, so that a detector's ghost in one view does not become a lost person (a fault)
 when it vanishes; a triangulated track that drops to one view continues with floor placements
@@ -72,6 +73,7 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -81,7 +83,7 @@ from safety.errors import PerceptionError
 from safety.perception.association import fundamental_matrix, group_detections
 from safety.perception.floor import Placement, place_on_floor
 from safety.perception.kalman import KeypointFilterState, KeypointKalmanFilter
-from safety.perception.plausibility import implausible_keypoints, resolve_left_right_swaps
+from safety.perception.plausibility import MIRROR, implausible_keypoints, resolve_left_right_swaps
 from safety.perception.pose import Pose2D
 from safety.perception.triangulation import triangulate, undistort_points
 from safety.perception.types import HumanTrack
@@ -106,6 +108,9 @@ CONFIRM_FLOOR_UPDATES = 3
 _MIN_MEASUREMENT_SIGMA_M = 0.015
 #: Smallest published position uncertainty, metres.
 _MIN_SIGMA_M = 0.02
+#: A one-view detection whose keypoints lie within this fraction of the region of a freshly
+#: triangulated track's detection in the same camera (median distance) is that track's person.
+_SAME_DETECTION_FRACTION = 0.1
 #: A coasting track moves on with the slope of its measured body centres over this window...
 COAST_VELOCITY_WINDOW_NS = 500_000_000
 #: ...when they span at least this long (else it holds its posture).
@@ -232,7 +237,7 @@ def _centre_sigma(sigma_m: np.ndarray) -> float:
 def _centre(points: np.ndarray) -> np.ndarray:
     hips = points[[_LEFT_HIP, _RIGHT_HIP]]
     if np.isfinite(hips).all():
-        return hips.mean(axis=0)
+        return 0.5 * (hips[0] + hips[1])
     body = points[list(BODY_POINTS)]
     body = body[np.isfinite(body).all(axis=1)]
     return body.mean(axis=0) if len(body) else np.full(3, np.nan)
@@ -304,6 +309,9 @@ class MultiPersonTracker:
         self._tracks: list[_Track] = []
         # per camera pair: (calibration a, calibration b, F)
         self._fundamental: dict[tuple[str, str], tuple[CameraCalibration, CameraCalibration, np.ndarray]] = {}
+        # id(person) -> (person, calibration, (33, 2) undistorted px): a camera's people of one
+        # frame take part in several updates (one per camera frame of the round); undistorted once
+        self._undistorted: dict[int, tuple[Pose2D, CameraCalibration, np.ndarray]] = {}
         self._lost: dict[str, tuple[int, _Track]] = {}      # id -> (clock time lost, last state)
         self._ended: dict[str, tuple[int, _Track]] = {}     # ended outside the bounds (not a fault)
         self._next_id = 1
@@ -348,7 +356,9 @@ class MultiPersonTracker:
         if len(views) < 2:
             return [m for v in views for p in v.people if (m := self._place(v, p)) is not None]
         cals = [v.calibration for v in views]
-        und = [np.stack([undistort_points(v.calibration, p.keypoints_px) for p in v.people]) for v in views]
+        und = [np.stack([self._undistort(v.calibration, p) for p in v.people]) for v in views]
+        self._undistorted = {id(p): (p, v.calibration, und[k][i])
+                             for k, v in enumerate(views) for i, p in enumerate(v.people)}
         conf = [np.stack([p.visibility for p in v.people]) for v in views]
         gate = self._max_epi_px
         if gate is None:
@@ -372,7 +382,8 @@ class MultiPersonTracker:
             if len(group) < 2:
                 singles.extend(group)
                 continue
-            m = self._triangulate([views[v] for v, _ in group], [views[v].people[i] for v, i in group])
+            m = self._triangulate([views[v] for v, _ in group], [views[v].people[i] for v, i in group],
+                                  np.stack([und[v][i] for v, i in group]))
             if m is not None:
                 out.append(m)
         for v, i in singles:
@@ -381,10 +392,41 @@ class MultiPersonTracker:
                 out.append(m)
         return out
 
+    def _undistort(self, calibration: CameraCalibration, person: Pose2D) -> np.ndarray:
+        """(33, 2) undistorted pixels of `person`, from the last update when it took part in it."""
+        hit = self._undistorted.get(id(person))
+        if hit is not None and hit[0] is person and hit[1] is calibration:
+            return hit[2]
+        return undistort_points(calibration, person.keypoints_px)
+
+    def _covered(self, view: View, person: Pose2D) -> bool:
+        """Whether `person`, seen by `view` alone, is the person of a track triangulated within
+        `coast_after_s` before the view and detected in the same camera then (median keypoint
+        distance below `_SAME_DETECTION_FRACTION` of his region there): `_assign` would not use
+        his floor placement (`_triangulated_lately`: the other views of the round are on their
+        way), so it is not computed (2 ms). Any doubt (another camera, a person who moved more)
+        leaves the decision to `_assign`."""
+        kp = person.keypoints_px
+        for track in self._tracks:
+            last = track.measured
+            if (last is None or track.placement is not Placement.TRIANGULATED or track.triangulated_ns is None
+                    or view.capture_ns - track.triangulated_ns > self._coast_after_ns):
+                continue
+            seen = next((px[:, :2] for cam, px in last.keypoints_px if cam == view.camera_id), None)
+            if seen is None:
+                continue
+            both = np.isfinite(seen).all(axis=1) & np.isfinite(kp).all(axis=1)
+            if both.sum() < MIN_BODY_POINTS:
+                continue
+            size = float(np.max(seen[both].max(axis=0) - seen[both].min(axis=0)))
+            if float(np.median(np.linalg.norm(seen[both] - kp[both], axis=1))) < _SAME_DETECTION_FRACTION * size:
+                return True
+        return False
+
     def _place(self, view: View, person: Pose2D) -> Measurement | None:
         """A person seen by `view` alone, placed on the floor (None: no placement possible,
         or fewer than `MIN_BODY_POINTS` body keypoints placed)."""
-        if self._floor_z_m is None:
+        if self._floor_z_m is None or self._covered(view, person):
             return None
         fp = place_on_floor(view.calibration, person.keypoints_px, person.visibility, world_to_cell=self._T,
                             floor_z_m=self._floor_z_m, min_confidence=self._min_conf)
@@ -401,13 +443,20 @@ class MultiPersonTracker:
                            frames=frozenset({(view.camera_id, view.capture_ns)}), keypoints_px=px,
                            reprojection_error_px=float("nan"), placement=Placement.FLOOR, sigma_floor_m=sigma)
 
-    def _triangulate(self, views: list[View], people: list[Pose2D]) -> Measurement | None:
+    def _triangulate(self, views: list[View], people: list[Pose2D], und: np.ndarray) -> Measurement | None:
+        """One person from his detections `people` in `views` (`und`: (V, 33, 2) their
+        undistorted pixels). The swap search and the final triangulation share its solve
+        without view rejection (`SwapResolution.unrejected`)."""
         cals = [v.calibration for v in views]
         kp = np.stack([p.keypoints_px for p in people])
-        vis = np.stack([p.visibility for p in people])
-        kp, vis, mirrored = resolve_left_right_swaps(cals, kp, vis, triangulate)
-        self.mirrored_views += len(mirrored)
-        tri = triangulate(cals, kp, vis, min_confidence=self._min_conf, max_reprojection_error_px=self._max_err_px)
+        swaps = resolve_left_right_swaps(cals, und, np.stack([p.visibility for p in people]),
+                                         partial(triangulate, undistorted=True, min_confidence=self._min_conf))
+        vis = swaps.visibility
+        for k in swaps.mirrored:
+            kp[k] = kp[k][MIRROR]
+        self.mirrored_views += len(swaps.mirrored)
+        tri = triangulate(cals, swaps.keypoints_px, vis, undistorted=True, min_confidence=self._min_conf,
+                          max_reprojection_error_px=self._max_err_px, first_pass=swaps.unrejected)
         if np.isfinite(tri.points[list(BODY_POINTS)]).all(axis=1).sum() < MIN_BODY_POINTS:
             return None
         self.triangulations += 1
@@ -427,8 +476,8 @@ class MultiPersonTracker:
         self.reprojection_px.append(med_err)
         # Pixel error -> metres at the person's depth, shrinking with the number of views.
         centre_w = _centre(tri.points)
-        depth = np.mean([np.linalg.norm(cal.R @ centre_w + cal.t) for cal in cals])
-        focal = np.mean([cal.K[0, 0] for cal in cals])
+        depth = sum(float(np.linalg.norm(cal.R @ centre_w + cal.t)) for cal in cals) / len(cals)
+        focal = sum(float(cal.K[0, 0]) for cal in cals) / len(cals)
         nv = np.maximum(tri.num_views, 1)
         sigma = np.maximum(np.nan_to_num(err, nan=med_err) * depth / focal, _MIN_MEASUREMENT_SIGMA_M) / np.sqrt(nv)
         contributing = [v for k, v in enumerate(views) if used[:, k].any()]

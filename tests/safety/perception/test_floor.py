@@ -243,3 +243,23 @@ def test_feet_that_put_the_hips_where_no_standing_person_has_them_are_not_truste
     kp, vis = observe(CAM, crouching)
     vis[11:13] = 0.0                                         # shoulders hidden: no torso prior
     assert place_on_floor(CAM, kp, vis) is None
+
+
+def test_one_view_of_a_person_just_triangulated_in_that_camera_is_not_placed():
+    tracker = MultiPersonTracker()
+    tracker.update(views(standing(4.0, 0.0), 0, (CAM, CAM_B)), 0)
+    assert tracker.triangulations == 1 and tracker.floor_placements == 0
+    # The next round's first frame: camera "c" alone, 0.125 s later (the other view is on its way).
+    # The tracker would discard his placement, so none is computed; the track stays triangulated.
+    t = 125_000_000
+    tracker.update(views(standing(4.0, 0.02), t, (CAM,)), t)
+    assert tracker.floor_placements == 0
+    (track,) = tracker.tracks()
+    assert track.track_id == "p1" and track.placement == "triangulated"
+    # Someone else in the same camera, and the same person once 0.15 s have passed: placed.
+    far = standing(6.0, -2.0)
+    tracker.update([View("c", CAM, t, (Pose2D(*observe(CAM, far)),))], t)
+    assert tracker.floor_placements == 1
+    t = 400_000_000
+    tracker.update(views(standing(4.0, 0.05), t, (CAM,)), t)
+    assert tracker.floor_placements == 2

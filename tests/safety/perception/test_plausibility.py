@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from safety.perception.plausibility import MIRROR, resolve_left_right_swaps
+from safety.perception.plausibility import MIRROR, implausible_keypoints, resolve_left_right_swaps
 from safety.perception.triangulation import project_points, triangulate
 from tests.safety.perception.test_triangulation import CAMS
 
@@ -47,7 +47,7 @@ def test_mirrored_views_are_found_and_undone(swapped):
     seen = obs.copy()
     for view in swapped:
         seen[view] = obs[view][MIRROR]
-    kp, _, mirrored = resolve_left_right_swaps(CAMS, seen, vis, triangulate)
+    kp, _, mirrored, _ = resolve_left_right_swaps(CAMS, seen, vis, triangulate)
     assert mirrored == swapped
     np.testing.assert_allclose(kp, obs)
 
@@ -66,5 +66,21 @@ def test_the_batched_search_decides_as_one_triangulation_per_hypothesis():
         assert batched[2] == reference[2], trial
         np.testing.assert_array_equal(batched[0], reference[0])
         np.testing.assert_array_equal(batched[1], reference[1])
+        # the search's triangulation without view rejection is that of the keypoints it returns
+        alone = triangulate(CAMS, reference[0], reference[1], max_reprojection_error_px=np.inf)
+        np.testing.assert_array_equal(batched.unrejected.points, alone.points)
+        np.testing.assert_array_equal(batched.unrejected.views_used, alone.views_used)
         decided.append(len(reference[2]))
     assert decided.count(0) >= 5 and decided.count(1) >= 5 and max(decided) >= 2     # every path taken
+
+
+def test_a_keypoint_too_far_from_its_parent_is_implausible_and_its_child_is_judged_by_reach_only():
+    body = np.tile([0.0, 0.0, 1.0], (33, 1))  # every keypoint at the hip centre: all plausible
+    assert not implausible_keypoints(body).any()
+    body[25] += [0.0, 0.0, -0.7]             # left knee 0.7 m below the hip: thigh too long
+    body[[27, 29, 31]] = body[25] + [0.0, 0.0, -0.45]    # left foot a plausible shank below that knee
+    assert np.flatnonzero(implausible_keypoints(body)).tolist() == [25]
+    body[15] += [2.0, 0.0, 0.0]              # left wrist 2 m out: beyond any reach; its hand is not judged by it
+    assert np.flatnonzero(implausible_keypoints(body)).tolist() == [15, 25]
+    body[[27, 29, 31]] += [0.0, 0.0, -0.3]   # the foot 1.45 m from the hips: beyond reach
+    assert np.flatnonzero(implausible_keypoints(body)).tolist() == [15, 25, 27, 29, 31]

@@ -7,7 +7,7 @@ import pytest
 
 from content.calibration import CameraCalibration
 from safety.errors import PerceptionError
-from safety.perception.triangulation import project_points, reprojection_error, triangulate
+from safety.perception.triangulation import project_points, reprojection_error, triangulate, undistort_points
 
 
 def _look_at(name: str, centre: tuple[float, float, float], target=(0.0, 0.0, 1.0)) -> CameraCalibration:
@@ -69,3 +69,22 @@ def test_shape_errors_are_domain_errors():
         triangulate(CAMS[:1], _observe()[:1], np.ones((1, 33)))
     with pytest.raises(PerceptionError, match=r"reprojection_error: expected points \(N, 3\)"):
         reprojection_error(CAMS, POINTS[:5], _observe())
+
+
+def test_undistorted_input_and_a_first_pass_give_the_same_triangulation():
+    rng = np.random.default_rng(3)
+    obs = _observe() + rng.normal(0.0, 0.3, (4, 33, 2))
+    obs[2, :10] += np.array([40.0, -25.0])     # a disagreeing view for a third of the points
+    conf = rng.uniform(0.6, 1.0, (4, 33))
+    ref = triangulate(CAMS, obs, conf, max_reprojection_error_px=5.0)
+    und = np.stack([undistort_points(c, obs[v]) for v, c in enumerate(CAMS)])
+    first = triangulate(CAMS, und, conf, undistorted=True, max_reprojection_error_px=np.inf)
+    assert first.views_used[:10, 2].all()                # no view rejected in the first pass
+    for tri in (triangulate(CAMS, und, conf, undistorted=True, max_reprojection_error_px=5.0),
+                triangulate(CAMS, und, conf, undistorted=True, max_reprojection_error_px=5.0, first_pass=first)):
+        assert not tri.views_used[:10, 2].any()
+        np.testing.assert_array_equal(tri.views_used, ref.views_used)
+        np.testing.assert_allclose(tri.points, ref.points, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(tri.reprojection_error_px, ref.reprojection_error_px, rtol=0, atol=1e-6)
+    with pytest.raises(PerceptionError, match=r"first_pass is of \(4, 5\) \(views, points\), expected \(4, 33\)"):
+        triangulate(CAMS, obs, conf, first_pass=first.take(0, 5))
