@@ -306,7 +306,10 @@ class ProgramRunner:
                                 f"ended short of where the step starts ({self._ready(robot)})")
 
     def _send_return(self, robot: RobotState | None, now: float) -> None:
-        assert self._expected_at is not None and self.return_planner is not None  # resume() checked
+        if self._expected_at is None or self.return_planner is None:   # resume() refuses this
+            self._set_state(ProgramState.PAUSED, "the way back to where the step starts cannot be "
+                            "planned on this server; move the robot there, then resume")
+            return
         if self._ready(robot) == "":
             self._set_state(ProgramState.RUNNING, "")
             return
