@@ -70,6 +70,12 @@ MOTION_ROLES = frozenset({"operator", "admin"})
 SWEEP_STEP_RAD = 0.01
 #: Largest number of points of the planned path kept for the HMIs' ghost view.
 PLANNED_PATH_POINTS = 40
+#: Largest joint distance between a trajectory's first point, when it is due at 0 s, and the
+#: measured position, radians. A point due at once is a jump the controller would make at
+#: whatever speed it can: the path from the measured position has no time to check against the
+#: velocity limits. 0.02 rad covers the position controller's settling after a goal (a few
+#: thousandths of a radian) and the state's age.
+START_TOLERANCE_RAD = 0.02
 
 
 class LinkKinematics(Protocol):
@@ -285,6 +291,9 @@ class CommandGate:
         if not isinstance(command, JointTrajectory):
             return _Outcome(None)
         why = self._check_trajectory(command)
+        robot = self._backend.latest_state()
+        if why is None and robot is not None:
+            why = self._check_start(np.asarray(robot.position, dtype=np.float64), command)
         return _Outcome(why) if why is not None else self._check_path(command, state.speed_scale)
 
     def _check_rules(self, command: object, actor: Actor, state: SafetyState | None) -> str | None:
@@ -460,6 +469,26 @@ class CommandGate:
                   f"{command.time_from_start_s[-1]:.2f} s, because {conflict.describe()}")
         return _Outcome(None, self._plan(prefix.goal_id, segments, t), prefix, rest, change,
                         ActivePath.from_sweep(prefix.goal_id, q, t, segments))
+
+    def _check_start(self, start: np.ndarray, command: JointTrajectory) -> str | None:
+        """The way from the measured position `start` (radians) to the first point: within
+        `START_TOLERANCE_RAD` when that point is due at 0 s, else within the velocity limits."""
+        gap = np.abs(command.positions[0] - start)
+        t0 = float(command.time_from_start_s[0])
+        if t0 <= 0.0:
+            joint = int(np.argmax(gap))
+            if gap[joint] > START_TOLERANCE_RAD:
+                return (f"path: the first point is due at 0 s but puts {command.joint_names[joint]} "
+                        f"{gap[joint]:.3f} rad from where it is (at most {START_TOLERANCE_RAD} rad): "
+                        "start the trajectory at the robot's position, or give its first point time")
+            return None
+        speed = gap / t0
+        over = speed > self._vel_limits * 1.001
+        if over.any():
+            joint = int(np.argmax(over))
+            return (f"limits: reaching the first point moves {command.joint_names[joint]} at "
+                    f"{speed[joint]:.2f} rad/s, above its limit {self._vel_limits[joint]:.2f} rad/s")
+        return None
 
     def _robot_model(self, kin: LinkKinematics, state: RobotState) -> _SweptModel:
         """The capsules of `kin` to sweep a path with, without `PAYLOAD_LINK` unless the payload

@@ -58,6 +58,21 @@ def test_gate_rejects_with_the_rule(command, actor, mode, match):
     assert backend.calls == [] and gate.rejected == 1
 
 
+def test_a_trajectory_starts_where_the_robot_is_or_gives_its_first_point_time():
+    gate, backend, _ = make_gate()
+    backend.state = robot_state(0)                                  # the joint at 0 rad
+    answer = gate.submit(traj([0.5, 0.6]), OPERATOR)                # 0.5 rad away, due at once
+    assert answer.verdict is Verdict.REJECTED and answer.reason == (
+        "path: the first point is due at 0 s but puts j1 0.500 rad from where it is (at most 0.02 "
+        "rad): start the trajectory at the robot's position, or give its first point time")
+    answer = gate.submit(traj([0.5, 0.6], t=(0.1, 1.0)), OPERATOR)  # 5 rad/s to get there
+    assert answer.verdict is Verdict.REJECTED and answer.reason == (
+        "limits: reaching the first point moves j1 at 5.00 rad/s, above its limit 1.00 rad/s")
+    assert backend.calls == []
+    assert gate.submit(traj([0.5, 0.6], t=(0.6, 1.0)), OPERATOR).verdict is Verdict.ACCEPTED
+    assert gate.submit(traj([0.015, 0.1]), OPERATOR).verdict is Verdict.ACCEPTED   # settling
+
+
 def test_gate_rejects_before_the_monitor_runs():
     backend = FakeBackend()
     gate = CommandGate(backend, lambda: None, np.array([1.0]))
