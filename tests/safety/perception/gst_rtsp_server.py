@@ -28,8 +28,13 @@ from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 PIPELINE = (
     "( appsrc name=src is-live=true do-timestamp=true format=time "
     "caps=video/x-h264,stream-format=byte-stream,alignment=au "
-    "! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+    "! h264parse config-interval=-1 ! video/x-h264,alignment=au "
+    "! rtph264pay name=pay0 pt=96 )"
 )
+"""h264parse puts SPS and PPS in front of every IDR picture (in band, as IP cameras do) and hands
+the payloader whole access units. rtph264pay's own ``config-interval`` inserts them in front of
+every IDR *slice*, so an IDR picture coded in several slices reaches FFmpeg as several pictures
+(the first slice over grey, then each further slice alone), seen here with x264 ``slices=4``."""
 
 
 _out_lock = threading.Lock()

@@ -54,8 +54,8 @@ class RtspCamera:
     """Serves `frames` (BGR, all one size) as H.264 at ``rtsp://127.0.0.1:PORT/MOUNT``.
 
     `loop_frames` frames (the footage looped, each numbered with `draw_frame_code`) are encoded
-    up front with x264 (ultrafast, zerolatency, one slice, no B-frames, an IDR every
-    `keyframe_interval` frames, as IP cameras set for live view); a publisher thread writes
+    up front with x264 (ultrafast, zerolatency, `slices` slices per picture, no B-frames, an
+    IDR every `keyframe_interval` frames, as IP cameras set for live view); a publisher thread writes
     them to the server at `fps`, over and over, and records when each number went out
     (`sent_ns`) and when the server pushed it into its RTP stream (`pushed_ns`), so encoding
     costs nothing while a reader is measured. `stop_server()` kills
@@ -70,6 +70,7 @@ class RtspCamera:
         mount: str = "cam01",
         keyframe_interval: int = 15,
         loop_frames: int = 120,
+        slices: int = 1,
     ) -> None:
         self._period_s = 1.0 / fps
         self.mount = mount
@@ -82,10 +83,8 @@ class RtspCamera:
         encoder.options = {
             "preset": "ultrafast",
             "tune": "zerolatency",
-            # one slice per frame: multi-slice access units reach clients split into frames
-            # through appsrc ! h264parse (seen here), which single-slice cameras never show
             "x264-params": f"keyint={keyframe_interval}:min-keyint={keyframe_interval}"
-            ":bframes=0:threads=1",
+            f":bframes=0:threads=1:slices={slices}",
         }
         loop_frames = -(-loop_frames // keyframe_interval) * keyframe_interval  # whole GOPs
         self._units: list[bytes] = []

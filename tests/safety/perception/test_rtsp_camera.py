@@ -1,8 +1,8 @@
 """RTSP cell cameras (`StreamCamera`) against a real RTSP server on loopback: GStreamer's
 gst-rtsp-server serving the Pose2Sim footage as x264 H.264, each frame numbered in its picture
 so a test knows when it was sent. Frames flow over RTP/UDP and RTP/TCP, their stamps never claim a
-frame is newer than it is (FFmpeg's backlog from the open is dropped), a camera that drops off
-reconnects, and `xrcell check-cell --cameras` opens RTSP cameras."""
+frame is newer than it is (FFmpeg's backlog from the open is dropped), pictures coded in several
+slices arrive whole, a camera that drops off reconnects, and `xrcell check-cell --cameras` opens RTSP cameras."""
 
 import socket
 import time
@@ -16,7 +16,7 @@ import yaml
 from safety.perception.stream import CLOCK_DRIFT_ALLOWANCE, StreamCamera, StreamTimeline
 from tests.polling import wait_for as poll
 from tests.safety.perception.mjpeg_server import clip_frames
-from tests.safety.perception.rtsp_server import RtspCamera, read_frame_code
+from tests.safety.perception.rtsp_server import RtspCamera, draw_frame_code, read_frame_code
 
 CLIP = Path(__file__).resolve().parents[3] / "data" / "pose2sim" / "Demo_SinglePerson"
 SIZE = (480, 272)  # a quarter of the clip's 1920x1088
@@ -97,6 +97,29 @@ def test_frames_flow_over_rtsp_with_honest_stamps(server, monkeypatch, options, 
         assert len(server.setups) == 1 and server.setups[0].startswith(transport), server.setups
     finally:
         camera.stop()
+
+
+def test_pictures_coded_in_several_slices_arrive_whole(frames):
+    """Many IP cameras code each picture in several slices (one per encoder thread): every
+    published picture is the whole picture that was sent, not a slice of it over the rest of
+    an older one."""
+    server = RtspCamera(frames, fps=30.0, slices=4)
+    camera = StreamCamera("cam01", server.url(), resize=0.5, capture_latency_s=0.25, expected_size=SIZE)
+    camera.start()
+    try:
+        received = sample(camera, 20)
+        for image, _stamp, _seq in received:
+            number = read_frame_code(image)
+            sent = cv2.resize(draw_frame_code(frames[number % len(frames)], number), (SIZE[0] // 2, SIZE[1] // 2),
+                              interpolation=cv2.INTER_AREA)
+            # each quarter of the picture (one slice each) as sent, up to coding loss
+            for band in np.array_split(np.arange(image.shape[0]), 4):
+                error = np.abs(image[band].astype(np.int16) - sent[band]).mean()
+                assert error < 12, f"frame {number}: rows {band[0]}-{band[-1]} differ by {error:.1f} grey levels"
+        assert_honest(server, received)
+    finally:
+        camera.stop()
+        server.close()
 
 
 def test_any_ffmpeg_options_make_opencv_read_rtsp_over_tcp(server, monkeypatch):
