@@ -33,8 +33,9 @@ PIPELINE = (
 )
 """h264parse puts SPS and PPS in front of every IDR picture (in band, as IP cameras do) and hands
 the payloader whole access units. rtph264pay's own ``config-interval`` inserts them in front of
-every IDR *slice*, so an IDR picture coded in several slices reaches FFmpeg as several pictures
-(the first slice over grey, then each further slice alone), seen here with x264 ``slices=4``."""
+every IDR *slice*, and an SPS after a picture's first slice starts a new access unit (ITU-T
+H.264 clause 7.4.1.2.3), so an IDR picture coded in several slices reaches FFmpeg as several
+pictures (the first slice over grey, then each further slice alone), seen with x264 ``slices=4``."""
 
 
 _out_lock = threading.Lock()
