@@ -344,7 +344,7 @@ class OccupancyInput:
         if robot is None:
             return None
         m = self.channel.measure(points, robot.link_segments, robot.link_radii_m, robot.link_names,
-                                 capture_ns, self._clock())
+                                 capture_ns, self._clock(), robot.placed_objects, robot.stamp_ns)
         self._latest = m
         self.frames += 1
         return m
