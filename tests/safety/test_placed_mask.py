@@ -13,11 +13,13 @@ import pytest
 
 from content.cell import SafetyParameters
 from robot_bridge.placed import PlacedObject, PlacedObjectTracker
+from robot_bridge.types import ControllerMode, RobotState
 from safety.cross_check import compare, disagreement_bound_m
 from safety.errors import OccupancyError
-from safety.occupancy import OccupancyChannel
+from safety.occupancy import BackgroundLearner, OccupancyChannel
 from safety.placed_mask import PlacedObjectMask, inside_placed_objects, validate_placed_objects
 from safety.perception.depth import DepthCamera, points_from_depth
+from safety.perception.depth_input import DepthImageSequence, OccupancyInput
 from xr_server.scenario_depth import SimulatedDepthCamera
 
 #: An overhead depth camera 2 m above the floor, 1.25 cm per pixel on the floor.
@@ -201,3 +203,38 @@ def test_the_mask_is_the_solid_grown_by_the_margin_also_when_rotated():
 def test_bad_mask_settings_are_named(kwargs, match):
     with pytest.raises(OccupancyError, match=match):
         PlacedObjectMask(**kwargs)
+
+
+def robot_state(placed_objects, stamp_ns: int = 0) -> RobotState:
+    """A robot state of the one-link robot carrying `placed_objects`."""
+    return RobotState(stamp_ns, ("j1",), np.zeros(1), np.zeros(1), np.array([0.0, 0.0, 1.0]), np.zeros(3), NAMES,
+                      LINK, RADII, np.zeros(1), 1.0, ControllerMode.IDLE, placed_objects=placed_objects)
+
+
+def test_the_live_depth_input_takes_the_list_from_the_robot_state(tmp_path):
+    ch, sim = channel()
+    (tmp_path / "seq").mkdir()
+    np.save(tmp_path / "seq" / "0000.npy", sim.render([(LINK, RADII)], [(PART_MIN, PART_MAX)]))
+    states = {"now": robot_state(None)}
+    clock = iter(range(1_000_000, 10**12, 1_000_000))
+    live = OccupancyInput(DepthImageSequence(tmp_path / "seq", CAMERA), ch, lambda: states["now"], fps=10,
+                          clock=lambda: next(clock))
+    live.source.open()
+    assert live.step().voxel_count > 0  # the backend does not know: the part is occupancy
+    states["now"] = robot_state((dataclasses.replace(PART, placed_ns=0),), stamp_ns=1_000_000)
+    m = live.step()
+    assert m.placed_objects == 1 and m.voxel_count == 0 and m.placed_rejected is None
+    assert live.report()["placed_objects"] == 1 and live.report()["placed_rejected"] is None
+
+
+def test_background_learning_does_not_learn_a_placed_part():
+    _, sim = channel()
+    empty = frame(sim, boxes=())
+    with_part = frame(sim)
+    for placed, learned_away in ((None, True), ((PART,), False)):
+        learner = BackgroundLearner(min_frames=2)
+        for _ in range(3):
+            learner.add(with_part, LINK, RADII, placed, CAPTURE_NS)
+        learner.add(empty, LINK, RADII)
+        ch = OccupancyChannel(background=learner.model())
+        assert (ch.measure(with_part, LINK, RADII, NAMES, CAPTURE_NS).voxel_count == 0) is learned_away
