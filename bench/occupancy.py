@@ -95,7 +95,8 @@ def main() -> None:
 
     # 16 parts (0.1 m boxes, the list's bound) lying along the pick-and-place line: the cost of
     # validating the robot's placed-objects list and masking them (`safety.placed_mask`).
-    placed = tuple(PlacedObject(f"payload/{k}", "box", (0.1, 0.1, 0.1), (0.1 + 0.04 * k, -0.5, 0.05),
+    placed = tuple(PlacedObject(f"payload/{k}", "box", (0.1, 0.1, 0.1),
+                                (0.1 + 0.04 * k, -0.5, 0.05),
                                 (0.0, 0.0, 0.0, 1.0), 0) for k in range(16))
     frame, voxel_np, voxel_o3d, added, frame_placed = [], [], [], [], []
     voxels, point_counts = [], []
@@ -110,8 +111,8 @@ def main() -> None:
         frame.append(time.perf_counter() - t0)
         voxels.append(m.voxel_count)
         t0 = time.perf_counter()
-        channel.measure(points_from_depth(depth, camera), segs[c], radii, names, now - 40_000_000, now - 5_000_000,
-                        placed, now - 40_000_000)
+        channel.measure(points_from_depth(depth, camera), segs[c], radii, names, now - 40_000_000,
+                        now - 5_000_000, placed, now - 40_000_000)
         frame_placed.append(time.perf_counter() - t0)
         point_counts.append(pts.shape[0])
 

@@ -54,7 +54,7 @@ class PlacedObject:
 
 
 def quaternion_z_to(axis: np.ndarray) -> tuple[float, float, float, float]:
-    """The shortest rotation (x, y, z, w) taking +z onto the direction of `axis` ((3,), any length > 0)."""
+    """The shortest rotation (x, y, z, w) taking +z onto `axis` ((3,), any length > 0)."""
     a = np.asarray(axis, dtype=np.float64)
     a = a / np.linalg.norm(a)
     w = 1.0 + float(a[2])
@@ -65,7 +65,8 @@ def quaternion_z_to(axis: np.ndarray) -> tuple[float, float, float, float]:
     return (float(q[0]), float(q[1]), float(q[2]), float(q[3]))
 
 
-def cylinder_of_capsule(object_id: str, segment: np.ndarray, radius_m: float, placed_ns: int) -> PlacedObject:
+def cylinder_of_capsule(object_id: str, segment: np.ndarray, radius_m: float,
+                        placed_ns: int) -> PlacedObject:
     """The cylinder that covers a capsule (axis `segment` (2, 3), metres, `cell` frame): same axis
     and radius, its height the axis length plus both end spheres' radii."""
     a, b = np.asarray(segment, dtype=np.float64)
@@ -73,8 +74,9 @@ def cylinder_of_capsule(object_id: str, segment: np.ndarray, radius_m: float, pl
     length = float(np.linalg.norm(axis))
     centre = (a + b) / 2.0
     orientation = quaternion_z_to(axis) if length > 1e-9 else (0.0, 0.0, 0.0, 1.0)
-    return PlacedObject(object_id, "cylinder", (length + 2.0 * radius_m, float(radius_m)),
-                        (float(centre[0]), float(centre[1]), float(centre[2])), orientation, int(placed_ns))
+    position = (float(centre[0]), float(centre[1]), float(centre[2]))
+    return PlacedObject(object_id, "cylinder", (length + 2.0 * radius_m, float(radius_m)), position,
+                        orientation, int(placed_ns))
 
 
 def _segment_distance(point: np.ndarray, segment: np.ndarray) -> float:
@@ -142,9 +144,10 @@ class PlacedObjectTracker:
         segment = np.asarray(payload_segment, dtype=np.float64).reshape(2, 3)
         if self._carried is True and not carried and self._last_segment is not None:
             self._count += 1
-            placed = cylinder_of_capsule(f"payload/{self._count}", self._last_segment, self._last_radius, stamp_ns)
+            last, radius = self._last_segment, self._last_radius
+            placed = cylinder_of_capsule(f"payload/{self._count}", last, radius, stamp_ns)
             kept = tuple(o for o in self._objects
-                         if _segment_distance(np.asarray(o.position), self._last_segment) > self._last_radius)
+                         if _segment_distance(np.asarray(o.position), last) > radius)
             self._objects = (kept + (placed,))[-self.max_objects:]
         elif self._carried is False and carried:
             reach = payload_radius_m + self.pick_tolerance_m

@@ -7,10 +7,11 @@ nothing about people: it takes the points a depth camera measured in the `cell` 
 the robot's own points (inside its link capsules plus a margin, in the joint state of the
 frame's capture), the static background (voxels learned from a capture of the empty cell) and
 the parts the robot released where the robot side reports them (`safety.placed_mask`: each
-part's own volume plus a margin, never learned), voxelises the rest and measures the distance from the occupied voxels to the robot's link
-capsules. Anything there (a person the tracker missed, an arm the pose estimator lost, a cart)
-counts. `safety.cross_check` compares the two channels; `safety.decision` stops when they
-disagree or when this channel sees anything inside S_p.
+part's own volume plus a margin, never learned), voxelises the rest and measures the distance
+from the occupied voxels to the robot's link capsules. Anything there (a person the tracker
+missed, an arm the pose estimator lost, a cart) counts. `safety.cross_check` compares the two
+channels; `safety.decision` stops when they disagree or when this channel sees anything inside
+S_p.
 
 Pure numpy; no clock, no I/O, no Open3D (the depth inputs, `safety.perception.depth`, use it).
 Voxels are hashed in numpy (`voxel_keys`): at 160x120 depth pixels it is several times faster
@@ -236,8 +237,8 @@ class BackgroundLearner:
         """Frames added so far."""
         return len(self._frame_keys)
 
-    def add(self, points: np.ndarray, segments: np.ndarray, radii: np.ndarray, placed_objects: object = None,
-            placed_stamp_ns: int | None = None) -> int:
+    def add(self, points: np.ndarray, segments: np.ndarray, radii: np.ndarray,
+            placed_objects: object = None, placed_stamp_ns: int | None = None) -> int:
         """Add one frame of the empty cell.
 
         Args:
@@ -253,8 +254,8 @@ class BackgroundLearner:
         kept = self._channel.without_robot(points, segments, radii)
         mask = self._channel.placed_mask
         if mask is not None and placed_objects is not None and placed_stamp_ns is not None:
-            kept = kept[mask.apply(kept, placed_objects, placed_stamp_ns, placed_stamp_ns, segments, radii,
-                                   self._channel.range_m).keep]
+            kept = kept[mask.apply(kept, placed_objects, placed_stamp_ns, placed_stamp_ns, segments,
+                                   radii, self._channel.range_m).keep]
         keys = np.unique(voxel_keys(voxel_indices(kept, self._channel.voxel_size_m)))
         self._frame_keys.append(keys)
         return int(keys.size)
@@ -302,7 +303,8 @@ class OccupancyChannel:
 
     def __init__(self, voxel_size_m: float = 0.05, self_margin_m: float = 0.05, range_m: float = 2.5,
                  min_points_per_voxel: int = 2, background: BackgroundModel | None = None,
-                 keep_band_m: float = 1.0, placed_mask: PlacedObjectMask | None = PlacedObjectMask()) -> None:
+                 keep_band_m: float = 1.0,
+                 placed_mask: PlacedObjectMask | None = PlacedObjectMask()) -> None:
         if not voxel_size_m > 0:
             raise OccupancyError(f"voxel_size_m must be positive, got {voxel_size_m}")
         if self_margin_m < 0 or not range_m > 0 or min_points_per_voxel < 1 or not keep_band_m > 0:
@@ -378,8 +380,8 @@ class OccupancyChannel:
             points, keys = points[fg], keys[fg]
         placed, placed_count, rejected = 0, 0, None
         if self.placed_mask is not None:
-            mask = self.placed_mask.apply(points, placed_objects, placed_stamp_ns, capture_ns, segments, radii,
-                                          self.range_m)
+            mask = self.placed_mask.apply(points, placed_objects, placed_stamp_ns, capture_ns,
+                                          segments, radii, self.range_m)
             placed_count, rejected = mask.masked_objects, mask.rejected
             if not mask.keep.all():
                 placed = int(mask.keep.size - mask.keep.sum())
@@ -401,8 +403,8 @@ class OccupancyChannel:
             separation, link, point = voxel_separation(centres, self.voxel_size_m, segments, radii, names)
             centres = centres[d <= float(d.min()) + self.keep_band_m]
         return OccupancyMeasurement(capture_ns, stamp, separation, link, point, count,
-                                    self.voxel_size_m, centres, received, robot, background, placed, placed_count,
-                                    rejected)
+                                    self.voxel_size_m, centres, received, robot, background,
+                                    placed, placed_count, rejected)
 
 
 def voxel_separation(centres: np.ndarray, voxel_size_m: float, segments: np.ndarray, radii: np.ndarray,

@@ -49,7 +49,8 @@ def _finite_reals(value: Any, n: int) -> tuple[float, ...] | None:
     """`value` as n finite floats, or None when it is not n real numbers or one is not finite."""
     if not isinstance(value, (tuple, list, np.ndarray)) or len(value) != n:
         return None
-    if not all(isinstance(v, (Real, np.floating, np.integer)) and not isinstance(v, bool) for v in value):
+    if not all(isinstance(v, (Real, np.floating, np.integer)) and not isinstance(v, bool)
+               for v in value):
         return None
     out = tuple(float(v) for v in value)
     return out if all(math.isfinite(v) for v in out) else None
@@ -62,13 +63,14 @@ def extent_m(obj: PlacedObject) -> float:
     return float(math.hypot(obj.dimensions[0], 2.0 * obj.dimensions[1]))
 
 
-def validate_placed_objects(objects: Any, bounds: tuple[np.ndarray, np.ndarray], max_objects: int = 16,
+def validate_placed_objects(objects: Any, bounds: tuple[np.ndarray, np.ndarray],
+                            max_objects: int = 16,
                             max_extent_m: float = 0.5) -> tuple[PlacedObject, ...]:
     """Check a placed-objects list from a peer (`RobotState.placed_objects`).
 
     Args:
         objects: the list (a tuple or list of `PlacedObject`).
-        bounds: (min (3,), max (3,)) of the cell, metres, `cell` frame: every centre must lie inside.
+        bounds: (min (3,), max (3,)) of the cell, metres, `cell` frame: every centre lies inside.
         max_objects: the most objects a list may hold.
         max_extent_m: the largest object, metres (the diagonal of its bounding box).
 
@@ -79,7 +81,8 @@ def validate_placed_objects(objects: Any, bounds: tuple[np.ndarray, np.ndarray],
         OccupancyError: the first problem found, naming the field (`placed_objects[i].dimensions`).
     """
     if not isinstance(objects, (tuple, list)):
-        raise OccupancyError(f"placed_objects: expected a list of PlacedObject, got {type(objects).__name__}")
+        raise OccupancyError(f"placed_objects: expected a list of PlacedObject, "
+                             f"got {type(objects).__name__}")
     if len(objects) > max_objects:
         raise OccupancyError(f"placed_objects: {len(objects)} objects, at most {max_objects}")
     lo, hi = np.asarray(bounds[0], dtype=np.float64), np.asarray(bounds[1], dtype=np.float64)
@@ -89,7 +92,8 @@ def validate_placed_objects(objects: Any, bounds: tuple[np.ndarray, np.ndarray],
         if not isinstance(obj, PlacedObject):
             raise OccupancyError(f"{at}: expected a PlacedObject, got {type(obj).__name__}")
         if not isinstance(obj.id, str) or not 0 < len(obj.id) <= MAX_ID_LENGTH:
-            raise OccupancyError(f"{at}.id: expected 1 to {MAX_ID_LENGTH} characters, got {obj.id!r}")
+            raise OccupancyError(f"{at}.id: expected 1 to {MAX_ID_LENGTH} characters, "
+                                 f"got {obj.id!r}")
         if obj.id in ids:
             raise OccupancyError(f"{at}.id: {obj.id!r} repeats an earlier object's id")
         ids.add(obj.id)
@@ -102,24 +106,27 @@ def validate_placed_objects(objects: Any, bounds: tuple[np.ndarray, np.ndarray],
         dims = _finite_reals(obj.dimensions, n)
         if dims is None or min(dims) <= 0.0:
             what = "(x, y, z)" if obj.primitive == "box" else "(height, radius)"
-            raise OccupancyError(f"{at}.dimensions: a {obj.primitive} needs {n} finite positive values "
-                                 f"{what} in metres, got {obj.dimensions!r}")
+            raise OccupancyError(f"{at}.dimensions: a {obj.primitive} needs {n} finite positive "
+                                 f"values {what} in metres, got {obj.dimensions!r}")
         position = _finite_reals(obj.position, 3)
         if position is None:
-            raise OccupancyError(f"{at}.position: expected 3 finite values (x, y, z) in metres, got {obj.position!r}")
+            raise OccupancyError(f"{at}.position: expected 3 finite values (x, y, z) in metres, "
+                                 f"got {obj.position!r}")
         orientation = _finite_reals(obj.orientation, 4)
         if orientation is None or abs(math.sqrt(sum(v * v for v in orientation)) - 1.0) > 1e-3:
             raise OccupancyError(f"{at}.orientation: expected a unit quaternion (x, y, z, w), "
                                  f"got {obj.orientation!r}")
         if not isinstance(obj.placed_ns, Integral) or isinstance(obj.placed_ns, bool):
-            raise OccupancyError(f"{at}.placed_ns: expected integer nanoseconds, got {obj.placed_ns!r}")
-        size = extent_m(PlacedObject(obj.id, obj.primitive, dims, position, orientation, int(obj.placed_ns)))
+            raise OccupancyError(f"{at}.placed_ns: expected integer nanoseconds, "
+                                 f"got {obj.placed_ns!r}")
+        size = extent_m(PlacedObject(obj.id, obj.primitive, dims, position, orientation, 0))
         if size > max_extent_m:
-            raise OccupancyError(f"{at}.dimensions: {size:.3f} m across, larger than the largest part "
-                                 f"allowed ({max_extent_m:g} m)")
+            raise OccupancyError(f"{at}.dimensions: {size:.3f} m across, larger than the largest "
+                                 f"part allowed ({max_extent_m:g} m)")
         if np.any(np.asarray(position) < lo) or np.any(np.asarray(position) > hi):
-            raise OccupancyError(f"{at}.position: {np.round(position, 3).tolist()} m lies outside the cell "
-                                 f"{np.round(lo, 3).tolist()} .. {np.round(hi, 3).tolist()} m")
+            raise OccupancyError(f"{at}.position: {np.round(position, 3).tolist()} m lies outside "
+                                 f"the cell {np.round(lo, 3).tolist()} .. "
+                                 f"{np.round(hi, 3).tolist()} m")
     return tuple(objects)
 
 
@@ -133,8 +140,9 @@ def _rotation(q: Sequence[float]) -> np.ndarray:
     ])
 
 
-def inside_placed_objects(points: np.ndarray, objects: Sequence[PlacedObject], margin_m: float) -> np.ndarray:
-    """Which points lie within `margin_m` of a placed object's solid (its volume grown by the margin).
+def inside_placed_objects(points: np.ndarray, objects: Sequence[PlacedObject],
+                          margin_m: float) -> np.ndarray:
+    """Which points lie within `margin_m` of a placed object's solid (its volume grown by it).
 
     Args:
         points: (N, 3) float64, metres, `cell` frame.
@@ -148,7 +156,8 @@ def inside_placed_objects(points: np.ndarray, objects: Sequence[PlacedObject], m
     for obj in objects:
         centre = np.asarray(obj.position, dtype=np.float64)
         reach = extent_m(obj) / 2.0 + margin_m
-        near = np.flatnonzero(np.einsum("ij,ij->i", points - centre, points - centre) <= reach * reach)
+        offset = points - centre
+        near = np.flatnonzero(np.einsum("ij,ij->i", offset, offset) <= reach * reach)
         if near.size == 0:
             continue
         local = (points[near] - centre) @ _rotation(obj.orientation)  # R^T (p - c), row-wise
@@ -201,10 +210,11 @@ class PlacedObjectMask:
     cell_bounds: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
 
     def __post_init__(self) -> None:
-        if not (0.0 <= self.margin_m <= 0.5 and self.max_objects >= 0 and 0.0 < self.max_extent_m <= 5.0
-                and self.max_age_s > 0.0):
-            raise OccupancyError(f"placed-object mask: need 0 <= margin_m <= 0.5, max_objects >= 0, "
-                                 f"0 < max_extent_m <= 5 and max_age_s > 0, got {self.margin_m}, "
+        if not (0.0 <= self.margin_m <= 0.5 and self.max_objects >= 0
+                and 0.0 < self.max_extent_m <= 5.0 and self.max_age_s > 0.0):
+            raise OccupancyError(f"placed-object mask: need 0 <= margin_m <= 0.5, "
+                                 f"max_objects >= 0, 0 < max_extent_m <= 5 and max_age_s > 0, "
+                                 f"got {self.margin_m}, "
                                  f"{self.max_objects}, {self.max_extent_m}, {self.max_age_s}")
 
     def apply(self, points: np.ndarray, objects: Any, stamp_ns: int | None, capture_ns: int,
@@ -213,7 +223,8 @@ class PlacedObjectMask:
 
         Args:
             points: (N, 3) float64, metres, `cell` frame.
-            objects: `RobotState.placed_objects` of the robot state used for the frame (None: unknown).
+            objects: `RobotState.placed_objects` of the robot state used for the frame (None:
+                unknown).
             stamp_ns: that robot state's stamp (None: unknown, nothing masked).
             capture_ns: the frame's capture time.
             segments, radii: the robot's link capsules (the default cell bounds).
@@ -227,10 +238,12 @@ class PlacedObjectMask:
             return PlacedMaskResult(keep, 0, None)
         if stamp_ns is None or capture_ns - stamp_ns > self.max_age_s * 1e9:
             age = "unknown" if stamp_ns is None else f"{(capture_ns - stamp_ns) / 1e6:.0f} ms"
-            return PlacedMaskResult(keep, 0, f"placed_objects: stale ({age} old at the depth capture, "
-                                             f"limit {self.max_age_s * 1e3:.0f} ms); nothing masked")
+            return PlacedMaskResult(keep, 0, f"placed_objects: stale ({age} old at the depth "
+                                             f"capture, limit {self.max_age_s * 1e3:.0f} ms); "
+                                             "nothing masked")
         if self.cell_bounds is not None:
-            bounds = (np.asarray(self.cell_bounds[0], np.float64), np.asarray(self.cell_bounds[1], np.float64))
+            bounds = (np.asarray(self.cell_bounds[0], np.float64),
+                      np.asarray(self.cell_bounds[1], np.float64))
         elif segments.shape[0]:
             ends = segments.reshape(-1, 3)
             grow = range_m + float(radii.max())

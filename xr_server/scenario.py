@@ -483,7 +483,8 @@ def _scripted_depth(spec: DepthCameraSpec, scenario: Scenario, people: list[Pers
     sim = SimulatedDepthCamera(camera, spec.noise_m, np.random.default_rng(scenario.seed + 1))
     from safety.placed_mask import PlacedObjectMask
 
-    channel = OccupancyChannel(spec.voxel_size_m, spec.self_margin_m, spec.range_m, spec.min_points_per_voxel,
+    channel = OccupancyChannel(spec.voxel_size_m, spec.self_margin_m, spec.range_m,
+                               spec.min_points_per_voxel,
                                placed_mask=PlacedObjectMask() if spec.mask_placed_objects else None)
     freezes = [f for f in scenario.faults if f.kind == "depth_freeze"]
 
@@ -608,7 +609,8 @@ def _judge(scenario: Scenario, r: dict) -> list[str]:
     if e.robot_moved and r["commands_accepted"] == 0:
         failures.append("the program never got a command through the gate")
     if e.max_stops is not None and r["stops"] > e.max_stops:
-        failures.append(f"{r['stops']} stops, at most {e.max_stops} expected (final mode {r['final_mode']})")
+        failures.append(f"{r['stops']} stops, at most {e.max_stops} expected "
+                        f"(final mode {r['final_mode']})")
     if e.payload_placed and not (r["payload"]["picks"] and r["payload"]["places"]):
         failures.append(f"the payload was not picked and placed (picks {r['payload']['picks']}, "
                         f"places {r['payload']['places']})")

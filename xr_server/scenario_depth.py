@@ -26,7 +26,7 @@ import numpy as np
 
 from robot_bridge.payload import PAYLOAD_LINK
 from robot_bridge.types import RobotState
-from safety.occupancy import OccupancyChannel, OccupancyMeasurement
+from safety.occupancy import OccupancyChannel, OccupancyMeasurement, point_capsule_distances
 from safety.perception.depth import DepthCamera, points_from_depth
 
 _SEC = 1_000_000_000
@@ -58,13 +58,17 @@ def _frames(axes: np.ndarray) -> np.ndarray:
     return np.stack([x, y, z], axis=2)
 
 
-def _segment_distance(point: np.ndarray, segment: np.ndarray) -> float:
-    """Distance from a (3,) point to a (2, 3) segment, metres."""
-    a, b = segment
-    ab = b - a
-    denom = float(ab @ ab)
-    t = 0.0 if denom < 1e-12 else min(1.0, max(0.0, float((point - a) @ ab) / denom))
-    return float(np.linalg.norm(point - (a + t * ab)))
+Part = tuple[np.ndarray, float]
+"""A released part: its capsule's axis (2, 3), metres, `cell` frame, and radius, metres."""
+
+
+def _away_from(parts: list[Part], segment: np.ndarray, reach_m: float) -> list[Part]:
+    """The parts whose centre lies farther than `reach_m` from the (2, 3) `segment`."""
+    if not parts:
+        return parts
+    centres = np.array([seg.mean(axis=0) for seg, _ in parts])
+    d = point_capsule_distances(centres, segment[None], np.zeros(1))[:, 0]
+    return [part for part, dist in zip(parts, d) if dist > reach_m]
 
 
 class CapsuleMesher:
@@ -181,8 +185,8 @@ class ScriptedDepth:
         self._pending: list[tuple[float, OccupancyMeasurement]] = []
         self._latest: OccupancyMeasurement | None = None
         self._robot: RobotState | None = None
-        self._held: tuple[np.ndarray, float] | None = None
-        self._released: list[tuple[np.ndarray, float]] = []
+        self._held: Part | None = None
+        self._released: list[Part] = []
         self.frames = 0
 
     def latest(self) -> OccupancyMeasurement | None:
@@ -208,7 +212,8 @@ class ScriptedDepth:
         return len(self._released)
 
     def _follow_payload(self, robot: RobotState) -> None:
-        """Ground truth of released parts: the payload lies where it was let go until carried again."""
+        """Ground truth of released parts: the payload lies where it was let go until it is
+        carried again."""
         if robot is self._robot:
             return
         self._robot = robot
@@ -216,12 +221,12 @@ class ScriptedDepth:
         if carried:
             k = robot.link_names.index(PAYLOAD_LINK)
             segment, radius = np.array(robot.link_segments[k]), float(robot.link_radii_m[k])
-            if self._held is None:  # picked up: the parts under the carried capsule are payload again
-                self._released = [(seg, r) for seg, r in self._released
-                                  if _segment_distance(seg.mean(axis=0), segment) > radius + 0.02]
+            if self._held is None:  # picked up: the parts in the carried capsule are payload again
+                self._released = _away_from(self._released, segment, radius + 0.02)
             self._held = (segment, radius)
-        elif self._held is not None:
-            self._released.append(self._held)
+        elif self._held is not None:  # released: it lies there (replacing a part on the same spot)
+            held = self._held
+            self._released = _away_from(self._released, held[0], held[1]) + [held]
             self._held = None
 
     def advance(self, t: float, robot: RobotState | None) -> None:
@@ -234,7 +239,8 @@ class ScriptedDepth:
             if not self._frozen(t):
                 capture_ns = int(t * _SEC) + self._offset_ns
                 parts = [(seg[None], np.array([r])) for seg, r in self._released]
-                depth = self._camera.render(self._people(t) + parts + [(robot.link_segments, robot.link_radii_m)])
+                robot_capsules = (robot.link_segments, robot.link_radii_m)
+                depth = self._camera.render(self._people(t) + parts + [robot_capsules])
                 points = points_from_depth(depth, self._camera.camera)
                 m = self._channel.measure(points, robot.link_segments, robot.link_radii_m, robot.link_names,
                                           capture_ns, capture_ns + int(self._latency * _SEC),

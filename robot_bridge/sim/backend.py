@@ -766,7 +766,8 @@ class PyBulletPandaBackend:
         names, radii = self._cap_names, self._cap_radii
         placed = None
         if self._payload_capsule:
-            placed = self._placed.observe(self._clock_ns(), carried, segments[-1], float(self._cap_radii[-1]))
+            placed = self._placed.observe(self._clock_ns(), carried, segments[-1],
+                                          float(self._cap_radii[-1]))
         if self._payload_capsule and not carried:
             names, radii = self._cap_names_empty, self._cap_radii_empty
             segments, speeds = segments[:-1], speeds[:-1]

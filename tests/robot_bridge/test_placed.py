@@ -16,7 +16,8 @@ def rotate(q, v):
     return 2 * (u @ v) * u + (w * w - u @ u) * np.asarray(v) + 2 * w * np.cross(u, v)
 
 
-@pytest.mark.parametrize("axis", [(1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.0, -2.0), (0.3, -0.4, 0.5)])
+@pytest.mark.parametrize("axis", [(1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.0, -2.0),
+                                  (0.3, -0.4, 0.5)])
 def test_quaternion_z_to_turns_z_onto_the_axis(axis):
     q = quaternion_z_to(np.array(axis))
     assert np.linalg.norm(q) == pytest.approx(1.0)
@@ -30,8 +31,8 @@ def test_the_cylinder_of_a_capsule_covers_the_capsule():
     # The capsule's extreme points lie in the cylinder; 1 cm beyond them does not.
     ends = np.array([[0.21, -0.5, 0.05], [0.59, -0.5, 0.05], [0.4, -0.46, 0.05], [0.4, -0.5, 0.09]])
     assert inside_placed_objects(ends, [cyl], 0.0).all()
-    assert not inside_placed_objects(ends + [[-0.01, 0, 0], [0.01, 0, 0], [0, 0.01, 0], [0, 0, 0.01]],
-                                     [cyl], 0.0).any()
+    beyond = ends + [[-0.01, 0, 0], [0.01, 0, 0], [0, 0.01, 0], [0, 0, 0.01]]
+    assert not inside_placed_objects(beyond, [cyl], 0.0).any()
 
 
 def test_a_release_places_the_payload_where_it_was_last_carried():

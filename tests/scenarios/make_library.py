@@ -148,8 +148,9 @@ def library() -> list[dict]:
     # released it (`RobotState.placed_objects`) and the occupancy channel masks it, so nobody in
     # the cell means no stop, before and after the place.
     out.append(scenario("depth-place-post-empty-cell",
-                        "The robot picks a 0.26 m post and places it upright next to itself with nobody in the "
-                        "cell; the placed post is masked, never a false stop.", [],
+                        "The robot picks a 0.26 m post and places it upright next to itself "
+                        "with nobody in the cell; the placed post is masked, never a false stop.",
+                        [],
                         cell="../cell_payload_post.yaml", duration_s=12.0, seed=77,
                         expect={"payload_placed": True, "max_stops": 0}, **depth))
     out.append(scenario("depth-freeze-3.0s", "The depth camera stops delivering frames at 3.0 s.", [walk(90, 1.0)],
