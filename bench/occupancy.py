@@ -8,6 +8,8 @@ along its pick-and-place program plus `--people` scripted people at random posit
 from the working area (rendering is not timed). Timed per frame:
 - `frame_ms`: the whole channel: depth image -> points (`points_from_depth`, Open3D) ->
   `OccupancyChannel.measure` (background removal, self-filter, voxels, distance);
+- `frame_with_16_placed_objects_ms`: the same with a placed-objects list of 16 parts (the
+  list's bound) lying along the pick-and-place line: validation and mask (`safety.placed_mask`);
 - `voxelise_numpy_ms` / `voxelise_open3d_ms`: the voxelisation step alone on the same points,
   as the channel does it (numpy voxel hash: floor, pack, `np.unique` with counts) and with Open3D
   (`VoxelGrid.create_from_point_cloud_within_bounds` on the same grid, and reading the voxels'
@@ -31,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from content.cell import load_cell  # noqa: E402
+from robot_bridge.placed import PlacedObject  # noqa: E402
 from robot_bridge.types import ControllerMode, RobotState  # noqa: E402
 from safety.decision import Memory, decide  # noqa: E402
 from safety.distance import human_capsules  # noqa: E402
@@ -90,7 +93,12 @@ def main() -> None:
         robots.append(c)
         people.append(bodies)
 
-    frame, voxel_np, voxel_o3d, added = [], [], [], []
+    # 16 parts (0.1 m boxes, the list's bound) lying along the pick-and-place line: the cost of
+    # validating the robot's placed-objects list and masking them (`safety.placed_mask`).
+    placed = tuple(PlacedObject(f"payload/{k}", "box", (0.1, 0.1, 0.1),
+                                (0.1 + 0.04 * k, -0.5, 0.05),
+                                (0.0, 0.0, 0.0, 1.0), 0) for k in range(16))
+    frame, voxel_np, voxel_o3d, added, frame_placed = [], [], [], [], []
     voxels, point_counts = [], []
     count_diff = 0
     params, stopping = cell.safety, StoppingModel.from_stop_data(cell.robot.stop)
@@ -102,6 +110,10 @@ def main() -> None:
         m = channel.measure(pts, segs[c], radii, names, now - 40_000_000, now - 5_000_000)
         frame.append(time.perf_counter() - t0)
         voxels.append(m.voxel_count)
+        t0 = time.perf_counter()
+        channel.measure(points_from_depth(depth, camera), segs[c], radii, names, now - 40_000_000,
+                        now - 5_000_000, placed, now - 40_000_000)
+        frame_placed.append(time.perf_counter() - t0)
         point_counts.append(pts.shape[0])
 
         t0 = time.perf_counter()
@@ -133,7 +145,8 @@ def main() -> None:
         "resolution_px": [spec.width_px, spec.height_px], "people": args.people, "frames": args.frames,
         "voxel_size_m": spec.voxel_size_m, "points_p50": int(np.median(point_counts)),
         "voxels_p50": int(np.median(voxels)),
-        "frame_ms": _pct(frame), "voxelise_numpy_ms": _pct(voxel_np), "voxelise_open3d_ms": _pct(voxel_o3d),
+        "frame_ms": _pct(frame), "frame_with_16_placed_objects_ms": _pct(frame_placed),
+        "voxelise_numpy_ms": _pct(voxel_np), "voxelise_open3d_ms": _pct(voxel_o3d),
         "decide_added_ms": _pct(added), "voxel_count_max_difference_numpy_open3d": count_diff,
     }))
 

@@ -9,6 +9,7 @@ from robot_bridge.commands import (
 )
 from robot_bridge.errors import BackendUnavailableError, BridgeError, CommandError
 from robot_bridge.payload import PAYLOAD_LINK, payload_carried
+from robot_bridge.placed import PLACED_PRIMITIVES, PlacedObject, PlacedObjectTracker
 from robot_bridge.types import (
     JOG_FRAMES,
     CartesianJog,
@@ -33,6 +34,9 @@ __all__ = [
     "JointJog",
     "JointTrajectory",
     "PAYLOAD_LINK",
+    "PLACED_PRIMITIVES",
+    "PlacedObject",
+    "PlacedObjectTracker",
     "RobotBackend",
     "RobotCommand",
     "RobotState",

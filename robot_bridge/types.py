@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from robot_bridge.errors import CommandError
+from robot_bridge.placed import PlacedObject
 
 
 class StopCategory(enum.IntEnum):
@@ -231,6 +232,10 @@ class RobotState:
             backend knows the gripper is empty (fail-safe default); False without a payload.
         gripper_seq: how many gripper commands the backend has taken up so far; the gate
             counts a gripper command it forwarded as in flight until this reaches it.
+        placed_objects: the parts the robot released that lie in the cell (`robot_bridge.placed`:
+            released where they lie, until carried again), oldest first, as of `stamp_ns`; the
+            occupancy channel removes the points inside them. None: the backend does not know
+            (the occupancy channel then masks nothing).
     """
 
     stamp_ns: int
@@ -254,6 +259,7 @@ class RobotState:
     gripper_opening_m: float | None = None
     payload_carried: bool = True
     gripper_seq: int = 0
+    placed_objects: tuple[PlacedObject, ...] | None = None
 
     @property
     def max_speed_mps(self) -> float:

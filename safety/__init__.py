@@ -7,6 +7,7 @@ decision core import in milliseconds.
 from safety.decision import ClosestPair, Memory, SafetyMode, SafetyState, decide
 from safety.errors import OccupancyError, PerceptionError, SafetyError
 from safety.occupancy import BackgroundModel, OccupancyChannel, OccupancyMeasurement
+from safety.placed_mask import PlacedObjectMask, validate_placed_objects
 from safety.gate import Actor, CommandGate, GateAnswer, SafetyChannel, Verdict
 from safety.monitor import SafetyMonitor
 from safety.output import (
@@ -48,6 +49,7 @@ __all__ = [
     "OccupancyMeasurement",
     "OutputStatus",
     "PerceptionError",
+    "PlacedObjectMask",
     "ProtectiveSeparationDistance",
     "SafetyChannel",
     "SafetyError",
@@ -63,4 +65,5 @@ __all__ = [
     "decide",
     "max_robot_speed_mps",
     "protective_separation_distance",
+    "validate_placed_objects",
 ]

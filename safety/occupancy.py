@@ -5,11 +5,13 @@ The skeleton channel (`safety.distance.human_capsules` from pose estimation) kno
 and how fast, but only sees what the pose estimator recognises as a person. This channel knows
 nothing about people: it takes the points a depth camera measured in the `cell` frame, removes
 the robot's own points (inside its link capsules plus a margin, in the joint state of the
-frame's capture) and the static background (voxels learned from a capture of the empty cell),
-voxelises the rest and measures the distance from the occupied voxels to the robot's link
-capsules. Anything there (a person the tracker missed, an arm the pose estimator lost, a cart)
-counts. `safety.cross_check` compares the two channels; `safety.decision` stops when they
-disagree or when this channel sees anything inside S_p.
+frame's capture), the static background (voxels learned from a capture of the empty cell) and
+the parts the robot released where the robot side reports them (`safety.placed_mask`: each
+part's own volume plus a margin, never learned), voxelises the rest and measures the distance
+from the occupied voxels to the robot's link capsules. Anything there (a person the tracker
+missed, an arm the pose estimator lost, a cart) counts. `safety.cross_check` compares the two
+channels; `safety.decision` stops when they disagree or when this channel sees anything inside
+S_p.
 
 Pure numpy; no clock, no I/O, no Open3D (the depth inputs, `safety.perception.depth`, use it).
 Voxels are hashed in numpy (`voxel_keys`): at 160x120 depth pixels it is several times faster
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from safety.errors import OccupancyError
+from safety.placed_mask import PlacedObjectMask
 
 #: Voxel indices are offset by this before packing, so that +-2^20 voxels fit 21 bits per axis.
 _OFFSET = 1 << 20
@@ -49,7 +52,11 @@ class OccupancyMeasurement:
         voxels: (M, 3) float64 centres of the occupied voxels within `keep_band_m` of the closest
             one's distance, metres, `cell` frame (the monitor measures them against the robot's
             current joint state every cycle).
-        points: points received; `robot_points` and `background_points` of them were removed.
+        points: points received; `robot_points`, `background_points` and `placed_points` of
+            them were removed.
+        placed_objects: the placed objects (`RobotState.placed_objects`) whose volume was masked.
+        placed_rejected: why no placed object was masked although the robot state carried a list
+            (a malformed list, naming the field, or a stale one), else None.
     """
 
     capture_ns: int
@@ -63,6 +70,9 @@ class OccupancyMeasurement:
     points: int = 0
     robot_points: int = 0
     background_points: int = 0
+    placed_points: int = 0
+    placed_objects: int = 0
+    placed_rejected: str | None = None
 
     @property
     def uncertainty_m(self) -> float:
@@ -200,7 +210,9 @@ class BackgroundLearner:
     the floor the camera can see is uncovered at some point. Each frame is self-filtered in the
     joint state of its capture (points within `self_margin_m` of a link capsule are the robot's)
     and its occupied voxels are counted; a voxel occupied in at least `min_frames` frames is
-    background (fewer: depth speckle, or something that passed through).
+    background (fewer: depth speckle, or something that passed through). The parts the robot
+    placed during the run are masked as in `OccupancyChannel.measure` (given their list): a part
+    lying at the place position for many frames is not learned as background.
 
     Not thread-safe: one owner.
 
@@ -225,17 +237,25 @@ class BackgroundLearner:
         """Frames added so far."""
         return len(self._frame_keys)
 
-    def add(self, points: np.ndarray, segments: np.ndarray, radii: np.ndarray) -> int:
+    def add(self, points: np.ndarray, segments: np.ndarray, radii: np.ndarray,
+            placed_objects: object = None, placed_stamp_ns: int | None = None) -> int:
         """Add one frame of the empty cell.
 
         Args:
             points: (N, 3) float64, metres, `cell` frame.
             segments, radii: the robot's link capsules at the frame's capture, (K, 2, 3) and (K,).
+            placed_objects, placed_stamp_ns: `RobotState.placed_objects` and `stamp_ns` of that
+                robot state (None: nothing masked).
 
         Returns:
             The number of voxels the frame occupies after the self-filter.
         """
-        kept = self._channel.without_robot(points, np.asarray(segments, np.float64), np.asarray(radii, np.float64))
+        segments, radii = np.asarray(segments, np.float64), np.asarray(radii, np.float64)
+        kept = self._channel.without_robot(points, segments, radii)
+        mask = self._channel.placed_mask
+        if mask is not None and placed_objects is not None and placed_stamp_ns is not None:
+            kept = kept[mask.apply(kept, placed_objects, placed_stamp_ns, placed_stamp_ns, segments,
+                                   radii, self._channel.range_m).keep]
         keys = np.unique(voxel_keys(voxel_indices(kept, self._channel.voxel_size_m)))
         self._frame_keys.append(keys)
         return int(keys.size)
@@ -276,11 +296,15 @@ class OccupancyChannel:
             robot's current joint state; that is exact while the robot has moved less than half
             the band since the capture (0.5 m by default: more than a 1 m/s robot moves within
             the depth watchdog's default 0.5 s).
+        placed_mask: removes the points of the parts the robot released
+            (`safety.placed_mask.PlacedObjectMask`: their volume plus 0.05 m by default); None:
+            placed objects are not masked.
     """
 
     def __init__(self, voxel_size_m: float = 0.05, self_margin_m: float = 0.05, range_m: float = 2.5,
                  min_points_per_voxel: int = 2, background: BackgroundModel | None = None,
-                 keep_band_m: float = 1.0) -> None:
+                 keep_band_m: float = 1.0,
+                 placed_mask: PlacedObjectMask | None = PlacedObjectMask()) -> None:
         if not voxel_size_m > 0:
             raise OccupancyError(f"voxel_size_m must be positive, got {voxel_size_m}")
         if self_margin_m < 0 or not range_m > 0 or min_points_per_voxel < 1 or not keep_band_m > 0:
@@ -296,6 +320,7 @@ class OccupancyChannel:
         self.min_points_per_voxel = int(min_points_per_voxel)
         self.background = background
         self.keep_band_m = float(keep_band_m)
+        self.placed_mask = placed_mask
 
     def without_robot(self, points: np.ndarray, segments: np.ndarray, radii: np.ndarray) -> np.ndarray:
         """The points farther than `self_margin_m` from every robot capsule: (M, 3) float64."""
@@ -322,7 +347,8 @@ class OccupancyChannel:
         return self.background
 
     def measure(self, points: np.ndarray, segments: np.ndarray, radii: np.ndarray, names: tuple[str, ...],
-                capture_ns: int, stamp_ns: int | None = None) -> OccupancyMeasurement:
+                capture_ns: int, stamp_ns: int | None = None, placed_objects: object = None,
+                placed_stamp_ns: int | None = None) -> OccupancyMeasurement:
         """Measure one frame.
 
         Args:
@@ -332,6 +358,10 @@ class OccupancyChannel:
             names: (K,) link capsule names.
             capture_ns: monotonic capture time of the frame.
             stamp_ns: publication time (default `capture_ns`).
+            placed_objects: `RobotState.placed_objects` of the robot state the capsules come from
+                (None: unknown, nothing masked); validated here, a bad or stale list masks nothing
+                (`OccupancyMeasurement.placed_rejected` says why).
+            placed_stamp_ns: that robot state's `stamp_ns`.
 
         Raises:
             OccupancyError: points not (N, 3), or robot capsules of mismatched shapes.
@@ -348,6 +378,14 @@ class OccupancyChannel:
             fg = ~self.background.contains(keys)
             background = received - int(fg.sum())
             points, keys = points[fg], keys[fg]
+        placed, placed_count, rejected = 0, 0, None
+        if self.placed_mask is not None:
+            mask = self.placed_mask.apply(points, placed_objects, placed_stamp_ns, capture_ns,
+                                          segments, radii, self.range_m)
+            placed_count, rejected = mask.masked_objects, mask.rejected
+            if not mask.keep.all():
+                placed = int(mask.keep.size - mask.keep.sum())
+                points, keys = points[mask.keep], keys[mask.keep]
         robot = 0
         if points.shape[0] and segments.shape[0]:
             nearest = point_capsule_distances(points, segments, radii).min(axis=1)
@@ -365,7 +403,8 @@ class OccupancyChannel:
             separation, link, point = voxel_separation(centres, self.voxel_size_m, segments, radii, names)
             centres = centres[d <= float(d.min()) + self.keep_band_m]
         return OccupancyMeasurement(capture_ns, stamp, separation, link, point, count,
-                                    self.voxel_size_m, centres, received, robot, background)
+                                    self.voxel_size_m, centres, received, robot, background,
+                                    placed, placed_count, rejected)
 
 
 def voxel_separation(centres: np.ndarray, voxel_size_m: float, segments: np.ndarray, radii: np.ndarray,

@@ -266,7 +266,8 @@ def learn_from_depth(source: DepthSource, robot_source: Callable[[], RobotState 
                            f"ms away")
                 raise XrServerError(f"learning refused {at}: {why} at the frame's capture (bound "
                                     f"{robot_timeout_s:g} s): the robot could not be filtered out")
-            learner.add(points, robot.link_segments, robot.link_radii_m)
+            learner.add(points, robot.link_segments, robot.link_radii_m, robot.placed_objects,
+                        robot.stamp_ns)
             tcp = robot.tcp_position
             if last_tcp is not None:
                 travel += float(((tcp - last_tcp) ** 2).sum() ** 0.5)

@@ -153,6 +153,8 @@ class DepthCameraSpec(_Model):
         noise_m: standard deviation of Gaussian depth noise per pixel.
         voxel_size_m, self_margin_m, range_m, min_points_per_voxel: the occupancy channel's
             settings (`safety.occupancy.OccupancyChannel`).
+        mask_placed_objects: the channel masks the parts the robot released
+            (`safety.placed_mask`); false shows what a released part does without the mask.
     """
 
     position: tuple[float, float, float] = (0.4, -0.7, 3.2)
@@ -167,6 +169,7 @@ class DepthCameraSpec(_Model):
     self_margin_m: float = Field(0.05, ge=0.0, le=0.5)
     range_m: float = Field(2.5, gt=0.0, le=10.0)
     min_points_per_voxel: int = Field(2, ge=1, le=100)
+    mask_placed_objects: bool = True
 
 
 class Expect(_Model):
@@ -179,6 +182,8 @@ class Expect(_Model):
     payload_placed: bool = Field(False, description="the gripper picked the cell's payload (it "
                                                     "was carried) and placed it (released it) at "
                                                     "least once")
+    max_stops: int | None = Field(None, ge=0, description="at most this many stops (protective or "
+                                                          "fault); 0 for a run nobody intrudes in")
 
 
 class Scenario(_Model):
@@ -476,7 +481,11 @@ def _scripted_depth(spec: DepthCameraSpec, scenario: Scenario, people: list[Pers
 
     camera = DepthCamera.look_at(spec.position, spec.target, spec.fov_deg, spec.width_px, spec.height_px)
     sim = SimulatedDepthCamera(camera, spec.noise_m, np.random.default_rng(scenario.seed + 1))
-    channel = OccupancyChannel(spec.voxel_size_m, spec.self_margin_m, spec.range_m, spec.min_points_per_voxel)
+    from safety.placed_mask import PlacedObjectMask
+
+    channel = OccupancyChannel(spec.voxel_size_m, spec.self_margin_m, spec.range_m,
+                               spec.min_points_per_voxel,
+                               placed_mask=PlacedObjectMask() if spec.mask_placed_objects else None)
     freezes = [f for f in scenario.faults if f.kind == "depth_freeze"]
 
     def capsules(t: float) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -558,6 +567,7 @@ def _play(scenario: Scenario, clock: _Clock, tracker: ScriptedTracker, backend, 
         "duration_s": scenario.duration_s,
         "channels": report["channels"],
         "depth_frames": None if depth is None else depth.frames,
+        "depth_released_parts": None if depth is None else depth.released_parts,
         "min_separation_m": report["min_separation_m"],
         "min_margin_m": report["min_margin_m"],
         "worst_margin": report["worst_margin"],
@@ -598,6 +608,9 @@ def _judge(scenario: Scenario, r: dict) -> list[str]:
             failures.append(f"fault stop {r['fault_stop_after_s']} s after the fault, bound {e.fault_stop_within_s} s")
     if e.robot_moved and r["commands_accepted"] == 0:
         failures.append("the program never got a command through the gate")
+    if e.max_stops is not None and r["stops"] > e.max_stops:
+        failures.append(f"{r['stops']} stops, at most {e.max_stops} expected "
+                        f"(final mode {r['final_mode']})")
     if e.payload_placed and not (r["payload"]["picks"] and r["payload"]["places"]):
         failures.append(f"the payload was not picked and placed (picks {r['payload']['picks']}, "
                         f"places {r['payload']['places']})")

@@ -8,6 +8,12 @@ real RGB-D frame would, and the measurement is published after the camera's late
 scenario's simulated clock. People marked `visible_to_pose: false` are in the depth image but not
 in the skeleton tracker's output (a person the pose estimator misses).
 
+A part the robot released lies in the rendered cell where it was let go: the payload's capsule at
+its last carried pose, until the payload is carried again over it (the ground truth of a place;
+the scenario cell's payload geometry stands for the part, PyBullet's cube only gives the grasp its
+physics). The occupancy channel gets the robot state's `placed_objects` with the frame, so it can
+mask the part (`safety.placed_mask`) as a real cell's depth input does.
+
 Thread: single-threaded; the scenario loop calls `advance()` before the monitor's cycle.
 """
 
@@ -18,8 +24,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from robot_bridge.payload import PAYLOAD_LINK
 from robot_bridge.types import RobotState
-from safety.occupancy import OccupancyChannel, OccupancyMeasurement
+from safety.occupancy import OccupancyChannel, OccupancyMeasurement, point_capsule_distances
 from safety.perception.depth import DepthCamera, points_from_depth
 
 _SEC = 1_000_000_000
@@ -49,6 +56,19 @@ def _frames(axes: np.ndarray) -> np.ndarray:
     y = np.stack([z[:, 1] * x[:, 2] - z[:, 2] * x[:, 1], z[:, 2] * x[:, 0] - z[:, 0] * x[:, 2],
                   z[:, 0] * x[:, 1] - z[:, 1] * x[:, 0]], axis=1)
     return np.stack([x, y, z], axis=2)
+
+
+Part = tuple[np.ndarray, float]
+"""A released part: its capsule's axis (2, 3), metres, `cell` frame, and radius, metres."""
+
+
+def _away_from(parts: list[Part], segment: np.ndarray, reach_m: float) -> list[Part]:
+    """The parts whose centre lies farther than `reach_m` from the (2, 3) `segment`."""
+    if not parts:
+        return parts
+    centres = np.array([seg.mean(axis=0) for seg, _ in parts])
+    d = point_capsule_distances(centres, segment[None], np.zeros(1))[:, 0]
+    return [part for part, dist in zip(parts, d) if dist > reach_m]
 
 
 class CapsuleMesher:
@@ -164,6 +184,9 @@ class ScriptedDepth:
         self._next = 0.0
         self._pending: list[tuple[float, OccupancyMeasurement]] = []
         self._latest: OccupancyMeasurement | None = None
+        self._robot: RobotState | None = None
+        self._held: Part | None = None
+        self._released: list[Part] = []
         self.frames = 0
 
     def latest(self) -> OccupancyMeasurement | None:
@@ -183,17 +206,45 @@ class ScriptedDepth:
         self._channel.learn_background(points_from_depth(depth, self._camera.camera),
                                        robot.link_segments, robot.link_radii_m)
 
+    @property
+    def released_parts(self) -> int:
+        """Parts lying in the rendered cell where the robot released them."""
+        return len(self._released)
+
+    def _follow_payload(self, robot: RobotState) -> None:
+        """Ground truth of released parts: the payload lies where it was let go until it is
+        carried again."""
+        if robot is self._robot:
+            return
+        self._robot = robot
+        carried = robot.payload_carried and PAYLOAD_LINK in robot.link_names
+        if carried:
+            k = robot.link_names.index(PAYLOAD_LINK)
+            segment, radius = np.array(robot.link_segments[k]), float(robot.link_radii_m[k])
+            if self._held is None:  # picked up: the parts in the carried capsule are payload again
+                self._released = _away_from(self._released, segment, radius + 0.02)
+            self._held = (segment, radius)
+        elif self._held is not None:  # released: it lies there (replacing a part on the same spot)
+            held = self._held
+            self._released = _away_from(self._released, held[0], held[1]) + [held]
+            self._held = None
+
     def advance(self, t: float, robot: RobotState | None) -> None:
         """Capture frames due by run time t (robot in its newest state) and publish those whose
         latency has passed."""
+        if robot is not None:
+            self._follow_payload(robot)
         if robot is not None and self._next <= t:
             self._next = math.floor(t / self._period + 1.0) * self._period
             if not self._frozen(t):
                 capture_ns = int(t * _SEC) + self._offset_ns
-                depth = self._camera.render(self._people(t) + [(robot.link_segments, robot.link_radii_m)])
+                parts = [(seg[None], np.array([r])) for seg, r in self._released]
+                robot_capsules = (robot.link_segments, robot.link_radii_m)
+                depth = self._camera.render(self._people(t) + parts + [robot_capsules])
                 points = points_from_depth(depth, self._camera.camera)
                 m = self._channel.measure(points, robot.link_segments, robot.link_radii_m, robot.link_names,
-                                          capture_ns, capture_ns + int(self._latency * _SEC))
+                                          capture_ns, capture_ns + int(self._latency * _SEC),
+                                          robot.placed_objects, robot.stamp_ns)
                 self._pending.append((t + self._latency, m))
                 self.frames += 1
         while self._pending and self._pending[0][0] <= t:

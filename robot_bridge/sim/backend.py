@@ -21,6 +21,7 @@ from content.cell import PickAndPlace, Robot
 from robot_bridge.commands import check_trajectory, sanitize_speed_scale
 from robot_bridge.errors import BridgeError, CommandError
 from robot_bridge.payload import payload_carried
+from robot_bridge.placed import PlacedObjectTracker
 from robot_bridge.sim.control import (
     SCALE_RAISE_RATE_PER_S,
     lowering_rate_per_s,
@@ -106,7 +107,8 @@ class PyBulletPandaBackend:
     (`robot_bridge.payload.payload_carried`): the part is carried while a gripper goal is under
     way or the opening is within the payload's grasp widths; its capsule is then the last link
     capsule, and left out while the gripper is empty. `gripper_seq` counts gripper commands
-    taken up by the control step.
+    taken up by the control step. Where the payload was released is reported as
+    `placed_objects` (`robot_bridge.placed.PlacedObjectTracker`; None without a payload).
 
     Args:
         robot: the cell's robot (base pose, speed limit, stop data, state rate).
@@ -243,6 +245,8 @@ class PyBulletPandaBackend:
         self._payload_capsule = self._robot.payload is not None
         self._cap_radii_empty = self._cap_radii[:-1] if self._payload_capsule else self._cap_radii
         self._cap_names_empty = self._cap_names[:-1] if self._payload_capsule else self._cap_names
+        # where the payload was released (`RobotState.placed_objects`), from the attach rule
+        self._placed = PlacedObjectTracker()
         self._state_links = sorted({i for i in self._capsule_links if i >= 0} | {self._tcp_link})
         for j, q in zip(self._arm, PANDA_HOME_POSITION):
             p.resetJointState(self._body, j, q, physicsClientId=cid)
@@ -760,6 +764,10 @@ class PyBulletPandaBackend:
         carried = payload_carried(self._robot.payload, opening,
                                   gripper_moving=self._gripper_goal is not None)
         names, radii = self._cap_names, self._cap_radii
+        placed = None
+        if self._payload_capsule:
+            placed = self._placed.observe(self._clock_ns(), carried, segments[-1],
+                                          float(self._cap_radii[-1]))
         if self._payload_capsule and not carried:
             names, radii = self._cap_names_empty, self._cap_radii_empty
             segments, speeds = segments[:-1], speeds[:-1]
@@ -799,6 +807,7 @@ class PyBulletPandaBackend:
             gripper_opening_m=opening,
             payload_carried=carried,
             gripper_seq=self._gripper_seq,
+            placed_objects=placed,
         )
         self._state = state
         for callback in self._subscribers:

@@ -344,7 +344,7 @@ class OccupancyInput:
         if robot is None:
             return None
         m = self.channel.measure(points, robot.link_segments, robot.link_radii_m, robot.link_names,
-                                 capture_ns, self._clock())
+                                 capture_ns, self._clock(), robot.placed_objects, robot.stamp_ns)
         self._latest = m
         self.frames += 1
         return m
@@ -369,10 +369,13 @@ class OccupancyInput:
             self._stop.wait((next_ns - now) / 1e9)
 
     def report(self) -> dict:
-        """Figures for the run report: frames measured, frame errors, the last error, voxels."""
+        """Figures for the run report: frames measured, frame errors, the last error, voxels, the
+        placed objects masked in the newest frame and why a placed-objects list was refused."""
         m = self._latest
         return {"frames": self.frames, "errors": self.errors, "last_error": self.last_error,
                 "ended": self.ended, "voxels": None if m is None else m.voxel_count,
+                "placed_objects": None if m is None else m.placed_objects,
+                "placed_rejected": None if m is None else m.placed_rejected,
                 "background_voxels": 0 if self.channel.background is None else len(self.channel.background)}
 
 

@@ -144,6 +144,15 @@ def library() -> list[dict]:
     out.append(scenario("depth-invisible-walk-up-045deg-2.0mps",
                         "A worker the pose estimator misses walks at 2.0 m/s right into the working area: the "
                         "occupancy channel alone must stop the robot before contact.", [rush], seed=452, **depth))
+    # A part placed next to the robot, seen by the depth camera: the robot side reports where it
+    # released it (`RobotState.placed_objects`) and the occupancy channel masks it, so nobody in
+    # the cell means no stop, before and after the place.
+    out.append(scenario("depth-place-post-empty-cell",
+                        "The robot picks a 0.26 m post and places it upright next to itself "
+                        "with nobody in the cell; the placed post is masked, never a false stop.",
+                        [],
+                        cell="../cell_payload_post.yaml", duration_s=12.0, seed=77,
+                        expect={"payload_placed": True, "max_stops": 0}, **depth))
     out.append(scenario("depth-freeze-3.0s", "The depth camera stops delivering frames at 3.0 s.", [walk(90, 1.0)],
                         faults=[{"kind": "depth_freeze", "at_s": 3.0}],
                         expect={"fault_stop_within_s": 0.5 + 1 / 30 + 0.02}, **depth))

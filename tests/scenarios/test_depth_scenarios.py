@@ -43,3 +43,21 @@ def test_a_person_the_pose_estimator_misses_is_stopped_for_by_the_occupancy_chan
     # The same person without the depth camera: the skeleton channel alone never sees them.
     skeleton_only = run_scenario(scenario.model_copy(update={"depth_camera": None}))
     assert skeleton_only["channels"] == ["skeleton"] and skeleton_only["contact"]
+
+
+def test_a_part_placed_next_to_the_robot_is_masked_not_a_false_stop():
+    scenario = load_scenario(LIBRARY / "depth-place-post-empty-cell.yaml")
+    masked = run_scenario(scenario)
+    assert masked["passed"], masked["failures"]
+    # The post was placed, lies in the depth camera's view next to the robot, and nobody is in
+    # the cell: no stop.
+    assert masked["payload"]["places"] >= 1 and masked["depth_released_parts"] >= 1
+    assert masked["stops"] == 0 and masked["final_mode"] == "full_speed"
+    # The same run with the channel blind to the robot's placed-objects list: the post is
+    # occupancy that no skeleton explains, the robot stops and the channels' disagreement
+    # latches a fault stop.
+    spec = scenario.depth_camera.model_copy(update={"mask_placed_objects": False})
+    unmasked = run_scenario(scenario.model_copy(update={"depth_camera": spec}))
+    assert unmasked["stops"] >= 1 and unmasked["final_mode"] == "fault_stop"
+    assert unmasked["failures"] == [f"{unmasked['stops']} stops, at most 0 expected "
+                                    "(final mode fault_stop)"]

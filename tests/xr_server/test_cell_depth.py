@@ -220,7 +220,8 @@ def test_occupancy_input_self_filters_the_robot_in_its_newest_state(tmp_path, re
     cam, frames, background, robot = rendered
     write_sequence(tmp_path / "seq", [frames[0], frames[-1]], "npy", cam)
     state = SimpleNamespace(link_segments=robot[0], link_radii_m=robot[1],
-                            link_names=tuple(f"l{i}" for i in range(len(robot[1]))))
+                            link_names=tuple(f"l{i}" for i in range(len(robot[1]))),
+                            placed_objects=None, stamp_ns=0)
     clock = iter(range(1_000_000, 10**12, 1_000_000))
     source = DepthImageSequence(tmp_path / "seq", cam, loop=False)
     ticks = OccupancyInput(source, OccupancyChannel(background=background), lambda: state, fps=10,

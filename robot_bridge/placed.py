@@ -1,0 +1,160 @@
+"""Placed objects: the parts the robot released, where they lie, as the robot side knows them.
+
+A part the robot releases (placed by the program, or dropped) lies in the cell next to the robot.
+The occupancy channel (`safety.occupancy`) would see its voxels as occupancy that no skeleton
+explains; learning it away over time would also learn away a person standing still. Instead the
+robot side, which knows where it let go of the part, reports it: `RobotState.placed_objects`, a
+list of `PlacedObject`s (moveit_msgs/CollisionObject semantics: an id, a shape_msgs/SolidPrimitive
+and its pose in the `cell` frame), and the occupancy channel removes the points inside each
+object's volume plus a small margin, exactly as it removes the robot's own points
+(`safety.placed_mask`).
+
+`PlacedObjectTracker` keeps that list from the attach rule (`robot_bridge.payload`): when the
+carried payload is released, the payload's geometry at its last carried pose becomes a placed
+object; when the payload is carried again where a placed object lies, that object leaves the list
+(it is payload again, and the robot's self-filter covers it). Pure, no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: shape_msgs/SolidPrimitive types a placed object may have, with the number of `dimensions`:
+#: BOX (x, y, z) edge lengths; CYLINDER (height, radius), the axis along the object's z.
+PLACED_PRIMITIVES: dict[str, int] = {"box": 3, "cylinder": 2}
+
+
+@dataclass(frozen=True)
+class PlacedObject:
+    """One released part lying in the cell (moveit_msgs/CollisionObject semantics).
+
+    The record is what a peer sends; it is not checked here: the occupancy channel validates every
+    list it gets (`safety.placed_mask.validate_placed_objects`) and masks nothing for a bad one.
+
+    Attributes:
+        id: the object's identifier (unique within a list).
+        primitive: "box" or "cylinder" (`PLACED_PRIMITIVES`, shape_msgs/SolidPrimitive types).
+        dimensions: metres; box (x, y, z) edge lengths, cylinder (height, radius): the
+            shape_msgs/SolidPrimitive order.
+        position: (x, y, z) of the primitive's centre, metres, `frame_id` frame.
+        orientation: quaternion (x, y, z, w) of the primitive's axes in `frame_id`.
+        placed_ns: monotonic time the robot released it, ns (the robot state's clock).
+        frame_id: the frame of the pose; only `cell` is accepted.
+    """
+
+    id: str
+    primitive: str
+    dimensions: tuple[float, ...]
+    position: tuple[float, float, float]
+    orientation: tuple[float, float, float, float]
+    placed_ns: int
+    frame_id: str = "cell"
+
+
+def quaternion_z_to(axis: np.ndarray) -> tuple[float, float, float, float]:
+    """The shortest rotation (x, y, z, w) taking +z onto `axis` ((3,), any length > 0)."""
+    a = np.asarray(axis, dtype=np.float64)
+    a = a / np.linalg.norm(a)
+    w = 1.0 + float(a[2])
+    if w < 1e-9:  # axis is -z: half a turn about x
+        return (1.0, 0.0, 0.0, 0.0)
+    q = np.array([-a[1], a[0], 0.0, w])  # z x a, 1 + z.a
+    q /= np.linalg.norm(q)
+    return (float(q[0]), float(q[1]), float(q[2]), float(q[3]))
+
+
+def cylinder_of_capsule(object_id: str, segment: np.ndarray, radius_m: float,
+                        placed_ns: int) -> PlacedObject:
+    """The cylinder that covers a capsule (axis `segment` (2, 3), metres, `cell` frame): same axis
+    and radius, its height the axis length plus both end spheres' radii."""
+    a, b = np.asarray(segment, dtype=np.float64)
+    axis = b - a
+    length = float(np.linalg.norm(axis))
+    centre = (a + b) / 2.0
+    orientation = quaternion_z_to(axis) if length > 1e-9 else (0.0, 0.0, 0.0, 1.0)
+    position = (float(centre[0]), float(centre[1]), float(centre[2]))
+    return PlacedObject(object_id, "cylinder", (length + 2.0 * radius_m, float(radius_m)), position,
+                        orientation, int(placed_ns))
+
+
+def _segment_distance(point: np.ndarray, segment: np.ndarray) -> float:
+    a, b = segment
+    ab = b - a
+    denom = float(ab @ ab)
+    t = 0.0 if denom < 1e-12 else min(1.0, max(0.0, float((point - a) @ ab) / denom))
+    return float(np.linalg.norm(point - (a + t * ab)))
+
+
+class PlacedObjectTracker:
+    """The placed-objects list of one robot, kept from its payload's attach state.
+
+    Rules, per robot state (`observe`):
+    - Released: carried in the previous state, not now. The payload's capsule at its last carried
+      pose becomes a placed object (`cylinder_of_capsule`, id `payload/<n>`), stamped with the
+      state's time. A placed object whose centre lies inside the new one's capsule is replaced
+      (the same spot placed again). The part is assumed to lie where it was released: a part
+      dropped from a height lies elsewhere, shows as occupancy and stops the robot (the
+      fail-safe side).
+    - Picked up again: not carried before, carried now. Every placed object whose centre lies
+      inside the payload's capsule (plus `pick_tolerance_m`) leaves the list: the part is
+      payload again and the self-filter covers it.
+    - At most `max_objects` are kept; beyond, the oldest leaves the list (it then shows as
+      occupancy: a false stop, never a missed person).
+
+    Thread: not thread-safe; the backend's state publisher owns it.
+
+    Args:
+        max_objects: the list's bound (the occupancy channel rejects longer lists).
+        pick_tolerance_m: how far outside the carried capsule a placed object's centre may lie
+            and still count as picked up, metres.
+    """
+
+    def __init__(self, max_objects: int = 16, pick_tolerance_m: float = 0.02) -> None:
+        self.max_objects = int(max_objects)
+        self.pick_tolerance_m = float(pick_tolerance_m)
+        self._objects: tuple[PlacedObject, ...] = ()
+        self._carried: bool | None = None
+        self._last_segment: np.ndarray | None = None
+        self._last_radius = 0.0
+        self._count = 0
+
+    @property
+    def objects(self) -> tuple[PlacedObject, ...]:
+        """The placed objects now, oldest first."""
+        return self._objects
+
+    def observe(self, stamp_ns: int, carried: bool, payload_segment: np.ndarray | None,
+                payload_radius_m: float) -> tuple[PlacedObject, ...]:
+        """Take one robot state.
+
+        Args:
+            stamp_ns: the state's monotonic time, ns.
+            carried: `RobotState.payload_carried` of the state.
+            payload_segment: (2, 3) float64 axis of the payload's capsule at the state's joint
+                positions (whether carried or not), metres, `cell` frame; None without a payload.
+            payload_radius_m: its radius, metres.
+
+        Returns:
+            The placed objects after this state, oldest first.
+        """
+        if payload_segment is None:
+            return self._objects
+        segment = np.asarray(payload_segment, dtype=np.float64).reshape(2, 3)
+        if self._carried is True and not carried and self._last_segment is not None:
+            self._count += 1
+            last, radius = self._last_segment, self._last_radius
+            placed = cylinder_of_capsule(f"payload/{self._count}", last, radius, stamp_ns)
+            kept = tuple(o for o in self._objects
+                         if _segment_distance(np.asarray(o.position), last) > radius)
+            self._objects = (kept + (placed,))[-self.max_objects:]
+        elif self._carried is False and carried:
+            reach = payload_radius_m + self.pick_tolerance_m
+            self._objects = tuple(o for o in self._objects
+                                  if _segment_distance(np.asarray(o.position), segment) > reach)
+        if carried:
+            self._last_segment, self._last_radius = segment.copy(), float(payload_radius_m)
+        self._carried = bool(carried)
+        return self._objects
+
