@@ -18,7 +18,12 @@ import numpy as np
 import pybullet
 
 from content.cell import PickAndPlace, Robot
-from robot_bridge.commands import check_trajectory, sanitize_speed_scale
+from robot_bridge.commands import (
+    FRANKA_HAND_MAX_OPENING_M,
+    check_gripper_command,
+    check_trajectory,
+    sanitize_speed_scale,
+)
 from robot_bridge.errors import BridgeError, CommandError
 from robot_bridge.payload import payload_carried
 from robot_bridge.sim.control import (
@@ -30,7 +35,6 @@ from robot_bridge.sim.control import (
 from robot_bridge.sim.panda import (
     ARM_JOINT_NAMES,
     FINGER_JOINT_NAMES,
-    GRIPPER_MAX_OPENING_M,
     GRIPPER_SPEED_MPS,
     PANDA_HOME_POSITION,
     panda_urdf_path,
@@ -178,8 +182,8 @@ class PyBulletPandaBackend:
         self._hold_q = np.array(PANDA_HOME_POSITION)
         self._goal_id = ""
         self._goal_done = True
-        self._gripper_target = GRIPPER_MAX_OPENING_M / 2
-        self._gripper_cmd = GRIPPER_MAX_OPENING_M / 2
+        self._gripper_target = FRANKA_HAND_MAX_OPENING_M / 2
+        self._gripper_cmd = FRANKA_HAND_MAX_OPENING_M / 2
         self._gripper_effort = 40.0
         self._gripper_goal: str | None = None
         self._gripper_stall_s = 0.0
@@ -247,7 +251,7 @@ class PyBulletPandaBackend:
         for j, q in zip(self._arm, PANDA_HOME_POSITION):
             p.resetJointState(self._body, j, q, physicsClientId=cid)
         for j in self._fingers:
-            p.resetJointState(self._body, j, GRIPPER_MAX_OPENING_M / 2, physicsClientId=cid)
+            p.resetJointState(self._body, j, FRANKA_HAND_MAX_OPENING_M / 2, physicsClientId=cid)
             p.changeDynamics(self._body, j, lateralFriction=1.0, physicsClientId=cid)
         # the Franka Hand couples its fingers mechanically; the URDF's <mimic> is ignored by
         # PyBullet, so a gear constraint keeps the fingers symmetric (else a part squeezed by
@@ -475,15 +479,9 @@ class PyBulletPandaBackend:
         return ("traj", pos, times, traj.goal_id)
 
     def _check_gripper(self, cmd: GripperCommand) -> tuple:
-        if not (math.isfinite(cmd.position_m) and 0.0 <= cmd.position_m <= GRIPPER_MAX_OPENING_M):
-            raise CommandError(
-                f"GripperCommand {cmd.goal_id!r}: position_m must be in [0, {GRIPPER_MAX_OPENING_M}] m, "
-                f"got {cmd.position_m}"
-            )
-        if not (math.isfinite(cmd.max_effort_n) and 0.0 < cmd.max_effort_n <= 140.0):
-            raise CommandError(
-                f"GripperCommand {cmd.goal_id!r}: max_effort_n must be in (0, 140] N, got {cmd.max_effort_n}"
-            )
+        state = self._state
+        check_gripper_command(cmd, None if state is None else state.gripper_opening_m,
+                              "no robot state yet")
         # each finger motor pushes with max_effort_n: that is the force squeezing the part
         return ("gripper", cmd.position_m / 2, cmd.max_effort_n, cmd.goal_id)
 
