@@ -112,6 +112,12 @@ class PyBulletPandaBackend:
     capsule, and left out while the gripper is empty. `gripper_seq` counts gripper commands
     taken up by the control step.
 
+    Gripper and stops (as the `dds` backend): a protective stop of any category (and a latched
+    FAULT) ends a gripper goal in flight and holds the fingers at their measured opening, so a
+    closing gripper squeezes no further; a finished grip is left as it is, so a held part is not
+    dropped. `reset()` does not resume the gripper goal (a new command must pass the gate); an
+    unfinished trajectory does resume.
+
     Args:
         robot: the cell's robot (base pose, speed limit, stop data, state rate).
         program: the pick-and-place program whose workpiece is simulated, or None.
@@ -449,6 +455,7 @@ class PyBulletPandaBackend:
         STOP_0: speed scale 0 at once, the current pose is held (the simulation's brakes).
         STOP_1 / STOP_2: the speed scale falls to 0 at the deceleration limit (mode STOPPING),
         then standstill is held (STOPPED). In simulation STOP_1 and STOP_2 behave alike.
+        Every category ends a gripper goal in flight, the fingers held at their measured opening.
         """
         category = StopCategory(category)
         with self._lock:
@@ -456,8 +463,9 @@ class PyBulletPandaBackend:
             self._inbox.append(("stop", category, int(seq)))
 
     def reset(self) -> None:
-        """Release a protective stop (or a FAULT latched by the watchdog); motion resumes, ramping
-        up to the current target scale. While the state is stale the stop stays held (logged)."""
+        """Release a protective stop (or a FAULT latched by the watchdog); an unfinished
+        trajectory resumes, ramping up to the current target scale (a gripper goal the stop ended
+        does not). While the state is stale the stop stays held (logged)."""
         stale = self._watchdog()
         with self._lock:
             if self._closed:
@@ -579,11 +587,11 @@ class PyBulletPandaBackend:
     def _apply_stop(self, category: StopCategory) -> None:
         previous = self._stop_category
         faulted = self._mode is ControllerMode.FAULT  # a FAULT stays the mode until reset()
+        self._stop_gripper(category)
         if category is StopCategory.STOP_0:
             self._stop_category = StopCategory.STOP_0
             self._applied_scale = 0.0
             self._braking = True
-            self._gripper_cmd = self._finger_position()
             if not faulted:
                 self._set_mode(ControllerMode.STOPPED)
         elif previous is None:
@@ -592,6 +600,20 @@ class PyBulletPandaBackend:
             if not faulted:
                 self._set_mode(ControllerMode.STOPPING)
         log.info("protective stop %s requested (active: %s)", category.name, self._stop_category.name)
+
+    def _stop_gripper(self, category: StopCategory) -> None:
+        """A protective stop ends a gripper goal in flight: the fingers are held at their measured
+        opening (a closing gripper squeezes no further) and `reset()` does not resume the goal.
+        A finished grip is left as it is, so a held part is not dropped (stepping thread)."""
+        goal_id = self._gripper_goal
+        if goal_id is None:
+            return
+        hold = self._finger_position()
+        self._gripper_target = self._gripper_cmd = hold
+        self._gripper_goal = None
+        self._finish_goal(goal_id)
+        log.warning("gripper goal %r aborted by a protective stop %s; fingers held at %.4f m",
+                    goal_id, category.name, 2.0 * hold)
 
     def _busy(self) -> bool:
         return self._traj is not None or self._gripper_goal is not None
