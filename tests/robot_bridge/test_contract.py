@@ -34,7 +34,7 @@ from robot_bridge.types import (
     RobotState,
     StopCategory,
 )
-from tests.robot_bridge.dds.peer_client import Peer, next_domain, wait_for
+from tests.robot_bridge.dds.peer_client import Peer, fingers_settled, next_domain, wait_for
 
 STATE_TIMEOUT_S = 0.5
 RATE_HZ = 200.0
@@ -437,20 +437,6 @@ def test_a_gripper_goal_is_in_flight_until_the_fingers_get_there(cell):
         backend.execute(GripperCommand(0.1, goal_id="wide"))
 
 
-def fingers_still(backend, what: str) -> RobotState:
-    """A state whose finger opening has not changed by 0.1 mm over 0.2 s of states."""
-    first = [backend.latest_state()]
-
-    def still() -> RobotState | None:
-        s = backend.latest_state()
-        if abs(s.gripper_opening_m - first[0].gripper_opening_m) > 1e-4:
-            first[0] = s
-            return None
-        return s if s.stamp_ns - first[0].stamp_ns >= 200_000_000 else None
-
-    return wait_for(still, what)
-
-
 @pytest.mark.parametrize("category", list(StopCategory))
 def test_a_protective_stop_ends_a_closing_gripper_goal_and_reset_does_not_resume_it(cell, category):
     """Every backend, every stop category: a closing gripper is held at its measured opening (it
@@ -465,7 +451,7 @@ def test_a_protective_stop_ends_a_closing_gripper_goal_and_reset_does_not_resume
     stopped = state_where(backend, lambda s: s.safety_seq == 11 and s.goal_done,
                           "the stop to end the gripper goal")
     assert stopped.goal_id == "close" and stopped.mode in (ControllerMode.STOPPING, ControllerMode.STOPPED)
-    rest = fingers_still(backend, "the fingers to stand still")
+    rest = fingers_settled(backend, "the fingers to stand still", tolerance_m=1e-4)
     # held about where they were when the stop came, far from closed
     assert before.gripper_opening_m - 0.02 < rest.gripper_opening_m <= before.gripper_opening_m + 1e-3
     with pytest.raises(CommandError, match=r"refused, a protective stop is held \(goal 'again'\)"):
