@@ -64,6 +64,7 @@ from typing import Callable, Literal
 import numpy as np
 
 from content.cell import Robot
+from robot_bridge.backend import StateCallback, StateSubscribers
 from robot_bridge.commands import check_gripper_command, check_trajectory, sanitize_speed_scale
 from robot_bridge.dds import msgs
 from robot_bridge.dds.conventions import (
@@ -223,7 +224,7 @@ class DdsBackend:
 
         self._lock = threading.Lock()
         self._state: RobotState | None = None
-        self._subscribers: list[Callable[[RobotState], None]] = []
+        self._subscribers = StateSubscribers()
         self._quit = threading.Event()
         self._thread: threading.Thread | None = None
         self._node = None
@@ -358,16 +359,10 @@ class DdsBackend:
         """The newest state, or None before the first valid `/joint_states` sample."""
         return self._state
 
-    def subscribe(self, callback: Callable[[RobotState], None]) -> Callable[[], None]:
-        """Call `callback(state)` on the reader thread for every state; returns an unsubscribe function."""
-        with self._lock:
-            self._subscribers = [*self._subscribers, callback]
-
-        def unsubscribe() -> None:
-            with self._lock:
-                self._subscribers = [c for c in self._subscribers if c is not callback]
-
-        return unsubscribe
+    def subscribe(self, callback: StateCallback) -> Callable[[], None]:
+        """Call `callback(state)` on the reader thread for every state
+        (`robot_bridge.backend.StateSubscribers`); returns an unsubscribe function."""
+        return self._subscribers.subscribe(callback)
 
     def execute(self, command: RobotCommand) -> None:
         """Publish a trajectory (replacing the active one), or start a gripper goal.
@@ -750,8 +745,7 @@ class DdsBackend:
                 gripper_seq=self._gripper_seq,
             )
             self._state = state
-            subscribers = self._subscribers
-        self._emit(state, subscribers)
+        self._subscribers.notify(state)
 
     def _grip_state(self, msg: msgs.JointState, stamp_ns: int) -> tuple[float | None, bool]:
         """(finger opening m or None when unknown or stale, moving) from this message's finger
@@ -808,16 +802,8 @@ class DdsBackend:
             if last is not None:
                 # the stamp stays that of the newest data: its age is the truth
                 self._state = replace(last, healthy=False, mode=ControllerMode.FAULT, speed_scale=0.0)
-            state, subscribers = self._state, self._subscribers
+            state = self._state
         log.error("DdsBackend: no valid %s for %.0f ms; unhealthy, stop latched",
                   JOINT_STATES_TOPIC, (now - since) / 1e6)
         if state is not None:
-            self._emit(state, subscribers)
-
-    @staticmethod
-    def _emit(state: RobotState, subscribers: list[Callable[[RobotState], None]]) -> None:
-        for callback in subscribers:
-            try:
-                callback(state)
-            except Exception:
-                log.exception("state subscriber %r failed", callback)
+            self._subscribers.notify(state)

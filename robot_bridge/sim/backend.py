@@ -18,6 +18,7 @@ import numpy as np
 import pybullet
 
 from content.cell import PickAndPlace, Robot
+from robot_bridge.backend import StateCallback, StateSubscribers
 from robot_bridge.commands import (
     FRANKA_HAND_MAX_OPENING_M,
     check_gripper_command,
@@ -162,7 +163,7 @@ class PyBulletPandaBackend:
         self._stop_latched = True
         self._closed = False
         self._state: RobotState | None = None
-        self._subscribers: list[Callable[[RobotState], None]] = []
+        self._subscribers = StateSubscribers()
         self._thread: threading.Thread | None = None
         self._quit = threading.Event()
         self._cpu_ns = 0
@@ -381,20 +382,14 @@ class PyBulletPandaBackend:
             self._stale = stale
         return stale
 
-    def subscribe(self, callback: Callable[[RobotState], None]) -> Callable[[], None]:
-        """Call `callback(state)` on the stepping thread for every published state.
+    def subscribe(self, callback: StateCallback) -> Callable[[], None]:
+        """Call `callback(state)` on the stepping thread for every published state
+        (`robot_bridge.backend.StateSubscribers`).
 
         Returns:
             A function that removes the subscription.
         """
-        with self._lock:
-            self._subscribers = [*self._subscribers, callback]
-
-        def unsubscribe() -> None:
-            with self._lock:
-                self._subscribers = [c for c in self._subscribers if c is not callback]
-
-        return unsubscribe
+        return self._subscribers.subscribe(callback)
 
     def execute(self, command: RobotCommand) -> None:
         """Start a trajectory (replacing the active one) or a gripper command.
@@ -821,8 +816,4 @@ class PyBulletPandaBackend:
             gripper_seq=self._gripper_seq,
         )
         self._state = state
-        for callback in self._subscribers:
-            try:
-                callback(state)
-            except Exception:
-                log.exception("state subscriber %r failed", callback)
+        self._subscribers.notify(state)
