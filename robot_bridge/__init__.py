@@ -2,7 +2,10 @@
 
 from robot_bridge.backend import BACKENDS, RobotBackend, create_backend
 from robot_bridge.commands import (
+    FRANKA_HAND_MAX_FORCE_N,
+    FRANKA_HAND_MAX_OPENING_M,
     START_TOLERANCE_RAD,
+    check_gripper_command,
     check_joint_jog,
     check_trajectory,
     sanitize_speed_scale,
@@ -29,6 +32,8 @@ __all__ = [
     "BridgeError",
     "CommandError",
     "ControllerMode",
+    "FRANKA_HAND_MAX_FORCE_N",
+    "FRANKA_HAND_MAX_OPENING_M",
     "GripperCommand",
     "JOG_FRAMES",
     "JointJog",
@@ -42,6 +47,7 @@ __all__ = [
     "RobotState",
     "START_TOLERANCE_RAD",
     "StopCategory",
+    "check_gripper_command",
     "check_joint_jog",
     "check_trajectory",
     "create_backend",

@@ -6,9 +6,16 @@ Only `safety.gate` calls the commanding methods (`execute`, `set_speed_scale`,
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Callable, Protocol
 
 from robot_bridge.types import RobotCommand, RobotState, StopCategory
+
+log = logging.getLogger(__name__)
+
+StateCallback = Callable[[RobotState], None]
+"""A robot state listener: called with every state a backend publishes."""
 
 
 class RobotBackend(Protocol):
@@ -45,6 +52,46 @@ class RobotBackend(Protocol):
 
     def reset(self) -> None:
         """Release a protective stop (motion resumes at the current speed scale)."""
+
+
+class StateSubscribers:
+    """The robot state listeners of one backend (its `subscribe`), and their notification.
+
+    Thread safety: `subscribe` and the function it returns may be called from any thread, also
+    from inside a callback; `notify` is called by the backend's own thread (the one that owns its
+    state) and runs the callbacks there, outside any lock, on the listeners subscribed when it
+    starts (the list is copied on write). A callback that raises is logged and the others still
+    run: a listener never stops a backend's loop.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: tuple[tuple[object, StateCallback], ...] = ()
+
+    def subscribe(self, callback: StateCallback) -> Callable[[], None]:
+        """Call `callback(state)` for every state from now on.
+
+        Returns:
+            A function that ends this subscription (and no other of the same callback); calling
+            it again does nothing.
+        """
+        token = object()
+        with self._lock:
+            self._entries = (*self._entries, (token, callback))
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._entries = tuple(e for e in self._entries if e[0] is not token)
+
+        return unsubscribe
+
+    def notify(self, state: RobotState) -> None:
+        """Hand `state` to every listener, in the order they subscribed."""
+        for _, callback in self._entries:
+            try:
+                callback(state)
+            except Exception:
+                log.exception("state subscriber %r failed", callback)
 
 
 BackendFactory = Callable[..., RobotBackend]

@@ -14,13 +14,24 @@ from collections.abc import Sequence
 import numpy as np
 
 from robot_bridge.errors import CommandError
-from robot_bridge.types import JointJog, JointTrajectory
+from robot_bridge.types import GripperCommand, JointJog, JointTrajectory
 
 START_TOLERANCE_RAD = 0.1
 """A trajectory whose point at time 0 is farther than this from the current position, in any
 joint, is refused: following it would jump."""
 LIMIT_TOLERANCE_RAD = 1e-6
 """Slack on the joint position limits, radians (rounding of limits read from a URDF)."""
+
+FRANKA_HAND_MAX_OPENING_M = 0.08
+"""Largest finger opening of the Franka Hand (both fingers together), metres.
+
+Source: Franka Emika Panda datasheet, Franka Hand: travel 80 mm (each finger 40 mm, the
+`upper="0.04"` of the finger joints in franka_description's hand URDF)."""
+FRANKA_HAND_MAX_FORCE_N = 140.0
+"""Largest grasping force of the Franka Hand, newtons.
+
+Source: Franka Emika Panda datasheet, Franka Hand: grasping force 70 N continuous, 140 N
+maximum. A `GripperCommand.max_effort_n` above it is refused, not clipped."""
 
 
 def check_trajectory(
@@ -120,3 +131,42 @@ def check_joint_jog(jog: JointJog, joint_names: Sequence[str]) -> np.ndarray:
     for name, v in zip(jog.joint_names, values):
         out[names.index(name)] = v
     return out
+
+
+def check_gripper_command(cmd: GripperCommand, opening_m: float | None, unknown_why: str) -> float:
+    """Check a gripper command against the Franka Hand and the measured finger opening.
+
+    The one check both backends apply (after their own "accepting commands?" check), so a
+    gripper command is refused alike whatever robot is behind the interface.
+
+    Args:
+        cmd: the commanded goal (control_msgs/GripperCommand semantics).
+        opening_m: the measured finger opening (both fingers), metres, or None when the backend
+            has no fresh measurement of it: a goal is never started blind.
+        unknown_why: why the opening is unknown, for the message (e.g. "no fresh
+            panda_finger_joint1, panda_finger_joint2 in /joint_states"); unused when known.
+
+    Returns:
+        The measured opening, metres (`opening_m`, known).
+
+    Raises:
+        CommandError: `position_m` is not a number in [0, `FRANKA_HAND_MAX_OPENING_M`],
+            `max_effort_n` not in (0, `FRANKA_HAND_MAX_FORCE_N`], or the opening is unknown;
+            the message names the goal and the field.
+    """
+    if not (math.isfinite(cmd.position_m) and 0.0 <= cmd.position_m <= FRANKA_HAND_MAX_OPENING_M):
+        raise CommandError(
+            f"GripperCommand {cmd.goal_id!r}: position_m must be in "
+            f"[0, {FRANKA_HAND_MAX_OPENING_M}] m, got {cmd.position_m}"
+        )
+    if not (math.isfinite(cmd.max_effort_n) and 0.0 < cmd.max_effort_n <= FRANKA_HAND_MAX_FORCE_N):
+        raise CommandError(
+            f"GripperCommand {cmd.goal_id!r}: max_effort_n must be in "
+            f"(0, {FRANKA_HAND_MAX_FORCE_N:g}] N, got {cmd.max_effort_n}"
+        )
+    if opening_m is None or not math.isfinite(opening_m):
+        raise CommandError(
+            f"GripperCommand {cmd.goal_id!r}: refused, the finger opening is unknown "
+            f"({unknown_why})"
+        )
+    return opening_m

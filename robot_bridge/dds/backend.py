@@ -20,9 +20,10 @@ on `/<controller>/commands` of a forward_command_controller / JointGroupPosition
 streamed as a ramp at the Franka Hand's finger speed times the speed scale; or
 `joint_trajectory`, a one-point trajectory_msgs/JointTrajectory of the finger joints on
 `/<controller>/joint_trajectory`, due when that ramp ends (`robot_bridge.dds.gripper`). Without
-the option gripper commands are refused with a message naming it. Commands are checked like the
-`sim` backend's (opening in [0, 0.08] m, effort in (0, 140] N; the effort cannot travel in a
-position command) and need a fresh finger opening in `/joint_states`. `gripper_seq` counts the
+the option gripper commands are refused with a message naming it. Commands are checked by
+`robot_bridge.commands.check_gripper_command`, as the `sim` backend checks them (opening in
+[0, 0.08] m, effort in (0, 140] N: the Franka Hand's; the effort cannot travel in a position
+command), and need a fresh finger opening in `/joint_states`. `gripper_seq` counts the
 gripper commands published; a gripper goal is in flight (the payload counts as carried, the
 mode is EXECUTING) until the fingers reach the target, stall on a part, or a timeout, then the
 attach rule judges carried/empty from the opening. A protective stop of any category ends a
@@ -63,7 +64,8 @@ from typing import Callable, Literal
 import numpy as np
 
 from content.cell import Robot
-from robot_bridge.commands import check_trajectory, sanitize_speed_scale
+from robot_bridge.backend import StateCallback, StateSubscribers
+from robot_bridge.commands import check_gripper_command, check_trajectory, sanitize_speed_scale
 from robot_bridge.dds import msgs
 from robot_bridge.dds.conventions import (
     DEFAULT_CONTROLLER,
@@ -95,7 +97,6 @@ from robot_bridge.payload import payload_carried
 from robot_bridge.sim.panda import (
     ARM_JOINT_NAMES,
     FINGER_JOINT_NAMES,
-    GRIPPER_MAX_OPENING_M,
     PANDA_TOOL_LINK,
     LinkCapsule,
 )
@@ -223,7 +224,7 @@ class DdsBackend:
 
         self._lock = threading.Lock()
         self._state: RobotState | None = None
-        self._subscribers: list[Callable[[RobotState], None]] = []
+        self._subscribers = StateSubscribers()
         self._quit = threading.Event()
         self._thread: threading.Thread | None = None
         self._node = None
@@ -358,16 +359,10 @@ class DdsBackend:
         """The newest state, or None before the first valid `/joint_states` sample."""
         return self._state
 
-    def subscribe(self, callback: Callable[[RobotState], None]) -> Callable[[], None]:
-        """Call `callback(state)` on the reader thread for every state; returns an unsubscribe function."""
-        with self._lock:
-            self._subscribers = [*self._subscribers, callback]
-
-        def unsubscribe() -> None:
-            with self._lock:
-                self._subscribers = [c for c in self._subscribers if c is not callback]
-
-        return unsubscribe
+    def subscribe(self, callback: StateCallback) -> Callable[[], None]:
+        """Call `callback(state)` on the reader thread for every state
+        (`robot_bridge.backend.StateSubscribers`); returns an unsubscribe function."""
+        return self._subscribers.subscribe(callback)
 
     def execute(self, command: RobotCommand) -> None:
         """Publish a trajectory (replacing the active one), or start a gripper goal.
@@ -467,30 +462,19 @@ class DdsBackend:
                 "joints; the control_msgs/GripperCommand action is out of scope over raw DDS); "
                 "refused"
             )
-        if not (math.isfinite(cmd.position_m) and 0.0 <= cmd.position_m <= GRIPPER_MAX_OPENING_M):
-            raise CommandError(
-                f"GripperCommand {cmd.goal_id!r}: position_m must be in "
-                f"[0, {GRIPPER_MAX_OPENING_M}] m, got {cmd.position_m}"
-            )
-        if not (math.isfinite(cmd.max_effort_n) and 0.0 < cmd.max_effort_n <= 140.0):
-            raise CommandError(
-                f"GripperCommand {cmd.goal_id!r}: max_effort_n must be in (0, 140] N, "
-                f"got {cmd.max_effort_n}"
-            )
         with self._lock:
             self._check_accepting(cmd.goal_id)
             now = time.monotonic_ns()
             grip = self._grip
-            if grip is None or now - grip[0] > self._state_timeout_ns:
-                raise CommandError(
-                    f"DdsBackend.execute: refused, the finger opening is unknown (no fresh "
-                    f"{', '.join(self._finger_names)} in {JOINT_STATES_TOPIC}) "
-                    f"(goal {cmd.goal_id!r})"
-                )
+            fresh = grip is not None and now - grip[0] <= self._state_timeout_ns
+            opening_m = check_gripper_command(
+                cmd, grip[1] if grip is not None and fresh else None,
+                f"no fresh {', '.join(self._finger_names)} in {JOINT_STATES_TOPIC}",
+            )
             if self._gripper is not None:
                 log.info("DdsBackend: gripper goal %r replaced by %r",
                          self._gripper.goal_id, cmd.goal_id)
-            self._gripper = GripperMotion(cmd.goal_id, grip[1], cmd.position_m, now, self._scale,
+            self._gripper = GripperMotion(cmd.goal_id, opening_m, cmd.position_m, now, self._scale,
                                           streamed=self._gripper_ctl.kind == "forward_position")
             self._gripper_seq += 1
             self._goal_id, self._goal_done = cmd.goal_id, False
@@ -761,8 +745,7 @@ class DdsBackend:
                 gripper_seq=self._gripper_seq,
             )
             self._state = state
-            subscribers = self._subscribers
-        self._emit(state, subscribers)
+        self._subscribers.notify(state)
 
     def _grip_state(self, msg: msgs.JointState, stamp_ns: int) -> tuple[float | None, bool]:
         """(finger opening m or None when unknown or stale, moving) from this message's finger
@@ -819,16 +802,8 @@ class DdsBackend:
             if last is not None:
                 # the stamp stays that of the newest data: its age is the truth
                 self._state = replace(last, healthy=False, mode=ControllerMode.FAULT, speed_scale=0.0)
-            state, subscribers = self._state, self._subscribers
+            state = self._state
         log.error("DdsBackend: no valid %s for %.0f ms; unhealthy, stop latched",
                   JOINT_STATES_TOPIC, (now - since) / 1e6)
         if state is not None:
-            self._emit(state, subscribers)
-
-    @staticmethod
-    def _emit(state: RobotState, subscribers: list[Callable[[RobotState], None]]) -> None:
-        for callback in subscribers:
-            try:
-                callback(state)
-            except Exception:
-                log.exception("state subscriber %r failed", callback)
+            self._subscribers.notify(state)

@@ -18,7 +18,13 @@ import numpy as np
 import pybullet
 
 from content.cell import PickAndPlace, Robot
-from robot_bridge.commands import check_trajectory, sanitize_speed_scale
+from robot_bridge.backend import StateCallback, StateSubscribers
+from robot_bridge.commands import (
+    FRANKA_HAND_MAX_OPENING_M,
+    check_gripper_command,
+    check_trajectory,
+    sanitize_speed_scale,
+)
 from robot_bridge.errors import BridgeError, CommandError
 from robot_bridge.payload import payload_carried
 from robot_bridge.placed import PlacedObjectTracker
@@ -31,7 +37,6 @@ from robot_bridge.sim.control import (
 from robot_bridge.sim.panda import (
     ARM_JOINT_NAMES,
     FINGER_JOINT_NAMES,
-    GRIPPER_MAX_OPENING_M,
     GRIPPER_SPEED_MPS,
     PANDA_HOME_POSITION,
     panda_urdf_path,
@@ -110,6 +115,12 @@ class PyBulletPandaBackend:
     taken up by the control step. Where the payload was released is reported as
     `placed_objects` (`robot_bridge.placed.PlacedObjectTracker`; None without a payload).
 
+    Gripper and stops (as the `dds` backend): a protective stop of any category (and a latched
+    FAULT) ends a gripper goal in flight and holds the fingers at their measured opening, so a
+    closing gripper squeezes no further; a finished grip is left as it is, so a held part is not
+    dropped. `reset()` does not resume the gripper goal (a new command must pass the gate); an
+    unfinished trajectory does resume.
+
     Args:
         robot: the cell's robot (base pose, speed limit, stop data, state rate).
         program: the pick-and-place program whose workpiece is simulated, or None.
@@ -154,7 +165,7 @@ class PyBulletPandaBackend:
         self._stop_latched = True
         self._closed = False
         self._state: RobotState | None = None
-        self._subscribers: list[Callable[[RobotState], None]] = []
+        self._subscribers = StateSubscribers()
         self._thread: threading.Thread | None = None
         self._quit = threading.Event()
         self._cpu_ns = 0
@@ -180,8 +191,8 @@ class PyBulletPandaBackend:
         self._hold_q = np.array(PANDA_HOME_POSITION)
         self._goal_id = ""
         self._goal_done = True
-        self._gripper_target = GRIPPER_MAX_OPENING_M / 2
-        self._gripper_cmd = GRIPPER_MAX_OPENING_M / 2
+        self._gripper_target = FRANKA_HAND_MAX_OPENING_M / 2
+        self._gripper_cmd = FRANKA_HAND_MAX_OPENING_M / 2
         self._gripper_effort = 40.0
         self._gripper_goal: str | None = None
         self._gripper_stall_s = 0.0
@@ -251,7 +262,7 @@ class PyBulletPandaBackend:
         for j, q in zip(self._arm, PANDA_HOME_POSITION):
             p.resetJointState(self._body, j, q, physicsClientId=cid)
         for j in self._fingers:
-            p.resetJointState(self._body, j, GRIPPER_MAX_OPENING_M / 2, physicsClientId=cid)
+            p.resetJointState(self._body, j, FRANKA_HAND_MAX_OPENING_M / 2, physicsClientId=cid)
             p.changeDynamics(self._body, j, lateralFriction=1.0, physicsClientId=cid)
         # the Franka Hand couples its fingers mechanically; the URDF's <mimic> is ignored by
         # PyBullet, so a gear constraint keeps the fingers symmetric (else a part squeezed by
@@ -375,20 +386,14 @@ class PyBulletPandaBackend:
             self._stale = stale
         return stale
 
-    def subscribe(self, callback: Callable[[RobotState], None]) -> Callable[[], None]:
-        """Call `callback(state)` on the stepping thread for every published state.
+    def subscribe(self, callback: StateCallback) -> Callable[[], None]:
+        """Call `callback(state)` on the stepping thread for every published state
+        (`robot_bridge.backend.StateSubscribers`).
 
         Returns:
             A function that removes the subscription.
         """
-        with self._lock:
-            self._subscribers = [*self._subscribers, callback]
-
-        def unsubscribe() -> None:
-            with self._lock:
-                self._subscribers = [c for c in self._subscribers if c is not callback]
-
-        return unsubscribe
+        return self._subscribers.subscribe(callback)
 
     def execute(self, command: RobotCommand) -> None:
         """Start a trajectory (replacing the active one) or a gripper command.
@@ -449,6 +454,7 @@ class PyBulletPandaBackend:
         STOP_0: speed scale 0 at once, the current pose is held (the simulation's brakes).
         STOP_1 / STOP_2: the speed scale falls to 0 at the deceleration limit (mode STOPPING),
         then standstill is held (STOPPED). In simulation STOP_1 and STOP_2 behave alike.
+        Every category ends a gripper goal in flight, the fingers held at their measured opening.
         """
         category = StopCategory(category)
         with self._lock:
@@ -456,8 +462,9 @@ class PyBulletPandaBackend:
             self._inbox.append(("stop", category, int(seq)))
 
     def reset(self) -> None:
-        """Release a protective stop (or a FAULT latched by the watchdog); motion resumes, ramping
-        up to the current target scale. While the state is stale the stop stays held (logged)."""
+        """Release a protective stop (or a FAULT latched by the watchdog); an unfinished
+        trajectory resumes, ramping up to the current target scale (a gripper goal the stop ended
+        does not). While the state is stale the stop stays held (logged)."""
         stale = self._watchdog()
         with self._lock:
             if self._closed:
@@ -479,15 +486,9 @@ class PyBulletPandaBackend:
         return ("traj", pos, times, traj.goal_id)
 
     def _check_gripper(self, cmd: GripperCommand) -> tuple:
-        if not (math.isfinite(cmd.position_m) and 0.0 <= cmd.position_m <= GRIPPER_MAX_OPENING_M):
-            raise CommandError(
-                f"GripperCommand {cmd.goal_id!r}: position_m must be in [0, {GRIPPER_MAX_OPENING_M}] m, "
-                f"got {cmd.position_m}"
-            )
-        if not (math.isfinite(cmd.max_effort_n) and 0.0 < cmd.max_effort_n <= 140.0):
-            raise CommandError(
-                f"GripperCommand {cmd.goal_id!r}: max_effort_n must be in (0, 140] N, got {cmd.max_effort_n}"
-            )
+        state = self._state
+        check_gripper_command(cmd, None if state is None else state.gripper_opening_m,
+                              "no robot state yet")
         # each finger motor pushes with max_effort_n: that is the force squeezing the part
         return ("gripper", cmd.position_m / 2, cmd.max_effort_n, cmd.goal_id)
 
@@ -585,11 +586,11 @@ class PyBulletPandaBackend:
     def _apply_stop(self, category: StopCategory) -> None:
         previous = self._stop_category
         faulted = self._mode is ControllerMode.FAULT  # a FAULT stays the mode until reset()
+        self._stop_gripper(category)
         if category is StopCategory.STOP_0:
             self._stop_category = StopCategory.STOP_0
             self._applied_scale = 0.0
             self._braking = True
-            self._gripper_cmd = self._finger_position()
             if not faulted:
                 self._set_mode(ControllerMode.STOPPED)
         elif previous is None:
@@ -598,6 +599,20 @@ class PyBulletPandaBackend:
             if not faulted:
                 self._set_mode(ControllerMode.STOPPING)
         log.info("protective stop %s requested (active: %s)", category.name, self._stop_category.name)
+
+    def _stop_gripper(self, category: StopCategory) -> None:
+        """A protective stop ends a gripper goal in flight: the fingers are held at their measured
+        opening (a closing gripper squeezes no further) and `reset()` does not resume the goal.
+        A finished grip is left as it is, so a held part is not dropped (stepping thread)."""
+        goal_id = self._gripper_goal
+        if goal_id is None:
+            return
+        hold = self._finger_position()
+        self._gripper_target = self._gripper_cmd = hold
+        self._gripper_goal = None
+        self._finish_goal(goal_id)
+        log.warning("gripper goal %r aborted by a protective stop %s; fingers held at %.4f m",
+                    goal_id, category.name, 2.0 * hold)
 
     def _busy(self) -> bool:
         return self._traj is not None or self._gripper_goal is not None
@@ -810,8 +825,4 @@ class PyBulletPandaBackend:
             placed_objects=placed,
         )
         self._state = state
-        for callback in self._subscribers:
-            try:
-                callback(state)
-            except Exception:
-                log.exception("state subscriber %r failed", callback)
+        self._subscribers.notify(state)

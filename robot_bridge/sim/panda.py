@@ -43,11 +43,10 @@ PANDA_HOME_POSITION: tuple[float, ...] = (0.0, -math.pi / 4, 0.0, -3 * math.pi /
 """The ready pose (franka_ros `ready`), radians: TCP about 0.31 m in front of the base, 0.49 m up,
 gripper pointing down. The simulation starts here and the planned program ends here."""
 
-GRIPPER_MAX_OPENING_M = 0.08
-"""Largest finger opening (both fingers), metres."""
-
 GRIPPER_SPEED_MPS = 0.05
-"""Speed of each finger at speed scale 1, m/s (Franka Hand: 0.05 m/s per finger)."""
+"""Speed of each finger at speed scale 1, m/s (Franka Hand: 0.05 m/s per finger). The Franka
+Hand's opening and force limits are `robot_bridge.commands.FRANKA_HAND_MAX_OPENING_M` and
+`FRANKA_HAND_MAX_FORCE_N`."""
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ import numpy as np
 import pybullet
 
 from content.cell import PickAndPlace, Robot
+from robot_bridge.commands import FRANKA_HAND_MAX_OPENING_M
 from robot_bridge.errors import CommandError
 from robot_bridge.sim.panda import (
     ARM_JOINT_NAMES,
-    GRIPPER_MAX_OPENING_M,
     PANDA_HOME_POSITION,
     PANDA_JOINT_VELOCITY_LIMITS_RADPS,
     panda_urdf_path,
@@ -252,7 +252,7 @@ def plan_pick_and_place(
             ("lift", _Pose(pick + up, down)),
             ("transfer", _Pose(place + up, down)),
             ("descend_place", _Pose(place, down)),
-            ("release", GripperCommand(GRIPPER_MAX_OPENING_M)),
+            ("release", GripperCommand(FRANKA_HAND_MAX_OPENING_M)),
             ("retreat", _Pose(place + up, down)),
             ("return", home),
         ]

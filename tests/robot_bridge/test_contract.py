@@ -34,7 +34,7 @@ from robot_bridge.types import (
     RobotState,
     StopCategory,
 )
-from tests.robot_bridge.dds.peer_client import Peer, next_domain, wait_for
+from tests.robot_bridge.dds.peer_client import Peer, fingers_settled, next_domain, wait_for
 
 STATE_TIMEOUT_S = 0.5
 RATE_HZ = 200.0
@@ -435,3 +435,35 @@ def test_a_gripper_goal_is_in_flight_until_the_fingers_get_there(cell):
     assert opened.gripper_opening_m == pytest.approx(0.08, abs=2e-3) and opened.gripper_seq == seq + 2
     with pytest.raises(CommandError, match=r"GripperCommand 'wide': position_m must be in \[0, 0.08\] m, got 0.1"):
         backend.execute(GripperCommand(0.1, goal_id="wide"))
+
+
+@pytest.mark.parametrize("category", list(StopCategory))
+def test_a_protective_stop_ends_a_closing_gripper_goal_and_reset_does_not_resume_it(cell, category):
+    """Every backend, every stop category: a closing gripper is held at its measured opening (it
+    squeezes no further), its goal ends with the stop, and a reset does not start it again (the
+    stop may have come because someone reached in: a new command has to pass the gate)."""
+    backend = cell.backend
+    seq = released(cell).gripper_seq
+    backend.execute(GripperCommand(0.0, goal_id="close"))
+    before = state_where(backend, lambda s: s.goal_id == "close" and 0.03 < s.gripper_opening_m < 0.06,
+                         "the fingers half closed")
+    backend.protective_stop(category, seq=11)
+    stopped = state_where(backend, lambda s: s.safety_seq == 11 and s.goal_done,
+                          "the stop to end the gripper goal")
+    assert stopped.goal_id == "close" and stopped.mode in (ControllerMode.STOPPING, ControllerMode.STOPPED)
+    rest = fingers_settled(backend, "the fingers to stand still", tolerance_m=1e-4)
+    # held about where they were when the stop came, far from closed
+    assert before.gripper_opening_m - 0.02 < rest.gripper_opening_m <= before.gripper_opening_m + 1e-3
+    with pytest.raises(CommandError, match=r"refused, a protective stop is held \(goal 'again'\)"):
+        backend.execute(GripperCommand(0.0, goal_id="again"))
+    backend.reset()
+    idle = state_where(backend, lambda s: s.mode is ControllerMode.IDLE and s.speed_scale >= 0.999,
+                       "IDLE at full speed after the reset")
+    after = state_where(backend, lambda s: s.stamp_ns > idle.stamp_ns + 300_000_000,
+                        "0.3 s of states after the reset")
+    assert after.gripper_opening_m == pytest.approx(rest.gripper_opening_m, abs=1e-3), "not resumed"
+    assert after.mode is ControllerMode.IDLE and after.goal_id == "close" and after.goal_done
+    assert after.gripper_seq == seq + 1
+    backend.execute(GripperCommand(0.0, goal_id="close again"))  # a new command closes them
+    closed = state_where(backend, lambda s: s.goal_id == "close again" and s.goal_done, "the new close")
+    assert closed.gripper_opening_m == pytest.approx(0.0, abs=2e-3)

@@ -373,3 +373,33 @@ def test_safeguard_stop_input_holds_the_robot_and_releases_it(plan):
         assert state.speed_scale == 0.0 and state.max_speed_mps < 0.01
     finally:
         b.shutdown()
+
+
+@pytest.mark.parametrize("category", list(StopCategory))
+def test_a_stop_and_reset_leave_a_finished_grip_as_it_is(plan, category):
+    """A stop while the arm lifts the grasped box: the finished grip keeps pressing (the box is
+    not dropped), and after the reset the lift completes with the box in the fingers."""
+    b = make()
+    b.reset()
+    lift = next(i for i, c in enumerate(plan) if c.goal_id.endswith("-lift"))
+    for command in plan[:lift + 1]:
+        b.execute(command)
+        if command is not plan[lift]:
+            run_until_done(b, command.goal_id)
+    def below_tcp_m(state) -> float:
+        return float(state.tcp_position[2] - state.extras["workpiece_position"][2])
+
+    gripped = b.step(int(0.3 * STEPS_PER_S))          # lifting, the box in the fingers
+    width = gripped.gripper_opening_m
+    assert gripped.extras["workpiece_position"][2] > PROGRAM.box_size_m / 2 + 0.01
+    b.protective_stop(category, seq=3)
+    held = b.step(STEPS_PER_S)
+    assert held.mode is ControllerMode.STOPPED
+    assert held.gripper_opening_m == pytest.approx(width, abs=1e-3)
+    assert below_tcp_m(held) == pytest.approx(below_tcp_m(gripped), abs=0.005)   # not dropped
+    b.reset()
+    done = run_until_done(b, plan[lift].goal_id)[-1]
+    assert done.gripper_opening_m == pytest.approx(width, abs=1e-3)
+    assert below_tcp_m(done) == pytest.approx(below_tcp_m(gripped), abs=0.005)
+    assert done.extras["workpiece_position"][2] > PROGRAM.approach_height_m   # carried up
+    b.shutdown()

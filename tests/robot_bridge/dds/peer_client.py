@@ -75,6 +75,21 @@ def state_where(backend, predicate, what: str):
     return wait_for(lambda: (lambda s: s if predicate(s) else None)(backend.latest_state()), what)
 
 
+def fingers_settled(backend, what: str, tolerance_m: float = 1e-5):
+    """A state of `backend` whose finger opening has not changed by more than `tolerance_m` over
+    0.2 s of states (the fingers stand still)."""
+    first = [backend.latest_state()]
+
+    def still():
+        s = backend.latest_state()
+        if abs(s.gripper_opening_m - first[0].gripper_opening_m) > tolerance_m:
+            first[0] = s
+            return None
+        return s if s.stamp_ns - first[0].stamp_ns >= 0.2e9 else None
+
+    return wait_for(still, what)
+
+
 def drain(peer: Peer, kind: str) -> list[dict]:
     """The events of `kind` the peer has reported so far and nobody has taken yet."""
     out = []

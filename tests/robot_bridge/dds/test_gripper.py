@@ -28,7 +28,7 @@ from robot_bridge.sim import PANDA_JOINT_VELOCITY_LIMITS_RADPS
 from robot_bridge.types import ControllerMode, GripperCommand, StopCategory
 from safety.decision import SafetyMode, SafetyState
 from safety.gate import Actor, CommandGate, Verdict
-from tests.robot_bridge.dds.peer_client import drain, state_where, wait_for
+from tests.robot_bridge.dds.peer_client import drain, fingers_settled, state_where, wait_for
 
 KINDS = ("forward_position", "joint_trajectory")
 TOPICS = {"forward_position": "/gripper_controller/commands",
@@ -170,20 +170,6 @@ def ended(backend, goal_id: str):
                        f"goal {goal_id!r} to end")
 
 
-def settled(backend, what: str):
-    """A state whose opening has not changed over 0.2 s of states (the fingers stand still)."""
-    first = [backend.latest_state()]
-
-    def still():
-        s = backend.latest_state()
-        if abs(s.gripper_opening_m - first[0].gripper_opening_m) > 1e-5:
-            first[0] = s
-            return None
-        return s if s.stamp_ns - first[0].stamp_ns >= 0.2e9 else None
-
-    return wait_for(still, what)
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_close_and_open_through_the_gripper_controller(cell, kind):
     peer, backend = gripper_cell(cell, kind)
@@ -246,7 +232,7 @@ def test_a_protective_stop_holds_a_closing_gripper_and_reset_does_not_resume_it(
     backend.protective_stop(StopCategory.STOP_1, seq=4)
     stopped = ended(backend, "close")                          # the goal ended with the stop
     assert stopped.safety_seq == 4
-    rest = settled(backend, "the fingers to stand still")
+    rest = fingers_settled(backend, "the fingers to stand still")
     hold = drain(peer, "gripper")[-1]                          # the last command: the hold
     assert hold["values"] == [hold["opening"] / 2] * 2
     if kind == "joint_trajectory":
@@ -269,7 +255,7 @@ def test_speed_scale_zero_pauses_a_gripper_goal_and_one_resumes_it(cell, kind):
     backend.execute(GripperCommand(0.0, goal_id="close"))
     state_where(backend, lambda s: s.gripper_opening_m < 0.06, "the fingers closing")
     backend.set_speed_scale(0.0, seq=2)
-    paused = settled(backend, "the paused fingers to stand still")
+    paused = fingers_settled(backend, "the paused fingers to stand still")
     assert 0.005 < paused.gripper_opening_m < 0.06
     assert not paused.goal_done and paused.mode is ControllerMode.EXECUTING   # still in flight
     backend.set_speed_scale(1.0, seq=3)
