@@ -218,7 +218,11 @@ class RobotState:
         speed_scale: the speed override applied now, in [0, 1].
         mode: the controller's mode.
         goal_id: the active (or last) goal's id; `goal_done` says if it finished.
-        goal_done: True when the goal `goal_id` has completed.
+        goal_done: True when the goal `goal_id` has ended (reached its target, or aborted).
+        goal_aborted: True when the goal `goal_id` ended without reaching its target
+            (action_msgs/GoalStatus STATUS_ABORTED): a protective stop ended a gripper goal in
+            flight, which a reset does not resume. A sender that needs the goal done sends it
+            again. Always False while `goal_done` is False.
         safety_seq: sequence number of the newest safety command (speed scale or stop)
             the backend has applied; `safety_applied_ns` is when it applied it.
         safety_applied_ns: monotonic time that command took effect.
@@ -252,6 +256,7 @@ class RobotState:
     mode: ControllerMode
     goal_id: str = ""
     goal_done: bool = True
+    goal_aborted: bool = False
     safety_seq: int = 0
     safety_applied_ns: int = 0
     healthy: bool = True

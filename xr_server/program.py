@@ -25,6 +25,9 @@ States (`ProgramState`) and what moves them:
     returning --the return move ends at the expected start-->  running
     returning --pause-->  pausing (the return move in flight) / paused
     any       --a step or return replaced by another goal, the robot found elsewhere-->  paused
+    running   --a step ends aborted (`RobotState.goal_aborted`: a stop ended a gripper goal)-->
+              running, the same step again from the same start (paused after
+              `MAX_STEP_ATTEMPTS` aborted ends in a row)
 
 Thread safety: `poll()` runs in the runner's thread (or a scenario's clock loop); `pause()`,
 `resume()` and `status()` from any thread. Decisions take `_lock`; `status()` reads an immutable
@@ -62,6 +65,10 @@ RETURN_GOAL_PREFIX = "program/return/"
 #: Return moves tried in a row before the runner gives up and pauses (each ends short: a controller
 #: that settles off the target, a gate that keeps shortening it).
 MAX_RETURN_ATTEMPTS = 3
+#: Aborted ends of one step in a row (`RobotState.goal_aborted`) before the runner pauses: a grasp
+#: a protective stop ended is sent again after the reset, a gripper that never reaches its target
+#: (a part that jams, a finger fault) is not retried for ever.
+MAX_STEP_ATTEMPTS = 3
 
 #: ``(goal_id, positions) -> JointTrajectory`` from the robot's position at rest to `positions`
 #: (radians, joint order), e.g. `xr_server.robot_goto.GotoPlanner.plan`; raises `GotoRefused`
@@ -146,6 +153,7 @@ class ProgramRunner:
         self._flight_start: np.ndarray | None = None   # where the goal in flight started
         self._returns = 0              # return moves sent (goal id counter)
         self._return_attempts = 0      # return moves in a row that ended short
+        self._aborted_in_row = 0       # aborted ends of the current step in a row
         self.cycles_completed = 0
         self.last_answer: GateAnswer | None = None
         self._update_expected_start()
@@ -202,6 +210,7 @@ class ProgramRunner:
                 self._set_state(ProgramState.RETURNING if self._waiting_return else ProgramState.RUNNING, "")
                 return True, "program: running (the pause had not taken effect yet)"
             self._return_attempts = 0
+            self._aborted_in_row = 0
             self._next_try_s = -math.inf
             if self._ready(self._robot()) == "":
                 self._set_state(ProgramState.RUNNING, "")
@@ -282,6 +291,10 @@ class ProgramRunner:
         if self._waiting_return:
             self._return_done(robot)
             return
+        if robot.goal_aborted:
+            self._step_aborted(robot)
+            return
+        self._aborted_in_row = 0
         if self._rest is not None:
             self._pending, self._rest = self._rest, None
         else:
@@ -292,6 +305,21 @@ class ProgramRunner:
             self._pending = self._commands[self._index]
         self._update_expected_start()
         if self._state is ProgramState.PAUSING:
+            self._set_state(ProgramState.PAUSED, "")
+
+    def _step_aborted(self, robot: RobotState) -> None:
+        """The step in flight ended short of its target: send the same step again from where it
+        started (`_ready` checks the robot is there first), or pause after `MAX_STEP_ATTEMPTS`."""
+        self._aborted_in_row += 1
+        self._rest = None
+        self._expected_at = self._flight_start
+        log.warning("program step %d (goal %r) ended aborted (%d in a row)", self._index + 1,
+                    robot.goal_id, self._aborted_in_row)
+        if self._aborted_in_row >= MAX_STEP_ATTEMPTS:
+            self._set_state(ProgramState.PAUSED, f"step {self._index + 1} (goal {robot.goal_id!r}) "
+                            f"ended short of its target {MAX_STEP_ATTEMPTS} times in a row; resume "
+                            "to try it again")
+        elif self._state is ProgramState.PAUSING:
             self._set_state(ProgramState.PAUSED, "")
 
     def _return_done(self, robot: RobotState) -> None:

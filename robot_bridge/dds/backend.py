@@ -245,6 +245,7 @@ class DdsBackend:
         self._end_ns = 0
         self._goal_id = ""
         self._goal_done = True
+        self._goal_aborted = False
         self._gripper: GripperMotion | None = None  # the gripper goal in flight
         self._gripper_seq = 0
         # reader-thread state
@@ -391,7 +392,7 @@ class DdsBackend:
             self._check_accepting(command.goal_id)
             now = time.monotonic_ns()
             self._traj = (pos, times, command.goal_id)
-            self._goal_id, self._goal_done = command.goal_id, False
+            self._goal_id, self._goal_done, self._goal_aborted = command.goal_id, False, False
             self._mode = ControllerMode.EXECUTING
             self._s0 = self._publish_remaining(now, start=True)
 
@@ -442,7 +443,7 @@ class DdsBackend:
             self._latched = False
             now = time.monotonic_ns()
             if self._gripper is not None:  # a stop ended it unless a stale-state fault came alone
-                self._end_gripper("aborted: the protective stop was reset; not resumed")
+                self._end_gripper("aborted: the protective stop was reset; not resumed", aborted=True)
             if self._traj is not None:
                 self._mode = ControllerMode.EXECUTING
                 self._t0_ns = now
@@ -477,7 +478,7 @@ class DdsBackend:
             self._gripper = GripperMotion(cmd.goal_id, opening_m, cmd.position_m, now, self._scale,
                                           streamed=self._gripper_ctl.kind == "forward_position")
             self._gripper_seq += 1
-            self._goal_id, self._goal_done = cmd.goal_id, False
+            self._goal_id, self._goal_done, self._goal_aborted = cmd.goal_id, False, False
             self._mode = ControllerMode.EXECUTING
             self._publish_gripper_plan(now)
 
@@ -530,7 +531,8 @@ class DdsBackend:
         if not timeout and g.last_sent_m != g.target_m and not self._latched:
             self._send_fingers(g.target_m)  # the forward set-point ends at the commanded opening
         at = "unknown" if opening_m is None else f"{opening_m:.4f} m"
-        self._end_gripper(f"{outcome.value} at {at} (target {g.target_m:.4f} m)", warn=timeout)
+        self._end_gripper(f"{outcome.value} at {at} (target {g.target_m:.4f} m)", warn=timeout,
+                          aborted=timeout)
         return False
 
     def _stop_gripper(self, category: StopCategory) -> None:
@@ -545,14 +547,15 @@ class DdsBackend:
         stop_time_s = STOP_0_TIME_S if category is StopCategory.STOP_0 else MIN_STOP_TIME_S
         self._send_fingers(hold, stop_time_s)
         self._end_gripper(f"aborted by a protective stop {category.name}; fingers held at "
-                          f"{hold:.4f} m", warn=True)
+                          f"{hold:.4f} m", warn=True, aborted=True)
 
-    def _end_gripper(self, why: str, *, warn: bool = False) -> None:
+    def _end_gripper(self, why: str, *, warn: bool = False, aborted: bool = False) -> None:
+        """End the gripper goal in flight (`aborted`: short of its target: a stop, a timeout)."""
         g = self._gripper
         if g is None:
             return
         self._gripper = None
-        self._finish_goal(g.goal_id)
+        self._finish_goal(g.goal_id, aborted=aborted)
         log.log(logging.WARNING if warn else logging.INFO, "DdsBackend: gripper goal %r %s",
                 g.goal_id, why)
 
@@ -731,6 +734,7 @@ class DdsBackend:
                 mode=self._mode,
                 goal_id=self._goal_id,
                 goal_done=self._goal_done,
+                goal_aborted=self._goal_aborted,
                 safety_seq=self._safety_seq,
                 safety_applied_ns=self._safety_applied_ns,
                 healthy=True,
@@ -784,10 +788,11 @@ class DdsBackend:
         if self._mode is ControllerMode.EXECUTING and self._traj is None and self._gripper is None:
             self._mode = ControllerMode.IDLE
 
-    def _finish_goal(self, goal_id: str) -> None:
-        """Mark `goal_id` done if it is the goal the state reports (caller holds the lock)."""
+    def _finish_goal(self, goal_id: str, *, aborted: bool = False) -> None:
+        """Mark `goal_id` done (`aborted`: without reaching its target) if it is the goal the
+        state reports (caller holds the lock)."""
         if goal_id == self._goal_id:
-            self._goal_done = True
+            self._goal_done, self._goal_aborted = True, aborted
 
     def _watchdog(self) -> None:
         now = time.monotonic_ns()

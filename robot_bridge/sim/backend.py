@@ -191,6 +191,7 @@ class PyBulletPandaBackend:
         self._hold_q = np.array(PANDA_HOME_POSITION)
         self._goal_id = ""
         self._goal_done = True
+        self._goal_aborted = False
         self._gripper_target = FRANKA_HAND_MAX_OPENING_M / 2
         self._gripper_cmd = FRANKA_HAND_MAX_OPENING_M / 2
         self._gripper_effort = 40.0
@@ -574,7 +575,7 @@ class PyBulletPandaBackend:
                 self._gripper_cmd = self._finger_position()  # ramp from where the fingers are
                 self._gripper_goal, self._gripper_stall_s = goal_id, 0.0
                 self._gripper_seq += 1
-                self._goal_id, self._goal_done = goal_id, False
+                self._goal_id, self._goal_done, self._goal_aborted = goal_id, False, False
                 if self._stop_category is None:
                     self._set_mode(ControllerMode.EXECUTING)
 
@@ -610,7 +611,7 @@ class PyBulletPandaBackend:
         hold = self._finger_position()
         self._gripper_target = self._gripper_cmd = hold
         self._gripper_goal = None
-        self._finish_goal(goal_id)
+        self._finish_goal(goal_id, aborted=True)
         log.warning("gripper goal %r aborted by a protective stop %s; fingers held at %.4f m",
                     goal_id, category.name, 2.0 * hold)
 
@@ -627,7 +628,7 @@ class PyBulletPandaBackend:
         self._traj = _Trajectory(pos, times, goal_id)
         self._s = 0.0
         self._settle_s = 0.0
-        self._goal_id, self._goal_done = goal_id, False
+        self._goal_id, self._goal_done, self._goal_aborted = goal_id, False, False
         if self._stop_category is None:
             self._set_mode(ControllerMode.EXECUTING)
         self._maybe_reset_workpiece()
@@ -731,9 +732,9 @@ class PyBulletPandaBackend:
         if self._mode is ControllerMode.EXECUTING and not self._busy():
             self._set_mode(ControllerMode.IDLE)
 
-    def _finish_goal(self, goal_id: str) -> None:
+    def _finish_goal(self, goal_id: str, *, aborted: bool = False) -> None:
         if goal_id == self._goal_id:
-            self._goal_done = True
+            self._goal_done, self._goal_aborted = True, aborted
 
     # ------------------------------------------------------------ workpiece
 
@@ -815,6 +816,7 @@ class PyBulletPandaBackend:
             mode=self._mode,
             goal_id=self._goal_id,
             goal_done=self._goal_done,
+            goal_aborted=self._goal_aborted,
             safety_seq=self._safety_seq,
             safety_applied_ns=self._safety_applied_ns,
             healthy=self._healthy,

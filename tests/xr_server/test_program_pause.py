@@ -14,7 +14,7 @@ from robot_bridge.types import JointTrajectory
 from safety.decision import SafetyMode, SafetyState
 from safety.gate import Actor, CommandGate, Verdict
 from tests.safety.fakes import FakeBackend, robot_state
-from xr_server.program import MAX_RETURN_ATTEMPTS, ProgramRunner
+from xr_server.program import MAX_RETURN_ATTEMPTS, MAX_STEP_ATTEMPTS, ProgramRunner
 from xr_server.robot_goto import GotoRefused
 
 NOW = 10**12
@@ -49,19 +49,21 @@ class Cell:
         return plan_point_to_point(("j1",), np.array(state.position), np.array(positions),
                                    np.array([1.0]), np.array([2.0]), goal_id)
 
-    def at(self, x, *, goal, done, v=0.0):
+    def at(self, x, *, goal, done, v=0.0, aborted=False):
         self.backend.state = dataclasses.replace(robot_state(NOW), position=np.array([x]),
-                                                 velocity=np.array([v]), goal_id=goal, goal_done=done)
+                                                 velocity=np.array([v]), goal_id=goal, goal_done=done,
+                                                 goal_aborted=aborted)
 
     def sent(self):
         return [c[1].goal_id for c in self.backend.calls if c[0] == "execute"]
 
-    def run_last(self, x):
-        """The robot executes the last command sent and ends at x."""
+    def run_last(self, x, *, aborted=False):
+        """The robot executes the last command sent and ends at x (`aborted`: short of its
+        target, as a stop ends a gripper goal)."""
         goal = self.sent()[-1]
         self.at(x, goal=goal, done=False)
         self.poll()
-        self.at(x, goal=goal, done=True)
+        self.at(x, goal=goal, done=True, aborted=aborted)
         self.poll()
 
     def poll(self, n=1):
@@ -234,3 +236,47 @@ def test_a_robot_still_settling_after_a_step_delays_the_next_step_without_pausin
     cell.at(0.5, goal="pick", done=True)
     cell.poll(30)
     assert cell.sent() == ["pick", "place"] and cell.state() == "running"
+
+
+def test_a_step_that_ends_aborted_is_sent_again_not_skipped():
+    """A stop ended the step's goal short of its target (a grasp): the program does not go on to
+    the next step as if the part were held; it sends the same step again from the same start."""
+    cell = Cell()
+    cell.poll()
+    cell.run_last(0.0, aborted=True)
+    cell.poll()
+    assert cell.sent() == ["pick", "pick"] and cell.state() == "running"
+    cell.run_last(0.5)
+    cell.poll()
+    assert cell.sent() == ["pick", "pick", "place"]
+
+
+def test_a_step_aborted_half_way_is_sent_again_only_from_its_start():
+    cell = Cell()
+    cell.poll()
+    cell.run_last(0.2, aborted=True)
+    cell.poll()
+    status = cell.runner.status()
+    assert status.state == "paused" and status.reason.startswith("the robot is 0.200 rad from where step 1 starts")
+    assert status.resume_at == (0.0,) and cell.sent() == ["pick"]
+    assert cell.runner.resume() == (True, "program: returning to where the next step starts, then running")
+    cell.poll()
+    cell.run_last(0.0)                                 # the return move
+    cell.poll()
+    assert cell.sent() == ["pick", "program/return/1", "pick"]
+
+
+def test_a_step_that_keeps_ending_aborted_pauses_the_program_and_a_resume_tries_again():
+    cell = Cell()
+    for _ in range(MAX_STEP_ATTEMPTS):
+        cell.poll()
+        cell.run_last(0.0, aborted=True)
+    status = cell.runner.status()
+    assert status.state == "paused"
+    assert status.reason == (f"step 1 (goal 'pick') ended short of its target {MAX_STEP_ATTEMPTS} times in a row; "
+                             "resume to try it again")
+    cell.poll(20)
+    assert cell.sent() == ["pick"] * MAX_STEP_ATTEMPTS
+    assert cell.runner.resume() == (True, "program: running")
+    cell.poll()
+    assert cell.sent() == ["pick"] * (MAX_STEP_ATTEMPTS + 1)
