@@ -98,8 +98,10 @@ def test_a_part_picked_up_again_leaves_the_list_and_is_filtered_as_payload():
     tracker = PlacedObjectTracker()
     # Carried, then released at z = 0.15 m (a vertical payload capsule of radius 0.08 m).
     held = np.array([[0.45, 0.0, 0.07], [0.45, 0.0, 0.23]])
-    assert tracker.observe(100, True, held, 0.08) == ()
-    (placed,) = tracker.observe(200, False, held, 0.08)
+    tracker.observe(90, False, held, 0.08, gripper_moving=False)  # the pick: open, closing,
+    tracker.observe(95, True, held, 0.08, gripper_moving=True)
+    assert tracker.observe(100, True, held, 0.08, gripper_moving=False) == ()  # held at rest
+    (placed,) = tracker.observe(200, False, held, 0.08, gripper_moving=False)
     assert placed.primitive == "cylinder"
     assert placed.dimensions == pytest.approx((0.16 + 0.16, 0.08))
     assert placed.position == pytest.approx((0.45, 0.0, 0.15)) and placed.placed_ns == 200
@@ -110,7 +112,7 @@ def test_a_part_picked_up_again_leaves_the_list_and_is_filtered_as_payload():
     assert lying.placed_objects == 1 and lying.voxel_count == 0
     # Picked up again: carried where it lies, the list is empty; lifted by 0.4 m the part is the
     # robot's payload capsule and the self-filter removes it.
-    assert tracker.observe(300, True, held, 0.08) == ()
+    assert tracker.observe(300, True, held, 0.08, gripper_moving=True) == ()
     lifted = held + [0.0, 0.0, 0.4]
     links = (np.concatenate([LINK, lifted[None]]), np.array([0.1, 0.08]))
     points = frame(sim, boxes=(), links=links)
