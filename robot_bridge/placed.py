@@ -5,9 +5,8 @@ The occupancy channel (`safety.occupancy`) would see its voxels as occupancy tha
 explains; learning it away over time would also learn away a person standing still. Instead the
 robot side, which knows where it let go of the part, reports it: `RobotState.placed_objects`, a
 list of `PlacedObject`s (moveit_msgs/CollisionObject semantics: an id, a shape_msgs/SolidPrimitive
-and its pose in the `cell` frame), and the occupancy channel removes the points inside each
-object's volume plus a small margin, exactly as it removes the robot's own points
-(`safety.placed_mask`).
+and its pose in the `cell` frame), and the occupancy channel removes the points within a small
+margin of each object's surface, as it removes the robot's own points (`safety.placed_mask`).
 
 `PlacedObjectTracker` keeps that list from the attach rule (`robot_bridge.payload`): when the
 carried payload is released, the payload's geometry at its last carried pose becomes a placed
