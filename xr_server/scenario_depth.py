@@ -12,8 +12,8 @@ A part the robot released lies in the rendered cell where it was let go: the pay
 its last carried pose, if the simulated workpiece was in the gripper, until the payload is
 carried again over it (the ground truth of a place; an empty gripper closing or opening leaves
 nothing; the scenario cell's payload geometry stands for the part, PyBullet's cube only gives
-the grasp its physics). The occupancy channel gets the robot state's `placed_objects` with the frame, so it can
-mask the part (`safety.placed_mask`) as a real cell's depth input does.
+the grasp its physics). The occupancy channel gets the robot state's `placed_objects` with the
+frame, so it can mask the part (`safety.placed_mask`) as a real cell's depth input does.
 
 Thread: single-threaded; the scenario loop calls `advance()` before the monitor's cycle.
 """
