@@ -5,9 +5,8 @@ The occupancy channel (`safety.occupancy`) would see its voxels as occupancy tha
 explains; learning it away over time would also learn away a person standing still. Instead the
 robot side, which knows where it let go of the part, reports it: `RobotState.placed_objects`, a
 list of `PlacedObject`s (moveit_msgs/CollisionObject semantics: an id, a shape_msgs/SolidPrimitive
-and its pose in the `cell` frame), and the occupancy channel removes the points inside each
-object's volume plus a small margin, exactly as it removes the robot's own points
-(`safety.placed_mask`).
+and its pose in the `cell` frame), and the occupancy channel removes the points within a small
+margin of each object's surface, as it removes the robot's own points (`safety.placed_mask`).
 
 `PlacedObjectTracker` keeps that list from the attach rule (`robot_bridge.payload`): when the
 carried payload is released, the payload's geometry at its last carried pose becomes a placed
@@ -91,12 +90,19 @@ class PlacedObjectTracker:
     """The placed-objects list of one robot, kept from its payload's attach state.
 
     Rules, per robot state (`observe`):
-    - Released: carried in the previous state, not now. The payload's capsule at its last carried
-      pose becomes a placed object (`cylinder_of_capsule`, id `payload/<n>`), stamped with the
-      state's time. A placed object whose centre lies inside the new one's capsule is replaced
-      (the same spot placed again). The part is assumed to lie where it was released: a part
-      dropped from a height lies elsewhere, shows as occupancy and stops the robot (the
-      fail-safe side).
+    - Held: after a pick was seen (not carried, then carried), a state in which the payload is
+      carried with no gripper goal under way (the fingers at rest on the part, within the grasp
+      widths). Carried only while a gripper goal is under way is the attach rule's fail-safe
+      side (larger geometry), not evidence of a part: an empty gripper closing on nothing or
+      opening is never held.
+    - Released: carried in the previous state, not now, after it was held. The payload's
+      capsule at its last carried pose becomes a placed object (`cylinder_of_capsule`, id
+      `payload/<n>`), stamped with the state's time. A placed object whose centre lies inside
+      the new one's capsule is replaced (the same spot placed again). The part is assumed to
+      lie where it was released: a part dropped from a height lies elsewhere, shows as
+      occupancy and stops the robot (the fail-safe side). A release without a hold (an empty
+      gripper's goal ending, a part held since start-up) places nothing: a part there shows as
+      occupancy, and no volume is masked where no part was seen in the gripper.
     - Picked up again: not carried before, carried now. Every placed object whose centre lies
       inside the payload's capsule (plus `pick_tolerance_m`) leaves the list: the part is
       payload again and the self-filter covers it.
@@ -119,6 +125,8 @@ class PlacedObjectTracker:
         self._last_segment: np.ndarray | None = None
         self._last_radius = 0.0
         self._count = 0
+        self._picked = False  # a pick (not carried -> carried) was seen in this carried span
+        self._held = False  # the part was held at rest in this carried span, after a pick
 
     @property
     def objects(self) -> tuple[PlacedObject, ...]:
@@ -126,7 +134,7 @@ class PlacedObjectTracker:
         return self._objects
 
     def observe(self, stamp_ns: int, carried: bool, payload_segment: np.ndarray | None,
-                payload_radius_m: float) -> tuple[PlacedObject, ...]:
+                payload_radius_m: float, *, gripper_moving: bool) -> tuple[PlacedObject, ...]:
         """Take one robot state.
 
         Args:
@@ -135,6 +143,8 @@ class PlacedObjectTracker:
             payload_segment: (2, 3) float64 axis of the payload's capsule at the state's joint
                 positions (whether carried or not), metres, `cell` frame; None without a payload.
             payload_radius_m: its radius, metres.
+            gripper_moving: a gripper goal is under way (commanded and not finished), as the
+                attach rule (`robot_bridge.payload.payload_carried`) takes it.
 
         Returns:
             The placed objects after this state, oldest first.
@@ -143,18 +153,22 @@ class PlacedObjectTracker:
             return self._objects
         segment = np.asarray(payload_segment, dtype=np.float64).reshape(2, 3)
         if self._carried is True and not carried and self._last_segment is not None:
-            self._count += 1
-            last, radius = self._last_segment, self._last_radius
-            placed = cylinder_of_capsule(f"payload/{self._count}", last, radius, stamp_ns)
-            kept = tuple(o for o in self._objects
-                         if _segment_distance(np.asarray(o.position), last) > radius)
-            self._objects = (kept + (placed,))[-self.max_objects:]
+            if self._held:
+                self._count += 1
+                last, radius = self._last_segment, self._last_radius
+                placed = cylinder_of_capsule(f"payload/{self._count}", last, radius, stamp_ns)
+                kept = tuple(o for o in self._objects
+                             if _segment_distance(np.asarray(o.position), last) > radius)
+                self._objects = (kept + (placed,))[-self.max_objects:]
         elif self._carried is False and carried:
             reach = payload_radius_m + self.pick_tolerance_m
             self._objects = tuple(o for o in self._objects
                                   if _segment_distance(np.asarray(o.position), segment) > reach)
+            self._picked = True
         if carried:
             self._last_segment, self._last_radius = segment.copy(), float(payload_radius_m)
+            self._held = self._held or (self._picked and not gripper_moving)
+        else:
+            self._picked = self._held = False
         self._carried = bool(carried)
         return self._objects
-

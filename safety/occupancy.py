@@ -7,7 +7,7 @@ nothing about people: it takes the points a depth camera measured in the `cell` 
 the robot's own points (inside its link capsules plus a margin, in the joint state of the
 frame's capture), the static background (voxels learned from a capture of the empty cell) and
 the parts the robot released where the robot side reports them (`safety.placed_mask`: each
-part's own volume plus a margin, never learned), voxelises the rest and measures the distance
+points within a margin of each part's surface, never learned), voxelises the rest and measures the distance
 from the occupied voxels to the robot's link capsules. Anything there (a person the tracker
 missed, an arm the pose estimator lost, a cart) counts. `safety.cross_check` compares the two
 channels; `safety.decision` stops when they disagree or when this channel sees anything inside
@@ -54,7 +54,7 @@ class OccupancyMeasurement:
             current joint state every cycle).
         points: points received; `robot_points`, `background_points` and `placed_points` of
             them were removed.
-        placed_objects: the placed objects (`RobotState.placed_objects`) whose volume was masked.
+        placed_objects: the placed objects (`RobotState.placed_objects`) whose surface was masked.
         placed_rejected: why no placed object was masked although the robot state carried a list
             (a malformed list, naming the field, or a stale one), else None.
     """
@@ -297,7 +297,7 @@ class OccupancyChannel:
             the band since the capture (0.5 m by default: more than a 1 m/s robot moves within
             the depth watchdog's default 0.5 s).
         placed_mask: removes the points of the parts the robot released
-            (`safety.placed_mask.PlacedObjectMask`: their volume plus 0.05 m by default); None:
+            (`safety.placed_mask.PlacedObjectMask`: within 0.05 m of their surface by default); None:
             placed objects are not masked.
     """
 

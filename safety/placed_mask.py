@@ -4,13 +4,16 @@ A part the robot placed (or dropped) lies next to the robot; to the occupancy ch
 are occupancy that no skeleton explains: a channel disagreement and a false stop. Learning it away
 over time is not an option, since whatever learns a still part away also learns away a person
 standing still. Instead the robot side reports where it released each part
-(`RobotState.placed_objects`, `robot_bridge.placed`) and this mask removes the points inside each
-part's volume plus `margin_m`, the way the robot's self-filter removes the robot's own points.
+(`RobotState.placed_objects`, `robot_bridge.placed`) and this mask removes the points within
+`margin_m` of each part's surface (`on_placed_surfaces`), outside or inside: all a depth camera
+can measure of a part lying there.
 
 Safety argument:
-- Only the part's own volume plus the margin is masked. A hand reaching onto the part is seen
-  everywhere outside that volume (the arm it belongs to, the fingers above the part), and by the
-  skeleton channel, which knows nothing of placed objects.
+- Only a shell of `margin_m` about the part's surface is masked. A hand reaching onto the part is
+  seen everywhere outside it (the arm it belongs to, the fingers above the part), and by the
+  skeleton channel, which knows nothing of placed objects. A part hides everything behind its
+  surface, so a point deeper inside its volume than the margin is something else where the part
+  is said to lie (someone carried the part away and reaches in there): it is seen.
 - A list from a peer is validated first (`validate_placed_objects`): finite values, a known
   primitive, each object no larger than `max_extent_m` (a part, never a region the size of a
   person), at most `max_objects`, every centre inside the cell. A bad list is rejected whole,
@@ -140,6 +143,33 @@ def _rotation(q: Sequence[float]) -> np.ndarray:
     ])
 
 
+def _signed_distances(points: np.ndarray, obj: PlacedObject) -> np.ndarray:
+    """Signed distance of each point (N, 3) to a placed object's surface, metres: positive
+    outside the solid, negative inside."""
+    local = (points - np.asarray(obj.position, dtype=np.float64)) @ _rotation(obj.orientation)
+    if obj.primitive == "box":  # R^T (p - c), row-wise, against the half edges
+        q = np.abs(local) - np.asarray(obj.dimensions, dtype=np.float64) / 2.0
+    else:
+        height, radius = obj.dimensions
+        q = np.stack([np.hypot(local[:, 0], local[:, 1]) - radius,
+                      np.abs(local[:, 2]) - height / 2.0], axis=1)
+    return np.linalg.norm(np.maximum(q, 0.0), axis=1) + np.minimum(q.max(axis=1), 0.0)
+
+
+def _near(points: np.ndarray, objects: Sequence[PlacedObject], margin_m: float,
+          depth_m: float) -> np.ndarray:
+    """(N,) bool: points at most `margin_m` outside and at most `depth_m` inside an object."""
+    hit = np.zeros(points.shape[0], dtype=bool)
+    for obj in objects:
+        reach = extent_m(obj) / 2.0 + margin_m
+        offset = points - np.asarray(obj.position, dtype=np.float64)
+        near = np.flatnonzero(np.einsum("ij,ij->i", offset, offset) <= reach * reach)
+        if near.size:
+            d = _signed_distances(points[near], obj)
+            hit[near[(d <= margin_m) & (d >= -depth_m)]] = True
+    return hit
+
+
 def inside_placed_objects(points: np.ndarray, objects: Sequence[PlacedObject],
                           margin_m: float) -> np.ndarray:
     """Which points lie within `margin_m` of a placed object's solid (its volume grown by it).
@@ -152,24 +182,25 @@ def inside_placed_objects(points: np.ndarray, objects: Sequence[PlacedObject],
     Returns:
         (N,) bool.
     """
-    inside = np.zeros(points.shape[0], dtype=bool)
-    for obj in objects:
-        centre = np.asarray(obj.position, dtype=np.float64)
-        reach = extent_m(obj) / 2.0 + margin_m
-        offset = points - centre
-        near = np.flatnonzero(np.einsum("ij,ij->i", offset, offset) <= reach * reach)
-        if near.size == 0:
-            continue
-        local = (points[near] - centre) @ _rotation(obj.orientation)  # R^T (p - c), row-wise
-        if obj.primitive == "box":
-            excess = np.maximum(np.abs(local) - np.asarray(obj.dimensions) / 2.0, 0.0)
-            d = np.linalg.norm(excess, axis=1)
-        else:
-            height, radius = obj.dimensions
-            radial = np.maximum(np.hypot(local[:, 0], local[:, 1]) - radius, 0.0)
-            d = np.hypot(radial, np.maximum(np.abs(local[:, 2]) - height / 2.0, 0.0))
-        inside[near[d <= margin_m]] = True
-    return inside
+    return _near(points, objects, margin_m, math.inf)
+
+
+def on_placed_surfaces(points: np.ndarray, objects: Sequence[PlacedObject],
+                       margin_m: float) -> np.ndarray:
+    """Which points lie within `margin_m` of a placed object's surface, outside or inside: what
+    a depth camera can measure of a part lying there. A part hides everything behind its surface,
+    so a point deeper inside its volume than the margin is something else where the part is said
+    to lie (the part was carried away, and a hand is there): it is not masked.
+
+    Args:
+        points: (N, 3) float64, metres, `cell` frame.
+        objects: validated placed objects (`validate_placed_objects`).
+        margin_m: metres, >= 0.
+
+    Returns:
+        (N,) bool.
+    """
+    return _near(points, objects, margin_m, margin_m)
 
 
 @dataclass(frozen=True)
@@ -177,8 +208,8 @@ class PlacedMaskResult:
     """What the mask did to one frame.
 
     Attributes:
-        keep: (N,) bool, the points outside every masked object.
-        masked_objects: the objects whose volume was masked.
+        keep: (N,) bool, the points outside every masked object's surface shell.
+        masked_objects: the objects whose surface shell was masked.
         rejected: why nothing was masked (a bad list, a stale one), or None.
     """
 
@@ -192,8 +223,9 @@ class PlacedObjectMask:
     """The occupancy channel's placed-object mask settings (see the module docstring).
 
     Attributes:
-        margin_m: points within this distance of a placed object's solid are the object's,
-            metres (0.05: one voxel of depth noise, as the background's dilation).
+        margin_m: points within this distance of a placed object's surface (outside or inside)
+            are the object's, metres (0.05: one voxel of depth noise, as the background's
+            dilation).
         max_objects: the longest list accepted.
         max_extent_m: the largest object accepted (bounding-box diagonal), metres.
         max_age_s: a list carried by a robot state older than this at the depth capture is
@@ -256,5 +288,5 @@ class PlacedObjectMask:
             return PlacedMaskResult(keep, 0, f"{exc}; nothing masked")
         due = [o for o in valid if o.placed_ns <= capture_ns]
         if due and points.shape[0]:
-            keep = ~inside_placed_objects(points, due, self.margin_m)
+            keep = ~on_placed_surfaces(points, due, self.margin_m)
         return PlacedMaskResult(keep, len(due), None)

@@ -9,10 +9,11 @@ scenario's simulated clock. People marked `visible_to_pose: false` are in the de
 in the skeleton tracker's output (a person the pose estimator misses).
 
 A part the robot released lies in the rendered cell where it was let go: the payload's capsule at
-its last carried pose, until the payload is carried again over it (the ground truth of a place;
-the scenario cell's payload geometry stands for the part, PyBullet's cube only gives the grasp its
-physics). The occupancy channel gets the robot state's `placed_objects` with the frame, so it can
-mask the part (`safety.placed_mask`) as a real cell's depth input does.
+its last carried pose, if the simulated workpiece was in the gripper, until the payload is
+carried again over it (the ground truth of a place; an empty gripper closing or opening leaves
+nothing; the scenario cell's payload geometry stands for the part, PyBullet's cube only gives
+the grasp its physics). The occupancy channel gets the robot state's `placed_objects` with the
+frame, so it can mask the part (`safety.placed_mask`) as a real cell's depth input does.
 
 Thread: single-threaded; the scenario loop calls `advance()` before the monitor's cycle.
 """
@@ -186,6 +187,7 @@ class ScriptedDepth:
         self._latest: OccupancyMeasurement | None = None
         self._robot: RobotState | None = None
         self._held: Part | None = None
+        self._holding = False  # the workpiece was in the gripper while carried
         self._released: list[Part] = []
         self.frames = 0
 
@@ -212,8 +214,10 @@ class ScriptedDepth:
         return len(self._released)
 
     def _follow_payload(self, robot: RobotState) -> None:
-        """Ground truth of released parts: the payload lies where it was let go until it is
-        carried again."""
+        """Ground truth of released parts: the payload lies where it was let go, if the simulated
+        workpiece was in the gripper (within the payload capsule's radius + 5 cm of its axis)
+        while it was carried, until it is carried again. An empty gripper is carried while its
+        goal is under way (the attach rule's fail-safe side) and leaves nothing behind."""
         if robot is self._robot:
             return
         self._robot = robot
@@ -223,10 +227,16 @@ class ScriptedDepth:
             segment, radius = np.array(robot.link_segments[k]), float(robot.link_radii_m[k])
             if self._held is None:  # picked up: the parts in the carried capsule are payload again
                 self._released = _away_from(self._released, segment, radius + 0.02)
+                self._holding = False
             self._held = (segment, radius)
+            workpiece = robot.extras.get("workpiece_position")
+            if workpiece is not None and not _away_from([(np.array([workpiece] * 2), 0.0)],
+                                                        segment, radius + 0.05):
+                self._holding = True
         elif self._held is not None:  # released: it lies there (replacing a part on the same spot)
             held = self._held
-            self._released = _away_from(self._released, held[0], held[1]) + [held]
+            if self._holding:
+                self._released = _away_from(self._released, held[0], held[1]) + [held]
             self._held = None
 
     def advance(self, t: float, robot: RobotState | None) -> None:

@@ -783,7 +783,8 @@ class PyBulletPandaBackend:
         placed = None
         if self._payload_capsule:
             placed = self._placed.observe(self._clock_ns(), carried, segments[-1],
-                                          float(self._cap_radii[-1]))
+                                          float(self._cap_radii[-1]),
+                                          gripper_moving=self._gripper_goal is not None)
         if self._payload_capsule and not carried:
             names, radii = self._cap_names_empty, self._cap_radii_empty
             segments, speeds = segments[:-1], speeds[:-1]

@@ -19,7 +19,8 @@ from safety.errors import OccupancyError
 from safety.occupancy import BackgroundLearner, OccupancyChannel
 from safety.perception.depth import DepthCamera, points_from_depth
 from safety.perception.depth_input import DepthImageSequence, OccupancyInput
-from safety.placed_mask import PlacedObjectMask, inside_placed_objects, validate_placed_objects
+from safety.placed_mask import (PlacedObjectMask, inside_placed_objects, on_placed_surfaces,
+                                validate_placed_objects)
 from xr_server.scenario_depth import SimulatedDepthCamera
 
 #: An overhead depth camera 2 m above the floor, 1.25 cm per pixel on the floor.
@@ -94,12 +95,34 @@ def test_a_hand_resting_on_the_part_is_still_occupancy_outside_the_mask():
     assert disagree(m.separation_m, m)  # a hand nobody's skeleton explains is a disagreement
 
 
+def test_a_hand_where_a_carried_away_part_lay_is_seen_inside_its_volume():
+    # Someone carried the part away; the list still holds it (until the robot picks there).
+    # A hand lies where the part stood, 0.11 m below its top face: the camera sees it inside the
+    # part's volume, deeper than the margin below its surface, where a part lying there would
+    # hide everything.
+    ch, sim = channel()
+    hand = (np.array([[[0.40, 0.0, 0.15], [0.50, 0.0, 0.15]]]), np.array([0.04]))
+    m = ch.measure(frame(sim, [hand], boxes=()), LINK, RADII, NAMES, CAPTURE_NS,
+                   placed_objects=(PART,), placed_stamp_ns=CAPTURE_NS)
+    assert m.placed_objects == 1 and m.placed_points > 0
+    assert m.voxel_count > 0
+    truth = 0.40 - 0.04 - 0.1  # the hand's end, 0.26 m from the link's surface
+    assert truth - 0.05 - 0.05 * math.sqrt(3) / 2 <= m.separation_m <= 0.45 - 0.1
+    assert disagree(m.separation_m, m)
+    # The part itself (rendered where it lies) is all on its surface: it is masked whole.
+    lying = ch.measure(frame(sim), LINK, RADII, NAMES, CAPTURE_NS, placed_objects=(PART,),
+                       placed_stamp_ns=CAPTURE_NS)
+    assert lying.voxel_count == 0
+
+
 def test_a_part_picked_up_again_leaves_the_list_and_is_filtered_as_payload():
     tracker = PlacedObjectTracker()
     # Carried, then released at z = 0.15 m (a vertical payload capsule of radius 0.08 m).
     held = np.array([[0.45, 0.0, 0.07], [0.45, 0.0, 0.23]])
-    assert tracker.observe(100, True, held, 0.08) == ()
-    (placed,) = tracker.observe(200, False, held, 0.08)
+    tracker.observe(90, False, held, 0.08, gripper_moving=False)  # the pick: open, closing,
+    tracker.observe(95, True, held, 0.08, gripper_moving=True)
+    assert tracker.observe(100, True, held, 0.08, gripper_moving=False) == ()  # held at rest
+    (placed,) = tracker.observe(200, False, held, 0.08, gripper_moving=False)
     assert placed.primitive == "cylinder"
     assert placed.dimensions == pytest.approx((0.16 + 0.16, 0.08))
     assert placed.position == pytest.approx((0.45, 0.0, 0.15)) and placed.placed_ns == 200
@@ -110,7 +133,7 @@ def test_a_part_picked_up_again_leaves_the_list_and_is_filtered_as_payload():
     assert lying.placed_objects == 1 and lying.voxel_count == 0
     # Picked up again: carried where it lies, the list is empty; lifted by 0.4 m the part is the
     # robot's payload capsule and the self-filter removes it.
-    assert tracker.observe(300, True, held, 0.08) == ()
+    assert tracker.observe(300, True, held, 0.08, gripper_moving=True) == ()
     lifted = held + [0.0, 0.0, 0.4]
     links = (np.concatenate([LINK, lifted[None]]), np.array([0.1, 0.08]))
     points = frame(sim, boxes=(), links=links)
@@ -211,6 +234,23 @@ def test_the_mask_is_the_solid_grown_by_the_margin_also_when_rotated():
     pts = np.array([[0.14, 0.0, 0.5], [0.16, 0.0, 0.5], [0.0, 0.0, 0.59], [0.0, 0.0, 0.61],
                     [0.0, 0.08, 0.57]])
     assert inside_placed_objects(pts, [cyl], 0.05).tolist() == [True, False, True, False, False]
+
+
+def test_the_mask_is_a_shell_about_the_surface_not_the_interior():
+    # The 0.2 x 0.2 x 0.3 m part: its centre and a point 0.06 m under its top face are deeper
+    # than the 0.05 m margin (a part lying there hides them); 0.04 m under the top face, on it
+    # and 0.04 m above it are the part's surface as a depth camera measures it.
+    pts = np.array([[0.45, 0.0, 0.15], [0.45, 0.0, 0.24], [0.45, 0.0, 0.26], [0.45, 0.0, 0.30],
+                    [0.45, 0.0, 0.34], [0.45, 0.0, 0.36], [0.45, 0.06, 0.15], [0.45, 0.07, 0.15]])
+    assert on_placed_surfaces(pts, [PART], 0.05).tolist() == [False, False, True, True, True,
+                                                              False, True, True]
+    assert inside_placed_objects(pts, [PART], 0.05).tolist() == [True] * 5 + [False, True, True]
+    # A cylinder (height 0.3 m, radius 0.1 m, upright): its axis is deep inside, its side not.
+    cyl = PlacedObject("c", "cylinder", (0.3, 0.1), (0.0, 0.0, 0.15), (0.0, 0.0, 0.0, 1.0), 0)
+    pts = np.array([[0.0, 0.0, 0.15], [0.04, 0.0, 0.15], [0.06, 0.0, 0.15], [0.14, 0.0, 0.15],
+                    [0.16, 0.0, 0.15], [0.0, 0.0, 0.28]])
+    assert on_placed_surfaces(pts, [cyl], 0.05).tolist() == [False, False, True, True, False,
+                                                             True]
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -61,3 +61,36 @@ def test_a_part_placed_next_to_the_robot_is_masked_not_a_false_stop():
     assert unmasked["stops"] >= 1 and unmasked["final_mode"] == "fault_stop"
     assert unmasked["failures"] == [f"{unmasked['stops']} stops, at most 0 expected "
                                     "(final mode fault_stop)"]
+
+
+def _arm_state(carried: bool, workpiece: tuple[float, float, float]):
+    """A one-link robot with its payload capsule (a vertical 0.2 m post at x = 0.5 m) among its
+    capsules while carried; the simulated workpiece at `workpiece`."""
+    from robot_bridge.types import ControllerMode, RobotState
+
+    link = np.array([[[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
+    post = np.array([[[0.5, 0.0, 0.3], [0.5, 0.0, 0.1]]])
+    segments = np.concatenate([link, post]) if carried else link
+    names = ("link0", "payload") if carried else ("link0",)
+    radii = np.array([0.1, 0.04])[: len(names)]
+    return RobotState(0, ("j1",), np.zeros(1), np.zeros(1), np.array([0.5, 0.0, 0.3]),
+                      np.zeros(3), names, segments, radii, np.zeros(len(names)), 1.0,
+                      ControllerMode.IDLE, payload_carried=carried,
+                      extras={"workpiece_position": workpiece})
+
+
+def test_the_rendered_cell_holds_a_released_part_only_where_the_workpiece_was_carried():
+    from xr_server.scenario_depth import ScriptedDepth
+
+    sim = SimulatedDepthCamera(CAMERA, 0.0, np.random.default_rng(0))
+    depth = ScriptedDepth(sim, OccupancyChannel(), 10.0, 0.0, lambda t: [], lambda t: False, 0)
+    far = (1.5, 1.0, 0.025)  # the workpiece lies on the table, far from the gripper
+    # An empty gripper closing and opening (carried while its goal is under way): no part lies
+    # in the cell afterwards.
+    for carried in (False, True, False):
+        depth.advance(0.0, _arm_state(carried, far))
+    assert depth.released_parts == 0
+    # A part carried (the workpiece in the gripper) and released: it lies there.
+    for carried, at in ((True, (0.5, 0.0, 0.3)), (False, (0.5, 0.0, 0.1))):
+        depth.advance(0.0, _arm_state(carried, at))
+    assert depth.released_parts == 1
