@@ -428,7 +428,7 @@ def test_a_gripper_goal_is_in_flight_until_the_fingers_get_there(cell):
     flight = state_where(backend, lambda s: s.gripper_seq == seq + 1 and not s.goal_done, "the close in flight")
     assert flight.goal_id == "close" and flight.mode is ControllerMode.EXECUTING
     closed = state_where(backend, lambda s: s.goal_id == "close" and s.goal_done, "the close to end")
-    assert closed.gripper_opening_m == pytest.approx(0.0, abs=2e-3)
+    assert closed.gripper_opening_m == pytest.approx(0.0, abs=2e-3) and not closed.goal_aborted
     state_where(backend, lambda s: s.mode is ControllerMode.IDLE, "IDLE after the close")
     backend.execute(GripperCommand(0.08, goal_id="open"))
     opened = state_where(backend, lambda s: s.goal_id == "open" and s.goal_done, "the open to end")
@@ -451,6 +451,7 @@ def test_a_protective_stop_ends_a_closing_gripper_goal_and_reset_does_not_resume
     stopped = state_where(backend, lambda s: s.safety_seq == 11 and s.goal_done,
                           "the stop to end the gripper goal")
     assert stopped.goal_id == "close" and stopped.mode in (ControllerMode.STOPPING, ControllerMode.STOPPED)
+    assert stopped.goal_aborted, "a goal a stop ended short of its target is reported aborted"
     rest = fingers_settled(backend, "the fingers to stand still", tolerance_m=1e-4)
     # held about where they were when the stop came, far from closed
     assert before.gripper_opening_m - 0.02 < rest.gripper_opening_m <= before.gripper_opening_m + 1e-3
@@ -462,8 +463,8 @@ def test_a_protective_stop_ends_a_closing_gripper_goal_and_reset_does_not_resume
     after = state_where(backend, lambda s: s.stamp_ns > idle.stamp_ns + 300_000_000,
                         "0.3 s of states after the reset")
     assert after.gripper_opening_m == pytest.approx(rest.gripper_opening_m, abs=1e-3), "not resumed"
-    assert after.mode is ControllerMode.IDLE and after.goal_id == "close" and after.goal_done
+    assert after.mode is ControllerMode.IDLE and after.goal_id == "close" and after.goal_done and after.goal_aborted
     assert after.gripper_seq == seq + 1
     backend.execute(GripperCommand(0.0, goal_id="close again"))  # a new command closes them
     closed = state_where(backend, lambda s: s.goal_id == "close again" and s.goal_done, "the new close")
-    assert closed.gripper_opening_m == pytest.approx(0.0, abs=2e-3)
+    assert closed.gripper_opening_m == pytest.approx(0.0, abs=2e-3) and not closed.goal_aborted
