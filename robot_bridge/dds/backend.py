@@ -44,7 +44,9 @@ payload is carried (`robot_bridge.payload.payload_carried`), judged from the gri
 joints in `/joint_states` (`gripper_joint_names`; joint_state_publisher merges them in a
 Franka bring-up): their summed opening, and whether they move (faster than
 `GRIPPER_MOVING_MPS`). Finger joints missing from the messages for longer than
-`state_timeout_s`, or never seen, leave the grip unknown: the part counts as carried.
+`state_timeout_s`, or never seen, leave the grip unknown: the part counts as carried. Where
+the payload was released is reported as `placed_objects` (`robot_bridge.placed.PlacedObjectTracker`,
+as the sim; None without a payload), for the occupancy channel's mask (`safety.placed_mask`).
 
 Speed scaling: without a speed-scaling topic the backend re-times the trajectory it sent (the
 rest of the path is re-published with times divided by the scale; below `MIN_SPEED_SCALE` a
@@ -94,6 +96,7 @@ from robot_bridge.dds.trajectory import (
 )
 from robot_bridge.errors import BackendUnavailableError, BridgeError, CommandError
 from robot_bridge.payload import payload_carried
+from robot_bridge.placed import PlacedObjectTracker
 from robot_bridge.sim.panda import (
     ARM_JOINT_NAMES,
     FINGER_JOINT_NAMES,
@@ -248,6 +251,8 @@ class DdsBackend:
         self._goal_aborted = False
         self._gripper: GripperMotion | None = None  # the gripper goal in flight
         self._gripper_seq = 0
+        # where the payload was released (`RobotState.placed_objects`), from the attach rule
+        self._placed = PlacedObjectTracker()
         # reader-thread state
         self._healthy = False
         self._last_receipt_ns = 0
@@ -713,7 +718,11 @@ class DdsBackend:
             carried = payload_carried(self._robot.payload, opening,
                                       gripper_moving=moving or in_flight)
             names, radii = kin.link_names, kin.link_radii_m
-            if self._robot.payload is not None and not carried:  # the payload's capsule is the last
+            placed = None
+            if self._robot.payload is not None:   # the payload's capsule is the last
+                placed = self._placed.observe(stamp_ns, carried, segments[-1], float(radii[-1]),
+                                              gripper_moving=moving or in_flight)
+            if self._robot.payload is not None and not carried:
                 names, radii, segments, speeds = names[:-1], radii[:-1], segments[:-1], speeds[:-1]
             self._update_mode(receipt_ns, sample.position, max_speed)
             arrays = (sample.position, qd, tcp, tcp_v, segments, speeds)
@@ -747,6 +756,7 @@ class DdsBackend:
                 gripper_opening_m=opening,
                 payload_carried=carried,
                 gripper_seq=self._gripper_seq,
+                placed_objects=placed,
             )
             self._state = state
         self._subscribers.notify(state)

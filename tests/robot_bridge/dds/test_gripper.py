@@ -208,7 +208,7 @@ def test_a_mimicked_finger_gets_one_value(cell):
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_close_on_a_part_attaches_the_payload_and_a_release_drops_it(cell, kind):
     peer, backend = gripper_cell(cell, kind, "--part-width", "0.05", payload=BAR)
-    assert not backend.latest_state().payload_carried
+    assert not backend.latest_state().payload_carried and backend.latest_state().placed_objects == ()
     backend.execute(GripperCommand(0.0, goal_id="grasp"))
     flight = state_where(backend, lambda s: s.gripper_seq == 1 and not s.goal_done, "the grasp in flight")
     assert flight.payload_carried and flight.link_names[-1] == PAYLOAD_LINK   # in flight: carried
@@ -222,6 +222,10 @@ def test_a_close_on_a_part_attaches_the_payload_and_a_release_drops_it(cell, kin
     assert ended(backend, "release").gripper_opening_m == pytest.approx(0.08, abs=1e-3)
     released = state_where(backend, lambda s: not s.payload_carried, "the fingers to stop: empty")
     assert released.gripper_opening_m == pytest.approx(0.08, abs=1e-3) and PAYLOAD_LINK not in released.link_names
+    # where it let go of the part is reported for the occupancy channel's mask (robot_bridge.placed)
+    (placed,) = released.placed_objects
+    assert placed.id == "payload/1" and placed.primitive == "cylinder" and placed.frame_id == "cell"
+    assert np.allclose(placed.position, held.link_segments[-1].mean(axis=0), atol=0.005)
 
 
 @pytest.mark.parametrize("kind", KINDS)
