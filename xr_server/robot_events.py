@@ -23,6 +23,7 @@ from typing import Annotated, Any, Callable, Literal
 import flask
 from pydantic import BaseModel, ConfigDict, Field
 
+from robot_bridge.commands import FRANKA_HAND_MAX_FORCE_N, FRANKA_HAND_MAX_OPENING_M
 from robot_bridge.errors import CommandError
 from robot_bridge.types import CartesianJog, GripperCommand, JointJog, JointTrajectory
 from safety.gate import MOTION_ROLES, Actor, GateAnswer, Verdict
@@ -112,9 +113,10 @@ class GripperCommandRequest(_Strict):
     and the body of ``POST /api/robot/gripper``."""
 
     kind: Literal["gripper"]
-    position_m: float = Field(ge=0.0, le=0.08,
-                              description="Finger opening, metres (Panda 0 .. 0.08).")
-    max_effort_n: float = Field(40.0, gt=0.0, le=140.0, description="Grasp force limit, newtons.")
+    position_m: float = Field(ge=0.0, le=FRANKA_HAND_MAX_OPENING_M,
+                              description="Finger opening, metres (Franka Hand 0 .. 0.08).")
+    max_effort_n: float = Field(40.0, gt=0.0, le=FRANKA_HAND_MAX_FORCE_N,
+                                description="Grasp force limit, newtons (Franka Hand at most 140).")
     goal_id: str = _GOAL_ID
 
 
