@@ -218,6 +218,12 @@ class PlacedMaskResult:
     rejected: str | None
 
 
+#: Largest `PlacedObjectMask.margin_m`, metres: two 5 cm voxels. Everything within the margin of a
+#: placed part's surface is blind to this channel (the skeleton channel still sees it); depth noise
+#: needs one voxel, and a wider shell would hide a forearm lying along the part, not only a hand.
+MAX_MARGIN_M = 0.1
+
+
 @dataclass(frozen=True)
 class PlacedObjectMask:
     """The occupancy channel's placed-object mask settings (see the module docstring).
@@ -225,7 +231,7 @@ class PlacedObjectMask:
     Attributes:
         margin_m: points within this distance of a placed object's surface (outside or inside)
             are the object's, metres (0.05: one voxel of depth noise, as the background's
-            dilation).
+            dilation; at most `MAX_MARGIN_M`).
         max_objects: the longest list accepted.
         max_extent_m: the largest object accepted (bounding-box diagonal), metres.
         max_age_s: a list carried by a robot state older than this at the depth capture is
@@ -242,9 +248,9 @@ class PlacedObjectMask:
     cell_bounds: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
 
     def __post_init__(self) -> None:
-        if not (0.0 <= self.margin_m <= 0.5 and self.max_objects >= 0
+        if not (0.0 <= self.margin_m <= MAX_MARGIN_M and self.max_objects >= 0
                 and 0.0 < self.max_extent_m <= 5.0 and self.max_age_s > 0.0):
-            raise OccupancyError(f"placed-object mask: need 0 <= margin_m <= 0.5, "
+            raise OccupancyError(f"placed-object mask: need 0 <= margin_m <= {MAX_MARGIN_M:g}, "
                                  f"max_objects >= 0, 0 < max_extent_m <= 5 and max_age_s > 0, "
                                  f"got {self.margin_m}, "
                                  f"{self.max_objects}, {self.max_extent_m}, {self.max_age_s}")

@@ -254,7 +254,8 @@ def test_the_mask_is_a_shell_about_the_surface_not_the_interior():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"margin_m": -0.01}, "need 0 <= margin_m <= 0.5"),
+    ({"margin_m": -0.01}, "need 0 <= margin_m <= 0.1"),
+    ({"margin_m": 0.15}, "need 0 <= margin_m <= 0.1"),
     ({"max_extent_m": 0.0}, "0 < max_extent_m <= 5"),
     ({"max_age_s": 0.0}, "max_age_s > 0"),
 ])
