@@ -14,7 +14,7 @@ groups. A group seen by two or more views is a person to triangulate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -69,7 +69,8 @@ def epipolar_cost(F: np.ndarray, kp_a: np.ndarray, conf_a: np.ndarray, kp_b: np.
 def group_detections(calibrations: Sequence[CameraCalibration], keypoints_px: Sequence[np.ndarray],
                      confidence: Sequence[np.ndarray], *, max_cost_px: float,
                      min_confidence: float = 0.3,
-                     fundamental: dict[tuple[int, int], np.ndarray] | None = None) -> list[list[tuple[int, int]]]:
+                     fundamental: dict[tuple[int, int], np.ndarray] | None = None,
+                     pair_cost: Callable[[int, int, int, int], float] | None = None) -> list[list[tuple[int, int]]]:
     """Group the detections of V views into people.
 
     Args:
@@ -80,6 +81,9 @@ def group_detections(calibrations: Sequence[CameraCalibration], keypoints_px: Se
             group's members is at most this.
         min_confidence: keypoints below it are not compared.
         fundamental: F for each ordered view pair (a, b), when the caller caches them.
+        pair_cost: ``pair_cost(w, j, v, i)``, the `epipolar_cost` of detection j of view w and
+            detection i of view v (F of the pair (w, v)), when the caller keeps the costs of
+            detections it saw in an earlier call; None: computed here.
 
     Returns:
         Groups of (view index, detection index), at most one detection per view in a
@@ -87,7 +91,7 @@ def group_detections(calibrations: Sequence[CameraCalibration], keypoints_px: Se
         most views first.
     """
     V = len(calibrations)
-    F = fundamental if fundamental is not None else {
+    F = fundamental if fundamental is not None or pair_cost is not None else {
         (a, b): fundamental_matrix(calibrations[a], calibrations[b]) for a in range(V) for b in range(V) if a != b}
     order = sorted(range(V), key=lambda v: -len(keypoints_px[v]))
     groups: list[list[tuple[int, int]]] = []
@@ -101,8 +105,11 @@ def group_detections(calibrations: Sequence[CameraCalibration], keypoints_px: Se
         cost = np.full((len(groups), n), np.inf)
         for g, members in enumerate(groups):
             for i in range(n):
-                c = [epipolar_cost(F[(w, v)], keypoints_px[w][j], confidence[w][j], keypoints_px[v][i],
-                                   confidence[v][i], min_confidence) for w, j in members]
+                if pair_cost is not None:
+                    c = [pair_cost(w, j, v, i) for w, j in members]
+                else:
+                    c = [epipolar_cost(F[(w, v)], keypoints_px[w][j], confidence[w][j], keypoints_px[v][i],
+                                       confidence[v][i], min_confidence) for w, j in members]
                 cost[g, i] = sum(c) / len(c)
         big = 1e6
         rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, big))

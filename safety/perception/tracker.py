@@ -80,7 +80,7 @@ from scipy.optimize import linear_sum_assignment
 
 from content.calibration import CameraCalibration
 from safety.errors import PerceptionError
-from safety.perception.association import fundamental_matrix, group_detections
+from safety.perception.association import epipolar_cost, fundamental_matrix, group_detections
 from safety.perception.floor import Placement, place_on_floor
 from safety.perception.kalman import KeypointFilterState, KeypointKalmanFilter
 from safety.perception.plausibility import MIRROR, implausible_keypoints, resolve_left_right_swaps
@@ -312,6 +312,10 @@ class MultiPersonTracker:
         # id(person) -> (person, calibration, (33, 2) undistorted px): a camera's people of one
         # frame take part in several updates (one per camera frame of the round); undistorted once
         self._undistorted: dict[int, tuple[Pose2D, CameraCalibration, np.ndarray]] = {}
+        # (id(person a), id(person b)) -> (person a, person b, F, epipolar cost) of those people
+        self._pair_costs: dict[tuple[int, int], tuple[Pose2D, Pose2D, np.ndarray, float]] = {}
+        # camera id -> (calibration, (3, 4) projection)
+        self._projection: dict[str, tuple[CameraCalibration, np.ndarray]] = {}
         self._lost: dict[str, tuple[int, _Track]] = {}      # id -> (clock time lost, last state)
         self._ended: dict[str, tuple[int, _Track]] = {}     # ended outside the bounds (not a fault)
         self._next_id = 1
@@ -356,29 +360,34 @@ class MultiPersonTracker:
         if len(views) < 2:
             return [m for v in views for p in v.people if (m := self._place(v, p)) is not None]
         cals = [v.calibration for v in views]
-        und = [np.stack([self._undistort(v.calibration, p) for p in v.people]) for v in views]
+        # a camera's people of one frame take part in several updates (one per camera frame of
+        # the round): their undistorted pixels and the epipolar cost of each pair of them are
+        # kept while they do
+        und = [[self._undistort(v.calibration, p) for p in v.people] for v in views]
         self._undistorted = {id(p): (p, v.calibration, und[k][i])
                              for k, v in enumerate(views) for i, p in enumerate(v.people)}
-        conf = [np.stack([p.visibility for p in v.people]) for v in views]
+        costs = {key: hit for key, hit in self._pair_costs.items()
+                 if key[0] in self._undistorted and key[1] in self._undistorted}
+        self._pair_costs = costs
         gate = self._max_epi_px
         if gate is None:
             gate = 0.03 * float(np.hypot(*views[0].calibration.image_size))
-        F = {}
-        for a, va in enumerate(views):
-            for b, vb in enumerate(views):
-                if a != b:
-                    # kept per camera pair while both calibrations are the same objects (an HMI
-                    # camera brings a new one with every frame)
-                    key = (va.camera_id, vb.camera_id)
-                    cached = self._fundamental.get(key)
-                    if cached is None or cached[0] is not va.calibration or cached[1] is not vb.calibration:
-                        cached = (va.calibration, vb.calibration,
-                                  fundamental_matrix(va.calibration, vb.calibration))
-                        self._fundamental[key] = cached
-                    F[(a, b)] = cached[2]
+
+        def pair_cost(w: int, j: int, v: int, i: int) -> float:
+            pa, pb = views[w].people[j], views[v].people[i]
+            F = self._fundamental_matrix(views[w], views[v])
+            hit = costs.get((id(pa), id(pb)))
+            if hit is None or hit[0] is not pa or hit[1] is not pb or hit[2] is not F:
+                hit = (pa, pb, F, epipolar_cost(F, und[w][j], pa.visibility, und[v][i], pb.visibility,
+                                                self._min_conf))
+                costs[(id(pa), id(pb))] = hit
+            return hit[3]
+
         out = []
         singles = []
-        for group in group_detections(cals, und, conf, max_cost_px=gate, min_confidence=self._min_conf, fundamental=F):
+        conf = [[p.visibility for p in v.people] for v in views]
+        for group in group_detections(cals, und, conf, max_cost_px=gate, min_confidence=self._min_conf,
+                                      pair_cost=pair_cost):
             if len(group) < 2:
                 singles.extend(group)
                 continue
@@ -391,6 +400,28 @@ class MultiPersonTracker:
             if m is not None:
                 out.append(m)
         return out
+
+    def _fundamental_matrix(self, va: View, vb: View) -> np.ndarray:
+        """F from view a to view b (`fundamental_matrix`), kept per camera pair while both
+        calibrations are the same objects (an HMI camera brings a new one with every frame)."""
+        key = (va.camera_id, vb.camera_id)
+        cached = self._fundamental.get(key)
+        if cached is None or cached[0] is not va.calibration or cached[1] is not vb.calibration:
+            cached = (va.calibration, vb.calibration, fundamental_matrix(va.calibration, vb.calibration))
+            self._fundamental[key] = cached
+        return cached[2]
+
+    def _projections(self, views: Sequence[View]) -> np.ndarray:
+        """(V, 3, 4) the `projection` of each view's calibration, kept per camera while its
+        calibration is the same object."""
+        out = []
+        for v in views:
+            cached = self._projection.get(v.camera_id)
+            if cached is None or cached[0] is not v.calibration:
+                cached = (v.calibration, v.calibration.projection)
+                self._projection[v.camera_id] = cached
+            out.append(cached[1])
+        return np.stack(out)
 
     def _undistort(self, calibration: CameraCalibration, person: Pose2D) -> np.ndarray:
         """(33, 2) undistorted pixels of `person`, from the last update when it took part in it."""
@@ -448,15 +479,17 @@ class MultiPersonTracker:
         undistorted pixels). The swap search and the final triangulation share its solve
         without view rejection (`SwapResolution.unrejected`)."""
         cals = [v.calibration for v in views]
+        P = self._projections(views)
         kp = np.stack([p.keypoints_px for p in people])
         swaps = resolve_left_right_swaps(cals, und, np.stack([p.visibility for p in people]),
-                                         partial(triangulate, undistorted=True, min_confidence=self._min_conf))
+                                         partial(triangulate, undistorted=True, min_confidence=self._min_conf,
+                                                 projections=P))
         vis = swaps.visibility
         for k in swaps.mirrored:
             kp[k] = kp[k][MIRROR]
         self.mirrored_views += len(swaps.mirrored)
         tri = triangulate(cals, swaps.keypoints_px, vis, undistorted=True, min_confidence=self._min_conf,
-                          max_reprojection_error_px=self._max_err_px, first_pass=swaps.unrejected)
+                          max_reprojection_error_px=self._max_err_px, first_pass=swaps.unrejected, projections=P)
         if np.isfinite(tri.points[list(BODY_POINTS)]).all(axis=1).sum() < MIN_BODY_POINTS:
             return None
         self.triangulations += 1

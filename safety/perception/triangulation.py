@@ -144,7 +144,7 @@ def _solve_dlt(P: np.ndarray, uv: np.ndarray, w: np.ndarray) -> np.ndarray:
 def triangulate(calibrations: Sequence[CameraCalibration], keypoints_px: np.ndarray, confidence: np.ndarray, *,
                 min_confidence: float = 0.3, max_reprojection_error_px: float = 10.0,
                 min_views: int = 2, undistorted: bool = False,
-                first_pass: Triangulation | None = None) -> Triangulation:
+                first_pass: Triangulation | None = None, projections: np.ndarray | None = None) -> Triangulation:
     """Weighted multi-view DLT with rejection of disagreeing views.
 
     Args:
@@ -163,6 +163,8 @@ def triangulate(calibrations: Sequence[CameraCalibration], keypoints_px: np.ndar
             `min_confidence` and `min_views` with `max_reprojection_error_px=inf` (e.g. the
             left/right swap search's, `resolve_left_right_swaps`): its solve is this call's
             first pass instead of being repeated (the result is the same).
+        projections: (V, 3, 4) the calibrations' `projection` matrices, when the caller keeps
+            them (a tracker triangulates with the same cameras many times per second).
 
     Returns:
         The points, their RMS reprojection error and the views used (see `Triangulation`).
@@ -182,7 +184,9 @@ def triangulate(calibrations: Sequence[CameraCalibration], keypoints_px: np.ndar
     if first_pass is not None and first_pass.view_error_px.shape != (V, N):
         raise PerceptionError(f"triangulate: first_pass is of {first_pass.view_error_px.shape} (views, points), "
                               f"expected {(V, N)}")
-    P = np.stack([c.projection for c in calibrations])
+    P = np.stack([c.projection for c in calibrations]) if projections is None else projections
+    if P.shape != (V, 3, 4):
+        raise PerceptionError(f"triangulate: projections are {P.shape}, expected {(V, 3, 4)}")
     und = kp if undistorted else np.stack([undistort_points(c, kp[v]) for v, c in enumerate(calibrations)])
     used = (conf >= min_confidence) & np.isfinite(und).all(axis=2)                          # (V, N)
     points = np.full((N, 3), np.nan)
