@@ -63,7 +63,8 @@ def epipolar_cost(F: np.ndarray, kp_a: np.ndarray, conf_a: np.ndarray, kp_b: np.
     db /= np.maximum(np.hypot(lb[:, 0], lb[:, 1]), 1e-12)
     da = np.abs(la[:, 0] * xa[:, 0] + la[:, 1] * xa[:, 1] + la[:, 2])
     da /= np.maximum(np.hypot(la[:, 0], la[:, 1]), 1e-12)
-    return float(np.mean(0.5 * (da + db)))
+    d = 0.5 * (da + db)
+    return float(d.sum() / len(d))                  # np.mean without its Python wrapper
 
 
 def group_detections(calibrations: Sequence[CameraCalibration], keypoints_px: Sequence[np.ndarray],

@@ -126,13 +126,12 @@ def reprojection_error(calibrations: Sequence[CameraCalibration], points: np.nda
 
 def _solve_dlt(P: np.ndarray, uv: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Weighted DLT for N points: P (V, 3, 4), uv (V, N, 2) undistorted px, w (V, N) >= 0 -> (N, 3)."""
-    rows_u = uv[..., 0:1] * P[:, None, 2, :] - P[:, None, 0, :]   # (V, N, 4)
-    rows_v = uv[..., 1:2] * P[:, None, 2, :] - P[:, None, 1, :]
-    rows = np.concatenate([rows_u, rows_v], axis=0)               # (2V, N, 4)
+    # (2, V, N, 4): the u rows of every view, then the v rows (u P_3 - P_1, v P_3 - P_2)
+    rows = uv.transpose(2, 0, 1)[..., None] * P[None, :, None, 2, :] - P.transpose(1, 0, 2)[:2, :, None, :]
     # Equalise the equations' scale (each row's norm grows with depth and focal length).
-    rows = rows / np.maximum(np.linalg.norm(rows, axis=2, keepdims=True), 1e-12)
-    ww = np.concatenate([w, w], axis=0)[..., None]
-    A = np.where(ww > 0, rows * ww, 0.0).transpose(1, 0, 2)        # (N, 2V, 4); unused views: 0 (NaN px)
+    rows = rows / np.maximum(np.sqrt((rows * rows).sum(axis=3, keepdims=True)), 1e-12)
+    ww = w[None, :, :, None]
+    A = np.where(ww > 0, rows * ww, 0.0).reshape(-1, *rows.shape[2:]).transpose(1, 0, 2)   # (N, 2V, 4)
     # The right singular vector of A's smallest singular value is the eigenvector of A^T A's
     # smallest eigenvalue (eigh sorts them ascending); 4 x 4 eigh costs half an 8 x 4 SVD.
     _, vecs = np.linalg.eigh(A.transpose(0, 2, 1) @ A)
@@ -211,6 +210,8 @@ def triangulate(calibrations: Sequence[CameraCalibration], keypoints_px: np.ndar
             e[~used[:, idx]] = np.nan
         points[idx] = X
         err[:, idx] = e
+        if max_reprojection_error_px == np.inf:     # nothing to reject (the swap search's calls)
+            break
         worst = np.argmax(np.where(np.isnan(e), -1.0, e), axis=0)
         worst_err = e[worst, np.arange(len(idx))]
         retry = (worst_err > max_reprojection_error_px) & (used[:, idx].sum(axis=0) > min_views)
