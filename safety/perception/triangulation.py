@@ -218,11 +218,13 @@ def triangulate(calibrations: Sequence[CameraCalibration], keypoints_px: np.ndar
         used[worst[retry], idx[retry]] = False
         todo[:] = False
         todo[idx[retry]] = True
-    finite = np.isfinite(points).all(axis=1) & active & np.isfinite(np.where(used, err, 0.0)).all(axis=0)
-    points[~finite] = np.nan
-    used[:, ~finite] = False
-    sq = np.where(used, err, 0.0) ** 2                 # finite wherever used (else not `finite` above)
-    count = used.sum(axis=0)
-    rms = np.full(N, np.nan)
-    rms[finite] = np.sqrt(sq[:, finite].sum(axis=0) / count[finite])
+    used_err = np.where(used, err, 0.0)
+    finite = np.isfinite(points).all(axis=1) & active & np.isfinite(used_err).all(axis=0)
+    if not finite.all():
+        points[~finite] = np.nan
+        used[:, ~finite] = False
+        used_err[:, ~finite] = 0.0
+    # the squared errors are finite wherever used (else not `finite` above)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rms = np.where(finite, np.sqrt((used_err * used_err).sum(axis=0) / used.sum(axis=0)), np.nan)
     return Triangulation(points=points, reprojection_error_px=rms, views_used=used.T.copy(), view_error_px=err)
