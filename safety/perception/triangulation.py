@@ -131,13 +131,12 @@ def _solve_dlt(P: np.ndarray, uv: np.ndarray, w: np.ndarray) -> np.ndarray:
     # Equalise the equations' scale (each row's norm grows with depth and focal length).
     rows = rows / np.maximum(np.sqrt((rows * rows).sum(axis=3, keepdims=True)), 1e-12)
     ww = w[None, :, :, None]
-    A = np.where(ww > 0, rows * ww, 0.0).reshape(-1, *rows.shape[2:]).transpose(1, 0, 2)   # (N, 2V, 4)
+    A = np.where(ww > 0, rows * ww, 0.0).reshape(-1, *rows.shape[2:]).transpose(1, 0, 2)  # (N, 2V, 4)
     # The right singular vector of A's smallest singular value is the eigenvector of A^T A's
     # smallest eigenvalue (eigh sorts them ascending); 4 x 4 eigh costs half an 8 x 4 SVD.
     _, vecs = np.linalg.eigh(A.transpose(0, 2, 1) @ A)
     X = vecs[:, :, 0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return X[:, :3] / X[:, 3:4]
+    return X[:, :3] / X[:, 3:4]                 # (the caller ignores division warnings)
 
 
 def triangulate(calibrations: Sequence[CameraCalibration], keypoints_px: np.ndarray, confidence: np.ndarray, *,
@@ -187,44 +186,44 @@ def triangulate(calibrations: Sequence[CameraCalibration], keypoints_px: np.ndar
     if P.shape != (V, 3, 4):
         raise PerceptionError(f"triangulate: projections are {P.shape}, expected {(V, 3, 4)}")
     und = kp if undistorted else np.stack([undistort_points(c, kp[v]) for v, c in enumerate(calibrations)])
-    used = (conf >= min_confidence) & np.isfinite(und).all(axis=2)                          # (V, N)
-    points = np.full((N, 3), np.nan)
-    err = np.full((V, N), np.nan)
-    active = used.sum(axis=0) >= min_views
-    todo = active.copy()
-    for _ in range(V - min_views + 1):
-        if not todo.any():
-            break
-        idx = np.flatnonzero(todo)
-        if first_pass is not None:          # the first solve of every active point, done already
-            X, e = first_pass.points[idx], first_pass.view_error_px[:, idx]
-            first_pass = None
-        else:
-            w = np.where(used[:, idx], np.clip(conf[:, idx], 0.0, 1.0), 0.0)
-            X = _solve_dlt(P, und[:, idx], w)
-            proj = P[:, :, :3] @ X.T + P[:, :, 3:]                                          # (V, 3, n)
-            with np.errstate(divide="ignore", invalid="ignore"):
+    # one errstate for the whole solve (points behind a camera or not solved divide by 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        used = (conf >= min_confidence) & np.isfinite(und).all(axis=2)                      # (V, N)
+        points = np.full((N, 3), np.nan)
+        err = np.full((V, N), np.nan)
+        active = used.sum(axis=0) >= min_views
+        todo = active.copy()
+        for _ in range(V - min_views + 1):
+            if not todo.any():
+                break
+            idx = np.flatnonzero(todo)
+            if first_pass is not None:         # the first solve of every active point, done already
+                X, e = first_pass.points[idx], first_pass.view_error_px[:, idx]
+                first_pass = None
+            else:
+                w = np.where(used[:, idx], np.clip(conf[:, idx], 0.0, 1.0), 0.0)
+                X = _solve_dlt(P, und[:, idx], w)
+                proj = P[:, :, :3] @ X.T + P[:, :, 3:]                                   # (V, 3, n)
                 uv = proj[:, :2] / proj[:, 2:3] - und[:, idx].transpose(0, 2, 1)
-                e = np.hypot(uv[:, 0], uv[:, 1])                                             # (V, n)
-            e[proj[:, 2] <= 0] = np.inf                                                      # behind the camera
-            e[~used[:, idx]] = np.nan
-        points[idx] = X
-        err[:, idx] = e
-        if max_reprojection_error_px == np.inf:     # nothing to reject (the swap search's calls)
-            break
-        worst = np.argmax(np.where(np.isnan(e), -1.0, e), axis=0)
-        worst_err = e[worst, np.arange(len(idx))]
-        retry = (worst_err > max_reprojection_error_px) & (used[:, idx].sum(axis=0) > min_views)
-        used[worst[retry], idx[retry]] = False
-        todo[:] = False
-        todo[idx[retry]] = True
-    used_err = np.where(used, err, 0.0)
-    finite = np.isfinite(points).all(axis=1) & active & np.isfinite(used_err).all(axis=0)
-    if not finite.all():
-        points[~finite] = np.nan
-        used[:, ~finite] = False
-        used_err[:, ~finite] = 0.0
-    # the squared errors are finite wherever used (else not `finite` above)
-    with np.errstate(invalid="ignore", divide="ignore"):
+                e = np.hypot(uv[:, 0], uv[:, 1])                                            # (V, n)
+                e[proj[:, 2] <= 0] = np.inf                                      # behind the camera
+                e[~used[:, idx]] = np.nan
+            points[idx] = X
+            err[:, idx] = e
+            if max_reprojection_error_px == np.inf:    # nothing to reject (the swap search's calls)
+                break
+            worst = np.argmax(np.where(np.isnan(e), -1.0, e), axis=0)
+            worst_err = e[worst, np.arange(len(idx))]
+            retry = (worst_err > max_reprojection_error_px) & (used[:, idx].sum(axis=0) > min_views)
+            used[worst[retry], idx[retry]] = False
+            todo[:] = False
+            todo[idx[retry]] = True
+        used_err = np.where(used, err, 0.0)
+        finite = np.isfinite(points).all(axis=1) & active & np.isfinite(used_err).all(axis=0)
+        if not finite.all():
+            points[~finite] = np.nan
+            used[:, ~finite] = False
+            used_err[:, ~finite] = 0.0
+        # the squared errors are finite wherever used (else not `finite` above)
         rms = np.where(finite, np.sqrt((used_err * used_err).sum(axis=0) / used.sum(axis=0)), np.nan)
     return Triangulation(points=points, reprojection_error_px=rms, views_used=used.T.copy(), view_error_px=err)
