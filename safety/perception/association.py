@@ -54,15 +54,13 @@ def epipolar_cost(F: np.ndarray, kp_a: np.ndarray, conf_a: np.ndarray, kp_b: np.
         & np.isfinite(kp_b).all(axis=1)
     if ok.sum() < MIN_COMMON_KEYPOINTS:
         return float("inf")
-    xa, xb = kp_a[ok], kp_b[ok]
+    xa, xb = kp_a[ok].T, kp_b[ok].T                 # (2, n)
     # Lines l_b = F x_a in b and l_a = F^T x_b in a, x homogeneous (u, v, 1); no BLAS for
     # these tiny products (its threads spin for longer than they take).
-    lb = xa[:, 0:1] * F[:, 0] + xa[:, 1:2] * F[:, 1] + F[:, 2]
-    la = xb[:, 0:1] * F[0] + xb[:, 1:2] * F[1] + F[2]
-    db = np.abs(lb[:, 0] * xb[:, 0] + lb[:, 1] * xb[:, 1] + lb[:, 2])
-    db /= np.maximum(np.hypot(lb[:, 0], lb[:, 1]), 1e-12)
-    da = np.abs(la[:, 0] * xa[:, 0] + la[:, 1] * xa[:, 1] + la[:, 2])
-    da /= np.maximum(np.hypot(la[:, 0], la[:, 1]), 1e-12)
+    lb = F[:, 0:1] * xa[0] + F[:, 1:2] * xa[1] + F[:, 2:3]                # (3, n)
+    la = F[0, :, None] * xb[0] + F[1, :, None] * xb[1] + F[2, :, None]
+    db = np.abs(lb[0] * xb[0] + lb[1] * xb[1] + lb[2]) / np.maximum(np.hypot(lb[0], lb[1]), 1e-12)
+    da = np.abs(la[0] * xa[0] + la[1] * xa[1] + la[2]) / np.maximum(np.hypot(la[0], la[1]), 1e-12)
     d = 0.5 * (da + db)
     return float(d.sum() / len(d))                  # np.mean without its Python wrapper
 

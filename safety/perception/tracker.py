@@ -519,7 +519,8 @@ class MultiPersonTracker:
         sigma = np.maximum(np.where(nan, med_err, err) * depth / focal, _MIN_MEASUREMENT_SIGMA_M) / np.sqrt(nv)
         contributing = [v for k, v in enumerate(views) if used[:, k].any()]
         stamps = [v.capture_ns for v in contributing]
-        px = tuple((views[k].camera_id, np.column_stack([kp[k], vis[k]])) for k in range(len(views)))
+        kpv = np.concatenate([kp, vis[:, :, None]], axis=2)                 # (V, 33, 3) u, v, visibility
+        px = tuple((views[k].camera_id, kpv[k]) for k in range(len(views)))
         return Measurement(keypoints_cell=pts, confidence=c, variance_m2=sigma ** 2, stamp_ns=int(np.mean(stamps)),
                            capture_ns=min(stamps), newest_capture_ns=max(stamps),
                            views=tuple(v.camera_id for v in contributing),
@@ -604,7 +605,10 @@ class MultiPersonTracker:
             cost = np.array([[self._distance(t, meas[j]) for j in kind_m] for t in free_t])
             gate = np.array([[self._gate(t, meas[j]) for j in kind_m] for t in free_t])
             big = 1e6
-            rows, cols = linear_sum_assignment(np.where(np.isfinite(cost) & (cost <= gate), cost, big))
+            if cost.shape == (1, 1):            # one track, one person: nothing to solve
+                rows, cols = [0], [0]
+            else:
+                rows, cols = linear_sum_assignment(np.where(np.isfinite(cost) & (cost <= gate), cost, big))
             taken_m = set()
             for r, c in zip(rows, cols):
                 if np.isfinite(cost[r, c]) and cost[r, c] <= gate[r, c]:
