@@ -235,7 +235,7 @@ def _centre_sigma(sigma_m: np.ndarray) -> float:
 
 
 def _centre(points: np.ndarray) -> np.ndarray:
-    hips = points[[_LEFT_HIP, _RIGHT_HIP]]
+    hips = points[_LEFT_HIP:_RIGHT_HIP + 1]           # (the two hips are adjacent landmarks)
     if np.isfinite(hips).all():
         return 0.5 * (hips[0] + hips[1])
     body = points[list(BODY_POINTS)]
