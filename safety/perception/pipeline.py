@@ -280,8 +280,8 @@ class PerceptionPipeline:
         Then everything allocated so far (modules, models, calibrations: the long-lived part
         of the tracking process) is moved out of the garbage collector's generations
         (`gc.freeze`, as the safety monitor does at its start), so that a full collection
-        during tracking, which holds the interpreter lock, does not walk it (about 50 ms
-        in the tracking process, once every few seconds).
+        during tracking, which holds the interpreter lock, does not walk it (50-70 ms in the
+        process of `bench/perception.py`).
         """
         for cam in self._cams:
             if cam.estimator is not None:
