@@ -197,24 +197,26 @@ def triangulate(calibrations: Sequence[CameraCalibration], keypoints_px: np.ndar
             if not todo.any():
                 break
             idx = np.flatnonzero(todo)
+            sel = slice(None) if len(idx) == N else idx     # every point: no indexed copies
+            used_sel = used[:, sel]
             if first_pass is not None:         # the first solve of every active point, done already
-                X, e = first_pass.points[idx], first_pass.view_error_px[:, idx]
+                X, e = first_pass.points[sel], first_pass.view_error_px[:, sel]
                 first_pass = None
             else:
-                w = np.where(used[:, idx], np.clip(conf[:, idx], 0.0, 1.0), 0.0)
-                X = _solve_dlt(P, und[:, idx], w)
+                w = np.where(used_sel, np.clip(conf[:, sel], 0.0, 1.0), 0.0)
+                X = _solve_dlt(P, und[:, sel], w)
                 proj = P[:, :, :3] @ X.T + P[:, :, 3:]                                   # (V, 3, n)
-                uv = proj[:, :2] / proj[:, 2:3] - und[:, idx].transpose(0, 2, 1)
+                uv = proj[:, :2] / proj[:, 2:3] - und[:, sel].transpose(0, 2, 1)
                 e = np.hypot(uv[:, 0], uv[:, 1])                                            # (V, n)
                 e[proj[:, 2] <= 0] = np.inf                                      # behind the camera
-                e[~used[:, idx]] = np.nan
-            points[idx] = X
-            err[:, idx] = e
+                e[~used_sel] = np.nan
+            points[sel] = X
+            err[:, sel] = e
             if max_reprojection_error_px == np.inf:    # nothing to reject (the swap search's calls)
                 break
             worst = np.argmax(np.where(np.isnan(e), -1.0, e), axis=0)
             worst_err = e[worst, np.arange(len(idx))]
-            retry = (worst_err > max_reprojection_error_px) & (used[:, idx].sum(axis=0) > min_views)
+            retry = (worst_err > max_reprojection_error_px) & (used_sel.sum(axis=0) > min_views)
             used[worst[retry], idx[retry]] = False
             todo[:] = False
             todo[idx[retry]] = True
