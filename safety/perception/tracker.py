@@ -94,6 +94,7 @@ _log = logging.getLogger(__name__)
 #: wrists, hips, knees, ankles); at least `MIN_BODY_POINTS` of them.
 BODY_POINTS = (11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 MIN_BODY_POINTS = 8
+_BODY_INDEX = np.array(BODY_POINTS)
 _LEFT_HIP, _RIGHT_HIP = 23, 24
 #: A keypoint without an accepted measurement for longer than this is no longer published
 #: (NaN, confidence 0) and restarts at its next measurement.
@@ -238,7 +239,7 @@ def _centre(points: np.ndarray) -> np.ndarray:
     hips = points[_LEFT_HIP:_RIGHT_HIP + 1]           # (the two hips are adjacent landmarks)
     if np.isfinite(hips).all():
         return 0.5 * (hips[0] + hips[1])
-    body = points[list(BODY_POINTS)]
+    body = points[_BODY_INDEX]
     body = body[np.isfinite(body).all(axis=1)]
     return body.mean(axis=0) if len(body) else np.full(3, np.nan)
 
@@ -462,7 +463,7 @@ class MultiPersonTracker:
             return None
         fp = place_on_floor(view.calibration, person.keypoints_px, person.visibility, world_to_cell=self._T,
                             floor_z_m=self._floor_z_m, min_confidence=self._min_conf)
-        if fp is None or np.isfinite(fp.keypoints_cell[list(BODY_POINTS)]).all(axis=1).sum() < MIN_BODY_POINTS:
+        if fp is None or np.isfinite(fp.keypoints_cell[_BODY_INDEX]).all(axis=1).sum() < MIN_BODY_POINTS:
             return None
         self.floor_placements += 1
         placed = np.isfinite(fp.keypoints_cell).all(axis=1)
@@ -491,7 +492,7 @@ class MultiPersonTracker:
         self.mirrored_views += len(swaps.mirrored)
         tri = triangulate(cals, swaps.keypoints_px, vis, undistorted=True, min_confidence=self._min_conf,
                           max_reprojection_error_px=self._max_err_px, first_pass=swaps.unrejected, projections=P)
-        if np.isfinite(tri.points[list(BODY_POINTS)]).all(axis=1).sum() < MIN_BODY_POINTS:
+        if np.isfinite(tri.points[_BODY_INDEX]).all(axis=1).sum() < MIN_BODY_POINTS:
             return None
         self.triangulations += 1
         used = tri.views_used                                              # (33, V)
@@ -581,7 +582,7 @@ class MultiPersonTracker:
         elapsed_s = max(m.stamp_ns - track.seen_stamp_ns, 0) * 1e-9
         speed = float(np.linalg.norm(self._coast_velocity(track)))
         coasting = float(coast_sigma_m(last.sigma_m, speed, elapsed_s, self._coast_accel))
-        body = m.sigma_floor_m[list(BODY_POINTS)]
+        body = m.sigma_floor_m[_BODY_INDEX]
         floor = float(np.nanmax(body)) if np.isfinite(body).any() else float("inf")
         return coasting < floor
 
@@ -703,7 +704,7 @@ class MultiPersonTracker:
             track.prior_measured_ns = track.measured_ns.copy()
         stale = (m.stamp_ns - track.measured_ns) > MAX_HOLD_NS
         used = track.kf.update(m.stamp_ns, m.keypoints_cell, m.variance_m2, force=stale)
-        body = list(BODY_POINTS)
+        body = _BODY_INDEX
         measured_body = np.isfinite(m.keypoints_cell[body]).all(axis=1)
         if not restart and used[body].sum() < 0.5 * measured_body.sum():
             # The whole body moved farther than the filter allows (a looped clip, a late
