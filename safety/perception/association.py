@@ -111,7 +111,10 @@ def group_detections(calibrations: Sequence[CameraCalibration], keypoints_px: Se
                                        confidence[v][i], min_confidence) for w, j in members]
                 cost[g, i] = sum(c) / len(c)
         big = 1e6
-        rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, big))
+        if cost.shape == (1, 1):               # one group, one detection: nothing to solve
+            rows, cols = [0], [0]
+        else:
+            rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, big))
         matched = set()
         for g, i in zip(rows, cols):
             if cost[g, i] <= max_cost_px:

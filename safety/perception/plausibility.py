@@ -52,7 +52,7 @@ def implausible_keypoints(points: np.ndarray) -> np.ndarray:
     finite = np.isfinite(points).all(axis=1)
     bad = np.zeros(len(points), dtype=bool)
     if finite[list(_HIPS)].all():
-        centre = points[list(_HIPS)].mean(axis=0)
+        centre = 0.5 * (points[_HIPS[0]] + points[_HIPS[1]])
         reach = np.linalg.norm(np.where(finite[:, None], points, centre) - centre, axis=1)
         bad |= finite & (reach > MAX_REACH_FROM_HIPS_M)
     too_long = (np.linalg.norm(points[_CHILDREN] - points[_PARENTS], axis=1) > _LIMITS).tolist()

@@ -740,7 +740,7 @@ class MultiPersonTracker:
         body = [i for i in BODY_POINTS if fresh[i]]
         sigma_m = max(_MIN_SIGMA_M, float(sig[body].max()) if body else _MIN_SIGMA_M)
         vel_rows = [i for i in (_LEFT_HIP, _RIGHT_HIP) if fresh[i]] or body
-        velocity = state.velocity_mps[vel_rows].mean(axis=0) if vel_rows else np.zeros(3)
+        velocity = state.velocity_mps[vel_rows].sum(axis=0) / len(vel_rows) if vel_rows else np.zeros(3)
         held = fresh & (track.measured_ns < m.capture_ns)
         keypoint_ns = None
         if held.any():
