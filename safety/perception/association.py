@@ -14,7 +14,7 @@ groups. A group seen by two or more views is a person to triangulate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -54,22 +54,22 @@ def epipolar_cost(F: np.ndarray, kp_a: np.ndarray, conf_a: np.ndarray, kp_b: np.
         & np.isfinite(kp_b).all(axis=1)
     if ok.sum() < MIN_COMMON_KEYPOINTS:
         return float("inf")
-    xa, xb = kp_a[ok], kp_b[ok]
+    xa, xb = kp_a[ok].T, kp_b[ok].T                 # (2, n)
     # Lines l_b = F x_a in b and l_a = F^T x_b in a, x homogeneous (u, v, 1); no BLAS for
     # these tiny products (its threads spin for longer than they take).
-    lb = xa[:, 0:1] * F[:, 0] + xa[:, 1:2] * F[:, 1] + F[:, 2]
-    la = xb[:, 0:1] * F[0] + xb[:, 1:2] * F[1] + F[2]
-    db = np.abs(lb[:, 0] * xb[:, 0] + lb[:, 1] * xb[:, 1] + lb[:, 2])
-    db /= np.maximum(np.hypot(lb[:, 0], lb[:, 1]), 1e-12)
-    da = np.abs(la[:, 0] * xa[:, 0] + la[:, 1] * xa[:, 1] + la[:, 2])
-    da /= np.maximum(np.hypot(la[:, 0], la[:, 1]), 1e-12)
-    return float(np.mean(0.5 * (da + db)))
+    lb = F[:, 0:1] * xa[0] + F[:, 1:2] * xa[1] + F[:, 2:3]                # (3, n)
+    la = F[0, :, None] * xb[0] + F[1, :, None] * xb[1] + F[2, :, None]
+    db = np.abs(lb[0] * xb[0] + lb[1] * xb[1] + lb[2]) / np.maximum(np.hypot(lb[0], lb[1]), 1e-12)
+    da = np.abs(la[0] * xa[0] + la[1] * xa[1] + la[2]) / np.maximum(np.hypot(la[0], la[1]), 1e-12)
+    d = 0.5 * (da + db)
+    return float(d.sum() / len(d))                  # np.mean without its Python wrapper
 
 
 def group_detections(calibrations: Sequence[CameraCalibration], keypoints_px: Sequence[np.ndarray],
                      confidence: Sequence[np.ndarray], *, max_cost_px: float,
                      min_confidence: float = 0.3,
-                     fundamental: dict[tuple[int, int], np.ndarray] | None = None) -> list[list[tuple[int, int]]]:
+                     fundamental: dict[tuple[int, int], np.ndarray] | None = None,
+                     pair_cost: Callable[[int, int, int, int], float] | None = None) -> list[list[tuple[int, int]]]:
     """Group the detections of V views into people.
 
     Args:
@@ -80,6 +80,9 @@ def group_detections(calibrations: Sequence[CameraCalibration], keypoints_px: Se
             group's members is at most this.
         min_confidence: keypoints below it are not compared.
         fundamental: F for each ordered view pair (a, b), when the caller caches them.
+        pair_cost: ``pair_cost(w, j, v, i)``, the `epipolar_cost` of detection j of view w and
+            detection i of view v (F of the pair (w, v)), when the caller keeps the costs of
+            detections it saw in an earlier call; None: computed here.
 
     Returns:
         Groups of (view index, detection index), at most one detection per view in a
@@ -87,7 +90,7 @@ def group_detections(calibrations: Sequence[CameraCalibration], keypoints_px: Se
         most views first.
     """
     V = len(calibrations)
-    F = fundamental if fundamental is not None else {
+    F = fundamental if fundamental is not None or pair_cost is not None else {
         (a, b): fundamental_matrix(calibrations[a], calibrations[b]) for a in range(V) for b in range(V) if a != b}
     order = sorted(range(V), key=lambda v: -len(keypoints_px[v]))
     groups: list[list[tuple[int, int]]] = []
@@ -101,11 +104,17 @@ def group_detections(calibrations: Sequence[CameraCalibration], keypoints_px: Se
         cost = np.full((len(groups), n), np.inf)
         for g, members in enumerate(groups):
             for i in range(n):
-                c = [epipolar_cost(F[(w, v)], keypoints_px[w][j], confidence[w][j], keypoints_px[v][i],
-                                   confidence[v][i], min_confidence) for w, j in members]
+                if pair_cost is not None:
+                    c = [pair_cost(w, j, v, i) for w, j in members]
+                else:
+                    c = [epipolar_cost(F[(w, v)], keypoints_px[w][j], confidence[w][j], keypoints_px[v][i],
+                                       confidence[v][i], min_confidence) for w, j in members]
                 cost[g, i] = sum(c) / len(c)
         big = 1e6
-        rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, big))
+        if cost.shape == (1, 1):               # one group, one detection: nothing to solve
+            rows, cols = [0], [0]
+        else:
+            rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, big))
         matched = set()
         for g, i in zip(rows, cols):
             if cost[g, i] <= max_cost_px:

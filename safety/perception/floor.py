@@ -257,9 +257,11 @@ def place_on_floor(calibration: CameraCalibration, keypoints_px: np.ndarray, vis
         spread2 = float(sum(wk * float((p[:2] - g[:2]) @ view) ** 2 for wk, (_, p, _) in zip(weights, standing)))
         feet = (g, float(np.sqrt(noise ** 2 + spread2)))
 
-    # --- torso prior: a vertical hip-to-shoulder segment of TORSO_LENGTH_M
-    torso = None
-    if ok[list(_HIPS + _SHOULDERS)].all():
+    # --- torso prior: a vertical hip-to-shoulder segment of TORSO_LENGTH_M (worked out only when
+    # the feet give no placement)
+    def torso() -> tuple[np.ndarray, float] | None:
+        if not ok[list(_HIPS + _SHOULDERS)].all():
+            return None
         hip_px = und[list(_HIPS)].mean(axis=0)
         sh_px = und[list(_SHOULDERS)].mean(axis=0)
 
@@ -268,21 +270,26 @@ def place_on_floor(calibration: CameraCalibration, keypoints_px: np.ndarray, vis
 
         zero = np.zeros(2)
         H = hip(zero, zero, 0.0)
-        if np.isfinite(H).all():
-            # the midpoints average two keypoints: their noise is sigma / sqrt(2)
-            s2 = sigma_px / np.sqrt(2.0)
-            jac = [hip(np.array([s2, 0.0]), zero, 0.0) - H, hip(np.array([0.0, s2]), zero, 0.0) - H,
-                   hip(zero, np.array([s2, 0.0]), 0.0) - H, hip(zero, np.array([0.0, s2]), 0.0) - H,
-                   hip(zero, zero, TORSO_LENGTH_SIGMA_M) - H,
-                   hip(zero, zero, TORSO_KEYPOINT_SIGMA * TORSO_LENGTH_M) - H]
-            if all(np.isfinite(j).all() for j in jac):
-                sig = float(np.sqrt(sum(float(j[:2] @ j[:2]) for j in jac)))
-                torso = (np.array([H[0], H[1], floor_z_m]), sig)
+        if not np.isfinite(H).all():
+            return None
+        # the midpoints average two keypoints: their noise is sigma / sqrt(2)
+        s2 = sigma_px / np.sqrt(2.0)
+        jac = [hip(np.array([s2, 0.0]), zero, 0.0) - H, hip(np.array([0.0, s2]), zero, 0.0) - H,
+               hip(zero, np.array([s2, 0.0]), 0.0) - H, hip(zero, np.array([0.0, s2]), 0.0) - H,
+               hip(zero, zero, TORSO_LENGTH_SIGMA_M) - H,
+               hip(zero, zero, TORSO_KEYPOINT_SIGMA * TORSO_LENGTH_M) - H]
+        if not all(np.isfinite(j).all() for j in jac):
+            return None
+        sig = float(np.sqrt(sum(float(j[:2] @ j[:2]) for j in jac)))
+        return np.array([H[0], H[1], floor_z_m]), sig
 
     d = _rays(M, np.where(ok[:, None], und, 0.0))
     focal = float(np.sqrt(calibration.K[0, 0] * calibration.K[1, 1]))
-    options = [(b, o) for b, o in ((PlacementBasis.FEET, feet), (PlacementBasis.TORSO, torso)) if o is not None]
-    for basis, (g, g_sigma) in options:
+    for basis in (PlacementBasis.FEET, PlacementBasis.TORSO):
+        option = feet if basis is PlacementBasis.FEET else torso()
+        if option is None:
+            continue
+        g, g_sigma = option
         placed = _skeleton(centre, d, ok, g, g_sigma, sigma_px, focal,
                            candidates if basis is PlacementBasis.FEET else [])
         if placed is None:

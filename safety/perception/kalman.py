@@ -115,23 +115,27 @@ class KeypointKalmanFilter:
         P = pred.covariance
         S = P[:, 0, 0] + r                                               # (N,)
         y = z - pred.position_m                                          # (N, 3)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        # Every row computed, the unused ones discarded by np.where: fewer numpy calls than
+        # indexing the used rows (the arithmetic of a used row is the same).
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             nis = (y ** 2).sum(axis=1) / S
-        use = has & ~start & (nis <= self.gate_chi2)
-        K = P[:, :, 0] / S[:, None]                                      # (N, 2): gains for p and v
-        pos, vel = pred.position_m.copy(), pred.velocity_mps.copy()
-        pos[use] += K[use, 0:1] * y[use]
-        vel[use] += K[use, 1:2] * y[use]
-        # (I - K H) P with H = [1, 0], written out for 2 x 2.
-        P_new = P.copy()
-        a, b, c = P[use, 0, 0], P[use, 0, 1], P[use, 1, 1]
-        k0, k1 = K[use, 0], K[use, 1]
-        P_new[use, 0, 0] = (1 - k0) * a
-        P_new[use, 0, 1] = P_new[use, 1, 0] = (1 - k0) * b
-        P_new[use, 1, 1] = c - k1 * b
-        pos[start], vel[start] = z[start], 0.0
-        P_new[start] = 0.0
-        P_new[start, 0, 0], P_new[start, 1, 1] = r[start], self.v0_var
+            use = has & ~start & (nis <= self.gate_chi2)
+            K = P[:, :, 0] / S[:, None]                                  # (N, 2): gains for p and v
+            u = use[:, None]
+            pos = np.where(u, pred.position_m + K[:, 0:1] * y, pred.position_m)
+            vel = np.where(u, pred.velocity_mps + K[:, 1:2] * y, pred.velocity_mps)
+            # (I - K H) P with H = [1, 0], written out for 2 x 2.
+            P_new = np.empty_like(P)
+            a, b, c = P[:, 0, 0], P[:, 0, 1], P[:, 1, 1]
+            k0 = 1 - K[:, 0]
+            P_new[:, 0, 0] = np.where(use, k0 * a, a)
+            P_new[:, 0, 1] = np.where(use, k0 * b, b)
+            P_new[:, 1, 0] = np.where(use, k0 * b, P[:, 1, 0])
+            P_new[:, 1, 1] = np.where(use, c - K[:, 1] * b, c)
+        if start.any():
+            pos[start], vel[start] = z[start], 0.0
+            P_new[start] = 0.0
+            P_new[start, 0, 0], P_new[start, 1, 1] = r[start], self.v0_var
         self.state = KeypointFilterState(pos, vel, P_new, stamp_ns)
         return use | start
 

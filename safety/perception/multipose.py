@@ -123,8 +123,16 @@ def _hip_centre(pose: Pose2D) -> np.ndarray:
 @dataclass
 class _Slot:
     estimator: Estimator
-    box: np.ndarray           # region of the person in the last frame, pixels
     pose: Pose2D
+    _box: np.ndarray | None = None
+
+    @property
+    def box(self) -> np.ndarray:
+        """Region of the person in the last frame, pixels (`keypoint_box`; computed when asked:
+        with one person in view nothing asks)."""
+        if self._box is None:
+            self._box = keypoint_box(self.pose)
+        return self._box
 
 
 class MultiPersonEstimator:
@@ -193,7 +201,7 @@ class MultiPersonEstimator:
             if pose is None:
                 self._spare.append(slot.estimator)
                 continue
-            slot.pose, slot.box = pose, keypoint_box(pose)
+            slot.pose, slot._box = pose, None
             kept.append(slot)
         self._slots = self._drop_duplicates(kept)
         before = len(self._slots)
@@ -285,7 +293,7 @@ class MultiPersonEstimator:
         if region is not None and _overlap(box, region) < 0.3:
             self._spare.append(est)            # the estimator found something else than the detection
             return
-        self._slots.append(_Slot(est, box, pose))
+        self._slots.append(_Slot(est, pose, box))
 
     def _drop_duplicates(self, slots: list[_Slot]) -> list[_Slot]:
         """Free the later of two slots that follow the same person."""

@@ -9,6 +9,7 @@ Kalman filter), and publishes an immutable `PerceptionSnapshot` after every step
 
 from __future__ import annotations
 
+import gc
 import logging
 import statistics
 import threading
@@ -275,6 +276,12 @@ class PerceptionPipeline:
         Waits at most `warm_up_timeout_s` per camera for a first frame (a camera without one
         builds its models at its first frame instead). Call before the worker runs (`start()`
         does); cameras already warmed are skipped.
+
+        Then everything allocated so far (modules, models, calibrations: the long-lived part
+        of the tracking process) is moved out of the garbage collector's generations
+        (`gc.freeze`, as the safety monitor does at its start), so that a full collection
+        during tracking, which holds the interpreter lock, does not walk it (50-70 ms in the
+        process of `bench/perception.py`).
         """
         for cam in self._cams:
             if cam.estimator is not None:
@@ -291,6 +298,7 @@ class PerceptionPipeline:
             cam.estimator = self._make_estimator()
             if latest is not None:
                 cam.estimator.warm_up(latest[0])
+        gc.freeze()
 
     def stop(self, timeout_s: float = 1.0) -> None:
         """Stop the worker (after its current inference) and the sources."""

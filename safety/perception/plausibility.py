@@ -13,6 +13,7 @@ table 4.1 segment lengths as fractions of body height, for a 2.0 m tall person).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -51,7 +52,7 @@ def implausible_keypoints(points: np.ndarray) -> np.ndarray:
     finite = np.isfinite(points).all(axis=1)
     bad = np.zeros(len(points), dtype=bool)
     if finite[list(_HIPS)].all():
-        centre = points[list(_HIPS)].mean(axis=0)
+        centre = 0.5 * (points[_HIPS[0]] + points[_HIPS[1]])
         reach = np.linalg.norm(np.where(finite[:, None], points, centre) - centre, axis=1)
         bad |= finite & (reach > MAX_REACH_FROM_HIPS_M)
     too_long = (np.linalg.norm(points[_CHILDREN] - points[_PARENTS], axis=1) > _LIMITS).tolist()
@@ -87,6 +88,21 @@ class SwapResolution(NamedTuple):
     unrejected: Triangulation
 
 
+@functools.lru_cache(maxsize=64)
+def _hypotheses(num_views: int, first: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index arrays (V, 1) and (V, H n) taking (V, n) keypoints to the H = V - first + 1
+    hypotheses of `resolve_left_right_swaps` side by side: as they are, then each view from
+    `first` on mirrored alone (landmark i of the mirrored view is its `MIRROR[i]`)."""
+    views = range(first, num_views)
+    cols = np.tile(np.arange(n), (num_views, 1 + len(views)))
+    for h, view in enumerate(views, start=1):
+        cols[view, h * n:(h + 1) * n] = MIRROR
+    cols.flags.writeable = False
+    rows = np.arange(num_views)[:, None]
+    rows.flags.writeable = False
+    return rows, cols
+
+
 def resolve_left_right_swaps(calibrations: Sequence[CameraCalibration], keypoints_px: np.ndarray,
                              visibility: np.ndarray, triangulate_fn: Callable[..., Triangulation]) -> SwapResolution:
     """Undo left/right confusions of the 2D detector, view by view.
@@ -120,16 +136,9 @@ def resolve_left_right_swaps(calibrations: Sequence[CameraCalibration], keypoint
         """Median reprojection error of `kp` as it is, then with each view from `first` on
         mirrored alone: ONE triangulation of all the hypotheses side by side (each point is
         solved on its own, so this equals one call per hypothesis at a quarter of the cost)."""
-        views = range(first, kp.shape[0])
-        k_all, v_all = [kp], [vis]
-        for view in views:
-            k2, v2 = kp.copy(), vis.copy()
-            k2[view], v2[view] = kp[view][MIRROR], vis[view][MIRROR]
-            k_all.append(k2)
-            v_all.append(v2)
-        tri = triangulate_fn(calibrations, np.concatenate(k_all, axis=1), np.concatenate(v_all, axis=1),
-                             max_reprojection_error_px=np.inf)
-        err = tri.reprojection_error_px.reshape(len(k_all), n)
+        rows, cols = _hypotheses(kp.shape[0], first, n)
+        tri = triangulate_fn(calibrations, kp[rows, cols], vis[rows, cols], max_reprojection_error_px=np.inf)
+        err = tri.reprojection_error_px.reshape(-1, n)
         # nanmedian of each row (np.nanmedian over an axis goes through masked arrays: 0.7 ms)
         count = np.isfinite(err).sum(axis=1)
         ranked = np.sort(err, axis=1)                                   # NaN last

@@ -80,7 +80,7 @@ from scipy.optimize import linear_sum_assignment
 
 from content.calibration import CameraCalibration
 from safety.errors import PerceptionError
-from safety.perception.association import fundamental_matrix, group_detections
+from safety.perception.association import epipolar_cost, fundamental_matrix, group_detections
 from safety.perception.floor import Placement, place_on_floor
 from safety.perception.kalman import KeypointFilterState, KeypointKalmanFilter
 from safety.perception.plausibility import MIRROR, implausible_keypoints, resolve_left_right_swaps
@@ -94,6 +94,7 @@ _log = logging.getLogger(__name__)
 #: wrists, hips, knees, ankles); at least `MIN_BODY_POINTS` of them.
 BODY_POINTS = (11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 MIN_BODY_POINTS = 8
+_BODY_INDEX = np.array(BODY_POINTS)
 _LEFT_HIP, _RIGHT_HIP = 23, 24
 #: A keypoint without an accepted measurement for longer than this is no longer published
 #: (NaN, confidence 0) and restarts at its next measurement.
@@ -235,10 +236,10 @@ def _centre_sigma(sigma_m: np.ndarray) -> float:
 
 
 def _centre(points: np.ndarray) -> np.ndarray:
-    hips = points[[_LEFT_HIP, _RIGHT_HIP]]
+    hips = points[_LEFT_HIP:_RIGHT_HIP + 1]           # (the two hips are adjacent landmarks)
     if np.isfinite(hips).all():
         return 0.5 * (hips[0] + hips[1])
-    body = points[list(BODY_POINTS)]
+    body = points[_BODY_INDEX]
     body = body[np.isfinite(body).all(axis=1)]
     return body.mean(axis=0) if len(body) else np.full(3, np.nan)
 
@@ -285,6 +286,7 @@ class MultiPersonTracker:
         if T.shape != (4, 4) or not np.allclose(T[3], [0, 0, 0, 1]):
             raise PerceptionError(f"world_to_cell must be a (4, 4) homogeneous transform, got shape {T.shape}")
         self._T = T
+        self._T_identity = bool(np.array_equal(T, np.eye(4)))
         if cell_bounds is not None:
             lo, hi = (np.asarray(b, dtype=np.float64).reshape(3) for b in cell_bounds)
             cell_bounds = (lo, hi)
@@ -312,6 +314,10 @@ class MultiPersonTracker:
         # id(person) -> (person, calibration, (33, 2) undistorted px): a camera's people of one
         # frame take part in several updates (one per camera frame of the round); undistorted once
         self._undistorted: dict[int, tuple[Pose2D, CameraCalibration, np.ndarray]] = {}
+        # (id(person a), id(person b)) -> (person a, person b, F, epipolar cost) of those people
+        self._pair_costs: dict[tuple[int, int], tuple[Pose2D, Pose2D, np.ndarray, float]] = {}
+        # camera id -> (calibration, (3, 4) projection)
+        self._projection: dict[str, tuple[CameraCalibration, np.ndarray]] = {}
         self._lost: dict[str, tuple[int, _Track]] = {}      # id -> (clock time lost, last state)
         self._ended: dict[str, tuple[int, _Track]] = {}     # ended outside the bounds (not a fault)
         self._next_id = 1
@@ -356,29 +362,34 @@ class MultiPersonTracker:
         if len(views) < 2:
             return [m for v in views for p in v.people if (m := self._place(v, p)) is not None]
         cals = [v.calibration for v in views]
-        und = [np.stack([self._undistort(v.calibration, p) for p in v.people]) for v in views]
+        # a camera's people of one frame take part in several updates (one per camera frame of
+        # the round): their undistorted pixels and the epipolar cost of each pair of them are
+        # kept while they do
+        und = [[self._undistort(v.calibration, p) for p in v.people] for v in views]
         self._undistorted = {id(p): (p, v.calibration, und[k][i])
                              for k, v in enumerate(views) for i, p in enumerate(v.people)}
-        conf = [np.stack([p.visibility for p in v.people]) for v in views]
+        costs = {key: hit for key, hit in self._pair_costs.items()
+                 if key[0] in self._undistorted and key[1] in self._undistorted}
+        self._pair_costs = costs
         gate = self._max_epi_px
         if gate is None:
             gate = 0.03 * float(np.hypot(*views[0].calibration.image_size))
-        F = {}
-        for a, va in enumerate(views):
-            for b, vb in enumerate(views):
-                if a != b:
-                    # kept per camera pair while both calibrations are the same objects (an HMI
-                    # camera brings a new one with every frame)
-                    key = (va.camera_id, vb.camera_id)
-                    cached = self._fundamental.get(key)
-                    if cached is None or cached[0] is not va.calibration or cached[1] is not vb.calibration:
-                        cached = (va.calibration, vb.calibration,
-                                  fundamental_matrix(va.calibration, vb.calibration))
-                        self._fundamental[key] = cached
-                    F[(a, b)] = cached[2]
+
+        def pair_cost(w: int, j: int, v: int, i: int) -> float:
+            pa, pb = views[w].people[j], views[v].people[i]
+            F = self._fundamental_matrix(views[w], views[v])
+            hit = costs.get((id(pa), id(pb)))
+            if hit is None or hit[0] is not pa or hit[1] is not pb or hit[2] is not F:
+                hit = (pa, pb, F, epipolar_cost(F, und[w][j], pa.visibility, und[v][i], pb.visibility,
+                                                self._min_conf))
+                costs[(id(pa), id(pb))] = hit
+            return hit[3]
+
         out = []
         singles = []
-        for group in group_detections(cals, und, conf, max_cost_px=gate, min_confidence=self._min_conf, fundamental=F):
+        conf = [[p.visibility for p in v.people] for v in views]
+        for group in group_detections(cals, und, conf, max_cost_px=gate, min_confidence=self._min_conf,
+                                      pair_cost=pair_cost):
             if len(group) < 2:
                 singles.extend(group)
                 continue
@@ -391,6 +402,28 @@ class MultiPersonTracker:
             if m is not None:
                 out.append(m)
         return out
+
+    def _fundamental_matrix(self, va: View, vb: View) -> np.ndarray:
+        """F from view a to view b (`fundamental_matrix`), kept per camera pair while both
+        calibrations are the same objects (an HMI camera brings a new one with every frame)."""
+        key = (va.camera_id, vb.camera_id)
+        cached = self._fundamental.get(key)
+        if cached is None or cached[0] is not va.calibration or cached[1] is not vb.calibration:
+            cached = (va.calibration, vb.calibration, fundamental_matrix(va.calibration, vb.calibration))
+            self._fundamental[key] = cached
+        return cached[2]
+
+    def _projections(self, views: Sequence[View]) -> np.ndarray:
+        """(V, 3, 4) the `projection` of each view's calibration, kept per camera while its
+        calibration is the same object."""
+        out = []
+        for v in views:
+            cached = self._projection.get(v.camera_id)
+            if cached is None or cached[0] is not v.calibration:
+                cached = (v.calibration, v.calibration.projection)
+                self._projection[v.camera_id] = cached
+            out.append(cached[1])
+        return np.stack(out)
 
     def _undistort(self, calibration: CameraCalibration, person: Pose2D) -> np.ndarray:
         """(33, 2) undistorted pixels of `person`, from the last update when it took part in it."""
@@ -430,7 +463,7 @@ class MultiPersonTracker:
             return None
         fp = place_on_floor(view.calibration, person.keypoints_px, person.visibility, world_to_cell=self._T,
                             floor_z_m=self._floor_z_m, min_confidence=self._min_conf)
-        if fp is None or np.isfinite(fp.keypoints_cell[list(BODY_POINTS)]).all(axis=1).sum() < MIN_BODY_POINTS:
+        if fp is None or np.isfinite(fp.keypoints_cell[_BODY_INDEX]).all(axis=1).sum() < MIN_BODY_POINTS:
             return None
         self.floor_placements += 1
         placed = np.isfinite(fp.keypoints_cell).all(axis=1)
@@ -448,20 +481,22 @@ class MultiPersonTracker:
         undistorted pixels). The swap search and the final triangulation share its solve
         without view rejection (`SwapResolution.unrejected`)."""
         cals = [v.calibration for v in views]
+        P = self._projections(views)
         kp = np.stack([p.keypoints_px for p in people])
         swaps = resolve_left_right_swaps(cals, und, np.stack([p.visibility for p in people]),
-                                         partial(triangulate, undistorted=True, min_confidence=self._min_conf))
+                                         partial(triangulate, undistorted=True, min_confidence=self._min_conf,
+                                                 projections=P))
         vis = swaps.visibility
         for k in swaps.mirrored:
             kp[k] = kp[k][MIRROR]
         self.mirrored_views += len(swaps.mirrored)
         tri = triangulate(cals, swaps.keypoints_px, vis, undistorted=True, min_confidence=self._min_conf,
-                          max_reprojection_error_px=self._max_err_px, first_pass=swaps.unrejected)
-        if np.isfinite(tri.points[list(BODY_POINTS)]).all(axis=1).sum() < MIN_BODY_POINTS:
+                          max_reprojection_error_px=self._max_err_px, first_pass=swaps.unrejected, projections=P)
+        if np.isfinite(tri.points[_BODY_INDEX]).all(axis=1).sum() < MIN_BODY_POINTS:
             return None
         self.triangulations += 1
         used = tri.views_used                                              # (33, V)
-        pts = np.einsum("ij,nj->ni", self._T[:3, :3], tri.points) + self._T[:3, 3]
+        pts = tri.points if self._T_identity else np.einsum("ij,nj->ni", self._T[:3, :3], tri.points) + self._T[:3, 3]
         with np.errstate(invalid="ignore"):
             c = np.where(used.any(axis=1), (vis.T * used).sum(axis=1) / np.maximum(used.sum(axis=1), 1), 0.0)
         c = np.where(np.isfinite(tri.points).all(axis=1), np.clip(c, 0.0, 1.0), 0.0)
@@ -472,17 +507,21 @@ class MultiPersonTracker:
             pts[bad] = np.nan
             c = np.where(bad, 0.0, c)
         err = tri.reprojection_error_px
-        med_err = float(np.nanmedian(err))
+        nan = np.isnan(err)
+        finite = np.sort(err[~nan])            # np.nanmedian goes through np.median's wrapper (50 us)
+        n = len(finite)
+        med_err = float(finite[n // 2] if n % 2 else (finite[n // 2 - 1] + finite[n // 2]) / 2) if n else np.nan
         self.reprojection_px.append(med_err)
         # Pixel error -> metres at the person's depth, shrinking with the number of views.
         centre_w = _centre(tri.points)
-        depth = sum(float(np.linalg.norm(cal.R @ centre_w + cal.t)) for cal in cals) / len(cals)
+        depth = sum(float(np.sqrt(d @ d)) for d in (cal.R @ centre_w + cal.t for cal in cals)) / len(cals)
         focal = sum(float(cal.K[0, 0]) for cal in cals) / len(cals)
-        nv = np.maximum(tri.num_views, 1)
-        sigma = np.maximum(np.nan_to_num(err, nan=med_err) * depth / focal, _MIN_MEASUREMENT_SIGMA_M) / np.sqrt(nv)
+        nv = np.maximum(used.sum(axis=1), 1)
+        sigma = np.maximum(np.where(nan, med_err, err) * depth / focal, _MIN_MEASUREMENT_SIGMA_M) / np.sqrt(nv)
         contributing = [v for k, v in enumerate(views) if used[:, k].any()]
         stamps = [v.capture_ns for v in contributing]
-        px = tuple((views[k].camera_id, np.column_stack([kp[k], vis[k]])) for k in range(len(views)))
+        kpv = np.concatenate([kp, vis[:, :, None]], axis=2)                 # (V, 33, 3) u, v, visibility
+        px = tuple((views[k].camera_id, kpv[k]) for k in range(len(views)))
         return Measurement(keypoints_cell=pts, confidence=c, variance_m2=sigma ** 2, stamp_ns=int(np.mean(stamps)),
                            capture_ns=min(stamps), newest_capture_ns=max(stamps),
                            views=tuple(v.camera_id for v in contributing),
@@ -543,7 +582,7 @@ class MultiPersonTracker:
         elapsed_s = max(m.stamp_ns - track.seen_stamp_ns, 0) * 1e-9
         speed = float(np.linalg.norm(self._coast_velocity(track)))
         coasting = float(coast_sigma_m(last.sigma_m, speed, elapsed_s, self._coast_accel))
-        body = m.sigma_floor_m[list(BODY_POINTS)]
+        body = m.sigma_floor_m[_BODY_INDEX]
         floor = float(np.nanmax(body)) if np.isfinite(body).any() else float("inf")
         return coasting < floor
 
@@ -567,7 +606,10 @@ class MultiPersonTracker:
             cost = np.array([[self._distance(t, meas[j]) for j in kind_m] for t in free_t])
             gate = np.array([[self._gate(t, meas[j]) for j in kind_m] for t in free_t])
             big = 1e6
-            rows, cols = linear_sum_assignment(np.where(np.isfinite(cost) & (cost <= gate), cost, big))
+            if cost.shape == (1, 1):            # one track, one person: nothing to solve
+                rows, cols = [0], [0]
+            else:
+                rows, cols = linear_sum_assignment(np.where(np.isfinite(cost) & (cost <= gate), cost, big))
             taken_m = set()
             for r, c in zip(rows, cols):
                 if np.isfinite(cost[r, c]) and cost[r, c] <= gate[r, c]:
@@ -662,7 +704,7 @@ class MultiPersonTracker:
             track.prior_measured_ns = track.measured_ns.copy()
         stale = (m.stamp_ns - track.measured_ns) > MAX_HOLD_NS
         used = track.kf.update(m.stamp_ns, m.keypoints_cell, m.variance_m2, force=stale)
-        body = list(BODY_POINTS)
+        body = _BODY_INDEX
         measured_body = np.isfinite(m.keypoints_cell[body]).all(axis=1)
         if not restart and used[body].sum() < 0.5 * measured_body.sum():
             # The whole body moved farther than the filter allows (a looped clip, a late
@@ -698,7 +740,7 @@ class MultiPersonTracker:
         body = [i for i in BODY_POINTS if fresh[i]]
         sigma_m = max(_MIN_SIGMA_M, float(sig[body].max()) if body else _MIN_SIGMA_M)
         vel_rows = [i for i in (_LEFT_HIP, _RIGHT_HIP) if fresh[i]] or body
-        velocity = state.velocity_mps[vel_rows].mean(axis=0) if vel_rows else np.zeros(3)
+        velocity = state.velocity_mps[vel_rows].sum(axis=0) / len(vel_rows) if vel_rows else np.zeros(3)
         held = fresh & (track.measured_ns < m.capture_ns)
         keypoint_ns = None
         if held.any():

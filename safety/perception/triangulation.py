@@ -126,25 +126,23 @@ def reprojection_error(calibrations: Sequence[CameraCalibration], points: np.nda
 
 def _solve_dlt(P: np.ndarray, uv: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Weighted DLT for N points: P (V, 3, 4), uv (V, N, 2) undistorted px, w (V, N) >= 0 -> (N, 3)."""
-    rows_u = uv[..., 0:1] * P[:, None, 2, :] - P[:, None, 0, :]   # (V, N, 4)
-    rows_v = uv[..., 1:2] * P[:, None, 2, :] - P[:, None, 1, :]
-    rows = np.concatenate([rows_u, rows_v], axis=0)               # (2V, N, 4)
+    # (2, V, N, 4): the u rows of every view, then the v rows (u P_3 - P_1, v P_3 - P_2)
+    rows = uv.transpose(2, 0, 1)[..., None] * P[None, :, None, 2, :] - P.transpose(1, 0, 2)[:2, :, None, :]
     # Equalise the equations' scale (each row's norm grows with depth and focal length).
-    rows = rows / np.maximum(np.linalg.norm(rows, axis=2, keepdims=True), 1e-12)
-    ww = np.concatenate([w, w], axis=0)[..., None]
-    A = np.where(ww > 0, rows * ww, 0.0).transpose(1, 0, 2)        # (N, 2V, 4); unused views: 0 (NaN px)
+    rows = rows / np.maximum(np.sqrt((rows * rows).sum(axis=3, keepdims=True)), 1e-12)
+    ww = w[None, :, :, None]
+    A = np.where(ww > 0, rows * ww, 0.0).reshape(-1, *rows.shape[2:]).transpose(1, 0, 2)  # (N, 2V, 4)
     # The right singular vector of A's smallest singular value is the eigenvector of A^T A's
     # smallest eigenvalue (eigh sorts them ascending); 4 x 4 eigh costs half an 8 x 4 SVD.
     _, vecs = np.linalg.eigh(A.transpose(0, 2, 1) @ A)
     X = vecs[:, :, 0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return X[:, :3] / X[:, 3:4]
+    return X[:, :3] / X[:, 3:4]                 # (the caller ignores division warnings)
 
 
 def triangulate(calibrations: Sequence[CameraCalibration], keypoints_px: np.ndarray, confidence: np.ndarray, *,
                 min_confidence: float = 0.3, max_reprojection_error_px: float = 10.0,
                 min_views: int = 2, undistorted: bool = False,
-                first_pass: Triangulation | None = None) -> Triangulation:
+                first_pass: Triangulation | None = None, projections: np.ndarray | None = None) -> Triangulation:
     """Weighted multi-view DLT with rejection of disagreeing views.
 
     Args:
@@ -163,6 +161,8 @@ def triangulate(calibrations: Sequence[CameraCalibration], keypoints_px: np.ndar
             `min_confidence` and `min_views` with `max_reprojection_error_px=inf` (e.g. the
             left/right swap search's, `resolve_left_right_swaps`): its solve is this call's
             first pass instead of being repeated (the result is the same).
+        projections: (V, 3, 4) the calibrations' `projection` matrices, when the caller keeps
+            them (a tracker triangulates with the same cameras many times per second).
 
     Returns:
         The points, their RMS reprojection error and the views used (see `Triangulation`).
@@ -182,42 +182,50 @@ def triangulate(calibrations: Sequence[CameraCalibration], keypoints_px: np.ndar
     if first_pass is not None and first_pass.view_error_px.shape != (V, N):
         raise PerceptionError(f"triangulate: first_pass is of {first_pass.view_error_px.shape} (views, points), "
                               f"expected {(V, N)}")
-    P = np.stack([c.projection for c in calibrations])
+    P = np.stack([c.projection for c in calibrations]) if projections is None else projections
+    if P.shape != (V, 3, 4):
+        raise PerceptionError(f"triangulate: projections are {P.shape}, expected {(V, 3, 4)}")
     und = kp if undistorted else np.stack([undistort_points(c, kp[v]) for v, c in enumerate(calibrations)])
-    used = (conf >= min_confidence) & np.isfinite(und).all(axis=2)                          # (V, N)
-    points = np.full((N, 3), np.nan)
-    err = np.full((V, N), np.nan)
-    active = used.sum(axis=0) >= min_views
-    todo = active.copy()
-    for _ in range(V - min_views + 1):
-        if not todo.any():
-            break
-        idx = np.flatnonzero(todo)
-        if first_pass is not None:          # the first solve of every active point, done already
-            X, e = first_pass.points[idx], first_pass.view_error_px[:, idx]
-            first_pass = None
-        else:
-            w = np.where(used[:, idx], np.clip(conf[:, idx], 0.0, 1.0), 0.0)
-            X = _solve_dlt(P, und[:, idx], w)
-            proj = P[:, :, :3] @ X.T + P[:, :, 3:]                                          # (V, 3, n)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                uv = proj[:, :2] / proj[:, 2:3] - und[:, idx].transpose(0, 2, 1)
-                e = np.hypot(uv[:, 0], uv[:, 1])                                             # (V, n)
-            e[proj[:, 2] <= 0] = np.inf                                                      # behind the camera
-            e[~used[:, idx]] = np.nan
-        points[idx] = X
-        err[:, idx] = e
-        worst = np.argmax(np.where(np.isnan(e), -1.0, e), axis=0)
-        worst_err = e[worst, np.arange(len(idx))]
-        retry = (worst_err > max_reprojection_error_px) & (used[:, idx].sum(axis=0) > min_views)
-        used[worst[retry], idx[retry]] = False
-        todo[:] = False
-        todo[idx[retry]] = True
-    finite = np.isfinite(points).all(axis=1) & active & np.isfinite(np.where(used, err, 0.0)).all(axis=0)
-    points[~finite] = np.nan
-    used[:, ~finite] = False
-    sq = np.where(used, err, 0.0) ** 2                 # finite wherever used (else not `finite` above)
-    count = used.sum(axis=0)
-    rms = np.full(N, np.nan)
-    rms[finite] = np.sqrt(sq[:, finite].sum(axis=0) / count[finite])
+    # one errstate for the whole solve (points behind a camera or not solved divide by 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        used = (conf >= min_confidence) & np.isfinite(und).all(axis=2)                      # (V, N)
+        points = np.full((N, 3), np.nan)
+        err = np.full((V, N), np.nan)
+        active = used.sum(axis=0) >= min_views
+        todo = active.copy()
+        for _ in range(V - min_views + 1):
+            if not todo.any():
+                break
+            idx = np.flatnonzero(todo)
+            sel = slice(None) if len(idx) == N else idx     # every point: no indexed copies
+            used_sel = used[:, sel]
+            if first_pass is not None:         # the first solve of every active point, done already
+                X, e = first_pass.points[sel], first_pass.view_error_px[:, sel]
+                first_pass = None
+            else:
+                w = np.where(used_sel, np.clip(conf[:, sel], 0.0, 1.0), 0.0)
+                X = _solve_dlt(P, und[:, sel], w)
+                proj = P[:, :, :3] @ X.T + P[:, :, 3:]                                   # (V, 3, n)
+                uv = proj[:, :2] / proj[:, 2:3] - und[:, sel].transpose(0, 2, 1)
+                e = np.hypot(uv[:, 0], uv[:, 1])                                            # (V, n)
+                e[proj[:, 2] <= 0] = np.inf                                      # behind the camera
+                e[~used_sel] = np.nan
+            points[sel] = X
+            err[:, sel] = e
+            if max_reprojection_error_px == np.inf:    # nothing to reject (the swap search's calls)
+                break
+            worst = np.argmax(np.where(np.isnan(e), -1.0, e), axis=0)
+            worst_err = e[worst, np.arange(len(idx))]
+            retry = (worst_err > max_reprojection_error_px) & (used_sel.sum(axis=0) > min_views)
+            used[worst[retry], idx[retry]] = False
+            todo[:] = False
+            todo[idx[retry]] = True
+        used_err = np.where(used, err, 0.0)
+        finite = np.isfinite(points).all(axis=1) & active & np.isfinite(used_err).all(axis=0)
+        if not finite.all():
+            points[~finite] = np.nan
+            used[:, ~finite] = False
+            used_err[:, ~finite] = 0.0
+        # the squared errors are finite wherever used (else not `finite` above)
+        rms = np.where(finite, np.sqrt((used_err * used_err).sum(axis=0) / used.sum(axis=0)), np.nan)
     return Triangulation(points=points, reprojection_error_px=rms, views_used=used.T.copy(), view_error_px=err)

@@ -14,6 +14,7 @@ the pipeline step by step:
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -219,3 +220,21 @@ def test_the_detector_runs_on_one_camera_per_period_and_a_newcomer_alerts_every_
         assert cam.frames_with_person == cam.frames_processed
     assert pipeline.report()["tracks_started"] == 2
 
+
+
+# ---------------------------------------------------------------------------- garbage collector
+
+
+def test_warm_up_moves_the_long_lived_objects_out_of_the_collector():
+    pipeline, scene, clock, _ = make_pipeline()
+    scene.bodies["a"] = body_at(-1.0, 0.0)
+    gc.unfreeze()                              # (another test may have frozen them already)
+    assert gc.get_freeze_count() == 0
+    try:
+        pipeline.warm_up()
+        # A full collection during tracking no longer walks the modules, models and calibrations.
+        assert gc.get_freeze_count() > 1000
+        run(pipeline, clock, 0.5)
+        assert [t.track_id for t in pipeline.snapshot().tracks] == ["p1"]
+    finally:
+        gc.unfreeze()
