@@ -190,15 +190,8 @@ def on_placed_surfaces(points: np.ndarray, objects: Sequence[PlacedObject],
     """Which points lie within `margin_m` of a placed object's surface, outside or inside: what
     a depth camera can measure of a part lying there. A part hides everything behind its surface,
     so a point deeper inside its volume than the margin is something else where the part is said
-    to lie (the part was carried away, and a hand is there): it is not masked.
-
-    Args:
-        points: (N, 3) float64, metres, `cell` frame.
-        objects: validated placed objects (`validate_placed_objects`).
-        margin_m: metres, >= 0.
-
-    Returns:
-        (N,) bool.
+    to lie (the part was carried away, and a hand is there): it is not masked. Arguments and
+    result as `inside_placed_objects`.
     """
     return _near(points, objects, margin_m, margin_m)
 
