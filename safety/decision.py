@@ -450,10 +450,7 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
             undirected = path.speeds[window].max(axis=0)
             need = _direction_needed(distance, v_max, undirected, k, s_p_at)
             dirs = undirected[None, :].repeat(len(regions), axis=0)
-            if need.all():
-                dirs = directed_speeds_mps(path, window, pairs.human_point)[0]
-            else:
-                dirs[need] = directed_speeds_mps(path, window, pairs.human_point[need])[0]
+            dirs[need] = directed_speeds_mps(path, window, pairs.human_point, np.flatnonzero(need))[0]
             directed = (dirs, undirected, k)
     if directed is None:
         v_nominal = np.full(distance.shape, nominal_speed_mps)

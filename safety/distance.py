@@ -1,6 +1,6 @@
 """Minimum distance between human body capsules and robot link capsules.
 
-Pure numpy; no clock, no I/O. All coordinates metres in the `cell` frame.
+Pure numpy and `safety.kernels`; no clock, no I/O. All coordinates metres in the `cell` frame.
 A capsule is a segment (a, b) swept by a sphere of radius r; the distance
 between two capsules is the distance between their axis segments minus both
 radii (negative when they overlap).
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from safety import kernels
 from safety.perception.types import POSE_LANDMARKS, POSE_LIMBS
 
 #: Radius of the body capsule of each limb in `POSE_LIMBS`, metres. Torso segments
@@ -350,9 +351,10 @@ def closest_pairs_per_link(
     capsules: list[tuple[np.ndarray, np.ndarray, tuple[str, ...]]],
     robot_segments: np.ndarray, robot_radii: np.ndarray,
 ) -> LinkPairs:
-    """For each body region, the closest of its capsules to every robot link, in one vectorised
-    pass over all regions x capsules x links (`closest_capsule_pairs` is its minimum over the
-    links). Ties go to the region's first capsule, as `np.argmin` breaks them.
+    """For each body region, the closest of its capsules to every robot link, in one compiled
+    pass over all regions x capsules x links (`safety.kernels.closest_pairs_per_link`: the
+    arithmetic of `closest_points_all_pairs`, bit for bit; `closest_capsule_pairs` is its
+    minimum over the links). Ties go to the region's first capsule, as `np.argmin` breaks them.
 
     Args:
         capsules: R >= 1 regions, each (segments (H, 2, 3), radii (H,), names) with H >= 1, from
@@ -372,29 +374,18 @@ def closest_pairs_per_link(
         raise ValueError("closest_pairs_per_link: every region and the robot need at least one capsule")
     hs = np.concatenate([c[0] for c in capsules]) if len(capsules) > 1 else capsules[0][0]
     hr = np.concatenate([c[1] for c in capsules]) if len(capsules) > 1 else capsules[0][1]
-    axis, s, t = closest_points_all_pairs(hs, robot_segments)
-    surface = axis - hr[:, None]
-    surface -= robot_radii[None, :]
-    # regions side by side, padded with +inf rows: (R, H_max, K)
-    rows, regions = _region_rows(sizes)
-    padded = np.concatenate((surface, np.full((1, k_links), np.inf)))[rows]
-    h = np.argmin(padded, axis=1)                                     # (R, K)
-    links = np.arange(k_links)[None, :]
-    picked = rows[regions, h]                                         # (R, K) rows of `surface`
-    return LinkPairs(surface[picked, links], h, points_at(hs[picked], s[picked, links]),
-                     points_at(robot_segments[None], t[picked, links]))
+    starts, counts = _region_spans(sizes)
+    return LinkPairs(*kernels.closest_pairs_per_link(
+        np.ascontiguousarray(hs, dtype=np.float64), np.ascontiguousarray(hr, dtype=np.float64), starts, counts,
+        np.ascontiguousarray(robot_segments, dtype=np.float64), np.ascontiguousarray(robot_radii, dtype=np.float64)))
 
 
 @functools.lru_cache(maxsize=64)
-def _region_rows(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """For regions of `sizes` capsules stacked in order: (rows (R, H_max), the rows of each region
-    padded with the index sum(sizes) (the +inf row), and (R, 1) region indices), read-only;
-    cached: the sizes repeat from cycle to cycle."""
-    size = np.array(sizes, dtype=np.intp)
-    col = np.arange(size.max())
-    start = np.cumsum(size) - size
-    rows = np.where(col[None, :] < size[:, None], start[:, None] + col[None, :], size.sum())
-    regions = np.arange(len(sizes))[:, None]
-    rows.setflags(write=False)
-    regions.setflags(write=False)
-    return rows, regions
+def _region_spans(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(first row (R,), number of rows (R,)), int64, of regions of `sizes` capsules stacked in
+    order, read-only; cached: the sizes repeat from cycle to cycle."""
+    counts = np.array(sizes, dtype=np.int64)
+    starts = np.cumsum(counts) - counts
+    counts.setflags(write=False)
+    starts.setflags(write=False)
+    return starts, counts

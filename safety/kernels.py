@@ -1,0 +1,296 @@
+"""Compiled numeric kernels of the monitor cycle (numba `@njit`, ahead of the first cycle).
+
+Each kernel is a plain loop over contiguous float64 arrays doing, value by value, the
+arithmetic of the numpy code it replaces, in the same order, so its results are the same to
+the last bit (IEEE 754 operations are exactly rounded; no `fastmath`, so no reassociation and
+no fused multiply-add). numpy's `maximum` / `minimum` / `argmin` semantics, NaN included, are
+kept by `_np_max`, `_np_min` and the explicit comparisons. No `parallel=True`: the monitor
+thread must not start threads.
+
+Compilation happens once, at import (the signatures are given: numba compiles them eagerly): the
+machine code is cached on disk next to this file (numba's `cache=True`), or under
+`NUMBA_CACHE_DIR` when it is set; where neither is writable (a read-only install)
+`xrcell` points `NUMBA_CACHE_DIR` at a per-user directory under the system's temporary
+directory before numba is imported (`safety/__init__.py`). Never inside a live cycle.
+
+All coordinates metres in the `cell` frame; speeds m/s.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, types
+
+#: Argument types: C-contiguous, read-only accepted (a writable array converts to them); the
+#: signatures are given, so numba compiles them at import and never another one in a cycle
+#: (other argument types raise TypeError: a fault stop, not a stall).
+_F1, _F2, _F3, _F4 = (types.Array(types.float64, n, "C", readonly=True) for n in (1, 2, 3, 4))
+_I1 = types.Array(types.int64, 1, "C", readonly=True)
+_F2_OUT, _F3_OUT = types.Array(types.float64, 2, "C"), types.Array(types.float64, 3, "C")
+_I2_OUT = types.Array(types.int64, 2, "C")
+
+#: As `safety.distance._EPS`: a squared length at or below it is a point; a denominator at or
+#: below it is a parallel pair (Ericson 5.1.9).
+_EPS = 1e-12
+
+
+@njit(cache=True, inline="always")
+def _np_max(x: float, y: float) -> float:
+    """`np.maximum(x, y)` for two floats: x when x >= y or x is NaN, else y."""
+    return x if (x >= y or x != x) else y
+
+
+@njit(cache=True, inline="always")
+def _np_min(x: float, y: float) -> float:
+    """`np.minimum(x, y)` for two floats: x when x <= y or x is NaN, else y."""
+    return x if (x <= y or x != x) else y
+
+
+@njit(types.Tuple((_F2_OUT, _I2_OUT, _F3_OUT, _F3_OUT))(_F3, _F1, _I1, _I1, _F3, _F1), cache=True)
+def closest_pairs_per_link(human_segments: np.ndarray, human_radii: np.ndarray, region_starts: np.ndarray,
+                           region_sizes: np.ndarray, robot_segments: np.ndarray, robot_radii: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per body region and robot link, the region's capsule closest to the link.
+
+    The closest points of two segments by the clamped formulation of Ericson, *Real-Time
+    Collision Detection* (2005), 5.1.9 (`ClosestPtSegmentSegment`), exactly as
+    `safety.distance.closest_points_all_pairs` computes them (point segments' directions zeroed,
+    dot products summed (x + z) + y, the same branches), and the surface distance
+    |c1 - c2| - r_h - r_k.
+
+    Args:
+        human_segments: (H, 2, 3) capsule axes of all regions stacked in order, metres.
+        human_radii: (H,) metres.
+        region_starts, region_sizes: (R,) int64: region r is rows start .. start + size - 1,
+            size >= 1.
+        robot_segments: (K, 2, 3) link capsule axes, metres.
+        robot_radii: (K,) metres.
+
+    Returns:
+        (distance (R, K) metres, human_index (R, K) int64 into the region's capsules (the first
+        of a tie, as `np.argmin`), human_point (R, K, 3), robot_point (R, K, 3) metres): the
+        `safety.distance.LinkPairs` fields.
+    """
+    n_regions, n_links = region_starts.shape[0], robot_segments.shape[0]
+    distance = np.empty((n_regions, n_links))
+    human_index = np.zeros((n_regions, n_links), dtype=np.int64)
+    human_point = np.empty((n_regions, n_links, 3))
+    robot_point = np.empty((n_regions, n_links, 3))
+    for k in range(n_links):
+        p2x, p2y, p2z = robot_segments[k, 0, 0], robot_segments[k, 0, 1], robot_segments[k, 0, 2]
+        d2x = robot_segments[k, 1, 0] - p2x
+        d2y = robot_segments[k, 1, 1] - p2y
+        d2z = robot_segments[k, 1, 2] - p2z
+        e = (d2x * d2x + d2z * d2z) + d2y * d2y
+        second_point = e <= _EPS
+        if second_point:
+            d2x = d2y = d2z = e = 0.0
+        for r in range(n_regions):
+            best, best_h, best_s, best_t = np.inf, 0, 0.0, 0.0
+            start = region_starts[r]
+            for h in range(region_sizes[r]):
+                row = start + h
+                p1x, p1y, p1z = human_segments[row, 0, 0], human_segments[row, 0, 1], human_segments[row, 0, 2]
+                d1x = human_segments[row, 1, 0] - p1x
+                d1y = human_segments[row, 1, 1] - p1y
+                d1z = human_segments[row, 1, 2] - p1z
+                a = (d1x * d1x + d1z * d1z) + d1y * d1y
+                if a <= _EPS:
+                    d1x = d1y = d1z = a = 0.0
+                rx, ry, rz = p1x - p2x, p1y - p2y, p1z - p2z
+                b = (d1x * d2x + d1z * d2z) + d1y * d2y
+                c = (d1x * rx + d1z * rz) + d1y * ry
+                f = (d2x * rx + d2z * rz) + d2y * ry
+                general = a * e - b * b
+                parallel = general <= _EPS
+                if parallel:
+                    general = 1.0
+                s = _np_min(_np_max((b * f - c * e) / general, 0.0), 1.0)
+                if parallel:
+                    s = 0.0
+                if second_point:
+                    t = (b * s + f) / 1.0 - 1.0
+                else:
+                    t = (b * s + f) / e - 0.0
+                clamped = _np_min(_np_max(t, 0.0), 1.0)
+                if clamped != t:
+                    s = _np_min(_np_max((b * clamped - c) / (1.0 if a <= _EPS else a), 0.0), 1.0)
+                gx = (p1x + d1x * s) - (p2x + d2x * clamped)
+                gy = (p1y + d1y * s) - (p2y + d2y * clamped)
+                gz = (p1z + d1z * s) - (p2z + d2z * clamped)
+                surface = (math.sqrt((gx * gx + gy * gy) + gz * gz) - human_radii[row]) - robot_radii[k]
+                # np.argmin: the first smallest, a NaN being smallest
+                if surface < best or (surface != surface and best == best):
+                    best, best_h, best_s, best_t = surface, h, s, clamped
+            distance[r, k] = best
+            human_index[r, k] = best_h
+            row = start + best_h
+            for i in range(3):
+                ha = human_segments[row, 0, i]
+                human_point[r, k, i] = ha + (human_segments[row, 1, i] - ha) * best_s
+                ka = robot_segments[k, 0, i]
+                robot_point[r, k, i] = ka + (robot_segments[k, 1, i] - ka) * best_t
+    return distance, human_index, human_point, robot_point
+
+
+@njit(_F2_OUT(_F4, _F4, _F3, _I1, _F3, _I1), cache=True)
+def directed_speeds(points_xyz: np.ndarray, velocities_xyz: np.ndarray, point_speeds: np.ndarray,
+                    window: np.ndarray, human_points: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """Largest directed speed of every link towards the human points over a path window, at scale 1.
+
+    As `safety.directed_speed.directed_speeds_mps`: max over the window's samples and the axis
+    points of v . (h - x) / |h - x| (the full speed |v| where |h - x| <= 1e-6 m), clamped at 0
+    (ISO/TS 15066 clause 5.5.4.2.3, the directed speed v_r).
+
+    Args:
+        points_xyz, velocities_xyz: (3, K, S, P) `ActivePath` layouts, metres and m/s.
+        point_speeds: (K, S, P) |velocities|, m/s.
+        window: (W,) int64 sample indices.
+        human_points: (R, K, 3) each region's point closest to each link, metres.
+        regions: (M,) int64 the rows of `human_points` to evaluate.
+
+    Returns:
+        (M, K) m/s.
+    """
+    n_links, n_axis = points_xyz.shape[1], points_xyz.shape[3]
+    out = np.empty((regions.shape[0], n_links))
+    for m in range(regions.shape[0]):
+        r = regions[m]
+        for k in range(n_links):
+            hx, hy, hz = human_points[r, k, 0], human_points[r, k, 1], human_points[r, k, 2]
+            top = -np.inf
+            for w in range(window.shape[0]):
+                sample = window[w]
+                for p in range(n_axis):
+                    dx = hx - points_xyz[0, k, sample, p]
+                    dy = hy - points_xyz[1, k, sample, p]
+                    dz = hz - points_xyz[2, k, sample, p]
+                    dist = math.sqrt((dx * dx + dy * dy) + dz * dz)
+                    if dist > 1e-6:
+                        along = ((dx * velocities_xyz[0, k, sample, p] + dy * velocities_xyz[1, k, sample, p])
+                                 + dz * velocities_xyz[2, k, sample, p]) / _np_max(dist, 1e-6)
+                    else:
+                        along = point_speeds[k, sample, p]
+                    # ndarray.max: NaN propagates
+                    if along > top or along != along:
+                        top = along
+            out[m, k] = _np_max(top, 0.0)
+    return out
+
+
+#: `zone_capsules` status codes: the capsule is outside, inside, or left to shapely.
+ZONE_OUTSIDE, ZONE_INSIDE, ZONE_UNDECIDED = 0, 1, 2
+
+
+@njit(types.Tuple((types.Array(types.int8, 1, "C"), _F3_OUT))(
+    _F3, _F1, types.float64, types.float64, _F1, types.boolean, _F2, _F1, _F2, _F2, _F2, types.float64),
+    cache=True)
+def zone_capsules(segments: np.ndarray, radii: np.ndarray, z0: float, z1: float, bounds: np.ndarray,
+                  convex: bool, normals: np.ndarray, offsets: np.ndarray, edge_starts: np.ndarray,
+                  edge_alongs: np.ndarray, edge_scaled: np.ndarray, margin: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The exact pre-tests of `safety.zones.ZoneSet.capsules_inside` for one prism zone.
+
+    A capsule is inside when it comes within its radius of the prism: its axis is clipped to
+    the height range [z0 - r, z1 + r] (the slab test), and the clipped axis [p, q] is compared
+    with the footprint in the plane. Decided here, each only where it is farther than `margin`
+    from the radius (so rounding cannot change the answer): a capsule with a non-finite value
+    is inside (fail-safe); the whole set's bounding box farther from the prism's than the
+    largest radius: all outside; outside the slab: outside. A convex footprint (half-planes
+    n . x >= c with unit inward normals): an end deeper than `margin` inside every edge is
+    inside (distance 0, when r >= 0); both ends beyond one edge's line by more than r: outside;
+    an end nearer than r to an edge (as a segment: Ericson 5.1.2, the closest point on a
+    segment): inside. A concave footprint: bounding boxes farther apart than r: outside.
+    Everything else is left to shapely (`ZONE_UNDECIDED`).
+
+    Args:
+        segments: (N, 2, 3) capsule axes, metres, `cell` frame.
+        radii: (N,) metres.
+        z0, z1: the prism's bottom and top, metres.
+        bounds: (4,) the footprint's (x_min, y_min, x_max, y_max), metres.
+        convex: the footprint is convex (the edge arrays below are used).
+        normals, offsets: (E, 2) unit inward edge normals, (E,) their offsets, metres.
+        edge_starts, edge_alongs, edge_scaled: (E, 2) each edge's start, start-to-end, and
+            start-to-end over its squared length (0 for a zero-length edge), metres and 1/m.
+        margin: metres (`safety.zones._PRETEST_MARGIN_M`).
+
+    Returns:
+        (status (N,) int8 `ZONE_*`, clipped (N, 2, 3) the clipped axes [p, q], metres, valid
+        where the status is `ZONE_UNDECIDED`).
+    """
+    n = segments.shape[0]
+    status = np.zeros(n, dtype=np.int8)
+    clipped = np.zeros((n, 2, 3))
+    finite = np.ones(n, dtype=np.bool_)
+    all_finite = True
+    for i in range(n):
+        ok = math.isfinite(radii[i])
+        for j in range(2):
+            for c in range(3):
+                ok = ok and math.isfinite(segments[i, j, c])
+        finite[i] = ok
+        all_finite = all_finite and ok
+    x0, y0, x1, y1 = bounds[0], bounds[1], bounds[2], bounds[3]
+    if all_finite and n > 0:
+        low = np.full(3, np.inf)
+        high = np.full(3, -np.inf)
+        r_max = -np.inf
+        for i in range(n):
+            r_max = max(r_max, radii[i])
+            for j in range(2):
+                for c in range(3):
+                    low[c] = min(low[c], segments[i, j, c])
+                    high[c] = max(high[c], segments[i, j, c])
+        gap = max(x0 - high[0], low[0] - x1, y0 - high[1], low[1] - y1, z0 - high[2], low[2] - z1)
+        if gap > r_max + margin:
+            return status, clipped
+    for i in range(n):
+        if not finite[i]:
+            status[i] = ZONE_INSIDE
+            continue
+        r = radii[i]
+        a_z = segments[i, 0, 2]
+        lo, hi = z0 - r, z1 + r
+        dz = segments[i, 1, 2] - a_z
+        if abs(dz) < 1e-12:
+            if not (a_z >= lo and a_z <= hi):
+                continue
+            t_lo, t_hi = 0.0, 1.0
+        else:
+            t1, t2 = (lo - a_z) / dz, (hi - a_z) / dz
+            t_lo, t_hi = max(min(t1, t2), 0.0), min(max(t1, t2), 1.0)
+            if not t_lo <= t_hi:
+                continue
+        for c in range(3):
+            a = segments[i, 0, c]
+            d = segments[i, 1, c] - a
+            clipped[i, 0, c] = a + d * t_lo
+            clipped[i, 1, c] = a + d * t_hi
+        px, py, qx, qy = clipped[i, 0, 0], clipped[i, 0, 1], clipped[i, 1, 0], clipped[i, 1, 1]
+        if not convex:
+            gap = max(max(x0 - max(px, qx), min(px, qx) - x1), max(y0 - max(py, qy), min(py, qy) - y1))
+            status[i] = ZONE_OUTSIDE if gap > r + margin else ZONE_UNDECIDED
+            continue
+        depth_p, depth_q, beyond = np.inf, np.inf, False
+        for e in range(normals.shape[0]):
+            dp = px * normals[e, 0] + py * normals[e, 1] - offsets[e]
+            dq = qx * normals[e, 0] + qy * normals[e, 1] - offsets[e]
+            depth_p, depth_q = min(depth_p, dp), min(depth_q, dq)
+            beyond = beyond or max(dp, dq) < -(r + margin)
+        if max(depth_p, depth_q) > margin:
+            status[i] = ZONE_INSIDE if r >= 0.0 else ZONE_OUTSIDE
+            continue
+        if beyond:
+            continue
+        squared = np.inf
+        for x, y in ((px, py), (qx, qy)):
+            for e in range(edge_starts.shape[0]):
+                ex, ey = x - edge_starts[e, 0], y - edge_starts[e, 1]
+                t = min(max(ex * edge_scaled[e, 0] + ey * edge_scaled[e, 1], 0.0), 1.0)
+                ex -= t * edge_alongs[e, 0]
+                ey -= t * edge_alongs[e, 1]
+                squared = min(squared, ex * ex + ey * ey)
+        status[i] = ZONE_INSIDE if math.sqrt(squared) < r - margin else ZONE_UNDECIDED
+    return status, clipped
