@@ -167,16 +167,24 @@ def directed_speeds(points_xyz: np.ndarray, velocities_xyz: np.ndarray, point_sp
                     dx = hx - points_xyz[0, k, sample, p]
                     dy = hy - points_xyz[1, k, sample, p]
                     dz = hz - points_xyz[2, k, sample, p]
-                    dist = math.sqrt((dx * dx + dy * dy) + dz * dz)
+                    squared = (dx * dx + dy * dy) + dz * dz
+                    along = (dx * velocities_xyz[0, k, sample, p] + dy * velocities_xyz[1, k, sample, p]) \
+                        + dz * velocities_xyz[2, k, sample, p]
+                    if squared > 4e-12:         # |h - x| > 1e-6 for certain: the quotient below
+                        # exact shortcuts that skip the square root and the division: a negative
+                        # quotient is clamped to 0 at the end anyway, and one whose square is
+                        # below top^2 by more than rounding cannot raise the maximum
+                        if along < 0.0 or (top >= 0.0 and along * along < (top * top) * squared * (1.0 - 1e-9)):
+                            continue
+                    dist = math.sqrt(squared)
                     if dist > 1e-6:
-                        along = ((dx * velocities_xyz[0, k, sample, p] + dy * velocities_xyz[1, k, sample, p])
-                                 + dz * velocities_xyz[2, k, sample, p]) / _np_max(dist, 1e-6)
+                        along = along / _np_max(dist, 1e-6)
                     else:
                         along = point_speeds[k, sample, p]
                     # ndarray.max: NaN propagates
                     if along > top or along != along:
                         top = along
-            out[m, k] = _np_max(top, 0.0)
+            out[m, k] = _np_max(top, 0.0) + 0.0       # + 0.0: a -0.0 maximum reads as 0.0
     return out
 
 
@@ -294,3 +302,125 @@ def zone_capsules(segments: np.ndarray, radii: np.ndarray, z0: float, z1: float,
                 squared = min(squared, ex * ex + ey * ey)
         status[i] = ZONE_INSIDE if math.sqrt(squared) < r - margin else ZONE_UNDECIDED
     return status, clipped
+
+
+@njit(cache=True, inline="always")
+def _protective_separation_m(v_r: float, v_h: float, t_r: float, t_d: float, a: float, c: float, z_d: float,
+                             z_r: float) -> float:
+    """S_p at robot speed v_r as `safety.ssm.protective_separation_distances_m` computes it:
+    v_h (T_r + t_d) + C + Z_d + Z_r + (v_h / a + T_r + t_d) v_r + v_r^2 / (2a), metres."""
+    c0 = v_h * (t_r + t_d) + c + z_d + z_r
+    return c0 + (v_h / a + t_r + t_d) * v_r + v_r * v_r / (2.0 * a)
+
+
+@njit(cache=True, inline="always")
+def _first_smaller(value: float, best: float) -> bool:
+    """`np.argmin`'s test while scanning: a value replaces the best so far when it is smaller,
+    or when it is NaN and the best is not (the first NaN wins)."""
+    return value < best or (value != value and best == best)
+
+
+@njit(types.Tuple((types.float64, types.Array(types.int64, 2, "C"), _F2_OUT, types.Array(types.boolean, 2, "C"),
+                   types.int64, types.int64, types.boolean))(
+    _F2, _F3, _F1, _F1, _F1, _F1, types.UniTuple(types.float64, 9), types.boolean, _F4, _F4, _F3, _F2, _I1,
+    types.float64, types.float64, types.float64), cache=True)
+def ssm_links(distance: np.ndarray, human_point: np.ndarray, v_h: np.ndarray, t_r: np.ndarray, z_d: np.ndarray,
+              s_p_t_r: np.ndarray, constants: tuple, directed: bool, points_xyz: np.ndarray,
+              velocities_xyz: np.ndarray, point_speeds: np.ndarray, path_speeds: np.ndarray, window: np.ndarray,
+              k: float, nominal_speed: float, v_robot: float
+              ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, int, int, bool]:
+    """Speed and separation monitoring over body regions x robot links (ISO/TS 15066 clause
+    5.5.4.2.3), the arithmetic of `safety.decision._ssm` after the distance pass, value by value
+    in its order (`safety.ssm.max_robot_speeds_mps` and `protective_separation_distances_m`).
+
+    Args:
+        distance: (R, K) separations, metres. human_point: (R, K, 3) metres, `cell` frame.
+        v_h, t_r, z_d: (R,) each region's v_h m/s, T_r s and Z_d m for the speed limit.
+        s_p_t_r: (R,) T_r for S_p at the actual speed (less while a stop is under way), s.
+        constants: (separation buffer m, C m, Z_r m, a m/s^2, t_d s, S_p's t_d s, S_p's a m/s^2,
+            `safety.directed_speed.DIRECTION_FLOOR_M` m, 0.0 unused) (S_p's t_d is 0 while a
+            stop is under way).
+        directed: v_r is the directed speed over `window` of the path (`directed_speeds`);
+            otherwise `nominal_speed` for the limit and `v_robot` for S_p.
+        points_xyz, velocities_xyz, point_speeds: the `ActivePath` layouts (unused unless
+            `directed`). path_speeds: (S, K) `ActivePath.speeds`, m/s. window: (W,) samples.
+        k: the robot's speed over its path's speed at scale 1 (`safety.decision._path_window`).
+        nominal_speed: the robot's largest programmed speed at scale 1, m/s.
+        v_robot: the robot's fastest capsule speed now, m/s.
+
+    Returns:
+        (allowed scale in [0, 1] (0 for NaN), links (R, 2) each region's candidate links (the
+        one at the smallest separation and the one at the smallest separation - S_p, ascending),
+        v_actual (R, K) the v_r in S_p m/s, is_directed (R, K), closest and binding candidate
+        (flat index into links: the first smallest separation, the first smallest separation -
+        S_p), valid: every v_r, v_h, T_r and Z_d of the candidates finite and >= 0 (otherwise the
+        caller raises `safety.ssm.protective_separation_distance`'s ValueError)).
+    """
+    buffer, c, z_r, a, t_d, s_p_t_d, s_p_a, direction_floor = (
+        constants[0], constants[1], constants[2], constants[3], constants[4], constants[5], constants[6],
+        constants[7])
+    n_regions, n_links = distance.shape
+    v_actual = np.empty((n_regions, n_links))
+    is_directed = np.zeros((n_regions, n_links), dtype=np.bool_)
+    undirected = np.zeros(n_links)
+    dirs = np.zeros((0, n_links))
+    if directed:
+        for k_link in range(n_links):
+            top = -np.inf
+            for w in range(window.shape[0]):
+                value = path_speeds[window[w], k_link]
+                if value > top or value != value:
+                    top = value
+            undirected[k_link] = top
+        dirs = directed_speeds(points_xyz, velocities_xyz, point_speeds, window, human_point,
+                               np.arange(n_regions))
+    allowed, any_moving = np.inf, False
+    links = np.zeros((n_regions, 2), dtype=np.int64)
+    valid = True
+    closest_at, binding_at = 0, 0
+    best_closest, best_binding = np.inf, np.inf
+    for r in range(n_regions):
+        t_total = t_r[r] + t_d
+        ab = a * (t_total + v_h[r] / a)
+        nearest, nearest_at, tightest, tightest_at = np.inf, 0, np.inf, 0
+        for k_link in range(n_links):
+            d = distance[r, k_link]
+            d_free = _np_max(d - buffer, 0.0) - c - z_d[r] - z_r - v_h[r] * t_total
+            v_max = math.sqrt(ab * ab + 2.0 * a * d_free) - ab if (math.isfinite(d_free) and d_free > 0.0) else 0.0
+            if directed:
+                is_directed[r, k_link] = d >= direction_floor
+                v_nominal = dirs[r, k_link] if is_directed[r, k_link] else undirected[k_link]
+                v_actual[r, k_link] = v_nominal * k
+            else:
+                v_nominal = nominal_speed
+                v_actual[r, k_link] = v_robot
+            if v_nominal > 1e-9:
+                ratio = v_max / v_nominal
+                if not any_moving or ratio < allowed or (ratio != ratio and allowed == allowed):
+                    allowed = ratio
+                any_moving = True
+            margin = d - _protective_separation_m(v_actual[r, k_link], v_h[r], s_p_t_r[r], s_p_t_d, s_p_a, c,
+                                                  z_d[r], z_r)
+            if _first_smaller(d, nearest):
+                nearest, nearest_at = d, k_link
+            if _first_smaller(margin, tightest):
+                tightest, tightest_at = margin, k_link
+        links[r, 0], links[r, 1] = min(nearest_at, tightest_at), max(nearest_at, tightest_at)
+        valid = valid and math.isfinite(v_h[r]) and v_h[r] >= 0.0 and math.isfinite(s_p_t_r[r]) \
+            and s_p_t_r[r] >= 0.0 and math.isfinite(z_d[r]) and z_d[r] >= 0.0
+        for j in range(2):
+            v_c = v_actual[r, links[r, j]]
+            valid = valid and math.isfinite(v_c) and v_c >= 0.0
+            # S_p as `ProtectiveSeparationDistance.total_m` sums its terms (its rounding)
+            t_s = s_p_t_d + v_c / s_p_a
+            s_s = v_c * s_p_t_d + v_c * v_c / (2.0 * s_p_a)
+            total = v_h[r] * (s_p_t_r[r] + t_s) + v_c * s_p_t_r[r] + s_s + c + z_d[r] + z_r
+            separation = distance[r, links[r, j]]
+            if _first_smaller(separation, best_closest):
+                best_closest, closest_at = separation, 2 * r + j
+            if _first_smaller(separation - total, best_binding):
+                best_binding, binding_at = separation - total, 2 * r + j
+    if not any_moving:
+        allowed = 1.0
+    allowed = 0.0 if allowed != allowed else min(1.0, allowed)
+    return allowed, links, v_actual, is_directed, closest_at, binding_at, valid
