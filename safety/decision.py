@@ -259,10 +259,16 @@ def person_terms(track: HumanTrack, now_ns: int, params: SafetyParameters,
     configured floor (ISO/TS 15066 clause 5.5.4.2.3).
     """
     floor = params.human_speed_mps if v_h_floor_mps is None else v_h_floor_mps
+    measured, t_r, z_d = _track_terms(track, now_ns, params)
+    return max(floor, measured), t_r, z_d
+
+
+def _track_terms(track: HumanTrack, now_ns: int, params: SafetyParameters) -> tuple[float, float, float]:
+    """`person_terms` before the v_h floor: (tracked speed m/s, T_r s, Z_d m)."""
     velocity = np.asarray(track.velocity_mps, dtype=np.float64)
-    v_h = max(floor, math.sqrt(float(velocity.dot(velocity))))     # np.linalg.norm's value
     age_s = max(0.0, (now_ns - track.capture_ns) / 1e9) + 1.0 / params.rate_hz
-    return v_h, params.reaction_time_s + age_s, max(params.human_uncertainty_m, track.sigma_m)
+    return (math.sqrt(float(velocity.dot(velocity))),     # np.linalg.norm's value
+            params.reaction_time_s + age_s, max(params.human_uncertainty_m, track.sigma_m))
 
 
 @functools.lru_cache(maxsize=128)
@@ -377,7 +383,12 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
     if not regions or n_links == 0:
         return None, None, 1.0, v_robot
     pairs = closest_pairs_per_link([r[2] for r in regions], robot.link_segments, robot.link_radii_m)
-    terms = [person_terms(track, now_ns, params, floor) for track, floor, _ in regions]
+    per_track: dict[int, tuple[float, float, float]] = {}      # a person's regions share these
+    terms = []
+    for track, floor, _ in regions:
+        measured, t_r_s, z_d_m = per_track.get(id(track)) or per_track.setdefault(
+            id(track), _track_terms(track, now_ns, params))
+        terms.append((max(floor, measured), t_r_s, z_d_m))      # `person_terms`
     v_h, t_r, z_d = (np.array(column) for column in zip(*terms))                       # (R,) each
     s_p_stopping, s_p_t_r = stopping, t_r
     if stop_commanded_ns:

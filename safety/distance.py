@@ -43,8 +43,8 @@ UNTRACKED_REACH_M = 0.5
 
 _EPS = 1e-12
 #: End keypoints and names of the limbs of `POSE_LIMBS`, for the vectorised `human_capsules`.
-_LIMB_I = np.array([i for i, _ in POSE_LIMBS], dtype=np.intp)
-_LIMB_J = np.array([j for _, j in POSE_LIMBS], dtype=np.intp)
+_LIMB_I = np.array([i for i, _ in POSE_LIMBS], dtype=np.int64)
+_LIMB_J = np.array([j for _, j in POSE_LIMBS], dtype=np.int64)
 _LIMB_NAMES: tuple[str, ...] = tuple(f"{POSE_LANDMARKS[i]}-{POSE_LANDMARKS[j]}" for i, j in POSE_LIMBS)
 
 
@@ -228,7 +228,7 @@ def human_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confide
 def people_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confidence: float = 0.0,
                     extra_radius_m: np.ndarray | None = None
                     ) -> list[tuple[np.ndarray, np.ndarray, tuple[str, ...]]]:
-    """`human_capsules` of P people in one vectorised pass.
+    """`human_capsules` of P people in one compiled pass (`safety.kernels.people_capsules`).
 
     Args:
         keypoints: (P, 33, 3) float64, metres, `cell` frame; NaN where untracked.
@@ -239,28 +239,27 @@ def people_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confid
     Returns:
         Per person, (segments (H, 2, 3), radii (H,), names (H,)) as `human_capsules` gives them.
     """
-    kp = np.asarray(keypoints, dtype=np.float64)
-    ok = np.isfinite(kp).all(axis=2) & (confidence > min_confidence)
-    ok_i, ok_j = ok[:, _LIMB_I], ok[:, _LIMB_J]                       # (P, L)
-    keep = ok_i | ok_j
-    radius = LIMB_RADII_M
-    if extra_radius_m is not None:
-        e_i, e_j = extra_radius_m[:, _LIMB_I], extra_radius_m[:, _LIMB_J]
-        radius = radius + np.where(e_j > e_i, e_j, e_i)      # max(e_i, e_j) as Python's max
-    radius = np.where(ok_i & ok_j, radius, radius + UNTRACKED_REACH_M)
-    # both ends tracked: the limb; one end: a sphere at that end (a = b)
-    a = np.where(ok_i[:, :, None], kp[:, _LIMB_I], kp[:, _LIMB_J])
-    b = np.where(ok_j[:, :, None], kp[:, _LIMB_J], kp[:, _LIMB_I])
-    segs = np.stack((a, b), axis=2)                                   # (P, L, 2, 3)
+    kp = np.ascontiguousarray(keypoints, dtype=np.float64)
+    conf = np.ascontiguousarray(confidence, dtype=np.float64)
+    extra = _NO_EXTRA if extra_radius_m is None else np.ascontiguousarray(extra_radius_m, dtype=np.float64)
+    segs, radius, keep, kept = kernels.people_capsules(kp, conf, float(min_confidence), extra,
+                                                       extra_radius_m is not None, _LIMB_I, _LIMB_J, LIMB_RADII_M,
+                                                       UNTRACKED_REACH_M)
     out = []
-    for person, mask in enumerate(keep):
-        if mask.all():
+    n_limbs = len(_LIMB_NAMES)
+    for person, count in enumerate(kept.tolist()):
+        if count == n_limbs:
             out.append((segs[person], radius[person], _LIMB_NAMES))
-        elif not mask.any():
+        elif count == 0:
             out.append((np.empty((0, 2, 3)), np.empty((0,)), ()))
         else:
+            mask = keep[person]
             out.append((segs[person][mask], radius[person][mask], _limb_names(mask.tobytes())))
     return out
+
+
+#: `kernels.people_capsules`' extra radii when there are none.
+_NO_EXTRA = np.zeros((0, 0))
 
 
 @functools.lru_cache(maxsize=256)

@@ -424,3 +424,59 @@ def ssm_links(distance: np.ndarray, human_point: np.ndarray, v_h: np.ndarray, t_
         allowed = 1.0
     allowed = 0.0 if allowed != allowed else min(1.0, allowed)
     return allowed, links, v_actual, is_directed, closest_at, binding_at, valid
+
+
+@njit(types.Tuple((types.Array(types.float64, 4, "C"), _F2_OUT, types.Array(types.boolean, 2, "C"),
+                   types.Array(types.int64, 1, "C")))(_F3, _F2, types.float64, _F2, types.boolean, _I1, _I1, _F1,
+                                                      types.float64), cache=True)
+def people_capsules(keypoints: np.ndarray, confidence: np.ndarray, min_confidence: float,
+                    extra_radius_m: np.ndarray, has_extra: bool, limb_i: np.ndarray, limb_j: np.ndarray,
+                    limb_radii_m: np.ndarray, untracked_reach_m: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Body capsules of P people, as `safety.distance.people_capsules` builds them.
+
+    A keypoint is tracked when its three coordinates are finite and its confidence is above
+    `min_confidence`. A limb (i, j) with both ends tracked is the capsule [kp_i, kp_j] of its
+    radius; with one end tracked, a sphere at that end of its radius + `untracked_reach_m`;
+    with none, left out. `extra_radius_m` (when `has_extra`) adds max(e_i, e_j) to the radius
+    first.
+
+    Args:
+        keypoints: (P, 33, 3) metres, `cell` frame. confidence: (P, 33).
+        min_confidence: the tracking threshold.
+        extra_radius_m: (P, 33) metres (read when `has_extra`).
+        limb_i, limb_j: (L,) the limbs' end keypoints. limb_radii_m: (L,) metres.
+        untracked_reach_m: metres.
+
+    Returns:
+        (segments (P, L, 2, 3) metres, radii (P, L) metres, keep (P, L), kept (P,) the count
+        of kept limbs per person); segments and radii are meaningful where `keep`.
+    """
+    n_people, n_limbs = keypoints.shape[0], limb_i.shape[0]
+    segments = np.zeros((n_people, n_limbs, 2, 3))
+    radii = np.zeros((n_people, n_limbs))
+    keep = np.zeros((n_people, n_limbs), dtype=np.bool_)
+    kept = np.zeros(n_people, dtype=np.int64)
+    ok = np.zeros(keypoints.shape[1], dtype=np.bool_)
+    for person in range(n_people):
+        for point in range(keypoints.shape[1]):
+            ok[point] = math.isfinite(keypoints[person, point, 0]) and math.isfinite(keypoints[person, point, 1]) \
+                and math.isfinite(keypoints[person, point, 2]) and confidence[person, point] > min_confidence
+        for limb in range(n_limbs):
+            i, j = limb_i[limb], limb_j[limb]
+            if not (ok[i] or ok[j]):
+                continue
+            keep[person, limb] = True
+            kept[person] += 1
+            radius = limb_radii_m[limb]
+            if has_extra:
+                e_i, e_j = extra_radius_m[person, i], extra_radius_m[person, j]
+                radius = radius + (e_j if e_j > e_i else e_i)      # max(e_i, e_j) as Python's max
+            if not (ok[i] and ok[j]):
+                radius = radius + untracked_reach_m
+            radii[person, limb] = radius
+            first, second = (i if ok[i] else j), (j if ok[j] else i)
+            for c in range(3):
+                segments[person, limb, 0, c] = keypoints[person, first, c]
+                segments[person, limb, 1, c] = keypoints[person, second, c]
+    return segments, radii, keep, kept

@@ -110,3 +110,37 @@ def test_kernels_refuse_other_argument_types_instead_of_compiling() -> None:
         kernels.closest_pairs_per_link(segs.astype(np.float32), radii, *spans, segs, radii)
     assert all(len(k.signatures) == 1 for k in (kernels.closest_pairs_per_link, kernels.directed_speeds,
                                                  kernels.zone_capsules))
+
+
+def numpy_people_capsules(kp: np.ndarray, confidence: np.ndarray, extra: np.ndarray | None):
+    """The numpy body-capsule pass `safety.kernels.people_capsules` replaced: (segments, radii, keep)."""
+    from safety.distance import _LIMB_I, _LIMB_J, LIMB_RADII_M, UNTRACKED_REACH_M
+    ok = np.isfinite(kp).all(axis=2) & (confidence > 0.0)
+    ok_i, ok_j = ok[:, _LIMB_I], ok[:, _LIMB_J]
+    radius = LIMB_RADII_M
+    if extra is not None:
+        e_i, e_j = extra[:, _LIMB_I], extra[:, _LIMB_J]
+        radius = radius + np.where(e_j > e_i, e_j, e_i)
+    radius = np.where(ok_i & ok_j, radius, radius + UNTRACKED_REACH_M)
+    a = np.where(ok_i[:, :, None], kp[:, _LIMB_I], kp[:, _LIMB_J])
+    b = np.where(ok_j[:, :, None], kp[:, _LIMB_J], kp[:, _LIMB_I])
+    return np.stack((a, b), axis=2), radius, ok_i | ok_j
+
+
+@pytest.mark.parametrize("with_extra", [False, True])
+def test_body_capsule_kernel_is_the_numpy_pass_bit_for_bit(with_extra: bool) -> None:
+    from safety.distance import people_capsules
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        people = int(rng.integers(1, 7))
+        kp = rng.normal(0.0, 1.0, (people, 33, 3))
+        confidence = np.where(rng.random((people, 33)) < 0.2, 0.0, rng.uniform(0.0, 1.0, (people, 33)))
+        kp[rng.random((people, 33, 3)) < 0.05] = np.nan
+        if rng.random() < 0.2:
+            kp[0] = np.nan                                   # nobody left of the first person
+        extra = rng.uniform(0.0, 0.2, (people, 33)) if with_extra else None
+        segs, radii, keep = numpy_people_capsules(kp, confidence, extra)
+        for person, (got_segs, got_radii, names) in enumerate(people_capsules(kp, confidence, extra_radius_m=extra)):
+            mask = keep[person]
+            assert np.array_equal(got_segs, segs[person][mask]) and np.array_equal(got_radii, radii[person][mask])
+            assert len(names) == mask.sum()
