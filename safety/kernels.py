@@ -7,11 +7,13 @@ no fused multiply-add). numpy's `maximum` / `minimum` / `argmin` semantics, NaN 
 kept by `_np_max`, `_np_min` and the explicit comparisons. No `parallel=True`: the monitor
 thread must not start threads.
 
-Compilation happens once, at import (the signatures are given: numba compiles them eagerly): the
-machine code is cached on disk next to this file (numba's `cache=True`), or under
-`NUMBA_CACHE_DIR` when it is set; where neither is writable (a read-only install)
-`xrcell` points `NUMBA_CACHE_DIR` at a per-user directory under the system's temporary
-directory before numba is imported (`safety/__init__.py`). Never inside a live cycle.
+Compilation happens once, at import (the signatures are given, so numba compiles them eagerly,
+and any other argument type raises TypeError instead of compiling inside a live cycle). The
+machine code is cached on disk (numba's `cache=True`): in `__pycache__` next to this file, else
+(a read-only install) in the user-wide cache directory, or under `NUMBA_CACHE_DIR` when that is
+set. Where no cache directory is writable, `_CACHE` is False and every start-up compiles. On
+the 2-core development machine (loaded): about 11 s to compile, about 2 s to load from the cache
+(numba's own import included).
 
 All coordinates metres in the `cell` frame; speeds m/s.
 """
@@ -31,24 +33,41 @@ _I1 = types.Array(types.int64, 1, "C", readonly=True)
 _F2_OUT, _F3_OUT = types.Array(types.float64, 2, "C"), types.Array(types.float64, 3, "C")
 _I2_OUT = types.Array(types.int64, 2, "C")
 
+def _cache_available() -> bool:
+    """Whether numba can cache compiled kernels for this file: in `__pycache__` next to it, else
+    in the user-wide cache directory (`NUMBA_CACHE_DIR` when set). Where neither is writable
+    (a read-only install without a home directory) the kernels compile at every start-up
+    instead (see the module docstring for the cost) rather than failing to import."""
+    def probe() -> None:
+        pass
+    try:
+        njit(cache=True)(probe)
+    except RuntimeError:             # numba: "cannot cache function ...: no locator available"
+        return False
+    return True
+
+
+#: numba's on-disk cache of the compiled kernels is usable (`_cache_available`).
+_CACHE = _cache_available()
+
 #: As `safety.distance._EPS`: a squared length at or below it is a point; a denominator at or
 #: below it is a parallel pair (Ericson 5.1.9).
 _EPS = 1e-12
 
 
-@njit(cache=True, inline="always")
+@njit(cache=_CACHE, inline="always")
 def _np_max(x: float, y: float) -> float:
     """`np.maximum(x, y)` for two floats: x when x >= y or x is NaN, else y."""
     return x if (x >= y or x != x) else y
 
 
-@njit(cache=True, inline="always")
+@njit(cache=_CACHE, inline="always")
 def _np_min(x: float, y: float) -> float:
     """`np.minimum(x, y)` for two floats: x when x <= y or x is NaN, else y."""
     return x if (x <= y or x != x) else y
 
 
-@njit(types.Tuple((_F2_OUT, _I2_OUT, _F3_OUT, _F3_OUT))(_F3, _F1, _I1, _I1, _F3, _F1), cache=True)
+@njit(types.Tuple((_F2_OUT, _I2_OUT, _F3_OUT, _F3_OUT))(_F3, _F1, _I1, _I1, _F3, _F1), cache=_CACHE)
 def closest_pairs_per_link(human_segments: np.ndarray, human_radii: np.ndarray, region_starts: np.ndarray,
                            region_sizes: np.ndarray, robot_segments: np.ndarray, robot_radii: np.ndarray
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -135,7 +154,7 @@ def closest_pairs_per_link(human_segments: np.ndarray, human_radii: np.ndarray, 
     return distance, human_index, human_point, robot_point
 
 
-@njit(_F2_OUT(_F4, _F4, _F3, _I1, _F3, _I1), cache=True)
+@njit(_F2_OUT(_F4, _F4, _F3, _I1, _F3, _I1), cache=_CACHE)
 def directed_speeds(points_xyz: np.ndarray, velocities_xyz: np.ndarray, point_speeds: np.ndarray,
                     window: np.ndarray, human_points: np.ndarray, regions: np.ndarray) -> np.ndarray:
     """Largest directed speed of every link towards the human points over a path window, at scale 1.
@@ -194,7 +213,7 @@ ZONE_OUTSIDE, ZONE_INSIDE, ZONE_UNDECIDED = 0, 1, 2
 
 @njit(types.Tuple((types.Array(types.int8, 1, "C"), _F3_OUT))(
     _F3, _F1, types.float64, types.float64, _F1, types.boolean, _F2, _F1, _F2, _F2, _F2, types.float64),
-    cache=True)
+    cache=_CACHE)
 def zone_capsules(segments: np.ndarray, radii: np.ndarray, z0: float, z1: float, bounds: np.ndarray,
                   convex: bool, normals: np.ndarray, offsets: np.ndarray, edge_starts: np.ndarray,
                   edge_alongs: np.ndarray, edge_scaled: np.ndarray, margin: float
@@ -304,7 +323,7 @@ def zone_capsules(segments: np.ndarray, radii: np.ndarray, z0: float, z1: float,
     return status, clipped
 
 
-@njit(cache=True, inline="always")
+@njit(cache=_CACHE, inline="always")
 def _protective_separation_m(v_r: float, v_h: float, t_r: float, t_d: float, a: float, c: float, z_d: float,
                              z_r: float) -> float:
     """S_p at robot speed v_r as `safety.ssm.protective_separation_distances_m` computes it:
@@ -313,7 +332,7 @@ def _protective_separation_m(v_r: float, v_h: float, t_r: float, t_d: float, a: 
     return c0 + (v_h / a + t_r + t_d) * v_r + v_r * v_r / (2.0 * a)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=_CACHE, inline="always")
 def _first_smaller(value: float, best: float) -> bool:
     """`np.argmin`'s test while scanning: a value replaces the best so far when it is smaller,
     or when it is NaN and the best is not (the first NaN wins)."""
@@ -323,7 +342,7 @@ def _first_smaller(value: float, best: float) -> bool:
 @njit(types.Tuple((types.float64, types.Array(types.int64, 2, "C"), _F2_OUT, types.Array(types.boolean, 2, "C"),
                    types.int64, types.int64, types.boolean))(
     _F2, _F3, _F1, _F1, _F1, _F1, types.UniTuple(types.float64, 9), types.boolean, _F4, _F4, _F3, _F2, _I1,
-    types.float64, types.float64, types.float64), cache=True)
+    types.float64, types.float64, types.float64), cache=_CACHE)
 def ssm_links(distance: np.ndarray, human_point: np.ndarray, v_h: np.ndarray, t_r: np.ndarray, z_d: np.ndarray,
               s_p_t_r: np.ndarray, constants: tuple, directed: bool, points_xyz: np.ndarray,
               velocities_xyz: np.ndarray, point_speeds: np.ndarray, path_speeds: np.ndarray, window: np.ndarray,
@@ -428,7 +447,7 @@ def ssm_links(distance: np.ndarray, human_point: np.ndarray, v_h: np.ndarray, t_
 
 @njit(types.Tuple((types.Array(types.float64, 4, "C"), _F2_OUT, types.Array(types.boolean, 2, "C"),
                    types.Array(types.int64, 1, "C")))(_F3, _F2, types.float64, _F2, types.boolean, _I1, _I1, _F1,
-                                                      types.float64), cache=True)
+                                                      types.float64), cache=_CACHE)
 def people_capsules(keypoints: np.ndarray, confidence: np.ndarray, min_confidence: float,
                     extra_radius_m: np.ndarray, has_extra: bool, limb_i: np.ndarray, limb_j: np.ndarray,
                     limb_radii_m: np.ndarray, untracked_reach_m: float
