@@ -389,7 +389,7 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
         measured, t_r_s, z_d_m = per_track.get(id(track)) or per_track.setdefault(
             id(track), _track_terms(track, now_ns, params))
         terms.append((max(floor, measured), t_r_s, z_d_m))      # `person_terms`
-    v_h, t_r, z_d = (np.array(column) for column in zip(*terms))                       # (R,) each
+    v_h, t_r, z_d = (np.array(column, dtype=np.float64) for column in zip(*terms))     # (R,) each
     s_p_stopping, s_p_t_r = stopping, t_r
     if stop_commanded_ns:
         elapsed_s = (now_ns - stop_commanded_ns) / 1e9
@@ -404,19 +404,21 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
         # when the human points are
         if found is not None and not np.isfinite(pairs.human_point).all():
             found = None
-    constants = (params.separation_buffer_m, params.intrusion_distance_m, params.robot_uncertainty_m,
-                 stopping.deceleration_mps2, stopping.latency_s, s_p_stopping.latency_s,
-                 s_p_stopping.deceleration_mps2, DIRECTION_FLOOR_M, 0.0)
+    # the kernel's signature is fixed (float64 scalars): an int from a caller must not reach it
+    constants = tuple(float(x) for x in (
+        params.separation_buffer_m, params.intrusion_distance_m, params.robot_uncertainty_m,
+        stopping.deceleration_mps2, stopping.latency_s, s_p_stopping.latency_s, s_p_stopping.deceleration_mps2,
+        DIRECTION_FLOOR_M, 0.0))
     if found is None:
         allowed_scale, links, v_actual, is_directed, closest_at, binding_at, valid = kernels.ssm_links(
             pairs.distance_m, pairs.human_point, v_h, t_r, z_d, s_p_t_r, constants, False, *_NO_PATH,
-            0.0, nominal_speed_mps, v_robot)
+            0.0, float(nominal_speed_mps), float(v_robot))
     else:
         window, k = found
         allowed_scale, links, v_actual, is_directed, closest_at, binding_at, valid = kernels.ssm_links(
             pairs.distance_m, pairs.human_point, v_h, t_r, z_d, s_p_t_r, constants, True, path.points_xyz,
-            path.velocities_xyz, path.point_speeds, path.speeds, np.asarray(window, dtype=np.int64), k,
-            nominal_speed_mps, v_robot)
+            path.velocities_xyz, path.point_speeds, path.speeds, np.ascontiguousarray(window, dtype=np.int64),
+            float(k), float(nominal_speed_mps), float(v_robot))
     c, z_r = params.intrusion_distance_m, params.robot_uncertainty_m
     if not valid:
         for r, k_link in zip(np.arange(len(regions)).repeat(2), links.ravel()):   # the first bad one raises

@@ -162,7 +162,7 @@ def directed_speeds_mps(path: ActivePath, window: np.ndarray, human_points: np.n
         of each link over the window.
     """
     h = np.ascontiguousarray(human_points, dtype=np.float64)
-    rows = np.arange(h.shape[0], dtype=np.int64) if regions is None else np.asarray(regions, dtype=np.int64)
+    rows = np.arange(h.shape[0], dtype=np.int64) if regions is None else np.ascontiguousarray(regions, dtype=np.int64)
     directed = kernels.directed_speeds(path.points_xyz, path.velocities_xyz, path.point_speeds,
-                                       np.asarray(window, dtype=np.int64), h, rows)
+                                       np.ascontiguousarray(window, dtype=np.int64), h, rows)
     return directed, path.speeds[window].max(axis=0)
