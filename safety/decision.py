@@ -220,10 +220,15 @@ def input_faults(now_ns: int, robot: RobotState | None, perception: PerceptionSn
                 faults.append(f"camera {cam.camera_id} stale: {_ms(now_ns - cam.last_frame_ns):.0f} ms since its last frame")
         for track_id in perception.lost_track_ids:
             faults.append(f"person {track_id} lost while inside the cell")
-        for track in perception.tracks:
-            used = track.confidence > 0
-            if not np.isfinite(track.keypoints_cell[used]).all() or not np.isfinite(track.velocity_mps).all():
-                faults.append(f"person {track.track_id}: non-finite keypoints")
+        if perception.tracks:
+            tracks = perception.tracks
+            finite = kernels.tracks_finite(
+                np.stack([np.asarray(t.keypoints_cell, dtype=np.float64) for t in tracks]),
+                np.stack([np.asarray(t.confidence, dtype=np.float64) for t in tracks]),
+                np.stack([np.asarray(t.velocity_mps, dtype=np.float64) for t in tracks]))
+            for track, ok in zip(tracks, finite.tolist()):
+                if not ok:
+                    faults.append(f"person {track.track_id}: non-finite keypoints")
     return faults
 
 

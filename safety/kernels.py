@@ -499,3 +499,27 @@ def people_capsules(keypoints: np.ndarray, confidence: np.ndarray, min_confidenc
                 segments[person, limb, 0, c] = keypoints[person, first, c]
                 segments[person, limb, 1, c] = keypoints[person, second, c]
     return segments, radii, keep, kept
+
+
+@njit(types.Array(types.boolean, 1, "C")(_F3, _F2, _F2), cache=_CACHE)
+def tracks_finite(keypoints: np.ndarray, confidence: np.ndarray, velocity: np.ndarray) -> np.ndarray:
+    """Per person, whether every keypoint it uses (confidence > 0) and its velocity are finite
+    (the plausibility check of `safety.decision.input_faults`).
+
+    Args:
+        keypoints: (P, 33, 3) metres, `cell` frame. confidence: (P, 33). velocity: (P, 3) m/s.
+
+    Returns:
+        (P,) bool.
+    """
+    out = np.ones(keypoints.shape[0], dtype=np.bool_)
+    for person in range(keypoints.shape[0]):
+        ok = True
+        for c in range(3):
+            ok = ok and math.isfinite(velocity[person, c])
+        for point in range(keypoints.shape[1]):
+            if confidence[person, point] > 0.0:
+                for c in range(3):
+                    ok = ok and math.isfinite(keypoints[person, point, c])
+        out[person] = ok
+    return out

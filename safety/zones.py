@@ -182,19 +182,18 @@ class ZoneSet:
             return ()
         segs = np.concatenate([c[0] for c in capsules])
         radii = np.concatenate([c[1] for c in capsules])
-        owner = np.repeat(np.arange(len(sizes)), sizes)                   # capsule -> person
-        starts = np.cumsum(sizes) - sizes
         out: list[ZoneViolation] = []
         for i in kinds:
-            hit = np.flatnonzero(self.capsules_inside(i, segs, radii))
-            if hit.size == 0:
+            inside = self.capsules_inside(i, segs, radii).tolist()
+            if True not in inside:
                 continue
-            person = owner[hit]                                           # non-decreasing
-            first = np.flatnonzero(np.diff(person, prepend=-1))   # each person's first capsule
             zone = self.zones[i]
-            for k, j in zip(person[first].tolist(), hit[first].tolist()):
-                name = capsules[k][2][j - starts[k]]
-                out.append(ZoneViolation(zone.name, zone.kind, tracks[k].track_id, name))
+            start = 0
+            for k, size in enumerate(sizes):                  # each person's first capsule inside
+                if True in inside[start:start + size]:
+                    name = capsules[k][2][inside.index(True, start, start + size) - start]
+                    out.append(ZoneViolation(zone.name, zone.kind, tracks[k].track_id, name))
+                start += size
         return tuple(out)
 
     def robot_violations(self, segments: np.ndarray, radii: np.ndarray,
