@@ -421,8 +421,10 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
     else:
         window, k = found
         allowed_scale, links, v_actual, is_directed, closest_at, binding_at, valid = kernels.ssm_links(
-            pairs.distance_m, pairs.human_point, v_h, t_r, z_d, s_p_t_r, constants, True, path.points_xyz,
-            path.velocities_xyz, path.point_speeds, path.speeds, np.ascontiguousarray(window, dtype=np.int64),
+            pairs.distance_m, pairs.human_point, v_h, t_r, z_d, s_p_t_r, constants, True,
+            *(np.ascontiguousarray(a, dtype=np.float64) for a in (path.points_xyz, path.velocities_xyz,
+                                                                   path.point_speeds, path.speeds)),
+            np.ascontiguousarray(window, dtype=np.int64),
             float(k), float(nominal_speed_mps), float(v_robot))
     c, z_r = params.intrusion_distance_m, params.robot_uncertainty_m
     if not valid:

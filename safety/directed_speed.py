@@ -108,7 +108,10 @@ class ActivePath:
         point_speeds = np.ascontiguousarray(point_speeds.transpose(1, 0, 2))           # (K, S, P)
         points_xyz = np.ascontiguousarray(points.transpose(3, 1, 0, 2))                # (3, K, S, P)
         velocities_xyz = np.ascontiguousarray(velocities.transpose(3, 1, 0, 2))
-        arrays = (q, t, segs, points, velocities, speeds, points_xyz, velocities_xyz, point_speeds)
+        # C order throughout: `safety.kernels` takes C-contiguous arrays only (the broadcast above
+        # may give another memory order, and a reduction keeps it)
+        arrays = tuple(np.ascontiguousarray(a) for a in
+                       (q, t, segs, points, velocities, speeds, points_xyz, velocities_xyz, point_speeds))
         for a in arrays:
             a.setflags(write=False)
         return cls(goal_id, *arrays)

@@ -144,3 +144,27 @@ def test_body_capsule_kernel_is_the_numpy_pass_bit_for_bit(with_extra: bool) -> 
             mask = keep[person]
             assert np.array_equal(got_segs, segs[person][mask]) and np.array_equal(got_radii, radii[person][mask])
             assert len(names) == mask.sum()
+
+
+def test_a_path_swept_in_any_memory_order_reaches_the_kernels_c_contiguous() -> None:
+    """`ActivePath.from_sweep` stores C-ordered arrays whatever order the sweep came in (a
+    Fortran-ordered sweep once gave F-ordered `speeds`, and the cycle's fixed kernel signature
+    turned every cycle on that path into a fault stop), and a cycle on such a path decides."""
+    from tests.safety.test_decision_equivalence import PARAMS, STOP, T0, chain, random_people, random_robot
+    from safety.decision import Memory, SafetyMode, decide
+
+    rng = np.random.default_rng(5)
+    q = np.linspace(rng.uniform(-2.0, 2.0, 7), rng.uniform(-2.0, 2.0, 7), 20)
+    t = np.linspace(0.0, 1.5, 20)
+    path = ActivePath.from_sweep("g", np.asfortranarray(q), t, np.asfortranarray(chain(q)))
+    for name in ("positions", "times_s", "link_segments", "points", "velocities", "speeds", "points_xyz",
+                 "velocities_xyz", "point_speeds"):
+        assert getattr(path, name).flags["C_CONTIGUOUS"], name
+    modes = set()
+    for cycle in range(20):
+        robot = random_robot(rng, path, T0, "plain")
+        state, _ = decide(T0, robot, random_people(rng, robot, T0, "plain"), PARAMS, STOP, 1.0,
+                          Memory(started=True, scale=1.0, prev_cycle_ns=T0 - 10_000_000), path=path)
+        assert not state.faults, state.faults
+        modes.add(state.mode)
+    assert modes - {SafetyMode.FAULT_STOP}
