@@ -86,7 +86,7 @@ def random_people(rng: np.random.Generator, robot: RobotState, now: int, case: s
     for k in range(int(rng.integers(0, 7))):
         ang = rng.uniform(0.0, 2 * math.pi)
         dist = rng.uniform(0.0, 0.35) if case == "close" and k == 0 else rng.uniform(0.1, 3.0)
-        if case == "spread" and k > 0:   # far people next to a near one: regions `_ssm` may skip
+        if case == "spread" and k > 0:   # far people next to a near one
             dist = rng.uniform(1.5, 6.0)
         kp = standing_person(dist * math.cos(ang), dist * math.sin(ang)) + rng.normal(0.0, 0.05, (33, 3))
         if rng.random() < 0.5:   # an arm reaching for a link
