@@ -33,6 +33,7 @@ _I1 = types.Array(types.int64, 1, "C", readonly=True)
 _F2_OUT, _F3_OUT = types.Array(types.float64, 2, "C"), types.Array(types.float64, 3, "C")
 _I2_OUT = types.Array(types.int64, 2, "C")
 
+
 def _cache_available() -> bool:
     """Whether numba can cache compiled kernels for this file: in `__pycache__` next to it, else
     in the user-wide cache directory (`NUMBA_CACHE_DIR` when set). Where neither is writable

@@ -1,7 +1,7 @@
 """The fail-safe zones of a cell: which body parts and robot links are inside which zone.
 
-Pure geometry on numpy arrays, compiled pre-tests (`safety.kernels`) and shapely polygons; no clock, no I/O. All coordinates are
-metres in the `cell` frame. A zone is a prism (a simple polygon footprint extruded over a
+Pure geometry on numpy arrays, compiled pre-tests (`safety.kernels`) and shapely polygons; no
+clock, no I/O. All coordinates are metres in the `cell` frame. A zone is a prism (a simple polygon footprint extruded over a
 height range) or an axis-aligned box (a rectangle prism). A capsule (segment + radius) is
 *inside* a zone when it comes within its radius of the prism: the segment is clipped to the
 zone's height range grown by the radius, and its footprint is compared with the polygon in
