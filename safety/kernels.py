@@ -12,8 +12,9 @@ and any other argument type raises TypeError instead of compiling inside a live 
 machine code is cached on disk (numba's `cache=True`): in `__pycache__` next to this file, else
 (a read-only install) in the user-wide cache directory, or under `NUMBA_CACHE_DIR` when that is
 set. Where no cache directory is writable, `_CACHE` is False and every start-up compiles. On
-the 2-core development machine (loaded): about 11 s to compile, about 2 s to load from the cache
-(numba's own import included).
+the 2-core development machine (load 5): the first import compiles in about 8 s of CPU (11-27 s
+of wall time); from the cache, the import takes about 1.5 s of CPU (2-3 s of wall time), numba's
+own import included.
 
 All coordinates metres in the `cell` frame; speeds m/s.
 """
