@@ -119,12 +119,11 @@ class ActivePath:
     def progress(self, position: np.ndarray) -> int | None:
         """Index of the swept sample nearest to the joint `position` (n,) radians; None when
         none is within `PATH_MATCH_TOLERANCE_RAD` or the position does not fit the path."""
-        pos = np.asarray(position, dtype=np.float64)
-        if pos.shape != (self.positions.shape[1],) or not np.isfinite(pos).all():
+        pos = np.ascontiguousarray(position, dtype=np.float64)
+        if pos.shape != (self.positions.shape[1],):
             return None
-        gap = np.abs(self.positions - pos[None, :]).max(axis=1)
-        i = int(np.argmin(gap))
-        return i if gap[i] <= PATH_MATCH_TOLERANCE_RAD else None
+        i = kernels.path_progress(self.positions, pos, PATH_MATCH_TOLERANCE_RAD)   # -1: none
+        return i if i >= 0 else None
 
     def window(self, start: int, horizon_s: float) -> np.ndarray:
         """Indices of the swept samples from `start` - 1 to `horizon_s` (path time at scale 1)

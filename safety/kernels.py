@@ -525,3 +525,31 @@ def tracks_finite(keypoints: np.ndarray, confidence: np.ndarray, velocity: np.nd
                     ok = ok and math.isfinite(keypoints[person, point, c])
         out[person] = ok
     return out
+
+
+@njit(types.int64(_F2, _F1, types.float64), cache=_CACHE)
+def path_progress(positions: np.ndarray, position: np.ndarray, tolerance_rad: float) -> int:
+    """The swept sample nearest to a joint position, as `safety.directed_speed.ActivePath.progress`.
+
+    Args:
+        positions: (S, n) joint positions of the swept samples, radians.
+        position: (n,) radians.
+        tolerance_rad: the largest joint difference that still counts as on the path.
+
+    Returns:
+        The first sample with the smallest largest joint difference |positions[s] - position|,
+        or -1 when `position` is not finite or that difference exceeds `tolerance_rad`.
+    """
+    for j in range(position.shape[0]):
+        if not math.isfinite(position[j]):
+            return -1
+    best, best_at = np.inf, 0
+    for s in range(positions.shape[0]):
+        gap = -np.inf
+        for j in range(position.shape[0]):
+            d = abs(positions[s, j] - position[j])
+            if d > gap or d != d:                    # ndarray.max: NaN propagates
+                gap = d
+        if _first_smaller(gap, best):
+            best, best_at = gap, s
+    return best_at if best <= tolerance_rad else -1

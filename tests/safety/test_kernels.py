@@ -168,3 +168,24 @@ def test_a_path_swept_in_any_memory_order_reaches_the_kernels_c_contiguous() -> 
         assert not state.faults, state.faults
         modes.add(state.mode)
     assert modes - {SafetyMode.FAULT_STOP}
+
+
+def test_path_progress_kernel_is_the_numpy_search() -> None:
+    """`ActivePath.progress` (compiled) against the numpy search it replaced: the first sample with
+    the smallest largest joint difference, None beyond the tolerance or for a non-finite position."""
+    from safety.directed_speed import PATH_MATCH_TOLERANCE_RAD
+    rng = np.random.default_rng(2)
+    for trial in range(300):
+        samples = int(rng.integers(1, 80))
+        q = np.cumsum(rng.normal(0.0, 0.02, (samples, 7)), axis=0)
+        if trial % 10 == 0:
+            q[samples // 2] = q[0]                          # a tie: the first sample wins
+        path = ActivePath.from_sweep("g", q, np.linspace(0.0, 1.0, samples), np.zeros((samples, 1, 2, 3)))
+        here = q[int(rng.integers(0, samples))] + rng.normal(0.0, 0.03, 7)
+        if trial % 7 == 0:
+            here[3] = np.nan
+        gap = np.abs(q - here[None, :]).max(axis=1)
+        i = int(np.argmin(gap))
+        expected = i if gap[i] <= PATH_MATCH_TOLERANCE_RAD else None
+        assert path.progress(here) == expected
+    assert path.progress(np.zeros(6)) is None                # another robot model
