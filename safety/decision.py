@@ -18,18 +18,13 @@ import numpy as np
 from content.cell import SafetyParameters
 from robot_bridge.types import RobotState
 from safety.cross_check import compare, disagreement_bound_m, disagreement_fault, occupancy_faults
-from safety.directed_speed import DIRECTION_FLOOR_M, ActivePath, directed_speeds_mps
+from safety import kernels
+from safety.directed_speed import DIRECTION_FLOOR_M, ActivePath
 from safety.distance import ARM_CAPSULE_NAMES, ARM_KEYPOINTS, closest_pairs_per_link, people_capsules
 from safety.occupancy import OccupancyMeasurement
 from safety.perception.types import HumanTrack, PerceptionSnapshot
 from safety.zones import ZoneSet, ZoneViolation
-from safety.ssm import (
-    ProtectiveSeparationDistance,
-    StoppingModel,
-    max_robot_speeds_mps,
-    protective_separation_distance,
-    protective_separation_distances_m,
-)
+from safety.ssm import ProtectiveSeparationDistance, StoppingModel, protective_separation_distance
 
 #: Robot speed below which the robot counts as standing still, m/s.
 STANDSTILL_MPS = 0.01
@@ -225,10 +220,15 @@ def input_faults(now_ns: int, robot: RobotState | None, perception: PerceptionSn
                 faults.append(f"camera {cam.camera_id} stale: {_ms(now_ns - cam.last_frame_ns):.0f} ms since its last frame")
         for track_id in perception.lost_track_ids:
             faults.append(f"person {track_id} lost while inside the cell")
-        for track in perception.tracks:
-            used = track.confidence > 0
-            if not np.isfinite(track.keypoints_cell[used]).all() or not np.isfinite(track.velocity_mps).all():
-                faults.append(f"person {track.track_id}: non-finite keypoints")
+        if perception.tracks:
+            tracks = perception.tracks
+            finite = kernels.tracks_finite(
+                np.stack([np.asarray(t.keypoints_cell, dtype=np.float64) for t in tracks]),
+                np.stack([np.asarray(t.confidence, dtype=np.float64) for t in tracks]),
+                np.stack([np.asarray(t.velocity_mps, dtype=np.float64) for t in tracks]))
+            for track, ok in zip(tracks, finite.tolist()):
+                if not ok:
+                    faults.append(f"person {track.track_id}: non-finite keypoints")
     return faults
 
 
@@ -264,10 +264,16 @@ def person_terms(track: HumanTrack, now_ns: int, params: SafetyParameters,
     configured floor (ISO/TS 15066 clause 5.5.4.2.3).
     """
     floor = params.human_speed_mps if v_h_floor_mps is None else v_h_floor_mps
+    measured, t_r, z_d = _track_terms(track, now_ns, params)
+    return max(floor, measured), t_r, z_d
+
+
+def _track_terms(track: HumanTrack, now_ns: int, params: SafetyParameters) -> tuple[float, float, float]:
+    """`person_terms` before the v_h floor: (tracked speed m/s, T_r s, Z_d m)."""
     velocity = np.asarray(track.velocity_mps, dtype=np.float64)
-    v_h = max(floor, math.sqrt(float(velocity.dot(velocity))))     # np.linalg.norm's value
     age_s = max(0.0, (now_ns - track.capture_ns) / 1e9) + 1.0 / params.rate_hz
-    return v_h, params.reaction_time_s + age_s, max(params.human_uncertainty_m, track.sigma_m)
+    return (math.sqrt(float(velocity.dot(velocity))),     # np.linalg.norm's value
+            params.reaction_time_s + age_s, max(params.human_uncertainty_m, track.sigma_m))
 
 
 @functools.lru_cache(maxsize=128)
@@ -342,44 +348,6 @@ def _path_window(robot: RobotState, path: ActivePath | None, horizon_s: float, c
     return path.window(here, horizon_s * max(1.0, k, command_scale, robot.speed_scale)), k
 
 
-def _direction_needed(distance_m: np.ndarray, v_max_mps: np.ndarray, undirected_mps: np.ndarray, k: float,
-                      s_p_at) -> np.ndarray:
-    """(R,) bool: the body regions whose directed speeds `_ssm` must compute; for the others it
-    may use the undirected speed instead and decide exactly as with the directed one.
-
-    Args:
-        distance_m: (R, K) separations, metres. v_max_mps: (R, K) the speed limits there, m/s.
-        undirected_mps: (K,) each link's fastest speed over the window at scale 1, m/s.
-        k: the ratio of the robot's speed to its path's (`_path_window`).
-        s_p_at: (R, K) speeds at the robot's actual speed -> (R, K) S_p, metres (increasing in v).
-
-    Proof. A directed speed lies in [0, undirected] (v . u <= |v| for a unit u; the margin
-    1e-9 covers rounding), and a link closer than `DIRECTION_FLOOR_M` uses the undirected speed
-    anyway. A region r may skip the directed speeds when all three hold:
-      1. v_max[r, k] >= undirected[k] (1 + 1e-9) for every link: each ratio v_max / v_r it adds
-         to the allowed scale is >= 1, whichever v_r in that range, and the scale is capped at 1;
-      2. its smallest separation is above the smallest of all: it holds no candidate for the
-         closest pair (a tie keeps it, since the first region of a tie wins);
-      3. a lower bound of its margins, separation - S_p(undirected k (1 + 1e-9)), exceeds an
-         upper bound of the smallest margin of all, min over every region and link of
-         separation - S_p(v_low) with v_low = 0 for directed links and the undirected speed
-         (times k) for the others, by more than 1e-9: it cannot hold the binding pair.
-    With the undirected speed, such a region's candidates keep margins above that lower bound,
-    so the closest pair, the binding pair, the allowed scale and everything reported from them
-    are unchanged.
-    """
-    upper = undirected_mps * (1.0 + 1e-9)
-    shape = distance_m.shape
-    need = ~(v_max_mps >= upper).all(axis=1)
-    nearest = distance_m.min(axis=1)
-    need |= nearest <= nearest.min()
-    v_low = np.where(distance_m >= DIRECTION_FLOOR_M, 0.0, undirected_mps * k)
-    smallest_margin_at_most = float((distance_m - s_p_at(v_low)).min())
-    margin_at_least = (distance_m - s_p_at(np.broadcast_to(upper * k, shape))).min(axis=1)
-    need |= margin_at_least <= smallest_margin_at_most + 1e-9
-    return need
-
-
 def _ssm(now_ns: int, robot: RobotState, regions: list,
          params: SafetyParameters, stopping: StoppingModel, nominal_speed_mps: float, stop_commanded_ns: int,
          path: ActivePath | None = None, command_scale: float = 0.0):
@@ -409,9 +377,10 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
     t_d that has already passed since the stop was commanded is behind the robot
     (ISO/TS 15066 clause 5.5.4.2.3: T_r and T_s run from the detection to standstill).
 
-    Vectorised over regions x links (R x K): one distance pass, one directed-speed pass, and
-    the S_p arithmetic on (R, K) arrays with the same operations, in the same order, as the
-    scalar formulas of `safety.ssm`, so the result is the one a per-region loop gives bit for bit.
+    Compiled over regions x links (R x K): one distance pass (`safety.kernels.closest_pairs_per_link`)
+    and one pass for the directed speeds, the limits and S_p (`safety.kernels.ssm_links`), with
+    the same operations, in the same order, as the scalar formulas of `safety.ssm`, so the result
+    is the one a per-region loop gives bit for bit.
     """
     v_robot = robot.max_speed_mps
     regions = [r for r in regions if len(r[2][1])]
@@ -419,88 +388,72 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
     if not regions or n_links == 0:
         return None, None, 1.0, v_robot
     pairs = closest_pairs_per_link([r[2] for r in regions], robot.link_segments, robot.link_radii_m)
-    terms = [person_terms(track, now_ns, params, floor) for track, floor, _ in regions]
-    v_h, t_r, z_d = (np.array(column)[:, None] for column in zip(*terms))          # (R, 1) each
-    distance = pairs.distance_m                                                       # (R, K)
-    c, z_r = params.intrusion_distance_m, params.robot_uncertainty_m
-    v_max = max_robot_speeds_mps(np.maximum(distance - params.separation_buffer_m, 0.0), v_h_mps=v_h,
-                                 reaction_time_s=t_r, stopping=stopping, intrusion_distance_m=c, z_d_m=z_d,
-                                 z_r_m=z_r)
+    per_track: dict[int, tuple[float, float, float]] = {}      # a person's regions share these
+    terms = []
+    for track, floor, _ in regions:
+        measured, t_r_s, z_d_m = per_track.get(id(track)) or per_track.setdefault(
+            id(track), _track_terms(track, now_ns, params))
+        terms.append((max(floor, measured), t_r_s, z_d_m))      # `person_terms`
+    v_h, t_r, z_d = (np.array(column, dtype=np.float64) for column in zip(*terms))     # (R,) each
     s_p_stopping, s_p_t_r = stopping, t_r
     if stop_commanded_ns:
         elapsed_s = (now_ns - stop_commanded_ns) / 1e9
         remaining_s = max(0.0, params.reaction_time_s + stopping.latency_s - elapsed_s)
         s_p_stopping = StoppingModel(0.0, stopping.deceleration_mps2)
         s_p_t_r = t_r - params.reaction_time_s + remaining_s
-
-    def s_p_at(v_r_mps: np.ndarray) -> np.ndarray:
-        """(R, K) S_p at the robot's actual speed `v_r_mps`, metres."""
-        return protective_separation_distances_m(v_r_mps, v_h_mps=v_h, reaction_time_s=s_p_t_r,
-                                                 stopping=s_p_stopping, intrusion_distance_m=c, z_d_m=z_d,
-                                                 z_r_m=z_r)
-
-    directed = None
+    found = None
     if path is not None:
         horizon_s = float(t_r.max()) + stopping.stopping_time_s(max(nominal_speed_mps, v_robot))
         found = _path_window(robot, path, horizon_s, command_scale, n_links)
         # the path is finite (`ActivePath.from_sweep`), so the directed speeds are finite exactly
         # when the human points are
-        if found is not None and np.isfinite(pairs.human_point).all():
-            window, k = found
-            undirected = path.speeds[window].max(axis=0)
-            need = _direction_needed(distance, v_max, undirected, k, s_p_at)
-            dirs = undirected[None, :].repeat(len(regions), axis=0)
-            if need.all():
-                dirs = directed_speeds_mps(path, window, pairs.human_point)[0]
-            else:
-                dirs[need] = directed_speeds_mps(path, window, pairs.human_point[need])[0]
-            directed = (dirs, undirected, k)
-    if directed is None:
-        v_nominal = np.full(distance.shape, nominal_speed_mps)
-        v_actual = np.full(distance.shape, v_robot)
-        is_directed = np.zeros(distance.shape, dtype=bool)
+        if found is not None and not np.isfinite(pairs.human_point).all():
+            found = None
+    # the kernel's signature is fixed (float64 scalars): an int from a caller must not reach it
+    constants = tuple(float(x) for x in (
+        params.separation_buffer_m, params.intrusion_distance_m, params.robot_uncertainty_m,
+        stopping.deceleration_mps2, stopping.latency_s, s_p_stopping.latency_s, s_p_stopping.deceleration_mps2,
+        DIRECTION_FLOOR_M, 0.0))
+    if found is None:
+        allowed_scale, links, v_actual, is_directed, closest_at, binding_at, valid = kernels.ssm_links(
+            pairs.distance_m, pairs.human_point, v_h, t_r, z_d, s_p_t_r, constants, False, *_NO_PATH,
+            0.0, float(nominal_speed_mps), float(v_robot))
     else:
-        dirs, undirected, k = directed
-        is_directed = distance >= DIRECTION_FLOOR_M
-        v_nominal = np.where(is_directed, dirs, undirected[None, :])
-        v_actual = v_nominal * k
-    moving = v_nominal > 1e-9
-    allowed_scale = float((v_max[moving] / v_nominal[moving]).min()) if moving.any() else 1.0
-    allowed_scale = 0.0 if math.isnan(allowed_scale) else min(1.0, allowed_scale)   # NaN: stop
-    s_p_m = s_p_at(v_actual)
-    rows = np.arange(len(regions))[:, None]
-    links = np.sort(np.stack((np.argmin(distance, axis=1), np.argmin(distance - s_p_m, axis=1)), axis=1), axis=1)
-    # S_p of the (R, 2) candidates as `ProtectiveSeparationDistance.total_m` sums its terms (its rounding)
-    v_c = v_actual[rows, links]
-    t_s = s_p_stopping.latency_s + v_c / s_p_stopping.deceleration_mps2
-    s_s = v_c * s_p_stopping.latency_s + v_c * v_c / (2.0 * s_p_stopping.deceleration_mps2)
-    total = v_h * (s_p_t_r + t_s) + v_c * s_p_t_r + s_s + c + z_d + z_r
-    checked = np.concatenate((v_c.ravel(), v_h.ravel(), s_p_t_r.ravel(), z_d.ravel()))
-    if not (np.isfinite(checked).all() and checked.min() >= 0.0):
-        for r, k_link in zip(rows.ravel().repeat(2), links.ravel()):   # the first bad one raises its ValueError
-            protective_separation_distance(v_r_mps=float(v_actual[r, k_link]), v_h_mps=float(v_h[r, 0]),
-                                           reaction_time_s=float(s_p_t_r[r, 0]), stopping=s_p_stopping,
-                                           intrusion_distance_m=c, z_d_m=float(z_d[r, 0]), z_r_m=z_r)
-    candidate_m = distance[rows, links]
+        window, k = found
+        allowed_scale, links, v_actual, is_directed, closest_at, binding_at, valid = kernels.ssm_links(
+            pairs.distance_m, pairs.human_point, v_h, t_r, z_d, s_p_t_r, constants, True,
+            *(np.ascontiguousarray(a, dtype=np.float64) for a in (path.points_xyz, path.velocities_xyz,
+                                                                   path.point_speeds, path.speeds)),
+            np.ascontiguousarray(window, dtype=np.int64),
+            float(k), float(nominal_speed_mps), float(v_robot))
+    c, z_r = params.intrusion_distance_m, params.robot_uncertainty_m
+    if not valid:
+        for r, k_link in zip(np.arange(len(regions)).repeat(2), links.ravel()):   # the first bad one raises
+            protective_separation_distance(v_r_mps=float(v_actual[r, k_link]), v_h_mps=float(v_h[r]),
+                                           reaction_time_s=float(s_p_t_r[r]), stopping=s_p_stopping,
+                                           intrusion_distance_m=c, z_d_m=float(z_d[r]), z_r_m=z_r)
 
     def entry(flat: int) -> tuple:
         r, k_link = divmod(flat, 2)
         k_link = int(links[r, k_link])
         (track, _, (_, _, names)), v_r = regions[r], float(v_actual[r, k_link])
-        s_p = protective_separation_distance(v_r_mps=v_r, v_h_mps=terms[r][0], reaction_time_s=float(s_p_t_r[r, 0]),
+        s_p = protective_separation_distance(v_r_mps=v_r, v_h_mps=terms[r][0], reaction_time_s=float(s_p_t_r[r]),
                                              stopping=s_p_stopping, intrusion_distance_m=c, z_d_m=terms[r][2],
                                              z_r_m=z_r)
-        sep = float(distance[r, k_link])
+        sep = float(pairs.distance_m[r, k_link])
         pair_info = ClosestPair(track.track_id, names[int(pairs.human_index[r, k_link])], robot.link_names[k_link],
                                 sep, pairs.human_point[r, k_link].copy(), pairs.robot_point[r, k_link].copy(),
                                 v_r, bool(is_directed[r, k_link]))
         return sep, pair_info, s_p, terms[r][0], terms[r][1]
 
-    closest_at = int(np.argmin(candidate_m))
-    binding_at = int(np.argmin(candidate_m - total))
     closest_entry = entry(closest_at)
     binding = closest_entry if binding_at == closest_at else entry(binding_at)
     return closest_entry, binding, allowed_scale, v_robot
+
+
+#: The path arguments of `kernels.ssm_links` without a path (read only by a directed call).
+_NO_PATH = (np.zeros((3, 0, 0, 0)), np.zeros((3, 0, 0, 0)), np.zeros((0, 0, 0)), np.zeros((0, 0)),
+            np.zeros(0, dtype=np.int64))
 
 
 def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot | None,

@@ -21,7 +21,7 @@ Where the path cannot be trusted the caller falls back to the undirected speed: 
 sample (`PATH_MATCH_TOLERANCE_RAD`), non-finite values, or a separation below
 `DIRECTION_FLOOR_M` (the direction is ill-defined there).
 
-Pure numpy; no clock, no I/O.
+Pure numpy and `safety.kernels`; no clock, no I/O.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ import functools
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from safety import kernels
 
 #: Below this surface separation, metres, the direction to the person is ill-defined (the
 #: closest points jump between capsule faces) and the undirected speed is used.
@@ -106,7 +108,10 @@ class ActivePath:
         point_speeds = np.ascontiguousarray(point_speeds.transpose(1, 0, 2))           # (K, S, P)
         points_xyz = np.ascontiguousarray(points.transpose(3, 1, 0, 2))                # (3, K, S, P)
         velocities_xyz = np.ascontiguousarray(velocities.transpose(3, 1, 0, 2))
-        arrays = (q, t, segs, points, velocities, speeds, points_xyz, velocities_xyz, point_speeds)
+        # C order throughout: `safety.kernels` takes C-contiguous arrays only (the broadcast above
+        # may give another memory order, and a reduction keeps it)
+        arrays = tuple(np.ascontiguousarray(a) for a in
+                       (q, t, segs, points, velocities, speeds, points_xyz, velocities_xyz, point_speeds))
         for a in arrays:
             a.setflags(write=False)
         return cls(goal_id, *arrays)
@@ -114,12 +119,11 @@ class ActivePath:
     def progress(self, position: np.ndarray) -> int | None:
         """Index of the swept sample nearest to the joint `position` (n,) radians; None when
         none is within `PATH_MATCH_TOLERANCE_RAD` or the position does not fit the path."""
-        pos = np.asarray(position, dtype=np.float64)
-        if pos.shape != (self.positions.shape[1],) or not np.isfinite(pos).all():
+        pos = np.ascontiguousarray(position, dtype=np.float64)
+        if pos.shape != (self.positions.shape[1],):
             return None
-        gap = np.abs(self.positions - pos[None, :]).max(axis=1)
-        i = int(np.argmin(gap))
-        return i if gap[i] <= PATH_MATCH_TOLERANCE_RAD else None
+        i = kernels.path_progress(self.positions, pos, PATH_MATCH_TOLERANCE_RAD)   # -1: none
+        return i if i >= 0 else None
 
     def window(self, start: int, horizon_s: float) -> np.ndarray:
         """Indices of the swept samples from `start` - 1 to `horizon_s` (path time at scale 1)
@@ -142,8 +146,8 @@ def _window_picks(n: int) -> np.ndarray:
     return picks
 
 
-def directed_speeds_mps(path: ActivePath, window: np.ndarray, human_points: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def directed_speeds_mps(path: ActivePath, window: np.ndarray, human_points: np.ndarray,
+                        regions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Largest directed and undirected speed of every link over a window, at scale 1.
 
     Args:
@@ -151,26 +155,16 @@ def directed_speeds_mps(path: ActivePath, window: np.ndarray, human_points: np.n
         window: (W,) sample indices (`ActivePath.window`).
         human_points: (R, K, 3) for each body region r, the human point closest to link k,
             metres, `cell` frame.
+        regions: (M,) indices of the rows of `human_points` to evaluate; None: all R.
 
     Returns:
-        (directed (R, K), undirected (K,)), m/s: directed is max over the window and the axis
+        (directed (M, K), undirected (K,)), m/s: directed is max over the window and the axis
         points of v . (h - x) / |h - x|, clamped at 0 (the full speed |v| where h and x
-        coincide); undirected is the largest axis-point speed of each link over the window.
+        coincide; `safety.kernels.directed_speeds`); undirected is the largest axis-point speed
+        of each link over the window.
     """
-    n_links = path.points_xyz.shape[1]
-    # (3, K, W * P): each link's window samples and axis points side by side, so that every
-    # operation below runs over a contiguous last axis
-    x = path.points_xyz[:, :, window].reshape(3, n_links, -1)
-    v = path.velocities_xyz[:, :, window].reshape(3, n_links, -1)
-    h = np.asarray(human_points, dtype=np.float64)[:, :, :, None]       # (R, K, 3, 1)
-    dx, dy, dz = h[:, :, 0] - x[0], h[:, :, 1] - x[1], h[:, :, 2] - x[2]   # (R, K, W * P) each
-    dist = dx * dx
-    dist += dy * dy
-    dist += dz * dz
-    np.sqrt(dist, out=dist)
-    along = dx * v[0]
-    along += dy * v[1]
-    along += dz * v[2]
-    along /= np.maximum(dist, 1e-6)
-    directed = np.where(dist > 1e-6, along, path.point_speeds[:, window].reshape(n_links, -1))
-    return np.maximum(directed.max(axis=2), 0.0), path.speeds[window].max(axis=0)
+    h = np.ascontiguousarray(human_points, dtype=np.float64)
+    rows = np.arange(h.shape[0], dtype=np.int64) if regions is None else np.ascontiguousarray(regions, dtype=np.int64)
+    directed = kernels.directed_speeds(path.points_xyz, path.velocities_xyz, path.point_speeds,
+                                       np.ascontiguousarray(window, dtype=np.int64), h, rows)
+    return directed, path.speeds[window].max(axis=0)

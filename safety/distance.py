@@ -1,6 +1,6 @@
 """Minimum distance between human body capsules and robot link capsules.
 
-Pure numpy; no clock, no I/O. All coordinates metres in the `cell` frame.
+Pure numpy and `safety.kernels`; no clock, no I/O. All coordinates metres in the `cell` frame.
 A capsule is a segment (a, b) swept by a sphere of radius r; the distance
 between two capsules is the distance between their axis segments minus both
 radii (negative when they overlap).
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from safety import kernels
 from safety.perception.types import POSE_LANDMARKS, POSE_LIMBS
 
 #: Radius of the body capsule of each limb in `POSE_LIMBS`, metres. Torso segments
@@ -42,8 +43,8 @@ UNTRACKED_REACH_M = 0.5
 
 _EPS = 1e-12
 #: End keypoints and names of the limbs of `POSE_LIMBS`, for the vectorised `human_capsules`.
-_LIMB_I = np.array([i for i, _ in POSE_LIMBS], dtype=np.intp)
-_LIMB_J = np.array([j for _, j in POSE_LIMBS], dtype=np.intp)
+_LIMB_I = np.array([i for i, _ in POSE_LIMBS], dtype=np.int64)
+_LIMB_J = np.array([j for _, j in POSE_LIMBS], dtype=np.int64)
 _LIMB_NAMES: tuple[str, ...] = tuple(f"{POSE_LANDMARKS[i]}-{POSE_LANDMARKS[j]}" for i, j in POSE_LIMBS)
 
 
@@ -227,7 +228,7 @@ def human_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confide
 def people_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confidence: float = 0.0,
                     extra_radius_m: np.ndarray | None = None
                     ) -> list[tuple[np.ndarray, np.ndarray, tuple[str, ...]]]:
-    """`human_capsules` of P people in one vectorised pass.
+    """`human_capsules` of P people in one compiled pass (`safety.kernels.people_capsules`).
 
     Args:
         keypoints: (P, 33, 3) float64, metres, `cell` frame; NaN where untracked.
@@ -238,28 +239,27 @@ def people_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confid
     Returns:
         Per person, (segments (H, 2, 3), radii (H,), names (H,)) as `human_capsules` gives them.
     """
-    kp = np.asarray(keypoints, dtype=np.float64)
-    ok = np.isfinite(kp).all(axis=2) & (confidence > min_confidence)
-    ok_i, ok_j = ok[:, _LIMB_I], ok[:, _LIMB_J]                       # (P, L)
-    keep = ok_i | ok_j
-    radius = LIMB_RADII_M
-    if extra_radius_m is not None:
-        e_i, e_j = extra_radius_m[:, _LIMB_I], extra_radius_m[:, _LIMB_J]
-        radius = radius + np.where(e_j > e_i, e_j, e_i)      # max(e_i, e_j) as Python's max
-    radius = np.where(ok_i & ok_j, radius, radius + UNTRACKED_REACH_M)
-    # both ends tracked: the limb; one end: a sphere at that end (a = b)
-    a = np.where(ok_i[:, :, None], kp[:, _LIMB_I], kp[:, _LIMB_J])
-    b = np.where(ok_j[:, :, None], kp[:, _LIMB_J], kp[:, _LIMB_I])
-    segs = np.stack((a, b), axis=2)                                   # (P, L, 2, 3)
+    kp = np.ascontiguousarray(keypoints, dtype=np.float64)
+    conf = np.ascontiguousarray(confidence, dtype=np.float64)
+    extra = _NO_EXTRA if extra_radius_m is None else np.ascontiguousarray(extra_radius_m, dtype=np.float64)
+    segs, radius, keep, kept = kernels.people_capsules(kp, conf, float(min_confidence), extra,
+                                                       extra_radius_m is not None, _LIMB_I, _LIMB_J, LIMB_RADII_M,
+                                                       UNTRACKED_REACH_M)
     out = []
-    for person, mask in enumerate(keep):
-        if mask.all():
+    n_limbs = len(_LIMB_NAMES)
+    for person, count in enumerate(kept.tolist()):
+        if count == n_limbs:
             out.append((segs[person], radius[person], _LIMB_NAMES))
-        elif not mask.any():
+        elif count == 0:
             out.append((np.empty((0, 2, 3)), np.empty((0,)), ()))
         else:
+            mask = keep[person]
             out.append((segs[person][mask], radius[person][mask], _limb_names(mask.tobytes())))
     return out
+
+
+#: `kernels.people_capsules`' extra radii when there are none.
+_NO_EXTRA = np.zeros((0, 0))
 
 
 @functools.lru_cache(maxsize=256)
@@ -350,9 +350,10 @@ def closest_pairs_per_link(
     capsules: list[tuple[np.ndarray, np.ndarray, tuple[str, ...]]],
     robot_segments: np.ndarray, robot_radii: np.ndarray,
 ) -> LinkPairs:
-    """For each body region, the closest of its capsules to every robot link, in one vectorised
-    pass over all regions x capsules x links (`closest_capsule_pairs` is its minimum over the
-    links). Ties go to the region's first capsule, as `np.argmin` breaks them.
+    """For each body region, the closest of its capsules to every robot link, in one compiled
+    pass over all regions x capsules x links (`safety.kernels.closest_pairs_per_link`: the
+    arithmetic of `closest_points_all_pairs`, bit for bit; `closest_capsule_pairs` is its
+    minimum over the links). Ties go to the region's first capsule, as `np.argmin` breaks them.
 
     Args:
         capsules: R >= 1 regions, each (segments (H, 2, 3), radii (H,), names) with H >= 1, from
@@ -372,29 +373,18 @@ def closest_pairs_per_link(
         raise ValueError("closest_pairs_per_link: every region and the robot need at least one capsule")
     hs = np.concatenate([c[0] for c in capsules]) if len(capsules) > 1 else capsules[0][0]
     hr = np.concatenate([c[1] for c in capsules]) if len(capsules) > 1 else capsules[0][1]
-    axis, s, t = closest_points_all_pairs(hs, robot_segments)
-    surface = axis - hr[:, None]
-    surface -= robot_radii[None, :]
-    # regions side by side, padded with +inf rows: (R, H_max, K)
-    rows, regions = _region_rows(sizes)
-    padded = np.concatenate((surface, np.full((1, k_links), np.inf)))[rows]
-    h = np.argmin(padded, axis=1)                                     # (R, K)
-    links = np.arange(k_links)[None, :]
-    picked = rows[regions, h]                                         # (R, K) rows of `surface`
-    return LinkPairs(surface[picked, links], h, points_at(hs[picked], s[picked, links]),
-                     points_at(robot_segments[None], t[picked, links]))
+    starts, counts = _region_spans(sizes)
+    return LinkPairs(*kernels.closest_pairs_per_link(
+        np.ascontiguousarray(hs, dtype=np.float64), np.ascontiguousarray(hr, dtype=np.float64), starts, counts,
+        np.ascontiguousarray(robot_segments, dtype=np.float64), np.ascontiguousarray(robot_radii, dtype=np.float64)))
 
 
 @functools.lru_cache(maxsize=64)
-def _region_rows(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """For regions of `sizes` capsules stacked in order: (rows (R, H_max), the rows of each region
-    padded with the index sum(sizes) (the +inf row), and (R, 1) region indices), read-only;
-    cached: the sizes repeat from cycle to cycle."""
-    size = np.array(sizes, dtype=np.intp)
-    col = np.arange(size.max())
-    start = np.cumsum(size) - size
-    rows = np.where(col[None, :] < size[:, None], start[:, None] + col[None, :], size.sum())
-    regions = np.arange(len(sizes))[:, None]
-    rows.setflags(write=False)
-    regions.setflags(write=False)
-    return rows, regions
+def _region_spans(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(first row (R,), number of rows (R,)), int64, of regions of `sizes` capsules stacked in
+    order, read-only; cached: the sizes repeat from cycle to cycle."""
+    counts = np.array(sizes, dtype=np.int64)
+    starts = np.cumsum(counts) - counts
+    counts.setflags(write=False)
+    starts.setflags(write=False)
+    return starts, counts

@@ -1,7 +1,7 @@
 """The fail-safe zones of a cell: which body parts and robot links are inside which zone.
 
-Pure geometry on numpy arrays and shapely polygons; no clock, no I/O. All coordinates are
-metres in the `cell` frame. A zone is a prism (a simple polygon footprint extruded over a
+Pure geometry on numpy arrays, compiled pre-tests (`safety.kernels`) and shapely polygons; no
+clock, no I/O. All coordinates are metres in the `cell` frame. A zone is a prism (a simple polygon footprint extruded over a
 height range) or an axis-aligned box (a rectangle prism). A capsule (segment + radius) is
 *inside* a zone when it comes within its radius of the prism: the segment is clipped to the
 zone's height range grown by the radius, and its footprint is compared with the polygon in
@@ -24,6 +24,7 @@ import numpy as np
 import shapely
 
 from content.cell import Zone
+from safety import kernels
 from safety.distance import human_capsules
 from safety.errors import SafetyError
 from safety.perception.types import HumanTrack
@@ -34,7 +35,7 @@ ZONE_EDIT_ROLES = frozenset({"supervisor", "admin"})
 #: Zone kinds checked against people and against the robot.
 PEOPLE_KINDS = ("warning", "collaborative", "restricted")
 ROBOT_KINDS = ("robot_keep_out",)
-#: Margin of the exact numpy tests in `ZoneSet.capsules_inside`, metres: they decide only where
+#: Margin of the exact pre-tests of `ZoneSet.capsules_inside`, metres: they decide only where
 #: their distance is farther than this from the capsule's radius (their rounding and shapely's
 #: are about 1e-15 m at cell scale, so they answer as shapely would); shapely decides the rest.
 _PRETEST_MARGIN_M = 1e-9
@@ -90,6 +91,14 @@ class ZoneSet:
             # along / |along|^2, 0 for an edge of length 0
             scaled = along / np.where(length2 > 0.0, length2, np.inf)[:, None]
             self._edge_vectors.append((ring[:-1], along, scaled))
+        #: per zone, the arguments of `safety.kernels.zone_capsules` after the capsules
+        self._kernel_args = []
+        for i, (edges, (start, along, scaled)) in enumerate(zip(self._edges, self._edge_vectors)):
+            normal, offset = (np.empty((0, 2)), np.empty(0)) if edges is None else edges
+            self._kernel_args.append((float(self._z[i, 0]), float(self._z[i, 1]),
+                                      np.ascontiguousarray(self._bounds[i]), edges is not None,
+                                      *(np.ascontiguousarray(x, dtype=np.float64)
+                                        for x in (normal, offset, start, along, scaled))))
 
     @staticmethod
     def _inward_edges(polygon: shapely.Polygon) -> tuple[np.ndarray, np.ndarray] | None:
@@ -122,7 +131,10 @@ class ZoneSet:
     def capsules_inside(self, index: int, segments: np.ndarray, radii: np.ndarray) -> np.ndarray:
         """Which capsules are inside zone `index` (see the module docstring for the test).
 
-        Exact numpy tests decide what they can (`_plane_decided`), shapely's distance the rest.
+        Exact compiled pre-tests decide what they can (`safety.kernels.zone_capsules`: the slab
+        test, and in the plane the half-planes of a convex footprint or a concave one's bounding
+        box, each only farther than `_PRETEST_MARGIN_M` from the radius), shapely's distance the
+        rest (near a convex footprint's corners or across its edges; anything near a concave one).
 
         Args:
             index: zone index in `zones`.
@@ -132,110 +144,22 @@ class ZoneSet:
         Returns:
             (N,) bool. Capsules with non-finite coordinates count as inside (fail-safe).
         """
-        segs = np.asarray(segments, dtype=np.float64)
-        r = np.asarray(radii, dtype=np.float64)
-        n = segs.shape[0]
-        if n == 0:
-            return np.zeros(0, dtype=bool)
-        z0, z1 = self._z[index]
-        if np.isfinite(segs).all() and np.isfinite(r).all():
-            finite = None
-            # exact early exit: every capsule is at least the gap between the set's bounding
-            # box and the prism's from the prism (in the plane, or in height: the slab test)
-            x0, y0, x1, y1 = self._bounds[index]
-            corners = segs.reshape(2 * n, 3)
-            low, high = corners.min(axis=0), corners.max(axis=0)
-            gap = max(x0 - high[0], low[0] - x1, y0 - high[1], low[1] - y1, z0 - high[2], low[2] - z1)
-            if gap > r.max() + _PRETEST_MARGIN_M:
-                return np.zeros(n, dtype=bool)
-        else:       # rare: the non-finite ones are inside; zeros keep the arithmetic quiet
-            finite = np.isfinite(segs).all(axis=(1, 2)) & np.isfinite(r)
-            segs = np.where(finite[:, None, None], segs, 0.0)
-            r = np.where(finite, r, 0.0)
-        # the part of each axis within the zone's height range grown by the radius: [t_lo, t_hi]
-        a, b = segs[:, 0], segs[:, 1]
-        a_z = a[:, 2]
-        lo = z0 - r
-        hi = z1 + r
-        dz = b[:, 2] - a_z
-        flat = np.abs(dz) < 1e-12
-        sloped = ~flat
-        t1 = np.divide(lo - a_z, dz, out=np.zeros(n), where=sloped)
-        t2 = np.divide(hi - a_z, dz, out=np.ones(n), where=sloped)
-        t_lo = np.maximum(np.minimum(t1, t2), 0.0)
-        t_hi = np.minimum(np.maximum(t1, t2), 1.0)
-        in_slab = np.where(flat, (a_z >= lo) & (a_z <= hi), t_lo <= t_hi)
-        if finite is not None:
-            in_slab &= finite
-            inside = ~finite
-        else:
-            inside = np.zeros(n, dtype=bool)
-        if not in_slab.any():
-            return inside
-        idx = np.flatnonzero(in_slab)
-        if len(idx) < n:
-            a, b, t_lo, t_hi, r = a[idx], b[idx], t_lo[idx], t_hi[idx], r[idx]
-        d = b - a
-        p = a + d * t_lo[:, None]
-        q = a + d * t_hi[:, None]
-        decided = self._plane_decided(index, p, q, r, inside, idx)
-        if decided.all():
-            return inside
-        idx, p, q, r = idx[~decided], p[~decided], q[~decided], r[~decided]
-        point = np.linalg.norm(q[:, :2] - p[:, :2], axis=1) < 1e-9
-        geoms = np.empty(len(idx), dtype=object)
-        if point.any():
-            geoms[point] = shapely.points(p[point, :2])
-        if (~point).any():
-            geoms[~point] = shapely.linestrings(np.stack([p[~point, :2], q[~point, :2]], axis=1))
-        dist = shapely.distance(self._polygons[index], geoms)
-        inside[idx] = ~(dist > r)  # NaN counts as inside (fail-safe)
-        return inside
-
-    def _plane_decided(self, index: int, p: np.ndarray, q: np.ndarray, r: np.ndarray,
-                       inside: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """Exact numpy decisions in the plane for the clipped axes [p, q] (N, 3) of capsules of
-        radii r (N,) against the footprint of zone `index`: sets `inside[idx]` where decided
-        inside and returns the (N,) decided mask; shapely decides the rest (near a convex
-        footprint's corners or across its edges; anything near a concave one). It costs about
-        15 us for a few segments, less than an exact numpy segment-to-edges pass would.
-
-        A concave footprint: bounding boxes farther apart than r + `_PRETEST_MARGIN_M`: outside.
-        A convex one, with its edges as half-planes:
-          - an end deeper than the margin inside every edge: distance 0, inside;
-          - both ends beyond one edge's line by more than r + margin: outside (the polygon lies
-            on the other side of that line; this covers the bounding-box test);
-          - an end closer than r - margin to an edge (as a segment): inside (the common case of
-            a body part just outside a zone's edge).
-        """
-        edges = self._edges[index]
-        if edges is None:
-            x0, y0, x1, y1 = self._bounds[index]
-            box_lo, box_hi = np.minimum(p[:, :2], q[:, :2]), np.maximum(p[:, :2], q[:, :2])
-            gap = np.maximum(np.maximum(x0 - box_hi[:, 0], box_lo[:, 0] - x1),
-                             np.maximum(y0 - box_hi[:, 1], box_lo[:, 1] - y1))
-            return gap > r + _PRETEST_MARGIN_M
-        normal, offset = edges
-        depth_p = p[:, :2] @ normal.T
-        depth_p -= offset                                                       # (N, E)
-        depth_q = q[:, :2] @ normal.T
-        depth_q -= offset
-        within = np.maximum(depth_p.min(axis=1), depth_q.min(axis=1)) > _PRETEST_MARGIN_M
-        beyond = (np.maximum(depth_p, depth_q) < -(r + _PRETEST_MARGIN_M)[:, None]).any(axis=1)
-        inside[idx[within]] = ~(0.0 > r[within])          # as shapely's distance 0 > r decides
-        decided = within | beyond
-        rest = np.flatnonzero(~decided)
+        segs = np.ascontiguousarray(segments, dtype=np.float64)
+        r = np.ascontiguousarray(radii, dtype=np.float64)
+        status, clipped = kernels.zone_capsules(segs, r, *self._kernel_args[index], _PRETEST_MARGIN_M)
+        inside = status == kernels.ZONE_INSIDE
+        rest = np.flatnonzero(status == kernels.ZONE_UNDECIDED)
         if rest.size:
-            start, along, scaled = self._edge_vectors[index]                    # (E, 2) each
-            ends = np.concatenate((p[rest, :2], q[rest, :2]))[:, None, :] - start  # (2M, E, 2)
-            t = np.einsum("mei,ei->me", ends, scaled)           # each end's projection on each edge
-            ends -= np.clip(t, 0.0, 1.0)[:, :, None] * along
-            squared = np.einsum("mei,mei->me", ends, ends).min(axis=1)
-            squared = squared.reshape(2, rest.size).min(axis=0)            # the nearer end
-            near = np.sqrt(squared) < r[rest] - _PRETEST_MARGIN_M
-            inside[idx[rest[near]]] = True
-            decided[rest[near]] = True
-        return decided
+            p, q = clipped[rest, 0, :2], clipped[rest, 1, :2]
+            point = np.linalg.norm(q - p, axis=1) < 1e-9
+            geoms = np.empty(len(rest), dtype=object)
+            if point.any():
+                geoms[point] = shapely.points(p[point])
+            if (~point).any():
+                geoms[~point] = shapely.linestrings(np.stack([p[~point], q[~point]], axis=1))
+            dist = shapely.distance(self._polygons[index], geoms)
+            inside[rest] = ~(dist > r[rest])  # NaN counts as inside (fail-safe)
+        return inside
 
     def people_violations(self, tracks: Sequence[HumanTrack],
                           capsules: Sequence[tuple[np.ndarray, np.ndarray, tuple[str, ...]]] | None = None
@@ -258,19 +182,18 @@ class ZoneSet:
             return ()
         segs = np.concatenate([c[0] for c in capsules])
         radii = np.concatenate([c[1] for c in capsules])
-        owner = np.repeat(np.arange(len(sizes)), sizes)                   # capsule -> person
-        starts = np.cumsum(sizes) - sizes
         out: list[ZoneViolation] = []
         for i in kinds:
-            hit = np.flatnonzero(self.capsules_inside(i, segs, radii))
-            if hit.size == 0:
+            inside = self.capsules_inside(i, segs, radii).tolist()
+            if True not in inside:
                 continue
-            person = owner[hit]                                           # non-decreasing
-            first = np.flatnonzero(np.diff(person, prepend=-1))   # each person's first capsule
             zone = self.zones[i]
-            for k, j in zip(person[first].tolist(), hit[first].tolist()):
-                name = capsules[k][2][j - starts[k]]
-                out.append(ZoneViolation(zone.name, zone.kind, tracks[k].track_id, name))
+            start = 0
+            for k, size in enumerate(sizes):                  # each person's first capsule inside
+                if True in inside[start:start + size]:
+                    name = capsules[k][2][inside.index(True, start, start + size) - start]
+                    out.append(ZoneViolation(zone.name, zone.kind, tracks[k].track_id, name))
+                start += size
         return tuple(out)
 
     def robot_violations(self, segments: np.ndarray, radii: np.ndarray,

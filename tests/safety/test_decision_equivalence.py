@@ -86,7 +86,7 @@ def random_people(rng: np.random.Generator, robot: RobotState, now: int, case: s
     for k in range(int(rng.integers(0, 7))):
         ang = rng.uniform(0.0, 2 * math.pi)
         dist = rng.uniform(0.0, 0.35) if case == "close" and k == 0 else rng.uniform(0.1, 3.0)
-        if case == "spread" and k > 0:   # far people next to a near one: regions `_ssm` may skip
+        if case == "spread" and k > 0:   # far people next to a near one
             dist = rng.uniform(1.5, 6.0)
         kp = standing_person(dist * math.cos(ang), dist * math.sin(ang)) + rng.normal(0.0, 0.05, (33, 3))
         if rng.random() < 0.5:   # an arm reaching for a link
@@ -248,16 +248,3 @@ def test_zone_decisions_on_edges_corners_and_non_finite_capsules() -> None:
         with np.errstate(invalid="ignore"):
             expected = reference_ssm.capsules_inside(zones, i, segs, radii)
         assert (zones.capsules_inside(i, segs, radii) == expected).all(), zones.zones[i].name
-
-
-def test_far_regions_skip_the_directed_speed_and_near_ones_do_not() -> None:
-    """`decision._direction_needed`: a body region far beyond S_p at any speed of the window needs
-    no directed speed; the nearest region, and one that may lower the scale, do."""
-    undirected = np.array([0.0, 0.5, 1.0])
-    distance = np.array([[0.4, 0.3, 0.35], [4.0, 4.1, 4.2], [1.0, 1.1, 1.2]])
-    v_max = np.array([[0.1, 0.2, 0.3], [3.0, 3.0, 3.0], [0.9, 0.4, 2.0]])
-
-    def s_p_at(v):
-        return 0.5 + 0.6 * v + np.zeros_like(distance)
-
-    assert decision._direction_needed(distance, v_max, undirected, 1.0, s_p_at).tolist() == [True, False, True]

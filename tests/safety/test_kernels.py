@@ -1,0 +1,191 @@
+"""The compiled kernels of `safety.kernels` give the numpy formulas' results bit for bit.
+
+Random capsule sets (point segments, segments sharing a link's joint, a body point exactly on
+a joint) and random swept paths, against `safety.distance.closest_points_all_pairs` with
+`np.argmin` and against the numpy directed-speed pass the kernel replaced (kept here as the
+reference). Exact equality, not a tolerance: the kernels do the same IEEE operations in the
+same order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from safety import kernels
+from safety.directed_speed import ActivePath, directed_speeds_mps
+from safety.distance import closest_pairs_per_link, closest_points_all_pairs, points_at
+
+
+def numpy_pairs(capsules, robot_segments, robot_radii):
+    """`closest_pairs_per_link` with numpy: the all-pairs pass, then each region's argmin."""
+    hs = np.concatenate([c[0] for c in capsules])
+    hr = np.concatenate([c[1] for c in capsules])
+    axis, s, t = closest_points_all_pairs(hs, robot_segments)
+    surface = axis - hr[:, None]
+    surface -= robot_radii[None, :]
+    out = []
+    start = 0
+    for segs, _, _ in capsules:
+        block = surface[start:start + len(segs)]
+        h = np.argmin(block, axis=0)
+        links = np.arange(len(robot_segments))
+        rows = start + h
+        out.append((block[h, links], h, points_at(hs[rows], s[rows, links]),
+                    points_at(robot_segments, t[rows, links])))
+        start += len(segs)
+    return [np.stack(x) for x in zip(*out)]
+
+
+def numpy_directed(path: ActivePath, window: np.ndarray, human_points: np.ndarray) -> np.ndarray:
+    """The numpy directed-speed pass `safety.kernels.directed_speeds` replaced."""
+    n_links = path.points_xyz.shape[1]
+    x = path.points_xyz[:, :, window].reshape(3, n_links, -1)
+    v = path.velocities_xyz[:, :, window].reshape(3, n_links, -1)
+    h = human_points[:, :, :, None]
+    dx, dy, dz = h[:, :, 0] - x[0], h[:, :, 1] - x[1], h[:, :, 2] - x[2]
+    dist = dx * dx
+    dist += dy * dy
+    dist += dz * dz
+    np.sqrt(dist, out=dist)
+    along = dx * v[0]
+    along += dy * v[1]
+    along += dz * v[2]
+    along /= np.maximum(dist, 1e-6)
+    directed = np.where(dist > 1e-6, along, path.point_speeds[:, window].reshape(n_links, -1))
+    return np.maximum(directed.max(axis=2), 0.0)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_closest_pairs_kernel_is_the_numpy_pass_bit_for_bit(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for trial in range(150):
+        n_links = int(rng.integers(1, 10))
+        a = rng.normal(0.0, 0.4, (n_links, 3))
+        b = np.where(rng.random((n_links, 1)) < 0.15, a, a + rng.normal(0.0, 0.3, (n_links, 3)))
+        if trial % 3 == 0 and n_links > 1:       # a chain: links share their joints
+            b[:-1] = a[1:]
+        robot = np.stack((a, b), axis=1)
+        radii = rng.uniform(0.0, 0.1, n_links)
+        capsules = []
+        for _ in range(int(rng.integers(1, 8))):
+            h = int(rng.integers(1, 19))
+            ha = rng.normal(0.0, 0.8, (h, 3))
+            hb = np.where(rng.random((h, 1)) < 0.2, ha, ha + rng.normal(0.0, 0.3, (h, 3)))
+            capsules.append((np.stack((ha, hb), axis=1), rng.uniform(0.0, 0.2, h), ("x",) * h))
+        if trial % 3 == 0 and n_links > 1:       # a body point exactly on a shared joint
+            capsules[0][0][0] = (a[1], a[1])
+        got = closest_pairs_per_link(capsules, robot, radii)
+        expected = numpy_pairs(capsules, robot, radii)
+        for name, want in zip(("distance_m", "human_index", "human_point", "robot_point"), expected):
+            assert np.array_equal(getattr(got, name), want), name
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_directed_speed_kernel_is_the_numpy_pass_bit_for_bit(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for trial in range(60):
+        samples, n_links, n_regions = int(rng.integers(2, 60)), int(rng.integers(1, 10)), int(rng.integers(1, 13))
+        segs = rng.normal(0.0, 1.0, (samples, n_links, 2, 3)).cumsum(axis=0) * 0.05
+        t = np.cumsum(rng.uniform(0.0, 0.08, samples))
+        path = ActivePath.from_sweep("g", rng.normal(0.0, 1.0, (samples, 7)), t - t[0], segs)
+        window = path.window(int(rng.integers(0, samples)), float(rng.uniform(0.0, 2.0)))
+        human = rng.normal(0.0, 1.0, (n_regions, n_links, 3))
+        human[0, 0] = path.points[window[0], 0, 2]       # on an axis point: the full speed
+        expected = numpy_directed(path, window, human)
+        assert np.array_equal(directed_speeds_mps(path, window, human)[0], expected)
+        rows = np.flatnonzero(rng.random(n_regions) < 0.5)
+        assert np.array_equal(directed_speeds_mps(path, window, human, rows)[0], expected[rows])
+
+
+def test_kernels_refuse_other_argument_types_instead_of_compiling() -> None:
+    """The signatures are fixed: a non-contiguous or float32 argument raises TypeError (a fault
+    stop in the cycle), it never compiles a new specialisation inside a live cycle."""
+    segs = np.zeros((4, 2, 3))
+    radii = np.zeros(4)
+    spans = np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64)
+    with pytest.raises(TypeError, match="No matching definition"):
+        kernels.closest_pairs_per_link(segs[::2], radii[::2], *spans, segs, radii)
+    with pytest.raises(TypeError, match="No matching definition"):
+        kernels.closest_pairs_per_link(segs.astype(np.float32), radii, *spans, segs, radii)
+    assert all(len(k.signatures) == 1 for k in (kernels.closest_pairs_per_link, kernels.directed_speeds,
+                                                 kernels.zone_capsules))
+
+
+def numpy_people_capsules(kp: np.ndarray, confidence: np.ndarray, extra: np.ndarray | None):
+    """The numpy body-capsule pass `safety.kernels.people_capsules` replaced: (segments, radii, keep)."""
+    from safety.distance import _LIMB_I, _LIMB_J, LIMB_RADII_M, UNTRACKED_REACH_M
+    ok = np.isfinite(kp).all(axis=2) & (confidence > 0.0)
+    ok_i, ok_j = ok[:, _LIMB_I], ok[:, _LIMB_J]
+    radius = LIMB_RADII_M
+    if extra is not None:
+        e_i, e_j = extra[:, _LIMB_I], extra[:, _LIMB_J]
+        radius = radius + np.where(e_j > e_i, e_j, e_i)
+    radius = np.where(ok_i & ok_j, radius, radius + UNTRACKED_REACH_M)
+    a = np.where(ok_i[:, :, None], kp[:, _LIMB_I], kp[:, _LIMB_J])
+    b = np.where(ok_j[:, :, None], kp[:, _LIMB_J], kp[:, _LIMB_I])
+    return np.stack((a, b), axis=2), radius, ok_i | ok_j
+
+
+@pytest.mark.parametrize("with_extra", [False, True])
+def test_body_capsule_kernel_is_the_numpy_pass_bit_for_bit(with_extra: bool) -> None:
+    from safety.distance import people_capsules
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        people = int(rng.integers(1, 7))
+        kp = rng.normal(0.0, 1.0, (people, 33, 3))
+        confidence = np.where(rng.random((people, 33)) < 0.2, 0.0, rng.uniform(0.0, 1.0, (people, 33)))
+        kp[rng.random((people, 33, 3)) < 0.05] = np.nan
+        if rng.random() < 0.2:
+            kp[0] = np.nan                                   # nobody left of the first person
+        extra = rng.uniform(0.0, 0.2, (people, 33)) if with_extra else None
+        segs, radii, keep = numpy_people_capsules(kp, confidence, extra)
+        for person, (got_segs, got_radii, names) in enumerate(people_capsules(kp, confidence, extra_radius_m=extra)):
+            mask = keep[person]
+            assert np.array_equal(got_segs, segs[person][mask]) and np.array_equal(got_radii, radii[person][mask])
+            assert len(names) == mask.sum()
+
+
+def test_a_path_swept_in_any_memory_order_reaches_the_kernels_c_contiguous() -> None:
+    """`ActivePath.from_sweep` stores C-ordered arrays whatever order the sweep came in (a
+    Fortran-ordered sweep once gave F-ordered `speeds`, and the cycle's fixed kernel signature
+    turned every cycle on that path into a fault stop), and a cycle on such a path decides."""
+    from tests.safety.test_decision_equivalence import PARAMS, STOP, T0, chain, random_people, random_robot
+    from safety.decision import Memory, SafetyMode, decide
+
+    rng = np.random.default_rng(5)
+    q = np.linspace(rng.uniform(-2.0, 2.0, 7), rng.uniform(-2.0, 2.0, 7), 20)
+    t = np.linspace(0.0, 1.5, 20)
+    path = ActivePath.from_sweep("g", np.asfortranarray(q), t, np.asfortranarray(chain(q)))
+    for name in ("positions", "times_s", "link_segments", "points", "velocities", "speeds", "points_xyz",
+                 "velocities_xyz", "point_speeds"):
+        assert getattr(path, name).flags["C_CONTIGUOUS"], name
+    modes = set()
+    for cycle in range(20):
+        robot = random_robot(rng, path, T0, "plain")
+        state, _ = decide(T0, robot, random_people(rng, robot, T0, "plain"), PARAMS, STOP, 1.0,
+                          Memory(started=True, scale=1.0, prev_cycle_ns=T0 - 10_000_000), path=path)
+        assert not state.faults, state.faults
+        modes.add(state.mode)
+    assert modes - {SafetyMode.FAULT_STOP}
+
+
+def test_path_progress_kernel_is_the_numpy_search() -> None:
+    """`ActivePath.progress` (compiled) against the numpy search it replaced: the first sample with
+    the smallest largest joint difference, None beyond the tolerance or for a non-finite position."""
+    from safety.directed_speed import PATH_MATCH_TOLERANCE_RAD
+    rng = np.random.default_rng(2)
+    for trial in range(300):
+        samples = int(rng.integers(1, 80))
+        q = np.cumsum(rng.normal(0.0, 0.02, (samples, 7)), axis=0)
+        if trial % 10 == 0:
+            q[samples // 2] = q[0]                          # a tie: the first sample wins
+        path = ActivePath.from_sweep("g", q, np.linspace(0.0, 1.0, samples), np.zeros((samples, 1, 2, 3)))
+        here = q[int(rng.integers(0, samples))] + rng.normal(0.0, 0.03, 7)
+        if trial % 7 == 0:
+            here[3] = np.nan
+        gap = np.abs(q - here[None, :]).max(axis=1)
+        i = int(np.argmin(gap))
+        expected = i if gap[i] <= PATH_MATCH_TOLERANCE_RAD else None
+        assert path.progress(here) == expected
+    assert path.progress(np.zeros(6)) is None                # another robot model
