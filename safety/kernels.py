@@ -232,7 +232,9 @@ def zone_capsules(segments: np.ndarray, radii: np.ndarray, z0: float, z1: float,
     inside (distance 0, when r >= 0); both ends beyond one edge's line by more than r: outside;
     an end nearer than r to an edge (as a segment: Ericson 5.1.2, the closest point on a
     segment): inside. A concave footprint: bounding boxes farther apart than r: outside.
-    Everything else is left to shapely (`ZONE_UNDECIDED`).
+    Everything else is left to shapely (`ZONE_UNDECIDED`). Minima and maxima of computed values
+    propagate NaN as numpy's do (`_np_min`, `_np_max`), so a NaN from an overflow (coordinates
+    near 1e308 m) decides nothing here, as in the numpy pre-tests this replaced.
 
     Args:
         segments: (N, 2, 3) capsule axes, metres, `cell` frame.
@@ -289,7 +291,7 @@ def zone_capsules(segments: np.ndarray, radii: np.ndarray, z0: float, z1: float,
             t_lo, t_hi = 0.0, 1.0
         else:
             t1, t2 = (lo - a_z) / dz, (hi - a_z) / dz
-            t_lo, t_hi = max(min(t1, t2), 0.0), min(max(t1, t2), 1.0)
+            t_lo, t_hi = _np_max(_np_min(t1, t2), 0.0), _np_min(_np_max(t1, t2), 1.0)
             if not t_lo <= t_hi:
                 continue
         for c in range(3):
@@ -299,16 +301,17 @@ def zone_capsules(segments: np.ndarray, radii: np.ndarray, z0: float, z1: float,
             clipped[i, 1, c] = a + d * t_hi
         px, py, qx, qy = clipped[i, 0, 0], clipped[i, 0, 1], clipped[i, 1, 0], clipped[i, 1, 1]
         if not convex:
-            gap = max(max(x0 - max(px, qx), min(px, qx) - x1), max(y0 - max(py, qy), min(py, qy) - y1))
+            gap = _np_max(_np_max(x0 - _np_max(px, qx), _np_min(px, qx) - x1),
+                          _np_max(y0 - _np_max(py, qy), _np_min(py, qy) - y1))
             status[i] = ZONE_OUTSIDE if gap > r + margin else ZONE_UNDECIDED
             continue
         depth_p, depth_q, beyond = np.inf, np.inf, False
         for e in range(normals.shape[0]):
             dp = px * normals[e, 0] + py * normals[e, 1] - offsets[e]
             dq = qx * normals[e, 0] + qy * normals[e, 1] - offsets[e]
-            depth_p, depth_q = min(depth_p, dp), min(depth_q, dq)
-            beyond = beyond or max(dp, dq) < -(r + margin)
-        if max(depth_p, depth_q) > margin:
+            depth_p, depth_q = _np_min(depth_p, dp), _np_min(depth_q, dq)
+            beyond = beyond or _np_max(dp, dq) < -(r + margin)
+        if _np_max(depth_p, depth_q) > margin:
             status[i] = ZONE_INSIDE if r >= 0.0 else ZONE_OUTSIDE
             continue
         if beyond:
@@ -317,10 +320,10 @@ def zone_capsules(segments: np.ndarray, radii: np.ndarray, z0: float, z1: float,
         for x, y in ((px, py), (qx, qy)):
             for e in range(edge_starts.shape[0]):
                 ex, ey = x - edge_starts[e, 0], y - edge_starts[e, 1]
-                t = min(max(ex * edge_scaled[e, 0] + ey * edge_scaled[e, 1], 0.0), 1.0)
+                t = _np_min(_np_max(ex * edge_scaled[e, 0] + ey * edge_scaled[e, 1], 0.0), 1.0)
                 ex -= t * edge_alongs[e, 0]
                 ey -= t * edge_alongs[e, 1]
-                squared = min(squared, ex * ex + ey * ey)
+                squared = _np_min(squared, ex * ex + ey * ey)
         status[i] = ZONE_INSIDE if math.sqrt(squared) < r - margin else ZONE_UNDECIDED
     return status, clipped
 

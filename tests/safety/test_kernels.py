@@ -189,3 +189,14 @@ def test_path_progress_kernel_is_the_numpy_search() -> None:
         expected = i if gap[i] <= PATH_MATCH_TOLERANCE_RAD else None
         assert path.progress(here) == expected
     assert path.progress(np.zeros(6)) is None                # another robot model
+
+
+def test_zone_pretests_leave_an_overflowing_capsule_to_shapely_as_numpy_did() -> None:
+    """Finite coordinates near 1e308 m overflow the pre-tests' arithmetic to inf - inf = NaN. The
+    numpy pre-tests' minima and maxima propagated that NaN, so nothing was decided on it and
+    shapely answered; Python's `min`/`max` in a kernel drop a NaN that comes second and would
+    decide such a capsule on its other numbers instead."""
+    from tests.safety.test_decision_equivalence import ZONES
+    segs = np.array([[[1e308, 1e300, 0.5], [-1e308, 1.5, 0.0]]])
+    status, _ = kernels.zone_capsules(segs, np.zeros(1), *ZONES._kernel_args[0], 1e-9)
+    assert status.tolist() == [kernels.ZONE_UNDECIDED]
