@@ -16,6 +16,10 @@ the 2-core development machine (load 5): the first import compiles in about 8 s 
 of wall time); from the cache, the import takes about 1.5 s of CPU (2-3 s of wall time), numba's
 own import included.
 
+numba does not check indices (an index out of range reads whatever memory is there), so every
+kernel first checks its arguments' shapes and index arrays against each other and raises
+ValueError naming the argument (a fault stop in the cycle) instead of reading out of range.
+
 All coordinates metres in the `cell` frame; speeds m/s.
 """
 
@@ -95,6 +99,16 @@ def closest_pairs_per_link(human_segments: np.ndarray, human_radii: np.ndarray, 
         `safety.distance.LinkPairs` fields.
     """
     n_regions, n_links = region_starts.shape[0], robot_segments.shape[0]
+    n_rows = human_segments.shape[0]
+    if human_segments.shape[1] != 2 or human_segments.shape[2] != 3 or human_radii.shape[0] != n_rows:
+        raise ValueError("closest_pairs_per_link: human_segments must be (H, 2, 3) and human_radii (H,)")
+    if robot_segments.shape[1] != 2 or robot_segments.shape[2] != 3 or robot_radii.shape[0] != n_links:
+        raise ValueError("closest_pairs_per_link: robot_segments must be (K, 2, 3) and robot_radii (K,)")
+    if region_sizes.shape[0] != n_regions:
+        raise ValueError("closest_pairs_per_link: region_starts and region_sizes differ in length")
+    for r in range(n_regions):
+        if region_starts[r] < 0 or region_sizes[r] < 1 or region_starts[r] > n_rows - region_sizes[r]:
+            raise ValueError("closest_pairs_per_link: a region is empty or outside human_segments")
     distance = np.empty((n_regions, n_links))
     human_index = np.zeros((n_regions, n_links), dtype=np.int64)
     human_point = np.empty((n_regions, n_links, 3))
@@ -175,7 +189,19 @@ def directed_speeds(points_xyz: np.ndarray, velocities_xyz: np.ndarray, point_sp
     Returns:
         (M, K) m/s.
     """
-    n_links, n_axis = points_xyz.shape[1], points_xyz.shape[3]
+    n_links, n_samples, n_axis = points_xyz.shape[1], points_xyz.shape[2], points_xyz.shape[3]
+    if points_xyz.shape[0] != 3 or velocities_xyz.shape != points_xyz.shape \
+            or point_speeds.shape != points_xyz.shape[1:]:
+        raise ValueError("directed_speeds: points_xyz, velocities_xyz (3, K, S, P) and point_speeds "
+                         "(K, S, P) do not fit")
+    if human_points.shape[1] != n_links or human_points.shape[2] != 3:
+        raise ValueError("directed_speeds: human_points must be (R, K, 3) with the path's K")
+    for w in range(window.shape[0]):
+        if window[w] < 0 or window[w] >= n_samples:
+            raise ValueError("directed_speeds: a window sample is outside the path")
+    for m in range(regions.shape[0]):
+        if regions[m] < 0 or regions[m] >= human_points.shape[0]:
+            raise ValueError("directed_speeds: a region is outside human_points")
     out = np.empty((regions.shape[0], n_links))
     for m in range(regions.shape[0]):
         r = regions[m]
@@ -252,6 +278,14 @@ def zone_capsules(segments: np.ndarray, radii: np.ndarray, z0: float, z1: float,
         where the status is `ZONE_UNDECIDED`).
     """
     n = segments.shape[0]
+    if segments.shape[1] != 2 or segments.shape[2] != 3 or radii.shape[0] != n:
+        raise ValueError("zone_capsules: segments must be (N, 2, 3) and radii (N,)")
+    n_edges = normals.shape[0]
+    if bounds.shape[0] != 4 or normals.shape[1] != 2 or offsets.shape[0] != n_edges \
+            or edge_alongs.shape != edge_starts.shape or edge_scaled.shape != edge_starts.shape \
+            or edge_starts.shape[1] != 2:
+        raise ValueError("zone_capsules: bounds (4,), normals (E, 2), offsets (E,) and the edge "
+                         "arrays (E', 2) do not fit")
     status = np.zeros(n, dtype=np.int8)
     clipped = np.zeros((n, 2, 3))
     finite = np.ones(n, dtype=np.bool_)
@@ -384,6 +418,16 @@ def ssm_links(distance: np.ndarray, human_point: np.ndarray, v_h: np.ndarray, t_
         constants[0], constants[1], constants[2], constants[3], constants[4], constants[5], constants[6],
         constants[7])
     n_regions, n_links = distance.shape
+    if human_point.shape[0] != n_regions or human_point.shape[1] != n_links or human_point.shape[2] != 3 \
+            or v_h.shape[0] != n_regions or t_r.shape[0] != n_regions or z_d.shape[0] != n_regions \
+            or s_p_t_r.shape[0] != n_regions:
+        raise ValueError("ssm_links: distance (R, K), human_point (R, K, 3) and the (R,) terms do not fit")
+    if directed:
+        if path_speeds.shape[1] != n_links or points_xyz.shape[1] != n_links:
+            raise ValueError("ssm_links: the path has another number of links than distance")
+        for w in range(window.shape[0]):
+            if window[w] < 0 or window[w] >= path_speeds.shape[0]:
+                raise ValueError("ssm_links: a window sample is outside the path")
     v_actual = np.empty((n_regions, n_links))
     is_directed = np.zeros((n_regions, n_links), dtype=np.bool_)
     undirected = np.zeros(n_links)
@@ -476,7 +520,16 @@ def people_capsules(keypoints: np.ndarray, confidence: np.ndarray, min_confidenc
         (segments (P, L, 2, 3) metres, radii (P, L) metres, keep (P, L), kept (P,) the count
         of kept limbs per person); segments and radii are meaningful where `keep`.
     """
-    n_people, n_limbs = keypoints.shape[0], limb_i.shape[0]
+    n_people, n_limbs, n_points = keypoints.shape[0], limb_i.shape[0], keypoints.shape[1]
+    if keypoints.shape[2] != 3 or confidence.shape != keypoints.shape[:2] \
+            or (has_extra and extra_radius_m.shape != confidence.shape):
+        raise ValueError("people_capsules: keypoints (P, N, 3), confidence and extra_radius_m (P, N) "
+                         "do not fit")
+    if limb_j.shape[0] != n_limbs or limb_radii_m.shape[0] != n_limbs:
+        raise ValueError("people_capsules: limb_i, limb_j and limb_radii_m differ in length")
+    for limb in range(n_limbs):
+        if min(limb_i[limb], limb_j[limb]) < 0 or max(limb_i[limb], limb_j[limb]) >= n_points:
+            raise ValueError("people_capsules: a limb's keypoint is outside keypoints")
     segments = np.zeros((n_people, n_limbs, 2, 3))
     radii = np.zeros((n_people, n_limbs))
     keep = np.zeros((n_people, n_limbs), dtype=np.bool_)
@@ -517,6 +570,10 @@ def tracks_finite(keypoints: np.ndarray, confidence: np.ndarray, velocity: np.nd
     Returns:
         (P,) bool.
     """
+    if keypoints.shape[2] != 3 or confidence.shape != keypoints.shape[:2] \
+            or velocity.shape[0] != keypoints.shape[0] or velocity.shape[1] != 3:
+        raise ValueError("tracks_finite: keypoints (P, N, 3), confidence (P, N) and velocity (P, 3) "
+                         "do not fit")
     out = np.ones(keypoints.shape[0], dtype=np.bool_)
     for person in range(keypoints.shape[0]):
         ok = True
@@ -543,6 +600,8 @@ def path_progress(positions: np.ndarray, position: np.ndarray, tolerance_rad: fl
         The first sample with the smallest largest joint difference |positions[s] - position|,
         or -1 when `position` is not finite or that difference exceeds `tolerance_rad`.
     """
+    if positions.shape[1] != position.shape[0]:
+        raise ValueError("path_progress: position must be (n,) with the path's n joints")
     for j in range(position.shape[0]):
         if not math.isfinite(position[j]):
             return -1

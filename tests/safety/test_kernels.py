@@ -200,3 +200,67 @@ def test_zone_pretests_leave_an_overflowing_capsule_to_shapely_as_numpy_did() ->
     segs = np.array([[[1e308, 1e300, 0.5], [-1e308, 1.5, 0.0]]])
     status, _ = kernels.zone_capsules(segs, np.zeros(1), *ZONES._kernel_args[0], 1e-9)
     assert status.tolist() == [kernels.ZONE_UNDECIDED]
+
+
+def test_kernels_refuse_arguments_that_do_not_fit_instead_of_reading_out_of_range() -> None:
+    """numba does not check indices: a radius array one short, a window past the path's end, a
+    limb beyond the keypoints, a velocity of 2 values would each read whatever memory lies
+    there. Every kernel checks its shapes and index arrays first and raises ValueError."""
+    segs, radii = np.zeros((4, 2, 3)), np.zeros(4)
+    one, four = np.ones(1, dtype=np.int64), np.full(1, 4, dtype=np.int64)
+    zero = np.zeros(1, dtype=np.int64)
+    with pytest.raises(ValueError, match="robot_segments must be"):
+        kernels.closest_pairs_per_link(segs, radii, zero, four, segs, radii[:3])
+    with pytest.raises(ValueError, match="human_radii"):
+        kernels.closest_pairs_per_link(segs, radii[:3], zero, four, segs, radii)
+    with pytest.raises(ValueError, match="outside human_segments"):
+        kernels.closest_pairs_per_link(segs, radii, one, four, segs, radii)
+    with pytest.raises(ValueError, match="is empty"):
+        kernels.closest_pairs_per_link(segs, radii, zero, np.zeros(1, dtype=np.int64), segs, radii)
+
+    rng = np.random.default_rng(0)
+    t = np.arange(6) * 0.1
+    path = ActivePath.from_sweep("g", rng.normal(0.0, 1.0, (6, 7)), t, rng.normal(0.0, 1.0, (6, 3, 2, 3)))
+    human = np.zeros((2, 3, 3))
+    layouts = (path.points_xyz, path.velocities_xyz, path.point_speeds)
+    with pytest.raises(ValueError, match="window sample is outside"):
+        kernels.directed_speeds(*layouts, np.array([0, 6]), human, np.arange(2))
+    with pytest.raises(ValueError, match="region is outside"):
+        kernels.directed_speeds(*layouts, np.array([0, 5]), human, np.array([2]))
+    with pytest.raises(ValueError, match="the path's K"):
+        kernels.directed_speeds(*layouts, np.array([0, 5]), np.zeros((2, 2, 3)), np.arange(2))
+    constants = (0.0, 0.1, 0.1, 2.5, 0.05, 0.05, 2.5, 0.2, 0.0)
+    terms = np.ones(2)
+    with pytest.raises(ValueError, match="window sample is outside"):
+        kernels.ssm_links(np.ones((2, 3)), human, terms, terms, terms, terms, constants, True, *layouts,
+                          path.speeds, np.array([7]), 1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="another number of links"):
+        kernels.ssm_links(np.ones((2, 2)), np.zeros((2, 2, 3)), terms, terms, terms, terms, constants, True,
+                          *layouts, path.speeds, np.array([0]), 1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="do not fit"):
+        kernels.ssm_links(np.ones((2, 3)), human, terms[:1], terms, terms, terms, constants, True, *layouts,
+                          path.speeds, np.array([0]), 1.0, 1.0, 1.0)
+
+    from safety.zones import ZoneSet
+    from content.cell import Zone
+    zones = ZoneSet([Zone(name="w", kind="warning", footprint=[(0, 0), (1, 0), (1, 1)], z_range_m=(0.0, 2.0))])
+    with pytest.raises(ValueError, match="radii"):
+        kernels.zone_capsules(segs, radii[:3], *zones._kernel_args[0], 1e-9)
+
+    from safety.distance import _LIMB_I, _LIMB_J, LIMB_RADII_M, UNTRACKED_REACH_M
+    kp, conf = np.zeros((1, 33, 3)), np.ones((1, 33))
+    with pytest.raises(ValueError, match="keypoint is outside"):
+        kernels.people_capsules(kp[:, :17], conf[:, :17], 0.0, np.zeros((0, 0)), False, _LIMB_I, _LIMB_J,
+                                LIMB_RADII_M, UNTRACKED_REACH_M)
+    with pytest.raises(ValueError, match="do not fit"):
+        kernels.people_capsules(kp, conf[:, :17], 0.0, np.zeros((0, 0)), False, _LIMB_I, _LIMB_J,
+                                LIMB_RADII_M, UNTRACKED_REACH_M)
+    with pytest.raises(ValueError, match="do not fit"):
+        kernels.people_capsules(kp, conf, 0.0, np.zeros((1, 17)), True, _LIMB_I, _LIMB_J,
+                                LIMB_RADII_M, UNTRACKED_REACH_M)
+    with pytest.raises(ValueError, match="do not fit"):
+        kernels.tracks_finite(kp, conf, np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="do not fit"):
+        kernels.tracks_finite(kp, conf[:, :17], np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="path's n joints"):
+        kernels.path_progress(np.zeros((5, 7)), np.zeros(8), 0.1)
