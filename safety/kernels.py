@@ -56,6 +56,26 @@ def _cache_available() -> bool:
 #: numba's on-disk cache of the compiled kernels is usable (`_cache_available`).
 _CACHE = _cache_available()
 
+def _kernel(signature):
+    """`njit(signature, cache=_CACHE)`: compiled now, for this signature only, from numba's disk
+    cache when it holds the kernel. numba's cache loader catches only OSError: a cache file
+    that fails to unpickle (truncated, overwritten, from a disk fault) would make this module's
+    import fail and the monitor never start. Such an entry is dropped (the function's cache
+    index flushed) and the kernel compiled afresh, which rewrites the entry."""
+    def compile_kernel(function):
+        kernel = njit(cache=_CACHE)(function)    # lazy: nothing loaded or compiled yet
+        try:
+            kernel.compile(signature)
+        except Exception:                       # noqa: BLE001 - any failure to load the entry
+            if not _CACHE:
+                raise
+            kernel._cache.flush()               # numba 0.60 (pinned): the function's index
+            kernel.compile(signature)
+        kernel.disable_compile()                # as njit(signature): no other type compiles later
+        return kernel
+    return compile_kernel
+
+
 #: As `safety.distance._EPS`: a squared length at or below it is a point; a denominator at or
 #: below it is a parallel pair (Ericson 5.1.9).
 _EPS = 1e-12
@@ -73,7 +93,7 @@ def _np_min(x: float, y: float) -> float:
     return x if (x <= y or x != x) else y
 
 
-@njit(types.Tuple((_F2_OUT, _I2_OUT, _F3_OUT, _F3_OUT))(_F3, _F1, _I1, _I1, _F3, _F1), cache=_CACHE)
+@_kernel(types.Tuple((_F2_OUT, _I2_OUT, _F3_OUT, _F3_OUT))(_F3, _F1, _I1, _I1, _F3, _F1))
 def closest_pairs_per_link(human_segments: np.ndarray, human_radii: np.ndarray, region_starts: np.ndarray,
                            region_sizes: np.ndarray, robot_segments: np.ndarray, robot_radii: np.ndarray
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -170,7 +190,7 @@ def closest_pairs_per_link(human_segments: np.ndarray, human_radii: np.ndarray, 
     return distance, human_index, human_point, robot_point
 
 
-@njit(_F2_OUT(_F4, _F4, _F3, _I1, _F3, _I1), cache=_CACHE)
+@_kernel(_F2_OUT(_F4, _F4, _F3, _I1, _F3, _I1))
 def directed_speeds(points_xyz: np.ndarray, velocities_xyz: np.ndarray, point_speeds: np.ndarray,
                     window: np.ndarray, human_points: np.ndarray, regions: np.ndarray) -> np.ndarray:
     """Largest directed speed of every link towards the human points over a path window, at scale 1.
@@ -239,9 +259,8 @@ def directed_speeds(points_xyz: np.ndarray, velocities_xyz: np.ndarray, point_sp
 ZONE_OUTSIDE, ZONE_INSIDE, ZONE_UNDECIDED = 0, 1, 2
 
 
-@njit(types.Tuple((types.Array(types.int8, 1, "C"), _F3_OUT))(
-    _F3, _F1, types.float64, types.float64, _F1, types.boolean, _F2, _F1, _F2, _F2, _F2, types.float64),
-    cache=_CACHE)
+@_kernel(types.Tuple((types.Array(types.int8, 1, "C"), _F3_OUT))(
+    _F3, _F1, types.float64, types.float64, _F1, types.boolean, _F2, _F1, _F2, _F2, _F2, types.float64))
 def zone_capsules(segments: np.ndarray, radii: np.ndarray, z0: float, z1: float, bounds: np.ndarray,
                   convex: bool, normals: np.ndarray, offsets: np.ndarray, edge_starts: np.ndarray,
                   edge_alongs: np.ndarray, edge_scaled: np.ndarray, margin: float
@@ -378,10 +397,10 @@ def _first_smaller(value: float, best: float) -> bool:
     return value < best or (value != value and best == best)
 
 
-@njit(types.Tuple((types.float64, types.Array(types.int64, 2, "C"), _F2_OUT, types.Array(types.boolean, 2, "C"),
+@_kernel(types.Tuple((types.float64, types.Array(types.int64, 2, "C"), _F2_OUT, types.Array(types.boolean, 2, "C"),
                    types.int64, types.int64, types.boolean))(
     _F2, _F3, _F1, _F1, _F1, _F1, types.UniTuple(types.float64, 9), types.boolean, _F4, _F4, _F3, _F2, _I1,
-    types.float64, types.float64, types.float64), cache=_CACHE)
+    types.float64, types.float64, types.float64))
 def ssm_links(distance: np.ndarray, human_point: np.ndarray, v_h: np.ndarray, t_r: np.ndarray, z_d: np.ndarray,
               s_p_t_r: np.ndarray, constants: tuple, directed: bool, points_xyz: np.ndarray,
               velocities_xyz: np.ndarray, point_speeds: np.ndarray, path_speeds: np.ndarray, window: np.ndarray,
@@ -494,9 +513,9 @@ def ssm_links(distance: np.ndarray, human_point: np.ndarray, v_h: np.ndarray, t_
     return allowed, links, v_actual, is_directed, closest_at, binding_at, valid
 
 
-@njit(types.Tuple((types.Array(types.float64, 4, "C"), _F2_OUT, types.Array(types.boolean, 2, "C"),
-                   types.Array(types.int64, 1, "C")))(_F3, _F2, types.float64, _F2, types.boolean, _I1, _I1, _F1,
-                                                      types.float64), cache=_CACHE)
+@_kernel(types.Tuple((types.Array(types.float64, 4, "C"), _F2_OUT, types.Array(types.boolean, 2, "C"),
+                      types.Array(types.int64, 1, "C")))(_F3, _F2, types.float64, _F2, types.boolean, _I1, _I1,
+                                                         _F1, types.float64))
 def people_capsules(keypoints: np.ndarray, confidence: np.ndarray, min_confidence: float,
                     extra_radius_m: np.ndarray, has_extra: bool, limb_i: np.ndarray, limb_j: np.ndarray,
                     limb_radii_m: np.ndarray, untracked_reach_m: float
@@ -559,7 +578,7 @@ def people_capsules(keypoints: np.ndarray, confidence: np.ndarray, min_confidenc
     return segments, radii, keep, kept
 
 
-@njit(types.Array(types.boolean, 1, "C")(_F3, _F2, _F2), cache=_CACHE)
+@_kernel(types.Array(types.boolean, 1, "C")(_F3, _F2, _F2))
 def tracks_finite(keypoints: np.ndarray, confidence: np.ndarray, velocity: np.ndarray) -> np.ndarray:
     """Per person, whether every keypoint it uses (confidence > 0) and its velocity are finite
     (the plausibility check of `safety.decision.input_faults`).
@@ -587,7 +606,7 @@ def tracks_finite(keypoints: np.ndarray, confidence: np.ndarray, velocity: np.nd
     return out
 
 
-@njit(types.int64(_F2, _F1, types.float64), cache=_CACHE)
+@_kernel(types.int64(_F2, _F1, types.float64))
 def path_progress(positions: np.ndarray, position: np.ndarray, tolerance_rad: float) -> int:
     """The swept sample nearest to a joint position, as `safety.directed_speed.ActivePath.progress`.
 

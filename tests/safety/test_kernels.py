@@ -264,3 +264,26 @@ def test_kernels_refuse_arguments_that_do_not_fit_instead_of_reading_out_of_rang
         kernels.tracks_finite(kp, conf[:, :17], np.zeros((1, 3)))
     with pytest.raises(ValueError, match="path's n joints"):
         kernels.path_progress(np.zeros((5, 7)), np.zeros(8), 0.1)
+
+
+def test_a_corrupt_cache_entry_is_compiled_afresh_instead_of_failing_the_import(tmp_path) -> None:
+    """numba's cache loader catches only OSError: an entry that fails to unpickle made
+    `import safety.kernels` raise, so the monitor could not start until someone deleted the
+    cache. The kernel is compiled afresh instead and the entry rewritten."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path),
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    script = ("import numpy as np, safety.kernels as k; "
+              "print(k._CACHE, k.path_progress(np.zeros((3, 2)), np.full(2, 0.01), 0.1))")
+    first = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert first.stdout.split() == ["True", "0"], first.stderr
+    entries = sorted(tmp_path.rglob("kernels.path_progress-*.nbc"))
+    assert entries
+    for entry in entries:
+        entry.write_bytes(b"\x80\x04 not a pickle")
+    again = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert again.stdout.split() == ["True", "0"], again.stderr
+    assert all(entry.read_bytes() != b"\x80\x04 not a pickle" for entry in sorted(tmp_path.rglob("*.nbc")))
