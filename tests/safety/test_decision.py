@@ -45,6 +45,8 @@ def test_nobody_in_the_cell_is_full_speed():
     ("tracker_stale", "worker tracking stale"),
     ("lost", "person p1 lost"),
     ("keypoints_nan", "non-finite keypoints"),
+    ("keypoints_inf", "non-finite keypoints"),
+    ("velocity_nan", "non-finite keypoints"),   # else v_h = max(floor, NaN) is the floor
 ])
 def test_bad_input_is_a_latched_fault_stop(case, expect):
     now = T0 + 10 * MS
@@ -67,6 +69,12 @@ def test_bad_input_is_a_latched_fault_stop(case, expect):
         kp = standing_person(3.0)
         kp[5] = np.nan
         snap = snapshot(now, [kp])
+    elif case == "keypoints_inf":
+        kp = standing_person(3.0)
+        kp[20, 1] = -np.inf
+        snap = snapshot(now, [kp])
+    elif case == "velocity_nan":
+        snap = snapshot(now, [standing_person(3.0)], velocity=(0.0, np.nan, 0.0))
     state, mem = run(now, robot, snap, started())
     assert state.mode is SafetyMode.FAULT_STOP and state.speed_scale == 0.0 and state.latched
     assert expect in state.reason
