@@ -287,3 +287,19 @@ def test_a_corrupt_cache_entry_is_compiled_afresh_instead_of_failing_the_import(
     again = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert again.stdout.split() == ["True", "0"], again.stderr
     assert all(entry.read_bytes() != b"\x80\x04 not a pickle" for entry in sorted(tmp_path.rglob("*.nbc")))
+
+
+def test_directed_speed_shortcut_never_skips_a_value_above_the_maximum_by_rounding() -> None:
+    """The kernel skips the square root and division of a sample whose quotient is below the
+    maximum so far by more than rounding (a relative 1e-9); a sample 1e-10 above it is still
+    computed and wins, bit for bit, as the numpy pass takes the largest."""
+    for later in (1.0 + 1e-10, 1.0 + 1e-13, 1.0 - 1e-13, np.nextafter(1.0, 2.0)):
+        points = np.zeros((3, 1, 2, 1))
+        velocities = np.zeros((3, 1, 2, 1))
+        points[0, 0, :, 0] = (1.0, 2.0)
+        velocities[0, 0, :, 0] = (-1.0, -later)
+        speeds = np.abs(velocities[0])
+        got = kernels.directed_speeds(points, velocities, speeds, np.arange(2), np.zeros((1, 1, 3)),
+                                      np.zeros(1, dtype=np.int64))
+        along = np.array([(0.0 - 1.0) * -1.0, (0.0 - 2.0) * -later]) / np.array([1.0, 2.0])
+        assert got[0, 0] == along.max(), later
