@@ -226,3 +226,12 @@ def test_a_repeating_fault_is_latched_once_per_kind():
     now += 10 * MS
     state, mem = run(now, robot_state(now), snapshot(now, camera_age_ns=900 * MS), mem)
     assert [f.split(":")[0] for f in state.faults] == ["robot state stale", "camera cam01 stale", "camera cam02 stale"]
+
+
+def test_a_negative_robot_speed_is_refused_not_used_in_s_p():
+    """A backend reporting a negative capsule speed (no path: v_r is the robot's speed) would give
+    a smaller S_p than standing still; the cycle refuses it (a fault stop in the monitor) as
+    `protective_separation_distance` does, in the compiled pass as in the scalar formulas."""
+    now = T0 + 10 * MS
+    with pytest.raises(ValueError, match=r"v_r_mps must be finite and >= 0, got -0\.5"):
+        run(now, robot_state(now, speed_mps=-0.5), snapshot(now, [standing_person(1.5)]), started())
