@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import njit, types
 
@@ -64,6 +65,8 @@ def _kernel(signature):
     index flushed) and the kernel compiled afresh, which rewrites the entry."""
     def compile_kernel(function):
         kernel = njit(cache=_CACHE)(function)    # lazy: nothing loaded or compiled yet
+        if numba.config.DISABLE_JIT:            # debugging with NUMBA_DISABLE_JIT=1: plain Python
+            return kernel
         try:
             kernel.compile(signature)
         except Exception:                       # noqa: BLE001 - any failure to load the entry
