@@ -1,43 +1,40 @@
 """Safety: speed and separation monitoring (ISO/TS 15066), the command gate, watchdogs.
 
-Heavy libraries (MediaPipe) load only in `safety.perception`; this package and its
-decision core import in milliseconds.
+Heavy libraries (MediaPipe) load only in `safety.perception`; the names below load on first use,
+so importing `safety.perception` does not load the decision core (its numba kernels).
 """
 
-from safety.decision import ClosestPair, Memory, SafetyMode, SafetyState, decide
-from safety.errors import OccupancyError, PerceptionError, SafetyError
-from safety.occupancy import BackgroundModel, OccupancyChannel, OccupancyMeasurement
-from safety.placed_mask import PlacedObjectMask, validate_placed_objects
-from safety.gate import Actor, CommandGate, GateAnswer, SafetyChannel, Verdict
-from safety.monitor import SafetyMonitor
-from safety.output import (
-    OutputStatus,
-    SafetyOutput,
-    SafetyOutputError,
-    SimSafetyOutput,
-    create_safety_output,
-)
-from safety.ssm import (
-    ProtectiveSeparationDistance,
-    StoppingModel,
-    max_robot_speed_mps,
-    protective_separation_distance,
-)
+import importlib
 
-# The audit log needs SQLAlchemy (about 0.2 s to import): loaded on first use (PEP 562).
-_AUDIT_NAMES = ("AuditBreak", "AuditCommitTimeout", "AuditError", "AuditKind", "AuditLog", "AuditRecord",
-                "AuditStatus", "BreakProblem")
+#: Where each public name lives. Loaded on first use (PEP 562): `import safety.perception...` (the
+#: tracking process, `xrcell track`) must not load the decision core's compiled kernels (numba:
+#: about 1.7 s of CPU from its cache, several seconds to compile without one) nor SQLAlchemy.
+_EXPORTS = {
+    "safety.decision": ("ClosestPair", "Memory", "SafetyMode", "SafetyState", "decide"),
+    "safety.errors": ("OccupancyError", "PerceptionError", "SafetyError"),
+    "safety.occupancy": ("BackgroundModel", "OccupancyChannel", "OccupancyMeasurement"),
+    "safety.placed_mask": ("PlacedObjectMask", "validate_placed_objects"),
+    "safety.gate": ("Actor", "CommandGate", "GateAnswer", "SafetyChannel", "Verdict"),
+    "safety.monitor": ("SafetyMonitor",),
+    "safety.output": ("OutputStatus", "SafetyOutput", "SafetyOutputError", "SimSafetyOutput",
+                      "create_safety_output"),
+    "safety.ssm": ("ProtectiveSeparationDistance", "StoppingModel", "max_robot_speed_mps",
+                   "protective_separation_distance"),
+    "safety.audit": ("AuditBreak", "AuditCommitTimeout", "AuditError", "AuditKind", "AuditLog",
+                     "AuditRecord", "AuditStatus", "BreakProblem"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
 def __getattr__(name: str) -> object:
-    if name in _AUDIT_NAMES:
-        from safety import audit
-        return getattr(audit, name)
-    raise AttributeError(f"module 'safety' has no attribute {name!r}")
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'safety' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 __all__ = [
-    *_AUDIT_NAMES,
+    *_EXPORTS["safety.audit"],
     "Actor",
     "BackgroundModel",
     "ClosestPair",

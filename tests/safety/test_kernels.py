@@ -303,3 +303,19 @@ def test_directed_speed_shortcut_never_skips_a_value_above_the_maximum_by_roundi
                                       np.zeros(1, dtype=np.int64))
         along = np.array([(0.0 - 1.0) * -1.0, (0.0 - 2.0) * -later]) / np.array([1.0, 2.0])
         assert got[0, 0] == along.max(), later
+
+
+def test_the_tracking_process_does_not_load_the_compiled_kernels():
+    """`safety.perception` (the spawned tracking process, `xrcell track`) imports without the
+    decision core: loading the kernels costs seconds of CPU at every start, and a tracker that
+    starts later keeps the monitor in its start-up fault stop longer."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, safety.perception.pipeline, safety.perception.process; "
+            "print(sorted(m for m in ('numba', 'safety.kernels', 'safety.decision', 'sqlalchemy') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]", out.stdout
