@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from typing import Sequence
 
 import numpy as np
@@ -163,6 +163,24 @@ class Memory:
     disagree_since_ns: int = 0
 
 
+def _replace(memory: Memory, **changes) -> Memory:
+    """`dataclasses.replace(memory, **changes)` without its per-call field introspection (three
+    to five per cycle); Memory has no `__post_init__`, so copying its fields is all it does.
+
+    Raises:
+        TypeError: a name that is not a Memory field.
+    """
+    if not changes.keys() <= _MEMORY_FIELDS:
+        raise TypeError(f"Memory has no field {sorted(changes.keys() - _MEMORY_FIELDS)[0]!r}")
+    new = object.__new__(Memory)
+    new.__dict__.update(memory.__dict__)
+    new.__dict__.update(changes)
+    return new
+
+
+_MEMORY_FIELDS = frozenset(f.name for f in fields(Memory))
+
+
 def _ms(ns: int) -> float:
     return ns / 1e6
 
@@ -222,10 +240,12 @@ def input_faults(now_ns: int, robot: RobotState | None, perception: PerceptionSn
             faults.append(f"person {track_id} lost while inside the cell")
         if perception.tracks:
             tracks = perception.tracks
+            # np.array of the per-track arrays is np.stack's result (a ragged set raises
+            # ValueError in both), without its per-array checks
             finite = kernels.tracks_finite(
-                np.stack([np.asarray(t.keypoints_cell, dtype=np.float64) for t in tracks]),
-                np.stack([np.asarray(t.confidence, dtype=np.float64) for t in tracks]),
-                np.stack([np.asarray(t.velocity_mps, dtype=np.float64) for t in tracks]))
+                np.array([t.keypoints_cell for t in tracks], dtype=np.float64),
+                np.array([t.confidence for t in tracks], dtype=np.float64),
+                np.array([t.velocity_mps for t in tracks], dtype=np.float64))
             for track, ok in zip(tracks, finite.tolist()):
                 if not ok:
                     faults.append(f"person {track.track_id}: non-finite keypoints")
@@ -249,7 +269,8 @@ def body_capsules(perception: PerceptionSnapshot, params: SafetyParameters) -> l
                 v_h = np.where(_ARM_MASK, max(params.hand_arm_speed_mps, measured),
                                max(params.human_speed_mps, measured))
                 row[:] = v_h * np.maximum(track.capture_ns - track.keypoint_capture_ns, 0) / 1e9
-    return people_capsules(np.stack([t.keypoints_cell for t in tracks]), np.stack([t.confidence for t in tracks]),
+    return people_capsules(np.array([t.keypoints_cell for t in tracks], dtype=np.float64),
+                           np.array([t.confidence for t in tracks], dtype=np.float64),
                            extra_radius_m=extra)
 
 
@@ -291,15 +312,39 @@ def _arm_split(names: tuple[str, ...]) -> tuple[tuple[np.ndarray, tuple[str, ...
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=128)
+def _region_plan(names: tuple[tuple[str, ...], ...]
+                 ) -> tuple[np.ndarray, tuple[tuple[int, int, int, tuple[str, ...], bool], ...]]:
+    """For people whose capsules are named `names` (per person, in order): the row order that
+    puts each person's hands/arms, then the rest, after one another (`_arm_split`'s parts, an
+    index into the people's capsules stacked in order), and per part (person, first row,
+    end row, names, is_arm) in that order. Cached: the names repeat from cycle to cycle."""
+    index, parts, offset, row = [], [], 0, 0
+    for person, person_names in enumerate(names):
+        for part_index, part_names, is_arm in _arm_split(person_names):
+            index.append(part_index + offset)
+            parts.append((person, row, row + len(part_names), part_names, is_arm))
+            row += len(part_names)
+        offset += len(person_names)
+    order = np.concatenate(index) if index else np.zeros(0, dtype=np.int64)
+    order.setflags(write=False)
+    return order, tuple(parts)
+
+
 def _body_regions(perception: PerceptionSnapshot, capsules: list, params: SafetyParameters) -> list:
     """Each person's capsules split into hands/arms and the rest, each with its v_h floor:
-    [(track, v_h floor m/s, (segments, radii, names))] (ISO 13855 clause 6.2.3)."""
-    out = []
-    for track, (segs, radii, names) in zip(perception.tracks, capsules):
-        for index, part_names, is_arm in _arm_split(names):
-            floor = params.hand_arm_speed_mps if is_arm else params.human_speed_mps
-            out.append((track, floor, (segs[index], radii[index], part_names)))
-    return out
+    [(track, v_h floor m/s, (segments, radii, names))] (ISO 13855 clause 6.2.3). The parts are
+    cut from one reordered copy of all capsules (`_region_plan`), not indexed one by one."""
+    if not capsules:
+        return []
+    order, parts = _region_plan(tuple(c[2] for c in capsules))
+    if not parts:
+        return []
+    segs = np.concatenate([c[0] for c in capsules])[order]
+    radii = np.concatenate([c[1] for c in capsules])[order]
+    tracks, arm_floor, body_floor = perception.tracks, params.hand_arm_speed_mps, params.human_speed_mps
+    return [(tracks[person], arm_floor if is_arm else body_floor, (segs[start:end], radii[start:end], names))
+            for person, start, end, names, is_arm in parts]
 
 
 def _occupancy_regions(occupancy: OccupancyMeasurement, params: SafetyParameters) -> list:
@@ -490,7 +535,7 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
     channels = ("skeleton", "occupancy") if occupancy_channel else ("skeleton",)
     if occupancy_channel:
         faults += occupancy_faults(now_ns, occupancy, params)
-    mem = replace(memory, prev_cycle_ns=now_ns)
+    mem = _replace(memory, prev_cycle_ns=now_ns)
     violations: tuple[ZoneViolation, ...] = ()
     capsules = body_capsules(perception, params) if not faults else []
     if zones is not None and len(zones) and not faults:
@@ -513,33 +558,33 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
             newest = max((t.capture_ns for t in perception.tracks), default=None)
             comparison = compare(skeleton_m, occupancy_m, disagreement_bound_m(params, z_d, occupancy, newest), params)
             fault, since = disagreement_fault(now_ns, comparison, mem.disagree_since_ns, params)
-            mem = replace(mem, disagree_since_ns=since)
+            mem = _replace(mem, disagree_since_ns=since)
             if fault:
                 faults.append(fault)
             ssm = _combine(ssm, occ)
     else:
-        mem = replace(mem, disagree_since_ns=0)
+        mem = _replace(mem, disagree_since_ns=0)
 
     def stop(reason: str, latched: bool, found: list[str]) -> tuple[SafetyState, Memory]:
         return (SafetyState(now_ns, SafetyMode.FAULT_STOP, 0.0, None, None, None, reason, tuple(found),
                             latched=latched, zone_violations=violations, channels=channels,
                             occupancy_separation_m=occupancy_m),
-                replace(mem, scale=0.0, ssm_stop=False, clear_since_ns=0, reset_requested=False))
+                _replace(mem, scale=0.0, ssm_stop=False, clear_since_ns=0, reset_requested=False))
 
     if not mem.started:
         if faults:
             return stop("starting up, waiting for: " + "; ".join(faults), False, faults)
-        mem = replace(mem, started=True)
+        mem = _replace(mem, started=True)
     if faults or mem.latched_faults:
         latched = _merge_causes(mem.latched_faults, faults)
         if mem.reset_requested and not faults:
-            mem = replace(mem, latched_faults=(), reset_requested=False, scale=0.0, ssm_stop=True,
+            mem = _replace(mem, latched_faults=(), reset_requested=False, scale=0.0, ssm_stop=True,
                           clear_since_ns=0)
         else:
-            mem = replace(mem, latched_faults=latched)
+            mem = _replace(mem, latched_faults=latched)
             why = "; ".join(faults) if faults else "cause gone, reset required: " + "; ".join(latched)
             state, mem2 = stop(f"fault stop: {why}", True, list(latched))
-            return state, replace(mem2, latched_faults=latched)
+            return state, _replace(mem2, latched_faults=latched)
 
     best, binding, allowed, v_r = ssm  # type: ignore[misc]
     # The rule itself (ISO/TS 15066 clause 5.5.4.2.3): a moving robot must keep S >= S_p at
@@ -563,20 +608,20 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
                       f"({binding[1].link})")
         else:
             reason = "protective stop: separation below the protective separation distance"
-        mem = replace(mem, ssm_stop=True, clear_since_ns=0, last_lower_ns=now_ns)
+        mem = _replace(mem, ssm_stop=True, clear_since_ns=0, last_lower_ns=now_ns)
     elif mem.ssm_stop:
         clear_since = mem.clear_since_ns or now_ns
         if now_ns - clear_since >= params.resume_delay_s * 1e9:
             target = allowed
-            mem = replace(mem, ssm_stop=False, clear_since_ns=0)
+            mem = _replace(mem, ssm_stop=False, clear_since_ns=0)
             reason = "resuming: separation restored"
         else:
             target = 0.0
-            mem = replace(mem, clear_since_ns=clear_since)
+            mem = _replace(mem, clear_since_ns=clear_since)
             reason = f"protective stop: separation restored, resuming after {params.resume_delay_s:.1f} s"
     elif allowed < mem.scale:
         target = allowed
-        mem = replace(mem, last_lower_ns=now_ns)
+        mem = _replace(mem, last_lower_ns=now_ns)
         reason = "reduced speed: person approaching"
     elif allowed > mem.scale + RAISE_HYSTERESIS and now_ns - mem.last_lower_ns >= params.raise_dwell_s * 1e9:
         target = allowed
@@ -596,7 +641,7 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
         mode = SafetyMode.REDUCED_SPEED
     stop_ns = (mem.stop_commanded_ns or now_ns) if target == 0.0 and mem.scale == 0.0 else (
         now_ns if target == 0.0 else 0)
-    mem = replace(mem, scale=target, stop_commanded_ns=stop_ns)
+    mem = _replace(mem, scale=target, stop_commanded_ns=stop_ns)
     if best is None:
         return SafetyState(now_ns, mode, target, None, None, None, reason, v_r_mps=v_r,
                            zone_violations=violations, channels=channels), mem

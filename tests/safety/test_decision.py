@@ -235,3 +235,20 @@ def test_a_negative_robot_speed_is_refused_not_used_in_s_p():
     now = T0 + 10 * MS
     with pytest.raises(ValueError, match=r"v_r_mps must be finite and >= 0, got -0\.5"):
         run(now, robot_state(now, speed_mps=-0.5), snapshot(now, [standing_person(1.5)]), started())
+
+
+def test_the_memory_copy_is_dataclasses_replace():
+    """decide's copy of `Memory` (`decision._replace`, without dataclasses' per-call field
+    introspection) gives what `dataclasses.replace` gives and refuses an unknown field."""
+    import dataclasses
+
+    from safety.decision import _replace
+    mem = Memory(started=True, latched_faults=("a",), scale=0.5, prev_cycle_ns=7)
+    changes = {"scale": 0.0, "ssm_stop": True, "clear_since_ns": 3, "reset_requested": True}
+    new = _replace(mem, **changes)
+    assert new == dataclasses.replace(mem, **changes)
+    assert type(new) is Memory and mem.scale == 0.5 and mem.ssm_stop is False
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        new.scale = 1.0  # type: ignore[misc]
+    with pytest.raises(TypeError, match="Memory has no field 'scal'"):
+        _replace(mem, scal=0.0)
