@@ -53,6 +53,13 @@ class RobotBackend(Protocol):
     def reset(self) -> None:
         """Release a protective stop (motion resumes at the current speed scale)."""
 
+    def subscribe(self, callback: StateCallback) -> Callable[[], None]:
+        """Call `callback(state)` from the backend's own thread for every state from now on.
+
+        Implementations delegate to a `StateSubscribers`; a callback that raises is logged and
+        never stops the backend's loop. Returns the function that ends this subscription.
+        """
+
 
 class StateSubscribers:
     """The robot state listeners of one backend (its `subscribe`), and their notification.

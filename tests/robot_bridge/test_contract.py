@@ -14,6 +14,7 @@ messages), and the one bound that involves time is the watchdog's, with generous
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ import numpy as np
 import pytest
 
 from content.cell import Robot
-from robot_bridge.backend import BACKENDS, create_backend
+from robot_bridge.backend import BACKENDS, RobotBackend, create_backend
 from robot_bridge.errors import CommandError
 from robot_bridge.types import (
     CartesianJog,
@@ -174,6 +175,20 @@ def delta(**joints: float) -> np.ndarray:
     for name, value in joints.items():
         out[int(name[1:]) - 1] = value
     return out
+
+
+def test_the_backend_has_every_member_of_the_protocol_with_its_signature(cell):
+    # Protocols are structural and not checked at run time: a backend missing `subscribe` (or
+    # taking other parameters) would fail only where that member is first used.
+    for name, member in vars(RobotBackend).items():
+        if name.startswith("_") or not callable(member):
+            continue
+        implemented = getattr(cell.backend, name, None)
+        assert callable(implemented), name
+        assert list(inspect.signature(implemented).parameters) == \
+            list(inspect.signature(member).parameters)[1:], name
+    for name in RobotBackend.__annotations__:
+        assert hasattr(cell.backend, name), name
 
 
 def test_state_is_published_at_the_backend_rate_with_a_monotonic_stamp(cell):
