@@ -211,7 +211,8 @@ class PlacedMaskResult:
     rejected: str | None
 
 
-#: Largest `PlacedObjectMask.margin_m`, metres: two 5 cm voxels. Everything within the margin of a
+#: Largest `PlacedObjectMask.margin_m`, metres: two 5 cm voxels (the cell file's bound too,
+#: `content.cell.MAX_PLACED_MARGIN_M`). Everything within the margin of a
 #: placed part's surface is blind to this channel (the skeleton channel still sees it); depth noise
 #: needs one voxel, and a wider shell would hide a forearm lying along the part, not only a hand.
 MAX_MARGIN_M = 0.1

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from content.calibration import load_calibration
-from content.cell import CellDescription
+from content.cell import CellDescription, PlacedObjectMaskSettings
 from content.errors import ContentError
 from content.twin_asset import TwinAsset, TwinAssetCache
 from robot_bridge.backend import create_backend
@@ -222,8 +222,16 @@ def depth_source(config: Any) -> Any:
                           max_depth_m=config.max_depth_m)
 
 
+def placed_object_mask(settings: PlacedObjectMaskSettings) -> Any:
+    """The `safety.placed_mask.PlacedObjectMask` of a cell's `perception.depth.placed_mask`."""
+    from safety.placed_mask import PlacedObjectMask
+
+    return PlacedObjectMask(margin_m=settings.margin_m, max_age_s=settings.max_age_s)
+
+
 def occupancy_channel(config: Any) -> Any:
-    """The `safety.occupancy.OccupancyChannel` of a cell's `perception.depth`, with its background.
+    """The `safety.occupancy.OccupancyChannel` of a cell's `perception.depth`, with its background
+    and its placed-object mask.
 
     Raises:
         OccupancyError: the background file is missing, unreadable or of another voxel size.
@@ -234,7 +242,7 @@ def occupancy_channel(config: Any) -> Any:
     background = None if config.background is None else load_background(config.background, config.voxel_size_m)
     return OccupancyChannel(voxel_size_m=config.voxel_size_m, self_margin_m=config.self_margin_m,
                             range_m=config.range_m, min_points_per_voxel=config.min_points_per_voxel,
-                            background=background)
+                            background=background, placed_mask=placed_object_mask(config.placed_mask))
 
 
 def _occupancy(cell: CellDescription, backend: Any) -> Any:
