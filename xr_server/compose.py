@@ -112,6 +112,7 @@ class Cell:
             self.gate.planned_path(),
             self.zones.current(),
             None if self.runner is None else self.runner.status(),
+            None if self.occupancy is None else self.occupancy.latest(),
         )
 
     def stop(self) -> None:
@@ -245,14 +246,16 @@ def occupancy_channel(config: Any) -> Any:
                             background=background, placed_mask=placed_object_mask(config.placed_mask))
 
 
-def _occupancy(cell: CellDescription, backend: Any) -> Any:
-    """The cell's live depth input (`OccupancyInput`), or None without `perception.depth`."""
+def _occupancy(cell: CellDescription, backend: Any, audit: "AuditLog | None" = None) -> Any:
+    """The cell's live depth input (`OccupancyInput`), or None without `perception.depth`; it
+    audits every change of the cause for which the robot's placed-objects list is refused."""
     config = cell.perception.depth
     if config is None:
         return None
     from safety.perception.depth_input import OccupancyInput
 
-    return OccupancyInput(depth_source(config), occupancy_channel(config), backend.latest_state, config.fps)
+    return OccupancyInput(depth_source(config), occupancy_channel(config), backend.latest_state, config.fps,
+                          audit=None if audit is None else audit.append)
 
 
 def _tracking(cell: CellDescription) -> Any:
@@ -303,7 +306,8 @@ def build_cell(
 
     Args:
         cell: the cell description.
-        audit: where mode changes, gate answers, resets and zone changes go.
+        audit: where mode changes, gate answers, resets, zone changes and the occupancy
+            channel's refusals of the placed-objects list go.
         robot: the robot backend (`ROBOT_CHOICES`); None: the cell's `robot.backend`. The cell's
             program runs only on `sim` (a ROS 2 cell runs its own program).
 
@@ -329,7 +333,7 @@ def build_cell(
         # The output drives a real PLC; a sim robot beside it follows the newest verdict.
         backend = create_robot(cell, robot, lambda: output.status().stop_required)
     pipeline = _tracking(cell)
-    occupancy = _occupancy(cell, backend)
+    occupancy = _occupancy(cell, backend, audit)
     holder: dict[str, SafetyMonitor] = {}
     zones = CellZones(
         cell.zones,

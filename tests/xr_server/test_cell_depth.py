@@ -4,11 +4,13 @@ monitor beside the PyBullet robot, and a person only the depth camera sees stops
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
+import jsonschema
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
@@ -32,6 +34,7 @@ from safety.perception.depth_input import (
 )
 from tests.safety.test_output import wait_until
 from xr_server.compose import build_cell, cell_from_camera, depth_source, occupancy_channel, start_cell
+from xr_server.openapi import TWIN_SCHEMA_PATH
 from xr_server.scenario_depth import SimulatedDepthCamera
 
 W, H, FOV_DEG = 160, 120, 90.0
@@ -139,6 +142,12 @@ def test_a_person_only_the_depth_camera_sees_stops_the_composed_cell(tmp_path, r
         state = composed.monitor.latest()
         assert state.channels == ("skeleton", "occupancy") and state.occupancy_separation_m is None
         assert composed.monitor.report()["channels"] == ["skeleton", "occupancy"]
+        # The twin shows the occupancy channel's newest measurement; the cell has no payload,
+        # so the robot reports no placed-objects list (unknown) and nothing is refused.
+        twin = composed.twin_state()
+        jsonschema.validate(twin, json.loads(TWIN_SCHEMA_PATH.read_text()))
+        assert twin["occupancy"]["placed_rejected"] is None and twin["occupancy"]["placed_masked"] == 0
+        assert twin["robot"]["placed_objects"] is None
         # The person walks in, seen by the depth camera only: the robot stops.
         wait_until(lambda: state_is(composed, lambda s: s.mode in (SafetyMode.PROTECTIVE_STOP, SafetyMode.FAULT_STOP)
                                     and s.occupancy_separation_m is not None),
