@@ -141,3 +141,85 @@ def test_the_simulated_robot_places_nothing_when_its_empty_gripper_closes_and_op
             assert state.placed_objects == (), goal
     finally:
         backend.shutdown()
+
+
+def test_the_centre_distance_is_the_point_segment_distance_of_safety_distance():
+    """`robot_bridge` may not import `safety`; its point-segment distance must agree with
+    `safety.distance.segment_closest_points` (a point as a segment of length 0)."""
+    from robot_bridge.placed import PlacedObject, _centre_distances
+    from safety.distance import segment_closest_points
+
+    rng = np.random.default_rng(3)
+    centres = rng.uniform(-1.0, 1.0, (200, 3))
+    objects = tuple(PlacedObject(f"o{i}", "cylinder", (0.1, 0.02), tuple(c), (0.0, 0.0, 0.0, 1.0), 0)
+                    for i, c in enumerate(centres))
+    for segment in (rng.uniform(-1.0, 1.0, (2, 3)), np.array([[0.2, 0.1, 0.0]] * 2)):  # and a point
+        c1, c2 = segment_closest_points(centres, centres, segment[0], segment[1])
+        assert np.allclose(_centre_distances(objects, segment), np.linalg.norm(c1 - c2, axis=1),
+                           atol=1e-12)
+    assert _centre_distances((), segment).shape == (0,)
+
+
+class _TrackerBefore:
+    """`PlacedObjectTracker.observe` as it was before the not-carried fast path and the
+    vectorised distance (commit 7d7ebe2), the oracle of the test below."""
+
+    def __init__(self, max_objects: int = 16, pick_tolerance_m: float = 0.02) -> None:
+        self.max_objects, self.pick_tolerance_m = max_objects, pick_tolerance_m
+        self.objects: tuple = ()
+        self._carried = None
+        self._last_segment, self._last_radius = None, 0.0
+        self._count, self._picked, self._held = 0, False, False
+
+    @staticmethod
+    def _distance(point, segment) -> float:
+        a, b = segment
+        ab = b - a
+        denom = float(ab @ ab)
+        t = 0.0 if denom < 1e-12 else min(1.0, max(0.0, float((point - a) @ ab) / denom))
+        return float(np.linalg.norm(point - (a + t * ab)))
+
+    def observe(self, stamp_ns, carried, payload_segment, payload_radius_m, *, gripper_moving):
+        if payload_segment is None:
+            return self.objects
+        segment = np.asarray(payload_segment, dtype=np.float64).reshape(2, 3)
+        if self._carried is True and not carried and self._last_segment is not None:
+            if self._held:
+                self._count += 1
+                last, radius = self._last_segment, self._last_radius
+                placed = cylinder_of_capsule(f"payload/{self._count}", last, radius, stamp_ns)
+                kept = tuple(o for o in self.objects if self._distance(np.asarray(o.position), last) > radius)
+                self.objects = (kept + (placed,))[-self.max_objects:]
+        elif self._carried is False and carried:
+            reach = payload_radius_m + self.pick_tolerance_m
+            self.objects = tuple(o for o in self.objects
+                                 if self._distance(np.asarray(o.position), segment) > reach)
+            self._picked = True
+        if carried:
+            self._last_segment, self._last_radius = segment.copy(), float(payload_radius_m)
+            self._held = self._held or (self._picked and not gripper_moving)
+        else:
+            self._picked = self._held = False
+        self._carried = bool(carried)
+        return self.objects
+
+
+def test_the_tracker_places_exactly_what_it_placed_before_its_fast_path():
+    """Random robot-state streams (carried on and off, gripper goals, the arm moving among a few
+    spots, states without a payload segment): the same placements, state by state."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    spots = [BAR + [0.0, 0.0, 0.0], BAR + [0.0, 0.3, 0.0], BAR + [0.01, 0.0, 0.1], BAR + [0.0, 0.3, 0.2]]
+    state = st.tuples(st.booleans(), st.booleans(), st.integers(0, len(spots)))  # index 4: no segment
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(state, max_size=60), st.integers(2, 5))
+    def check(stream, max_objects):
+        now, before = PlacedObjectTracker(max_objects), _TrackerBefore(max_objects)
+        for stamp, (carried, moving, spot) in enumerate(stream):
+            segment = spots[spot] if spot < len(spots) else None
+            got = now.observe(stamp, carried, segment, 0.04, gripper_moving=moving)
+            assert got == before.observe(stamp, carried, segment, 0.04, gripper_moving=moving)
+
+    check()
