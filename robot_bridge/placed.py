@@ -101,18 +101,22 @@ class PlacedObjectTracker:
 
     Rules, per robot state (`observe`):
     - Held: after a pick was seen (not carried, then carried), a state in which the payload is
-      carried with no gripper goal under way (the fingers at rest on the part, within the grasp
-      widths). Carried only while a gripper goal is under way is the attach rule's fail-safe
-      side (larger geometry), not evidence of a part: an empty gripper closing on nothing or
-      opening is never held.
+      carried with no gripper goal under way (the fingers at rest within the grasp widths) and
+      the backend has evidence of an object between the fingers (`object_evidence`: the
+      simulation's contact points on both fingers; on the wire, the closing goal stalled short
+      of its target). Carried only while a gripper goal is under way is the attach rule's
+      fail-safe side (larger geometry), not evidence of a part: an empty gripper closing on
+      nothing or opening is never held; nor is an empty gripper told to stop within the grasp
+      widths (at rest there, but touching nothing), nor a grasp without evidence either way.
     - Released: carried in the previous state, not now, after it was held. The payload's
       capsule at its last carried pose becomes a placed object (`cylinder_of_capsule`, id
       `payload/<n>`), stamped with the state's time. A placed object whose centre lies inside
       the new one's capsule is replaced (the same spot placed again). The part is assumed to
       lie where it was released: a part dropped from a height lies elsewhere, shows as
       occupancy and stops the robot (the fail-safe side). A release without a hold (an empty
-      gripper's goal ending, a part held since start-up) places nothing: a part there shows as
-      occupancy, and no volume is masked where no part was seen in the gripper.
+      gripper's goal ending, a part held since start-up, a grasp without evidence of an object)
+      places nothing: a part there shows as occupancy (a false stop), and no volume is masked
+      where no part was seen in the gripper.
     - Picked up again: not carried before, carried now. Every placed object whose centre lies
       inside the payload's capsule (plus `pick_tolerance_m`) leaves the list: the part is
       payload again and the self-filter covers it.
@@ -149,7 +153,8 @@ class PlacedObjectTracker:
         return self._objects
 
     def observe(self, stamp_ns: int, carried: bool, payload_segment: np.ndarray | None,
-                payload_radius_m: float, *, gripper_moving: bool) -> tuple[PlacedObject, ...]:
+                payload_radius_m: float, *, gripper_moving: bool,
+                object_evidence: bool | None = None) -> tuple[PlacedObject, ...]:
         """Take one robot state.
 
         Args:
@@ -160,6 +165,9 @@ class PlacedObjectTracker:
             payload_radius_m: its radius, metres.
             gripper_moving: a gripper goal is under way (commanded and not finished), as the
                 attach rule (`robot_bridge.payload.payload_carried`) takes it.
+            object_evidence: the backend's evidence of an object between the fingers in this
+                state: True (seen), False (the fingers touch nothing), None (it cannot tell:
+                no hold, the fail-safe side).
 
         Returns:
             The placed objects after this state, oldest first.
@@ -182,7 +190,8 @@ class PlacedObjectTracker:
             self._picked = True
         if carried:
             self._last_segment, self._last_radius = segment.copy(), float(payload_radius_m)
-            self._held = self._held or (self._picked and not gripper_moving)
+            self._held = self._held or (self._picked and not gripper_moving
+                                        and object_evidence is True)
         else:
             self._picked = self._held = False
         self._carried = bool(carried)

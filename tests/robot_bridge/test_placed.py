@@ -39,10 +39,10 @@ def test_the_cylinder_of_a_capsule_covers_the_capsule():
 
 def grip(tracker: PlacedObjectTracker, spot: np.ndarray, stamp: int = 0) -> None:
     """A pick at `spot` as the attach rule reports it: open, closing (carried while the goal is
-    under way), then held at rest on the part."""
+    under way), then held at rest on the part (the backend's evidence of an object)."""
     tracker.observe(stamp, False, spot, 0.04, gripper_moving=False)
     tracker.observe(stamp, True, spot, 0.04, gripper_moving=True)
-    tracker.observe(stamp, True, spot, 0.04, gripper_moving=False)
+    tracker.observe(stamp, True, spot, 0.04, gripper_moving=False, object_evidence=True)
 
 
 def release(tracker: PlacedObjectTracker, spot: np.ndarray, stamp: int = 0) -> tuple:
@@ -55,7 +55,8 @@ def test_a_release_places_the_payload_where_it_was_last_carried():
     tracker = PlacedObjectTracker()
     assert tracker.observe(1, False, BAR, 0.04, gripper_moving=False) == ()  # open: nothing
     assert tracker.observe(2, True, BAR + [0, 0, 0.3], 0.04, gripper_moving=True) == ()
-    assert tracker.observe(2, True, BAR + [0, 0, 0.3], 0.04, gripper_moving=False) == ()
+    assert tracker.observe(2, True, BAR + [0, 0, 0.3], 0.04, gripper_moving=False,
+                           object_evidence=True) == ()
     assert tracker.observe(3, True, BAR, 0.04, gripper_moving=False) == ()  # carried down
     assert tracker.observe(4, True, BAR, 0.04, gripper_moving=True) == ()  # opening
     # Released (the arm moves on): the part lies at its last carried pose.
@@ -143,6 +144,62 @@ def test_the_simulated_robot_places_nothing_when_its_empty_gripper_closes_and_op
         backend.shutdown()
 
 
+def test_a_grasp_holds_a_part_only_with_evidence_of_an_object():
+    """At rest within the grasp widths after a pick: a part is held only when the backend has
+    evidence of one (True); touching nothing (False) or unknown (None) places nothing on release,
+    so no shell is masked where no part lies (a part that was there shows: a false stop)."""
+    for evidence, placed in ((True, 1), (False, 0), (None, 0)):
+        tracker = PlacedObjectTracker()
+        tracker.observe(1, False, BAR, 0.04, gripper_moving=False)
+        tracker.observe(2, True, BAR, 0.04, gripper_moving=True)                 # closing
+        tracker.observe(3, True, BAR, 0.04, gripper_moving=False, object_evidence=evidence)
+        tracker.observe(4, True, BAR + [0, 0, 0.2], 0.04, gripper_moving=False,
+                        object_evidence=evidence)
+        assert len(tracker.observe(5, False, BAR, 0.04, gripper_moving=False)) == placed, evidence
+    # Evidence seen once at rest holds the part until it is released, even if a state lacks it.
+    tracker = PlacedObjectTracker()
+    tracker.observe(1, False, BAR, 0.04, gripper_moving=False)
+    tracker.observe(2, True, BAR, 0.04, gripper_moving=True, object_evidence=True)  # not at rest
+    tracker.observe(3, True, BAR, 0.04, gripper_moving=False, object_evidence=None)
+    assert tracker.observe(4, False, BAR, 0.04, gripper_moving=False) == ()
+    tracker.observe(5, True, BAR, 0.04, gripper_moving=True)
+    tracker.observe(6, True, BAR, 0.04, gripper_moving=False, object_evidence=True)
+    tracker.observe(7, True, BAR, 0.04, gripper_moving=False, object_evidence=None)
+    assert len(tracker.observe(8, False, BAR, 0.04, gripper_moving=False)) == 1
+
+
+def test_the_simulated_robot_places_nothing_when_its_empty_gripper_stops_within_the_grasp_widths():
+    """Told to close to 0.04 m in mid-air (inside the payload's grasp widths, 0.005..0.075 m), the
+    empty gripper rests there: carried by the attach rule, but no finger touches anything, so its
+    release places nothing."""
+    import yaml
+
+    from content.cell import Robot
+    from robot_bridge.sim.backend import PHYSICS_RATE_HZ, PyBulletPandaBackend
+    from robot_bridge.types import GripperCommand
+
+    doc = yaml.safe_load((Path(__file__).parents[1] / "scenarios" / "cell_payload_post.yaml")
+                         .read_text())
+    backend = PyBulletPandaBackend(Robot(**doc["robot"]), None, realtime=False)
+    backend.start()
+    try:
+        backend.reset()
+        backend.step(10)
+        seen = []
+        for position, goal in ((0.04, "stop-inside"), (0.08, "open")):
+            backend.execute(GripperCommand(position, goal_id=goal))
+            for _ in range(3 * int(PHYSICS_RATE_HZ)):
+                state = backend.step(1)
+                if state.goal_id == goal and state.goal_done:
+                    break
+            state = backend.step(20)
+            assert state.goal_id == goal and state.goal_done
+            seen.append((state.payload_carried, round(state.gripper_opening_m, 3), state.placed_objects))
+        assert seen == [(True, 0.04, ()), (False, 0.08, ())]
+    finally:
+        backend.shutdown()
+
+
 def test_the_centre_distance_is_the_point_segment_distance_of_safety_distance():
     """`robot_bridge` may not import `safety`; its point-segment distance must agree with
     `safety.distance.segment_closest_points` (a point as a segment of length 0)."""
@@ -161,8 +218,8 @@ def test_the_centre_distance_is_the_point_segment_distance_of_safety_distance():
 
 
 class _TrackerBefore:
-    """`PlacedObjectTracker.observe` as it was before the not-carried fast path and the
-    vectorised distance (commit 7d7ebe2), the oracle of the test below."""
+    """`PlacedObjectTracker.observe` as it was before the not-carried fast path, the vectorised
+    distance and the evidence of an object (commit 7d7ebe2), the oracle of the test below."""
 
     def __init__(self, max_objects: int = 16, pick_tolerance_m: float = 0.02) -> None:
         self.max_objects, self.pick_tolerance_m = max_objects, pick_tolerance_m
@@ -219,7 +276,8 @@ def test_the_tracker_places_exactly_what_it_placed_before_its_fast_path():
         now, before = PlacedObjectTracker(max_objects), _TrackerBefore(max_objects)
         for stamp, (carried, moving, spot) in enumerate(stream):
             segment = spots[spot] if spot < len(spots) else None
-            got = now.observe(stamp, carried, segment, 0.04, gripper_moving=moving)
+            # with evidence of an object in every state the rule is the one before the evidence
+            got = now.observe(stamp, carried, segment, 0.04, gripper_moving=moving, object_evidence=True)
             assert got == before.observe(stamp, carried, segment, 0.04, gripper_moving=moving)
 
     check()
