@@ -121,7 +121,8 @@ def test_a_part_picked_up_again_leaves_the_list_and_is_filtered_as_payload():
     held = np.array([[0.45, 0.0, 0.07], [0.45, 0.0, 0.23]])
     tracker.observe(90, False, held, 0.08, gripper_moving=False)  # the pick: open, closing,
     tracker.observe(95, True, held, 0.08, gripper_moving=True)
-    assert tracker.observe(100, True, held, 0.08, gripper_moving=False) == ()  # held at rest
+    assert tracker.observe(100, True, held, 0.08, gripper_moving=False,
+                           object_evidence=True) == ()  # held at rest, a part between the fingers
     (placed,) = tracker.observe(200, False, held, 0.08, gripper_moving=False)
     assert placed.primitive == "cylinder"
     assert placed.dimensions == pytest.approx((0.16 + 0.16, 0.08))
