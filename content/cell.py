@@ -645,6 +645,28 @@ class DepthIntrinsics(_Model):
     cy: float
 
 
+#: Largest `PlacedObjectMaskSettings.margin_m`, metres: two 5 cm voxels (the same bound as
+#: `safety.placed_mask.MAX_MARGIN_M`, which argues it; a test keeps the two equal).
+MAX_PLACED_MARGIN_M = 0.1
+
+
+class PlacedObjectMaskSettings(_Model):
+    """How the occupancy channel masks the parts the robot released (`safety.placed_mask`,
+    docs/safety.md "Parts the robot released").
+
+    Attributes:
+        margin_m: points within this distance of a placed part's surface (outside or inside)
+            are the part's, metres; 0.05 (one voxel of depth noise, as the background's
+            dilation), at most `MAX_PLACED_MARGIN_M` (0.1: a wider shell would hide a forearm
+            lying along the part). Within it this channel is blind; the skeleton channel sees.
+        max_age_s: a placed-objects list carried by a robot state older than this at the depth
+            capture is stale and nothing is masked, seconds; 0.5 (the depth watchdog's default).
+    """
+
+    margin_m: float = Field(0.05, ge=0.0, le=MAX_PLACED_MARGIN_M)
+    max_age_s: float = Field(0.5, gt=0.0, le=10.0)
+
+
 #: Depth sources of `DepthInput`.
 DEPTH_SOURCES = ("ply_sequence", "depth_images", "realsense")
 
@@ -677,6 +699,7 @@ class DepthInput(_Model):
             occupancy unless `range_m` keeps it out).
         voxel_size_m, self_margin_m, range_m, min_points_per_voxel: the occupancy channel's
             settings (`safety.occupancy.OccupancyChannel`).
+        placed_mask: how the parts the robot released are masked (`PlacedObjectMaskSettings`).
     """
 
     source: Literal["ply_sequence", "depth_images", "realsense"]
@@ -693,6 +716,7 @@ class DepthInput(_Model):
     self_margin_m: float = Field(0.05, ge=0.0, le=0.5)
     range_m: float = Field(2.5, gt=0.0, le=20.0)
     min_points_per_voxel: int = Field(2, ge=1, le=1000)
+    placed_mask: PlacedObjectMaskSettings = PlacedObjectMaskSettings()
 
     @model_validator(mode="after")
     def _source_fields(self) -> "DepthInput":

@@ -106,6 +106,9 @@ class AuditKind(enum.Enum):
     ZONE_CHANGE: the cell's zones changed at run time.
     PARAMETER_CHANGE: a safety parameter changed at run time.
     OUTPUT_FAULT: a `SafetyOutput` became unhealthy or recovered.
+    PLACED_OBJECTS: the occupancy channel refused the robot's placed-objects list for another
+        cause (a field, stale), or accepted it again (inputs: cause, previous cause, objects
+        in the list, capture and robot stamps; `safety.perception.depth_input.OccupancyInput`).
     AUDIT_GAP: written by the audit log itself: records were dropped (queue full).
     """
 
@@ -116,6 +119,7 @@ class AuditKind(enum.Enum):
     ZONE_CHANGE = "zone_change"
     PARAMETER_CHANGE = "parameter_change"
     OUTPUT_FAULT = "output_fault"
+    PLACED_OBJECTS = "placed_objects"
     AUDIT_GAP = "audit_gap"
 
 

@@ -221,13 +221,17 @@ class BackgroundLearner:
         self_margin_m: the channel's self-filter margin, metres.
         min_frames: frames a voxel must be occupied in to count as background.
         dilation_voxels: see `BackgroundModel`.
+        placed_mask: the channel's placed-object mask (the cell's `perception.depth.placed_mask`);
+            None: placed objects are not masked.
     """
 
     def __init__(self, voxel_size_m: float = 0.05, self_margin_m: float = 0.05, min_frames: int = 2,
-                 dilation_voxels: int = 1) -> None:
+                 dilation_voxels: int = 1,
+                 placed_mask: PlacedObjectMask | None = PlacedObjectMask()) -> None:
         if min_frames < 1:
             raise OccupancyError(f"min_frames must be >= 1, got {min_frames}")
-        self._channel = OccupancyChannel(voxel_size_m=voxel_size_m, self_margin_m=self_margin_m)
+        self._channel = OccupancyChannel(voxel_size_m=voxel_size_m, self_margin_m=self_margin_m,
+                                         placed_mask=placed_mask)
         self.min_frames = int(min_frames)
         self.dilation_voxels = int(dilation_voxels)
         self._frame_keys: list[np.ndarray] = []

@@ -196,6 +196,17 @@ def on_placed_surfaces(points: np.ndarray, objects: Sequence[PlacedObject],
     return _near(points, objects, margin_m, margin_m)
 
 
+def rejection_cause(rejected: str | None) -> str | None:
+    """What a `PlacedMaskResult.rejected` reason is about, without its figures: the field it
+    names (``placed_objects[1].position``, ``placed_objects`` for the list itself), or
+    ``placed_objects: stale``; None for None. The audit log records a refusal when this changes,
+    not every frame (a stale list's age changes every frame; a bad field stays the same)."""
+    if rejected is None:
+        return None
+    field, _, rest = rejected.partition(": ")
+    return f"{field}: stale" if rest.startswith("stale") else field
+
+
 @dataclass(frozen=True)
 class PlacedMaskResult:
     """What the mask did to one frame.
@@ -211,7 +222,8 @@ class PlacedMaskResult:
     rejected: str | None
 
 
-#: Largest `PlacedObjectMask.margin_m`, metres: two 5 cm voxels. Everything within the margin of a
+#: Largest `PlacedObjectMask.margin_m`, metres: two 5 cm voxels (the cell file's bound too,
+#: `content.cell.MAX_PLACED_MARGIN_M`). Everything within the margin of a
 #: placed part's surface is blind to this channel (the skeleton channel still sees it); depth noise
 #: needs one voxel, and a wider shell would hide a forearm lying along the part, not only a hand.
 MAX_MARGIN_M = 0.1

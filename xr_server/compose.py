@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from content.calibration import load_calibration
-from content.cell import CellDescription
+from content.cell import CellDescription, PlacedObjectMaskSettings
 from content.errors import ContentError
 from content.twin_asset import TwinAsset, TwinAssetCache
 from robot_bridge.backend import create_backend
@@ -112,6 +112,7 @@ class Cell:
             self.gate.planned_path(),
             self.zones.current(),
             None if self.runner is None else self.runner.status(),
+            None if self.occupancy is None else self.occupancy.latest(),
         )
 
     def stop(self) -> None:
@@ -222,8 +223,16 @@ def depth_source(config: Any) -> Any:
                           max_depth_m=config.max_depth_m)
 
 
+def placed_object_mask(settings: PlacedObjectMaskSettings) -> Any:
+    """The `safety.placed_mask.PlacedObjectMask` of a cell's `perception.depth.placed_mask`."""
+    from safety.placed_mask import PlacedObjectMask
+
+    return PlacedObjectMask(margin_m=settings.margin_m, max_age_s=settings.max_age_s)
+
+
 def occupancy_channel(config: Any) -> Any:
-    """The `safety.occupancy.OccupancyChannel` of a cell's `perception.depth`, with its background.
+    """The `safety.occupancy.OccupancyChannel` of a cell's `perception.depth`, with its background
+    and its placed-object mask.
 
     Raises:
         OccupancyError: the background file is missing, unreadable or of another voxel size.
@@ -234,17 +243,19 @@ def occupancy_channel(config: Any) -> Any:
     background = None if config.background is None else load_background(config.background, config.voxel_size_m)
     return OccupancyChannel(voxel_size_m=config.voxel_size_m, self_margin_m=config.self_margin_m,
                             range_m=config.range_m, min_points_per_voxel=config.min_points_per_voxel,
-                            background=background)
+                            background=background, placed_mask=placed_object_mask(config.placed_mask))
 
 
-def _occupancy(cell: CellDescription, backend: Any) -> Any:
-    """The cell's live depth input (`OccupancyInput`), or None without `perception.depth`."""
+def _occupancy(cell: CellDescription, backend: Any, audit: "AuditLog | None" = None) -> Any:
+    """The cell's live depth input (`OccupancyInput`), or None without `perception.depth`; it
+    audits every change of the cause for which the robot's placed-objects list is refused."""
     config = cell.perception.depth
     if config is None:
         return None
     from safety.perception.depth_input import OccupancyInput
 
-    return OccupancyInput(depth_source(config), occupancy_channel(config), backend.latest_state, config.fps)
+    return OccupancyInput(depth_source(config), occupancy_channel(config), backend.latest_state, config.fps,
+                          audit=None if audit is None else audit.append)
 
 
 def _tracking(cell: CellDescription) -> Any:
@@ -295,7 +306,8 @@ def build_cell(
 
     Args:
         cell: the cell description.
-        audit: where mode changes, gate answers, resets and zone changes go.
+        audit: where mode changes, gate answers, resets, zone changes and the occupancy
+            channel's refusals of the placed-objects list go.
         robot: the robot backend (`ROBOT_CHOICES`); None: the cell's `robot.backend`. The cell's
             program runs only on `sim` (a ROS 2 cell runs its own program).
 
@@ -321,7 +333,7 @@ def build_cell(
         # The output drives a real PLC; a sim robot beside it follows the newest verdict.
         backend = create_robot(cell, robot, lambda: output.status().stop_required)
     pipeline = _tracking(cell)
-    occupancy = _occupancy(cell, backend)
+    occupancy = _occupancy(cell, backend, audit)
     holder: dict[str, SafetyMonitor] = {}
     zones = CellZones(
         cell.zones,

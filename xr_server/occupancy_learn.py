@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import yaml
@@ -38,6 +38,7 @@ from safety.occupancy import BackgroundLearner, BackgroundModel
 from safety.perception.depth import DepthCamera, points_from_depth
 from safety.perception.depth_input import DepthSource, save_background
 from safety.perception.types import PerceptionSnapshot
+from safety.placed_mask import PlacedObjectMask
 from xr_server.errors import XrServerError
 
 
@@ -190,6 +191,7 @@ def learn_from_depth(source: DepthSource, robot_source: Callable[[], RobotState 
                      people_source: Callable[[], PerceptionSnapshot | None], *, duration_s: float,
                      fps: float, robot_timeout_s: float, tracker_timeout_s: float,
                      voxel_size_m: float = 0.05, self_margin_m: float = 0.05, min_frames: int = 2,
+                     placed_mask: Any = PlacedObjectMask(),
                      clock: Callable[[], int] = time.monotonic_ns,
                      sleep: Callable[[float], None] = time.sleep,
                      progress: Callable[[float, int], None] | None = None
@@ -212,7 +214,8 @@ def learn_from_depth(source: DepthSource, robot_source: Callable[[], RobotState 
             or none at all) refuses the learning, seconds.
         tracker_timeout_s: a snapshot older than this (or none) refuses the learning: nobody can
             say the cell is empty, seconds.
-        voxel_size_m, self_margin_m, min_frames: see `BackgroundLearner`.
+        voxel_size_m, self_margin_m, min_frames, placed_mask: see `BackgroundLearner` (the
+            cell's `perception.depth`).
         clock: monotonic clock, ns. sleep: waits, seconds (tests pass a simulated pair).
         progress: called with (seconds learned, frames) after every frame.
 
@@ -228,7 +231,8 @@ def learn_from_depth(source: DepthSource, robot_source: Callable[[], RobotState 
     if not (duration_s > 0 and fps > 0):
         raise XrServerError(f"learning from depth: duration_s and fps must be > 0, "
                             f"got {duration_s}, {fps}")
-    learner = BackgroundLearner(voxel_size_m, self_margin_m, min_frames=min_frames)
+    learner = BackgroundLearner(voxel_size_m, self_margin_m, min_frames=min_frames,
+                                placed_mask=placed_mask)
     period_ns, duration_ns = int(1e9 / fps), int(duration_s * 1e9)
     robot_timeout_ns, tracker_timeout_ns = int(robot_timeout_s * 1e9), int(tracker_timeout_s * 1e9)
     travel, last_tcp = 0.0, None
@@ -319,7 +323,7 @@ def run_learn_from_depth(cell_path: Path, out: Path, *, duration_s: float = 60.0
         CellDescriptionError, BridgeError, PerceptionError: the cell cannot be built or started.
     """
     from content.cell import load_cell
-    from xr_server.compose import build_cell, depth_source, start_cell
+    from xr_server.compose import build_cell, depth_source, placed_object_mask, start_cell
 
     stream = sys.stderr if stream is None else stream
     cell = load_cell(cell_path)
@@ -355,7 +359,8 @@ def run_learn_from_depth(cell_path: Path, out: Path, *, duration_s: float = 60.0
             depth_source(depth), running.backend.latest_state, running.pipeline.snapshot,
             duration_s=duration_s, fps=depth.fps, robot_timeout_s=cell.safety.robot_timeout_s,
             tracker_timeout_s=cell.safety.tracker_timeout_s, voxel_size_m=depth.voxel_size_m,
-            self_margin_m=depth.self_margin_m, min_frames=min_frames, progress=progress)
+            self_margin_m=depth.self_margin_m, min_frames=min_frames,
+            placed_mask=placed_object_mask(depth.placed_mask), progress=progress)
     finally:
         running.stop()
     save_background(model, out)

@@ -44,7 +44,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from content.cell import CellDescription, load_cell
+from content.cell import CellDescription, PlacedObjectMaskSettings, load_cell
 from content.errors import ContentError
 from robot_bridge.payload import PAYLOAD_LINK
 from robot_bridge.types import RobotState
@@ -453,7 +453,7 @@ def run_scenario(scenario: Scenario) -> dict:
                                                stopping_empty=empty),
                            joint_acceleration_limits_radps2=np.asarray(PANDA_JOINT_ACCELERATION_LIMITS_RADPS2))
         depth = None if scenario.depth_camera is None else _scripted_depth(scenario.depth_camera, scenario, people,
-                                                                           clock)
+                                                                           clock, cell)
         monitor = SafetyMonitor(backend.latest_state, tracker.snapshot, gate.safety_channel(),
                                 cell.safety, robot.stop, robot.max_tcp_speed_mps, clock_ns=clock.now_ns, zones=zones,
                                 output=output, occupancy_source=None if depth is None else depth.latest,
@@ -473,19 +473,24 @@ def run_scenario(scenario: Scenario) -> dict:
         backend.shutdown()
 
 
-def _scripted_depth(spec: DepthCameraSpec, scenario: Scenario, people: list[PersonModel], clock: _Clock):
-    """The scenario's depth camera and occupancy channel (`xr_server.scenario_depth.ScriptedDepth`)."""
+def _scripted_depth(spec: DepthCameraSpec, scenario: Scenario, people: list[PersonModel], clock: _Clock,
+                    cell: CellDescription):
+    """The scenario's depth camera and occupancy channel (`xr_server.scenario_depth.ScriptedDepth`);
+    the placed-object mask follows the cell's `perception.depth.placed_mask` (defaults without
+    a depth block)."""
     from safety.occupancy import OccupancyChannel
     from safety.perception.depth import DepthCamera
     from xr_server.scenario_depth import ScriptedDepth, SimulatedDepthCamera
 
     camera = DepthCamera.look_at(spec.position, spec.target, spec.fov_deg, spec.width_px, spec.height_px)
     sim = SimulatedDepthCamera(camera, spec.noise_m, np.random.default_rng(scenario.seed + 1))
-    from safety.placed_mask import PlacedObjectMask
+    from xr_server.compose import placed_object_mask
 
+    depth = cell.perception.depth
+    settings = PlacedObjectMaskSettings() if depth is None else depth.placed_mask
+    mask = placed_object_mask(settings) if spec.mask_placed_objects else None
     channel = OccupancyChannel(spec.voxel_size_m, spec.self_margin_m, spec.range_m,
-                               spec.min_points_per_voxel,
-                               placed_mask=PlacedObjectMask() if spec.mask_placed_objects else None)
+                               spec.min_points_per_voxel, placed_mask=mask)
     freezes = [f for f in scenario.faults if f.kind == "depth_freeze"]
 
     def capsules(t: float) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -13,14 +13,19 @@ import numpy as np
 
 from robot_bridge.types import RobotState
 from safety.decision import SafetyState
+from safety.errors import OccupancyError
 from safety.gate import PlannedPath
+from safety.occupancy import OccupancyMeasurement
 from safety.perception.types import PerceptionSnapshot
+from safety.placed_mask import validate_placed_objects
 from safety.zones import ZoneSet
 
 if TYPE_CHECKING:
     from xr_server.program import ProgramStatus
 
 TWIN_SCHEMA_VERSION = 1
+#: Any centre is in bounds for the twin: the occupancy channel checks the cell's bounds.
+_ANYWHERE = (np.full(3, -np.inf), np.full(3, np.inf))
 
 
 def _r(values: np.ndarray, digits: int = 4) -> list:
@@ -42,7 +47,22 @@ def _robot(state: RobotState | None) -> dict | None:
         "payload_carried": bool(state.payload_carried),
         "gripper_opening_m": None if state.gripper_opening_m is None
         else round(float(state.gripper_opening_m), 4),
+        "placed_objects": _placed_objects(state.placed_objects),
     }
+
+
+def _placed_objects(objects: object) -> list[dict] | None:
+    """The robot's placed objects (moveit_msgs/CollisionObject semantics, `cell` frame, z up),
+    or None when the backend does not know them or its list is malformed (validated as the
+    occupancy channel validates it, `validate_placed_objects`; the channel's refusal says why)."""
+    if objects is None:
+        return None
+    try:
+        valid = validate_placed_objects(objects, _ANYWHERE)
+    except OccupancyError:
+        return None
+    return [{"id": o.id, "primitive": o.primitive, "dimensions": _r(o.dimensions),
+             "position": _r(o.position), "orientation": _r(o.orientation, 6)} for o in valid]
 
 
 def _safety(state: SafetyState | None) -> dict | None:
@@ -104,13 +124,21 @@ def _zones(zones: ZoneSet | None) -> list[dict]:
             for zone, footprint, z_range in zones.prisms()]
 
 
+def _occupancy(m: OccupancyMeasurement) -> dict:
+    return {"separation_m": None if m.separation_m is None else round(m.separation_m, 4),
+            "voxels": int(m.voxel_count), "placed_masked": int(m.placed_objects),
+            "placed_rejected": m.placed_rejected}
+
+
 def build_twin_state(cell: str, robot: RobotState | None, safety: SafetyState | None,
                      snapshot: PerceptionSnapshot | None, plan: PlannedPath | None = None,
-                     zones: ZoneSet | None = None, program: ProgramStatus | None = None) -> dict:
+                     zones: ZoneSet | None = None, program: ProgramStatus | None = None,
+                     occupancy: OccupancyMeasurement | None = None) -> dict:
     """One `twin_state` message from the newest robot, safety and tracking records, the path
     the gate forwarded last (`CommandGate.planned_path`, shown while the robot executes it), the
-    zones in force (`CellZones.current()`) and the program's state (`ProgramRunner.status()`;
-    None: no program, the field is left out)."""
+    zones in force (`CellZones.current()`), the program's state (`ProgramRunner.status()`;
+    None: no program, the field is left out) and the occupancy channel's newest measurement
+    (`OccupancyInput.latest()`; None: no depth channel or no frame yet, the field is left out)."""
     state = {
         "v": TWIN_SCHEMA_VERSION,
         "t": round(time.time(), 3),
@@ -125,4 +153,6 @@ def build_twin_state(cell: str, robot: RobotState | None, safety: SafetyState | 
     if program is not None:
         state["program"] = {"state": program.state, "step": program.step, "steps": program.steps,
                             "goal_id": program.goal_id, "reason": program.reason}
+    if occupancy is not None:
+        state["occupancy"] = _occupancy(occupancy)
     return state

@@ -46,7 +46,13 @@ Franka bring-up): their summed opening, and whether they move (faster than
 `GRIPPER_MOVING_MPS`). Finger joints missing from the messages for longer than
 `state_timeout_s`, or never seen, leave the grip unknown: the part counts as carried. Where
 the payload was released is reported as `placed_objects` (`robot_bridge.placed.PlacedObjectTracker`,
-as the sim; None without a payload), for the occupancy channel's mask (`safety.placed_mask`).
+as the sim; None without a payload), for the occupancy channel's mask (`safety.placed_mask`). A
+grasp counts as holding a part only with evidence of one: the gripper goal this backend sent
+closing ended with the fingers stopped more than `GRIPPER_BLOCKED_M` short of its target
+(`GripperOutcome.STALLED`: something between them). Reaching the target means nothing was in
+the way; a timeout, a stop or a gripper moved by someone else (a ROS 2 program of the cell's
+own) leaves the evidence unknown: nothing is placed, a released part shows as occupancy (a
+false stop, the fail-safe side).
 
 Speed scaling: without a speed-scaling topic the backend re-times the trajectory it sent (the
 rest of the path is re-published with times divided by the scale; below `MIN_SPEED_SCALE` a
@@ -84,6 +90,7 @@ from robot_bridge.dds.gripper import (
     GripperOutcome,
     finger_trajectory_msg,
     forward_command_msg,
+    grip_evidence,
 )
 from robot_bridge.dds.joint_state import JointStateRejected, check_joint_state, gripper_opening
 from robot_bridge.dds.kinematics import UrdfKinematics
@@ -253,6 +260,8 @@ class DdsBackend:
         self._gripper_seq = 0
         # where the payload was released (`RobotState.placed_objects`), from the attach rule
         self._placed = PlacedObjectTracker()
+        # evidence of an object between the fingers from the last gripper goal (None: unknown)
+        self._grip_evidence: bool | None = None
         # reader-thread state
         self._healthy = False
         self._last_receipt_ns = 0
@@ -482,6 +491,7 @@ class DdsBackend:
                          self._gripper.goal_id, cmd.goal_id)
             self._gripper = GripperMotion(cmd.goal_id, opening_m, cmd.position_m, now, self._scale,
                                           streamed=self._gripper_ctl.kind == "forward_position")
+            self._grip_evidence = None
             self._gripper_seq += 1
             self._goal_id, self._goal_done, self._goal_aborted = cmd.goal_id, False, False
             self._mode = ControllerMode.EXECUTING
@@ -533,6 +543,7 @@ class DdsBackend:
             self._publish_gripper_plan(now)
             return True
         timeout = outcome is GripperOutcome.TIMEOUT
+        self._grip_evidence = grip_evidence(outcome, g.start_m, g.target_m, opening_m)
         if not timeout and g.last_sent_m != g.target_m and not self._latched:
             self._send_fingers(g.target_m)  # the forward set-point ends at the commanded opening
         at = "unknown" if opening_m is None else f"{opening_m:.4f} m"
@@ -721,7 +732,8 @@ class DdsBackend:
             placed = None
             if self._robot.payload is not None:   # the payload's capsule is the last
                 placed = self._placed.observe(stamp_ns, carried, segments[-1], float(radii[-1]),
-                                              gripper_moving=moving or in_flight)
+                                              gripper_moving=moving or in_flight,
+                                              object_evidence=self._grip_evidence)
             if self._robot.payload is not None and not carried:
                 names, radii, segments, speeds = names[:-1], radii[:-1], segments[:-1], speeds[:-1]
             self._update_mode(receipt_ns, sample.position, max_speed)

@@ -64,6 +64,30 @@ class GripperOutcome(enum.Enum):
     """No end within `GRIPPER_SETTLE_TIMEOUT_S` after the ramp ended."""
 
 
+def grip_evidence(outcome: GripperOutcome, start_m: float, target_m: float,
+                  opening_m: float | None) -> bool | None:
+    """Evidence of an object between the fingers from how a gripper goal ended
+    (`robot_bridge.placed.PlacedObjectTracker`'s `object_evidence`).
+
+    Args:
+        outcome: how the goal ended.
+        start_m, target_m: the opening it started from and its target, metres.
+        opening_m: the measured opening at its end, metres (None: unknown).
+
+    Returns:
+        True: a closing goal stalled more than `GRIPPER_BLOCKED_M` short of its target (a part
+        stopped the fingers); False: the fingers reached the target (nothing in the way);
+        None: anything else (an opening goal, a timeout, the opening unknown, settled just off
+        the target): no evidence either way.
+    """
+    if outcome is GripperOutcome.REACHED:
+        return False
+    if (outcome is GripperOutcome.STALLED and opening_m is not None and target_m < start_m
+            and opening_m - target_m > GRIPPER_BLOCKED_M):
+        return True
+    return None
+
+
 def finger_positions(opening_m: float, n_joints: int) -> list[float]:
     """Each commanded finger joint's position for an opening: half of it (the Franka Hand's
     fingers move symmetrically; a single commanded joint drives its mimic twin), metres."""

@@ -113,7 +113,9 @@ class PyBulletPandaBackend:
     way or the opening is within the payload's grasp widths; its capsule is then the last link
     capsule, and left out while the gripper is empty. `gripper_seq` counts gripper commands
     taken up by the control step. Where the payload was released is reported as
-    `placed_objects` (`robot_bridge.placed.PlacedObjectTracker`; None without a payload).
+    `placed_objects` (`robot_bridge.placed.PlacedObjectTracker`; None without a payload); a
+    grasp counts as holding a part only with the physics' evidence of one: both fingers in
+    contact with a body other than the robot (`pybullet.getContactPoints`).
 
     Gripper and stops (as the `dds` backend): a protective stop of any category (and a latched
     FAULT) ends a gripper goal in flight and holds the fingers at their measured opening, so a
@@ -638,6 +640,13 @@ class PyBulletPandaBackend:
             return sample_trajectory(self._traj.positions, self._traj.times_s, self._s)[0]
         return self._hold_q.copy()
 
+    def _fingers_touch(self) -> bool:
+        """Both fingers are in contact with a body other than the robot (a part between them)."""
+        p, cid = pybullet, self._cid
+        return all(any(c[2] != self._body for c in p.getContactPoints(bodyA=self._body, linkIndexA=f,
+                                                                      physicsClientId=cid))
+                   for f in self._fingers)
+
     def _finger_position(self) -> float:
         js = pybullet.getJointStates(self._body, self._fingers, physicsClientId=self._cid)
         return float(np.mean([s[0] for s in js]))
@@ -784,7 +793,8 @@ class PyBulletPandaBackend:
         if self._payload_capsule:
             placed = self._placed.observe(self._clock_ns(), carried, segments[-1],
                                           float(self._cap_radii[-1]),
-                                          gripper_moving=self._gripper_goal is not None)
+                                          gripper_moving=self._gripper_goal is not None,
+                                          object_evidence=self._fingers_touch() if carried else None)
         if self._payload_capsule and not carried:
             names, radii = self._cap_names_empty, self._cap_radii_empty
             segments, speeds = segments[:-1], speeds[:-1]

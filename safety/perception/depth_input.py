@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from robot_bridge.types import RobotState
 from safety.errors import OccupancyError, PerceptionError
 from safety.occupancy import BackgroundModel, OccupancyChannel, OccupancyMeasurement
 from safety.perception.depth import DepthCamera, points_from_depth, read_point_cloud
+from safety.placed_mask import rejection_cause
 
 _log = logging.getLogger(__name__)
 
@@ -283,11 +284,16 @@ class OccupancyInput:
             frame without a robot state is skipped.
         fps: frames per second (the loop waits for the next period after each frame).
         clock: monotonic clock, ns (capture and publication stamps).
+        audit: ``(kind, actor, inputs, reason)`` (`safety.audit.AuditLog.append`, must not
+            block): told, as ``placed_objects`` by ``occupancy``, whenever the cause for which
+            the placed-objects list is refused changes (`safety.placed_mask.rejection_cause`),
+            including back to accepted; not every frame.
     """
 
     def __init__(self, source: DepthSource, channel: OccupancyChannel,
                  robot_source: Callable[[], RobotState | None], fps: float,
-                 clock: Callable[[], int] = time.monotonic_ns) -> None:
+                 clock: Callable[[], int] = time.monotonic_ns,
+                 audit: Callable[[str, str, dict, str], Any] | None = None) -> None:
         if not fps > 0:
             raise OccupancyError(f"fps must be positive, got {fps}")
         self.source = source
@@ -302,6 +308,8 @@ class OccupancyInput:
         self.errors = 0
         self.last_error: str | None = None
         self.ended = False
+        self._audit = audit
+        self._placed_cause: str | None = None
 
     def latest(self) -> OccupancyMeasurement | None:
         """The newest measurement (the monitor's `occupancy_source`); None before the first."""
@@ -346,8 +354,27 @@ class OccupancyInput:
         m = self.channel.measure(points, robot.link_segments, robot.link_radii_m, robot.link_names,
                                  capture_ns, self._clock(), robot.placed_objects, robot.stamp_ns)
         self._latest = m
+        self._audit_placed(m, robot)
         self.frames += 1
         return m
+
+    def _audit_placed(self, m: OccupancyMeasurement, robot: RobotState) -> None:
+        cause = rejection_cause(m.placed_rejected)
+        if cause == self._placed_cause:
+            return
+        previous, self._placed_cause = self._placed_cause, cause
+        if self._audit is None:
+            return
+        listed = robot.placed_objects
+        inputs = {"cause": cause, "previous_cause": previous, "capture_ns": m.capture_ns,
+                  "robot_stamp_ns": robot.stamp_ns, "placed_masked": m.placed_objects,
+                  "objects": len(listed) if isinstance(listed, (tuple, list)) else None}
+        reason = m.placed_rejected or (f"placed-objects list accepted again ({previous} resolved); "
+                                       f"{m.placed_objects} masked")
+        try:
+            self._audit("placed_objects", "occupancy", inputs, reason)
+        except Exception:  # noqa: BLE001 - the audit never stops the input; it counts its own losses
+            _log.exception("audit append failed")
 
     def _run(self) -> None:
         next_ns = self._clock()

@@ -113,7 +113,13 @@ class ScriptedCell:
             "robot": {"joint_names": [f"panda_joint{i}" for i in range(1, 8)], "q": [round(x, 3) for x in q],
                       "tcp": r4(tcp), "tcp_speed_mps": round(tcp_speed * scale, 3), "speed_scale": scale,
                       "mode": "executing" if scale > 0 else "stopped",
-                      "links": [{"name": n, "a": r4(a), "b": r4(b), "r": r} for n, a, b, r in links]},
+                      "links": [{"name": n, "a": r4(a), "b": r4(b), "r": r} for n, a, b, r in links],
+                      # a post the robot placed upright beside itself, and a crate turned 30 deg
+                      "placed_objects": [
+                          {"id": "payload/1", "primitive": "cylinder", "dimensions": [0.34, 0.04],
+                           "position": [0.1, -0.5, 0.17], "orientation": [0.0, 0.0, 0.0, 1.0]},
+                          {"id": "crate", "primitive": "box", "dimensions": [0.3, 0.2, 0.1],
+                           "position": [0.6, 0.2, 0.05], "orientation": [0.0, 0.0, 0.258819, 0.965926]}]},
             "safety": {"mode": mode, "speed_scale": scale, "separation_m": round(separation, 4),
                        "s_p_m": round(s_p, 4), "terms": terms,
                        "closest": {"person": "p1", "body_part": POSE_LANDMARKS[part], "link": link,
@@ -250,6 +256,17 @@ def test_dashboard_renders_the_moving_twin_the_mode_and_the_cameras(page, server
     assert page.inner_text("#separation").endswith(" m")
     assert page.inner_text("#link-status") == "live"
     assert page.inner_text("#channels") == "skeleton only (no depth data)"  # the scripted cell has no depth camera
+    assert page.inner_text("#placed") == "2 lying in the cell"  # no depth channel: nothing masked or refused
+    # the placed objects as solid primitives: the post's cylinder stands upright (its axis, three.js
+    # y, turned onto the cell's z), 0.34 m tall, radius 0.04 m; the crate a box turned 30 deg about z
+    placed = page.evaluate("""() => { const v = __xrcell.view;
+        const c = v.placedCylinders.meshes[0], b = v.placedBoxes.meshes[0];
+        const axis = new c.up.constructor(0, 1, 0).applyQuaternion(c.quaternion);
+        return {shown: v.placedShown, visible: [c.visible, b.visible], axis: axis.toArray(),
+                scale: c.scale.toArray(), at: c.position.toArray(), box: b.scale.toArray()}; }""")
+    assert placed["shown"] == ["payload/1", "crate"] and placed["visible"] == [True, True], placed
+    assert np.allclose(placed["axis"], [0, 0, 1], atol=1e-6) and np.allclose(placed["scale"], [0.04, 0.34, 0.04])
+    assert np.allclose(placed["at"], [0.1, -0.5, 0.17]) and np.allclose(placed["box"], [0.3, 0.2, 0.1])
     # the ghost path of the forwarded trajectory: a line through the plan's 12 points
     wait_until(page, "__xrcell.view.planLine.visible && "
                      "__xrcell.view.planLine.geometry.attributes.position.count === 12", 5)
@@ -282,6 +299,7 @@ def test_hmi_receives_the_twin_and_shows_the_mode(page, server):
         data: document.getElementById('hmi-badge').dataset.mode})""")
     assert state["data"] == state["mode"] and state["badge"] == MODE_LABELS[state["mode"]], state
     assert canvas_png(page, "#hmi-twin canvas").std() > 8
+    assert page.evaluate("__xrcell.view.placedShown") == ["payload/1", "crate"]  # the worker sees them too
     assert not page.problems, page.problems
 
 

@@ -39,10 +39,10 @@ def test_the_cylinder_of_a_capsule_covers_the_capsule():
 
 def grip(tracker: PlacedObjectTracker, spot: np.ndarray, stamp: int = 0) -> None:
     """A pick at `spot` as the attach rule reports it: open, closing (carried while the goal is
-    under way), then held at rest on the part."""
+    under way), then held at rest on the part (the backend's evidence of an object)."""
     tracker.observe(stamp, False, spot, 0.04, gripper_moving=False)
     tracker.observe(stamp, True, spot, 0.04, gripper_moving=True)
-    tracker.observe(stamp, True, spot, 0.04, gripper_moving=False)
+    tracker.observe(stamp, True, spot, 0.04, gripper_moving=False, object_evidence=True)
 
 
 def release(tracker: PlacedObjectTracker, spot: np.ndarray, stamp: int = 0) -> tuple:
@@ -55,7 +55,8 @@ def test_a_release_places_the_payload_where_it_was_last_carried():
     tracker = PlacedObjectTracker()
     assert tracker.observe(1, False, BAR, 0.04, gripper_moving=False) == ()  # open: nothing
     assert tracker.observe(2, True, BAR + [0, 0, 0.3], 0.04, gripper_moving=True) == ()
-    assert tracker.observe(2, True, BAR + [0, 0, 0.3], 0.04, gripper_moving=False) == ()
+    assert tracker.observe(2, True, BAR + [0, 0, 0.3], 0.04, gripper_moving=False,
+                           object_evidence=True) == ()
     assert tracker.observe(3, True, BAR, 0.04, gripper_moving=False) == ()  # carried down
     assert tracker.observe(4, True, BAR, 0.04, gripper_moving=True) == ()  # opening
     # Released (the arm moves on): the part lies at its last carried pose.
@@ -141,3 +142,142 @@ def test_the_simulated_robot_places_nothing_when_its_empty_gripper_closes_and_op
             assert state.placed_objects == (), goal
     finally:
         backend.shutdown()
+
+
+def test_a_grasp_holds_a_part_only_with_evidence_of_an_object():
+    """At rest within the grasp widths after a pick: a part is held only when the backend has
+    evidence of one (True); touching nothing (False) or unknown (None) places nothing on release,
+    so no shell is masked where no part lies (a part that was there shows: a false stop)."""
+    for evidence, placed in ((True, 1), (False, 0), (None, 0)):
+        tracker = PlacedObjectTracker()
+        tracker.observe(1, False, BAR, 0.04, gripper_moving=False)
+        tracker.observe(2, True, BAR, 0.04, gripper_moving=True)                 # closing
+        tracker.observe(3, True, BAR, 0.04, gripper_moving=False, object_evidence=evidence)
+        tracker.observe(4, True, BAR + [0, 0, 0.2], 0.04, gripper_moving=False,
+                        object_evidence=evidence)
+        assert len(tracker.observe(5, False, BAR, 0.04, gripper_moving=False)) == placed, evidence
+    # Evidence seen once at rest holds the part until it is released, even if a state lacks it.
+    tracker = PlacedObjectTracker()
+    tracker.observe(1, False, BAR, 0.04, gripper_moving=False)
+    tracker.observe(2, True, BAR, 0.04, gripper_moving=True, object_evidence=True)  # not at rest
+    tracker.observe(3, True, BAR, 0.04, gripper_moving=False, object_evidence=None)
+    assert tracker.observe(4, False, BAR, 0.04, gripper_moving=False) == ()
+    tracker.observe(5, True, BAR, 0.04, gripper_moving=True)
+    tracker.observe(6, True, BAR, 0.04, gripper_moving=False, object_evidence=True)
+    tracker.observe(7, True, BAR, 0.04, gripper_moving=False, object_evidence=None)
+    assert len(tracker.observe(8, False, BAR, 0.04, gripper_moving=False)) == 1
+
+
+def test_the_simulated_robot_places_nothing_when_its_empty_gripper_stops_within_the_grasp_widths():
+    """Told to close to 0.04 m in mid-air (inside the payload's grasp widths, 0.005..0.075 m), the
+    empty gripper rests there: carried by the attach rule, but no finger touches anything, so its
+    release places nothing."""
+    import yaml
+
+    from content.cell import Robot
+    from robot_bridge.sim.backend import PHYSICS_RATE_HZ, PyBulletPandaBackend
+    from robot_bridge.types import GripperCommand
+
+    doc = yaml.safe_load((Path(__file__).parents[1] / "scenarios" / "cell_payload_post.yaml")
+                         .read_text())
+    backend = PyBulletPandaBackend(Robot(**doc["robot"]), None, realtime=False)
+    backend.start()
+    try:
+        backend.reset()
+        backend.step(10)
+        seen = []
+        for position, goal in ((0.04, "stop-inside"), (0.08, "open")):
+            backend.execute(GripperCommand(position, goal_id=goal))
+            for _ in range(3 * int(PHYSICS_RATE_HZ)):
+                state = backend.step(1)
+                if state.goal_id == goal and state.goal_done:
+                    break
+            state = backend.step(20)
+            assert state.goal_id == goal and state.goal_done
+            seen.append((state.payload_carried, round(state.gripper_opening_m, 3), state.placed_objects))
+        assert seen == [(True, 0.04, ()), (False, 0.08, ())]
+    finally:
+        backend.shutdown()
+
+
+def test_the_centre_distance_is_the_point_segment_distance_of_safety_distance():
+    """`robot_bridge` may not import `safety`; its point-segment distance must agree with
+    `safety.distance.segment_closest_points` (a point as a segment of length 0)."""
+    from robot_bridge.placed import PlacedObject, _centre_distances
+    from safety.distance import segment_closest_points
+
+    rng = np.random.default_rng(3)
+    centres = rng.uniform(-1.0, 1.0, (200, 3))
+    objects = tuple(PlacedObject(f"o{i}", "cylinder", (0.1, 0.02), tuple(c), (0.0, 0.0, 0.0, 1.0), 0)
+                    for i, c in enumerate(centres))
+    for segment in (rng.uniform(-1.0, 1.0, (2, 3)), np.array([[0.2, 0.1, 0.0]] * 2)):  # and a point
+        c1, c2 = segment_closest_points(centres, centres, segment[0], segment[1])
+        assert np.allclose(_centre_distances(objects, segment), np.linalg.norm(c1 - c2, axis=1),
+                           atol=1e-12)
+    assert _centre_distances((), segment).shape == (0,)
+
+
+class _TrackerBefore:
+    """`PlacedObjectTracker.observe` as it was before the not-carried fast path, the vectorised
+    distance and the evidence of an object (commit 7d7ebe2), the oracle of the test below."""
+
+    def __init__(self, max_objects: int = 16, pick_tolerance_m: float = 0.02) -> None:
+        self.max_objects, self.pick_tolerance_m = max_objects, pick_tolerance_m
+        self.objects: tuple = ()
+        self._carried = None
+        self._last_segment, self._last_radius = None, 0.0
+        self._count, self._picked, self._held = 0, False, False
+
+    @staticmethod
+    def _distance(point, segment) -> float:
+        a, b = segment
+        ab = b - a
+        denom = float(ab @ ab)
+        t = 0.0 if denom < 1e-12 else min(1.0, max(0.0, float((point - a) @ ab) / denom))
+        return float(np.linalg.norm(point - (a + t * ab)))
+
+    def observe(self, stamp_ns, carried, payload_segment, payload_radius_m, *, gripper_moving):
+        if payload_segment is None:
+            return self.objects
+        segment = np.asarray(payload_segment, dtype=np.float64).reshape(2, 3)
+        if self._carried is True and not carried and self._last_segment is not None:
+            if self._held:
+                self._count += 1
+                last, radius = self._last_segment, self._last_radius
+                placed = cylinder_of_capsule(f"payload/{self._count}", last, radius, stamp_ns)
+                kept = tuple(o for o in self.objects if self._distance(np.asarray(o.position), last) > radius)
+                self.objects = (kept + (placed,))[-self.max_objects:]
+        elif self._carried is False and carried:
+            reach = payload_radius_m + self.pick_tolerance_m
+            self.objects = tuple(o for o in self.objects
+                                 if self._distance(np.asarray(o.position), segment) > reach)
+            self._picked = True
+        if carried:
+            self._last_segment, self._last_radius = segment.copy(), float(payload_radius_m)
+            self._held = self._held or (self._picked and not gripper_moving)
+        else:
+            self._picked = self._held = False
+        self._carried = bool(carried)
+        return self.objects
+
+
+def test_the_tracker_places_exactly_what_it_placed_before_its_fast_path():
+    """Random robot-state streams (carried on and off, gripper goals, the arm moving among a few
+    spots, states without a payload segment): the same placements, state by state."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    spots = [BAR + [0.0, 0.0, 0.0], BAR + [0.0, 0.3, 0.0], BAR + [0.01, 0.0, 0.1], BAR + [0.0, 0.3, 0.2]]
+    state = st.tuples(st.booleans(), st.booleans(), st.integers(0, len(spots)))  # index 4: no segment
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(state, max_size=60), st.integers(2, 5))
+    def check(stream, max_objects):
+        now, before = PlacedObjectTracker(max_objects), _TrackerBefore(max_objects)
+        for stamp, (carried, moving, spot) in enumerate(stream):
+            segment = spots[spot] if spot < len(spots) else None
+            # with evidence of an object in every state the rule is the one before the evidence
+            got = now.observe(stamp, carried, segment, 0.04, gripper_moving=moving, object_evidence=True)
+            assert got == before.observe(stamp, carried, segment, 0.04, gripper_moving=moving)
+
+    check()

@@ -20,7 +20,7 @@ from safety.occupancy import BackgroundLearner, OccupancyChannel
 from safety.perception.depth import DepthCamera, points_from_depth
 from safety.perception.depth_input import DepthImageSequence, OccupancyInput
 from safety.placed_mask import (PlacedObjectMask, inside_placed_objects, on_placed_surfaces,
-                                validate_placed_objects)
+                                rejection_cause, validate_placed_objects)
 from xr_server.scenario_depth import SimulatedDepthCamera
 
 #: An overhead depth camera 2 m above the floor, 1.25 cm per pixel on the floor.
@@ -121,7 +121,8 @@ def test_a_part_picked_up_again_leaves_the_list_and_is_filtered_as_payload():
     held = np.array([[0.45, 0.0, 0.07], [0.45, 0.0, 0.23]])
     tracker.observe(90, False, held, 0.08, gripper_moving=False)  # the pick: open, closing,
     tracker.observe(95, True, held, 0.08, gripper_moving=True)
-    assert tracker.observe(100, True, held, 0.08, gripper_moving=False) == ()  # held at rest
+    assert tracker.observe(100, True, held, 0.08, gripper_moving=False,
+                           object_evidence=True) == ()  # held at rest, a part between the fingers
     (placed,) = tracker.observe(200, False, held, 0.08, gripper_moving=False)
     assert placed.primitive == "cylinder"
     assert placed.dimensions == pytest.approx((0.16 + 0.16, 0.08))
@@ -285,6 +286,68 @@ def test_the_live_depth_input_takes_the_list_from_the_robot_state(tmp_path):
     m = live.step()
     assert m.placed_objects == 1 and m.voxel_count == 0 and m.placed_rejected is None
     assert live.report()["placed_objects"] == 1 and live.report()["placed_rejected"] is None
+
+
+@pytest.mark.parametrize("rejected, cause", [
+    (None, None),
+    ("placed_objects: stale (2000 ms old at the depth capture, limit 500 ms); nothing masked",
+     "placed_objects: stale"),
+    ("placed_objects: stale (unknown old at the depth capture, limit 500 ms); nothing masked",
+     "placed_objects: stale"),
+    ("placed_objects[1].position: expected 3 finite values (x, y, z) in metres, got (0.45, 0.0, nan)"
+     "; nothing masked", "placed_objects[1].position"),
+    ("placed_objects: 17 objects, at most 16; nothing masked", "placed_objects"),
+])
+def test_a_rejection_cause_is_the_field_without_its_figures(rejected, cause):
+    assert rejection_cause(rejected) == cause
+
+
+def test_the_live_depth_input_audits_each_change_of_the_refusal_not_every_frame(tmp_path):
+    """Accepted, then stale for three frames (its age grows), then a NaN position for two, then
+    accepted: three records (stale, the field, accepted again), hash-chained."""
+    from safety.audit import AuditLog
+
+    ch, sim = channel()
+    (tmp_path / "seq").mkdir()
+    np.save(tmp_path / "seq" / "0000.npy", sim.render([(LINK, RADII)], [(PART_MIN, PART_MAX)]))
+    part = dataclasses.replace(PART, placed_ns=0)
+    bad = dataclasses.replace(PART, id="payload/2", position=(0.45, 0.0, math.nan), placed_ns=0)
+    audit = AuditLog(f"sqlite:///{tmp_path / 'audit.db'}")
+    now = {"ns": 1_000_000_000}
+    states = {"now": robot_state((part,), stamp_ns=now["ns"])}
+    live = OccupancyInput(DepthImageSequence(tmp_path / "seq", CAMERA), ch, lambda: states["now"],
+                          fps=10, clock=lambda: now["ns"], audit=audit.append)
+    live.source.open()
+    try:
+        seen = []
+        for kind in ["good"] + ["stale"] * 3 + ["bad"] * 2 + ["good"] * 2:
+            now["ns"] += 100_000_000
+            if kind == "good":
+                states["now"] = robot_state((part,), stamp_ns=now["ns"])
+            elif kind == "bad":
+                states["now"] = robot_state((part, bad), stamp_ns=now["ns"])
+            else:  # the robot state 0.6, 0.7, 0.8 s old at the capture: stale beyond 0.5 s
+                states["now"] = robot_state((part,), stamp_ns=now["ns"] - 100_000_000 * (len(seen) + 5))
+            seen.append(live.step().placed_rejected)
+        assert seen[0] is None and all(s.startswith("placed_objects: stale") for s in seen[1:4])
+        assert len(set(seen[1:4])) == 3  # the age in the reason differs every frame
+        assert audit.flush()
+        records = audit.tail(10)
+        assert [r.kind for r in records] == ["placed_objects"] * 3
+        assert all(r.actor == "occupancy" for r in records)
+        stale, field, again = records
+        assert stale.reason == seen[1] and stale.inputs["cause"] == "placed_objects: stale"
+        assert stale.inputs["previous_cause"] is None and stale.inputs["objects"] == 1
+        assert field.reason.startswith("placed_objects[1].position: expected 3 finite values")
+        assert field.inputs["cause"] == "placed_objects[1].position"
+        assert field.inputs["previous_cause"] == "placed_objects: stale"
+        assert field.inputs["objects"] == 2 and field.inputs["placed_masked"] == 0
+        assert again.reason == ("placed-objects list accepted again (placed_objects[1].position "
+                                "resolved); 1 masked")
+        assert again.inputs["cause"] is None and again.inputs["placed_masked"] == 1
+        assert audit.verify() is None
+    finally:
+        audit.close()
 
 
 def test_background_learning_does_not_learn_a_placed_part():

@@ -4,22 +4,25 @@ monitor beside the PyBullet robot, and a person only the depth camera sees stops
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
+import jsonschema
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from content.cell import Robot, load_cell, parse_cell
+from content.cell import MAX_PLACED_MARGIN_M, Robot, load_cell, parse_cell
 from content.errors import CellDescriptionError
 from robot_bridge.sim import PANDA_HOME_POSITION, PandaLinkKinematics
 from safety.decision import SafetyMode
 from safety.errors import OccupancyError, PerceptionError
 from safety.occupancy import OccupancyChannel
 from safety.perception.depth import DepthCamera, points_from_depth
+from safety.placed_mask import MAX_MARGIN_M, PlacedObjectMask
 from safety.perception.depth_input import (
     DepthImageSequence,
     OccupancyInput,
@@ -30,7 +33,8 @@ from safety.perception.depth_input import (
     save_background,
 )
 from tests.safety.test_output import wait_until
-from xr_server.compose import build_cell, cell_from_camera, depth_source, start_cell
+from xr_server.compose import build_cell, cell_from_camera, depth_source, occupancy_channel, start_cell
+from xr_server.openapi import TWIN_SCHEMA_PATH
 from xr_server.scenario_depth import SimulatedDepthCamera
 
 W, H, FOV_DEG = 160, 120, 90.0
@@ -138,6 +142,12 @@ def test_a_person_only_the_depth_camera_sees_stops_the_composed_cell(tmp_path, r
         state = composed.monitor.latest()
         assert state.channels == ("skeleton", "occupancy") and state.occupancy_separation_m is None
         assert composed.monitor.report()["channels"] == ["skeleton", "occupancy"]
+        # The twin shows the occupancy channel's newest measurement; the cell has no payload,
+        # so the robot reports no placed-objects list (unknown) and nothing is refused.
+        twin = composed.twin_state()
+        jsonschema.validate(twin, json.loads(TWIN_SCHEMA_PATH.read_text()))
+        assert twin["occupancy"]["placed_rejected"] is None and twin["occupancy"]["placed_masked"] == 0
+        assert twin["robot"]["placed_objects"] is None
         # The person walks in, seen by the depth camera only: the robot stops.
         wait_until(lambda: state_is(composed, lambda s: s.mode in (SafetyMode.PROTECTIVE_STOP, SafetyMode.FAULT_STOP)
                                     and s.occupancy_separation_m is not None),
@@ -170,10 +180,33 @@ def test_a_person_only_the_depth_camera_sees_stops_the_composed_cell(tmp_path, r
      r"cell.yaml: perception.depth.intrinsics.fx: Input should be greater than 0"),
     ({"source": "ply_sequence", "path": "d", "voxel_size_m": 0},
      r"cell.yaml: perception.depth.voxel_size_m: Input should be greater than 0"),
+    ({"source": "ply_sequence", "path": "d", "placed_mask": {"margin_m": 0.15}},
+     r"cell.yaml: perception.depth.placed_mask.margin_m: Input should be less than or equal to 0.1"),
+    ({"source": "ply_sequence", "path": "d", "placed_mask": {"margin_m": -0.01}},
+     r"cell.yaml: perception.depth.placed_mask.margin_m: Input should be greater than or equal to 0"),
+    ({"source": "ply_sequence", "path": "d", "placed_mask": {"max_age_s": 0}},
+     r"cell.yaml: perception.depth.placed_mask.max_age_s: Input should be greater than 0"),
+    ({"source": "ply_sequence", "path": "d", "placed_mask": {"margin": 0.05}},
+     r"cell.yaml: perception.depth.placed_mask.margin: Extra inputs are not permitted"),
 ])
 def test_a_bad_depth_block_is_named(depth, match):
     with pytest.raises(CellDescriptionError, match=match):
         parse_cell({"name": "c", "perception": {"depth": depth}}, source="cell.yaml")
+
+
+def test_the_placed_mask_settings_reach_the_composed_channel(tmp_path):
+    """`perception.depth.placed_mask` sets the channel's mask; without it, the documented
+    defaults (0.05 m, 0.5 s); the file's bound is the mask's own (`MAX_MARGIN_M`)."""
+    default = load_cell(depth_cell(tmp_path, {"source": "ply_sequence", "path": "d"}, None))
+    mask = occupancy_channel(default.perception.depth).placed_mask
+    assert (mask.margin_m, mask.max_age_s) == (0.05, 0.5)
+    assert mask == PlacedObjectMask()
+    set_ = load_cell(depth_cell(tmp_path, {"source": "ply_sequence", "path": "d",
+                                           "placed_mask": {"margin_m": 0.08, "max_age_s": 0.2}}, None))
+    mask = occupancy_channel(set_.perception.depth).placed_mask
+    assert (mask.margin_m, mask.max_age_s) == (0.08, 0.2)
+    assert MAX_PLACED_MARGIN_M == MAX_MARGIN_M
+    PlacedObjectMask(margin_m=MAX_PLACED_MARGIN_M)  # the file's largest margin is accepted
 
 
 def test_missing_frames_and_background_are_refused_with_their_path(tmp_path, rendered):

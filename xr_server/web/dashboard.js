@@ -121,6 +121,7 @@ function onTwin(twin) {
   $("people").textContent = String((twin.people || []).length);
   const ch = s?.channels || [];
   $("channels").textContent = !ch.length ? "–" : ch.length > 1 ? `${ch.join(" + ")}, cross-checked` : `${ch.join("")} only (no depth data)`;
+  showPlaced(r, twin.occupancy);
   const faults = s?.faults || [];
   $("faults").hidden = faults.length === 0;
   $("faults").textContent = faults.length ? `Faults: ${faults.join("; ")}` : "";
@@ -130,6 +131,20 @@ function onTwin(twin) {
     if (caption) caption.textContent = `${cam.id} · ${cam.frames_with_person}/${cam.frames_processed} frames with a person`;
     else refreshCameras();
   }
+}
+
+// The parts the robot released (robot.placed_objects) and what the occupancy channel did with
+// them: masked, or the list refused (a fault to look at: a released part then stops the robot).
+function showPlaced(robot, occupancy) {
+  const placed = robot?.placed_objects;
+  const listed = Array.isArray(placed) ? `${placed.length} lying in the cell` : "unknown to the robot";
+  const el = $("placed");
+  const rejected = occupancy?.placed_rejected;
+  el.classList.toggle("fault-text", Boolean(rejected));
+  el.textContent = !robot ? "–"
+    : rejected ? `${listed} · REFUSED by the occupancy channel: ${rejected}`
+    : occupancy ? `${listed} · ${occupancy.placed_masked} masked by the occupancy channel`
+    : listed;
 }
 
 // Robot commands: the gate's (or the monitor's) answer comes back as the event's ack.

@@ -42,6 +42,11 @@ export const ZONE_COLORS = {
 const Y = new THREE.Vector3(0, 1, 0);
 const UNIT_CYLINDER = new THREE.CylinderGeometry(1, 1, 1, 24, 1, true);
 const UNIT_SPHERE = new THREE.SphereGeometry(1, 24, 16);
+// The primitives of placed objects (shape_msgs/SolidPrimitive): closed, unit size.
+const UNIT_SOLID_CYLINDER = new THREE.CylinderGeometry(1, 1, 1, 24);
+const UNIT_BOX = new THREE.BoxGeometry(1, 1, 1);
+// three.js cylinders lie along y; a SolidPrimitive cylinder along its local z.
+const Y_TO_Z = new THREE.Quaternion().setFromAxisAngle(new THREE.Vector3(1, 0, 0), Math.PI / 2);
 // glTF y-up -> cell z-up: +90 degrees about x (the inverse of the GLB's `cell` node matrix).
 const GLTF_TO_CELL = new THREE.Matrix4().makeRotationX(Math.PI / 2);
 
@@ -94,6 +99,21 @@ function placeCylinder(mesh, a, b, r) {
   mesh.position.copy(va).addScaledVector(dir, 0.5);
   mesh.quaternion.setFromUnitVectors(Y, dir.divideScalar(length));
   mesh.scale.set(r, length, r);
+}
+
+/** Place a unit box or cylinder mesh as a placed object (twin_state robot.placed_objects[i]). */
+function placePrimitive(mesh, obj) {
+  const [x, y, z, w] = obj.orientation;
+  mesh.position.set(obj.position[0], obj.position[1], obj.position[2]);
+  mesh.quaternion.set(x, y, z, w);
+  if (obj.primitive === "box") {
+    mesh.scale.set(obj.dimensions[0], obj.dimensions[1], obj.dimensions[2]);
+  } else {
+    const [height, radius] = obj.dimensions;
+    mesh.quaternion.multiply(Y_TO_Z);
+    mesh.scale.set(radius, height, radius);
+  }
+  mesh.visible = true;
 }
 
 function placeSphere(mesh, p, r) {
@@ -203,6 +223,12 @@ export class TwinView {
     const jointMaterial = new THREE.MeshStandardMaterial({ color: 0x9aa5b1, metalness: 0.3, roughness: 0.5 });
     this.robotLinks = new MeshPool(this.cell, UNIT_CYLINDER, robotMaterial);
     this.robotJoints = new MeshPool(this.cell, UNIT_SPHERE, jointMaterial);
+    // The parts the robot released (robot.placed_objects), as solid primitives at their pose;
+    // `placedShown` (their ids) is public for the end-to-end tests.
+    const placedMaterial = new THREE.MeshStandardMaterial({ color: 0xc08a3e, roughness: 0.7 });
+    this.placedCylinders = new MeshPool(this.cell, UNIT_SOLID_CYLINDER, placedMaterial);
+    this.placedBoxes = new MeshPool(this.cell, UNIT_BOX, placedMaterial);
+    this.placedShown = [];
     // The static twin: its state is public for the end-to-end tests (window.__xrcell.view).
     this.twinRobot = null;
     this.twinAsset = { cell: null, status: "none", links: [] }; // status: loading, loaded, failed
@@ -298,6 +324,14 @@ export class TwinView {
       placeSphere(this.robotJoints.next(), link.b, link.r);
     }
     this.robotLinks.end(); this.robotJoints.end();
+
+    const placed = robot?.placed_objects || [];
+    this.placedCylinders.begin(); this.placedBoxes.begin();
+    for (const obj of placed) {
+      placePrimitive(obj.primitive === "box" ? this.placedBoxes.next() : this.placedCylinders.next(), obj);
+    }
+    this.placedCylinders.end(); this.placedBoxes.end();
+    this.placedShown = placed.map((obj) => obj.id);
 
     const modeColor = MODE_COLORS[safety?.mode] || "#8b949e";
     this.envelopeMaterial.color.set(modeColor);

@@ -21,6 +21,7 @@ from robot_bridge.dds.gripper import (
     GripperOutcome,
     finger_trajectory_msg,
     forward_command_msg,
+    grip_evidence,
 )
 from robot_bridge.errors import BridgeError, CommandError
 from robot_bridge.payload import PAYLOAD_LINK
@@ -77,6 +78,18 @@ def test_without_feedback_a_goal_ends_by_timeout_after_its_ramp():
     assert g.judge(S, None, moving=False) is None              # the ramp ended at 0.8 s
     late = S + int(GRIPPER_SETTLE_TIMEOUT_S * S)
     assert g.judge(late, None, moving=False) is GripperOutcome.TIMEOUT
+
+
+@pytest.mark.parametrize("outcome, start, target, opening, evidence", [
+    (GripperOutcome.STALLED, 0.08, 0.0, 0.05, True),     # closing, stopped on a 5 cm part
+    (GripperOutcome.REACHED, 0.08, 0.04, 0.04, False),   # closing to 4 cm, nothing in the way
+    (GripperOutcome.STALLED, 0.08, 0.04, 0.0415, None),  # settled just off the target
+    (GripperOutcome.STALLED, 0.0, 0.08, 0.05, None),     # an opening goal stopped: no grasp
+    (GripperOutcome.TIMEOUT, 0.08, 0.0, 0.05, None),     # no end: unknown
+    (GripperOutcome.STALLED, 0.08, 0.0, None, None),     # the opening unknown
+])
+def test_only_a_closing_goal_stopped_short_is_evidence_of_an_object(outcome, start, target, opening, evidence):
+    assert grip_evidence(outcome, start, target, opening) is evidence
 
 
 def test_the_messages_carry_half_the_opening_per_finger_joint():
@@ -226,6 +239,21 @@ def test_a_close_on_a_part_attaches_the_payload_and_a_release_drops_it(cell, kin
     (placed,) = released.placed_objects
     assert placed.id == "payload/1" and placed.primitive == "cylinder" and placed.frame_id == "cell"
     assert np.allclose(placed.position, held.link_segments[-1].mean(axis=0), atol=0.005)
+
+
+def test_an_empty_gripper_told_to_stop_within_the_grasp_widths_places_nothing(cell):
+    """Closed to 0.04 m with nothing between the fingers (within the bar's grasp widths): the
+    attach rule counts the payload as carried, but the goal reached its target unobstructed (no
+    evidence of an object), so the release places no cylinder where nothing lies."""
+    peer, backend = gripper_cell(cell, "forward_position", payload=BAR)
+    backend.execute(GripperCommand(0.04, goal_id="stop-inside"))
+    ended(backend, "stop-inside")
+    rest = fingers_settled(backend, "the fingers at rest")   # at rest: a hold, with evidence
+    assert rest.gripper_opening_m == pytest.approx(0.04, abs=1e-3) and rest.payload_carried
+    backend.execute(GripperCommand(0.08, goal_id="open"))
+    ended(backend, "open")
+    released = state_where(backend, lambda s: not s.payload_carried, "the fingers to stop: empty")
+    assert released.placed_objects == ()
 
 
 @pytest.mark.parametrize("kind", KINDS)
