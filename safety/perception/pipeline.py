@@ -426,6 +426,14 @@ class PerceptionPipeline:
         now = max(now, self._last_stamp_ns + 1)
         self._last_stamp_ns = now
         self._tracker.expire(now)       # times tracks out even when no frame arrives
+        # Each camera's newest frame as of this publication, not as of the start of the step
+        # that publishes it: a step of a starved process can take hundreds of ms, and the
+        # camera watchdog must see the cameras' own liveness, not the time the step took (that
+        # is the tracking output's age, which the tracker watchdog bounds).
+        for cam in self._cams:
+            latest = cam.source.latest()
+            if latest is not None:
+                cam.last_seq, cam.last_frame_ns = latest[2], latest[1]
         cams = tuple(CameraStatus(c.camera_id, c.last_frame_ns, c.last_processed_ns, c.last_seq,
                                   c.frames_processed, c.frames_skipped, c.frames_with_person, c.optional)
                      for c in self._cams)
