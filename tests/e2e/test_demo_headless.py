@@ -31,9 +31,10 @@ def report(tmp_path_factory):
 
 
 def test_report_has_the_documented_fields(report):
-    assert set(report) >= {"duration_s", "cameras", "safety", "reaction_ms", "robot"}
+    assert set(report) >= {"duration_s", "cameras", "safety", "reaction_ms", "robot", "host"}
     assert set(report["safety"]) >= {"cycles", "cycle_time_ms", "time_in_mode_s", "startup_s",
-                                     "fault_stop_after_startup_s", "min_separation_m",
+                                     "fault_stop_after_startup_s", "fault_stops_after_startup",
+                                     "min_separation_m",
                                      "min_margin_m", "stops", "stopping"}
     assert report["duration_s"] >= 20
 
@@ -59,7 +60,15 @@ def test_the_person_slows_the_robot_and_the_margin_holds(report):
     assert safety["startup_s"] is not None
     assert safety["startup_s"] + safety["fault_stop_after_startup_s"] == pytest.approx(
         safety["time_in_mode_s"]["fault_stop"], abs=0.05)
-    assert safety["time_in_mode_s"]["fault_stop"] < 6.0, safety
+    # A watchdog that trips is a latched fault stop for the rest of the run (no reset here), and
+    # on a machine whose cores are all busy the tracking process can be starved past its watchdog
+    # (README, "Worker tracking runs in its own process"). The test keeps asking for a run
+    # without one; when it fails, the message says which watchdog tripped, when, and the load.
+    assert safety["time_in_mode_s"]["fault_stop"] < 6.0, (
+        f"fault stops after start-up: {safety['fault_stops_after_startup']}; host {report['host']}; "
+        f"tracking steps {report['perception'].get('step_ms')}")
+    for entry in safety["fault_stops_after_startup"]:
+        assert entry["at_s"] >= safety["startup_s"] and entry["causes"], entry
     assert safety["min_margin_m"] is not None and safety["min_margin_m"] >= 0.0
     # Every stop reached standstill within T_r + T_s(v) of the cell's stop data (the physics
     # of the simulated robot against the figures the monitor relies on).
