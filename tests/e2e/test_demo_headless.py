@@ -51,22 +51,22 @@ def test_every_camera_sees_the_person(report):
 
 def test_the_person_slows_the_robot_and_the_margin_holds(report):
     safety = report["safety"]
-    assert safety["time_in_mode_s"]["reduced_speed"] + safety["time_in_mode_s"]["protective_stop"] > 0.5
+    # A watchdog that trips is a latched fault stop for the rest of the run (no reset here), and
+    # on a machine whose cores are all busy the tracking process can be starved past its watchdog
+    # (README, "Worker tracking runs in its own process"). The test keeps asking for a run
+    # without one; when it fails, the message says which watchdog tripped, when, and the load.
+    why = (f"fault stops after start-up: {safety['fault_stops_after_startup']}; host {report['host']}; "
+           f"tracking steps {report['perception'].get('step_ms')}; time in mode {safety['time_in_mode_s']}")
+    assert safety["time_in_mode_s"]["reduced_speed"] + safety["time_in_mode_s"]["protective_stop"] > 0.5, why
     # The robot worked (moved at a reduced speed) between the stops.
-    assert safety["time_in_mode_s"]["reduced_speed"] > 0.5
+    assert safety["time_in_mode_s"]["reduced_speed"] > 0.5, why
     # Fault stop at start-up (until every input is live) and when the clips end (the cameras go
     # stale); a watchdog tripping in between (a starved tracker on a loaded machine) is counted
     # after start-up. Together they are the run's fault-stop time, and it stays short.
     assert safety["startup_s"] is not None
     assert safety["startup_s"] + safety["fault_stop_after_startup_s"] == pytest.approx(
         safety["time_in_mode_s"]["fault_stop"], abs=0.05)
-    # A watchdog that trips is a latched fault stop for the rest of the run (no reset here), and
-    # on a machine whose cores are all busy the tracking process can be starved past its watchdog
-    # (README, "Worker tracking runs in its own process"). The test keeps asking for a run
-    # without one; when it fails, the message says which watchdog tripped, when, and the load.
-    assert safety["time_in_mode_s"]["fault_stop"] < 6.0, (
-        f"fault stops after start-up: {safety['fault_stops_after_startup']}; host {report['host']}; "
-        f"tracking steps {report['perception'].get('step_ms')}")
+    assert safety["time_in_mode_s"]["fault_stop"] < 6.0, why
     for entry in safety["fault_stops_after_startup"]:
         assert entry["at_s"] >= safety["startup_s"] and entry["causes"], entry
     assert safety["min_margin_m"] is not None and safety["min_margin_m"] >= 0.0
