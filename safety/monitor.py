@@ -414,8 +414,8 @@ class SafetyMonitor:
                     st.stops += 1
                 if state.mode is SafetyMode.FAULT_STOP and st.startup_s is not None \
                         and len(st.fault_stops) < FAULT_STOPS_KEPT:
-                    st.fault_stops.append({"at_s": round((state.stamp_ns - st.first_cycle_ns) / 1e9, 3),
-                                           "causes": list(state.faults)})
+                    at_s = (state.stamp_ns - st.first_cycle_ns) / 1e9
+                    st.fault_stops.append({"at_s": round(at_s, 3), "causes": list(state.faults)})
         if st.startup_s is None and self._memory.started:
             st.startup_s = (state.stamp_ns - st.first_cycle_ns) / 1e9
         moving = robot is not None and robot.max_speed_mps > STANDSTILL_MPS
@@ -503,7 +503,8 @@ class SafetyMonitor:
             "time_in_mode_s": {k: round(v, 3) for k, v in st.time_in_mode_s.items()},
             "startup_s": None if st.startup_s is None else round(st.startup_s, 3),
             "fault_stop_after_startup_s": round(st.fault_stop_after_startup_s, 3),
-            "fault_stops_after_startup": [dict(f, causes=list(f["causes"])) for f in st.fault_stops],
+            "fault_stops_after_startup": [dict(f, causes=list(f["causes"]))
+                                          for f in st.fault_stops],
             "min_separation_m": None if st.min_separation_m is None else round(st.min_separation_m, 4),
             "min_margin_m": None if st.min_margin_m is None else round(st.min_margin_m, 4),
             "worst_margin": st.worst_margin,

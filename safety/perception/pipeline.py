@@ -232,14 +232,15 @@ class PerceptionPipeline:
 
     def report(self) -> dict:
         """Timing and quality figures: pose estimation (all people of a frame) and step times
-        (ms: n, median, p95, max; a step is not published before it ends), triangulation count, median RMS reprojection error (pixels of the processed
-        frames), tracks started, person-detector runs."""
+        (ms: n, median, p95, max; a step publishes when it ends), triangulation count, median
+        RMS reprojection error (pixels of the processed frames), tracks started, person-detector
+        runs."""
         def stats(values: Sequence[float]) -> dict:
             if not values:
                 return {"n": 0}
             s = sorted(values)
-            return {"n": len(s), "median": round(statistics.median(s), 2), "p95": round(s[int(0.95 * (len(s) - 1))], 2),
-                    "max": round(s[-1], 2)}
+            return {"n": len(s), "median": round(statistics.median(s), 2),
+                    "p95": round(s[int(0.95 * (len(s) - 1))], 2), "max": round(s[-1], 2)}
         tr = self._tracker
         return {"estimate_ms": stats(list(self._estimate_ms)), "step_ms": stats(list(self._step_ms)),
                 "triangulations": tr.triangulations, "implausible_keypoints": tr.implausible,

@@ -61,7 +61,7 @@ class SlowEstimator:
 
 def make(step_ns: int):
     if not (CLIP / "calibration" / "Calib.qca.txt").is_file():
-        pytest.fail(f"test data missing: {CLIP}; run `make test` (it fetches the Pose2Sim demo data)")
+        pytest.fail(f"test data missing: {CLIP}; run `make test` (it fetches the Pose2Sim data)")
     calib = read_qca(CLIP / "calibration" / "Calib.qca.txt")
     clock = Clock()
     cams = {}
@@ -69,9 +69,9 @@ def make(step_ns: int):
         cal = calib[name].scaled(0.2)
         cams[name] = (LiveCamera(clock, (cal.image_size[1], cal.image_size[0])), cal)
     published: list = []
-    pipeline = PerceptionPipeline([(n, src, cal) for n, (src, cal) in cams.items()], process_rate_hz=8.0,
-                                  estimator_factory=lambda: SlowEstimator(clock, step_ns), clock=clock,
-                                  on_publish=published.append)
+    pipeline = PerceptionPipeline([(n, src, cal) for n, (src, cal) in cams.items()],
+                                  process_rate_hz=8.0, clock=clock, on_publish=published.append,
+                                  estimator_factory=lambda: SlowEstimator(clock, step_ns))
     return pipeline, clock, {n: src for n, (src, _) in cams.items()}, published
 
 
