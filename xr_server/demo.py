@@ -69,7 +69,7 @@ def machine_load_warning(load_avg_1m: float | None, cpus: int | None,
     estimation step can take hundreds of ms instead of about 20, and a step longer than the
     tracker's watchdog bound is a fault stop, latched until a supervisor resets it: the robot
     then stands still for the rest of the run. Measured on the 2-core machine at load 9-13:
-    steps up to 760 ms, a watchdog trip in each of 7 runs (README, "Worker tracking").
+    steps up to 1.5 s, a watchdog trip in each of 7 runs (README, "Worker tracking").
 
     Args:
         load_avg_1m: the machine's 1-minute load average (`os.getloadavg()[0]`); None: unknown.
