@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 RESET_ROLES = frozenset({"supervisor", "admin"})
 #: Samples kept for percentiles (about 30 min of cycles at 100 Hz).
 SAMPLE_WINDOW = 200_000
+#: Fault stops after start-up whose causes the report keeps (the first ones: a latched fault
+#: stop holds until a reset, so the first cause is the one a plant engineer looks for).
+FAULT_STOPS_KEPT = 20
 
 
 class _CollectionPause:
@@ -101,6 +104,9 @@ class MonitorStats:
     startup_s: float | None = None
     #: Seconds in fault stop after start-up (a watchdog, a fault, a latch awaiting reset).
     fault_stop_after_startup_s: float = 0.0
+    #: Entries into fault stop after start-up: {"at_s": seconds after the first cycle,
+    #: "causes": the fault causes in words}, the first `FAULT_STOPS_KEPT` of them.
+    fault_stops: list = field(default_factory=list)
     min_separation_m: float | None = None
     min_margin_m: float | None = None
     worst_margin: dict | None = None
@@ -406,6 +412,10 @@ class SafetyMonitor:
                 if state.mode in (SafetyMode.PROTECTIVE_STOP, SafetyMode.FAULT_STOP) and self._memory.started \
                         and not (prev.mode is SafetyMode.FAULT_STOP and not prev.latched):
                     st.stops += 1
+                if state.mode is SafetyMode.FAULT_STOP and st.startup_s is not None \
+                        and len(st.fault_stops) < FAULT_STOPS_KEPT:
+                    at_s = (state.stamp_ns - st.first_cycle_ns) / 1e9
+                    st.fault_stops.append({"at_s": round(at_s, 3), "causes": list(state.faults)})
         if st.startup_s is None and self._memory.started:
             st.startup_s = (state.stamp_ns - st.first_cycle_ns) / 1e9
         moving = robot is not None and robot.max_speed_mps > STANDSTILL_MPS
@@ -493,6 +503,8 @@ class SafetyMonitor:
             "time_in_mode_s": {k: round(v, 3) for k, v in st.time_in_mode_s.items()},
             "startup_s": None if st.startup_s is None else round(st.startup_s, 3),
             "fault_stop_after_startup_s": round(st.fault_stop_after_startup_s, 3),
+            "fault_stops_after_startup": [dict(f, causes=list(f["causes"]))
+                                          for f in st.fault_stops],
             "min_separation_m": None if st.min_separation_m is None else round(st.min_separation_m, 4),
             "min_margin_m": None if st.min_margin_m is None else round(st.min_margin_m, 4),
             "worst_margin": st.worst_margin,

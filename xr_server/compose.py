@@ -567,8 +567,19 @@ def default_db_url() -> str:
     return f"sqlite:///{REPO_ROOT / 'data' / 'xrcell.sqlite'}"
 
 
-def headless_report(cell: Cell, duration_s: float) -> dict:
-    """The JSON report of a run (see README, "Headless run")."""
+def _load_avg_1m() -> float | None:
+    """The machine's 1-minute load average (runnable and running tasks), None where unknown."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def headless_report(cell: Cell, duration_s: float, load_avg_start: float | None = None) -> dict:
+    """The JSON report of a run (see README, "Headless run").
+
+    `load_avg_start`: the machine's 1-minute load average when the cell started (with the one
+    at the end in `host`: a watchdog that trips on a loaded machine shows against it)."""
     mon = cell.monitor.report()
     snap = cell.pipeline.snapshot()
     cameras = (
@@ -597,6 +608,7 @@ def headless_report(cell: Cell, duration_s: float) -> dict:
                 "time_in_mode_s",
                 "startup_s",
                 "fault_stop_after_startup_s",
+                "fault_stops_after_startup",
                 "min_separation_m",
                 "min_margin_m",
                 "worst_margin",
@@ -610,6 +622,11 @@ def headless_report(cell: Cell, duration_s: float) -> dict:
         "perception": cell.pipeline.report(),
         "channels": list(cell.channels),
         "depth": None if cell.occupancy is None else cell.occupancy.report(),
+        "host": {
+            "cpus": os.cpu_count(),
+            "load_avg_1m_start": None if load_avg_start is None else round(load_avg_start, 2),
+            "load_avg_1m_end": _load_avg_1m(),
+        },
         "robot": {
             "backend": cell.robot,
             "commands_accepted": cell.gate.accepted,
@@ -694,6 +711,7 @@ def run_cell(
             depth = description.perception.depth
             print(f"xrcell: distance channels: skeleton and occupancy (depth {depth.source} at "
                   f"{depth.fps:g} fps{'' if depth.background else ', no background file'})", flush=True)
+        load_avg_start = _load_avg_1m()
         start_cell(cell)
     except BaseException:
         audit.close()
@@ -745,7 +763,7 @@ def run_cell(
         t_stop = time.monotonic()
         cell.stop()
         audit.close()
-        report = headless_report(cell, duration)
+        report = headless_report(cell, duration, load_avg_start)
         if server is not None:
             server()
         signal.signal(signal.SIGINT, previous)

@@ -232,13 +232,15 @@ class PerceptionPipeline:
 
     def report(self) -> dict:
         """Timing and quality figures: pose estimation (all people of a frame) and step times
-        (ms), triangulation count, median RMS reprojection error (pixels of the processed
-        frames), tracks started, person-detector runs."""
+        (ms: n, median, p95, max; a step publishes when it ends), triangulation count, median
+        RMS reprojection error (pixels of the processed frames), tracks started, person-detector
+        runs."""
         def stats(values: Sequence[float]) -> dict:
             if not values:
                 return {"n": 0}
             s = sorted(values)
-            return {"n": len(s), "median": round(statistics.median(s), 2), "p95": round(s[int(0.95 * (len(s) - 1))], 2)}
+            return {"n": len(s), "median": round(statistics.median(s), 2),
+                    "p95": round(s[int(0.95 * (len(s) - 1))], 2), "max": round(s[-1], 2)}
         tr = self._tracker
         return {"estimate_ms": stats(list(self._estimate_ms)), "step_ms": stats(list(self._step_ms)),
                 "triangulations": tr.triangulations, "implausible_keypoints": tr.implausible,
@@ -426,6 +428,14 @@ class PerceptionPipeline:
         now = max(now, self._last_stamp_ns + 1)
         self._last_stamp_ns = now
         self._tracker.expire(now)       # times tracks out even when no frame arrives
+        # Each camera's newest frame as of this publication, not as of the start of the step
+        # that publishes it: a step of a starved process can take hundreds of ms, and the
+        # camera watchdog must see the cameras' own liveness, not the time the step took (that
+        # is the tracking output's age, which the tracker watchdog bounds).
+        for cam in self._cams:
+            latest = cam.source.latest()
+            if latest is not None:
+                cam.last_seq, cam.last_frame_ns = latest[2], latest[1]
         cams = tuple(CameraStatus(c.camera_id, c.last_frame_ns, c.last_processed_ns, c.last_seq,
                                   c.frames_processed, c.frames_skipped, c.frames_with_person, c.optional)
                      for c in self._cams)

@@ -31,9 +31,10 @@ def report(tmp_path_factory):
 
 
 def test_report_has_the_documented_fields(report):
-    assert set(report) >= {"duration_s", "cameras", "safety", "reaction_ms", "robot"}
+    assert set(report) >= {"duration_s", "cameras", "safety", "reaction_ms", "robot", "host"}
     assert set(report["safety"]) >= {"cycles", "cycle_time_ms", "time_in_mode_s", "startup_s",
-                                     "fault_stop_after_startup_s", "min_separation_m",
+                                     "fault_stop_after_startup_s", "fault_stops_after_startup",
+                                     "min_separation_m",
                                      "min_margin_m", "stops", "stopping"}
     assert report["duration_s"] >= 20
 
@@ -50,16 +51,26 @@ def test_every_camera_sees_the_person(report):
 
 def test_the_person_slows_the_robot_and_the_margin_holds(report):
     safety = report["safety"]
-    assert safety["time_in_mode_s"]["reduced_speed"] + safety["time_in_mode_s"]["protective_stop"] > 0.5
+    # A watchdog that trips is a latched fault stop for the rest of the run (no reset here), and
+    # on a machine whose cores are all busy the tracking process can be starved past its watchdog
+    # (README, "Worker tracking runs in its own process"). The test keeps asking for a run
+    # without one; when it fails, the message says which watchdog tripped, when, and the load.
+    why = (f"fault stops after start-up: {safety['fault_stops_after_startup']}; "
+           f"host {report['host']}; tracking steps {report['perception'].get('step_ms')}; "
+           f"time in mode {safety['time_in_mode_s']}")
+    modes = safety["time_in_mode_s"]
+    assert modes["reduced_speed"] + modes["protective_stop"] > 0.5, why
     # The robot worked (moved at a reduced speed) between the stops.
-    assert safety["time_in_mode_s"]["reduced_speed"] > 0.5
+    assert safety["time_in_mode_s"]["reduced_speed"] > 0.5, why
     # Fault stop at start-up (until every input is live) and when the clips end (the cameras go
     # stale); a watchdog tripping in between (a starved tracker on a loaded machine) is counted
     # after start-up. Together they are the run's fault-stop time, and it stays short.
     assert safety["startup_s"] is not None
     assert safety["startup_s"] + safety["fault_stop_after_startup_s"] == pytest.approx(
         safety["time_in_mode_s"]["fault_stop"], abs=0.05)
-    assert safety["time_in_mode_s"]["fault_stop"] < 6.0, safety
+    assert safety["time_in_mode_s"]["fault_stop"] < 6.0, why
+    for entry in safety["fault_stops_after_startup"]:
+        assert entry["at_s"] >= safety["startup_s"] and entry["causes"], entry
     assert safety["min_margin_m"] is not None and safety["min_margin_m"] >= 0.0
     # Every stop reached standstill within T_r + T_s(v) of the cell's stop data (the physics
     # of the simulated robot against the figures the monitor relies on).

@@ -163,6 +163,33 @@ def test_report_separates_the_start_up_fault_stop_from_later_ones():
     assert report["startup_s"] == pytest.approx(0.040)
     assert report["fault_stop_after_startup_s"] == pytest.approx(0.030)
     assert report["time_in_mode_s"]["fault_stop"] == pytest.approx(0.070)
+    # The report names the watchdog that tripped after start-up, when and how stale (the start-up
+    # fault stop is not listed: its causes are the inputs not live yet).
+    assert report["fault_stops_after_startup"] == [
+        {"at_s": pytest.approx(0.050), "causes": ["robot state stale: 100 ms old (limit 50 ms)"]}]
+
+
+def test_report_lists_each_entry_into_fault_stop_after_start_up_with_its_causes():
+    mon, backend, clock, feeds = make_monitor()
+    mon.step()                                  # start-up
+    tick(mon, clock, feeds)                     # started
+    clock.now += 10 * MS
+    feeds["robot"] = None                       # the robot state is lost
+    mon.step()
+    tick(mon, clock, feeds)                     # the cause is gone; the latch holds
+    assert mon.reset("sue", frozenset({"supervisor"}))[0]
+    tick(mon, clock, feeds)                     # reset: protective stop, then it resumes
+    for _ in range(60):
+        tick(mon, clock, feeds)
+    clock.now += 10 * MS
+    feeds["snap"] = snapshot(clock.now - 600 * MS, ())  # the tracker went quiet
+    mon.step()
+    stops = mon.report()["fault_stops_after_startup"]
+    assert len(stops) == 2
+    assert stops[0]["causes"] == ["no robot state received"]
+    assert stops[1]["causes"][0] == "worker tracking stale: 600 ms old"   # then its cameras
+    assert stops[0]["at_s"] == pytest.approx(0.020)
+    assert stops[1]["at_s"] > stops[0]["at_s"]
 
 
 def test_monitor_measures_reaction_from_capture_to_applied():
