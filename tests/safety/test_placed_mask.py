@@ -193,6 +193,8 @@ def _bad(**change) -> PlacedObject:
     ((_bad(frame_id="world"),), r"placed_objects\[0\]\.frame_id: expected 'cell', got 'world'"),
     ((_bad(primitive="sphere"),),
      r"placed_objects\[0\]\.primitive: expected one of box, cylinder, got 'sphere'"),
+    ((_bad(primitive=["box"]),),   # unhashable: a TypeError once, crashing the twin and the mask
+     r"placed_objects\[0\]\.primitive: expected one of box, cylinder, got \['box'\]"),
     ((_bad(dimensions=(0.2, -0.2, 0.3)),),
      r"placed_objects\[0\]\.dimensions: a box needs 3 finite positive values"),
     ((_bad(primitive="cylinder"),),

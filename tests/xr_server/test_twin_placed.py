@@ -58,6 +58,7 @@ def test_placed_objects_are_solid_primitives_in_the_cell_frame(safety):
     ((), []),                                                        # nothing placed
     ((POST, dataclasses.replace(CRATE, position=(0.45, 0.0, math.nan))), None),  # malformed
     ((POST, dataclasses.replace(POST)), None),                       # an id repeated
+    ((dataclasses.replace(POST, primitive=["cylinder"]),), None),    # unhashable: no TypeError
 ])
 def test_an_unknown_or_malformed_list_is_null_never_bad_json(safety, listed, shown):
     twin = build_twin_state("lab", dataclasses.replace(robot_state(NOW), placed_objects=listed), safety,
