@@ -76,6 +76,11 @@ def test_the_occupancy_channel_says_what_it_masked_or_why_it_refused(safety):
     twin = build_twin_state("lab", None, safety, None, occupancy=measurement(0, REFUSED))
     jsonschema.validate(twin, SCHEMA)
     assert twin["occupancy"]["placed_rejected"] == REFUSED and twin["occupancy"]["placed_masked"] == 0
+    for sep in (math.nan, math.inf):   # never NaN in the message: unknown
+        odd = dataclasses.replace(measurement(1, None), separation_m=sep)
+        twin = build_twin_state("lab", None, safety, None, occupancy=odd)
+        assert twin["occupancy"]["separation_m"] is None
+        json.dumps(twin, allow_nan=False)
     bad = {**twin, "robot": {**build_twin_state("lab", robot_state(NOW), safety, None)["robot"],
                              "placed_objects": [{"id": "p", "primitive": "sphere", "dimensions": [0.1, 0.1],
                                                  "position": [0, 0, 0], "orientation": [0, 0, 0, 1]}]}}
