@@ -85,6 +85,7 @@ def test_without_feedback_a_goal_ends_by_timeout_after_its_ramp():
     (GripperOutcome.REACHED, 0.08, 0.04, 0.04, False),   # closing to 4 cm, nothing in the way
     (GripperOutcome.STALLED, 0.08, 0.04, 0.0415, None),  # settled just off the target
     (GripperOutcome.STALLED, 0.0, 0.08, 0.05, None),     # an opening goal stopped: no grasp
+    (GripperOutcome.STALLED, 0.02, 0.04, 0.07, None),    # an opening goal ended pushed wider
     (GripperOutcome.TIMEOUT, 0.08, 0.0, 0.05, None),     # no end: unknown
     (GripperOutcome.STALLED, 0.08, 0.0, None, None),     # the opening unknown
 ])
