@@ -295,7 +295,7 @@ class OccupancyInput:
             the placed-objects list is refused changes (`safety.placed_mask.rejection_cause`),
             including back to accepted; not every frame, and at most `PLACED_AUDIT_BURST` at
             once, then one per `PLACED_AUDIT_PERIOD_S` (the record then counts the changes since
-            the last one and gives the cause in force).
+            the last one and gives the cause in force; `stop` writes what is still held back).
     """
 
     def __init__(self, source: DepthSource, channel: OccupancyChannel,
@@ -322,6 +322,7 @@ class OccupancyInput:
         self._placed_changes = 0                  # changes of cause not yet recorded
         self._audit_tokens = float(PLACED_AUDIT_BURST)
         self._audit_refilled_ns: int | None = None
+        self._placed_last: tuple[OccupancyMeasurement, RobotState] | None = None
 
     def latest(self) -> OccupancyMeasurement | None:
         """The newest measurement (the monitor's `occupancy_source`); None before the first."""
@@ -341,9 +342,13 @@ class OccupancyInput:
     def stop(self, timeout_s: float = 1.0) -> None:
         """Stop the thread and close the source."""
         self._stop.set()
+        running = False
         if self._thread is not None:
             self._thread.join(timeout_s)
+            running = self._thread.is_alive()
             self._thread = None
+        if not running and self._placed_last is not None and self._placed_changes:
+            self._audit_placed(*self._placed_last, force=True)   # what the rate limit held back
         self.source.close()
 
     def step(self) -> OccupancyMeasurement | None:
@@ -370,11 +375,14 @@ class OccupancyInput:
         self.frames += 1
         return m
 
-    def _audit_placed(self, m: OccupancyMeasurement, robot: RobotState) -> None:
+    def _audit_placed(self, m: OccupancyMeasurement, robot: RobotState, *,
+                      force: bool = False) -> None:
+        """Record a change of the refusal's cause (rate-limited; `force`: now, on `stop`)."""
         cause = rejection_cause(m.placed_rejected)
         if cause != self._placed_cause:
             self._placed_cause = cause
             self._placed_changes += 1
+        self._placed_last = (m, robot)
         if self._placed_changes == 0 or self._audit is None:
             return
         now = self._clock()
@@ -382,9 +390,9 @@ class OccupancyInput:
             earned = (now - self._audit_refilled_ns) / (PLACED_AUDIT_PERIOD_S * 1e9)
             self._audit_tokens = min(float(PLACED_AUDIT_BURST), self._audit_tokens + max(earned, 0.0))
         self._audit_refilled_ns = now
-        if self._audit_tokens < 1.0:
-            return   # rate-limited: the changes are counted in the next record
-        self._audit_tokens -= 1.0
+        if self._audit_tokens < 1.0 and not force:
+            return   # rate-limited: the changes are counted in the next record (or on stop)
+        self._audit_tokens = max(self._audit_tokens - 1.0, 0.0)
         changes, self._placed_changes = self._placed_changes, 0
         previous, self._recorded_cause = self._recorded_cause, cause
         listed = robot.placed_objects

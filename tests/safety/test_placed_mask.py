@@ -386,6 +386,18 @@ def test_a_flapping_refusal_is_audited_at_a_bounded_rate_and_every_change_is_cou
         last = records[-1]
         assert last.inputs["cause"] is None and last.reason.startswith("placed-objects list accepted")
         assert [r.inputs["previous_cause"] for r in records[1:]] == [r.inputs["cause"] for r in records[:-1]]
+        # Flapping again, then the input stops: the changes the rate limit held back are written.
+        more = [i % 2 == 0 for i in range(21)]                    # ends refused
+        changes += sum(a != b for a, b in zip([False] + more, more))
+        for refused in more:
+            now["ns"] += 33_333_333
+            states["now"] = robot_state((part, bad) if refused else (part,), stamp_ns=now["ns"])
+            live.step()
+        live.stop()
+        assert audit.flush()
+        records = audit.tail(1000)
+        assert sum(r.inputs["changes"] for r in records) == changes
+        assert records[-1].inputs["cause"] == "placed_objects[1].position"
         assert audit.verify() is None
     finally:
         audit.close()
