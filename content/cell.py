@@ -663,8 +663,9 @@ class PlacedObjectMaskSettings(_Model):
             capture is stale and nothing is masked, seconds; 0.5 (the depth watchdog's default).
     """
 
-    margin_m: float = Field(0.05, ge=0.0, le=MAX_PLACED_MARGIN_M)
-    max_age_s: float = Field(0.5, gt=0.0, le=10.0)
+    # strict: a number only (never a string or a boolean coerced into one), finite
+    margin_m: float = Field(0.05, ge=0.0, le=MAX_PLACED_MARGIN_M, strict=True, allow_inf_nan=False)
+    max_age_s: float = Field(0.5, gt=0.0, le=10.0, strict=True, allow_inf_nan=False)
 
 
 #: Depth sources of `DepthInput`.

@@ -107,8 +107,10 @@ class AuditKind(enum.Enum):
     PARAMETER_CHANGE: a safety parameter changed at run time.
     OUTPUT_FAULT: a `SafetyOutput` became unhealthy or recovered.
     PLACED_OBJECTS: the occupancy channel refused the robot's placed-objects list for another
-        cause (a field, stale), or accepted it again (inputs: cause, previous cause, objects
-        in the list, capture and robot stamps; `safety.perception.depth_input.OccupancyInput`).
+        cause (a field, stale), or accepted it again (actor ``occupancy``; inputs: cause,
+        previous cause, changes of cause since the last record, objects in the list, masked,
+        capture and robot stamps; at most one a second after a burst of 8:
+        `safety.perception.depth_input.OccupancyInput`).
     AUDIT_GAP: written by the audit log itself: records were dropped (queue full).
     """
 

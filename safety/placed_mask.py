@@ -102,7 +102,7 @@ def validate_placed_objects(objects: Any, bounds: tuple[np.ndarray, np.ndarray],
         ids.add(obj.id)
         if obj.frame_id != "cell":
             raise OccupancyError(f"{at}.frame_id: expected 'cell', got {obj.frame_id!r}")
-        if obj.primitive not in PLACED_PRIMITIVES:
+        if not isinstance(obj.primitive, str) or obj.primitive not in PLACED_PRIMITIVES:
             raise OccupancyError(f"{at}.primitive: expected one of {', '.join(PLACED_PRIMITIVES)}, "
                                  f"got {obj.primitive!r}")
         n = PLACED_PRIMITIVES[obj.primitive]

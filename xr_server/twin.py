@@ -6,6 +6,7 @@ radians rounded to 1 mrad; `t` is UNIX seconds.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -125,7 +126,8 @@ def _zones(zones: ZoneSet | None) -> list[dict]:
 
 
 def _occupancy(m: OccupancyMeasurement) -> dict:
-    return {"separation_m": None if m.separation_m is None else round(m.separation_m, 4),
+    sep = m.separation_m   # strict JSON: a non-finite figure is shown as unknown
+    return {"separation_m": None if sep is None or not math.isfinite(sep) else round(float(sep), 4),
             "voxels": int(m.voxel_count), "placed_masked": int(m.placed_objects),
             "placed_rejected": m.placed_rejected}
 

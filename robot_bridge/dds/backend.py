@@ -52,7 +52,8 @@ closing ended with the fingers stopped more than `GRIPPER_BLOCKED_M` short of it
 (`GripperOutcome.STALLED`: something between them). Reaching the target means nothing was in
 the way; a timeout, a stop or a gripper moved by someone else (a ROS 2 program of the cell's
 own) leaves the evidence unknown: nothing is placed, a released part shows as occupancy (a
-false stop, the fail-safe side).
+false stop, the fail-safe side). The evidence ends with the grasp it was about (the first state
+not carried), so fingers closed again by someone else never inherit it.
 
 Speed scaling: without a speed-scaling topic the backend re-times the trajectory it sent (the
 rest of the path is re-published with times divided by the scale; below `MIN_SPEED_SCALE` a
@@ -734,6 +735,8 @@ class DdsBackend:
                 placed = self._placed.observe(stamp_ns, carried, segments[-1], float(radii[-1]),
                                               gripper_moving=moving or in_flight,
                                               object_evidence=self._grip_evidence)
+                if not carried:   # the grasp it was about has ended: a later one needs its own
+                    self._grip_evidence = None
             if self._robot.payload is not None and not carried:
                 names, radii, segments, speeds = names[:-1], radii[:-1], segments[:-1], speeds[:-1]
             self._update_mode(receipt_ns, sample.position, max_speed)

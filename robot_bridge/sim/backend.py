@@ -115,7 +115,8 @@ class PyBulletPandaBackend:
     taken up by the control step. Where the payload was released is reported as
     `placed_objects` (`robot_bridge.placed.PlacedObjectTracker`; None without a payload); a
     grasp counts as holding a part only with the physics' evidence of one: both fingers in
-    contact with a body other than the robot (`pybullet.getContactPoints`).
+    contact with the same movable body from opposite sides (`pybullet.getContactPoints`; the
+    floor, a pedestal or a table, static bodies, are no part).
 
     Gripper and stops (as the `dds` backend): a protective stop of any category (and a latched
     FAULT) ends a gripper goal in flight and holds the fingers at their measured opening, so a
@@ -261,6 +262,7 @@ class PyBulletPandaBackend:
         self._cap_names_empty = self._cap_names[:-1] if self._payload_capsule else self._cap_names
         # where the payload was released (`RobotState.placed_objects`), from the attach rule
         self._placed = PlacedObjectTracker()
+        self._masses: dict[tuple[int, int], float] = {}  # (body, link) -> kg, `_movable`
         self._state_links = sorted({i for i in self._capsule_links if i >= 0} | {self._tcp_link})
         for j, q in zip(self._arm, PANDA_HOME_POSITION):
             p.resetJointState(self._body, j, q, physicsClientId=cid)
@@ -641,11 +643,28 @@ class PyBulletPandaBackend:
         return self._hold_q.copy()
 
     def _fingers_touch(self) -> bool:
-        """Both fingers are in contact with a body other than the robot (a part between them)."""
+        """A part is squeezed between the fingers: both touch the same movable body (not the
+        robot, not the static world: the floor, a pedestal, a table) from opposite sides (their
+        contact normals opposed). Fingertips pressed on the floor, or one finger on a part and
+        the other on a table, are no evidence of an object."""
         p, cid = pybullet, self._cid
-        return all(any(c[2] != self._body for c in p.getContactPoints(bodyA=self._body, linkIndexA=f,
-                                                                      physicsClientId=cid))
-                   for f in self._fingers)
+        normals: list[dict[int, list[np.ndarray]]] = []
+        for f in self._fingers:
+            by_body: dict[int, list[np.ndarray]] = {}
+            for c in p.getContactPoints(bodyA=self._body, linkIndexA=f, physicsClientId=cid):
+                if c[2] != self._body and self._movable(c[2], c[4]):
+                    by_body.setdefault(c[2], []).append(np.asarray(c[7], dtype=np.float64))
+            normals.append(by_body)
+        first, second = normals
+        return any(float(a @ b) < -0.5 for body in first.keys() & second.keys()
+                   for a in first[body] for b in second[body])
+
+    def _movable(self, body: int, link: int) -> bool:
+        """The body's link has mass (a static body, mass 0, is part of the world)."""
+        key = (body, link)
+        if key not in self._masses:
+            self._masses[key] = float(pybullet.getDynamicsInfo(body, link, physicsClientId=self._cid)[0])
+        return self._masses[key] > 0.0
 
     def _finger_position(self) -> float:
         js = pybullet.getJointStates(self._body, self._fingers, physicsClientId=self._cid)

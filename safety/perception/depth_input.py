@@ -43,6 +43,12 @@ _log = logging.getLogger(__name__)
 DEPTH_IMAGE_SUFFIXES = (".npy", ".png")
 #: Version of the background `.npz` layout.
 _BACKGROUND_FORMAT = 1
+#: `OccupancyInput`'s placed-objects audit records: at most this many in a burst, then one per
+#: `PLACED_AUDIT_PERIOD_S` (a token bucket). A cause that flaps every frame (an object at the edge
+#: of the cell's bounds) writes at most one record a second, never one a frame; each record counts
+#: the changes of cause since the one before (``changes``), so none goes unrecorded.
+PLACED_AUDIT_BURST = 8
+PLACED_AUDIT_PERIOD_S = 1.0
 
 
 class DepthSource(Protocol):
@@ -287,7 +293,9 @@ class OccupancyInput:
         audit: ``(kind, actor, inputs, reason)`` (`safety.audit.AuditLog.append`, must not
             block): told, as ``placed_objects`` by ``occupancy``, whenever the cause for which
             the placed-objects list is refused changes (`safety.placed_mask.rejection_cause`),
-            including back to accepted; not every frame.
+            including back to accepted; not every frame, and at most `PLACED_AUDIT_BURST` at
+            once, then one per `PLACED_AUDIT_PERIOD_S` (the record then counts the changes since
+            the last one and gives the cause in force; `stop` writes what is still held back).
     """
 
     def __init__(self, source: DepthSource, channel: OccupancyChannel,
@@ -309,7 +317,12 @@ class OccupancyInput:
         self.last_error: str | None = None
         self.ended = False
         self._audit = audit
-        self._placed_cause: str | None = None
+        self._placed_cause: str | None = None     # the cause in the newest frame
+        self._recorded_cause: str | None = None   # the cause of the newest record
+        self._placed_changes = 0                  # changes of cause not yet recorded
+        self._audit_tokens = float(PLACED_AUDIT_BURST)
+        self._audit_refilled_ns: int | None = None
+        self._placed_last: tuple[OccupancyMeasurement, RobotState] | None = None
 
     def latest(self) -> OccupancyMeasurement | None:
         """The newest measurement (the monitor's `occupancy_source`); None before the first."""
@@ -329,9 +342,13 @@ class OccupancyInput:
     def stop(self, timeout_s: float = 1.0) -> None:
         """Stop the thread and close the source."""
         self._stop.set()
+        running = False
         if self._thread is not None:
             self._thread.join(timeout_s)
+            running = self._thread.is_alive()
             self._thread = None
+        if not running and self._placed_last is not None and self._placed_changes:
+            self._audit_placed(*self._placed_last, force=True)   # what the rate limit held back
         self.source.close()
 
     def step(self) -> OccupancyMeasurement | None:
@@ -358,19 +375,36 @@ class OccupancyInput:
         self.frames += 1
         return m
 
-    def _audit_placed(self, m: OccupancyMeasurement, robot: RobotState) -> None:
+    def _audit_placed(self, m: OccupancyMeasurement, robot: RobotState, *,
+                      force: bool = False) -> None:
+        """Record a change of the refusal's cause (rate-limited; `force`: now, on `stop`)."""
         cause = rejection_cause(m.placed_rejected)
-        if cause == self._placed_cause:
+        if cause != self._placed_cause:
+            self._placed_cause = cause
+            self._placed_changes += 1
+        self._placed_last = (m, robot)
+        if self._placed_changes == 0 or self._audit is None:
             return
-        previous, self._placed_cause = self._placed_cause, cause
-        if self._audit is None:
-            return
+        now = self._clock()
+        if self._audit_refilled_ns is not None:
+            earned = (now - self._audit_refilled_ns) / (PLACED_AUDIT_PERIOD_S * 1e9)
+            self._audit_tokens = min(float(PLACED_AUDIT_BURST), self._audit_tokens + max(earned, 0.0))
+        self._audit_refilled_ns = now
+        if self._audit_tokens < 1.0 and not force:
+            return   # rate-limited: the changes are counted in the next record (or on stop)
+        self._audit_tokens = max(self._audit_tokens - 1.0, 0.0)
+        changes, self._placed_changes = self._placed_changes, 0
+        previous, self._recorded_cause = self._recorded_cause, cause
         listed = robot.placed_objects
-        inputs = {"cause": cause, "previous_cause": previous, "capture_ns": m.capture_ns,
-                  "robot_stamp_ns": robot.stamp_ns, "placed_masked": m.placed_objects,
+        inputs = {"cause": cause, "previous_cause": previous, "changes": changes,
+                  "capture_ns": m.capture_ns, "robot_stamp_ns": robot.stamp_ns,
+                  "placed_masked": m.placed_objects,
                   "objects": len(listed) if isinstance(listed, (tuple, list)) else None}
-        reason = m.placed_rejected or (f"placed-objects list accepted again ({previous} resolved); "
-                                       f"{m.placed_objects} masked")
+        reason = m.placed_rejected or (
+            (f"placed-objects list accepted again ({previous} resolved)" if previous is not None
+             else "placed-objects list accepted") + f"; {m.placed_objects} masked")
+        if changes > 1:
+            reason += f" ({changes} changes of cause since the last record)"
         try:
             self._audit("placed_objects", "occupancy", inputs, reason)
         except Exception:  # noqa: BLE001 - the audit never stops the input; it counts its own losses

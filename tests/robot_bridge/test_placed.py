@@ -281,3 +281,106 @@ def test_the_tracker_places_exactly_what_it_placed_before_its_fast_path():
             assert got == before.observe(stamp, carried, segment, 0.04, gripper_moving=moving)
 
     check()
+
+
+def _sim_grip_on(body_mass_kg: float):
+    """The simulated robot's gripper at home closing on a 4 cm cube held between its fingers
+    (`body_mass_kg` 0: a static body, part of the world such as a table or the floor), then
+    opening: (carried, evidence of a part) after each goal, and what it placed."""
+    import pybullet
+    import yaml
+
+    from content.cell import Robot
+    from robot_bridge.sim.backend import PHYSICS_RATE_HZ, PyBulletPandaBackend
+    from robot_bridge.types import GripperCommand
+
+    doc = yaml.safe_load((Path(__file__).parents[1] / "scenarios" / "cell_payload_post.yaml")
+                         .read_text())
+    backend = PyBulletPandaBackend(Robot(**doc["robot"]), None, realtime=False)
+    backend.start()
+    try:
+        backend.reset()
+        backend.step(10)
+        cid, body = backend._cid, backend._body
+        tips = [np.array(pybullet.getLinkState(body, f, physicsClientId=cid)[4])
+                for f in backend._fingers]
+        centre = (tips[0] + tips[1]) / 2.0
+        shape = pybullet.createCollisionShape(pybullet.GEOM_BOX, halfExtents=[0.02] * 3,
+                                              physicsClientId=cid)
+        cube = pybullet.createMultiBody(body_mass_kg, shape, basePosition=centre.tolist(),
+                                        physicsClientId=cid)
+        if body_mass_kg > 0.0:   # held where the fingers close (it does not fall meanwhile)
+            pybullet.createConstraint(cube, -1, -1, -1, pybullet.JOINT_FIXED, [0, 0, 0],
+                                      [0, 0, 0], centre.tolist(), physicsClientId=cid)
+        seen = []
+        for position, goal in ((0.0, "close"), (0.08, "open")):
+            backend.execute(GripperCommand(position, goal_id=goal))
+            for _ in range(3 * int(PHYSICS_RATE_HZ)):
+                state = backend.step(1)
+                if state.goal_id == goal and state.goal_done:
+                    break
+            state = backend.step(20)
+            assert state.goal_id == goal and state.goal_done
+            seen.append((state.payload_carried, backend._fingers_touch()))
+        return seen, state.placed_objects
+    finally:
+        backend.shutdown()
+
+
+def test_the_simulated_robot_places_a_part_its_fingers_squeeze():
+    """A movable part between the fingers is evidence of an object: its release is placed."""
+    seen, placed = _sim_grip_on(0.2)
+    assert seen[0] == (True, True) and len(placed) == 1
+
+
+def test_the_simulated_robot_places_nothing_when_its_fingers_press_on_the_static_world():
+    """The fingers closed on a static body (a table, a pedestal, the floor: not a part the
+    robot can carry) are no evidence of an object: nothing is placed on release."""
+    seen, placed = _sim_grip_on(0.0)
+    assert seen[0][0] and not seen[0][1] and placed == ()
+
+
+def test_the_simulated_robot_places_nothing_when_its_fingertips_drag_on_a_part_below():
+    """Fingertips pressed on the top of a movable plate (a tray under the gripper) close, held
+    back by friction, to within the grasp widths: both fingers touch one movable body, but from
+    the same side (contact normals both up), not squeezing it: no evidence, nothing placed."""
+    import pybullet
+    import yaml
+
+    from content.cell import Robot
+    from robot_bridge.sim.backend import PHYSICS_RATE_HZ, PyBulletPandaBackend
+    from robot_bridge.types import GripperCommand
+
+    doc = yaml.safe_load((Path(__file__).parents[1] / "scenarios" / "cell_payload_post.yaml")
+                         .read_text())
+    backend = PyBulletPandaBackend(Robot(**doc["robot"]), None, realtime=False)
+    backend.start()
+    try:
+        backend.reset()
+        backend.step(10)
+        cid, body = backend._cid, backend._body
+        boxes = [pybullet.getAABB(body, f, physicsClientId=cid) for f in backend._fingers]
+        bottom = min(lo[2] for lo, _ in boxes)
+        centre = [sum(lo[0] + hi[0] for lo, hi in boxes) / 4, sum(lo[1] + hi[1] for lo, hi in boxes) / 4,
+                  bottom + 0.005]   # its top 1.5 cm above the fingertips' bounding box: pressed
+        shape = pybullet.createCollisionShape(pybullet.GEOM_BOX, halfExtents=[0.1, 0.1, 0.01],
+                                              physicsClientId=cid)
+        plate = pybullet.createMultiBody(0.5, shape, basePosition=centre, physicsClientId=cid)
+        pybullet.createConstraint(plate, -1, -1, -1, pybullet.JOINT_FIXED, [0, 0, 0], [0, 0, 0],
+                                  centre, physicsClientId=cid)
+        seen = []
+        for position, goal in ((0.04, "close"), (0.08, "open")):
+            backend.execute(GripperCommand(position, goal_id=goal))
+            for _ in range(3 * int(PHYSICS_RATE_HZ)):
+                state = backend.step(1)
+                if state.goal_id == goal and state.goal_done:
+                    break
+            state = backend.step(20)
+            assert state.goal_id == goal and state.goal_done
+            touching = [{c[2] for c in pybullet.getContactPoints(bodyA=body, linkIndexA=f, physicsClientId=cid)}
+                        for f in backend._fingers]
+            seen.append((state.payload_carried, touching, backend._fingers_touch()))
+        assert seen[0] == (True, [{plate}, {plate}], False), seen   # carried, on the plate only
+        assert not seen[1][0] and state.placed_objects == ()
+    finally:
+        backend.shutdown()

@@ -193,6 +193,8 @@ def _bad(**change) -> PlacedObject:
     ((_bad(frame_id="world"),), r"placed_objects\[0\]\.frame_id: expected 'cell', got 'world'"),
     ((_bad(primitive="sphere"),),
      r"placed_objects\[0\]\.primitive: expected one of box, cylinder, got 'sphere'"),
+    ((_bad(primitive=["box"]),),   # unhashable: a TypeError once, crashing the twin and the mask
+     r"placed_objects\[0\]\.primitive: expected one of box, cylinder, got \['box'\]"),
     ((_bad(dimensions=(0.2, -0.2, 0.3)),),
      r"placed_objects\[0\]\.dimensions: a box needs 3 finite positive values"),
     ((_bad(primitive="cylinder"),),
@@ -345,6 +347,57 @@ def test_the_live_depth_input_audits_each_change_of_the_refusal_not_every_frame(
         assert again.reason == ("placed-objects list accepted again (placed_objects[1].position "
                                 "resolved); 1 masked")
         assert again.inputs["cause"] is None and again.inputs["placed_masked"] == 1
+        assert audit.verify() is None
+    finally:
+        audit.close()
+
+
+def test_a_flapping_refusal_is_audited_at_a_bounded_rate_and_every_change_is_counted(tmp_path):
+    """The list refused and accepted in turn every frame at 30 Hz for 3 s (an object at the edge
+    of the cell's bounds): a burst, then at most one record a second, not one a frame; every
+    change of cause is counted in some record, and the last record gives the cause in force."""
+    from safety.audit import AuditLog
+    from safety.perception.depth_input import PLACED_AUDIT_BURST, PLACED_AUDIT_PERIOD_S
+
+    ch, sim = channel()
+    (tmp_path / "seq").mkdir()
+    np.save(tmp_path / "seq" / "0000.npy", sim.render([(LINK, RADII)], [(PART_MIN, PART_MAX)]))
+    part = dataclasses.replace(PART, placed_ns=0)
+    bad = dataclasses.replace(PART, id="payload/2", position=(0.45, 0.0, 3.0), placed_ns=0)
+    audit = AuditLog(f"sqlite:///{tmp_path / 'audit.db'}")
+    now = {"ns": 1_000_000_000}
+    states = {"now": robot_state((part,), stamp_ns=now["ns"])}
+    live = OccupancyInput(DepthImageSequence(tmp_path / "seq", CAMERA), ch, lambda: states["now"],
+                          fps=30, clock=lambda: now["ns"], audit=audit.append)
+    live.source.open()
+    try:
+        frames = [i % 2 == 1 for i in range(90)] + [False] * 45   # True: refused
+        changes = sum(a != b for a, b in zip([False] + frames, frames))
+        for refused in frames:
+            now["ns"] += 33_333_333
+            states["now"] = robot_state((part, bad) if refused else (part,), stamp_ns=now["ns"])
+            live.step()
+        assert audit.flush()
+        records = audit.tail(1000)
+        elapsed_s = len(frames) / 30
+        assert len(records) <= PLACED_AUDIT_BURST + elapsed_s / PLACED_AUDIT_PERIOD_S + 1
+        assert len(records) < changes / 4
+        assert sum(r.inputs["changes"] for r in records) == changes
+        last = records[-1]
+        assert last.inputs["cause"] is None and last.reason.startswith("placed-objects list accepted")
+        assert [r.inputs["previous_cause"] for r in records[1:]] == [r.inputs["cause"] for r in records[:-1]]
+        # Flapping again, then the input stops: the changes the rate limit held back are written.
+        more = [i % 2 == 0 for i in range(21)]                    # ends refused
+        changes += sum(a != b for a, b in zip([False] + more, more))
+        for refused in more:
+            now["ns"] += 33_333_333
+            states["now"] = robot_state((part, bad) if refused else (part,), stamp_ns=now["ns"])
+            live.step()
+        live.stop()
+        assert audit.flush()
+        records = audit.tail(1000)
+        assert sum(r.inputs["changes"] for r in records) == changes
+        assert records[-1].inputs["cause"] == "placed_objects[1].position"
         assert audit.verify() is None
     finally:
         audit.close()

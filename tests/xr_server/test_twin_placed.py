@@ -58,6 +58,7 @@ def test_placed_objects_are_solid_primitives_in_the_cell_frame(safety):
     ((), []),                                                        # nothing placed
     ((POST, dataclasses.replace(CRATE, position=(0.45, 0.0, math.nan))), None),  # malformed
     ((POST, dataclasses.replace(POST)), None),                       # an id repeated
+    ((dataclasses.replace(POST, primitive=["cylinder"]),), None),    # unhashable: no TypeError
 ])
 def test_an_unknown_or_malformed_list_is_null_never_bad_json(safety, listed, shown):
     twin = build_twin_state("lab", dataclasses.replace(robot_state(NOW), placed_objects=listed), safety,
@@ -75,6 +76,11 @@ def test_the_occupancy_channel_says_what_it_masked_or_why_it_refused(safety):
     twin = build_twin_state("lab", None, safety, None, occupancy=measurement(0, REFUSED))
     jsonschema.validate(twin, SCHEMA)
     assert twin["occupancy"]["placed_rejected"] == REFUSED and twin["occupancy"]["placed_masked"] == 0
+    for sep in (math.nan, math.inf):   # never NaN in the message: unknown
+        odd = dataclasses.replace(measurement(1, None), separation_m=sep)
+        twin = build_twin_state("lab", None, safety, None, occupancy=odd)
+        assert twin["occupancy"]["separation_m"] is None
+        json.dumps(twin, allow_nan=False)
     bad = {**twin, "robot": {**build_twin_state("lab", robot_state(NOW), safety, None)["robot"],
                              "placed_objects": [{"id": "p", "primitive": "sphere", "dimensions": [0.1, 0.1],
                                                  "position": [0, 0, 0], "orientation": [0, 0, 0, 1]}]}}

@@ -85,6 +85,7 @@ def test_without_feedback_a_goal_ends_by_timeout_after_its_ramp():
     (GripperOutcome.REACHED, 0.08, 0.04, 0.04, False),   # closing to 4 cm, nothing in the way
     (GripperOutcome.STALLED, 0.08, 0.04, 0.0415, None),  # settled just off the target
     (GripperOutcome.STALLED, 0.0, 0.08, 0.05, None),     # an opening goal stopped: no grasp
+    (GripperOutcome.STALLED, 0.02, 0.04, 0.07, None),    # an opening goal ended pushed wider
     (GripperOutcome.TIMEOUT, 0.08, 0.0, 0.05, None),     # no end: unknown
     (GripperOutcome.STALLED, 0.08, 0.0, None, None),     # the opening unknown
 ])
@@ -351,3 +352,24 @@ def test_without_a_gripper_controller_the_gate_answers_with_the_backends_refusal
     answer = gate.submit(GripperCommand(0.0), OPERATOR)
     assert answer.verdict is Verdict.REJECTED
     assert answer.reason.startswith("robot: DdsBackend.execute: gripper commands need robot.dds.gripper_controller")
+
+
+def test_the_evidence_of_a_grasp_ends_with_it(cell):
+    """A closing goal stalled on a part is evidence for that grasp only: after the fingers are
+    opened and closed again by someone else (a ROS 2 program of the cell's own, not a goal of
+    this backend), that second grasp has no evidence, so its release places nothing (the pick
+    took the first part off the list: it is payload again)."""
+    peer, backend = gripper_cell(cell, "forward_position", "--part-width", "0.05", payload=BAR)
+    backend.execute(GripperCommand(0.0, goal_id="grasp"))
+    assert ended(backend, "grasp").gripper_opening_m == pytest.approx(0.05, abs=1e-3)
+    fingers_settled(backend, "the fingers at rest on the part")
+    peer.send("fingers:0.08")                       # opened by someone else: released, placed
+    released = state_where(backend, lambda s: not s.payload_carried, "the release")
+    assert [o.id for o in released.placed_objects] == ["payload/1"]
+    peer.send("fingers:0.0")                        # closed again by someone else, on a part
+    state_where(backend, lambda s: s.payload_carried, "the second grasp")
+    fingers_settled(backend, "the fingers at rest again")
+    peer.send("fingers:0.08")
+    again = state_where(backend, lambda s: not s.payload_carried and s.gripper_opening_m > 0.07,
+                        "the second release")
+    assert again.placed_objects == ()
