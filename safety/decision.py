@@ -20,7 +20,7 @@ from robot_bridge.types import RobotState
 from safety.cross_check import compare, disagreement_bound_m, disagreement_fault, occupancy_faults
 from safety import kernels
 from safety.directed_speed import DIRECTION_FLOOR_M, ActivePath
-from safety.distance import ARM_CAPSULE_NAMES, ARM_KEYPOINTS, closest_pairs_per_link, people_capsules
+from safety.distance import ARM_CAPSULE_NAMES, ARM_KEYPOINTS, _region_spans, people_capsules
 from safety.occupancy import OccupancyMeasurement
 from safety.perception.types import HumanTrack, PerceptionSnapshot
 from safety.zones import ZoneSet, ZoneViolation
@@ -422,17 +422,16 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
     t_d that has already passed since the stop was commanded is behind the robot
     (ISO/TS 15066 clause 5.5.4.2.3: T_r and T_s run from the detection to standstill).
 
-    Compiled over regions x links (R x K): one distance pass (`safety.kernels.closest_pairs_per_link`)
-    and one pass for the directed speeds, the limits and S_p (`safety.kernels.ssm_links`), with
-    the same operations, in the same order, as the scalar formulas of `safety.ssm`, so the result
-    is the one a per-region loop gives bit for bit.
+    Compiled over regions x links (R x K), in one call (`safety.kernels.ssm_regions`): the
+    distance pass (`closest_pairs_per_link`) and the pass for the directed speeds, the limits
+    and S_p (`ssm_links`), with the same operations, in the same order, as the scalar formulas
+    of `safety.ssm`, so the result is the one a per-region loop gives bit for bit.
     """
     v_robot = robot.max_speed_mps
     regions = [r for r in regions if len(r[2][1])]
     n_links = robot.link_segments.shape[0]
     if not regions or n_links == 0:
         return None, None, 1.0, v_robot
-    pairs = closest_pairs_per_link([r[2] for r in regions], robot.link_segments, robot.link_radii_m)
     per_track: dict[int, tuple[float, float, float]] = {}      # a person's regions share these
     terms = []
     for track, floor, _ in regions:
@@ -450,27 +449,27 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
     if path is not None:
         horizon_s = float(t_r.max()) + stopping.stopping_time_s(max(nominal_speed_mps, v_robot))
         found = _path_window(robot, path, horizon_s, command_scale, n_links)
-        # the path is finite (`ActivePath.from_sweep`), so the directed speeds are finite exactly
-        # when the human points are
-        if found is not None and not np.isfinite(pairs.human_point).all():
-            found = None
     # the kernel's signature is fixed (float64 scalars): an int from a caller must not reach it
     constants = tuple(float(x) for x in (
         params.separation_buffer_m, params.intrusion_distance_m, params.robot_uncertainty_m,
-        stopping.deceleration_mps2, stopping.latency_s, s_p_stopping.latency_s, s_p_stopping.deceleration_mps2,
-        DIRECTION_FLOOR_M, 0.0))
+        stopping.deceleration_mps2, stopping.latency_s, s_p_stopping.latency_s,
+        s_p_stopping.deceleration_mps2, DIRECTION_FLOOR_M, 0.0))
     if found is None:
-        allowed_scale, links, v_actual, is_directed, closest_at, binding_at, valid = kernels.ssm_links(
-            pairs.distance_m, pairs.human_point, v_h, t_r, z_d, s_p_t_r, constants, False, *_NO_PATH,
-            0.0, float(nominal_speed_mps), float(v_robot))
+        path_args: tuple = (False, *_NO_PATH, 0.0)
     else:
         window, k = found
-        allowed_scale, links, v_actual, is_directed, closest_at, binding_at, valid = kernels.ssm_links(
-            pairs.distance_m, pairs.human_point, v_h, t_r, z_d, s_p_t_r, constants, True,
-            *(np.ascontiguousarray(a, dtype=np.float64) for a in (path.points_xyz, path.velocities_xyz,
-                                                                   path.point_speeds, path.speeds)),
-            np.ascontiguousarray(window, dtype=np.int64),
-            float(k), float(nominal_speed_mps), float(v_robot))
+        path_args = (True, *(np.ascontiguousarray(a, dtype=np.float64) for a in (
+            path.points_xyz, path.velocities_xyz, path.point_speeds, path.speeds)),
+            np.ascontiguousarray(window, dtype=np.int64), float(k))
+    # the regions' capsules stacked in order, each region a span of rows (`_body_regions` cuts
+    # them as views of one array, so this copy is small)
+    starts, sizes = _region_spans(tuple(len(r[2][1]) for r in regions))
+    (allowed_scale, links, v_actual, is_directed, closest_at, binding_at, valid,
+     distance_m, human_index, human_point, robot_point) = kernels.ssm_regions(
+        np.concatenate([r[2][0] for r in regions]), np.concatenate([r[2][1] for r in regions]),
+        starts, sizes, np.ascontiguousarray(robot.link_segments, dtype=np.float64),
+        np.ascontiguousarray(robot.link_radii_m, dtype=np.float64), v_h, t_r, z_d, s_p_t_r, constants,
+        *path_args, float(nominal_speed_mps), float(v_robot))
     c, z_r = params.intrusion_distance_m, params.robot_uncertainty_m
     if not valid:
         for r, k_link in zip(np.arange(len(regions)).repeat(2), links.ravel()):   # the first bad one raises
@@ -485,9 +484,9 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
         s_p = protective_separation_distance(v_r_mps=v_r, v_h_mps=terms[r][0], reaction_time_s=float(s_p_t_r[r]),
                                              stopping=s_p_stopping, intrusion_distance_m=c, z_d_m=terms[r][2],
                                              z_r_m=z_r)
-        sep = float(pairs.distance_m[r, k_link])
-        pair_info = ClosestPair(track.track_id, names[int(pairs.human_index[r, k_link])], robot.link_names[k_link],
-                                sep, pairs.human_point[r, k_link].copy(), pairs.robot_point[r, k_link].copy(),
+        sep = float(distance_m[r, k_link])
+        pair_info = ClosestPair(track.track_id, names[int(human_index[r, k_link])], robot.link_names[k_link],
+                                sep, human_point[r, k_link].copy(), robot_point[r, k_link].copy(),
                                 v_r, bool(is_directed[r, k_link]))
         return sep, pair_info, s_p, terms[r][0], terms[r][1]
 
