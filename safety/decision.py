@@ -20,7 +20,8 @@ from robot_bridge.types import RobotState
 from safety.cross_check import compare, disagreement_bound_m, disagreement_fault, occupancy_faults
 from safety import kernels
 from safety.directed_speed import DIRECTION_FLOOR_M, ActivePath
-from safety.distance import ARM_CAPSULE_NAMES, ARM_KEYPOINTS, _region_spans, people_capsules
+from safety.distance import (ARM_CAPSULE_NAMES, ARM_KEYPOINTS, _region_spans, people_capsules,
+                             stacked_capsules)
 from safety.occupancy import OccupancyMeasurement
 from safety.perception.types import HumanTrack, PerceptionSnapshot
 from safety.zones import ZoneSet, ZoneViolation
@@ -331,6 +332,17 @@ def _region_plan(names: tuple[tuple[str, ...], ...]
     return order, tuple(parts)
 
 
+class _Regions(list):
+    """`_body_regions`' list, which also holds its capsules stacked in region order: `segments`
+    (H, 2, 3) and `radii` (H,), metres, each region's arrays a row span (view) of them, so `_ssm`
+    hands them to its kernel without stacking them again."""
+
+    def __init__(self, regions: list, segments: np.ndarray, radii: np.ndarray) -> None:
+        super().__init__(regions)
+        self.segments = segments
+        self.radii = radii
+
+
 def _body_regions(perception: PerceptionSnapshot, capsules: list, params: SafetyParameters) -> list:
     """Each person's capsules split into hands/arms and the rest, each with its v_h floor:
     [(track, v_h floor m/s, (segments, radii, names))] (ISO 13855 clause 6.2.3). The parts are
@@ -340,11 +352,12 @@ def _body_regions(perception: PerceptionSnapshot, capsules: list, params: Safety
     order, parts = _region_plan(tuple(c[2] for c in capsules))
     if not parts:
         return []
-    segs = np.concatenate([c[0] for c in capsules])[order]
-    radii = np.concatenate([c[1] for c in capsules])[order]
+    segs, radii = stacked_capsules(capsules)
+    segs, radii = segs[order], radii[order]
     tracks, arm_floor, body_floor = perception.tracks, params.hand_arm_speed_mps, params.human_speed_mps
-    return [(tracks[person], arm_floor if is_arm else body_floor, (segs[start:end], radii[start:end], names))
-            for person, start, end, names, is_arm in parts]
+    return _Regions([(tracks[person], arm_floor if is_arm else body_floor,
+                      (segs[start:end], radii[start:end], names))
+                     for person, start, end, names, is_arm in parts], segs, radii)
 
 
 def _occupancy_regions(occupancy: OccupancyMeasurement, params: SafetyParameters) -> list:
@@ -428,6 +441,9 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
     of `safety.ssm`, so the result is the one a per-region loop gives bit for bit.
     """
     v_robot = robot.max_speed_mps
+    # the regions' capsules stacked in order, each region a span of rows (a region without
+    # capsules adds none)
+    stacked = (regions.segments, regions.radii) if isinstance(regions, _Regions) else None
     regions = [r for r in regions if len(r[2][1])]
     n_links = robot.link_segments.shape[0]
     if not regions or n_links == 0:
@@ -461,13 +477,13 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
         path_args = (True, *(np.ascontiguousarray(a, dtype=np.float64) for a in (
             path.points_xyz, path.velocities_xyz, path.point_speeds, path.speeds)),
             np.ascontiguousarray(window, dtype=np.int64), float(k))
-    # the regions' capsules stacked in order, each region a span of rows (`_body_regions` cuts
-    # them as views of one array, so this copy is small)
+    if stacked is None:
+        stacked = (np.concatenate([r[2][0] for r in regions]),
+                   np.concatenate([r[2][1] for r in regions]))
     starts, sizes = _region_spans(tuple(len(r[2][1]) for r in regions))
     (allowed_scale, links, v_actual, is_directed, closest_at, binding_at, valid,
      distance_m, human_index, human_point, robot_point) = kernels.ssm_regions(
-        np.concatenate([r[2][0] for r in regions]), np.concatenate([r[2][1] for r in regions]),
-        starts, sizes, np.ascontiguousarray(robot.link_segments, dtype=np.float64),
+        *stacked, starts, sizes, np.ascontiguousarray(robot.link_segments, dtype=np.float64),
         np.ascontiguousarray(robot.link_radii_m, dtype=np.float64), v_h, t_r, z_d, s_p_t_r, constants,
         *path_args, float(nominal_speed_mps), float(v_robot))
     c, z_r = params.intrusion_distance_m, params.robot_uncertainty_m

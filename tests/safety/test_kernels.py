@@ -174,12 +174,18 @@ def test_body_capsule_kernel_is_the_numpy_pass_bit_for_bit(with_extra: bool) -> 
         kp[rng.random((people, 33, 3)) < 0.05] = np.nan
         if rng.random() < 0.2:
             kp[0] = np.nan                                   # nobody left of the first person
+        elif rng.random() < 0.2:
+            kp, confidence = rng.normal(0.0, 1.0, (people, 33, 3)), np.ones((people, 33))  # all tracked
         extra = rng.uniform(0.0, 0.2, (people, 33)) if with_extra else None
         segs, radii, keep = numpy_people_capsules(kp, confidence, extra)
-        for person, (got_segs, got_radii, names) in enumerate(people_capsules(kp, confidence, extra_radius_m=extra)):
+        got = people_capsules(kp, confidence, extra_radius_m=extra)
+        for person, (got_segs, got_radii, names) in enumerate(got):
             mask = keep[person]
             assert np.array_equal(got_segs, segs[person][mask]) and np.array_equal(got_radii, radii[person][mask])
             assert len(names) == mask.sum()
+        # every person's capsules stacked in order, the per-person arrays being views of them
+        assert np.array_equal(got.segments, segs[keep]) and np.array_equal(got.radii, radii[keep])
+        assert all(np.shares_memory(c[0], got.segments) for c in got if len(c[1]))
 
 
 def test_a_path_swept_in_any_memory_order_reaches_the_kernels_c_contiguous() -> None:
