@@ -199,9 +199,25 @@ def _merge_causes(latched: tuple[str, ...], new: list[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def stack_tracks(tracks: Sequence[HumanTrack]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The tracks' arrays stacked in track order, float64: (keypoints (P, 33, 3) metres `cell`
+    frame, confidence (P, 33), velocity (P, 3) m/s). Built once per cycle for the input checks
+    and the body capsules.
+
+    Raises:
+        ValueError: the tracks' arrays differ in shape (np.array of the per-track arrays is
+            np.stack's result, a ragged set raising in both, without its per-array checks).
+    """
+    return (np.array([t.keypoints_cell for t in tracks], dtype=np.float64),
+            np.array([t.confidence for t in tracks], dtype=np.float64),
+            np.array([t.velocity_mps for t in tracks], dtype=np.float64))
+
+
 def input_faults(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot | None,
-                 params: SafetyParameters, prev_cycle_ns: int) -> list[str]:
-    """Watchdog and plausibility checks of one cycle's inputs; returns fault causes in words."""
+                 params: SafetyParameters, prev_cycle_ns: int,
+                 stacked: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> list[str]:
+    """Watchdog and plausibility checks of one cycle's inputs; returns fault causes in words.
+    `stacked`: `stack_tracks(perception.tracks)` when the caller has built it."""
     faults: list[str] = []
     if prev_cycle_ns and now_ns - prev_cycle_ns > params.monitor_timeout_s * 1e9:
         faults.append(f"monitor cycle overrun: {_ms(now_ns - prev_cycle_ns):.0f} ms since the last cycle")
@@ -241,23 +257,20 @@ def input_faults(now_ns: int, robot: RobotState | None, perception: PerceptionSn
             faults.append(f"person {track_id} lost while inside the cell")
         if perception.tracks:
             tracks = perception.tracks
-            # np.array of the per-track arrays is np.stack's result (a ragged set raises
-            # ValueError in both), without its per-array checks
-            finite = kernels.tracks_finite(
-                np.array([t.keypoints_cell for t in tracks], dtype=np.float64),
-                np.array([t.confidence for t in tracks], dtype=np.float64),
-                np.array([t.velocity_mps for t in tracks], dtype=np.float64))
+            finite = kernels.tracks_finite(*(stacked or stack_tracks(tracks)))
             for track, ok in zip(tracks, finite.tolist()):
                 if not ok:
                     faults.append(f"person {track.track_id}: non-finite keypoints")
     return faults
 
 
-def body_capsules(perception: PerceptionSnapshot, params: SafetyParameters) -> list:
+def body_capsules(perception: PerceptionSnapshot, params: SafetyParameters,
+                  stacked: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> list:
     """Body capsules of every track, in track order (`safety.distance.human_capsules`: per person
     (segments (H, 2, 3) metres `cell` frame, radii (H,) metres, names)); keypoints older than the
     track's frames are grown by v_h times their extra age (the distance the person may have moved
-    since; the hand/arm speed for the keypoints of the upper limbs)."""
+    since; the hand/arm speed for the keypoints of the upper limbs). `stacked`:
+    `stack_tracks(perception.tracks)` when the caller has built it."""
     tracks = perception.tracks
     if not tracks:
         return []
@@ -270,9 +283,8 @@ def body_capsules(perception: PerceptionSnapshot, params: SafetyParameters) -> l
                 v_h = np.where(_ARM_MASK, max(params.hand_arm_speed_mps, measured),
                                max(params.human_speed_mps, measured))
                 row[:] = v_h * np.maximum(track.capture_ns - track.keypoint_capture_ns, 0) / 1e9
-    return people_capsules(np.array([t.keypoints_cell for t in tracks], dtype=np.float64),
-                           np.array([t.confidence for t in tracks], dtype=np.float64),
-                           extra_radius_m=extra)
+    keypoints, confidence, _ = stacked or stack_tracks(tracks)
+    return people_capsules(keypoints, confidence, extra_radius_m=extra)
 
 
 def person_terms(track: HumanTrack, now_ns: int, params: SafetyParameters,
@@ -546,13 +558,16 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
     Returns:
         (state, memory for the next cycle). Never raises for bad inputs: they are faults.
     """
-    faults = input_faults(now_ns, robot, perception, params, memory.prev_cycle_ns) + list(extra_faults)
+    # the tracks' arrays, stacked once for the input checks and the body capsules
+    stacked = stack_tracks(perception.tracks) if perception is not None and perception.tracks else None
+    faults = input_faults(now_ns, robot, perception, params, memory.prev_cycle_ns, stacked) + list(
+        extra_faults)
     channels = ("skeleton", "occupancy") if occupancy_channel else ("skeleton",)
     if occupancy_channel:
         faults += occupancy_faults(now_ns, occupancy, params)
     mem = _replace(memory, prev_cycle_ns=now_ns)
     violations: tuple[ZoneViolation, ...] = ()
-    capsules = body_capsules(perception, params) if not faults else []
+    capsules = body_capsules(perception, params, stacked=stacked) if not faults else []
     if zones is not None and len(zones) and not faults:
         violations = zones.people_violations(perception.tracks, capsules) + zones.robot_violations(
             robot.link_segments, robot.link_radii_m, robot.link_names)
