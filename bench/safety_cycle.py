@@ -166,7 +166,8 @@ def before_vectorisation():
     from tests.safety import reference_ssm
 
     saved = (decision.body_capsules, decision._body_regions, decision._ssm, ZoneSet.capsules_inside)
-    decision.body_capsules = lambda perception, params, stacked=None: reference_ssm.body_capsules(perception, params)
+    decision.body_capsules = (lambda perception, params, stacked=None:
+                              reference_ssm.body_capsules(perception, params))
     decision._body_regions = reference_ssm._body_regions
     decision._ssm, ZoneSet.capsules_inside = reference_ssm._ssm, reference_ssm.capsules_inside
     try:

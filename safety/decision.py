@@ -559,7 +559,8 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
         (state, memory for the next cycle). Never raises for bad inputs: they are faults.
     """
     # the tracks' arrays, stacked once for the input checks and the body capsules
-    stacked = stack_tracks(perception.tracks) if perception is not None and perception.tracks else None
+    stacked = (stack_tracks(perception.tracks) if perception is not None and perception.tracks
+               else None)
     faults = input_faults(now_ns, robot, perception, params, memory.prev_cycle_ns, stacked) + list(
         extra_faults)
     channels = ("skeleton", "occupancy") if occupancy_channel else ("skeleton",)
