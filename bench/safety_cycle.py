@@ -9,7 +9,18 @@ scenario runner's 33-keypoint skeleton) at random positions 0.3-2.5 m from the r
 random reaches. Our time: one `safety.decision.decide()` call (watchdogs, capsule distances
 for every person and link, the directed speed v_r over the active path's horizon, S_p, speed
 law, zones), the robot running the program's longest move (`no_path_*`: the same cycle without
-a known path, v_r undirected). Reference: Open3D `RaycastingScene` unsigned
+a known path, v_r undirected), timed as `safety.monitor.Monitor` runs it: the start-up heap
+frozen (`gc.freeze()`, as `Monitor.start`) and the cyclic garbage collector paused during the
+call (`COLLECTION_PAUSE`, as `Monitor.step`), so a collection runs between cycles, not inside
+one (`--collector-on`: decide() alone with the collector running, as this bench timed it until
+2026-11-30; the figures of the README before that date are that).
+
+Where the wall time goes, per size: `cpu_p50_ms` / `cpu_p99_ms` the timed calls' own CPU time
+(the thread's CPU clock, `time.thread_time`), `preempted` how many timed calls the kernel
+switched away from involuntarily (another process took the core: `ru_nivcsw` of
+`getrusage(RUSAGE_THREAD)`), `unpreempted_p99_ms` the p99 of the other calls (the cycle's own
+tail), `collections_in_cycles` how many garbage collections ran inside a timed call
+(`gc.callbacks`). Reference: Open3D `RaycastingScene` unsigned
 distance queries from points along every body capsule axis (1 cm spacing) to the Panda's
 collision meshes (`pybullet_data/franka_panda/meshes/collision/*.obj`) posed at the same joint
 positions, scene rebuilt per cycle (the robot moves every cycle). `reference_ratio` =
@@ -29,8 +40,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -42,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from content.cell import load_cell  # noqa: E402
 from robot_bridge.types import ControllerMode, RobotState  # noqa: E402
 from safety.decision import Memory, decide  # noqa: E402
+from safety.monitor import COLLECTION_PAUSE  # noqa: E402
 from safety.directed_speed import ActivePath  # noqa: E402
 from safety.gate import sweep_samples  # noqa: E402
 from safety.distance import human_capsules  # noqa: E402
@@ -152,7 +166,9 @@ def before_vectorisation():
     from tests.safety import reference_ssm
 
     saved = (decision.body_capsules, decision._body_regions, decision._ssm, ZoneSet.capsules_inside)
-    decision.body_capsules, decision._body_regions = reference_ssm.body_capsules, reference_ssm._body_regions
+    decision.body_capsules = (lambda perception, params, stacked=None:
+                              reference_ssm.body_capsules(perception, params))
+    decision._body_regions = reference_ssm._body_regions
     decision._ssm, ZoneSet.capsules_inside = reference_ssm._ssm, reference_ssm.capsules_inside
     try:
         yield
@@ -165,6 +181,8 @@ def main() -> None:
     ap.add_argument("--cycles", type=int, default=2000)
     ap.add_argument("--before", action="store_true",
                     help="also time the cycle as it was before vectorisation, interleaved with ours")
+    ap.add_argument("--collector-on", action="store_true",
+                    help="time decide() with the garbage collector running and the heap not frozen")
     args = ap.parse_args()
     load_start = os.getloadavg()
     import pybullet_data
@@ -181,9 +199,19 @@ def main() -> None:
     ratios, worst_excess = [], -np.inf
     path = active_path(cell, kin)
     path_rows = np.linspace(0, len(path.times_s) - 2, 40).astype(int)
+    pause = contextlib.nullcontext() if args.collector_on else COLLECTION_PAUSE
+    if not args.collector_on:
+        gc.freeze()                                   # as `Monitor.start`
+    in_cycle, collections = [False], [0]
+
+    def count_collection(phase: str, info: dict) -> None:
+        if phase == "start" and in_cycle[0]:
+            collections[0] += 1
+    gc.callbacks.append(count_collection)
     for n in (1, 3, 6):
         snaps = people_snapshots(n, 200, now, rng)
-        times, before_times = [], []
+        times, before_times, cpu_times, preempted = [], [], [], []
+        collections[0] = 0
         mem = Memory(started=True, scale=1.0, prev_cycle_ns=now - 10_000_000)
         for i in range(args.cycles):
             r = path_rows[i % len(path_rows)]
@@ -192,9 +220,16 @@ def main() -> None:
                                kin.link_radii_m, path.speeds[r], 1.0, ControllerMode.EXECUTING, goal_id="bench",
                                goal_done=False)
             snap = snaps[i % len(snaps)]
-            t0 = time.perf_counter()
-            decide(now, robot, snap, params, stopping, cell.robot.max_tcp_speed_mps, mem, zones, path=path)
-            times.append(time.perf_counter() - t0)
+            switches = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
+            with pause:                 # timed inside it, as `Monitor._step` times its cycles
+                in_cycle[0] = True
+                c0 = time.thread_time()
+                t0 = time.perf_counter()
+                decide(now, robot, snap, params, stopping, cell.robot.max_tcp_speed_mps, mem, zones, path=path)
+                times.append(time.perf_counter() - t0)
+                cpu_times.append(time.thread_time() - c0)
+                in_cycle[0] = False
+            preempted.append(resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw > switches)
             if args.before:
                 with before_vectorisation():
                     t0 = time.perf_counter()
@@ -207,9 +242,10 @@ def main() -> None:
                                kin.link_names, segs[c], kin.link_radii_m, np.full(len(kin.link_names), 0.5), 1.0,
                                ControllerMode.EXECUTING)
             snap = snaps[i % len(snaps)]
-            t0 = time.perf_counter()
-            state, _ = decide(now, robot, snap, params, stopping, cell.robot.max_tcp_speed_mps, mem, zones)
-            no_path_times.append(time.perf_counter() - t0)
+            with pause:
+                t0 = time.perf_counter()
+                state, _ = decide(now, robot, snap, params, stopping, cell.robot.max_tcp_speed_mps, mem, zones)
+                no_path_times.append(time.perf_counter() - t0)
         ref_times = []
         for i in range(60):
             c = i % len(segs)
@@ -229,11 +265,18 @@ def main() -> None:
         ours = np.array(times) * 1e3
         no_path = np.array(no_path_times) * 1e3
         ref = np.array(ref_times) * 1e3
+        cpu = np.array(cpu_times) * 1e3
         result["people"][str(n)] = {"p50_ms": round(float(np.percentile(ours, 50)), 4),
                                     "p99_ms": round(float(np.percentile(ours, 99)), 4),
                                     "no_path_p50_ms": round(float(np.percentile(no_path, 50)), 4),
                                     "no_path_p99_ms": round(float(np.percentile(no_path, 99)), 4),
-                                    "reference_p50_ms": round(float(np.percentile(ref, 50)), 3)}
+                                    "reference_p50_ms": round(float(np.percentile(ref, 50)), 3),
+                                    "cpu_p50_ms": round(float(np.percentile(cpu, 50)), 4),
+                                    "cpu_p99_ms": round(float(np.percentile(cpu, 99)), 4),
+                                    "preempted": int(np.sum(preempted)),
+                                    "unpreempted_p99_ms": round(float(np.percentile(
+                                        ours[~np.array(preempted)], 99)), 4) if not all(preempted) else None,
+                                    "collections_in_cycles": collections[0]}
         if before_times:
             before = np.array(before_times) * 1e3
             result["people"][str(n)]["before_p50_ms"] = round(float(np.percentile(before, 50)), 4)
@@ -241,6 +284,7 @@ def main() -> None:
         ratios.append(float(np.percentile(ref, 50) / np.percentile(ours, 50)))
     result["reference_ratio"] = round(min(ratios), 2)
     result["conservative"] = bool(worst_excess <= 1e-6)
+    result["collector"] = "on" if args.collector_on else "paused in cycles, start-up heap frozen"
     result["capsule_minus_mesh_distance_max_m"] = round(float(worst_excess), 4)
     result["load_average"] = {"start": [round(x, 2) for x in load_start],
                               "end": [round(x, 2) for x in os.getloadavg()]}

@@ -20,7 +20,8 @@ from robot_bridge.types import RobotState
 from safety.cross_check import compare, disagreement_bound_m, disagreement_fault, occupancy_faults
 from safety import kernels
 from safety.directed_speed import DIRECTION_FLOOR_M, ActivePath
-from safety.distance import ARM_CAPSULE_NAMES, ARM_KEYPOINTS, closest_pairs_per_link, people_capsules
+from safety.distance import (ARM_CAPSULE_NAMES, ARM_KEYPOINTS, _region_spans, people_capsules,
+                             stacked_capsules)
 from safety.occupancy import OccupancyMeasurement
 from safety.perception.types import HumanTrack, PerceptionSnapshot
 from safety.zones import ZoneSet, ZoneViolation
@@ -198,9 +199,25 @@ def _merge_causes(latched: tuple[str, ...], new: list[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def stack_tracks(tracks: Sequence[HumanTrack]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The tracks' arrays stacked in track order, float64: (keypoints (P, 33, 3) metres `cell`
+    frame, confidence (P, 33), velocity (P, 3) m/s). Built once per cycle for the input checks
+    and the body capsules.
+
+    Raises:
+        ValueError: the tracks' arrays differ in shape (np.array of the per-track arrays is
+            np.stack's result, a ragged set raising in both, without its per-array checks).
+    """
+    return (np.array([t.keypoints_cell for t in tracks], dtype=np.float64),
+            np.array([t.confidence for t in tracks], dtype=np.float64),
+            np.array([t.velocity_mps for t in tracks], dtype=np.float64))
+
+
 def input_faults(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot | None,
-                 params: SafetyParameters, prev_cycle_ns: int) -> list[str]:
-    """Watchdog and plausibility checks of one cycle's inputs; returns fault causes in words."""
+                 params: SafetyParameters, prev_cycle_ns: int,
+                 stacked: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> list[str]:
+    """Watchdog and plausibility checks of one cycle's inputs; returns fault causes in words.
+    `stacked`: `stack_tracks(perception.tracks)` when the caller has built it."""
     faults: list[str] = []
     if prev_cycle_ns and now_ns - prev_cycle_ns > params.monitor_timeout_s * 1e9:
         faults.append(f"monitor cycle overrun: {_ms(now_ns - prev_cycle_ns):.0f} ms since the last cycle")
@@ -240,23 +257,20 @@ def input_faults(now_ns: int, robot: RobotState | None, perception: PerceptionSn
             faults.append(f"person {track_id} lost while inside the cell")
         if perception.tracks:
             tracks = perception.tracks
-            # np.array of the per-track arrays is np.stack's result (a ragged set raises
-            # ValueError in both), without its per-array checks
-            finite = kernels.tracks_finite(
-                np.array([t.keypoints_cell for t in tracks], dtype=np.float64),
-                np.array([t.confidence for t in tracks], dtype=np.float64),
-                np.array([t.velocity_mps for t in tracks], dtype=np.float64))
+            finite = kernels.tracks_finite(*(stacked or stack_tracks(tracks)))
             for track, ok in zip(tracks, finite.tolist()):
                 if not ok:
                     faults.append(f"person {track.track_id}: non-finite keypoints")
     return faults
 
 
-def body_capsules(perception: PerceptionSnapshot, params: SafetyParameters) -> list:
+def body_capsules(perception: PerceptionSnapshot, params: SafetyParameters,
+                  stacked: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> list:
     """Body capsules of every track, in track order (`safety.distance.human_capsules`: per person
     (segments (H, 2, 3) metres `cell` frame, radii (H,) metres, names)); keypoints older than the
     track's frames are grown by v_h times their extra age (the distance the person may have moved
-    since; the hand/arm speed for the keypoints of the upper limbs)."""
+    since; the hand/arm speed for the keypoints of the upper limbs). `stacked`:
+    `stack_tracks(perception.tracks)` when the caller has built it."""
     tracks = perception.tracks
     if not tracks:
         return []
@@ -269,9 +283,8 @@ def body_capsules(perception: PerceptionSnapshot, params: SafetyParameters) -> l
                 v_h = np.where(_ARM_MASK, max(params.hand_arm_speed_mps, measured),
                                max(params.human_speed_mps, measured))
                 row[:] = v_h * np.maximum(track.capture_ns - track.keypoint_capture_ns, 0) / 1e9
-    return people_capsules(np.array([t.keypoints_cell for t in tracks], dtype=np.float64),
-                           np.array([t.confidence for t in tracks], dtype=np.float64),
-                           extra_radius_m=extra)
+    keypoints, confidence, _ = stacked or stack_tracks(tracks)
+    return people_capsules(keypoints, confidence, extra_radius_m=extra)
 
 
 def person_terms(track: HumanTrack, now_ns: int, params: SafetyParameters,
@@ -331,6 +344,17 @@ def _region_plan(names: tuple[tuple[str, ...], ...]
     return order, tuple(parts)
 
 
+class _Regions(list):
+    """`_body_regions`' list, which also holds its capsules stacked in region order: `segments`
+    (H, 2, 3) and `radii` (H,), metres, each region's arrays a row span (view) of them, so `_ssm`
+    hands them to its kernel without stacking them again."""
+
+    def __init__(self, regions: list, segments: np.ndarray, radii: np.ndarray) -> None:
+        super().__init__(regions)
+        self.segments = segments
+        self.radii = radii
+
+
 def _body_regions(perception: PerceptionSnapshot, capsules: list, params: SafetyParameters) -> list:
     """Each person's capsules split into hands/arms and the rest, each with its v_h floor:
     [(track, v_h floor m/s, (segments, radii, names))] (ISO 13855 clause 6.2.3). The parts are
@@ -340,11 +364,12 @@ def _body_regions(perception: PerceptionSnapshot, capsules: list, params: Safety
     order, parts = _region_plan(tuple(c[2] for c in capsules))
     if not parts:
         return []
-    segs = np.concatenate([c[0] for c in capsules])[order]
-    radii = np.concatenate([c[1] for c in capsules])[order]
+    segs, radii = stacked_capsules(capsules)
+    segs, radii = segs[order], radii[order]
     tracks, arm_floor, body_floor = perception.tracks, params.hand_arm_speed_mps, params.human_speed_mps
-    return [(tracks[person], arm_floor if is_arm else body_floor, (segs[start:end], radii[start:end], names))
-            for person, start, end, names, is_arm in parts]
+    return _Regions([(tracks[person], arm_floor if is_arm else body_floor,
+                      (segs[start:end], radii[start:end], names))
+                     for person, start, end, names, is_arm in parts], segs, radii)
 
 
 def _occupancy_regions(occupancy: OccupancyMeasurement, params: SafetyParameters) -> list:
@@ -422,17 +447,19 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
     t_d that has already passed since the stop was commanded is behind the robot
     (ISO/TS 15066 clause 5.5.4.2.3: T_r and T_s run from the detection to standstill).
 
-    Compiled over regions x links (R x K): one distance pass (`safety.kernels.closest_pairs_per_link`)
-    and one pass for the directed speeds, the limits and S_p (`safety.kernels.ssm_links`), with
-    the same operations, in the same order, as the scalar formulas of `safety.ssm`, so the result
-    is the one a per-region loop gives bit for bit.
+    Compiled over regions x links (R x K), in one call (`safety.kernels.ssm_regions`): the
+    distance pass (`closest_pairs_per_link`) and the pass for the directed speeds, the limits
+    and S_p (`ssm_links`), with the same operations, in the same order, as the scalar formulas
+    of `safety.ssm`, so the result is the one a per-region loop gives bit for bit.
     """
     v_robot = robot.max_speed_mps
+    # the regions' capsules stacked in order, each region a span of rows (a region without
+    # capsules adds none)
+    stacked = (regions.segments, regions.radii) if isinstance(regions, _Regions) else None
     regions = [r for r in regions if len(r[2][1])]
     n_links = robot.link_segments.shape[0]
     if not regions or n_links == 0:
         return None, None, 1.0, v_robot
-    pairs = closest_pairs_per_link([r[2] for r in regions], robot.link_segments, robot.link_radii_m)
     per_track: dict[int, tuple[float, float, float]] = {}      # a person's regions share these
     terms = []
     for track, floor, _ in regions:
@@ -450,27 +477,27 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
     if path is not None:
         horizon_s = float(t_r.max()) + stopping.stopping_time_s(max(nominal_speed_mps, v_robot))
         found = _path_window(robot, path, horizon_s, command_scale, n_links)
-        # the path is finite (`ActivePath.from_sweep`), so the directed speeds are finite exactly
-        # when the human points are
-        if found is not None and not np.isfinite(pairs.human_point).all():
-            found = None
     # the kernel's signature is fixed (float64 scalars): an int from a caller must not reach it
     constants = tuple(float(x) for x in (
         params.separation_buffer_m, params.intrusion_distance_m, params.robot_uncertainty_m,
-        stopping.deceleration_mps2, stopping.latency_s, s_p_stopping.latency_s, s_p_stopping.deceleration_mps2,
-        DIRECTION_FLOOR_M, 0.0))
+        stopping.deceleration_mps2, stopping.latency_s, s_p_stopping.latency_s,
+        s_p_stopping.deceleration_mps2, DIRECTION_FLOOR_M, 0.0))
     if found is None:
-        allowed_scale, links, v_actual, is_directed, closest_at, binding_at, valid = kernels.ssm_links(
-            pairs.distance_m, pairs.human_point, v_h, t_r, z_d, s_p_t_r, constants, False, *_NO_PATH,
-            0.0, float(nominal_speed_mps), float(v_robot))
+        path_args: tuple = (False, *_NO_PATH, 0.0)
     else:
         window, k = found
-        allowed_scale, links, v_actual, is_directed, closest_at, binding_at, valid = kernels.ssm_links(
-            pairs.distance_m, pairs.human_point, v_h, t_r, z_d, s_p_t_r, constants, True,
-            *(np.ascontiguousarray(a, dtype=np.float64) for a in (path.points_xyz, path.velocities_xyz,
-                                                                   path.point_speeds, path.speeds)),
-            np.ascontiguousarray(window, dtype=np.int64),
-            float(k), float(nominal_speed_mps), float(v_robot))
+        path_args = (True, *(np.ascontiguousarray(a, dtype=np.float64) for a in (
+            path.points_xyz, path.velocities_xyz, path.point_speeds, path.speeds)),
+            np.ascontiguousarray(window, dtype=np.int64), float(k))
+    if stacked is None:
+        stacked = (np.concatenate([r[2][0] for r in regions]),
+                   np.concatenate([r[2][1] for r in regions]))
+    starts, sizes = _region_spans(tuple(len(r[2][1]) for r in regions))
+    (allowed_scale, links, v_actual, is_directed, closest_at, binding_at, valid,
+     distance_m, human_index, human_point, robot_point) = kernels.ssm_regions(
+        *stacked, starts, sizes, np.ascontiguousarray(robot.link_segments, dtype=np.float64),
+        np.ascontiguousarray(robot.link_radii_m, dtype=np.float64), v_h, t_r, z_d, s_p_t_r, constants,
+        *path_args, float(nominal_speed_mps), float(v_robot))
     c, z_r = params.intrusion_distance_m, params.robot_uncertainty_m
     if not valid:
         for r, k_link in zip(np.arange(len(regions)).repeat(2), links.ravel()):   # the first bad one raises
@@ -485,9 +512,9 @@ def _ssm(now_ns: int, robot: RobotState, regions: list,
         s_p = protective_separation_distance(v_r_mps=v_r, v_h_mps=terms[r][0], reaction_time_s=float(s_p_t_r[r]),
                                              stopping=s_p_stopping, intrusion_distance_m=c, z_d_m=terms[r][2],
                                              z_r_m=z_r)
-        sep = float(pairs.distance_m[r, k_link])
-        pair_info = ClosestPair(track.track_id, names[int(pairs.human_index[r, k_link])], robot.link_names[k_link],
-                                sep, pairs.human_point[r, k_link].copy(), pairs.robot_point[r, k_link].copy(),
+        sep = float(distance_m[r, k_link])
+        pair_info = ClosestPair(track.track_id, names[int(human_index[r, k_link])], robot.link_names[k_link],
+                                sep, human_point[r, k_link].copy(), robot_point[r, k_link].copy(),
                                 v_r, bool(is_directed[r, k_link]))
         return sep, pair_info, s_p, terms[r][0], terms[r][1]
 
@@ -531,13 +558,17 @@ def decide(now_ns: int, robot: RobotState | None, perception: PerceptionSnapshot
     Returns:
         (state, memory for the next cycle). Never raises for bad inputs: they are faults.
     """
-    faults = input_faults(now_ns, robot, perception, params, memory.prev_cycle_ns) + list(extra_faults)
+    # the tracks' arrays, stacked once for the input checks and the body capsules
+    stacked = (stack_tracks(perception.tracks) if perception is not None and perception.tracks
+               else None)
+    faults = input_faults(now_ns, robot, perception, params, memory.prev_cycle_ns, stacked) + list(
+        extra_faults)
     channels = ("skeleton", "occupancy") if occupancy_channel else ("skeleton",)
     if occupancy_channel:
         faults += occupancy_faults(now_ns, occupancy, params)
     mem = _replace(memory, prev_cycle_ns=now_ns)
     violations: tuple[ZoneViolation, ...] = ()
-    capsules = body_capsules(perception, params) if not faults else []
+    capsules = body_capsules(perception, params, stacked=stacked) if not faults else []
     if zones is not None and len(zones) and not faults:
         violations = zones.people_violations(perception.tracks, capsules) + zones.robot_violations(
             robot.link_segments, robot.link_radii_m, robot.link_names)

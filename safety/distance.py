@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -225,9 +226,30 @@ def human_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confide
                            min_confidence=min_confidence, extra_radius_m=extra)[0]
 
 
+class PeopleCapsules(list):
+    """`people_capsules`' result: per person, (segments (H_p, 2, 3), radii (H_p,), names) as
+    `human_capsules` gives them; and every person's capsules stacked in person order,
+    `segments` (H, 2, 3) and `radii` (H,), metres, `cell` frame, of which the per-person arrays
+    are row spans (views), so the consumers of all capsules at once (the zones, the body
+    regions) read them without stacking them again (`stacked_capsules`)."""
+
+    def __init__(self, people: list, segments: np.ndarray, radii: np.ndarray) -> None:
+        super().__init__(people)
+        self.segments = segments
+        self.radii = radii
+
+
+def stacked_capsules(capsules: Sequence[tuple[np.ndarray, np.ndarray, tuple[str, ...]]]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """All capsules of per-person (segments, radii, names) stacked in order: (segments (H, 2, 3),
+    radii (H,)), metres; a `PeopleCapsules`' own stacked arrays (no copy), else concatenated."""
+    if isinstance(capsules, PeopleCapsules):
+        return capsules.segments, capsules.radii
+    return np.concatenate([c[0] for c in capsules]), np.concatenate([c[1] for c in capsules])
+
+
 def people_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confidence: float = 0.0,
-                    extra_radius_m: np.ndarray | None = None
-                    ) -> list[tuple[np.ndarray, np.ndarray, tuple[str, ...]]]:
+                    extra_radius_m: np.ndarray | None = None) -> PeopleCapsules:
     """`human_capsules` of P people in one compiled pass (`safety.kernels.people_capsules`).
 
     Args:
@@ -237,7 +259,8 @@ def people_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confid
         extra_radius_m: (P, 33) metres (0 where nothing is added), or None.
 
     Returns:
-        Per person, (segments (H, 2, 3), radii (H,), names (H,)) as `human_capsules` gives them.
+        Per person, (segments (H, 2, 3), radii (H,), names (H,)) as `human_capsules` gives them,
+        with all of them stacked (`PeopleCapsules`).
     """
     kp = np.ascontiguousarray(keypoints, dtype=np.float64)
     conf = np.ascontiguousarray(confidence, dtype=np.float64)
@@ -245,17 +268,18 @@ def people_capsules(keypoints: np.ndarray, confidence: np.ndarray, *, min_confid
     segs, radius, keep, kept = kernels.people_capsules(kp, conf, float(min_confidence), extra,
                                                        extra_radius_m is not None, _LIMB_I, _LIMB_J, LIMB_RADII_M,
                                                        UNTRACKED_REACH_M)
-    out = []
+    counts = kept.tolist()
     n_limbs = len(_LIMB_NAMES)
-    for person, count in enumerate(kept.tolist()):
-        if count == n_limbs:
-            out.append((segs[person], radius[person], _LIMB_NAMES))
-        elif count == 0:
-            out.append((np.empty((0, 2, 3)), np.empty((0,)), ()))
-        else:
-            mask = keep[person]
-            out.append((segs[person][mask], radius[person][mask], _limb_names(mask.tobytes())))
-    return out
+    if sum(counts) == n_limbs * len(counts):                # everybody fully tracked: views
+        all_segs, all_radii = segs.reshape(-1, 2, 3), radius.reshape(-1)
+    else:
+        all_segs, all_radii = segs[keep], radius[keep]       # person by person, limbs in order
+    out, start = [], 0
+    for person, count in enumerate(counts):
+        names = _LIMB_NAMES if count == n_limbs else _limb_names(keep[person].tobytes()) if count else ()
+        out.append((all_segs[start:start + count], all_radii[start:start + count], names))
+        start += count
+    return PeopleCapsules(out, all_segs, all_radii)
 
 
 #: `kernels.people_capsules`' extra radii when there are none.

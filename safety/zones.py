@@ -25,7 +25,7 @@ import shapely
 
 from content.cell import Zone
 from safety import kernels
-from safety.distance import human_capsules
+from safety.distance import human_capsules, stacked_capsules
 from safety.errors import SafetyError
 from safety.perception.types import HumanTrack
 
@@ -180,8 +180,7 @@ class ZoneSet:
         sizes = [len(c[1]) for c in capsules]
         if not any(sizes):
             return ()
-        segs = np.concatenate([c[0] for c in capsules])
-        radii = np.concatenate([c[1] for c in capsules])
+        segs, radii = stacked_capsules(capsules)
         out: list[ZoneViolation] = []
         for i in kinds:
             inside = self.capsules_inside(i, segs, radii).tolist()

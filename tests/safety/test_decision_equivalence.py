@@ -108,7 +108,10 @@ def random_people(rng: np.random.Generator, robot: RobotState, now: int, case: s
 
 def reference_decide(monkeypatch: pytest.MonkeyPatch, *args, **kwargs) -> tuple[SafetyState, Memory]:
     with monkeypatch.context() as m:
-        m.setattr(decision, "body_capsules", reference_ssm.body_capsules)
+        # (the cycle hands it the tracks it stacked for the input checks; the reference stacks
+        # its own)
+        m.setattr(decision, "body_capsules", lambda perception, params, stacked=None:
+                  reference_ssm.body_capsules(perception, params))
         m.setattr(decision, "_body_regions", reference_ssm._body_regions)
         m.setattr(decision, "_ssm", reference_ssm._ssm)
         m.setattr(ZoneSet, "capsules_inside", reference_ssm.capsules_inside)

@@ -98,6 +98,42 @@ def test_directed_speed_kernel_is_the_numpy_pass_bit_for_bit(seed: int) -> None:
         assert np.array_equal(directed_speeds_mps(path, window, human, rows)[0], expected[rows])
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_the_merged_cycle_kernel_is_the_two_passes_bit_for_bit(seed: int) -> None:
+    """`ssm_regions` (one call per cycle) returns what `closest_pairs_per_link` then `ssm_links`
+    return, directed or not; a non-finite human point (an overflowing capsule) falls back to the
+    undirected speeds, as `safety.decision._ssm` did between the two calls."""
+    rng = np.random.default_rng(seed)
+    constants = (0.05, 0.1, 0.02, 2.5, 0.1, 0.1, 2.5, 0.2, 0.0)
+    for trial in range(40):
+        samples, n_links = int(rng.integers(2, 40)), int(rng.integers(1, 10))
+        segs = rng.normal(0.0, 1.0, (samples, n_links, 2, 3)).cumsum(axis=0) * 0.05
+        t = np.cumsum(rng.uniform(0.0, 0.08, samples))
+        path = ActivePath.from_sweep("g", rng.normal(0.0, 1.0, (samples, 7)), t - t[0], segs)
+        window = path.window(int(rng.integers(0, samples)), float(rng.uniform(0.0, 2.0)))
+        robot, robot_radii = segs[int(rng.integers(0, samples))], rng.uniform(0.0, 0.1, n_links)
+        sizes = rng.integers(1, 15, int(rng.integers(1, 13)))
+        human = rng.normal(0.0, 1.0, (int(sizes.sum()), 2, 3))
+        if trial % 4 == 3:
+            human[0, 0, 0] = np.inf
+        radii = rng.uniform(0.0, 0.2, len(human))
+        starts = np.cumsum(sizes) - sizes
+        terms = [rng.uniform(0.1, 2.0, len(sizes)) for _ in range(4)]
+        directed = bool(trial % 2)
+        path_args = (path.points_xyz, path.velocities_xyz, path.point_speeds, path.speeds, window,
+                     float(rng.uniform(0.0, 1.5)), 1.0, float(rng.uniform(0.0, 1.5)))
+        got = kernels.ssm_regions(human, radii, starts, sizes, robot, robot_radii, *terms, constants,
+                                  directed, *path_args)
+        pairs = kernels.closest_pairs_per_link(human, radii, starts, sizes, robot, robot_radii)
+        finite = bool(np.isfinite(pairs[2]).all())
+        assert finite == (trial % 4 != 3)
+        expected = kernels.ssm_links(pairs[0], pairs[2], *terms, constants, directed and finite,
+                                     *path_args) + pairs
+        assert len(got) == len(expected) == 11
+        for value, want in zip(got, expected):
+            assert np.array_equal(value, want, equal_nan=True)
+
+
 def test_kernels_refuse_other_argument_types_instead_of_compiling() -> None:
     """The signatures are fixed: a non-contiguous or float32 argument raises TypeError (a fault
     stop in the cycle), it never compiles a new specialisation inside a live cycle."""
@@ -109,7 +145,7 @@ def test_kernels_refuse_other_argument_types_instead_of_compiling() -> None:
     with pytest.raises(TypeError, match="No matching definition"):
         kernels.closest_pairs_per_link(segs.astype(np.float32), radii, *spans, segs, radii)
     assert all(len(k.signatures) == 1 for k in (kernels.closest_pairs_per_link, kernels.directed_speeds,
-                                                 kernels.zone_capsules))
+                                                 kernels.zone_capsules, kernels.ssm_regions))
 
 
 def numpy_people_capsules(kp: np.ndarray, confidence: np.ndarray, extra: np.ndarray | None):
@@ -138,12 +174,18 @@ def test_body_capsule_kernel_is_the_numpy_pass_bit_for_bit(with_extra: bool) -> 
         kp[rng.random((people, 33, 3)) < 0.05] = np.nan
         if rng.random() < 0.2:
             kp[0] = np.nan                                   # nobody left of the first person
+        elif rng.random() < 0.2:
+            kp, confidence = rng.normal(0.0, 1.0, (people, 33, 3)), np.ones((people, 33))  # all tracked
         extra = rng.uniform(0.0, 0.2, (people, 33)) if with_extra else None
         segs, radii, keep = numpy_people_capsules(kp, confidence, extra)
-        for person, (got_segs, got_radii, names) in enumerate(people_capsules(kp, confidence, extra_radius_m=extra)):
+        got = people_capsules(kp, confidence, extra_radius_m=extra)
+        for person, (got_segs, got_radii, names) in enumerate(got):
             mask = keep[person]
             assert np.array_equal(got_segs, segs[person][mask]) and np.array_equal(got_radii, radii[person][mask])
             assert len(names) == mask.sum()
+        # every person's capsules stacked in order, the per-person arrays being views of them
+        assert np.array_equal(got.segments, segs[keep]) and np.array_equal(got.radii, radii[keep])
+        assert all(np.shares_memory(c[0], got.segments) for c in got if len(c[1]))
 
 
 def test_a_path_swept_in_any_memory_order_reaches_the_kernels_c_contiguous() -> None:
@@ -280,7 +322,7 @@ def test_a_corrupt_cache_entry_is_compiled_afresh_instead_of_failing_the_import(
               "print(k._CACHE, k.path_progress(np.zeros((3, 2)), np.full(2, 0.01), 0.1))")
     first = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert first.stdout.split() == ["True", "0"], first.stderr
-    entries = sorted(tmp_path.rglob("kernels.path_progress-*.nbc"))
+    entries = sorted(tmp_path.rglob("separation.path_progress-*.nbc"))
     assert entries
     for entry in entries:
         entry.write_bytes(b"\x80\x04 not a pickle")
