@@ -33,6 +33,11 @@ machine load), the per-region loop the cycle had before it was vectorised
 `before_p50_ms`, `before_p99_ms` per size. `load_average` is `os.getloadavg()` at the start and
 the end of the run (other processes on the machine move p99 more than anything here).
 
+`--realtime-priority P`: the timing thread runs under `SCHED_FIFO` at priority P, as the monitor
+thread does with the cell's `safety.realtime_priority` (`safety.monitor.set_realtime_priority`);
+`scheduling` in the output says what the kernel granted (or why it refused: without
+CAP_SYS_NICE or an `rtprio` limit the run is timed with normal scheduling).
+
 Prints one JSON object on its last line.
 """
 
@@ -55,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from content.cell import load_cell  # noqa: E402
 from robot_bridge.types import ControllerMode, RobotState  # noqa: E402
 from safety.decision import Memory, decide  # noqa: E402
-from safety.monitor import COLLECTION_PAUSE  # noqa: E402
+from safety.monitor import COLLECTION_PAUSE, set_realtime_priority  # noqa: E402
 from safety.directed_speed import ActivePath  # noqa: E402
 from safety.gate import sweep_samples  # noqa: E402
 from safety.distance import human_capsules  # noqa: E402
@@ -183,8 +188,13 @@ def main() -> None:
                     help="also time the cycle as it was before vectorisation, interleaved with ours")
     ap.add_argument("--collector-on", action="store_true",
                     help="time decide() with the garbage collector running and the heap not frozen")
+    ap.add_argument("--realtime-priority", type=int, default=None, metavar="P",
+                    help="time decide() under SCHED_FIFO at priority P (1-98), as the monitor runs "
+                         "with the cell's safety.realtime_priority")
     args = ap.parse_args()
     load_start = os.getloadavg()
+    # Before anything is timed: the thread that times decide() is scheduled as the monitor's.
+    scheduling = set_realtime_priority(args.realtime_priority)
     import pybullet_data
 
     cell = load_cell(DEFAULT_CELL)
@@ -288,6 +298,7 @@ def main() -> None:
     result["capsule_minus_mesh_distance_max_m"] = round(float(worst_excess), 4)
     result["load_average"] = {"start": [round(x, 2) for x in load_start],
                               "end": [round(x, 2) for x in os.getloadavg()]}
+    result["scheduling"] = scheduling
     print(json.dumps(result))
 
 

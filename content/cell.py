@@ -566,6 +566,13 @@ class SafetyParameters(_Model):
         cross_check_range_m: the channels are compared within this distance of the robot (the
             occupancy channel's working range; a person farther away counts as at this distance).
         depth_timeout_s: watchdog bound of the occupancy channel's depth input.
+        realtime_priority: run the monitor thread under the real-time policy `SCHED_FIFO` at this
+            priority (1-98, POSIX sched(7); 99 is left to the kernel's own threads), so that
+            other processes on the machine cannot preempt a cycle (on a loaded 2-core machine
+            they are what sets the cycle's p99: README, "The safety cycle's time"). Needs the
+            CAP_SYS_NICE capability or an `rtprio` limit (limits.conf(5)) for xrcell's user;
+            where the kernel refuses, the monitor runs with normal scheduling and says so in
+            its log and report (`scheduling`). None (default): normal scheduling.
     """
 
     rate_hz: float = Field(100.0, ge=50.0, le=1000.0)
@@ -591,6 +598,7 @@ class SafetyParameters(_Model):
     channel_disagreement_time_s: float = Field(0.3, ge=0.0, le=10.0)
     cross_check_range_m: float = Field(2.0, gt=0.0, le=10.0)
     depth_timeout_s: float = Field(0.5, gt=0.0, le=10.0)
+    realtime_priority: int | None = Field(None, ge=1, le=98, strict=True)
 
     @model_validator(mode="after")
     def _watchdog_bounds(self) -> "SafetyParameters":
