@@ -105,6 +105,9 @@ REJECT_RESTART = 2
 #: it (or a triangulation did): a detector's ghost in one view must not become a track whose end
 #: inside the cell is a fault. Tentative tracks are not published and never reported lost.
 CONFIRM_FLOOR_UPDATES = 3
+#: Added to a tentative track's assignment cost, metres: more than any gate, so that a tentative
+#: track takes only a person whom no confirmed track's gate admits.
+TENTATIVE_COST_M = 100.0
 #: Smallest measurement noise of a triangulated keypoint, metres (1 sigma).
 _MIN_MEASUREMENT_SIGMA_M = 0.015
 #: Smallest published position uncertainty, metres.
@@ -643,7 +646,11 @@ class MultiPersonTracker:
             if cost.shape == (1, 1):            # one track, one person: nothing to solve
                 rows, cols = [0], [0]
             else:
-                rows, cols = linear_sum_assignment(np.where(np.isfinite(cost) & (cost <= gate), cost, big))
+                # A tentative track (maybe a ghost of one view) never takes a person a confirmed
+                # track's gate admits, however much nearer: its cost is raised past any gate.
+                tentative = np.array([0.0 if t.confirmed else TENTATIVE_COST_M for t in free_t])
+                rows, cols = linear_sum_assignment(np.where(np.isfinite(cost) & (cost <= gate),
+                                                            cost + tentative[:, None], big))
             taken_m = set()
             for r, c in zip(rows, cols):
                 if np.isfinite(cost[r, c]) and cost[r, c] <= gate[r, c]:
