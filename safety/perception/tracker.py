@@ -62,7 +62,18 @@ and the return to triangulation resumes the filter of the last triangulated upda
 kept for keypoints measured within `MAX_HOLD_NS`). The published sigma of a floor-placed keypoint
 never falls below the placement's own error (a bias the next frame repeats, which the filter must
 not average down), so Z_d grows and the monitor only gets stricter. The assignment gate widens by
-twice the standing-position sigma of floor placements.
+twice the standing-position sigma of floor placements (of the measurement, and of the track's
+update it is compared with: a triangulation refining an update that followed a floor placement
+of the same round is compared with that placement, so with its slack).
+
+Views arriving one by one (a loaded machine: the round's first view alone, then two, three, four)
+keep one id: a one-view placement of a confirmed track's person (claimed by another measurement
+of the same update within `gate_m` plus the placements' slack, or a track triangulated lately
+within its gate) neither starts a track nor feeds a tentative one, and a tentative track never
+takes a person whom a confirmed track's gate admits (`TENTATIVE_COST_M`). A second group of one
+person (an association that split) is recognised by the measurement the track just took as well
+as by its filtered centre. Every assignment, start and end is logged at debug level (views, age
+of the newest view, cost and gate per track, coasting time) to diagnose an id switch.
 
 Pure logic: the caller passes the clock. Not thread-safe: one owner (the pipeline's worker).
 """
