@@ -62,7 +62,18 @@ and the return to triangulation resumes the filter of the last triangulated upda
 kept for keypoints measured within `MAX_HOLD_NS`). The published sigma of a floor-placed keypoint
 never falls below the placement's own error (a bias the next frame repeats, which the filter must
 not average down), so Z_d grows and the monitor only gets stricter. The assignment gate widens by
-twice the standing-position sigma of floor placements.
+twice the standing-position sigma of floor placements (of the measurement, and of the track's
+update it is compared with: a triangulation refining an update that followed a floor placement
+of the same round is compared with that placement, so with its slack).
+
+Views arriving one by one (a loaded machine: the round's first view alone, then two, three, four)
+keep one id: a one-view placement of a confirmed track's person (claimed by another measurement
+of the same update within `gate_m` plus the placements' slack, or a track triangulated lately
+within its gate) neither starts a track nor feeds a tentative one, and a tentative track never
+takes a person whom a confirmed track's gate admits (`TENTATIVE_COST_M`). A second group of one
+person (an association that split) is recognised by the measurement the track just took as well
+as by its filtered centre. Every assignment, start and end is logged at debug level (views, age
+of the newest view, cost and gate per track, coasting time) to diagnose an id switch.
 
 Pure logic: the caller passes the clock. Not thread-safe: one owner (the pipeline's worker).
 """
@@ -105,6 +116,9 @@ REJECT_RESTART = 2
 #: it (or a triangulation did): a detector's ghost in one view must not become a track whose end
 #: inside the cell is a fault. Tentative tracks are not published and never reported lost.
 CONFIRM_FLOOR_UPDATES = 3
+#: Added to a tentative track's assignment cost, metres: more than any gate, so that a tentative
+#: track takes only a person whom no confirmed track's gate admits.
+TENTATIVE_COST_M = 100.0
 #: Smallest measurement noise of a triangulated keypoint, metres (1 sigma).
 _MIN_MEASUREMENT_SIGMA_M = 0.015
 #: Smallest published position uncertainty, metres.
@@ -196,8 +210,10 @@ class _Track:
     placement: Placement = Placement.TRIANGULATED
     prior_placement: Placement = Placement.TRIANGULATED
     triangulated_ns: int | None = None
-    # standing-position sigma of the last floor measurement (widens the gate), metres
+    # standing-position sigma of the last floor measurement (widens the gate), metres; and that of
+    # the update before the last one when it was a floor placement (0 when triangulated)
     floor_sigma_m: float = 0.0
+    prior_floor_sigma_m: float = 0.0
     # the filter after the last triangulated update (resumed when triangulation returns)
     tri_state: KeypointFilterState | None = None
     tri_measured_ns: np.ndarray | None = None
@@ -233,6 +249,11 @@ def _centre_sigma(sigma_m: np.ndarray) -> float:
     if np.isfinite(hips).any():
         return float(np.nanmean(hips))
     return float(np.nanmin(sigma_m)) if np.isfinite(sigma_m).any() else 0.0
+
+
+def _norm_or_inf(v: np.ndarray) -> float:
+    d = float(np.sqrt(v @ v))
+    return d if np.isfinite(d) else float("inf")
 
 
 def _centre(points: np.ndarray) -> np.ndarray:
@@ -530,13 +551,17 @@ class MultiPersonTracker:
 
     # ------------------------------------------------------------------ assignment
     @staticmethod
-    def _last_seen(track: _Track, m: Measurement) -> tuple[np.ndarray, int]:
-        """Where and when the track's person was last measured before `m`: a measurement that
-        shares a camera frame with the track's last update refines that update, so it is
-        compared with the update before."""
+    def _last_seen(track: _Track, m: Measurement) -> tuple[np.ndarray, int, float]:
+        """Where and when the track's person was last measured before `m`, and the
+        standing-position sigma of that measurement when it was a floor placement (0 when
+        triangulated): a measurement that shares a camera frame with the track's last update
+        refines that update, so it is compared with the update before, and with that update's
+        floor bias (a triangulation refining a triangulation that followed a floor placement in
+        the same round is compared with the floor placement)."""
         if m.frames & track.frames and np.isfinite(track.prior_seen_centre).all():
-            return track.prior_seen_centre, track.prior_seen_stamp_ns
-        return track.seen_centre, track.seen_stamp_ns
+            return track.prior_seen_centre, track.prior_seen_stamp_ns, track.prior_floor_sigma_m
+        floor_sigma_m = track.floor_sigma_m if track.placement is Placement.FLOOR else 0.0
+        return track.seen_centre, track.seen_stamp_ns, floor_sigma_m
 
     def _distance(self, track: _Track, m: Measurement) -> float:
         """Distance of the measured body centre from where the track's person was last
@@ -547,15 +572,18 @@ class MultiPersonTracker:
         gate bounds how far a person CAN have moved, which a velocity estimate, noisy for
         a moment after a bad update, must not shift.
         """
-        centre, _ = self._last_seen(track, m)
+        centre, _, _ = self._last_seen(track, m)
         d = float(np.linalg.norm(centre - _centre(m.keypoints_cell)))
         return d if np.isfinite(d) else float("inf")
 
     def _gate(self, track: _Track, m: Measurement) -> float:
-        """How far a person can move between the track's last measurement and `m`, metres."""
-        _, seen_stamp_ns = self._last_seen(track, m)
+        """How far a person can move between the track's last measurement and `m`, metres,
+        plus how far either may be off (twice the standing-position sigma of each that is a
+        floor placement)."""
+        _, seen_stamp_ns, seen_floor_sigma_m = self._last_seen(track, m)
         dt = max(m.stamp_ns - seen_stamp_ns, 0) * 1e-9
-        return min(self._gate_m + self._max_speed * dt, self._max_gate_m) + self._placement_slack(track, m)
+        return (min(self._gate_m + self._max_speed * dt, self._max_gate_m) + 2.0 * seen_floor_sigma_m
+                + self._placement_slack(None, m))
 
     def _placement_slack(self, track: _Track | None, m: Measurement) -> float:
         """How far a floor placement may be off, metres: twice the standing-position sigma of the
@@ -586,6 +614,19 @@ class MultiPersonTracker:
         floor = float(np.nanmax(body)) if np.isfinite(body).any() else float("inf")
         return coasting < floor
 
+    def _confirmed_person(self, m: Measurement, done: list[tuple[_Track, Measurement]]) -> bool:
+        """Whether the floor placement `m` is the person of a confirmed track: one that another
+        measurement of this update claimed within `gate_m` of `m` (plus twice the standing-position
+        sigma of each that is a floor placement), or a track triangulated lately
+        (`_triangulated_lately`) within its gate."""
+        c = _centre(m.keypoints_cell)
+        for t, d in done:
+            near = self._gate_m + self._placement_slack(None, m) + self._placement_slack(None, d)
+            if t.confirmed and _norm_or_inf(_centre(d.keypoints_cell) - c) < near:
+                return True
+        return any(self._triangulated_lately(t, m) and self._distance(t, m) <= self._gate(t, m)
+                   for t in self._tracks)
+
     def _assign(self, meas: list[Measurement], now_ns: int) -> None:
         # Ended tracks stay candidates for `lost_hold_s`: a person seen again within reach of
         # where his track ended (a short gap in the measurements) keeps his id.
@@ -605,20 +646,35 @@ class MultiPersonTracker:
             # measured no more, ends by time-out and, inside the cell, is reported lost.
             cost = np.array([[self._distance(t, meas[j]) for j in kind_m] for t in free_t])
             gate = np.array([[self._gate(t, meas[j]) for j in kind_m] for t in free_t])
+            if kind is Placement.FLOOR and not all(t.confirmed for t in free_t):
+                # A one-view placement of the person of a confirmed track (who is not a new
+                # person either, below) must not confirm a tentative track, which, born from the
+                # same camera's placements, shares their bias and is nearer.
+                for c, j in enumerate(kind_m):
+                    if self._confirmed_person(meas[j], done):
+                        cost[[r for r, t in enumerate(free_t) if not t.confirmed], c] = np.inf
             big = 1e6
             if cost.shape == (1, 1):            # one track, one person: nothing to solve
                 rows, cols = [0], [0]
             else:
-                rows, cols = linear_sum_assignment(np.where(np.isfinite(cost) & (cost <= gate), cost, big))
+                # A tentative track (maybe a ghost of one view) never takes a person a confirmed
+                # track's gate admits, however much nearer: its cost is raised past any gate.
+                tentative = np.array([0.0 if t.confirmed else TENTATIVE_COST_M for t in free_t])
+                rows, cols = linear_sum_assignment(np.where(np.isfinite(cost) & (cost <= gate),
+                                                            cost + tentative[:, None], big))
             taken_m = set()
             for r, c in zip(rows, cols):
                 if np.isfinite(cost[r, c]) and cost[r, c] <= gate[r, c]:
                     done.append((free_t[r], meas[kind_m[c]]))
                     taken_m.add(kind_m[c])
+            if _log.isEnabledFor(logging.DEBUG):
+                self._log_costs(meas, kind_m, free_t, cost, gate, done, now_ns)
             free_m = [j for j in free_m if j not in taken_m]
         applied = []
         for track, m in done:
             if m.placement is Placement.FLOOR and self._triangulated_lately(track, m):
+                _log.debug("track %s: floor measurement from %s not used (triangulated lately)",
+                           track.track_id, ",".join(m.views))
                 continue                        # the track is triangulated; one view ran ahead
             applied.append(track)
             if track.track_id in self._lost or track.track_id in self._ended:
@@ -632,22 +688,48 @@ class MultiPersonTracker:
             m = meas[j]
             c = _centre(m.keypoints_cell)
             # A second group of one person (an association that split) is not a new person; nor is
-            # a floor placement near a track being triangulated.
-            if any(np.linalg.norm(t.centre_cell - c) < self._gate_m + self._placement_slack(t, m) for t in updated):
+            # a floor placement near a track being triangulated. Near: the measurement the track
+            # just took, or its filtered centre (which lags a turning person by tenths of a metre).
+            if any(min(_norm_or_inf(t.seen_centre - c), _norm_or_inf(t.centre_cell - c))
+                   < self._gate_m + self._placement_slack(t, m) for t in updated):
+                _log.debug("%s measurement from %s next to a track just updated: not a new person",
+                           m.placement.value, ",".join(m.views))
                 continue
-            if m.placement is Placement.FLOOR and any(
+            if m.placement is Placement.FLOOR and (self._confirmed_person(m, done) or any(
                     self._triangulated_lately(t, m) and np.linalg.norm(t.centre_cell - c)
-                    < self._gate(t, m) for t in self._tracks):
+                    < self._gate(t, m) for t in self._tracks)):
+                _log.debug("floor measurement from %s next to a track triangulated lately: not a new person",
+                           ",".join(m.views))
                 continue
             track = self._new_track()
             track.confirmed = m.placement is Placement.TRIANGULATED
             if candidates:
                 near = min(candidates, key=lambda t: self._distance(t, m))
-                _log.info("track %s started at %s, %s views; nearest track %s at %.2f m (gate %.2f m)",
-                          track.track_id, np.round(c, 2), ",".join(m.views), near.track_id,
-                          self._distance(near, m), self._gate(near, m))
+                _log.info("track %s started at %s (%s from %s); nearest track %s at %.2f m (gate %.2f m, "
+                          "%.0f ms after its last measurement)", track.track_id, np.round(c, 2),
+                          m.placement.value, ",".join(m.views), near.track_id, self._distance(near, m),
+                          self._gate(near, m), (m.stamp_ns - self._last_seen(near, m)[1]) * 1e-6)
+            else:
+                _log.info("track %s started at %s (%s from %s); no other track", track.track_id,
+                          np.round(c, 2), m.placement.value, ",".join(m.views))
             self._apply(track, m, now_ns, restart=True)
             updated.append(track)
+
+    @staticmethod
+    def _log_costs(meas: list[Measurement], kind_m: list[int], free_t: list[_Track], cost: np.ndarray,
+                   gate: np.ndarray, done: list[tuple[_Track, Measurement]], now_ns: int) -> None:
+        """Debug log of one assignment pass: each measurement, its views and the age of the
+        newest one, its distance from each candidate track and that track's gate."""
+        for j, mj in enumerate(kind_m):
+            m = meas[mj]
+            claims = []
+            for i, t in enumerate(free_t):
+                taken = any(d is t and dm is m for d, dm in done)
+                claims.append(f"{t.track_id}{' (taken)' if taken else ''} {cost[i, j]:.2f} m, gate {gate[i, j]:.2f} m")
+            _log.debug("%s measurement at %s from %s (newest view %.0f ms old, span %.0f ms): %s",
+                       m.placement.value, np.round(_centre(m.keypoints_cell), 2), ",".join(m.views),
+                       (now_ns - m.newest_capture_ns) * 1e-6, (m.newest_capture_ns - m.capture_ns) * 1e-6,
+                       "; ".join(claims))
 
     def _new_track(self) -> _Track:
         tid = f"p{self._next_id}"
@@ -671,6 +753,7 @@ class MultiPersonTracker:
             track.prior_rejected = track.rejected.copy()
             track.prior_seen_centre, track.prior_seen_stamp_ns = track.seen_centre, track.seen_stamp_ns
             track.prior_placement = track.placement
+            track.prior_floor_sigma_m = track.floor_sigma_m if track.placement is Placement.FLOOR else 0.0
             if track.placement is Placement.TRIANGULATED:
                 track.tri_state, track.tri_measured_ns = track.kf.state.copy(), track.measured_ns.copy()
         if track.prior_placement is not m.placement:
@@ -817,6 +900,13 @@ class MultiPersonTracker:
         for track in ending:
             self._tracks.remove(track)
             c = track.centre_cell
+            if _log.isEnabledFor(logging.DEBUG) and track.measured is not None:
+                last = track.measured
+                _log.debug("track %s ends: last measured %s from %s, %.0f ms ago (newest view %.0f ms old), "
+                           "sigma then %.2f m, coasting %.2f s", track.track_id, last.placement,
+                           ",".join(last.views), (now_ns - track.seen_ns) * 1e-6,
+                           (now_ns - last.newest_capture_ns) * 1e-6, last.sigma_m,
+                           (now_ns - track.seen_stamp_ns) * 1e-9)
             predicted = None if track.human is None else _centre(track.human.keypoints_cell)
             inside = self._inside(c) or (predicted is not None and self._inside(predicted))
             if not track.confirmed:
