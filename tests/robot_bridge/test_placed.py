@@ -115,29 +115,46 @@ def test_an_empty_gripper_closing_and_opening_places_nothing():
     assert fresh.observe(2, False, BAR, 0.04, gripper_moving=False) == ()
 
 
-def test_the_simulated_robot_places_nothing_when_its_empty_gripper_closes_and_opens():
+def _payload_sim():
+    """A started simulated Panda of `tests/scenarios/cell_payload_post.yaml` (a payload with grasp
+    widths; no physics thread: the test steps it)."""
     import yaml
 
     from content.cell import Robot
-    from robot_bridge.sim.backend import PHYSICS_RATE_HZ, PyBulletPandaBackend
-    from robot_bridge.types import GripperCommand
+    from robot_bridge.sim.backend import PyBulletPandaBackend
 
     doc = yaml.safe_load((Path(__file__).parents[1] / "scenarios" / "cell_payload_post.yaml")
                          .read_text())
     backend = PyBulletPandaBackend(Robot(**doc["robot"]), None, realtime=False)
     backend.start()
+    return backend
+
+
+def _gripper_goal(backend, position: float, goal: str):
+    """Send a gripper goal to `position` (opening, m), step until it is done (at most 3 s of
+    physics), then 20 steps more; returns that state, asserting the goal ended."""
+    from robot_bridge.sim.backend import PHYSICS_RATE_HZ
+    from robot_bridge.types import GripperCommand
+
+    backend.execute(GripperCommand(position, goal_id=goal))
+    for _ in range(3 * int(PHYSICS_RATE_HZ)):
+        state = backend.step(1)
+        if state.goal_id == goal and state.goal_done:
+            break
+    state = backend.step(20)
+    assert state.goal_id == goal and state.goal_done
+    return state
+
+
+def test_the_simulated_robot_places_nothing_when_its_empty_gripper_closes_and_opens():
+    backend = _payload_sim()
     try:
         backend.reset()
         state = backend.step(10)
         assert state.placed_objects == () and not state.payload_carried
         for position, goal in ((0.0, "close"), (0.08, "open")):
-            backend.execute(GripperCommand(position, goal_id=goal))
-            for _ in range(3 * int(PHYSICS_RATE_HZ)):
-                state = backend.step(1)
-                if state.goal_id == goal and state.goal_done:
-                    break
-            state = backend.step(20)
-            assert state.goal_id == goal and state.goal_done and not state.payload_carried
+            state = _gripper_goal(backend, position, goal)
+            assert not state.payload_carried
             # The gripper closed on nothing in mid-air: no part lies there.
             assert state.placed_objects == (), goal
     finally:
@@ -172,28 +189,13 @@ def test_the_simulated_robot_places_nothing_when_its_empty_gripper_stops_within_
     """Told to close to 0.04 m in mid-air (inside the payload's grasp widths, 0.005..0.075 m), the
     empty gripper rests there: carried by the attach rule, but no finger touches anything, so its
     release places nothing."""
-    import yaml
-
-    from content.cell import Robot
-    from robot_bridge.sim.backend import PHYSICS_RATE_HZ, PyBulletPandaBackend
-    from robot_bridge.types import GripperCommand
-
-    doc = yaml.safe_load((Path(__file__).parents[1] / "scenarios" / "cell_payload_post.yaml")
-                         .read_text())
-    backend = PyBulletPandaBackend(Robot(**doc["robot"]), None, realtime=False)
-    backend.start()
+    backend = _payload_sim()
     try:
         backend.reset()
         backend.step(10)
         seen = []
         for position, goal in ((0.04, "stop-inside"), (0.08, "open")):
-            backend.execute(GripperCommand(position, goal_id=goal))
-            for _ in range(3 * int(PHYSICS_RATE_HZ)):
-                state = backend.step(1)
-                if state.goal_id == goal and state.goal_done:
-                    break
-            state = backend.step(20)
-            assert state.goal_id == goal and state.goal_done
+            state = _gripper_goal(backend, position, goal)
             seen.append((state.payload_carried, round(state.gripper_opening_m, 3), state.placed_objects))
         assert seen == [(True, 0.04, ()), (False, 0.08, ())]
     finally:
@@ -288,16 +290,8 @@ def _sim_grip_on(body_mass_kg: float):
     (`body_mass_kg` 0: a static body, part of the world such as a table or the floor), then
     opening: (carried, evidence of a part) after each goal, and what it placed."""
     import pybullet
-    import yaml
 
-    from content.cell import Robot
-    from robot_bridge.sim.backend import PHYSICS_RATE_HZ, PyBulletPandaBackend
-    from robot_bridge.types import GripperCommand
-
-    doc = yaml.safe_load((Path(__file__).parents[1] / "scenarios" / "cell_payload_post.yaml")
-                         .read_text())
-    backend = PyBulletPandaBackend(Robot(**doc["robot"]), None, realtime=False)
-    backend.start()
+    backend = _payload_sim()
     try:
         backend.reset()
         backend.step(10)
@@ -314,13 +308,7 @@ def _sim_grip_on(body_mass_kg: float):
                                       [0, 0, 0], centre.tolist(), physicsClientId=cid)
         seen = []
         for position, goal in ((0.0, "close"), (0.08, "open")):
-            backend.execute(GripperCommand(position, goal_id=goal))
-            for _ in range(3 * int(PHYSICS_RATE_HZ)):
-                state = backend.step(1)
-                if state.goal_id == goal and state.goal_done:
-                    break
-            state = backend.step(20)
-            assert state.goal_id == goal and state.goal_done
+            state = _gripper_goal(backend, position, goal)
             seen.append((state.payload_carried, backend._fingers_touch()))
         return seen, state.placed_objects
     finally:
@@ -345,16 +333,8 @@ def test_the_simulated_robot_places_nothing_when_its_fingertips_drag_on_a_part_b
     back by friction, to within the grasp widths: both fingers touch one movable body, but from
     the same side (contact normals both up), not squeezing it: no evidence, nothing placed."""
     import pybullet
-    import yaml
 
-    from content.cell import Robot
-    from robot_bridge.sim.backend import PHYSICS_RATE_HZ, PyBulletPandaBackend
-    from robot_bridge.types import GripperCommand
-
-    doc = yaml.safe_load((Path(__file__).parents[1] / "scenarios" / "cell_payload_post.yaml")
-                         .read_text())
-    backend = PyBulletPandaBackend(Robot(**doc["robot"]), None, realtime=False)
-    backend.start()
+    backend = _payload_sim()
     try:
         backend.reset()
         backend.step(10)
@@ -370,13 +350,7 @@ def test_the_simulated_robot_places_nothing_when_its_fingertips_drag_on_a_part_b
                                   centre, physicsClientId=cid)
         seen = []
         for position, goal in ((0.04, "close"), (0.08, "open")):
-            backend.execute(GripperCommand(position, goal_id=goal))
-            for _ in range(3 * int(PHYSICS_RATE_HZ)):
-                state = backend.step(1)
-                if state.goal_id == goal and state.goal_done:
-                    break
-            state = backend.step(20)
-            assert state.goal_id == goal and state.goal_done
+            state = _gripper_goal(backend, position, goal)
             touching = [{c[2] for c in pybullet.getContactPoints(bodyA=body, linkIndexA=f, physicsClientId=cid)}
                         for f in backend._fingers]
             seen.append((state.payload_carried, touching, backend._fingers_touch()))

@@ -304,22 +304,30 @@ def test_a_rejection_cause_is_the_field_without_its_figures(rejected, cause):
     assert rejection_cause(rejected) == cause
 
 
-def test_the_live_depth_input_audits_each_change_of_the_refusal_not_every_frame(tmp_path):
-    """Accepted, then stale for three frames (its age grows), then a NaN position for two, then
-    accepted: three records (stale, the field, accepted again), hash-chained."""
+def _audited_live_input(tmp_path, part, fps: float):
+    """The live depth input on one rendered frame (the link and `part`'s box), auditing to a
+    fresh hash-chained log: (input, audit log, {"now": robot state}, {"ns": clock}); the robot
+    state starts with `part` placed, fresh at the clock's start."""
     from safety.audit import AuditLog
 
     ch, sim = channel()
     (tmp_path / "seq").mkdir()
     np.save(tmp_path / "seq" / "0000.npy", sim.render([(LINK, RADII)], [(PART_MIN, PART_MAX)]))
-    part = dataclasses.replace(PART, placed_ns=0)
-    bad = dataclasses.replace(PART, id="payload/2", position=(0.45, 0.0, math.nan), placed_ns=0)
     audit = AuditLog(f"sqlite:///{tmp_path / 'audit.db'}")
     now = {"ns": 1_000_000_000}
     states = {"now": robot_state((part,), stamp_ns=now["ns"])}
     live = OccupancyInput(DepthImageSequence(tmp_path / "seq", CAMERA), ch, lambda: states["now"],
-                          fps=10, clock=lambda: now["ns"], audit=audit.append)
+                          fps=fps, clock=lambda: now["ns"], audit=audit.append)
     live.source.open()
+    return live, audit, states, now
+
+
+def test_the_live_depth_input_audits_each_change_of_the_refusal_not_every_frame(tmp_path):
+    """Accepted, then stale for three frames (its age grows), then a NaN position for two, then
+    accepted: three records (stale, the field, accepted again), hash-chained."""
+    part = dataclasses.replace(PART, placed_ns=0)
+    bad = dataclasses.replace(PART, id="payload/2", position=(0.45, 0.0, math.nan), placed_ns=0)
+    live, audit, states, now = _audited_live_input(tmp_path, part, fps=10)
     try:
         seen = []
         for kind in ["good"] + ["stale"] * 3 + ["bad"] * 2 + ["good"] * 2:
@@ -356,20 +364,11 @@ def test_a_flapping_refusal_is_audited_at_a_bounded_rate_and_every_change_is_cou
     """The list refused and accepted in turn every frame at 30 Hz for 3 s (an object at the edge
     of the cell's bounds): a burst, then at most one record a second, not one a frame; every
     change of cause is counted in some record, and the last record gives the cause in force."""
-    from safety.audit import AuditLog
     from safety.perception.depth_input import PLACED_AUDIT_BURST, PLACED_AUDIT_PERIOD_S
 
-    ch, sim = channel()
-    (tmp_path / "seq").mkdir()
-    np.save(tmp_path / "seq" / "0000.npy", sim.render([(LINK, RADII)], [(PART_MIN, PART_MAX)]))
     part = dataclasses.replace(PART, placed_ns=0)
     bad = dataclasses.replace(PART, id="payload/2", position=(0.45, 0.0, 3.0), placed_ns=0)
-    audit = AuditLog(f"sqlite:///{tmp_path / 'audit.db'}")
-    now = {"ns": 1_000_000_000}
-    states = {"now": robot_state((part,), stamp_ns=now["ns"])}
-    live = OccupancyInput(DepthImageSequence(tmp_path / "seq", CAMERA), ch, lambda: states["now"],
-                          fps=30, clock=lambda: now["ns"], audit=audit.append)
-    live.source.open()
+    live, audit, states, now = _audited_live_input(tmp_path, part, fps=30)
     try:
         frames = [i % 2 == 1 for i in range(90)] + [False] * 45   # True: refused
         changes = sum(a != b for a, b in zip([False] + frames, frames))
