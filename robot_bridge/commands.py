@@ -133,6 +133,19 @@ def check_joint_jog(jog: JointJog, joint_names: Sequence[str]) -> np.ndarray:
     return out
 
 
+def gripper_limits_violation(cmd: GripperCommand) -> str | None:
+    """The Franka Hand's limits a gripper command breaks, in words naming the field (e.g.
+    "position_m must be in [0, 0.08] m, got 0.1"), or None within them: the opening `position_m`
+    in [0, `FRANKA_HAND_MAX_OPENING_M`] m and the grasp force `max_effort_n` in
+    (0, `FRANKA_HAND_MAX_FORCE_N`] N, both finite. The one limit check of the gate
+    (`safety.gate`) and of both backends (`check_gripper_command`)."""
+    if not (math.isfinite(cmd.position_m) and 0.0 <= cmd.position_m <= FRANKA_HAND_MAX_OPENING_M):
+        return f"position_m must be in [0, {FRANKA_HAND_MAX_OPENING_M}] m, got {cmd.position_m}"
+    if not (math.isfinite(cmd.max_effort_n) and 0.0 < cmd.max_effort_n <= FRANKA_HAND_MAX_FORCE_N):
+        return f"max_effort_n must be in (0, {FRANKA_HAND_MAX_FORCE_N:g}] N, got {cmd.max_effort_n}"
+    return None
+
+
 def check_gripper_command(cmd: GripperCommand, opening_m: float | None, unknown_why: str) -> float:
     """Check a gripper command against the Franka Hand and the measured finger opening.
 
@@ -154,16 +167,9 @@ def check_gripper_command(cmd: GripperCommand, opening_m: float | None, unknown_
             `max_effort_n` not in (0, `FRANKA_HAND_MAX_FORCE_N`], or the opening is unknown;
             the message names the goal and the field.
     """
-    if not (math.isfinite(cmd.position_m) and 0.0 <= cmd.position_m <= FRANKA_HAND_MAX_OPENING_M):
-        raise CommandError(
-            f"GripperCommand {cmd.goal_id!r}: position_m must be in "
-            f"[0, {FRANKA_HAND_MAX_OPENING_M}] m, got {cmd.position_m}"
-        )
-    if not (math.isfinite(cmd.max_effort_n) and 0.0 < cmd.max_effort_n <= FRANKA_HAND_MAX_FORCE_N):
-        raise CommandError(
-            f"GripperCommand {cmd.goal_id!r}: max_effort_n must be in "
-            f"(0, {FRANKA_HAND_MAX_FORCE_N:g}] N, got {cmd.max_effort_n}"
-        )
+    outside = gripper_limits_violation(cmd)
+    if outside is not None:
+        raise CommandError(f"GripperCommand {cmd.goal_id!r}: {outside}")
     if opening_m is None or not math.isfinite(opening_m):
         raise CommandError(
             f"GripperCommand {cmd.goal_id!r}: refused, the finger opening is unknown "

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 import numpy as np
 
 from robot_bridge.backend import RobotBackend
-from robot_bridge.commands import FRANKA_HAND_MAX_FORCE_N, FRANKA_HAND_MAX_OPENING_M, check_joint_jog
+from robot_bridge.commands import check_joint_jog, gripper_limits_violation
 from robot_bridge.errors import BridgeError, CommandError
 from robot_bridge.payload import PAYLOAD_LINK
 from robot_bridge.jog import (
@@ -306,11 +306,9 @@ class CommandGate:
         if state.mode in (SafetyMode.PROTECTIVE_STOP, SafetyMode.FAULT_STOP):
             return f"mode: no motion command is accepted in {state.mode.value} ({state.reason})"
         if isinstance(command, GripperCommand):
-            if not 0.0 <= command.position_m <= FRANKA_HAND_MAX_OPENING_M:
-                return f"limits: gripper position {command.position_m} m outside [0, {FRANKA_HAND_MAX_OPENING_M:g}]"
-            if not 0.0 < command.max_effort_n <= FRANKA_HAND_MAX_FORCE_N:
-                return (f"limits: gripper max_effort_n {command.max_effort_n} N outside "
-                        f"(0, {FRANKA_HAND_MAX_FORCE_N:g}]")
+            outside = gripper_limits_violation(command)
+            if outside is not None:
+                return f"limits: gripper {outside}"
         return None
 
     def _check_trajectory(self, command: JointTrajectory) -> str | None:

@@ -47,10 +47,10 @@ def test_gate_forwards_a_valid_command_from_an_operator():
     (traj([0.0, 1.5]), OPERATOR, SafetyMode.FULL_SPEED, r"limits: point 1 puts j1 at 1.500 rad, outside \[-1.000, 1.000\]"),
     (traj([0.0, 0.9], (0.0, 0.5)), OPERATOR, SafetyMode.FULL_SPEED, r"limits: segment 0 moves j1 at 1.80 rad/s, above its limit 1.00"),
     ("move!", OPERATOR, SafetyMode.FULL_SPEED, r"schema: unsupported command type str"),
-    (GripperCommand(0.2), OPERATOR, SafetyMode.FULL_SPEED, r"limits: gripper position 0.2 m outside"),
-    (GripperCommand(0.04, 150.0), OPERATOR, SafetyMode.FULL_SPEED, r"limits: gripper max_effort_n 150.0 N outside \(0, 140\]"),
-    (GripperCommand(0.04, float("nan")), OPERATOR, SafetyMode.FULL_SPEED, r"limits: gripper max_effort_n nan N outside"),
-    (GripperCommand(0.04, 0.0), OPERATOR, SafetyMode.FULL_SPEED, r"limits: gripper max_effort_n 0.0 N outside"),
+    (GripperCommand(0.2), OPERATOR, SafetyMode.FULL_SPEED, r"limits: gripper position_m must be in \[0, 0.08\] m, got 0.2$"),
+    (GripperCommand(0.04, 150.0), OPERATOR, SafetyMode.FULL_SPEED, r"limits: gripper max_effort_n must be in \(0, 140\] N, got 150.0$"),
+    (GripperCommand(0.04, float("nan")), OPERATOR, SafetyMode.FULL_SPEED, r"limits: gripper max_effort_n must be in \(0, 140\] N, got nan$"),
+    (GripperCommand(0.04, 0.0), OPERATOR, SafetyMode.FULL_SPEED, r"limits: gripper max_effort_n must be in \(0, 140\] N, got 0.0$"),
     (JointTrajectory(("jx",), np.zeros((1, 1)), np.zeros(1)), OPERATOR, SafetyMode.FULL_SPEED, r"schema: joint_names \['jx'\]"),
 ])
 def test_gate_rejects_with_the_rule(command, actor, mode, match):

@@ -329,7 +329,7 @@ def test_gripper_commands_pass_the_gate_like_every_command(cell):
     mode = [RUNNING]
     gate = CommandGate(backend, lambda: mode[0], np.asarray(PANDA_JOINT_VELOCITY_LIMITS_RADPS))
     wide = gate.submit(GripperCommand(0.1, goal_id="wide"), OPERATOR)
-    assert wide.verdict is Verdict.REJECTED and wide.reason == "limits: gripper position 0.1 m outside [0, 0.08]"
+    assert wide.verdict is Verdict.REJECTED and wide.reason == "limits: gripper position_m must be in [0, 0.08] m, got 0.1"
     viewer = gate.submit(GripperCommand(0.0), Actor("w", frozenset({"worker"})))
     assert viewer.verdict is Verdict.REJECTED and viewer.reason.startswith("role:")
     mode[0] = STOPPED
