@@ -72,7 +72,10 @@ of the same update within `gate_m` plus the placements' slack, or a track triang
 within its gate) neither starts a track nor feeds a tentative one, and a tentative track never
 takes a person whom a confirmed track's gate admits (`TENTATIVE_COST_M`). A second group of one
 person (an association that split) is recognised by the measurement the track just took as well
-as by its filtered centre. Every assignment, start and end is logged at debug level (views, age
+as by its filtered centre. None of these "same person" rules applies to a track whose
+measurement came from the image `m` comes from (another detection of one image is another
+person, however near): a second person whom only one camera sees next to a triangulated one gets
+his own track (`tests/safety/perception/test_one_image_two_people.py`). Every assignment, start and end is logged at debug level (views, age
 of the newest view, cost and gate per track, coasting time) to diagnose an id switch.
 
 Pure logic: the caller passes the clock. Not thread-safe: one owner (the pipeline's worker).
@@ -620,12 +623,17 @@ class MultiPersonTracker:
         sigma of each that is a floor placement), or a track triangulated lately
         (`_triangulated_lately`) within its gate."""
         c = _centre(m.keypoints_cell)
+        # A track that took (in this update) or last took another detection of the image `m`
+        # comes from is another person's, however near: one image never shows a person twice.
+        others = {id(t) for t, d in done if m.frames & d.frames}
         for t, d in done:
+            if id(t) in others:
+                continue
             near = self._gate_m + self._placement_slack(None, m) + self._placement_slack(None, d)
             if t.confirmed and _norm_or_inf(_centre(d.keypoints_cell) - c) < near:
                 return True
-        return any(self._triangulated_lately(t, m) and self._distance(t, m) <= self._gate(t, m)
-                   for t in self._tracks)
+        return any(id(t) not in others and not (m.frames & t.frames) and self._triangulated_lately(t, m)
+                   and self._distance(t, m) <= self._gate(t, m) for t in self._tracks)
 
     def _assign(self, meas: list[Measurement], now_ns: int) -> None:
         # Ended tracks stay candidates for `lost_hold_s`: a person seen again within reach of
@@ -690,14 +698,17 @@ class MultiPersonTracker:
             # A second group of one person (an association that split) is not a new person; nor is
             # a floor placement near a track being triangulated. Near: the measurement the track
             # just took, or its filtered centre (which lags a turning person by tenths of a metre).
-            if any(min(_norm_or_inf(t.seen_centre - c), _norm_or_inf(t.centre_cell - c))
+            # A track whose measurement of this update came from an image `m` also came from
+            # took another detection of that image: another person, however near.
+            if any(not (m.frames & t.frames)
+                   and min(_norm_or_inf(t.seen_centre - c), _norm_or_inf(t.centre_cell - c))
                    < self._gate_m + self._placement_slack(t, m) for t in updated):
                 _log.debug("%s measurement from %s next to a track just updated: not a new person",
                            m.placement.value, ",".join(m.views))
                 continue
             if m.placement is Placement.FLOOR and (self._confirmed_person(m, done) or any(
-                    self._triangulated_lately(t, m) and np.linalg.norm(t.centre_cell - c)
-                    < self._gate(t, m) for t in self._tracks)):
+                    not (m.frames & t.frames) and self._triangulated_lately(t, m)
+                    and np.linalg.norm(t.centre_cell - c) < self._gate(t, m) for t in self._tracks)):
                 _log.debug("floor measurement from %s next to a track triangulated lately: not a new person",
                            ",".join(m.views))
                 continue
