@@ -9,9 +9,9 @@ scenario runner's 33-keypoint skeleton) at random positions 0.3-2.5 m from the r
 random reaches. Our time: one `safety.decision.decide()` call (watchdogs, capsule distances
 for every person and link, the directed speed v_r over the active path's horizon, S_p, speed
 law, zones), the robot running the program's longest move (`no_path_*`: the same cycle without
-a known path, v_r undirected), timed as `safety.monitor.Monitor` runs it: the start-up heap
-frozen (`gc.freeze()`, as `Monitor.start`) and the cyclic garbage collector paused during the
-call (`COLLECTION_PAUSE`, as `Monitor.step`), so a collection runs between cycles, not inside
+a known path, v_r undirected), timed as `safety.monitor.SafetyMonitor` runs it: the start-up heap
+frozen (`gc.freeze()`, as `SafetyMonitor.start`) and the cyclic garbage collector paused during the
+call (`COLLECTION_PAUSE`, as `SafetyMonitor.step`), so a collection runs between cycles, not inside
 one (`--collector-on`: decide() alone with the collector running, as this bench timed it until
 2026-11-30; the figures of the README before that date are that).
 
@@ -211,7 +211,7 @@ def main() -> None:
     path_rows = np.linspace(0, len(path.times_s) - 2, 40).astype(int)
     pause = contextlib.nullcontext() if args.collector_on else COLLECTION_PAUSE
     if not args.collector_on:
-        gc.freeze()                                   # as `Monitor.start`
+        gc.freeze()                                   # as `SafetyMonitor.start`
     in_cycle, collections = [False], [0]
 
     def count_collection(phase: str, info: dict) -> None:
@@ -231,7 +231,7 @@ def main() -> None:
                                goal_done=False)
             snap = snaps[i % len(snaps)]
             switches = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
-            with pause:                 # timed inside it, as `Monitor._step` times its cycles
+            with pause:                 # timed inside it, as `SafetyMonitor._step` times its cycles
                 in_cycle[0] = True
                 c0 = time.thread_time()
                 t0 = time.perf_counter()

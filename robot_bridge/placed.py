@@ -67,7 +67,18 @@ def quaternion_z_to(axis: np.ndarray) -> tuple[float, float, float, float]:
 def cylinder_of_capsule(object_id: str, segment: np.ndarray, radius_m: float,
                         placed_ns: int) -> PlacedObject:
     """The cylinder that covers a capsule (axis `segment` (2, 3), metres, `cell` frame): same axis
-    and radius, its height the axis length plus both end spheres' radii."""
+    and radius, its height the axis length plus both end spheres' radii.
+
+    Args:
+        object_id: the object's id (moveit_msgs/CollisionObject `id`).
+        segment: (2, 3) the capsule's axis end points, metres, `cell` frame.
+        radius_m: the capsule's radius, metres.
+        placed_ns: when it was placed, monotonic clock, ns.
+
+    Returns:
+        A `PlacedObject` "cylinder" with dimensions (height, radius), metres, centred on the
+        axis midpoint, its z axis along the capsule's axis (identity for a point capsule).
+    """
     a, b = np.asarray(segment, dtype=np.float64)
     axis = b - a
     length = float(np.linalg.norm(axis))

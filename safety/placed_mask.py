@@ -269,7 +269,7 @@ class PlacedObjectMask:
             objects: `RobotState.placed_objects` of the robot state used for the frame (None:
                 unknown).
             stamp_ns: that robot state's stamp (None: unknown, nothing masked).
-            capture_ns: the frame's capture time.
+            capture_ns: the frame's capture time, monotonic clock, ns.
             segments, radii: the robot's link capsules (the default cell bounds).
             range_m: the channel's range (the default cell bounds).
 

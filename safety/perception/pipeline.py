@@ -344,10 +344,6 @@ class PerceptionPipeline:
             True when a frame was processed.
         """
         now = self._clock()
-        for cam in self._cams:
-            latest = cam.source.latest()
-            if latest is not None:
-                cam.last_seq, cam.last_frame_ns = latest[2], latest[1]
         if not self._pending:
             n = len(self._cams)
             for k in range(n):
